@@ -1,0 +1,194 @@
+//! One error type for every handler, rendered as RFC 9457 `application/problem+json`.
+
+use actix_web::{HttpResponse, ResponseError, http::StatusCode};
+use serde::Serialize;
+use service::{FieldError, ServiceError};
+
+use crate::middleware::request_context;
+
+#[derive(Debug, thiserror::Error)]
+pub enum ApiError {
+    #[error(transparent)]
+    Service(#[from] ServiceError),
+    #[error("the request body is not valid JSON: {0}")]
+    MalformedJson(String),
+    #[error("the request is invalid")]
+    Validation(Vec<FieldError>),
+    #[error("`{field}` {message}")]
+    BadParameter { field: String, message: String },
+    #[error("the request body exceeds {0} bytes")]
+    PayloadTooLarge(usize),
+    #[error("send the body as `Content-Type: application/json`")]
+    UnsupportedMediaType,
+    #[error("no route matches this path")]
+    RouteNotFound,
+    #[error("this method is not allowed here")]
+    MethodNotAllowed,
+}
+
+/// The problem document. `errors` lists every invalid field; `request_id` ties it to server logs.
+#[derive(Debug, Serialize, utoipa::ToSchema)]
+pub struct Problem {
+    /// URI reference naming the problem type (`/docs/problems#<code>`).
+    #[serde(rename = "type")]
+    pub problem_type: String,
+    pub title: String,
+    pub status: u16,
+    pub detail: String,
+    /// The request path the problem occurred on.
+    pub instance: Option<String>,
+    /// Stable machine-readable code.
+    pub code: String,
+    pub request_id: Option<String>,
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    #[schema(value_type = Vec<FieldErrorDoc>)]
+    pub errors: Vec<FieldError>,
+    /// Seconds to wait before retrying (429 and 423).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub retry_after: Option<u64>,
+}
+
+#[derive(utoipa::ToSchema)]
+#[allow(dead_code)]
+pub struct FieldErrorDoc {
+    field: String,
+    message: String,
+}
+
+impl ApiError {
+    fn code(&self) -> &'static str {
+        match self {
+            Self::Service(e) => match e {
+                ServiceError::NotFound(_) => "not_found",
+                ServiceError::Conflict { .. } => "conflict",
+                ServiceError::Validation(_) => "validation_failed",
+                ServiceError::Unauthenticated(f) => f.code(),
+                ServiceError::Forbidden(_) => "forbidden",
+                ServiceError::Locked { .. } => "account_locked",
+                ServiceError::Disabled => "account_disabled",
+                ServiceError::TooManyRequests { .. } => "too_many_requests",
+                ServiceError::Unavailable(_) => "service_unavailable",
+                ServiceError::Database(_) | ServiceError::Internal(_) => "internal_error",
+            },
+            Self::MalformedJson(_) => "malformed_json",
+            Self::Validation(_) => "validation_failed",
+            Self::BadParameter { .. } => "invalid_parameter",
+            Self::PayloadTooLarge(_) => "payload_too_large",
+            Self::UnsupportedMediaType => "unsupported_media_type",
+            Self::RouteNotFound => "route_not_found",
+            Self::MethodNotAllowed => "method_not_allowed",
+        }
+    }
+
+    fn title(&self) -> &'static str {
+        match self.status_code() {
+            StatusCode::BAD_REQUEST => "Bad request",
+            StatusCode::UNAUTHORIZED => "Authentication required",
+            StatusCode::FORBIDDEN => "Forbidden",
+            StatusCode::NOT_FOUND => "Not found",
+            StatusCode::METHOD_NOT_ALLOWED => "Method not allowed",
+            StatusCode::CONFLICT => "Conflict",
+            StatusCode::PAYLOAD_TOO_LARGE => "Payload too large",
+            StatusCode::UNSUPPORTED_MEDIA_TYPE => "Unsupported media type",
+            StatusCode::UNPROCESSABLE_ENTITY => "Validation failed",
+            StatusCode::LOCKED => "Account locked",
+            StatusCode::TOO_MANY_REQUESTS => "Too many requests",
+            StatusCode::SERVICE_UNAVAILABLE => "Service unavailable",
+            _ => "Internal server error",
+        }
+    }
+
+    fn retry_after(&self, now: chrono::DateTime<chrono::Utc>) -> Option<u64> {
+        match self {
+            Self::Service(ServiceError::TooManyRequests { retry_after_secs }) => {
+                Some(*retry_after_secs)
+            }
+            Self::Service(ServiceError::Locked { until }) => {
+                Some(u64::try_from((*until - now).num_seconds().max(1)).unwrap_or(1))
+            }
+            _ => None,
+        }
+    }
+
+    fn field_errors(&self) -> Vec<FieldError> {
+        match self {
+            Self::Validation(errors) | Self::Service(ServiceError::Validation(errors)) => {
+                errors.clone()
+            }
+            Self::Service(ServiceError::Conflict {
+                field: Some(field),
+                message,
+            }) => {
+                vec![FieldError::new(field.clone(), message.clone())]
+            }
+            Self::BadParameter { field, message } => {
+                vec![FieldError::new(field.clone(), message.clone())]
+            }
+            _ => Vec::new(),
+        }
+    }
+
+    fn is_internal(&self) -> bool {
+        self.status_code().is_server_error()
+    }
+}
+
+impl ResponseError for ApiError {
+    fn status_code(&self) -> StatusCode {
+        match self {
+            Self::Service(e) => match e {
+                ServiceError::NotFound(_) => StatusCode::NOT_FOUND,
+                ServiceError::Conflict { .. } => StatusCode::CONFLICT,
+                ServiceError::Validation(_) => StatusCode::UNPROCESSABLE_ENTITY,
+                ServiceError::Unauthenticated(_) => StatusCode::UNAUTHORIZED,
+                ServiceError::Forbidden(_) | ServiceError::Disabled => StatusCode::FORBIDDEN,
+                ServiceError::Locked { .. } => StatusCode::LOCKED,
+                ServiceError::TooManyRequests { .. } => StatusCode::TOO_MANY_REQUESTS,
+                ServiceError::Unavailable(_) => StatusCode::SERVICE_UNAVAILABLE,
+                ServiceError::Database(_) | ServiceError::Internal(_) => {
+                    StatusCode::INTERNAL_SERVER_ERROR
+                }
+            },
+            Self::MalformedJson(_) | Self::BadParameter { .. } => StatusCode::BAD_REQUEST,
+            Self::Validation(_) => StatusCode::UNPROCESSABLE_ENTITY,
+            Self::PayloadTooLarge(_) => StatusCode::PAYLOAD_TOO_LARGE,
+            Self::UnsupportedMediaType => StatusCode::UNSUPPORTED_MEDIA_TYPE,
+            Self::RouteNotFound => StatusCode::NOT_FOUND,
+            Self::MethodNotAllowed => StatusCode::METHOD_NOT_ALLOWED,
+        }
+    }
+
+    fn error_response(&self) -> HttpResponse {
+        let context = request_context();
+        let request_id = context.as_ref().map(|c| c.request_id.clone());
+        let detail = if self.is_internal() {
+            // The cause chain goes to the log once, here; the client gets only the request id.
+            tracing::error!(request_id = request_id.as_deref().unwrap_or("-"), error = ?self, "request failed");
+            "an internal error occurred; quote the request_id when reporting it".to_owned()
+        } else {
+            self.to_string()
+        };
+        let code = self.code();
+        let retry_after = self.retry_after(chrono::Utc::now());
+        let problem = Problem {
+            problem_type: format!("/docs/problems#{code}"),
+            title: self.title().to_owned(),
+            status: self.status_code().as_u16(),
+            detail,
+            instance: context.map(|c| c.path),
+            code: code.to_owned(),
+            request_id,
+            errors: self.field_errors(),
+            retry_after,
+        };
+        let mut response = HttpResponse::build(self.status_code());
+        response.content_type("application/problem+json");
+        if let Some(seconds) = retry_after {
+            response.insert_header(("Retry-After", seconds.to_string()));
+        }
+        if matches!(self, Self::Service(ServiceError::Unauthenticated(_))) {
+            response.insert_header(("WWW-Authenticate", "Bearer"));
+        }
+        response.body(serde_json::to_string(&problem).unwrap_or_default())
+    }
+}

@@ -1,0 +1,142 @@
+//! `ValidJson<T>`: a JSON body within the size limit, deserialized with the path of the first
+//! offending field (`roles[0].expires_at`) so clients learn exactly what to fix.
+
+use std::{future::Future, pin::Pin};
+
+use actix_web::{FromRequest, HttpRequest, dev::Payload, web};
+use futures_util::StreamExt;
+use serde::de::DeserializeOwned;
+use service::FieldError;
+
+use crate::{error::ApiError, state::AppState};
+
+pub struct ValidJson<T>(pub T);
+
+fn is_json(req: &HttpRequest) -> bool {
+    req.headers()
+        .get(actix_web::http::header::CONTENT_TYPE)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.split(';').next())
+        .map(|mime| {
+            let mime = mime.trim().to_ascii_lowercase();
+            mime == "application/json"
+                || (mime.starts_with("application/") && mime.ends_with("+json"))
+        })
+        .unwrap_or(false)
+}
+
+/// Parses `bytes`, telling malformed JSON (400) from well-formed JSON of the wrong shape (422).
+pub fn parse<T: DeserializeOwned>(bytes: &[u8]) -> Result<T, ApiError> {
+    let mut deserializer = serde_json::Deserializer::from_slice(bytes);
+    let value: T = serde_path_to_error::deserialize(&mut deserializer).map_err(|e| {
+        let path = e.path().to_string();
+        classify(path, e.into_inner())
+    })?;
+    deserializer
+        .end()
+        .map_err(|e| classify(".".to_owned(), e))?;
+    Ok(value)
+}
+
+/// Malformed JSON is a 400; well-formed JSON of the wrong shape is a 422 naming the field.
+fn classify(path: String, error: serde_json::Error) -> ApiError {
+    match error.classify() {
+        serde_json::error::Category::Data => {
+            let field = if path == "." { "body".to_owned() } else { path };
+            ApiError::Validation(vec![FieldError::new(field, clean_message(&error))])
+        }
+        _ => ApiError::MalformedJson(error.to_string()),
+    }
+}
+
+/// serde's messages end with " at line 1 column 9", which means nothing once the field is named.
+fn clean_message(error: &serde_json::Error) -> String {
+    let text = error.to_string();
+    match text.rfind(" at line ") {
+        Some(i) => text[..i].to_owned(),
+        None => text,
+    }
+}
+
+impl<T: DeserializeOwned + 'static> FromRequest for ValidJson<T> {
+    type Error = ApiError;
+    type Future = Pin<Box<dyn Future<Output = Result<Self, ApiError>>>>;
+
+    fn from_request(req: &HttpRequest, payload: &mut Payload) -> Self::Future {
+        let limit = req
+            .app_data::<web::Data<AppState>>()
+            .map_or(1 << 20, |s| s.ctx.settings.server.max_body_bytes);
+        let json = is_json(req);
+        let declared = req
+            .headers()
+            .get(actix_web::http::header::CONTENT_LENGTH)
+            .and_then(|v| v.to_str().ok())
+            .and_then(|v| v.parse::<usize>().ok());
+        let mut payload = payload.take();
+        Box::pin(async move {
+            if declared.is_some_and(|len| len > limit) {
+                return Err(ApiError::PayloadTooLarge(limit));
+            }
+            if !json {
+                return Err(ApiError::UnsupportedMediaType);
+            }
+            let mut body = web::BytesMut::new();
+            while let Some(chunk) = payload.next().await {
+                let chunk = chunk.map_err(|e| ApiError::MalformedJson(e.to_string()))?;
+                if body.len() + chunk.len() > limit {
+                    return Err(ApiError::PayloadTooLarge(limit));
+                }
+                body.extend_from_slice(&chunk);
+            }
+            parse(&body).map(ValidJson)
+        })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[derive(Debug, serde::Deserialize)]
+    #[serde(deny_unknown_fields)]
+    #[allow(dead_code)]
+    struct Input {
+        name: String,
+        items: Vec<Item>,
+    }
+
+    #[derive(Debug, serde::Deserialize)]
+    #[allow(dead_code)]
+    struct Item {
+        n: u8,
+    }
+
+    fn field_of(err: ApiError) -> String {
+        match err {
+            ApiError::Validation(errors) => errors[0].field.clone(),
+            other => panic!("expected validation, got {other:?}"),
+        }
+    }
+
+    #[test]
+    fn names_the_field_at_fault() {
+        assert_eq!(
+            field_of(parse::<Input>(br#"{"name": 1, "items": []}"#).unwrap_err()),
+            "name"
+        );
+        assert_eq!(
+            field_of(parse::<Input>(br#"{"name": "a", "items": [{"n": 300}]}"#).unwrap_err()),
+            "items[0].n"
+        );
+        assert!(matches!(
+            parse::<Input>(br#"{"name": "a""#),
+            Err(ApiError::MalformedJson(_))
+        ));
+        assert!(matches!(
+            parse::<Input>(br#"{"name": "a", "items": []} x"#),
+            Err(ApiError::MalformedJson(_))
+        ));
+        let unknown = parse::<Input>(br#"{"name": "a", "items": [], "extra": 1}"#).unwrap_err();
+        assert!(matches!(unknown, ApiError::Validation(_)));
+    }
+}

@@ -1,0 +1,13 @@
+//! Request extractors that turn HTTP input into validated values or problem+json errors.
+
+mod auth;
+mod client;
+mod json;
+mod path;
+mod query;
+
+pub use auth::{Authenticated, Authorized};
+pub use client::request_meta;
+pub use json::ValidJson;
+pub use path::{Id, SessionId};
+pub use query::ValidQuery;

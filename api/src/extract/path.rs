@@ -1,0 +1,57 @@
+//! Typed path parameters whose parse errors name the parameter.
+
+use std::future::{Ready, ready};
+
+use actix_web::{FromRequest, HttpRequest, dev::Payload};
+use uuid::Uuid;
+
+use crate::error::ApiError;
+
+fn param<T: std::str::FromStr>(
+    req: &HttpRequest,
+    name: &str,
+    expected: &str,
+) -> Result<T, ApiError> {
+    req.match_info()
+        .get(name)
+        .and_then(|raw| raw.parse().ok())
+        .ok_or_else(|| ApiError::BadParameter {
+            field: name.to_owned(),
+            message: format!("must be {expected}"),
+        })
+}
+
+/// The `{id}` segment: a positive 64-bit integer.
+pub struct Id(pub i64);
+
+impl FromRequest for Id {
+    type Error = ApiError;
+    type Future = Ready<Result<Self, ApiError>>;
+
+    fn from_request(req: &HttpRequest, _: &mut Payload) -> Self::Future {
+        ready(
+            param::<i64>(req, "id", "a positive integer").and_then(|id| {
+                if id > 0 {
+                    Ok(Id(id))
+                } else {
+                    Err(ApiError::BadParameter {
+                        field: "id".to_owned(),
+                        message: "must be a positive integer".to_owned(),
+                    })
+                }
+            }),
+        )
+    }
+}
+
+/// The `{session_id}` segment: a UUID.
+pub struct SessionId(pub Uuid);
+
+impl FromRequest for SessionId {
+    type Error = ApiError;
+    type Future = Ready<Result<Self, ApiError>>;
+
+    fn from_request(req: &HttpRequest, _: &mut Payload) -> Self::Future {
+        ready(param::<Uuid>(req, "session_id", "a UUID").map(SessionId))
+    }
+}

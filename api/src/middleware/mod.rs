@@ -1,0 +1,7 @@
+//! Request-scoped middleware: request ids and context, Prometheus metrics.
+
+mod metrics;
+mod request_id;
+
+pub use metrics::{HttpMetrics, record_metrics};
+pub use request_id::{RequestContext, request_context, request_id};

@@ -1,0 +1,263 @@
+//! `/api/v1/auth`: login, token refresh, logout, the caller's profile, sessions, password and 2FA.
+
+use actix_web::{HttpRequest, HttpResponse, web};
+use serde::{Deserialize, Serialize};
+use service::{
+    FieldError,
+    auth::{
+        self as auth_service, LoginInput, TokenPair, sessions::SessionView, two_factor::Enrollment,
+    },
+    rbac::{perm, users::UserView},
+};
+
+use super::no_content;
+use crate::{
+    error::{ApiError, Problem},
+    extract::{Authenticated, Authorized, SessionId, ValidJson, request_meta},
+    state::AppState,
+};
+
+#[derive(Debug, Deserialize, utoipa::ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct LoginIn {
+    /// Login name or email address.
+    #[serde(alias = "username", alias = "email")]
+    pub login: String,
+    pub password: String,
+    /// Current 6-digit code, when two-factor authentication is enabled.
+    pub totp_code: Option<String>,
+}
+
+impl LoginIn {
+    /// Bounds checked before any hashing, so giant inputs cost nothing.
+    fn check(&self) -> Result<(), ApiError> {
+        let mut errors = Vec::new();
+        if self.login.trim().is_empty() || self.login.chars().count() > 100 {
+            errors.push(FieldError::new("login", "must be 1 to 100 characters"));
+        }
+        if self.password.is_empty() || self.password.chars().count() > 1024 {
+            errors.push(FieldError::new("password", "must be 1 to 1024 characters"));
+        }
+        if self.totp_code.as_ref().is_some_and(|c| c.len() > 16) {
+            errors.push(FieldError::new(
+                "totp_code",
+                "must be at most 16 characters",
+            ));
+        }
+        if errors.is_empty() {
+            Ok(())
+        } else {
+            Err(ApiError::Validation(errors))
+        }
+    }
+}
+
+#[utoipa::path(post, path = "/api/v1/auth/login", tag = "auth", request_body = LoginIn,
+    responses(
+        (status = 200, description = "Signed in", body = TokenPair),
+        (status = 401, description = "Wrong credentials, or `totp_required` / `totp_invalid`", body = Problem),
+        (status = 403, description = "Account disabled", body = Problem),
+        (status = 422, body = Problem),
+        (status = 423, description = "Locked after repeated failures; see Retry-After", body = Problem),
+        (status = 429, description = "Too many failures from this address", body = Problem)),
+    security(()))]
+pub async fn login(
+    req: HttpRequest,
+    state: web::Data<AppState>,
+    ValidJson(body): ValidJson<LoginIn>,
+) -> Result<web::Json<TokenPair>, ApiError> {
+    body.check()?;
+    let meta = request_meta(&req, &state.ctx.settings.server.trusted_proxies);
+    let input = LoginInput {
+        login: body.login,
+        password: body.password,
+        totp_code: body.totp_code,
+    };
+    Ok(web::Json(
+        auth_service::login(&state.ctx, input, &meta).await?,
+    ))
+}
+
+#[derive(Debug, Deserialize, utoipa::ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct RefreshIn {
+    pub refresh_token: String,
+}
+
+#[utoipa::path(post, path = "/api/v1/auth/refresh", tag = "auth", request_body = RefreshIn,
+    responses(
+        (status = 200, description = "New token pair; the old refresh token is spent", body = TokenPair),
+        (status = 401, description = "Invalid, expired, or reused (`refresh_token_reused` revokes the session)", body = Problem)),
+    security(()))]
+pub async fn refresh(
+    req: HttpRequest,
+    state: web::Data<AppState>,
+    ValidJson(body): ValidJson<RefreshIn>,
+) -> Result<web::Json<TokenPair>, ApiError> {
+    let meta = request_meta(&req, &state.ctx.settings.server.trusted_proxies);
+    Ok(web::Json(
+        auth_service::refresh(&state.ctx, &body.refresh_token, &meta).await?,
+    ))
+}
+
+#[utoipa::path(post, path = "/api/v1/auth/logout", tag = "auth",
+    responses((status = 204, description = "Session ended"), (status = 401, body = Problem)),
+    security(("bearer" = [])))]
+pub async fn logout(
+    auth: Authenticated,
+    state: web::Data<AppState>,
+) -> Result<HttpResponse, ApiError> {
+    auth_service::logout(&state.ctx, &auth.actor).await?;
+    Ok(no_content())
+}
+
+#[derive(Debug, Serialize, utoipa::ToSchema)]
+pub struct MeOut {
+    pub user: UserView,
+    /// Effective permissions of this session's user.
+    pub permissions: Vec<String>,
+}
+
+#[utoipa::path(get, path = "/api/v1/auth/me", tag = "auth",
+    responses((status = 200, body = MeOut), (status = 401, body = Problem), (status = 403, body = Problem)),
+    security(("bearer" = ["profile:self"])))]
+pub async fn me(
+    auth: Authorized<perm::ProfileSelf>,
+    state: web::Data<AppState>,
+) -> Result<web::Json<MeOut>, ApiError> {
+    let user = service::rbac::users::me(&state.ctx, &auth.actor).await?;
+    Ok(web::Json(MeOut {
+        user,
+        permissions: auth.actor.permissions.iter().cloned().collect(),
+    }))
+}
+
+#[utoipa::path(get, path = "/api/v1/auth/sessions", tag = "auth",
+    responses((status = 200, description = "Your live sessions", body = Vec<SessionView>), (status = 401, body = Problem), (status = 403, body = Problem)),
+    security(("bearer" = ["profile:self"])))]
+pub async fn list_sessions(
+    auth: Authorized<perm::ProfileSelf>,
+    state: web::Data<AppState>,
+) -> Result<web::Json<Vec<SessionView>>, ApiError> {
+    Ok(web::Json(
+        auth_service::sessions::list_own(&state.ctx, &auth.actor).await?,
+    ))
+}
+
+#[utoipa::path(delete, path = "/api/v1/auth/sessions/{session_id}", tag = "auth",
+    params(("session_id" = uuid::Uuid, Path, description = "Session id from the list")),
+    responses((status = 204), (status = 400, body = Problem), (status = 401, body = Problem), (status = 403, body = Problem), (status = 404, body = Problem)),
+    security(("bearer" = ["profile:self"])))]
+pub async fn revoke_session(
+    auth: Authorized<perm::ProfileSelf>,
+    state: web::Data<AppState>,
+    SessionId(id): SessionId,
+) -> Result<HttpResponse, ApiError> {
+    auth_service::sessions::revoke_own(&state.ctx, &auth.actor, id).await?;
+    Ok(no_content())
+}
+
+#[derive(Debug, Deserialize, utoipa::ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct ChangePasswordIn {
+    pub current_password: String,
+    /// 12 to 128 characters.
+    pub new_password: String,
+}
+
+#[utoipa::path(post, path = "/api/v1/auth/password", tag = "auth", request_body = ChangePasswordIn,
+    responses((status = 204, description = "Changed; your other sessions are signed out"), (status = 401, body = Problem), (status = 403, body = Problem), (status = 422, body = Problem)),
+    security(("bearer" = ["profile:self"])))]
+pub async fn change_password(
+    auth: Authorized<perm::ProfileSelf>,
+    state: web::Data<AppState>,
+    ValidJson(body): ValidJson<ChangePasswordIn>,
+) -> Result<HttpResponse, ApiError> {
+    if body.current_password.chars().count() > 1024 {
+        return Err(ApiError::Validation(vec![FieldError::new(
+            "current_password",
+            "must be at most 1024 characters",
+        )]));
+    }
+    auth_service::password::change_own(
+        &state.ctx,
+        &auth.actor,
+        &body.current_password,
+        &body.new_password,
+    )
+    .await?;
+    Ok(no_content())
+}
+
+#[utoipa::path(post, path = "/api/v1/auth/totp/enroll", tag = "auth",
+    responses((status = 200, description = "A new seed; confirm it with a code to turn 2FA on", body = Enrollment), (status = 401, body = Problem), (status = 403, body = Problem), (status = 409, body = Problem)),
+    security(("bearer" = ["profile:self"])))]
+pub async fn totp_enroll(
+    auth: Authorized<perm::ProfileSelf>,
+    state: web::Data<AppState>,
+) -> Result<web::Json<Enrollment>, ApiError> {
+    Ok(web::Json(
+        auth_service::two_factor::enroll(&state.ctx, &auth.actor).await?,
+    ))
+}
+
+#[derive(Debug, Deserialize, utoipa::ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct TotpCodeIn {
+    /// Current 6-digit code from the authenticator.
+    pub code: String,
+}
+
+#[utoipa::path(post, path = "/api/v1/auth/totp/confirm", tag = "auth", request_body = TotpCodeIn,
+    responses((status = 204, description = "2FA is on; your other sessions are signed out"), (status = 401, body = Problem), (status = 403, body = Problem), (status = 409, body = Problem), (status = 422, body = Problem)),
+    security(("bearer" = ["profile:self"])))]
+pub async fn totp_confirm(
+    auth: Authorized<perm::ProfileSelf>,
+    state: web::Data<AppState>,
+    ValidJson(body): ValidJson<TotpCodeIn>,
+) -> Result<HttpResponse, ApiError> {
+    auth_service::two_factor::confirm(&state.ctx, &auth.actor, &body.code).await?;
+    Ok(no_content())
+}
+
+#[derive(Debug, Deserialize, utoipa::ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct TotpDisableIn {
+    pub password: String,
+    pub code: String,
+}
+
+#[utoipa::path(post, path = "/api/v1/auth/totp/disable", tag = "auth", request_body = TotpDisableIn,
+    responses((status = 204), (status = 401, body = Problem), (status = 403, body = Problem), (status = 409, body = Problem), (status = 422, body = Problem)),
+    security(("bearer" = ["profile:self"])))]
+pub async fn totp_disable(
+    auth: Authorized<perm::ProfileSelf>,
+    state: web::Data<AppState>,
+    ValidJson(body): ValidJson<TotpDisableIn>,
+) -> Result<HttpResponse, ApiError> {
+    if body.password.chars().count() > 1024 {
+        return Err(ApiError::Validation(vec![FieldError::new(
+            "password",
+            "must be at most 1024 characters",
+        )]));
+    }
+    auth_service::two_factor::disable_own(&state.ctx, &auth.actor, &body.password, &body.code)
+        .await?;
+    Ok(no_content())
+}
+
+pub fn configure(cfg: &mut web::ServiceConfig) {
+    cfg.service(
+        web::scope("/auth")
+            .route("/login", web::post().to(login))
+            .route("/refresh", web::post().to(refresh))
+            .route("/logout", web::post().to(logout))
+            .route("/me", web::get().to(me))
+            .route("/sessions", web::get().to(list_sessions))
+            .route("/sessions/{session_id}", web::delete().to(revoke_session))
+            .route("/password", web::post().to(change_password))
+            .route("/totp/enroll", web::post().to(totp_enroll))
+            .route("/totp/confirm", web::post().to(totp_confirm))
+            .route("/totp/disable", web::post().to(totp_disable)),
+    );
+}

@@ -1,0 +1,27 @@
+//! One module per resource; each ends with `configure`, and `startup` mounts them all.
+
+pub mod audit_logs;
+pub mod auth;
+pub mod health;
+pub mod login_logs;
+pub mod permissions;
+pub mod roles;
+pub mod users;
+
+use serde::Deserialize;
+
+/// `?limit=&cursor=` shared by list endpoints that have no other filter.
+#[derive(Debug, Deserialize, utoipa::IntoParams)]
+#[serde(deny_unknown_fields)]
+#[into_params(parameter_in = Query)]
+pub struct PageQuery {
+    /// Page size, 1 to 200 (default 50).
+    pub limit: Option<u64>,
+    /// `next_cursor` of the previous page.
+    pub cursor: Option<String>,
+}
+
+/// 204 No Content.
+pub fn no_content() -> actix_web::HttpResponse {
+    actix_web::HttpResponse::NoContent().finish()
+}

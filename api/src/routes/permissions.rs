@@ -1,0 +1,24 @@
+//! `/api/v1/permissions`: the catalogue of `resource:action` permissions.
+
+use actix_web::web;
+use service::rbac::{self, PermissionView, perm};
+
+use crate::{
+    error::{ApiError, Problem},
+    extract::Authorized,
+    state::AppState,
+};
+
+#[utoipa::path(get, path = "/api/v1/permissions", tag = "roles",
+    responses((status = 200, body = Vec<PermissionView>), (status = 401, body = Problem), (status = 403, body = Problem)),
+    security(("bearer" = ["permissions:read"])))]
+pub async fn list_permissions(
+    auth: Authorized<perm::PermissionsRead>,
+    state: web::Data<AppState>,
+) -> Result<web::Json<Vec<PermissionView>>, ApiError> {
+    Ok(web::Json(rbac::catalogue(&state.ctx, &auth.actor).await?))
+}
+
+pub fn configure(cfg: &mut web::ServiceConfig) {
+    cfg.route("/permissions", web::get().to(list_permissions));
+}

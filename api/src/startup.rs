@@ -1,0 +1,103 @@
+//! Builds the HTTP server: middleware, every route scope, problem+json fallbacks, docs.
+
+use std::net::TcpListener;
+
+use actix_web::{App, HttpServer, dev::Server, middleware::from_fn, web};
+use service::Context;
+use utoipa::OpenApi;
+use utoipa_scalar::{Scalar, Servable};
+
+use crate::{
+    error::ApiError,
+    middleware::{self, HttpMetrics},
+    openapi::ApiDoc,
+    routes,
+    state::AppState,
+};
+
+pub struct Application {
+    server: Server,
+    port: u16,
+}
+
+impl Application {
+    /// Binds `server.host:server.port` (port 0 picks a free one) and prepares the server.
+    pub fn build(ctx: Context) -> anyhow::Result<Self> {
+        let address = format!("{}:{}", ctx.settings.server.host, ctx.settings.server.port);
+        let listener =
+            TcpListener::bind(&address).map_err(|e| anyhow::anyhow!("binding {address}: {e}"))?;
+        let port = listener.local_addr()?.port();
+        let workers = match ctx.settings.server.workers {
+            0 => std::thread::available_parallelism().map_or(2, std::num::NonZeroUsize::get),
+            n => n,
+        };
+        let metrics_enabled = ctx.settings.metrics.enabled;
+        let state = web::Data::new(AppState { ctx });
+        let metrics = web::Data::new(HttpMetrics::new()?);
+        let openapi = ApiDoc::openapi();
+        let server = HttpServer::new(move || {
+            App::new()
+                .app_data(state.clone())
+                .app_data(metrics.clone())
+                .wrap(from_fn(middleware::record_metrics))
+                .wrap(from_fn(middleware::request_id))
+                .configure(|cfg| routes::health::configure(cfg, metrics_enabled))
+                .route("/api/openapi.json", web::get().to(openapi_json))
+                .service(Scalar::with_url("/docs", openapi.clone()))
+                .service(
+                    web::scope("/api/v1")
+                        .configure(routes::auth::configure)
+                        .configure(routes::users::configure)
+                        .configure(routes::roles::configure)
+                        .configure(routes::permissions::configure)
+                        .configure(routes::audit_logs::configure)
+                        .configure(routes::login_logs::configure),
+                )
+                .default_service(web::to(not_found))
+        })
+        .workers(workers)
+        .disable_signals()
+        .listen(listener)?
+        .run();
+        Ok(Self { server, port })
+    }
+
+    pub fn port(&self) -> u16 {
+        self.port
+    }
+
+    /// A handle to stop the server gracefully.
+    pub fn handle(&self) -> actix_web::dev::ServerHandle {
+        self.server.handle()
+    }
+
+    pub async fn run_until_stopped(self) -> std::io::Result<()> {
+        self.server.await
+    }
+}
+
+async fn openapi_json() -> actix_web::HttpResponse {
+    actix_web::HttpResponse::Ok().json(ApiDoc::openapi())
+}
+
+/// Unknown paths and wrong methods answer in problem+json like everything else.
+async fn not_found(req: actix_web::HttpRequest) -> Result<actix_web::HttpResponse, ApiError> {
+    let known_path = ApiDoc::openapi()
+        .paths
+        .paths
+        .keys()
+        .any(|template| matches_template(template, req.path()));
+    Err(if known_path {
+        ApiError::MethodNotAllowed
+    } else {
+        ApiError::RouteNotFound
+    })
+}
+
+fn matches_template(template: &str, path: &str) -> bool {
+    let (t, p): (Vec<&str>, Vec<&str>) = (template.split('/').collect(), path.split('/').collect());
+    t.len() == p.len()
+        && t.iter()
+            .zip(&p)
+            .all(|(t, p)| (t.starts_with('{') && !p.is_empty()) || t == p)
+}

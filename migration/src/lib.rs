@@ -1,0 +1,32 @@
+//! Portable schema migrations for SQLite, MySQL 8 / MariaDB and PostgreSQL.
+//!
+//! Every table uses only types that map cleanly on all three backends: big-integer ids, bounded
+//! strings, text, booleans, doubles, JSON and `DATETIME` values that always hold UTC.
+//! Unique names that must survive soft deletion pair the name with a `deletion_token` (0 while the
+//! row is live, the row id once deleted), because MySQL has no partial unique indexes.
+
+pub use sea_orm_migration::prelude::*;
+
+mod builders;
+mod m20261126_000001_auth;
+mod m20261126_000002_instances;
+mod m20261126_000003_contacts;
+mod m20261126_000004_messaging;
+mod m20261126_000005_observability;
+mod m20261126_000006_rbac_seed;
+
+pub struct Migrator;
+
+#[async_trait::async_trait]
+impl MigratorTrait for Migrator {
+    fn migrations() -> Vec<Box<dyn MigrationTrait>> {
+        vec![
+            Box::new(m20261126_000001_auth::Migration),
+            Box::new(m20261126_000002_instances::Migration),
+            Box::new(m20261126_000003_contacts::Migration),
+            Box::new(m20261126_000004_messaging::Migration),
+            Box::new(m20261126_000005_observability::Migration),
+            Box::new(m20261126_000006_rbac_seed::Migration),
+        ]
+    }
+}

@@ -1,0 +1,76 @@
+//! A user changes their own password; every other session of theirs ends.
+
+use entity::users;
+use sea_orm::{ActiveValue::Set, EntityTrait, TransactionTrait};
+
+use super::{actor::Actor, sessions};
+use crate::{
+    Context, ServiceError, ServiceResult,
+    audit::{self, AuditEntry, OperationType},
+    crypto::password as pw,
+    validate,
+};
+
+pub async fn change_own(
+    ctx: &Context,
+    actor: &Actor,
+    current: &str,
+    new: &str,
+) -> ServiceResult<()> {
+    actor.require("profile:self")?;
+    let user = crate::rbac::users::find_live(&ctx.db, actor.user_id()?).await?;
+    if !pw::verify(current, &user.password_hash) {
+        return Err(ServiceError::invalid(
+            "current_password",
+            "is not your current password",
+        ));
+    }
+    validate::password("new_password", new, Some(&user.username))
+        .map_err(|e| ServiceError::Validation(vec![e]))?;
+    if pw::verify(new, &user.password_hash) {
+        return Err(ServiceError::invalid(
+            "new_password",
+            "must differ from the current password",
+        ));
+    }
+    set_password(
+        ctx,
+        actor,
+        &user,
+        new,
+        actor.session_id,
+        "user.password.change",
+    )
+    .await
+}
+
+/// Stores a new hash and revokes the user's sessions (all but `keep`), audited in one transaction.
+pub async fn set_password(
+    ctx: &Context,
+    actor: &Actor,
+    user: &users::Model,
+    new: &str,
+    keep: Option<i64>,
+    operation: &'static str,
+) -> ServiceResult<()> {
+    let hash = pw::hash(new)?;
+    let now = ctx.clock.now_db();
+    let txn = ctx.db.begin().await?;
+    users::Entity::update(users::ActiveModel {
+        id: Set(user.id),
+        password_hash: Set(hash),
+        password_changed_at: Set(Some(now)),
+        updated_at: Set(now),
+        ..Default::default()
+    })
+    .exec(&txn)
+    .await?;
+    let revoked = sessions::revoke_user(&txn, user.id, keep, "password_changed", now).await?;
+    let entry = AuditEntry::new(operation, OperationType::Update, "user")
+        .resource(user.id, user.username.clone())
+        .new_values(&serde_json::json!({ "password": "changed" }))
+        .extra(serde_json::json!({ "sessions_revoked": revoked }));
+    audit::record(&txn, actor, entry, now).await?;
+    txn.commit().await?;
+    Ok(())
+}

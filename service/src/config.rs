@@ -1,0 +1,280 @@
+//! Layered configuration: embedded defaults → optional `wework.toml` → `WEWORK__…` environment.
+
+use std::{net::IpAddr, path::Path};
+
+use figment::{
+    Figment,
+    providers::{Env, Format, Toml},
+};
+use secrecy::SecretString;
+use serde::Deserialize;
+
+/// The documented defaults, compiled into the binary.
+pub const DEFAULT_CONFIG: &str = include_str!("../config.default.toml");
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Settings {
+    pub server: ServerSettings,
+    pub database: DatabaseSettings,
+    pub redis: RedisSettings,
+    pub auth: AuthSettings,
+    pub secrets: SecretSettings,
+    pub log: LogSettings,
+    pub metrics: MetricsSettings,
+    pub worker: WorkerSettings,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ServerSettings {
+    pub host: String,
+    pub port: u16,
+    pub max_body_bytes: usize,
+    pub workers: usize,
+    pub trusted_proxies: Vec<IpAddr>,
+    pub public_url: String,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct DatabaseSettings {
+    pub url: SecretString,
+    pub max_connections: u32,
+    pub min_connections: u32,
+    pub connect_timeout_secs: u64,
+    pub auto_migrate: bool,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RedisSettings {
+    pub url: SecretString,
+    pub key_prefix: String,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct AuthSettings {
+    pub access_token_ttl_secs: i64,
+    pub refresh_idle_secs: i64,
+    pub session_absolute_secs: i64,
+    pub refresh_reuse_grace_secs: i64,
+    pub lockout_threshold: i32,
+    pub lockout_minutes: i64,
+    pub ip_failures_per_minute: u32,
+    pub totp_issuer: String,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct SecretSettings {
+    pub master_key: SecretString,
+    pub master_key_file: String,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum LogFormat {
+    Text,
+    Json,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct LogSettings {
+    pub format: LogFormat,
+    pub level: String,
+    pub access_log: bool,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct MetricsSettings {
+    pub enabled: bool,
+    pub bearer_token: SecretString,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct WorkerSettings {
+    pub housekeeping_interval_secs: u64,
+    pub log_retention_days: i64,
+}
+
+/// A configuration problem, always naming the key at fault.
+#[derive(Debug, thiserror::Error)]
+#[error("invalid configuration: {0}")]
+pub struct ConfigError(pub String);
+
+/// Which database family a URL points at.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Backend {
+    Sqlite,
+    MySql,
+    Postgres,
+}
+
+impl Backend {
+    pub fn from_url(url: &str) -> Option<Self> {
+        let scheme = url.split_once("://")?.0;
+        match scheme {
+            "sqlite" => Some(Self::Sqlite),
+            "mysql" | "mariadb" => Some(Self::MySql),
+            "postgres" | "postgresql" => Some(Self::Postgres),
+            _ => None,
+        }
+    }
+}
+
+impl Settings {
+    /// Loads defaults, then `file` (when given and present, or required when `file_required`),
+    /// then the environment.
+    pub fn load(file: Option<&Path>, file_required: bool) -> Result<Self, ConfigError> {
+        let mut figment = Figment::from(Toml::string(DEFAULT_CONFIG));
+        if let Some(path) = file {
+            if path.exists() {
+                figment = figment.merge(Toml::file(path));
+            } else if file_required {
+                return Err(ConfigError(format!(
+                    "config file {} does not exist",
+                    path.display()
+                )));
+            }
+        }
+        Self::from_figment(figment.merge(Env::prefixed("WEWORK__").split("__")))
+    }
+
+    /// Loads from explicit TOML text layered over the defaults (tests and tools).
+    pub fn from_toml(overrides: &str) -> Result<Self, ConfigError> {
+        Self::from_figment(
+            Figment::from(Toml::string(DEFAULT_CONFIG)).merge(Toml::string(overrides)),
+        )
+    }
+
+    fn from_figment(figment: Figment) -> Result<Self, ConfigError> {
+        let settings: Settings = figment.extract().map_err(|e| ConfigError(describe(&e)))?;
+        settings.validate()?;
+        Ok(settings)
+    }
+
+    /// Checks the rules serde cannot express.
+    pub fn validate(&self) -> Result<(), ConfigError> {
+        use secrecy::ExposeSecret;
+        let fail = |key: &str, why: &str| Err(ConfigError(format!("`{key}`: {why}")));
+        if Backend::from_url(self.database.url.expose_secret()).is_none() {
+            return fail(
+                "database.url",
+                "must start with sqlite://, mysql:// or postgres://",
+            );
+        }
+        if self.database.max_connections == 0 {
+            return fail("database.max_connections", "must be at least 1");
+        }
+        if self.database.min_connections > self.database.max_connections {
+            return fail(
+                "database.min_connections",
+                "must not exceed database.max_connections",
+            );
+        }
+        let redis = self.redis.url.expose_secret();
+        if !(redis.is_empty() || redis.starts_with("redis://") || redis.starts_with("rediss://")) {
+            return fail(
+                "redis.url",
+                "must be empty or start with redis:// or rediss://",
+            );
+        }
+        if self.server.max_body_bytes < 1024 {
+            return fail("server.max_body_bytes", "must be at least 1024");
+        }
+        let a = &self.auth;
+        for (key, value) in [
+            ("auth.access_token_ttl_secs", a.access_token_ttl_secs),
+            ("auth.refresh_idle_secs", a.refresh_idle_secs),
+            ("auth.session_absolute_secs", a.session_absolute_secs),
+            ("auth.lockout_minutes", a.lockout_minutes),
+        ] {
+            if value <= 0 {
+                return fail(key, "must be greater than 0");
+            }
+        }
+        if a.refresh_reuse_grace_secs < 0 {
+            return fail("auth.refresh_reuse_grace_secs", "must not be negative");
+        }
+        if a.lockout_threshold < 1 {
+            return fail("auth.lockout_threshold", "must be at least 1");
+        }
+        if a.ip_failures_per_minute < 1 {
+            return fail("auth.ip_failures_per_minute", "must be at least 1");
+        }
+        if self.worker.housekeeping_interval_secs == 0 {
+            return fail("worker.housekeeping_interval_secs", "must be at least 1");
+        }
+        if self.worker.log_retention_days < 1 {
+            return fail("worker.log_retention_days", "must be at least 1");
+        }
+        Ok(())
+    }
+
+    pub fn backend(&self) -> Backend {
+        use secrecy::ExposeSecret;
+        Backend::from_url(self.database.url.expose_secret()).unwrap_or(Backend::Sqlite)
+    }
+}
+
+/// Renders figment's error with the dotted key path, which is what an operator needs to see.
+fn describe(error: &figment::Error) -> String {
+    error
+        .clone()
+        .into_iter()
+        .map(|e| {
+            let key = if e.path.is_empty() {
+                "(root)".to_owned()
+            } else {
+                e.path.join(".")
+            };
+            format!("`{key}`: {}", e.kind)
+        })
+        .collect::<Vec<_>>()
+        .join("; ")
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn defaults_load_and_use_embedded_sqlite() {
+        let settings = Settings::from_toml("").expect("defaults are valid");
+        assert_eq!(settings.backend(), Backend::Sqlite);
+        assert_eq!(settings.auth.lockout_threshold, 5);
+    }
+
+    #[test]
+    fn wrong_type_names_the_key() {
+        let err = Settings::from_toml("[server]\nport = \"eighty\"").expect_err("must fail");
+        assert!(err.to_string().contains("server.port"), "{err}");
+    }
+
+    #[test]
+    fn unknown_key_is_refused_with_its_name() {
+        let err = Settings::from_toml("[server]\nprot = 1").expect_err("must fail");
+        assert!(err.to_string().contains("prot"), "{err}");
+    }
+
+    #[test]
+    fn bad_database_scheme_names_the_key() {
+        let err = Settings::from_toml("[database]\nurl = \"oracle://x\"").expect_err("must fail");
+        assert!(err.to_string().contains("database.url"), "{err}");
+    }
+
+    #[test]
+    fn backend_detection() {
+        assert_eq!(Backend::from_url("mysql://root@h/db"), Some(Backend::MySql));
+        assert_eq!(
+            Backend::from_url("postgres://h/db"),
+            Some(Backend::Postgres)
+        );
+        assert_eq!(Backend::from_url("sqlite::memory:"), None);
+    }
+}

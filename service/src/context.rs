@@ -1,0 +1,65 @@
+//! Everything a service function needs, built once at start-up and cheap to clone.
+
+use std::sync::Arc;
+
+use sea_orm::DatabaseConnection;
+use secrecy::ExposeSecret;
+
+use crate::{
+    clock::{Clock, SystemClock},
+    config::Settings,
+    crypto::sealer::Sealer,
+    throttle::FailureThrottle,
+};
+
+#[derive(Clone)]
+pub struct Context {
+    pub db: DatabaseConnection,
+    pub settings: Arc<Settings>,
+    pub sealer: Sealer,
+    pub clock: Arc<dyn Clock>,
+    pub login_throttle: FailureThrottle,
+    pub redis: Option<redis::aio::ConnectionManager>,
+}
+
+impl Context {
+    /// Connects to the database (and Redis when configured) and loads the master key.
+    pub async fn connect(settings: Settings) -> anyhow::Result<Self> {
+        let db = crate::db::connect(&settings.database).await?;
+        Self::with_db(settings, db, Arc::new(SystemClock)).await
+    }
+
+    pub async fn with_db(
+        settings: Settings,
+        db: DatabaseConnection,
+        clock: Arc<dyn Clock>,
+    ) -> anyhow::Result<Self> {
+        let sealer = crate::db::load_master_key(&settings.secrets)?;
+        let redis = match settings.redis.url.expose_secret() {
+            "" => None,
+            url => Some(crate::db::connect_redis(url).await?),
+        };
+        let login_throttle = FailureThrottle::new(
+            settings.auth.ip_failures_per_minute,
+            redis.clone(),
+            format!("{}login-fail:", settings.redis.key_prefix),
+        );
+        Ok(Self {
+            db,
+            settings: Arc::new(settings),
+            sealer,
+            clock,
+            login_throttle,
+            redis,
+        })
+    }
+}
+
+impl std::fmt::Debug for Context {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Context")
+            .field("backend", &self.settings.backend())
+            .field("redis", &self.redis.is_some())
+            .finish_non_exhaustive()
+    }
+}

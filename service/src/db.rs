@@ -1,0 +1,107 @@
+//! Connections: the SQL database, Redis, and the master key that seals secrets.
+
+use std::{path::Path, time::Duration};
+
+use anyhow::Context as _;
+use sea_orm::{ConnectOptions, Database, DatabaseConnection};
+use secrecy::ExposeSecret;
+
+use crate::{
+    config::{DatabaseSettings, SecretSettings},
+    crypto::sealer::Sealer,
+};
+
+/// Opens the pool. SQLite gets WAL, a busy timeout and foreign keys, and its directory is created,
+/// so the embedded default works on a machine with nothing installed.
+pub async fn connect(settings: &DatabaseSettings) -> anyhow::Result<DatabaseConnection> {
+    let url = settings.url.expose_secret().to_owned();
+    if let Some(path) = sqlite_path(&url)
+        && let Some(dir) = Path::new(path)
+            .parent()
+            .filter(|d| !d.as_os_str().is_empty())
+    {
+        std::fs::create_dir_all(dir)
+            .with_context(|| format!("creating the SQLite directory {}", dir.display()))?;
+    }
+    let mut options = ConnectOptions::new(url);
+    options
+        .max_connections(settings.max_connections)
+        .min_connections(settings.min_connections)
+        .connect_timeout(Duration::from_secs(settings.connect_timeout_secs))
+        .acquire_timeout(Duration::from_secs(settings.connect_timeout_secs))
+        .sqlx_logging(false)
+        .map_sqlx_sqlite_opts(|opts| {
+            use sea_orm::sqlx::sqlite::{SqliteJournalMode, SqliteSynchronous};
+            opts.journal_mode(SqliteJournalMode::Wal)
+                .synchronous(SqliteSynchronous::Normal)
+                .busy_timeout(Duration::from_secs(10))
+                .foreign_keys(true)
+        });
+    Database::connect(options).await.context(
+        "connecting to `database.url` (check the address, credentials and that the server runs)",
+    )
+}
+
+fn sqlite_path(url: &str) -> Option<&str> {
+    let rest = url.strip_prefix("sqlite://")?;
+    let path = rest.split('?').next()?;
+    (!path.is_empty() && path != ":memory:").then_some(path)
+}
+
+pub async fn connect_redis(url: &str) -> anyhow::Result<redis::aio::ConnectionManager> {
+    let client = redis::Client::open(url).context("parsing `redis.url`")?;
+    let manager = tokio::time::timeout(Duration::from_secs(10), client.get_connection_manager())
+        .await
+        .context("connecting to `redis.url` timed out")?
+        .context("connecting to `redis.url`")?;
+    Ok(manager)
+}
+
+/// The master key from `secrets.master_key`, or from `secrets.master_key_file`, creating that file
+/// (mode 0600) with a fresh key on first start.
+pub fn load_master_key(settings: &SecretSettings) -> anyhow::Result<Sealer> {
+    let inline = settings.master_key.expose_secret();
+    if !inline.is_empty() {
+        return Sealer::from_base64(inline).context("`secrets.master_key`");
+    }
+    let path = Path::new(&settings.master_key_file);
+    if !path.exists() {
+        if let Some(dir) = path.parent().filter(|d| !d.as_os_str().is_empty()) {
+            std::fs::create_dir_all(dir)?;
+        }
+        write_private(path, &Sealer::generate_key())
+            .with_context(|| format!("creating `secrets.master_key_file` {}", path.display()))?;
+        tracing::warn!(path = %path.display(), "generated a new master key; back it up, sealed secrets cannot be read without it");
+    }
+    let key = std::fs::read_to_string(path)
+        .with_context(|| format!("reading `secrets.master_key_file` {}", path.display()))?;
+    Sealer::from_base64(&key)
+        .with_context(|| format!("`secrets.master_key_file` {}", path.display()))
+}
+
+fn write_private(path: &Path, contents: &str) -> std::io::Result<()> {
+    use std::io::Write;
+    let mut options = std::fs::OpenOptions::new();
+    options.write(true).create_new(true);
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::OpenOptionsExt;
+        options.mode(0o600);
+    }
+    options.open(path)?.write_all(contents.as_bytes())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn sqlite_paths() {
+        assert_eq!(
+            sqlite_path("sqlite://./data/w.db?mode=rwc"),
+            Some("./data/w.db")
+        );
+        assert_eq!(sqlite_path("sqlite::memory:"), None);
+        assert_eq!(sqlite_path("postgres://x/y"), None);
+    }
+}

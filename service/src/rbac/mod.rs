@@ -1,0 +1,97 @@
+//! Role-based access control: the permission catalogue, roles, users and role grants.
+
+pub mod perm;
+pub mod roles;
+pub mod users;
+
+use std::collections::BTreeSet;
+
+use chrono::NaiveDateTime;
+use entity::{permissions, role_permissions, roles as role_entity, user_roles};
+use sea_orm::{
+    ColumnTrait, Condition, ConnectionTrait, EntityTrait, JoinType, QueryFilter, QueryOrder,
+    QuerySelect, RelationTrait,
+};
+use serde::Serialize;
+
+use crate::{Context, ServiceResult, auth::actor::Actor};
+
+/// The names a user holds now through their unexpired grants of live roles.
+pub async fn effective_permissions<C: ConnectionTrait>(
+    conn: &C,
+    user_id: i64,
+    now: NaiveDateTime,
+) -> ServiceResult<BTreeSet<String>> {
+    let names: Vec<String> = permissions::Entity::find()
+        .select_only()
+        .column(permissions::Column::Name)
+        .distinct()
+        .join(
+            JoinType::InnerJoin,
+            permissions::Relation::RolePermissions.def(),
+        )
+        .join(JoinType::InnerJoin, role_permissions::Relation::Roles.def())
+        .join(JoinType::InnerJoin, role_entity::Relation::UserRoles.def())
+        .filter(user_roles::Column::UserId.eq(user_id))
+        .filter(
+            Condition::any()
+                .add(user_roles::Column::ExpiresAt.is_null())
+                .add(user_roles::Column::ExpiresAt.gt(now)),
+        )
+        .filter(role_entity::Column::DeletedAt.is_null())
+        .into_tuple()
+        .all(conn)
+        .await?;
+    Ok(names.into_iter().collect())
+}
+
+#[derive(Debug, Clone, Serialize, utoipa::ToSchema)]
+pub struct PermissionView {
+    pub name: String,
+    pub module: String,
+    pub resource: String,
+    pub action: String,
+    pub display_name: String,
+}
+
+pub async fn catalogue(ctx: &Context, actor: &Actor) -> ServiceResult<Vec<PermissionView>> {
+    actor.require("permissions:read")?;
+    let rows = permissions::Entity::find()
+        .order_by_asc(permissions::Column::SortOrder)
+        .order_by_asc(permissions::Column::Id)
+        .all(&ctx.db)
+        .await?;
+    Ok(rows
+        .into_iter()
+        .map(|p| PermissionView {
+            name: p.name,
+            module: p.module,
+            resource: p.resource,
+            action: p.action,
+            display_name: p.display_name,
+        })
+        .collect())
+}
+
+/// Fails start-up when the code needs a permission the database does not have (a migration is
+/// missing), rather than denying that route to everyone at run time.
+pub async fn verify_catalogue(ctx: &Context) -> anyhow::Result<()> {
+    let known: BTreeSet<String> = permissions::Entity::find()
+        .select_only()
+        .column(permissions::Column::Name)
+        .into_tuple::<String>()
+        .all(&ctx.db)
+        .await?
+        .into_iter()
+        .collect();
+    let missing: Vec<&str> = perm::ALL
+        .iter()
+        .copied()
+        .filter(|p| !known.contains(*p))
+        .collect();
+    if missing.is_empty() {
+        Ok(())
+    } else {
+        anyhow::bail!("the database lacks permissions {missing:?}: run `wework migrate up`")
+    }
+}

@@ -1,0 +1,36 @@
+//! Permission marker types. A route names one in its signature (`Authorized<perm::UsersRead>`),
+//! so what it needs is visible where it is declared, and checked before the handler runs.
+
+pub trait Permission: Send + Sync + 'static {
+    const NAME: &'static str;
+}
+
+macro_rules! permissions {
+    ($($ty:ident => $name:literal),* $(,)?) => {
+        $(
+            #[doc = concat!("`", $name, "`")]
+            #[derive(Debug, Clone, Copy)]
+            pub struct $ty;
+            impl Permission for $ty {
+                const NAME: &'static str = $name;
+            }
+        )*
+        /// Every permission the code refers to; each must exist in the `permissions` table.
+        pub const ALL: &[&str] = &[$($name),*];
+    };
+}
+
+permissions! {
+    ProfileSelf => "profile:self",
+    UsersRead => "users:read",
+    UsersCreate => "users:create",
+    UsersUpdate => "users:update",
+    UsersDelete => "users:delete",
+    RolesRead => "roles:read",
+    RolesCreate => "roles:create",
+    RolesUpdate => "roles:update",
+    RolesDelete => "roles:delete",
+    PermissionsRead => "permissions:read",
+    AuditLogsRead => "audit_logs:read",
+    LoginLogsRead => "login_logs:read",
+}
