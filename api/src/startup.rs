@@ -39,6 +39,7 @@ impl Application {
             App::new()
                 .app_data(state.clone())
                 .app_data(metrics.clone())
+                .wrap(from_fn(middleware::authenticate))
                 .wrap(from_fn(middleware::record_metrics))
                 .wrap(from_fn(middleware::request_id))
                 .configure(|cfg| routes::health::configure(cfg, metrics_enabled))

@@ -40,6 +40,11 @@ pub async fn create(
     name: &'static str,
     indexes: &[(&str, &[&'static str], bool)],
 ) -> Result<(), DbErr> {
+    let mut table = table;
+    if manager.get_database_backend() == sea_orm_migration::sea_orm::DatabaseBackend::MySql {
+        // Chinese names and messages need utf8mb4 whatever the database's default charset is.
+        table.character_set("utf8mb4").collate("utf8mb4_unicode_ci");
+    }
     manager.create_table(table).await?;
     for (suffix, columns, unique) in indexes {
         let mut index = Index::create();

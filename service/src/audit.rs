@@ -74,6 +74,12 @@ impl AuditEntry {
         self
     }
 
+    /// The resource's id alone, for attempts that fail before its name is known.
+    pub fn target(mut self, id: impl ToString) -> Self {
+        self.resource_id = Some(id.to_string());
+        self
+    }
+
     pub fn old(mut self, value: &impl Serialize) -> Self {
         self.old_values = serde_json::to_value(value).ok();
         self

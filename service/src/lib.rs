@@ -13,6 +13,7 @@ pub mod health;
 pub mod housekeeping;
 pub mod pagination;
 pub mod rbac;
+pub mod search;
 pub mod serde_util;
 pub mod throttle;
 pub mod validate;

@@ -55,8 +55,8 @@ pub enum Command {
 }
 
 pub async fn run(cli: Cli) -> anyhow::Result<()> {
-    let explicit =
-        std::env::var_os("WEWORK_CONFIG").is_some() || cli.config != std::path::Path::new("wework.toml");
+    let explicit = std::env::var_os("WEWORK_CONFIG").is_some()
+        || cli.config != std::path::Path::new("wework.toml");
     let settings = Settings::load(Some(&cli.config), explicit)?;
     crate::telemetry::init(&settings.log);
     match cli.command {

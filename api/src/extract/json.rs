@@ -42,11 +42,23 @@ pub fn parse<T: DeserializeOwned>(bytes: &[u8]) -> Result<T, ApiError> {
 fn classify(path: String, error: serde_json::Error) -> ApiError {
     match error.classify() {
         serde_json::error::Category::Data => {
-            let field = if path == "." { "body".to_owned() } else { path };
+            let field = match missing_field(&error) {
+                Some(missing) if path == "." => missing,
+                Some(missing) => format!("{path}.{missing}"),
+                None if path == "." => "body".to_owned(),
+                None => path,
+            };
             ApiError::Validation(vec![FieldError::new(field, clean_message(&error))])
         }
         _ => ApiError::MalformedJson(error.to_string()),
     }
+}
+
+/// serde reports a missing field at its parent's path; name the field itself.
+fn missing_field(error: &serde_json::Error) -> Option<String> {
+    let text = error.to_string();
+    let rest = text.strip_prefix("missing field `")?;
+    Some(rest.split('`').next()?.to_owned())
 }
 
 /// serde's messages end with " at line 1 column 9", which means nothing once the field is named.

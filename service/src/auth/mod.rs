@@ -345,7 +345,8 @@ async fn detect_reuse<T>(ctx: &Context, hash: &str, meta: &RequestMeta) -> Servi
         return Err(invalid);
     };
     let now = ctx.clock.now_db();
-    if now - rotated.rotated_at <= TimeDelta::seconds(ctx.settings.auth.refresh_reuse_grace_secs) {
+    let grace = TimeDelta::seconds(ctx.settings.auth.refresh_reuse_grace_secs);
+    if now - rotated.rotated_at < grace {
         return Err(invalid);
     }
     let Some(session) = user_sessions::Entity::find_by_id(rotated.session_id)

@@ -182,7 +182,7 @@ pub async fn list_for_user(
 /// An administrator signs a user out everywhere.
 pub async fn revoke_all_for_user(ctx: &Context, actor: &Actor, user_id: i64) -> ServiceResult<u64> {
     let entry = AuditEntry::new("user.sessions.revoke", OperationType::Security, "user");
-    audit::guard(ctx, actor, entry.clone(), async {
+    audit::guard(ctx, actor, entry.clone().target(user_id), async {
         actor.require("users:update")?;
         let target = crate::rbac::users::find_manageable(ctx, actor, user_id).await?;
         let now = ctx.clock.now_db();

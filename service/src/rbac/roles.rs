@@ -7,7 +7,6 @@ use entity::{permissions, role_permissions, roles, user_roles};
 use sea_orm::{
     ActiveValue::Set, ColumnTrait, ConnectionTrait, DatabaseTransaction, EntityTrait, JoinType,
     PaginatorTrait, QueryFilter, QueryOrder, QuerySelect, RelationTrait, TransactionTrait,
-    sea_query::ExprTrait,
 };
 use serde::{Deserialize, Serialize};
 
@@ -105,13 +104,11 @@ pub async fn list(
 ) -> ServiceResult<Page<RoleView>> {
     actor.require("roles:read")?;
     let mut query = roles::Entity::find().filter(roles::Column::DeletedAt.is_null());
-    if let Some(q) = q.filter(|q| !q.trim().is_empty()) {
-        let pattern = format!("%{}%", q.trim());
-        query = query.filter(
-            roles::Column::Name
-                .like(pattern.clone())
-                .or(roles::Column::DisplayName.like(pattern)),
-        );
+    if let Some(matches) = crate::search::contains_any(
+        &[roles::Column::Name, roles::Column::DisplayName],
+        q.as_deref(),
+    ) {
+        query = query.filter(matches);
     }
     if let Some(before) = page.before {
         query = query.filter(roles::Column::Id.lt(before));
@@ -286,7 +283,7 @@ pub async fn update(
     patch: RolePatch,
 ) -> ServiceResult<RoleView> {
     let entry = AuditEntry::new("role.update", OperationType::Update, "role");
-    audit::guard(ctx, actor, entry.clone(), async {
+    audit::guard(ctx, actor, entry.clone().target(id), async {
         actor.require("roles:update")?;
         let mut v = Violations::new();
         let name = patch.name.as_deref().map(|n| v.take(role_name("name", n)));
@@ -354,7 +351,7 @@ pub async fn set_permissions(
     names: Vec<String>,
 ) -> ServiceResult<RoleView> {
     let entry = AuditEntry::new("role.permissions.set", OperationType::Update, "role");
-    audit::guard(ctx, actor, entry.clone(), async {
+    audit::guard(ctx, actor, entry.clone().target(id), async {
         actor.require("roles:update")?;
         let perms = resolve_permissions(&ctx.db, &names).await?;
         let now = ctx.clock.now_db();
@@ -397,7 +394,7 @@ pub async fn set_permissions(
 /// Soft delete: the role stops granting anything at once; grants are removed.
 pub async fn delete(ctx: &Context, actor: &Actor, id: i64) -> ServiceResult<()> {
     let entry = AuditEntry::new("role.delete", OperationType::Delete, "role");
-    audit::guard(ctx, actor, entry.clone(), async {
+    audit::guard(ctx, actor, entry.clone().target(id), async {
         actor.require("roles:delete")?;
         let now = ctx.clock.now_db();
         let txn = ctx.db.begin().await?;

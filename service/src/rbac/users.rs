@@ -174,14 +174,13 @@ pub async fn list(
 ) -> ServiceResult<Page<UserView>> {
     actor.require("users:read")?;
     let mut query = users::Entity::find().filter(users::Column::DeletedAt.is_null());
-    if let Some(q) = filter.q.as_deref().map(str::trim).filter(|q| !q.is_empty()) {
-        let pattern = format!("%{q}%");
-        query = query.filter(
-            Condition::any()
-                .add(users::Column::Username.like(pattern.clone()))
-                .add(users::Column::Email.like(pattern.to_lowercase()))
-                .add(users::Column::Nickname.like(pattern)),
-        );
+    let searched = [
+        users::Column::Username,
+        users::Column::Email,
+        users::Column::Nickname,
+    ];
+    if let Some(matches) = crate::search::contains_any(&searched, filter.q.as_deref()) {
+        query = query.filter(matches);
     }
     if let Some(status) = filter.status {
         query = query.filter(users::Column::Status.eq(status));
@@ -415,7 +414,7 @@ pub async fn update(
     patch: UserPatch,
 ) -> ServiceResult<UserView> {
     let entry = AuditEntry::new("user.update", OperationType::Update, "user");
-    audit::guard(ctx, actor, entry.clone(), async {
+    audit::guard(ctx, actor, entry.clone().target(id), async {
         actor.require("users:update")?;
         let mut v = Violations::new();
         let email =
@@ -497,7 +496,7 @@ where
         NaiveDateTime,
     ) -> futures_util::future::BoxFuture<'a, ServiceResult<()>>,
 {
-    audit::guard(ctx, actor, entry.clone(), async {
+    audit::guard(ctx, actor, entry.clone().target(id), async {
         actor.require(permission)?;
         let target = find_manageable(ctx, actor, id).await?;
         let now = ctx.clock.now_db();
@@ -624,7 +623,7 @@ pub async fn delete(ctx: &Context, actor: &Actor, id: i64) -> ServiceResult<()> 
         ));
     }
     let entry = AuditEntry::new("user.delete", OperationType::Delete, "user");
-    audit::guard(ctx, actor, entry.clone(), async {
+    audit::guard(ctx, actor, entry.clone().target(id), async {
         actor.require("users:delete")?;
         let target = find_manageable(ctx, actor, id).await?;
         let now = ctx.clock.now_db();
@@ -656,16 +655,24 @@ pub async fn delete(ctx: &Context, actor: &Actor, id: i64) -> ServiceResult<()> 
 
 /// An administrator sets a new password; the user is signed out everywhere.
 pub async fn reset_password(ctx: &Context, actor: &Actor, id: i64, new: &str) -> ServiceResult<()> {
-    actor.require("users:update")?;
-    let target = find_manageable(ctx, actor, id).await?;
-    validate::password("password", new, Some(&target.username))
-        .map_err(|e| ServiceError::Validation(vec![e]))?;
-    set_password(ctx, actor, &target, new, None, "user.password.reset").await
+    let entry = AuditEntry::new("user.password.reset", OperationType::Update, "user").target(id);
+    audit::guard(ctx, actor, entry, async {
+        actor.require("users:update")?;
+        let target = find_manageable(ctx, actor, id).await?;
+        validate::password("password", new, Some(&target.username))
+            .map_err(|e| ServiceError::Validation(vec![e]))?;
+        set_password(ctx, actor, &target, new, None, "user.password.reset").await
+    })
+    .await
 }
 
 /// An administrator removes a user's 2FA (lost phone); the user is signed out everywhere.
 pub async fn reset_totp(ctx: &Context, actor: &Actor, id: i64) -> ServiceResult<()> {
-    actor.require("users:update")?;
-    let target = find_manageable(ctx, actor, id).await?;
-    two_factor::clear(ctx, actor, &target, None, "user.totp.reset").await
+    let entry = AuditEntry::new("user.totp.reset", OperationType::Security, "user").target(id);
+    audit::guard(ctx, actor, entry, async {
+        actor.require("users:update")?;
+        let target = find_manageable(ctx, actor, id).await?;
+        two_factor::clear(ctx, actor, &target, None, "user.totp.reset").await
+    })
+    .await
 }

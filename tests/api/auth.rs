@@ -1,0 +1,356 @@
+//! Login, lockout, throttling, token rotation and reuse detection, logout and sessions.
+
+use reqwest::{Method, StatusCode};
+use serde_json::{Value, json};
+
+use crate::helpers::{ADMIN_PASSWORD, TestApp, problem};
+
+#[tokio::test]
+async fn login_by_name_or_email_and_me() {
+    let app = TestApp::spawn().await;
+    let admin = app.admin_token().await;
+    let created = app
+        .post("/api/v1/users", &admin, json!({ "username": "carol", "email": "Carol@Example.com", "password": "carol-password-1" }))
+        .await;
+    assert_eq!(created.status(), StatusCode::CREATED);
+    let by_email = app.token("CAROL@example.com", "carol-password-1").await;
+    let me = app.get("/api/v1/auth/me", &by_email).await;
+    // carol holds no role, so even her own profile is denied: deny by default.
+    assert_eq!(me.status(), StatusCode::FORBIDDEN);
+    let me: Value = app.get_json("/api/v1/auth/me", &admin).await;
+    assert_eq!(me["user"]["username"], "admin");
+    assert!(
+        me["permissions"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .any(|p| p == "roles:create")
+    );
+}
+
+#[tokio::test]
+async fn wrong_passwords_lock_the_account_until_an_admin_unlocks_it() {
+    let app = TestApp::spawn().await;
+    let (user_id, _) = app.user_with(&["profile:self"]).await;
+    let admin = app.admin_token().await;
+    let user: Value = app
+        .get_json(&format!("/api/v1/users/{user_id}"), &admin)
+        .await;
+    let name = user["username"].as_str().unwrap().to_owned();
+    for _ in 0..5 {
+        let wrong = app.login(&name, "not-the-password").await;
+        assert_eq!(
+            problem(wrong, StatusCode::UNAUTHORIZED).await["code"],
+            "invalid_credentials"
+        );
+    }
+    let locked = app.login(&name, "user-test-password-1").await;
+    assert!(locked.headers().get("retry-after").is_some());
+    let body = problem(locked, StatusCode::LOCKED).await;
+    assert_eq!(body["code"], "account_locked");
+    assert!(
+        body["retry_after"].as_u64().unwrap() > 800,
+        "about 15 minutes"
+    );
+
+    let view: Value = app
+        .get_json(&format!("/api/v1/users/{user_id}"), &admin)
+        .await;
+    assert!(view["locked_until"].is_string());
+    let audit: Value = app
+        .get_json("/api/v1/audit-logs?operation=user.locked", &admin)
+        .await;
+    assert_eq!(
+        audit["items"].as_array().unwrap().len(),
+        1,
+        "the lock is a security event"
+    );
+
+    let unlocked = app
+        .post(
+            &format!("/api/v1/users/{user_id}/unlock"),
+            &admin,
+            json!({}),
+        )
+        .await;
+    assert_eq!(unlocked.status(), StatusCode::OK);
+    assert_eq!(
+        app.login(&name, "user-test-password-1").await.status(),
+        StatusCode::OK
+    );
+
+    let history: Value = app
+        .get_json(
+            &format!("/api/v1/login-logs?user_id={user_id}&limit=7"),
+            &admin,
+        )
+        .await;
+    let reasons: Vec<&str> = history["items"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|r| r["reason"].as_str().unwrap_or("ok"))
+        .collect();
+    assert_eq!(
+        reasons,
+        vec![
+            "ok",
+            "locked",
+            "bad_password",
+            "bad_password",
+            "bad_password",
+            "bad_password",
+            "bad_password"
+        ]
+    );
+}
+
+#[tokio::test]
+async fn unknown_users_get_the_same_answer_and_ips_are_throttled() {
+    let app = TestApp::spawn_with("[auth]\nip_failures_per_minute = 3").await;
+    for _ in 0..3 {
+        let response = app.login("nobody-here", "whatever-password").await;
+        assert_eq!(
+            problem(response, StatusCode::UNAUTHORIZED).await["code"],
+            "invalid_credentials"
+        );
+    }
+    let throttled = app.login("admin", ADMIN_PASSWORD).await;
+    assert!(throttled.headers().get("retry-after").is_some());
+    assert_eq!(
+        problem(throttled, StatusCode::TOO_MANY_REQUESTS).await["code"],
+        "too_many_requests"
+    );
+}
+
+#[tokio::test]
+async fn refresh_rotates_and_a_reused_refresh_token_revokes_the_session() {
+    let app = TestApp::spawn().await;
+    let first = app.tokens("admin", ADMIN_PASSWORD).await;
+    let refresh = |token: &Value| {
+        app.request(Method::POST, "/api/v1/auth/refresh", None)
+            .json(&json!({ "refresh_token": token["refresh_token"] }))
+            .send()
+    };
+    let second_response = refresh(&first).await.unwrap();
+    assert_eq!(second_response.status(), StatusCode::OK);
+    let second: Value = second_response.json().await.unwrap();
+    assert_ne!(second["access_token"], first["access_token"]);
+    assert_eq!(
+        second["session_id"], first["session_id"],
+        "same session, new tokens"
+    );
+    let old_access = app
+        .get("/api/v1/auth/me", first["access_token"].as_str().unwrap())
+        .await;
+    assert_eq!(
+        old_access.status(),
+        StatusCode::UNAUTHORIZED,
+        "the rotated-out access token is dead"
+    );
+    let new_access = second["access_token"].as_str().unwrap();
+    assert_eq!(
+        app.get("/api/v1/auth/me", new_access).await.status(),
+        StatusCode::OK
+    );
+
+    let reused = refresh(&first).await.unwrap();
+    assert_eq!(
+        problem(reused, StatusCode::UNAUTHORIZED).await["code"],
+        "refresh_token_reused"
+    );
+    assert_eq!(
+        app.get("/api/v1/auth/me", new_access).await.status(),
+        StatusCode::UNAUTHORIZED,
+        "the whole session is revoked"
+    );
+    let after = refresh(&second).await.unwrap();
+    assert_eq!(
+        after.status(),
+        StatusCode::UNAUTHORIZED,
+        "its current refresh token too"
+    );
+
+    let admin = app.admin_token().await;
+    let audit: Value = app
+        .get_json(
+            "/api/v1/audit-logs?operation=session.refresh_token_reused",
+            &admin,
+        )
+        .await;
+    assert_eq!(audit["items"][0]["operation_type"], "SECURITY");
+}
+
+#[tokio::test]
+async fn a_refresh_token_presented_again_within_the_grace_period_is_refused_without_revoking() {
+    let app = TestApp::spawn_with("[auth]\nrefresh_reuse_grace_secs = 30").await;
+    let first = app.tokens("admin", ADMIN_PASSWORD).await;
+    let body = json!({ "refresh_token": first["refresh_token"] });
+    let second: Value = app
+        .request(Method::POST, "/api/v1/auth/refresh", None)
+        .json(&body)
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    let again = app
+        .request(Method::POST, "/api/v1/auth/refresh", None)
+        .json(&body)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(
+        problem(again, StatusCode::UNAUTHORIZED).await["code"],
+        "invalid_token"
+    );
+    assert_eq!(
+        app.get("/api/v1/auth/me", second["access_token"].as_str().unwrap())
+            .await
+            .status(),
+        StatusCode::OK
+    );
+}
+
+#[tokio::test]
+async fn logout_and_session_management() {
+    let app = TestApp::spawn().await;
+    let laptop = app.admin_token().await;
+    let phone = app.admin_token().await;
+    let sessions = app
+        .get_json("/api/v1/auth/sessions", &laptop)
+        .await
+        .as_array()
+        .unwrap()
+        .clone();
+    assert_eq!(sessions.len(), 2);
+    assert_eq!(sessions.iter().filter(|s| s["current"] == true).count(), 1);
+    let phone_session = sessions.iter().find(|s| s["current"] == false).unwrap()["id"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    let revoked = app
+        .request(
+            Method::DELETE,
+            &format!("/api/v1/auth/sessions/{phone_session}"),
+            Some(&laptop),
+        )
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(revoked.status(), StatusCode::NO_CONTENT);
+    assert_eq!(
+        app.get("/api/v1/auth/me", &phone).await.status(),
+        StatusCode::UNAUTHORIZED
+    );
+
+    let logout = app
+        .request(Method::POST, "/api/v1/auth/logout", Some(&laptop))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(logout.status(), StatusCode::NO_CONTENT);
+    let after = app.get("/api/v1/auth/me", &laptop).await;
+    assert_eq!(
+        problem(after, StatusCode::UNAUTHORIZED).await["code"],
+        "invalid_token"
+    );
+    let anonymous = app.anonymous_get("/api/v1/auth/me").await;
+    assert_eq!(
+        problem(anonymous, StatusCode::UNAUTHORIZED).await["code"],
+        "missing_token"
+    );
+}
+
+#[tokio::test]
+async fn changing_the_password_signs_out_other_sessions_only() {
+    let app = TestApp::spawn().await;
+    let (_, current) = app.user_with(&["profile:self"]).await;
+    let me: Value = app.get_json("/api/v1/auth/me", &current).await;
+    let name = me["user"]["username"].as_str().unwrap().to_owned();
+    let other = app.token(&name, "user-test-password-1").await;
+
+    let wrong = app
+        .post(
+            "/api/v1/auth/password",
+            &current,
+            json!({ "current_password": "nope", "new_password": "a-brand-new-pass" }),
+        )
+        .await;
+    assert_eq!(
+        crate::helpers::fields(&problem(wrong, StatusCode::UNPROCESSABLE_ENTITY).await),
+        vec!["current_password"]
+    );
+    let weak = app
+        .post(
+            "/api/v1/auth/password",
+            &current,
+            json!({ "current_password": "user-test-password-1", "new_password": "short" }),
+        )
+        .await;
+    assert_eq!(
+        crate::helpers::fields(&problem(weak, StatusCode::UNPROCESSABLE_ENTITY).await),
+        vec!["new_password"]
+    );
+
+    let changed = app.post("/api/v1/auth/password", &current, json!({ "current_password": "user-test-password-1", "new_password": "a-brand-new-pass" })).await;
+    assert_eq!(changed.status(), StatusCode::NO_CONTENT);
+    assert_eq!(
+        app.get("/api/v1/auth/me", &current).await.status(),
+        StatusCode::OK
+    );
+    assert_eq!(
+        app.get("/api/v1/auth/me", &other).await.status(),
+        StatusCode::UNAUTHORIZED
+    );
+    assert_eq!(
+        app.login(&name, "user-test-password-1").await.status(),
+        StatusCode::UNAUTHORIZED
+    );
+    assert_eq!(
+        app.login(&name, "a-brand-new-pass").await.status(),
+        StatusCode::OK
+    );
+}
+
+#[tokio::test]
+async fn disabling_a_user_ends_their_sessions_and_blocks_login() {
+    let app = TestApp::spawn().await;
+    let admin = app.admin_token().await;
+    let (user_id, token) = app.user_with(&["profile:self"]).await;
+    let disabled = app
+        .post(
+            &format!("/api/v1/users/{user_id}/disable"),
+            &admin,
+            json!({}),
+        )
+        .await;
+    assert_eq!(disabled.status(), StatusCode::OK);
+    assert_eq!(
+        app.get("/api/v1/auth/me", &token).await.status(),
+        StatusCode::UNAUTHORIZED
+    );
+    let user: Value = app
+        .get_json(&format!("/api/v1/users/{user_id}"), &admin)
+        .await;
+    let login = app
+        .login(user["username"].as_str().unwrap(), "user-test-password-1")
+        .await;
+    assert_eq!(
+        problem(login, StatusCode::FORBIDDEN).await["code"],
+        "account_disabled"
+    );
+    app.post(
+        &format!("/api/v1/users/{user_id}/enable"),
+        &admin,
+        json!({}),
+    )
+    .await;
+    assert_eq!(
+        app.login(user["username"].as_str().unwrap(), "user-test-password-1")
+            .await
+            .status(),
+        StatusCode::OK
+    );
+}

@@ -1,0 +1,343 @@
+//! `TestApp::spawn()`: the application on port 0 with a fresh database, plus request helpers.
+
+use std::time::Duration;
+
+use reqwest::{Method, RequestBuilder, Response, StatusCode};
+use sea_orm::{ConnectionTrait, Database};
+use serde_json::{Value, json};
+use service::{Context, config::Settings};
+
+pub const ADMIN_PASSWORD: &str = "admin-test-password-1";
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Backend {
+    Sqlite,
+    MySql,
+    Postgres,
+}
+
+impl Backend {
+    pub fn from_env() -> Self {
+        match std::env::var("WEWORK_TEST_BACKEND")
+            .unwrap_or_default()
+            .as_str()
+        {
+            "" | "sqlite" => Self::Sqlite,
+            "mysql" | "mariadb" => Self::MySql,
+            "postgres" | "postgresql" => Self::Postgres,
+            other => panic!("unknown WEWORK_TEST_BACKEND `{other}`"),
+        }
+    }
+}
+
+/// Creates an empty database of the chosen backend and returns its URL. A backend that was asked
+/// for but cannot be reached fails the test: it is never skipped.
+pub async fn fresh_database(backend: Backend) -> String {
+    let name = format!("wework_t_{}", uuid::Uuid::new_v4().simple());
+    match backend {
+        Backend::Sqlite => {
+            let dir = std::env::temp_dir().join("wework-tests");
+            std::fs::create_dir_all(&dir).unwrap();
+            format!(
+                "sqlite://{}?mode=rwc",
+                dir.join(format!("{name}.db")).display()
+            )
+        }
+        Backend::MySql => {
+            let server = std::env::var("WEWORK_TEST_MYSQL_URL")
+                .unwrap_or_else(|_| "mysql://root@127.0.0.1:3306".into());
+            create_database(
+                &format!("{server}/mysql"),
+                &format!("CREATE DATABASE {name} CHARACTER SET utf8mb4 COLLATE utf8mb4_unicode_ci"),
+            )
+            .await;
+            format!("{server}/{name}")
+        }
+        Backend::Postgres => {
+            let server = std::env::var("WEWORK_TEST_POSTGRES_URL")
+                .unwrap_or_else(|_| "postgres://postgres@127.0.0.1:5432".into());
+            create_database(
+                &format!("{server}/postgres"),
+                &format!("CREATE DATABASE {name}"),
+            )
+            .await;
+            format!("{server}/{name}")
+        }
+    }
+}
+
+async fn create_database(admin_url: &str, sql: &str) {
+    let admin = Database::connect(admin_url)
+        .await
+        .unwrap_or_else(|e| panic!("test database server {admin_url} unreachable: {e}"));
+    admin.execute_unprepared(sql).await.unwrap();
+    admin.close().await.ok();
+}
+
+/// Settings for a test: port 0, its own database and Redis key prefix, a fresh master key.
+pub async fn test_settings(extra_toml: &str) -> Settings {
+    let url = fresh_database(Backend::from_env()).await;
+    let redis = std::env::var("WEWORK_TEST_REDIS_URL").unwrap_or_default();
+    let prefix = format!("wework-test:{}:", uuid::Uuid::new_v4().simple());
+    let key = service::crypto::sealer::Sealer::generate_key();
+    let base = format!(
+        r#"
+[server]
+port = 0
+workers = 1
+[database]
+url = "{url}"
+max_connections = 5
+[redis]
+url = "{redis}"
+key_prefix = "{prefix}"
+[secrets]
+master_key = "{key}"
+[auth]
+refresh_reuse_grace_secs = 0
+[log]
+level = "warn"
+"#
+    );
+    let merged = merge_toml(&base, extra_toml);
+    Settings::from_toml(&merged).unwrap()
+}
+
+/// Overlays `extra` on `base` table by table (tests override a few keys).
+fn merge_toml(base: &str, extra: &str) -> String {
+    let mut base: toml::Table = base.parse().unwrap();
+    let extra: toml::Table = extra.parse().unwrap();
+    for (section, values) in extra {
+        match (base.get_mut(&section), values) {
+            (Some(toml::Value::Table(target)), toml::Value::Table(values)) => target.extend(values),
+            (_, values) => {
+                base.insert(section, values);
+            }
+        }
+    }
+    base.to_string()
+}
+
+pub struct TestApp {
+    pub address: String,
+    pub client: reqwest::Client,
+    pub ctx: Context,
+}
+
+impl TestApp {
+    pub async fn spawn() -> Self {
+        Self::spawn_with("").await
+    }
+
+    pub async fn spawn_with(extra_toml: &str) -> Self {
+        let settings = test_settings(extra_toml).await;
+        let (ctx, _) = wework::prepare(settings, Some(ADMIN_PASSWORD.to_owned()))
+            .await
+            .unwrap();
+        let app = api::Application::build(ctx.clone()).unwrap();
+        let address = format!("http://127.0.0.1:{}", app.port());
+        tokio::spawn(app.run_until_stopped());
+        let client = reqwest::Client::builder()
+            .timeout(Duration::from_secs(30))
+            .build()
+            .unwrap();
+        Self {
+            address,
+            client,
+            ctx,
+        }
+    }
+
+    pub fn request(&self, method: Method, path: &str, token: Option<&str>) -> RequestBuilder {
+        let builder = self
+            .client
+            .request(method, format!("{}{path}", self.address));
+        match token {
+            Some(t) => builder.bearer_auth(t),
+            None => builder,
+        }
+    }
+
+    pub async fn get(&self, path: &str, token: &str) -> Response {
+        self.request(Method::GET, path, Some(token))
+            .send()
+            .await
+            .unwrap()
+    }
+
+    pub async fn send_json(
+        &self,
+        method: Method,
+        path: &str,
+        token: &str,
+        body: Value,
+    ) -> Response {
+        self.request(method, path, Some(token))
+            .json(&body)
+            .send()
+            .await
+            .unwrap()
+    }
+
+    pub async fn post(&self, path: &str, token: &str, body: Value) -> Response {
+        self.send_json(Method::POST, path, token, body).await
+    }
+
+    pub async fn anonymous_get(&self, path: &str) -> Response {
+        self.request(Method::GET, path, None).send().await.unwrap()
+    }
+
+    pub async fn openapi(&self) -> Value {
+        self.anonymous_get("/api/openapi.json")
+            .await
+            .json()
+            .await
+            .unwrap()
+    }
+
+    /// GET and parse the JSON body, whatever the status (tests assert on the content).
+    pub async fn get_json(&self, path: &str, token: &str) -> Value {
+        self.get(path, token).await.json().await.unwrap()
+    }
+
+    pub async fn post_json(&self, path: &str, token: &str, body: Value) -> Value {
+        self.post(path, token, body).await.json().await.unwrap()
+    }
+
+    pub async fn send_json_ok(
+        &self,
+        method: Method,
+        path: &str,
+        token: &str,
+        body: Value,
+    ) -> Value {
+        self.send_json(method, path, token, body)
+            .await
+            .json()
+            .await
+            .unwrap()
+    }
+
+    pub async fn login(&self, login: &str, password: &str) -> Response {
+        self.request(Method::POST, "/api/v1/auth/login", None)
+            .json(&json!({ "login": login, "password": password }))
+            .send()
+            .await
+            .unwrap()
+    }
+
+    /// Logs in and returns the whole token pair.
+    pub async fn tokens(&self, login: &str, password: &str) -> Value {
+        let response = self.login(login, password).await;
+        assert_eq!(response.status(), StatusCode::OK, "login of {login}");
+        response.json().await.unwrap()
+    }
+
+    pub async fn token(&self, login: &str, password: &str) -> String {
+        self.tokens(login, password).await["access_token"]
+            .as_str()
+            .unwrap()
+            .to_owned()
+    }
+
+    pub async fn admin_token(&self) -> String {
+        self.token("admin", ADMIN_PASSWORD).await
+    }
+
+    /// Creates a role holding exactly `permissions` and a user with that role; returns the user
+    /// id and an access token. `permissions` may be empty: a user with no permission at all.
+    pub async fn user_with(&self, permissions: &[&str]) -> (i64, String) {
+        let admin = self.admin_token().await;
+        let suffix = uuid::Uuid::new_v4().simple().to_string();
+        let mut grants = Vec::new();
+        if !permissions.is_empty() {
+            let role = self
+                .post("/api/v1/roles", &admin, json!({ "name": format!("r_{}", &suffix[..12]), "display_name": "test role", "permissions": permissions }))
+                .await;
+            assert_eq!(
+                role.status(),
+                StatusCode::CREATED,
+                "{:?}",
+                role.text().await
+            );
+            let role: Value = role.json().await.unwrap();
+            grants.push(json!({ "role_id": role["id"] }));
+        }
+        let username = format!("u{}", &suffix[..12]);
+        let password = "user-test-password-1";
+        let user = self
+            .post(
+                "/api/v1/users",
+                &admin,
+                json!({ "username": username, "password": password, "roles": grants }),
+            )
+            .await;
+        assert_eq!(
+            user.status(),
+            StatusCode::CREATED,
+            "{:?}",
+            user.text().await
+        );
+        let user: Value = user.json().await.unwrap();
+        (
+            user["id"].as_i64().unwrap(),
+            self.token(&username, password).await,
+        )
+    }
+
+    pub async fn role_id(&self, name: &str) -> i64 {
+        let admin = self.admin_token().await;
+        let roles: Value = self
+            .get("/api/v1/roles?limit=200", &admin)
+            .await
+            .json()
+            .await
+            .unwrap();
+        roles["items"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|r| r["name"] == name)
+            .unwrap()["id"]
+            .as_i64()
+            .unwrap()
+    }
+}
+
+/// Asserts a problem+json response and returns its body.
+pub async fn problem(response: Response, status: StatusCode) -> Value {
+    assert_eq!(response.status(), status, "unexpected status");
+    let content_type = response
+        .headers()
+        .get("content-type")
+        .unwrap()
+        .to_str()
+        .unwrap()
+        .to_owned();
+    assert_eq!(content_type, "application/problem+json");
+    let body: Value = response.json().await.unwrap();
+    assert_eq!(body["status"], status.as_u16());
+    assert!(
+        body["type"]
+            .as_str()
+            .unwrap()
+            .starts_with("/docs/problems#")
+    );
+    assert!(
+        body["request_id"].is_string(),
+        "problem carries the request id: {body}"
+    );
+    body
+}
+
+/// The field names a validation problem lists.
+pub fn fields(problem: &Value) -> Vec<String> {
+    problem["errors"]
+        .as_array()
+        .map(|e| {
+            e.iter()
+                .map(|e| e["field"].as_str().unwrap().to_owned())
+                .collect()
+        })
+        .unwrap_or_default()
+}

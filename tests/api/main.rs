@@ -1,0 +1,15 @@
+//! Black-box tests of the wework API: each test starts the real application on a random port
+//! with a database of its own. `WEWORK_TEST_BACKEND` picks SQLite (default), `mysql` (MariaDB /
+//! MySQL 8) or `postgres`; `WEWORK_TEST_REDIS_URL` adds Redis. `scripts/test` runs every backend.
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
+mod helpers;
+
+mod auth;
+mod cli;
+mod errors;
+mod health;
+mod openapi_routes;
+mod rbac;
+mod schema;
+mod totp;

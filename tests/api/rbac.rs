@@ -1,0 +1,424 @@
+//! Roles, grants, escalation guards, soft delete, the last super admin, and the audit trail.
+
+use reqwest::{Method, StatusCode};
+use serde_json::{Value, json};
+
+use crate::helpers::{TestApp, fields, problem};
+
+#[tokio::test]
+async fn admin_creates_a_role_and_a_user_and_both_are_in_the_audit_log() {
+    let app = TestApp::spawn().await;
+    let admin = app.admin_token().await;
+    let role = app
+        .post("/api/v1/roles", &admin, json!({ "name": "support", "display_name": "客服", "permissions": ["contacts:read", "users:read"] }))
+        .await;
+    assert_eq!(role.status(), StatusCode::CREATED);
+    let role: Value = role.json().await.unwrap();
+    assert_eq!(role["permissions"], json!(["contacts:read", "users:read"]));
+    let user = app
+        .post("/api/v1/users", &admin, json!({ "username": "dave", "password": "dave-password-12", "roles": [{ "role_id": role["id"] }] }))
+        .await;
+    assert_eq!(user.status(), StatusCode::CREATED);
+
+    let audit: Value = app.get_json("/api/v1/audit-logs?limit=10", &admin).await;
+    let operations: Vec<&str> = audit["items"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|a| a["operation"].as_str().unwrap())
+        .collect();
+    assert_eq!(&operations[..2], ["user.create", "role.create"]);
+    let user_entry = &audit["items"][0];
+    assert_eq!(user_entry["result"], "SUCCESS");
+    assert_eq!(user_entry["username"], "admin");
+    assert_eq!(user_entry["resource_name"], "dave");
+    assert!(user_entry["request_id"].is_string() && user_entry["session_id"].is_string());
+    assert!(
+        !user_entry.to_string().contains("dave-password-12"),
+        "passwords never reach the audit log"
+    );
+    assert_eq!(audit["items"][1]["new_values"]["display_name"], "客服");
+
+    let filtered: Value = app
+        .get_json("/api/v1/audit-logs?resource_type=role", &admin)
+        .await;
+    assert!(
+        filtered["items"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .all(|a| a["resource_type"] == "role")
+    );
+}
+
+#[tokio::test]
+async fn permissions_follow_grants_including_expiry() {
+    let app = TestApp::spawn().await;
+    let admin = app.admin_token().await;
+    let (user_id, token) = app.user_with(&["users:read"]).await;
+    assert_eq!(
+        app.get("/api/v1/users", &token).await.status(),
+        StatusCode::OK
+    );
+    assert_eq!(
+        app.get("/api/v1/roles", &token).await.status(),
+        StatusCode::FORBIDDEN
+    );
+
+    let viewer = app.role_id("viewer").await;
+    let expired = (chrono::Utc::now() - chrono::Duration::hours(1)).to_rfc3339();
+    let past = app
+        .send_json(
+            Method::PUT,
+            &format!("/api/v1/users/{user_id}/roles"),
+            &admin,
+            json!({ "roles": [{ "role_id": viewer, "expires_at": expired }] }),
+        )
+        .await;
+    assert_eq!(
+        fields(&problem(past, StatusCode::UNPROCESSABLE_ENTITY).await),
+        vec!["roles[0].expires_at"]
+    );
+
+    let soon = (chrono::Utc::now() + chrono::Duration::seconds(2)).to_rfc3339();
+    let set = app
+        .send_json(
+            Method::PUT,
+            &format!("/api/v1/users/{user_id}/roles"),
+            &admin,
+            json!({ "roles": [{ "role_id": viewer, "expires_at": soon }] }),
+        )
+        .await;
+    assert_eq!(set.status(), StatusCode::OK);
+    assert_eq!(
+        app.get("/api/v1/users", &token).await.status(),
+        StatusCode::FORBIDDEN,
+        "the old role was replaced"
+    );
+    assert_eq!(
+        app.get("/api/v1/auth/me", &token).await.status(),
+        StatusCode::OK,
+        "viewer holds profile:self"
+    );
+    tokio::time::sleep(std::time::Duration::from_secs(3)).await;
+    assert_eq!(
+        app.get("/api/v1/auth/me", &token).await.status(),
+        StatusCode::FORBIDDEN,
+        "the grant expired"
+    );
+}
+
+#[tokio::test]
+async fn nobody_grants_or_manages_beyond_their_own_permissions() {
+    let app = TestApp::spawn().await;
+    let (_, manager) = app
+        .user_with(&[
+            "users:read",
+            "users:create",
+            "users:update",
+            "roles:read",
+            "roles:create",
+        ])
+        .await;
+    let super_admin = app.role_id("super_admin").await;
+
+    let escalate = app
+        .post("/api/v1/users", &manager, json!({ "username": "mallory", "password": "mallory-pass-123", "roles": [{ "role_id": super_admin }] }))
+        .await;
+    assert_eq!(
+        problem(escalate, StatusCode::FORBIDDEN).await["code"],
+        "forbidden"
+    );
+    let wider_role = app
+        .post(
+            "/api/v1/roles",
+            &manager,
+            json!({ "name": "wider", "display_name": "x", "permissions": ["users:delete"] }),
+        )
+        .await;
+    assert_eq!(wider_role.status(), StatusCode::FORBIDDEN);
+    let found: Value = app.get_json("/api/v1/users?q=ADMIN", &manager).await;
+    let admin_user = found["items"][0]["id"]
+        .as_i64()
+        .unwrap_or_else(|| panic!("{found}"));
+    let takeover = app
+        .post(
+            &format!("/api/v1/users/{admin_user}/password"),
+            &manager,
+            json!({ "password": "owned-by-mallory" }),
+        )
+        .await;
+    assert_eq!(
+        takeover.status(),
+        StatusCode::FORBIDDEN,
+        "cannot manage someone more powerful"
+    );
+    let own_role = app
+        .post(
+            "/api/v1/roles",
+            &manager,
+            json!({ "name": "narrow", "display_name": "x", "permissions": ["users:read"] }),
+        )
+        .await;
+    assert_eq!(
+        own_role.status(),
+        StatusCode::CREATED,
+        "granting what you hold is fine"
+    );
+
+    let admin = app.admin_token().await;
+    let denied: Value = app
+        .get_json("/api/v1/audit-logs?result=FAILURE", &admin)
+        .await;
+    assert!(
+        denied["items"].as_array().unwrap().len() >= 3,
+        "refusals are audited: {denied}"
+    );
+}
+
+#[tokio::test]
+async fn built_in_roles_are_protected_and_custom_roles_can_be_edited_and_deleted() {
+    let app = TestApp::spawn().await;
+    let admin = app.admin_token().await;
+    let viewer = app.role_id("viewer").await;
+    let super_admin = app.role_id("super_admin").await;
+    assert_eq!(
+        problem(
+            app.request(
+                Method::DELETE,
+                &format!("/api/v1/roles/{viewer}"),
+                Some(&admin)
+            )
+            .send()
+            .await
+            .unwrap(),
+            StatusCode::CONFLICT
+        )
+        .await["code"],
+        "conflict"
+    );
+    let rename = app
+        .send_json(
+            Method::PATCH,
+            &format!("/api/v1/roles/{viewer}"),
+            &admin,
+            json!({ "name": "watcher" }),
+        )
+        .await;
+    assert_eq!(
+        fields(&problem(rename, StatusCode::CONFLICT).await),
+        vec!["name"]
+    );
+    let narrow_super = app
+        .send_json(
+            Method::PUT,
+            &format!("/api/v1/roles/{super_admin}/permissions"),
+            &admin,
+            json!({ "permissions": [] }),
+        )
+        .await;
+    assert_eq!(narrow_super.status(), StatusCode::CONFLICT);
+
+    let created: Value = app
+        .post_json(
+            "/api/v1/roles",
+            &admin,
+            json!({ "name": "editors", "display_name": "Editors", "description": "d" }),
+        )
+        .await;
+    let id = created["id"].as_i64().unwrap();
+    let duplicate = app
+        .post(
+            "/api/v1/roles",
+            &admin,
+            json!({ "name": "editors", "display_name": "Again" }),
+        )
+        .await;
+    assert_eq!(
+        fields(&problem(duplicate, StatusCode::CONFLICT).await),
+        vec!["name"]
+    );
+    let patched: Value = app
+        .send_json_ok(
+            Method::PATCH,
+            &format!("/api/v1/roles/{id}"),
+            &admin,
+            json!({ "display_name": "Editors 2", "description": null }),
+        )
+        .await;
+    assert_eq!(patched["display_name"], "Editors 2");
+    assert!(patched["description"].is_null());
+    let perms: Value = app
+        .send_json_ok(
+            Method::PUT,
+            &format!("/api/v1/roles/{id}/permissions"),
+            &admin,
+            json!({ "permissions": ["templates:read", "templates:update"] }),
+        )
+        .await;
+    assert_eq!(
+        perms["permissions"],
+        json!(["templates:read", "templates:update"])
+    );
+    let deleted = app
+        .request(Method::DELETE, &format!("/api/v1/roles/{id}"), Some(&admin))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(deleted.status(), StatusCode::NO_CONTENT);
+    assert_eq!(
+        app.get(&format!("/api/v1/roles/{id}"), &admin)
+            .await
+            .status(),
+        StatusCode::NOT_FOUND
+    );
+    let reused = app
+        .post(
+            "/api/v1/roles",
+            &admin,
+            json!({ "name": "editors", "display_name": "Editors again" }),
+        )
+        .await;
+    assert_eq!(
+        reused.status(),
+        StatusCode::CREATED,
+        "a deleted role's name is free again"
+    );
+
+    let catalogue = app
+        .get_json("/api/v1/permissions", &admin)
+        .await
+        .as_array()
+        .unwrap()
+        .clone();
+    assert!(catalogue.len() >= 50);
+    assert!(
+        catalogue
+            .iter()
+            .all(|p| p["name"].as_str().unwrap().contains(':'))
+    );
+}
+
+#[tokio::test]
+async fn users_are_soft_deleted_and_the_last_super_admin_stays() {
+    let app = TestApp::spawn().await;
+    let admin = app.admin_token().await;
+    let me: Value = app.get_json("/api/v1/auth/me", &admin).await;
+    let admin_id = me["user"]["id"].as_i64().unwrap();
+    let self_delete = app
+        .request(
+            Method::DELETE,
+            &format!("/api/v1/users/{admin_id}"),
+            Some(&admin),
+        )
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(self_delete.status(), StatusCode::CONFLICT);
+    let strip = app
+        .send_json(
+            Method::PUT,
+            &format!("/api/v1/users/{admin_id}/roles"),
+            &admin,
+            json!({ "roles": [] }),
+        )
+        .await;
+    assert_eq!(
+        problem(strip, StatusCode::CONFLICT).await["errors"][0]["field"],
+        "roles"
+    );
+
+    let erin: Value = app.post_json("/api/v1/users", &admin, json!({ "username": "erin", "email": "erin@example.com", "password": "erin-password-12" })).await;
+    let id = erin["id"].as_i64().unwrap();
+    let taken = app
+        .post(
+            "/api/v1/users",
+            &admin,
+            json!({ "username": "erin", "password": "erin-password-12" }),
+        )
+        .await;
+    assert_eq!(
+        fields(&problem(taken, StatusCode::CONFLICT).await),
+        vec!["username"]
+    );
+    let patched: Value = app
+        .send_json_ok(
+            Method::PATCH,
+            &format!("/api/v1/users/{id}"),
+            &admin,
+            json!({ "nickname": "小E", "email": null }),
+        )
+        .await;
+    assert_eq!(patched["nickname"], "小E");
+    assert!(patched["email"].is_null());
+    let deleted = app
+        .request(Method::DELETE, &format!("/api/v1/users/{id}"), Some(&admin))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(deleted.status(), StatusCode::NO_CONTENT);
+    assert_eq!(
+        app.get(&format!("/api/v1/users/{id}"), &admin)
+            .await
+            .status(),
+        StatusCode::NOT_FOUND
+    );
+    assert_eq!(
+        app.login("erin", "erin-password-12").await.status(),
+        StatusCode::UNAUTHORIZED
+    );
+    let again = app
+        .post(
+            "/api/v1/users",
+            &admin,
+            json!({ "username": "erin", "password": "erin-password-12" }),
+        )
+        .await;
+    assert_eq!(
+        again.status(),
+        StatusCode::CREATED,
+        "the name of a deleted user can be reused"
+    );
+    let audit: Value = app
+        .get_json(
+            &format!("/api/v1/audit-logs?operation=user.delete&resource_id={id}"),
+            &admin,
+        )
+        .await;
+    assert_eq!(audit["items"][0]["old_values"]["username"], "erin");
+}
+
+#[tokio::test]
+async fn lists_page_with_cursors() {
+    let app = TestApp::spawn().await;
+    let admin = app.admin_token().await;
+    for i in 0..5 {
+        app.post(
+            "/api/v1/users",
+            &admin,
+            json!({ "username": format!("pager{i}"), "password": "pager-password-1" }),
+        )
+        .await;
+    }
+    let mut seen = Vec::new();
+    let mut cursor: Option<String> = None;
+    loop {
+        let path = match &cursor {
+            Some(c) => format!("/api/v1/users?q=pager&limit=2&cursor={c}"),
+            None => "/api/v1/users?q=pager&limit=2".to_owned(),
+        };
+        let page: Value = app.get_json(&path, &admin).await;
+        seen.extend(
+            page["items"]
+                .as_array()
+                .unwrap()
+                .iter()
+                .map(|u| u["username"].as_str().unwrap().to_owned()),
+        );
+        match page["next_cursor"].as_str() {
+            Some(next) => cursor = Some(next.to_owned()),
+            None => break,
+        }
+    }
+    assert_eq!(seen, vec!["pager4", "pager3", "pager2", "pager1", "pager0"]);
+}
