@@ -52,7 +52,13 @@ impl Application {
                         .configure(routes::roles::configure)
                         .configure(routes::permissions::configure)
                         .configure(routes::audit_logs::configure)
-                        .configure(routes::login_logs::configure),
+                        .configure(routes::login_logs::configure)
+                        .configure(routes::instances::configure)
+                        .configure(routes::accounts::configure)
+                        .configure(routes::contacts::configure)
+                        .configure(routes::tags::configure)
+                        .configure(routes::groups::configure)
+                        .configure(routes::callbacks::configure),
                 )
                 .default_service(web::to(not_found))
         })

@@ -23,6 +23,7 @@ pub use super::permissions::Entity as Permissions;
 pub use super::role_permissions::Entity as RolePermissions;
 pub use super::roles::Entity as Roles;
 pub use super::session_rotated_tokens::Entity as SessionRotatedTokens;
+pub use super::sync_runs::Entity as SyncRuns;
 pub use super::system_logs::Entity as SystemLogs;
 pub use super::tags::Entity as Tags;
 pub use super::user_roles::Entity as UserRoles;

@@ -51,6 +51,8 @@ pub enum Relation {
     InstanceConfigs,
     #[sea_orm(has_many = "super::instance_monitors::Entity")]
     InstanceMonitors,
+    #[sea_orm(has_many = "super::sync_runs::Entity")]
+    SyncRuns,
     #[sea_orm(
         belongs_to = "super::users::Entity",
         from = "Column::CreatedBy",
@@ -78,6 +80,12 @@ impl Related<super::instance_configs::Entity> for Entity {
 impl Related<super::instance_monitors::Entity> for Entity {
     fn to() -> RelationDef {
         Relation::InstanceMonitors.def()
+    }
+}
+
+impl Related<super::sync_runs::Entity> for Entity {
+    fn to() -> RelationDef {
+        Relation::SyncRuns.def()
     }
 }
 

@@ -14,6 +14,7 @@ mod m20261126_000003_contacts;
 mod m20261126_000004_messaging;
 mod m20261126_000005_observability;
 mod m20261126_000006_rbac_seed;
+mod m20261126_000007_sync_runs;
 
 pub struct Migrator;
 
@@ -27,6 +28,7 @@ impl MigratorTrait for Migrator {
             Box::new(m20261126_000004_messaging::Migration),
             Box::new(m20261126_000005_observability::Migration),
             Box::new(m20261126_000006_rbac_seed::Migration),
+            Box::new(m20261126_000007_sync_runs::Migration),
         ]
     }
 }

@@ -22,7 +22,24 @@ pub struct Settings {
     pub secrets: SecretSettings,
     pub log: LogSettings,
     pub metrics: MetricsSettings,
+    pub outbound: crate::net::ssrf::OutboundSettings,
+    pub instances: InstanceSettings,
+    pub contacts: ContactSettings,
     pub worker: WorkerSettings,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ContactSettings {
+    pub import_max_bytes: usize,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct InstanceSettings {
+    pub offline_after_missed: i32,
+    pub heartbeat_timeout_secs: u64,
+    pub metrics_retention_days: i64,
 }
 
 #[derive(Debug, Clone, Deserialize)]
@@ -206,6 +223,15 @@ impl Settings {
         }
         if a.ip_failures_per_minute < 1 {
             return fail("auth.ip_failures_per_minute", "must be at least 1");
+        }
+        if let Err(e) = crate::net::ssrf::OutboundPolicy::new(&self.outbound) {
+            return Err(ConfigError(e));
+        }
+        if self.instances.offline_after_missed < 1 {
+            return fail("instances.offline_after_missed", "must be at least 1");
+        }
+        if self.instances.heartbeat_timeout_secs == 0 {
+            return fail("instances.heartbeat_timeout_secs", "must be at least 1");
         }
         if self.worker.housekeeping_interval_secs == 0 {
             return fail("worker.housekeeping_interval_secs", "must be at least 1");

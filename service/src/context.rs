@@ -9,6 +9,8 @@ use crate::{
     clock::{Clock, SystemClock},
     config::Settings,
     crypto::sealer::Sealer,
+    drivers::wecom::token::TokenCache,
+    net::client::OutboundClient,
     throttle::FailureThrottle,
 };
 
@@ -20,6 +22,10 @@ pub struct Context {
     pub clock: Arc<dyn Clock>,
     pub login_throttle: FailureThrottle,
     pub redis: Option<redis::aio::ConnectionManager>,
+    /// HTTP client for user-configured destinations, behind the SSRF policy.
+    pub outbound: OutboundClient,
+    /// WeCom access tokens, shared through Redis when configured.
+    pub tokens: TokenCache,
 }
 
 impl Context {
@@ -44,6 +50,8 @@ impl Context {
             redis.clone(),
             format!("{}login-fail:", settings.redis.key_prefix),
         );
+        let outbound = OutboundClient::new(&settings.outbound).map_err(|e| anyhow::anyhow!(e))?;
+        let tokens = TokenCache::new(redis.clone(), settings.redis.key_prefix.clone());
         Ok(Self {
             db,
             settings: Arc::new(settings),
@@ -51,6 +59,8 @@ impl Context {
             clock,
             login_throttle,
             redis,
+            outbound,
+            tokens,
         })
     }
 }

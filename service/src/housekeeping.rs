@@ -2,7 +2,10 @@
 //! idempotency keys. Idempotent, so any number of workers may run it.
 
 use chrono::TimeDelta;
-use entity::{idempotency_keys, login_logs, session_rotated_tokens, user_sessions};
+use entity::{
+    idempotency_keys, inbound_events, instance_monitors, login_logs, session_rotated_tokens,
+    user_sessions,
+};
 use sea_orm::{ColumnTrait, Condition, EntityTrait, QueryFilter};
 use serde::Serialize;
 
@@ -14,6 +17,8 @@ pub struct Swept {
     pub rotated_tokens: u64,
     pub login_logs: u64,
     pub idempotency_keys: u64,
+    pub metric_samples: u64,
+    pub inbound_events: u64,
 }
 
 pub async fn sweep(ctx: &Context) -> ServiceResult<Swept> {
@@ -46,10 +51,24 @@ pub async fn sweep(ctx: &Context) -> ServiceResult<Swept> {
         .exec(&ctx.db)
         .await?
         .rows_affected;
+    let metrics_before = now - TimeDelta::days(ctx.settings.instances.metrics_retention_days);
+    let metric_samples = instance_monitors::Entity::delete_many()
+        .filter(instance_monitors::Column::BucketSeconds.eq(0))
+        .filter(instance_monitors::Column::CollectedAt.lt(metrics_before))
+        .exec(&ctx.db)
+        .await?
+        .rows_affected;
+    let inbound_events = inbound_events::Entity::delete_many()
+        .filter(inbound_events::Column::ProcessedAt.lt(retention))
+        .exec(&ctx.db)
+        .await?
+        .rows_affected;
     Ok(Swept {
         sessions,
         rotated_tokens,
         login_logs,
         idempotency_keys,
+        metric_samples,
+        inbound_events,
     })
 }

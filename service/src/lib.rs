@@ -3,18 +3,25 @@
 pub mod audit;
 pub mod auth;
 pub mod bootstrap;
+pub mod callbacks;
 pub mod clock;
 pub mod config;
+pub mod contacts;
 pub mod context;
 pub mod crypto;
 pub mod db;
+pub mod drivers;
 pub mod error;
 pub mod health;
 pub mod housekeeping;
+pub mod instances;
+pub mod net;
 pub mod pagination;
 pub mod rbac;
 pub mod search;
+pub mod secrets;
 pub mod serde_util;
+pub mod sync;
 pub mod throttle;
 pub mod validate;
 

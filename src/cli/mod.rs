@@ -3,6 +3,8 @@
 mod config;
 mod migrate;
 mod run;
+mod secrets;
+mod sim;
 mod user;
 
 use std::path::PathBuf;
@@ -47,6 +49,13 @@ pub enum Command {
         #[command(subcommand)]
         action: user::Action,
     },
+    /// Master-key rotation for sealed secrets.
+    Secrets {
+        #[command(subcommand)]
+        action: secrets::Action,
+    },
+    /// The WeCom / agent simulator (a real HTTP server) for demos, tests and benchmarks.
+    Sim(Box<sim::Args>),
     /// Configuration tools.
     Config {
         #[command(subcommand)]
@@ -66,5 +75,7 @@ pub async fn run(cli: Cli) -> anyhow::Result<()> {
         Command::Migrate { action } => migrate::run(settings, action).await,
         Command::User { action } => user::run(settings, action).await,
         Command::Config { action } => config::run(&settings, action),
+        Command::Secrets { action } => secrets::run(settings, action).await,
+        Command::Sim(args) => sim::run(*args).await,
     }
 }

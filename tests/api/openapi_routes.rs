@@ -15,6 +15,10 @@ const PUBLIC: &[&str] = &[
     "GET /metrics",
     "POST /api/v1/auth/login",
     "POST /api/v1/auth/refresh",
+    // Instances deliver events here; each verifies its own signature before reading anything.
+    "GET /api/v1/callbacks/wecom/{instance}",
+    "POST /api/v1/callbacks/wecom/{instance}",
+    "POST /api/v1/callbacks/agent/{instance}",
 ];
 /// Routes that need a session but no permission: ending your own session.
 const SESSION_ONLY: &[&str] = &["POST /api/v1/auth/logout"];
@@ -45,7 +49,9 @@ fn operations(doc: &Value) -> Vec<Operation> {
             };
             let path = template
                 .replace("{id}", "999999")
-                .replace("{session_id}", &uuid::Uuid::new_v4().to_string());
+                .replace("{key}", "some_key")
+                .replace("{session_id}", &uuid::Uuid::new_v4().to_string())
+                .replace("{instance}", &uuid::Uuid::new_v4().to_string());
             out.push(Operation {
                 method: method.to_uppercase().parse().unwrap(),
                 path,

@@ -1,31 +1,94 @@
-//! Background work. For now: housekeeping (expired sessions and rotated tokens, old login
-//! history, lapsed idempotency keys) on a fixed interval; message dispatch joins it with the
-//! broadcast engine. Every pass is idempotent, so any number of workers may run side by side.
+//! Background work: periodic jobs that each claim their work in the database (so any number of
+//! worker processes can run side by side) and are supervised (a panic or error restarts the loop,
+//! it never ends the worker). Message dispatch joins them with the broadcast engine.
 
-use std::time::Duration;
+pub mod jobs;
 
-use service::{Context, housekeeping};
+use std::{future::Future, time::Duration};
+
+use service::Context;
 use tokio::sync::watch;
 
-/// Runs until `shutdown` turns true. A failing pass is logged and retried next interval: a
-/// database outage pauses housekeeping, it never ends the worker.
-pub async fn run(ctx: Context, mut shutdown: watch::Receiver<bool>) {
-    let every = Duration::from_secs(ctx.settings.worker.housekeeping_interval_secs);
-    tracing::info!(interval_secs = every.as_secs(), "worker started");
-    loop {
-        match housekeeping::sweep(&ctx).await {
-            Ok(swept) => tracing::debug!(?swept, "housekeeping pass done"),
-            Err(e) => {
-                tracing::warn!(error = %e, "housekeeping pass failed; retrying next interval")
+/// A name unique to this process: lease owners and logs tell workers apart, and a restarted
+/// process never inherits its predecessor's leases by name.
+pub fn worker_name() -> String {
+    let host = std::env::var("HOSTNAME").unwrap_or_else(|_| "worker".to_owned());
+    format!(
+        "{host}-{}-{}",
+        std::process::id(),
+        &uuid::Uuid::new_v4().simple().to_string()[..8]
+    )
+}
+
+/// Runs every job until `shutdown` turns true.
+pub async fn run(ctx: Context, shutdown: watch::Receiver<bool>) {
+    let name = worker_name();
+    tracing::info!(worker = %name, "worker started");
+    let housekeeping = Duration::from_secs(ctx.settings.worker.housekeeping_interval_secs);
+    let tasks = vec![
+        supervise("housekeeping", housekeeping, shutdown.clone(), {
+            let ctx = ctx.clone();
+            move || {
+                let ctx = ctx.clone();
+                async move { jobs::housekeeping::run(&ctx).await }
+            }
+        }),
+        supervise("heartbeats", Duration::from_secs(1), shutdown.clone(), {
+            let ctx = ctx.clone();
+            move || {
+                let ctx = ctx.clone();
+                async move { jobs::heartbeats::run(&ctx).await }
+            }
+        }),
+        supervise("sync", Duration::from_secs(1), shutdown.clone(), {
+            let ctx = ctx.clone();
+            let name = name.clone();
+            move || {
+                let ctx = ctx.clone();
+                let name = name.clone();
+                async move { jobs::sync::run(&ctx, &name).await }
+            }
+        }),
+        supervise("events", Duration::from_millis(500), shutdown.clone(), {
+            let ctx = ctx.clone();
+            move || {
+                let ctx = ctx.clone();
+                async move { jobs::events::run(&ctx).await }
+            }
+        }),
+    ];
+    for task in tasks {
+        let _ = task.await;
+    }
+    tracing::info!(worker = %name, "worker stopped");
+}
+
+/// Calls `job` every `every` until shutdown. An error is logged and the loop goes on; a panic is
+/// caught by running each pass in its own task.
+fn supervise<F, Fut>(
+    name: &'static str,
+    every: Duration,
+    mut shutdown: watch::Receiver<bool>,
+    job: F,
+) -> tokio::task::JoinHandle<()>
+where
+    F: Fn() -> Fut + Send + 'static,
+    Fut: Future<Output = anyhow::Result<()>> + Send + 'static,
+{
+    tokio::spawn(async move {
+        loop {
+            match tokio::spawn(job()).await {
+                Ok(Ok(())) => {}
+                Ok(Err(e)) => tracing::warn!(job = name, error = %e, "job pass failed; retrying"),
+                Err(e) => tracing::error!(job = name, error = %e, "job pass panicked; restarting"),
+            }
+            tokio::select! {
+                _ = tokio::time::sleep(every) => {}
+                _ = shutdown.changed() => {}
+            }
+            if *shutdown.borrow() {
+                break;
             }
         }
-        tokio::select! {
-            _ = tokio::time::sleep(every) => {}
-            _ = shutdown.changed() => break,
-        }
-        if *shutdown.borrow() {
-            break;
-        }
-    }
-    tracing::info!("worker stopped");
+    })
 }

@@ -1,11 +1,17 @@
 //! One module per resource; each ends with `configure`, and `startup` mounts them all.
 
+pub mod accounts;
 pub mod audit_logs;
 pub mod auth;
+pub mod callbacks;
+pub mod contacts;
+pub mod groups;
 pub mod health;
+pub mod instances;
 pub mod login_logs;
 pub mod permissions;
 pub mod roles;
+pub mod tags;
 pub mod users;
 
 use serde::Deserialize;

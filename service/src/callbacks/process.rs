@@ -1,0 +1,299 @@
+//! Applies stored inbound events: messages received, delivery reports, account status, contact
+//! and group changes. Each event is applied once (then marked processed); a failure is recorded
+//! on the event and not retried forever.
+
+use entity::{contacts, inbound_events, messages, wework_accounts, wework_instances};
+use sea_orm::{
+    ActiveValue::Set, ColumnTrait, EntityTrait, QueryFilter, QueryOrder, QuerySelect,
+    sea_query::Expr,
+};
+use serde_json::Value;
+
+use super::wecom_crypto::xml_field;
+use crate::{Context, ServiceError, ServiceResult, drivers::RemoteContact};
+
+/// Applies up to `limit` pending events; returns how many were handled.
+pub async fn pending(ctx: &Context, limit: u64) -> ServiceResult<usize> {
+    let events = inbound_events::Entity::find()
+        .filter(inbound_events::Column::ProcessedAt.is_null())
+        .order_by_asc(inbound_events::Column::Id)
+        .limit(limit)
+        .all(&ctx.db)
+        .await?;
+    let count = events.len();
+    for event in events {
+        // Claim it: a second worker racing for the same event updates nothing and moves on.
+        let claimed = inbound_events::Entity::update_many()
+            .col_expr(
+                inbound_events::Column::ProcessedAt,
+                Expr::value(ctx.clock.now_db()),
+            )
+            .filter(inbound_events::Column::Id.eq(event.id))
+            .filter(inbound_events::Column::ProcessedAt.is_null())
+            .exec(&ctx.db)
+            .await?;
+        if claimed.rows_affected != 1 {
+            continue;
+        }
+        if let Err(e) = apply(ctx, &event).await {
+            tracing::warn!(event.id = event.id, event.r#type = %event.event_type, error = %e, "inbound event could not be applied");
+            inbound_events::Entity::update_many()
+                .col_expr(
+                    inbound_events::Column::ErrorMessage,
+                    Expr::value(e.to_string()),
+                )
+                .filter(inbound_events::Column::Id.eq(event.id))
+                .exec(&ctx.db)
+                .await?;
+        }
+    }
+    Ok(count)
+}
+
+async fn apply(ctx: &Context, event: &inbound_events::Model) -> ServiceResult<()> {
+    let instance = wework_instances::Entity::find_by_id(event.instance_id)
+        .one(&ctx.db)
+        .await?
+        .ok_or(ServiceError::NotFound("instance"))?;
+    if event.event_key.starts_with("agent:") {
+        let body: Value = serde_json::from_str(&event.payload)
+            .map_err(|e| ServiceError::invalid("payload", e.to_string()))?;
+        apply_agent(ctx, &instance, &body).await
+    } else {
+        apply_wecom(ctx, &instance, &event.payload).await
+    }
+}
+
+async fn account(
+    ctx: &Context,
+    instance_id: i64,
+    wxid: &str,
+) -> ServiceResult<wework_accounts::Model> {
+    wework_accounts::Entity::find()
+        .filter(wework_accounts::Column::InstanceId.eq(instance_id))
+        .filter(wework_accounts::Column::Wxid.eq(wxid))
+        .one(&ctx.db)
+        .await?
+        .ok_or_else(|| {
+            ServiceError::invalid(
+                "account_wxid",
+                format!("`{wxid}` is not a synced account of this instance"),
+            )
+        })
+}
+
+fn text(v: &Value, key: &str) -> Option<String> {
+    v.get(key).and_then(Value::as_str).map(str::to_owned)
+}
+
+async fn apply_agent(
+    ctx: &Context,
+    instance: &wework_instances::Model,
+    body: &Value,
+) -> ServiceResult<()> {
+    let kind = body["type"].as_str().unwrap_or_default();
+    let wxid = body["account_wxid"].as_str().unwrap_or_default();
+    let data = &body["data"];
+    match kind {
+        "message.received" => {
+            let account = account(ctx, instance.id, wxid).await?;
+            let from = text(data, "from").unwrap_or_default();
+            let group = text(data, "group");
+            store_inbound(
+                ctx,
+                instance,
+                &account,
+                &from,
+                group.as_deref(),
+                text(data, "msgtype").as_deref().unwrap_or("text"),
+                text(data, "content"),
+                text(data, "message_id"),
+            )
+            .await
+        }
+        "message.delivered" | "message.failed" => {
+            let status = if kind == "message.delivered" {
+                "delivered"
+            } else {
+                "failed"
+            };
+            let Some(remote) = text(data, "message_id") else {
+                return Ok(());
+            };
+            messages::Entity::update_many()
+                .col_expr(messages::Column::SendStatus, Expr::value(status))
+                .col_expr(
+                    messages::Column::ErrorMessage,
+                    Expr::value(text(data, "error")),
+                )
+                .col_expr(messages::Column::UpdatedAt, Expr::value(ctx.clock.now_db()))
+                .filter(messages::Column::InstanceId.eq(instance.id))
+                .filter(messages::Column::RemoteMsgId.eq(remote))
+                .exec(&ctx.db)
+                .await?;
+            Ok(())
+        }
+        "account.online" | "account.offline" => {
+            let online = kind == "account.online";
+            wework_accounts::Entity::update_many()
+                .col_expr(
+                    wework_accounts::Column::Status,
+                    Expr::value(if online { "online" } else { "offline" }),
+                )
+                .col_expr(wework_accounts::Column::IsLoggedIn, Expr::value(online))
+                .col_expr(
+                    wework_accounts::Column::UpdatedAt,
+                    Expr::value(ctx.clock.now_db()),
+                )
+                .filter(wework_accounts::Column::InstanceId.eq(instance.id))
+                .filter(wework_accounts::Column::Wxid.eq(wxid))
+                .exec(&ctx.db)
+                .await?;
+            Ok(())
+        }
+        "contact.added" | "contact.updated" => {
+            let account = account(ctx, instance.id, wxid).await?;
+            let contact: RemoteContact = serde_json::from_value(data["contact"].clone())
+                .map_err(|e| ServiceError::invalid("data.contact", e.to_string()))?;
+            crate::sync::upsert_contacts(ctx, instance, &account, &[contact])
+                .await
+                .map(|_| ())
+        }
+        "contact.deleted" => {
+            let account = account(ctx, instance.id, wxid).await?;
+            mark_contact_deleted(ctx, account.id, &text(data, "wxid").unwrap_or_default()).await
+        }
+        // Group changes and anything newer than this version are kept for the next sync to settle.
+        _ => Ok(()),
+    }
+}
+
+async fn apply_wecom(
+    ctx: &Context,
+    instance: &wework_instances::Model,
+    xml: &str,
+) -> ServiceResult<()> {
+    let msg_type = xml_field(xml, "MsgType").unwrap_or_default();
+    if msg_type == "event" {
+        let event = xml_field(xml, "Event").unwrap_or_default();
+        let change = xml_field(xml, "ChangeType").unwrap_or_default();
+        if event != "change_external_contact" {
+            return Ok(());
+        }
+        let (Some(user), Some(external)) =
+            (xml_field(xml, "UserID"), xml_field(xml, "ExternalUserID"))
+        else {
+            return Ok(());
+        };
+        let account = account(ctx, instance.id, &user).await?;
+        return match change.as_str() {
+            "add_external_contact" | "edit_external_contact" | "add_half_external_contact" => {
+                let contact = RemoteContact {
+                    wxid: external,
+                    nickname: None,
+                    remark: None,
+                    avatar_url: None,
+                    phone: None,
+                    gender: None,
+                    region: None,
+                    corp_name: None,
+                    contact_type: "external".into(),
+                    tags: Vec::new(),
+                    add_time: xml_field(xml, "CreateTime").and_then(|t| t.parse().ok()),
+                    deleted: false,
+                };
+                crate::sync::upsert_contacts(ctx, instance, &account, &[contact])
+                    .await
+                    .map(|_| ())
+            }
+            "del_external_contact" | "del_follow_user" => {
+                mark_contact_deleted(ctx, account.id, &external).await
+            }
+            _ => Ok(()),
+        };
+    }
+    // A member wrote to the app: store it as an inbound message of that member's account.
+    let Some(from) = xml_field(xml, "FromUserName") else {
+        return Ok(());
+    };
+    let Ok(account) = account(ctx, instance.id, &from).await else {
+        return Ok(());
+    };
+    store_inbound(
+        ctx,
+        instance,
+        &account,
+        &from,
+        None,
+        &msg_type,
+        xml_field(xml, "Content"),
+        xml_field(xml, "MsgId"),
+    )
+    .await
+}
+
+async fn mark_contact_deleted(ctx: &Context, account_id: i64, wxid: &str) -> ServiceResult<()> {
+    contacts::Entity::update_many()
+        .col_expr(contacts::Column::FriendStatus, Expr::value("deleted"))
+        .col_expr(contacts::Column::UpdatedAt, Expr::value(ctx.clock.now_db()))
+        .filter(contacts::Column::AccountId.eq(account_id))
+        .filter(contacts::Column::Wxid.eq(wxid))
+        .exec(&ctx.db)
+        .await?;
+    Ok(())
+}
+
+#[allow(clippy::too_many_arguments)]
+async fn store_inbound(
+    ctx: &Context,
+    instance: &wework_instances::Model,
+    account: &wework_accounts::Model,
+    from: &str,
+    group: Option<&str>,
+    msgtype: &str,
+    content: Option<String>,
+    remote_id: Option<String>,
+) -> ServiceResult<()> {
+    let now = ctx.clock.now_db();
+    let chat = group.unwrap_or(from);
+    let contact_id: Option<i64> = contacts::Entity::find()
+        .select_only()
+        .column(contacts::Column::Id)
+        .filter(contacts::Column::AccountId.eq(account.id))
+        .filter(contacts::Column::Wxid.eq(from))
+        .into_tuple()
+        .one(&ctx.db)
+        .await?;
+    let row = messages::ActiveModel {
+        message_uuid: Set(uuid::Uuid::new_v4()),
+        direction: Set("in".to_owned()),
+        instance_id: Set(instance.id),
+        account_id: Set(account.id),
+        chat_type: Set(if group.is_some() { "group" } else { "private" }.to_owned()),
+        chat_wxid: Set(chat.chars().take(100).collect()),
+        contact_id: Set(contact_id),
+        sender_wxid: Set(Some(from.chars().take(100).collect())),
+        remote_msg_id: Set(remote_id.map(|r| r.chars().take(100).collect())),
+        message_type: Set(msgtype.chars().take(20).collect()),
+        message_content: Set(content),
+        send_status: Set("received".to_owned()),
+        receive_time: Set(Some(now)),
+        retry_count: Set(0),
+        is_scheduled: Set(false),
+        created_at: Set(now),
+        updated_at: Set(now),
+        ..Default::default()
+    };
+    messages::Entity::insert(row)
+        .exec_without_returning(&ctx.db)
+        .await?;
+    if contact_id.is_some() {
+        contacts::Entity::update_many()
+            .col_expr(contacts::Column::LastChatTime, Expr::value(now))
+            .filter(contacts::Column::AccountId.eq(account.id))
+            .filter(contacts::Column::Wxid.eq(from))
+            .exec(&ctx.db)
+            .await?;
+    }
+    Ok(())
+}

@@ -1,0 +1,582 @@
+//! Contacts synced from instances (or created and imported locally), with local fields, tags,
+//! search and filters that stay fast at a million rows (keyset pagination on indexed columns).
+
+pub mod export;
+pub mod groups;
+pub mod import;
+pub mod tags;
+
+use std::collections::{BTreeMap, BTreeSet};
+
+use chrono::{DateTime, Utc};
+use entity::{contact_tags, contacts, tags as tag_entity};
+use sea_orm::{
+    ActiveValue::Set, ColumnTrait, ConnectionTrait, EntityTrait, JoinType, QueryFilter, QueryOrder,
+    QuerySelect, RelationTrait, Select, TransactionTrait, sea_query::Query,
+};
+use serde::{Deserialize, Serialize};
+
+use crate::{
+    Context, ServiceError, ServiceResult,
+    audit::{self, AuditEntry, OperationType},
+    auth::actor::Actor,
+    clock::to_utc,
+    pagination::{Page, PageRequest},
+    validate::{self, Violations},
+};
+
+pub const CONTACT_TYPES: &[&str] = &["friend", "external", "group_member", "official"];
+pub const FRIEND_STATUSES: &[&str] = &["normal", "deleted", "blocked"];
+
+#[derive(Debug, Clone, Serialize, utoipa::ToSchema)]
+pub struct TagRef {
+    pub id: i64,
+    pub group_name: String,
+    pub name: String,
+}
+
+#[derive(Debug, Clone, Serialize, utoipa::ToSchema)]
+pub struct ContactView {
+    pub id: i64,
+    pub instance_id: i64,
+    pub account_id: i64,
+    pub wxid: String,
+    pub nickname: Option<String>,
+    pub remark: Option<String>,
+    pub avatar_url: Option<String>,
+    pub phone: Option<String>,
+    /// 0 unknown, 1 male, 2 female.
+    pub gender: Option<i16>,
+    pub region: Option<String>,
+    pub corp_name: Option<String>,
+    /// `friend`, `external`, `group_member` or `official`.
+    pub contact_type: String,
+    /// `normal`, `deleted` (removed the account or was removed) or `blocked`.
+    pub friend_status: String,
+    pub is_star: bool,
+    pub is_top: bool,
+    /// Blocked contacts never receive broadcasts.
+    pub is_blocked: bool,
+    pub add_source: Option<String>,
+    pub add_time: Option<DateTime<Utc>>,
+    pub last_chat_time: Option<DateTime<Utc>>,
+    pub chat_count: i32,
+    #[schema(value_type = Option<Object>)]
+    pub custom_fields: Option<serde_json::Value>,
+    pub tags: Vec<TagRef>,
+    pub last_sync_time: Option<DateTime<Utc>>,
+    pub created_at: DateTime<Utc>,
+    pub updated_at: DateTime<Utc>,
+}
+
+fn view(m: contacts::Model, tags: Vec<TagRef>) -> ContactView {
+    ContactView {
+        id: m.id,
+        instance_id: m.instance_id,
+        account_id: m.account_id,
+        wxid: m.wxid,
+        nickname: m.nickname,
+        remark: m.remark,
+        avatar_url: m.avatar_url,
+        phone: m.phone,
+        gender: m.gender,
+        region: m.region,
+        corp_name: m.corp_name,
+        contact_type: m.contact_type,
+        friend_status: m.friend_status,
+        is_star: m.is_star,
+        is_top: m.is_top,
+        is_blocked: m.is_blocked,
+        add_source: m.add_source,
+        add_time: m.add_time.map(to_utc),
+        last_chat_time: m.last_chat_time.map(to_utc),
+        chat_count: m.chat_count,
+        custom_fields: m.custom_fields,
+        tags,
+        last_sync_time: m.last_sync_time.map(to_utc),
+        created_at: to_utc(m.created_at),
+        updated_at: to_utc(m.updated_at),
+    }
+}
+
+/// Tags of many contacts in one query.
+pub async fn tags_of<C: ConnectionTrait>(
+    conn: &C,
+    contact_ids: &[i64],
+) -> ServiceResult<BTreeMap<i64, Vec<TagRef>>> {
+    if contact_ids.is_empty() {
+        return Ok(BTreeMap::new());
+    }
+    let rows: Vec<(i64, i64, String, String)> = contact_tags::Entity::find()
+        .select_only()
+        .column(contact_tags::Column::ContactId)
+        .column(tag_entity::Column::Id)
+        .column(tag_entity::Column::GroupName)
+        .column(tag_entity::Column::Name)
+        .join(JoinType::InnerJoin, contact_tags::Relation::Tags.def())
+        .filter(contact_tags::Column::ContactId.is_in(contact_ids.iter().copied()))
+        .order_by_asc(tag_entity::Column::SortOrder)
+        .order_by_asc(tag_entity::Column::Id)
+        .into_tuple()
+        .all(conn)
+        .await?;
+    let mut map: BTreeMap<i64, Vec<TagRef>> = BTreeMap::new();
+    for (contact, id, group_name, name) in rows {
+        map.entry(contact).or_default().push(TagRef {
+            id,
+            group_name,
+            name,
+        });
+    }
+    Ok(map)
+}
+
+pub async fn views<C: ConnectionTrait>(
+    conn: &C,
+    rows: Vec<contacts::Model>,
+) -> ServiceResult<Vec<ContactView>> {
+    let ids: Vec<i64> = rows.iter().map(|r| r.id).collect();
+    let mut tags = tags_of(conn, &ids).await?;
+    Ok(rows
+        .into_iter()
+        .map(|r| {
+            let t = tags.remove(&r.id).unwrap_or_default();
+            view(r, t)
+        })
+        .collect())
+}
+
+/// Search and filters for lists, exports and (later) broadcast audiences.
+#[derive(Debug, Clone, Default, Deserialize, Serialize, utoipa::IntoParams)]
+#[serde(deny_unknown_fields)]
+#[into_params(parameter_in = Query)]
+pub struct ContactFilter {
+    /// Substring of nickname, remark, wxid or phone (case-insensitive).
+    pub q: Option<String>,
+    /// Comma-separated tag ids: contacts with at least one of them.
+    pub tags_any: Option<String>,
+    /// Comma-separated tag ids: contacts with every one of them.
+    pub tags_all: Option<String>,
+    pub contact_type: Option<String>,
+    pub friend_status: Option<String>,
+    pub account_id: Option<i64>,
+    pub instance_id: Option<i64>,
+    pub is_blocked: Option<bool>,
+    pub is_star: Option<bool>,
+    /// Only contacts written (by sync or by a user) at or after this time (RFC 3339).
+    pub updated_since: Option<DateTime<Utc>>,
+}
+
+fn id_list(field: &str, raw: Option<&str>, v: &mut Violations) -> Vec<i64> {
+    let Some(raw) = raw.filter(|r| !r.trim().is_empty()) else {
+        return Vec::new();
+    };
+    let mut ids = Vec::new();
+    for part in raw.split(',') {
+        match part.trim().parse::<i64>() {
+            Ok(id) if id > 0 => ids.push(id),
+            _ => v.add(
+                field,
+                format!("`{part}` is not a tag id; use comma-separated ids"),
+            ),
+        }
+    }
+    if ids.len() > 50 {
+        v.add(field, "at most 50 tags");
+    }
+    ids
+}
+
+fn contacts_with_tag(tag_ids: Vec<i64>) -> sea_orm::sea_query::SelectStatement {
+    Query::select()
+        .column(contact_tags::Column::ContactId)
+        .from(contact_tags::Entity)
+        .and_where(contact_tags::Column::TagId.is_in(tag_ids))
+        .to_owned()
+}
+
+impl ContactFilter {
+    /// The filtered query (live contacts only), or the bad fields.
+    pub fn apply(
+        &self,
+        mut query: Select<contacts::Entity>,
+    ) -> ServiceResult<Select<contacts::Entity>> {
+        let mut v = Violations::new();
+        let any = id_list("tags_any", self.tags_any.as_deref(), &mut v);
+        let all = id_list("tags_all", self.tags_all.as_deref(), &mut v);
+        if let Some(t) = self
+            .contact_type
+            .as_deref()
+            .filter(|t| !CONTACT_TYPES.contains(t))
+        {
+            v.add(
+                "contact_type",
+                format!("`{t}` is not one of {}", CONTACT_TYPES.join(", ")),
+            );
+        }
+        if let Some(s) = self
+            .friend_status
+            .as_deref()
+            .filter(|s| !FRIEND_STATUSES.contains(s))
+        {
+            v.add(
+                "friend_status",
+                format!("`{s}` is not one of {}", FRIEND_STATUSES.join(", ")),
+            );
+        }
+        if self.q.as_ref().is_some_and(|q| q.chars().count() > 100) {
+            v.add("q", "must be at most 100 characters");
+        }
+        v.finish()?;
+        query = query.filter(contacts::Column::DeletedAt.is_null());
+        let searched = [
+            contacts::Column::Nickname,
+            contacts::Column::Remark,
+            contacts::Column::Wxid,
+            contacts::Column::Phone,
+        ];
+        if let Some(m) = crate::search::contains_any(&searched, self.q.as_deref()) {
+            query = query.filter(m);
+        }
+        if !any.is_empty() {
+            query = query.filter(contacts::Column::Id.in_subquery(contacts_with_tag(any)));
+        }
+        for tag in all {
+            query = query.filter(contacts::Column::Id.in_subquery(contacts_with_tag(vec![tag])));
+        }
+        if let Some(t) = &self.contact_type {
+            query = query.filter(contacts::Column::ContactType.eq(t.as_str()));
+        }
+        if let Some(s) = &self.friend_status {
+            query = query.filter(contacts::Column::FriendStatus.eq(s.as_str()));
+        }
+        if let Some(id) = self.account_id {
+            query = query.filter(contacts::Column::AccountId.eq(id));
+        }
+        if let Some(id) = self.instance_id {
+            query = query.filter(contacts::Column::InstanceId.eq(id));
+        }
+        if let Some(b) = self.is_blocked {
+            query = query.filter(contacts::Column::IsBlocked.eq(b));
+        }
+        if let Some(b) = self.is_star {
+            query = query.filter(contacts::Column::IsStar.eq(b));
+        }
+        if let Some(since) = self.updated_since {
+            query = query.filter(contacts::Column::UpdatedAt.gte(since.naive_utc()));
+        }
+        Ok(query)
+    }
+}
+
+pub async fn list(
+    ctx: &Context,
+    actor: &Actor,
+    filter: &ContactFilter,
+    page: PageRequest,
+) -> ServiceResult<Page<ContactView>> {
+    actor.require("contacts:read")?;
+    let mut query = filter.apply(contacts::Entity::find())?;
+    if let Some(before) = page.before {
+        query = query.filter(contacts::Column::Id.lt(before));
+    }
+    let rows = query
+        .order_by_desc(contacts::Column::Id)
+        .limit(page.fetch())
+        .all(&ctx.db)
+        .await?;
+    let models = Page::from_rows(page, rows, |r| r.id, |r| r);
+    Ok(Page {
+        items: views(&ctx.db, models.items).await?,
+        next_cursor: models.next_cursor,
+    })
+}
+
+pub async fn find<C: ConnectionTrait>(conn: &C, id: i64) -> ServiceResult<contacts::Model> {
+    contacts::Entity::find_by_id(id)
+        .filter(contacts::Column::DeletedAt.is_null())
+        .one(conn)
+        .await?
+        .ok_or(ServiceError::NotFound("contact"))
+}
+
+pub async fn get(ctx: &Context, actor: &Actor, id: i64) -> ServiceResult<ContactView> {
+    actor.require("contacts:read")?;
+    let row = find(&ctx.db, id).await?;
+    Ok(views(&ctx.db, vec![row]).await?.remove(0))
+}
+
+#[derive(Debug, Clone, Deserialize, utoipa::ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct ContactInput {
+    pub account_id: i64,
+    pub wxid: String,
+    pub nickname: Option<String>,
+    pub remark: Option<String>,
+    pub phone: Option<String>,
+    pub gender: Option<i16>,
+    pub region: Option<String>,
+    pub corp_name: Option<String>,
+    pub contact_type: Option<String>,
+    #[serde(default)]
+    pub tag_ids: Vec<i64>,
+    #[schema(value_type = Option<Object>)]
+    pub custom_fields: Option<serde_json::Value>,
+}
+
+/// Local fields only: synced fields (nickname, avatar …) come from the instance.
+#[derive(Debug, Clone, Default, Deserialize, utoipa::ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct ContactPatch {
+    #[serde(default, deserialize_with = "crate::serde_util::double_option")]
+    #[schema(value_type = Option<String>)]
+    pub remark: Option<Option<String>>,
+    #[serde(default, deserialize_with = "crate::serde_util::double_option")]
+    #[schema(value_type = Option<Object>)]
+    pub custom_fields: Option<Option<serde_json::Value>>,
+    pub is_star: Option<bool>,
+    pub is_top: Option<bool>,
+    pub is_blocked: Option<bool>,
+    /// Replaces the contact's local (non-synced) tags.
+    pub tag_ids: Option<Vec<i64>>,
+}
+
+pub fn check_custom_fields(field: &str, value: &serde_json::Value, v: &mut Violations) {
+    if !value.is_object() {
+        v.add(field, "must be a JSON object");
+    } else if value.to_string().len() > 16_384 {
+        v.add(field, "must be at most 16 KiB");
+    }
+}
+
+pub async fn create(
+    ctx: &Context,
+    actor: &Actor,
+    input: ContactInput,
+) -> ServiceResult<ContactView> {
+    let entry = AuditEntry::new("contact.create", OperationType::Create, "contact");
+    audit::guard(ctx, actor, entry.clone(), async {
+        actor.require("contacts:create")?;
+        let mut v = Violations::new();
+        let wxid = v.take(validate::text("wxid", &input.wxid, 1, 100));
+        let nickname = v
+            .take(validate::optional_text(
+                "nickname",
+                input.nickname.as_deref(),
+                100,
+            ))
+            .flatten();
+        let remark = v
+            .take(validate::optional_text(
+                "remark",
+                input.remark.as_deref(),
+                100,
+            ))
+            .flatten();
+        let phone = v
+            .take(validate::optional_text("phone", input.phone.as_deref(), 20))
+            .flatten();
+        let region = v
+            .take(validate::optional_text(
+                "region",
+                input.region.as_deref(),
+                100,
+            ))
+            .flatten();
+        let corp_name = v
+            .take(validate::optional_text(
+                "corp_name",
+                input.corp_name.as_deref(),
+                100,
+            ))
+            .flatten();
+        if input.gender.is_some_and(|g| !(0..=2).contains(&g)) {
+            v.add("gender", "must be 0 (unknown), 1 (male) or 2 (female)");
+        }
+        let contact_type = input
+            .contact_type
+            .clone()
+            .unwrap_or_else(|| "friend".to_owned());
+        if !CONTACT_TYPES.contains(&contact_type.as_str()) {
+            v.add(
+                "contact_type",
+                format!("must be one of {}", CONTACT_TYPES.join(", ")),
+            );
+        }
+        if let Some(c) = &input.custom_fields {
+            check_custom_fields("custom_fields", c, &mut v);
+        }
+        v.finish()?;
+        let Some(wxid) = wxid else {
+            return Err(ServiceError::invalid("wxid", "is invalid"));
+        };
+        let account = crate::instances::accounts::find(&ctx.db, input.account_id)
+            .await
+            .map_err(|_| ServiceError::invalid("account_id", "no such account"))?;
+        tags::check_local_ids(&ctx.db, "tag_ids", &input.tag_ids).await?;
+        let now = ctx.clock.now_db();
+        let txn = ctx.db.begin().await?;
+        let exists = contacts::Entity::find()
+            .filter(contacts::Column::AccountId.eq(account.id))
+            .filter(contacts::Column::Wxid.eq(wxid.as_str()))
+            .one(&txn)
+            .await?;
+        if exists.is_some() {
+            return Err(ServiceError::conflict(
+                "wxid",
+                "this account already has a contact with this wxid",
+            ));
+        }
+        let row = contacts::ActiveModel {
+            instance_id: Set(account.instance_id),
+            account_id: Set(account.id),
+            wxid: Set(wxid),
+            nickname: Set(nickname),
+            remark: Set(remark),
+            phone: Set(phone),
+            gender: Set(input.gender),
+            region: Set(region),
+            corp_name: Set(corp_name),
+            contact_type: Set(contact_type),
+            friend_status: Set("normal".to_owned()),
+            is_star: Set(false),
+            is_top: Set(false),
+            is_blocked: Set(false),
+            add_source: Set(Some("manual".to_owned())),
+            chat_count: Set(0),
+            custom_fields: Set(input.custom_fields),
+            created_at: Set(now),
+            updated_at: Set(now),
+            ..Default::default()
+        };
+        let id = contacts::Entity::insert(row)
+            .exec(&txn)
+            .await?
+            .last_insert_id;
+        tags::replace_local(&txn, id, &input.tag_ids, now).await?;
+        let created = views(&txn, vec![find(&txn, id).await?]).await?.remove(0);
+        audit::record(
+            &txn,
+            actor,
+            entry
+                .clone()
+                .resource(id, created.wxid.clone())
+                .new_values(&created),
+            now,
+        )
+        .await?;
+        txn.commit().await?;
+        Ok(created)
+    })
+    .await
+}
+
+pub async fn update(
+    ctx: &Context,
+    actor: &Actor,
+    id: i64,
+    patch: ContactPatch,
+) -> ServiceResult<ContactView> {
+    let entry = AuditEntry::new("contact.update", OperationType::Update, "contact").target(id);
+    audit::guard(ctx, actor, entry.clone(), async {
+        actor.require("contacts:update")?;
+        let mut v = Violations::new();
+        let remark = patch.remark.as_ref().map(|r| {
+            v.take(validate::optional_text("remark", r.as_deref(), 100))
+                .flatten()
+        });
+        if let Some(Some(c)) = &patch.custom_fields {
+            check_custom_fields("custom_fields", c, &mut v);
+        }
+        v.finish()?;
+        if let Some(ids) = &patch.tag_ids {
+            tags::check_local_ids(&ctx.db, "tag_ids", ids).await?;
+        }
+        let now = ctx.clock.now_db();
+        let txn = ctx.db.begin().await?;
+        let before = views(&txn, vec![find(&txn, id).await?]).await?.remove(0);
+        let mut changes = contacts::ActiveModel {
+            id: Set(id),
+            updated_at: Set(now),
+            ..Default::default()
+        };
+        if let Some(remark) = remark {
+            changes.remark = Set(remark);
+        }
+        if let Some(custom) = patch.custom_fields {
+            changes.custom_fields = Set(custom);
+        }
+        if let Some(b) = patch.is_star {
+            changes.is_star = Set(b);
+        }
+        if let Some(b) = patch.is_top {
+            changes.is_top = Set(b);
+        }
+        if let Some(b) = patch.is_blocked {
+            changes.is_blocked = Set(b);
+        }
+        contacts::Entity::update(changes).exec(&txn).await?;
+        if let Some(ids) = &patch.tag_ids {
+            tags::replace_local(&txn, id, ids, now).await?;
+        }
+        let after = views(&txn, vec![find(&txn, id).await?]).await?.remove(0);
+        audit::record(
+            &txn,
+            actor,
+            entry
+                .clone()
+                .resource(id, after.wxid.clone())
+                .old(&before)
+                .new_values(&after),
+            now,
+        )
+        .await?;
+        txn.commit().await?;
+        Ok(after)
+    })
+    .await
+}
+
+pub async fn delete(ctx: &Context, actor: &Actor, id: i64) -> ServiceResult<()> {
+    let entry = AuditEntry::new("contact.delete", OperationType::Delete, "contact").target(id);
+    audit::guard(ctx, actor, entry.clone(), async {
+        actor.require("contacts:delete")?;
+        let now = ctx.clock.now_db();
+        let txn = ctx.db.begin().await?;
+        let before = views(&txn, vec![find(&txn, id).await?]).await?.remove(0);
+        contacts::Entity::update(contacts::ActiveModel {
+            id: Set(id),
+            deleted_at: Set(Some(now)),
+            updated_at: Set(now),
+            ..Default::default()
+        })
+        .exec(&txn)
+        .await?;
+        audit::record(
+            &txn,
+            actor,
+            entry.clone().resource(id, before.wxid.clone()).old(&before),
+            now,
+        )
+        .await?;
+        txn.commit().await?;
+        Ok(())
+    })
+    .await
+}
+
+/// Ids that exist among `ids` (for bulk operations).
+pub async fn existing_ids<C: ConnectionTrait>(
+    conn: &C,
+    ids: &[i64],
+) -> ServiceResult<BTreeSet<i64>> {
+    let found: Vec<i64> = contacts::Entity::find()
+        .select_only()
+        .column(contacts::Column::Id)
+        .filter(contacts::Column::Id.is_in(ids.iter().copied()))
+        .filter(contacts::Column::DeletedAt.is_null())
+        .into_tuple()
+        .all(conn)
+        .await?;
+    Ok(found.into_iter().collect())
+}

@@ -1,0 +1,253 @@
+//! The agent-protocol driver (docs/agent-protocol.md): signed JSON over HTTP.
+
+use std::time::Duration;
+
+use reqwest::{Method, StatusCode};
+use serde::{Deserialize, de::DeserializeOwned};
+use serde_json::json;
+
+use super::{
+    DriverError, Health, InstanceDriver, LoginQr, OutboundMessage, RemoteAccount, RemoteContact,
+    RemoteGroup, RemoteMember, RemotePage, SendReceipt, signing,
+};
+use crate::net::client::OutboundClient;
+
+pub struct AgentDriver {
+    client: OutboundClient,
+    base: String,
+    secret: String,
+}
+
+#[derive(Deserialize)]
+struct ErrorBody {
+    error: ErrorDetail,
+}
+
+#[derive(Deserialize)]
+struct ErrorDetail {
+    code: String,
+    message: String,
+}
+
+impl AgentDriver {
+    pub fn new(client: OutboundClient, base: String, secret: String) -> Self {
+        Self {
+            client,
+            base: base.trim_end_matches('/').to_owned(),
+            secret,
+        }
+    }
+
+    async fn call<T: DeserializeOwned>(
+        &self,
+        method: Method,
+        path: &str,
+        body: Option<serde_json::Value>,
+        idempotency_key: Option<&str>,
+    ) -> Result<(T, bool), DriverError> {
+        let url = format!("{}/v1{path}", self.base);
+        let bytes = body.map(|b| b.to_string().into_bytes()).unwrap_or_default();
+        let id = format!("msg_{}", uuid::Uuid::new_v4().simple());
+        let timestamp = chrono::Utc::now().timestamp();
+        let mut request = self
+            .client
+            .request(method, &url)
+            .map_err(|refused| DriverError::Permanent {
+                code: "refused_url".into(),
+                message: refused.0,
+            })?
+            .header("webhook-id", &id)
+            .header("webhook-timestamp", timestamp.to_string())
+            .header(
+                "webhook-signature",
+                signing::sign(&self.secret, &id, timestamp, &bytes),
+            );
+        if !bytes.is_empty() {
+            request = request
+                .header("content-type", "application/json")
+                .body(bytes);
+        }
+        if let Some(key) = idempotency_key {
+            request = request.header("idempotency-key", key);
+        }
+        let response = request
+            .send()
+            .await
+            .map_err(|e| DriverError::from_http(&e))?;
+        let status = response.status();
+        let replayed = response
+            .headers()
+            .get("idempotent-replayed")
+            .is_some_and(|v| v == "true");
+        let retry_after = response
+            .headers()
+            .get("retry-after")
+            .and_then(|v| v.to_str().ok())
+            .and_then(|v| v.parse::<u64>().ok())
+            .map(Duration::from_secs);
+        let text = response
+            .text()
+            .await
+            .map_err(|e| DriverError::from_http(&e))?;
+        if status.is_success() {
+            let value = serde_json::from_str(&text).map_err(|e| DriverError::Transient {
+                code: "bad_response".into(),
+                message: format!("the agent answered {status} with an unreadable body: {e}"),
+                retry_after: None,
+            })?;
+            return Ok((value, replayed));
+        }
+        let (code, message) = serde_json::from_str::<ErrorBody>(&text)
+            .map(|b| (b.error.code, b.error.message))
+            .unwrap_or_else(|_| {
+                (
+                    format!("http_{}", status.as_u16()),
+                    text.chars().take(300).collect(),
+                )
+            });
+        Err(classify(status, code, message, retry_after))
+    }
+}
+
+/// 429 slows down; 408, 5xx and unknown failures are transient; other 4xx are permanent.
+fn classify(
+    status: StatusCode,
+    code: String,
+    message: String,
+    retry_after: Option<Duration>,
+) -> DriverError {
+    match status.as_u16() {
+        429 => DriverError::RateLimited {
+            code,
+            message,
+            retry_after,
+        },
+        408 | 500..=599 => DriverError::Transient {
+            code,
+            message,
+            retry_after,
+        },
+        _ => DriverError::Permanent { code, message },
+    }
+}
+
+#[derive(Deserialize)]
+struct AccountsOut {
+    accounts: Vec<RemoteAccount>,
+}
+
+#[derive(Deserialize)]
+struct SendOut {
+    message_id: Option<String>,
+    #[serde(default)]
+    status: Option<String>,
+}
+
+fn page_path(base: &str, cursor: Option<String>) -> String {
+    match cursor {
+        Some(c) => format!(
+            "{base}?limit=500&cursor={}",
+            url::form_urlencoded::byte_serialize(c.as_bytes()).collect::<String>()
+        ),
+        None => format!("{base}?limit=500"),
+    }
+}
+
+fn segment(value: &str) -> String {
+    url::form_urlencoded::byte_serialize(value.as_bytes()).collect()
+}
+
+#[async_trait::async_trait]
+impl InstanceDriver for AgentDriver {
+    async fn health(&self) -> Result<Health, DriverError> {
+        #[derive(Deserialize)]
+        struct Out {
+            version: Option<String>,
+            accounts_total: Option<i32>,
+            accounts_online: Option<i32>,
+        }
+        let (out, _): (Out, _) = self.call(Method::GET, "/health", None, None).await?;
+        Ok(Health {
+            version: out.version,
+            accounts_total: out.accounts_total,
+            accounts_online: out.accounts_online,
+        })
+    }
+
+    async fn accounts(&self) -> Result<Vec<RemoteAccount>, DriverError> {
+        let (out, _): (AccountsOut, _) = self.call(Method::GET, "/accounts", None, None).await?;
+        Ok(out.accounts)
+    }
+
+    async fn login_qr(&self, account: Option<&str>) -> Result<LoginQr, DriverError> {
+        let (out, _) = self
+            .call(
+                Method::POST,
+                "/accounts/login-qr",
+                Some(json!({ "account_wxid": account })),
+                None,
+            )
+            .await?;
+        Ok(out)
+    }
+
+    async fn contacts(
+        &self,
+        account: &str,
+        cursor: Option<String>,
+    ) -> Result<RemotePage<RemoteContact>, DriverError> {
+        let path = page_path(&format!("/accounts/{}/contacts", segment(account)), cursor);
+        Ok(self.call(Method::GET, &path, None, None).await?.0)
+    }
+
+    async fn groups(
+        &self,
+        account: &str,
+        cursor: Option<String>,
+    ) -> Result<RemotePage<RemoteGroup>, DriverError> {
+        let path = page_path(&format!("/accounts/{}/groups", segment(account)), cursor);
+        Ok(self.call(Method::GET, &path, None, None).await?.0)
+    }
+
+    async fn group_members(
+        &self,
+        account: &str,
+        group: &str,
+        cursor: Option<String>,
+    ) -> Result<RemotePage<RemoteMember>, DriverError> {
+        let path = page_path(
+            &format!(
+                "/accounts/{}/groups/{}/members",
+                segment(account),
+                segment(group)
+            ),
+            cursor,
+        );
+        Ok(self.call(Method::GET, &path, None, None).await?.0)
+    }
+
+    async fn send(&self, message: &OutboundMessage) -> Result<SendReceipt, DriverError> {
+        let mut body = json!({
+            "to": message.to,
+            "chat_type": if message.to_group { "group" } else { "private" },
+            "msgtype": message.msgtype,
+        });
+        if let Some(map) = body.as_object_mut() {
+            map.insert(message.msgtype.clone(), message.payload.clone());
+        }
+        let path = format!("/accounts/{}/messages", segment(&message.account_wxid));
+        let (out, replayed): (SendOut, bool) = self
+            .call(
+                Method::POST,
+                &path,
+                Some(body),
+                Some(&message.idempotency_key),
+            )
+            .await?;
+        Ok(SendReceipt {
+            remote_msg_id: out.message_id,
+            awaiting_confirmation: out.status.as_deref() == Some("pending"),
+            replayed,
+        })
+    }
+}

@@ -1,0 +1,333 @@
+//! How the platform talks to an instance: our agent protocol or the official WeCom API, behind
+//! one trait so sync, heartbeats and dispatch do not care which.
+
+pub mod agent;
+pub mod signing;
+pub mod wecom;
+
+use std::time::Duration;
+
+use entity::wework_instances;
+use serde::{Deserialize, Serialize};
+
+use crate::{
+    Context, ServiceError, ServiceResult, instances::InstanceKind, net::client::OutboundClient,
+};
+
+#[derive(Debug, Clone, Default, Serialize)]
+pub struct Health {
+    pub version: Option<String>,
+    pub accounts_total: Option<i32>,
+    pub accounts_online: Option<i32>,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct RemoteAccount {
+    pub wxid: String,
+    pub nickname: Option<String>,
+    pub avatar_url: Option<String>,
+    #[serde(default)]
+    pub phone: Option<String>,
+    #[serde(default)]
+    pub email: Option<String>,
+    /// `online`, `offline` or `banned`.
+    #[serde(default = "offline")]
+    pub status: String,
+    #[serde(default)]
+    pub is_logged_in: bool,
+}
+
+fn offline() -> String {
+    "offline".to_owned()
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize, utoipa::ToSchema)]
+pub struct LoginQr {
+    pub login_id: String,
+    pub qr_code_url: String,
+    /// Unix seconds.
+    pub expires_at: Option<i64>,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct RemotePage<T> {
+    pub items: Vec<T>,
+    pub next_cursor: Option<String>,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct RemoteTag {
+    /// The tag's id at the source (WeCom corp tag id), when it has one.
+    pub id: Option<String>,
+    #[serde(default)]
+    pub group: String,
+    pub name: String,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct RemoteContact {
+    pub wxid: String,
+    pub nickname: Option<String>,
+    pub remark: Option<String>,
+    pub avatar_url: Option<String>,
+    pub phone: Option<String>,
+    pub gender: Option<i16>,
+    pub region: Option<String>,
+    pub corp_name: Option<String>,
+    /// `friend`, `external`, `group_member` or `official`.
+    #[serde(default = "external")]
+    pub contact_type: String,
+    #[serde(default)]
+    pub tags: Vec<RemoteTag>,
+    /// Unix seconds.
+    pub add_time: Option<i64>,
+    /// The contact removed the account (or was removed).
+    #[serde(default)]
+    pub deleted: bool,
+}
+
+fn external() -> String {
+    "external".to_owned()
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct RemoteMember {
+    pub wxid: String,
+    pub nickname: Option<String>,
+    pub group_nickname: Option<String>,
+    /// `owner`, `admin` or `member`.
+    #[serde(default = "member")]
+    pub role: String,
+    /// `internal` or `external`.
+    #[serde(default = "external")]
+    pub member_type: String,
+    pub join_time: Option<i64>,
+    #[serde(default)]
+    pub left: bool,
+}
+
+fn member() -> String {
+    "member".to_owned()
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct RemoteGroup {
+    pub group_wxid: String,
+    pub name: Option<String>,
+    pub owner_wxid: Option<String>,
+    pub notice: Option<String>,
+    pub member_count: Option<i32>,
+    pub create_time: Option<i64>,
+    /// Filled when the source returns members with the group (WeCom); otherwise page them with
+    /// [`InstanceDriver::group_members`].
+    #[serde(default)]
+    pub members: Option<Vec<RemoteMember>>,
+    #[serde(default)]
+    pub deleted: bool,
+}
+
+/// Which WeCom path a message takes; agents deliver everything directly.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
+#[serde(rename_all = "snake_case")]
+pub enum Channel {
+    /// Agent protocol: the account sends as a person would.
+    Direct,
+    /// WeCom `message/send`: an app message to members.
+    AppMessage,
+    /// WeCom `appchat/send`: to a group chat the app created.
+    AppChat,
+    /// WeCom `add_msg_template`: a customer mass message the member confirms in the client.
+    CustomerMass,
+    /// WeCom group robot webhook.
+    Robot,
+}
+
+#[derive(Debug, Clone, Serialize)]
+pub struct OutboundMessage {
+    pub account_wxid: String,
+    pub to: String,
+    pub to_group: bool,
+    pub channel: Channel,
+    /// `text`, `image`, `link`, `file` or `miniprogram`.
+    pub msgtype: String,
+    /// The type's payload, e.g. `{"content": "…"}` for text.
+    pub payload: serde_json::Value,
+    /// Stable per receiver: a resend after a crash carries the same key.
+    pub idempotency_key: String,
+}
+
+#[derive(Debug, Clone, Default, Serialize)]
+pub struct SendReceipt {
+    pub remote_msg_id: Option<String>,
+    /// The message waits for the member to confirm it (customer mass messages).
+    pub awaiting_confirmation: bool,
+    /// The instance had already seen this idempotency key and returned the first result.
+    pub replayed: bool,
+}
+
+/// Why a driver call failed, classified for retry decisions.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum DriverError {
+    /// Worth retrying later (timeouts, 5xx, WeCom -1).
+    #[error("transient failure {code}: {message}")]
+    Transient {
+        code: String,
+        message: String,
+        retry_after: Option<Duration>,
+    },
+    /// Slow down (429, WeCom 45009/45033).
+    #[error("rate limited {code}: {message}")]
+    RateLimited {
+        code: String,
+        message: String,
+        retry_after: Option<Duration>,
+    },
+    /// Will fail again however often it is tried.
+    #[error("permanent failure {code}: {message}")]
+    Permanent { code: String, message: String },
+    #[error("not supported: {0}")]
+    Unsupported(String),
+}
+
+impl DriverError {
+    pub fn code(&self) -> &str {
+        match self {
+            Self::Transient { code, .. }
+            | Self::RateLimited { code, .. }
+            | Self::Permanent { code, .. } => code,
+            Self::Unsupported(_) => "unsupported",
+        }
+    }
+
+    pub fn is_retryable(&self) -> bool {
+        matches!(self, Self::Transient { .. } | Self::RateLimited { .. })
+    }
+
+    /// Classifies a transport error (no HTTP answer, or a broken one).
+    pub fn from_http(e: &reqwest::Error) -> Self {
+        let code = if e.is_timeout() {
+            "timeout"
+        } else if e.is_connect() {
+            "connect"
+        } else {
+            "http"
+        };
+        let message = crate::net::client::describe(e);
+        if e.is_builder() {
+            Self::Permanent {
+                code: code.to_owned(),
+                message,
+            }
+        } else {
+            Self::Transient {
+                code: code.to_owned(),
+                message,
+                retry_after: None,
+            }
+        }
+    }
+}
+
+#[async_trait::async_trait]
+pub trait InstanceDriver: Send + Sync {
+    async fn health(&self) -> Result<Health, DriverError>;
+    async fn accounts(&self) -> Result<Vec<RemoteAccount>, DriverError>;
+    async fn login_qr(&self, account: Option<&str>) -> Result<LoginQr, DriverError>;
+    async fn contacts(
+        &self,
+        account: &str,
+        cursor: Option<String>,
+    ) -> Result<RemotePage<RemoteContact>, DriverError>;
+    async fn groups(
+        &self,
+        account: &str,
+        cursor: Option<String>,
+    ) -> Result<RemotePage<RemoteGroup>, DriverError>;
+    async fn group_members(
+        &self,
+        account: &str,
+        group: &str,
+        cursor: Option<String>,
+    ) -> Result<RemotePage<RemoteMember>, DriverError>;
+    async fn send(&self, message: &OutboundMessage) -> Result<SendReceipt, DriverError>;
+}
+
+/// The driver for `instance`, with its secrets opened and its proxy applied.
+pub async fn for_instance(
+    ctx: &Context,
+    instance: &wework_instances::Model,
+) -> ServiceResult<Box<dyn InstanceDriver>> {
+    let config = crate::instances::configs::load_plain(ctx, &ctx.db, instance).await?;
+    let client = client_for(ctx, instance)?;
+    let base = instance
+        .api_url
+        .clone()
+        .unwrap_or_else(|| crate::instances::OFFICIAL_WECOM_API.to_owned());
+    let missing = |key: &str| {
+        ServiceError::conflict(
+            format!("config.{key}"),
+            format!("instance {} has no `{key}`", instance.id),
+        )
+    };
+    match InstanceKind::parse(&instance.kind) {
+        Some(InstanceKind::Agent) => {
+            let secret = config
+                .get("agent_secret")
+                .cloned()
+                .ok_or_else(|| missing("agent_secret"))?;
+            Ok(Box::new(agent::AgentDriver::new(client, base, secret)))
+        }
+        Some(InstanceKind::Wecom) => {
+            let corp_id = config
+                .get("corp_id")
+                .cloned()
+                .ok_or_else(|| missing("corp_id"))?;
+            let corp_secret = config
+                .get("corp_secret")
+                .cloned()
+                .ok_or_else(|| missing("corp_secret"))?;
+            let settings = wecom::WecomSettings {
+                base,
+                corp_id,
+                corp_secret,
+                agent_id: config.get("agent_id").and_then(|a| a.parse().ok()),
+                robot_key: config.get("robot_key").cloned(),
+            };
+            Ok(Box::new(wecom::WecomDriver::new(
+                client,
+                settings,
+                ctx.tokens.clone(),
+            )))
+        }
+        None => Err(ServiceError::Internal(anyhow::anyhow!(
+            "instance {} has unknown kind {}",
+            instance.id,
+            instance.kind
+        ))),
+    }
+}
+
+/// The shared client, or one that goes through the instance's proxy.
+fn client_for(ctx: &Context, instance: &wework_instances::Model) -> ServiceResult<OutboundClient> {
+    let Some(host) = instance.proxy_host.as_deref() else {
+        return Ok(ctx.outbound.clone());
+    };
+    let port = instance.proxy_port.unwrap_or(80);
+    let password = match &instance.proxy_password_encrypted {
+        Some(sealed) => Some(ctx.sealer.open(sealed).map_err(|e| {
+            ServiceError::Internal(anyhow::anyhow!(
+                "proxy password of instance {}: {e}",
+                instance.id
+            ))
+        })?),
+        None => None,
+    };
+    let mut proxy = reqwest::Proxy::all(format!("http://{host}:{port}"))
+        .map_err(|e| ServiceError::invalid("proxy_host", e.to_string()))?;
+    if let Some(user) = &instance.proxy_username {
+        proxy = proxy.basic_auth(user, password.as_deref().unwrap_or(""));
+    }
+    ctx.outbound
+        .with_proxy(proxy)
+        .map_err(|e| ServiceError::Internal(anyhow::anyhow!(e)))
+}

@@ -1,0 +1,565 @@
+//! The official WeCom server API driver. Every response carries `errcode`; HTTP 200 alone means
+//! nothing. Token problems refresh the token once and retry the call once.
+
+pub mod errors;
+pub mod token;
+
+use std::collections::HashMap;
+
+use reqwest::Method;
+use serde_json::{Value, json};
+use tokio::sync::OnceCell;
+
+use self::token::TokenCache;
+use super::{
+    Channel, DriverError, Health, InstanceDriver, LoginQr, OutboundMessage, RemoteAccount,
+    RemoteContact, RemoteGroup, RemoteMember, RemotePage, RemoteTag, SendReceipt,
+};
+use crate::net::client::OutboundClient;
+
+/// Text content limit of app and robot messages, in bytes.
+pub const TEXT_LIMIT_BYTES: usize = 2048;
+
+#[derive(Debug, Clone)]
+pub struct WecomSettings {
+    /// e.g. `https://qyapi.weixin.qq.com/cgi-bin`
+    pub base: String,
+    pub corp_id: String,
+    pub corp_secret: String,
+    pub agent_id: Option<i64>,
+    pub robot_key: Option<String>,
+}
+
+pub struct WecomDriver {
+    client: OutboundClient,
+    settings: WecomSettings,
+    tokens: TokenCache,
+    token_key: String,
+    /// Corp tag id → (group name, tag name), loaded once per driver.
+    tags: OnceCell<HashMap<String, (String, String)>>,
+}
+
+fn s(v: &Value, key: &str) -> Option<String> {
+    v.get(key)
+        .and_then(Value::as_str)
+        .filter(|s| !s.is_empty())
+        .map(str::to_owned)
+}
+
+impl WecomDriver {
+    pub fn new(client: OutboundClient, settings: WecomSettings, tokens: TokenCache) -> Self {
+        let token_key = token::key_for(&settings.corp_id, &settings.corp_secret);
+        Self {
+            client,
+            settings,
+            tokens,
+            token_key,
+            tags: OnceCell::new(),
+        }
+    }
+
+    fn url(&self, path: &str) -> String {
+        format!("{}{path}", self.settings.base.trim_end_matches('/'))
+    }
+
+    async fn http(
+        &self,
+        method: Method,
+        url: &str,
+        body: Option<&Value>,
+    ) -> Result<Value, DriverError> {
+        let mut request =
+            self.client
+                .request(method, url)
+                .map_err(|refused| DriverError::Permanent {
+                    code: "refused_url".into(),
+                    message: refused.0,
+                })?;
+        if let Some(body) = body {
+            request = request.json(body);
+        }
+        let response = request
+            .send()
+            .await
+            .map_err(|e| DriverError::from_http(&e))?;
+        let status = response.status();
+        if status.is_server_error() || status == reqwest::StatusCode::TOO_MANY_REQUESTS {
+            return Err(DriverError::Transient {
+                code: format!("http_{}", status.as_u16()),
+                message: "WeCom answered with an HTTP error".into(),
+                retry_after: None,
+            });
+        }
+        response
+            .json::<Value>()
+            .await
+            .map_err(|e| DriverError::Transient {
+                code: "bad_response".into(),
+                message: format!(
+                    "unreadable WeCom response ({status}): {}",
+                    crate::net::client::describe(&e)
+                ),
+                retry_after: None,
+            })
+    }
+
+    async fn fetch_token(&self) -> Result<(String, i64), DriverError> {
+        let url = format!(
+            "{}?corpid={}&corpsecret={}",
+            self.url("/gettoken"),
+            url::form_urlencoded::byte_serialize(self.settings.corp_id.as_bytes())
+                .collect::<String>(),
+            url::form_urlencoded::byte_serialize(self.settings.corp_secret.as_bytes())
+                .collect::<String>()
+        );
+        let body = self.http(Method::GET, &url, None).await?;
+        let code = body["errcode"].as_i64().unwrap_or(-1);
+        if code != 0 {
+            return Err(errors::classify(
+                code,
+                body["errmsg"].as_str().unwrap_or(""),
+            ));
+        }
+        let token = s(&body, "access_token").ok_or_else(|| DriverError::Transient {
+            code: "bad_response".into(),
+            message: "gettoken returned no access_token".into(),
+            retry_after: None,
+        })?;
+        Ok((token, body["expires_in"].as_i64().unwrap_or(7200)))
+    }
+
+    async fn token(&self) -> Result<String, DriverError> {
+        self.tokens
+            .get(&self.token_key, || self.fetch_token())
+            .await
+    }
+
+    /// Calls `path` with the access token; on a token error refreshes once and retries once.
+    async fn call(
+        &self,
+        method: Method,
+        path: &str,
+        query: &str,
+        body: Option<Value>,
+    ) -> Result<Value, DriverError> {
+        let mut retried = false;
+        loop {
+            let token = self.token().await?;
+            let url = format!("{}?access_token={token}{query}", self.url(path));
+            let response = self.http(method.clone(), &url, body.as_ref()).await?;
+            let code = response["errcode"].as_i64().unwrap_or(0);
+            if code == 0 {
+                return Ok(response);
+            }
+            if errors::is_token_error(code) && !retried {
+                self.tokens.invalidate(&self.token_key, &token).await;
+                retried = true;
+                continue;
+            }
+            if errors::needs_attention(code) {
+                tracing::warn!(
+                    errcode = code,
+                    path,
+                    "WeCom refused the call: check the instance's configuration"
+                );
+            }
+            return Err(errors::classify(
+                code,
+                response["errmsg"].as_str().unwrap_or(""),
+            ));
+        }
+    }
+
+    async fn corp_tags(&self) -> Result<&HashMap<String, (String, String)>, DriverError> {
+        self.tags
+            .get_or_try_init(|| async {
+                let body = self
+                    .call(
+                        Method::POST,
+                        "/externalcontact/get_corp_tag_list",
+                        "",
+                        Some(json!({})),
+                    )
+                    .await?;
+                let mut map = HashMap::new();
+                for group in body["tag_group"].as_array().into_iter().flatten() {
+                    let group_name = s(group, "group_name").unwrap_or_default();
+                    for tag in group["tag"].as_array().into_iter().flatten() {
+                        if let (Some(id), Some(name)) = (s(tag, "id"), s(tag, "name")) {
+                            map.insert(id, (group_name.clone(), name));
+                        }
+                    }
+                }
+                Ok(map)
+            })
+            .await
+    }
+
+    async fn group_detail(&self, chat_id: &str) -> Result<RemoteGroup, DriverError> {
+        let body = self
+            .call(
+                Method::POST,
+                "/externalcontact/groupchat/get",
+                "",
+                Some(json!({ "chat_id": chat_id, "need_name": 1 })),
+            )
+            .await?;
+        let g = &body["group_chat"];
+        let admins: Vec<String> = g["admin_list"]
+            .as_array()
+            .into_iter()
+            .flatten()
+            .filter_map(|a| s(a, "userid"))
+            .collect();
+        let owner = s(g, "owner");
+        let members: Vec<RemoteMember> = g["member_list"]
+            .as_array()
+            .into_iter()
+            .flatten()
+            .filter_map(|m| {
+                let wxid = s(m, "userid")?;
+                let role = if owner.as_deref() == Some(wxid.as_str()) {
+                    "owner"
+                } else if admins.contains(&wxid) {
+                    "admin"
+                } else {
+                    "member"
+                };
+                Some(RemoteMember {
+                    role: role.to_owned(),
+                    member_type: if m["type"].as_i64() == Some(1) {
+                        "internal"
+                    } else {
+                        "external"
+                    }
+                    .to_owned(),
+                    nickname: s(m, "name"),
+                    group_nickname: s(m, "group_nickname"),
+                    join_time: m["join_time"].as_i64(),
+                    left: false,
+                    wxid,
+                })
+            })
+            .collect();
+        Ok(RemoteGroup {
+            group_wxid: chat_id.to_owned(),
+            name: s(g, "name"),
+            owner_wxid: owner,
+            notice: s(g, "notice"),
+            member_count: i32::try_from(members.len()).ok(),
+            create_time: g["create_time"].as_i64(),
+            members: Some(members),
+            deleted: false,
+        })
+    }
+
+    fn text_of(message: &OutboundMessage) -> Result<String, DriverError> {
+        let content = message.payload["content"]
+            .as_str()
+            .unwrap_or_default()
+            .to_owned();
+        if content.len() > TEXT_LIMIT_BYTES {
+            return Err(DriverError::Permanent {
+                code: "45002".into(),
+                message: format!(
+                    "text is {} bytes; WeCom takes at most {TEXT_LIMIT_BYTES}",
+                    content.len()
+                ),
+            });
+        }
+        Ok(content)
+    }
+
+    /// The `msgtype` and body of an app message (`message/send`, `appchat/send`).
+    fn app_body(message: &OutboundMessage) -> Result<(String, Value), DriverError> {
+        Ok(match message.msgtype.as_str() {
+            "text" => ("text".into(), json!({ "content": Self::text_of(message)? })),
+            "link" => (
+                "news".into(),
+                json!({ "articles": [message.payload.clone()] }),
+            ),
+            "image" | "file" => (message.msgtype.clone(), message.payload.clone()),
+            "miniprogram" => ("miniprogram_notice".into(), message.payload.clone()),
+            other => {
+                return Err(DriverError::Permanent {
+                    code: "unsupported_msgtype".into(),
+                    message: format!("`{other}` cannot be sent as an app message"),
+                });
+            }
+        })
+    }
+}
+
+#[async_trait::async_trait]
+impl InstanceDriver for WecomDriver {
+    async fn health(&self) -> Result<Health, DriverError> {
+        let body = self
+            .call(
+                Method::GET,
+                "/externalcontact/get_follow_user_list",
+                "",
+                None,
+            )
+            .await?;
+        let total = body["follow_user"]
+            .as_array()
+            .map(|a| i32::try_from(a.len()).unwrap_or(i32::MAX));
+        Ok(Health {
+            version: Some("wecom-api".into()),
+            accounts_total: total,
+            accounts_online: total,
+        })
+    }
+
+    async fn accounts(&self) -> Result<Vec<RemoteAccount>, DriverError> {
+        let body = self
+            .call(
+                Method::GET,
+                "/externalcontact/get_follow_user_list",
+                "",
+                None,
+            )
+            .await?;
+        let mut accounts = Vec::new();
+        for userid in body["follow_user"]
+            .as_array()
+            .into_iter()
+            .flatten()
+            .filter_map(Value::as_str)
+        {
+            let query = format!(
+                "&userid={}",
+                url::form_urlencoded::byte_serialize(userid.as_bytes()).collect::<String>()
+            );
+            let detail = self
+                .call(Method::GET, "/user/get", &query, None)
+                .await
+                .unwrap_or(Value::Null);
+            let active = detail["status"].as_i64().is_none_or(|s| s == 1);
+            accounts.push(RemoteAccount {
+                wxid: userid.to_owned(),
+                nickname: s(&detail, "name"),
+                avatar_url: s(&detail, "avatar"),
+                phone: s(&detail, "mobile"),
+                email: s(&detail, "email"),
+                status: if active { "online" } else { "offline" }.to_owned(),
+                is_logged_in: active,
+            });
+        }
+        Ok(accounts)
+    }
+
+    async fn login_qr(&self, _account: Option<&str>) -> Result<LoginQr, DriverError> {
+        Err(DriverError::Unsupported(
+            "official WeCom apps have no QR login: members sign in to the WeCom client themselves"
+                .into(),
+        ))
+    }
+
+    async fn contacts(
+        &self,
+        account: &str,
+        cursor: Option<String>,
+    ) -> Result<RemotePage<RemoteContact>, DriverError> {
+        let body =
+            json!({ "userid_list": [account], "cursor": cursor.unwrap_or_default(), "limit": 100 });
+        let response = self
+            .call(
+                Method::POST,
+                "/externalcontact/batch/get_by_user",
+                "",
+                Some(body),
+            )
+            .await?;
+        let tags = self.corp_tags().await?;
+        let items = response["external_contact_list"]
+            .as_array()
+            .into_iter()
+            .flatten()
+            .filter_map(|item| {
+                let c = &item["external_contact"];
+                let f = &item["follow_info"];
+                let remote_tags = f["tag_id"]
+                    .as_array()
+                    .into_iter()
+                    .flatten()
+                    .filter_map(Value::as_str)
+                    .filter_map(|id| {
+                        tags.get(id).map(|(group, name)| RemoteTag {
+                            id: Some(id.to_owned()),
+                            group: group.clone(),
+                            name: name.clone(),
+                        })
+                    })
+                    .collect();
+                Some(RemoteContact {
+                    wxid: s(c, "external_userid")?,
+                    nickname: s(c, "name"),
+                    remark: s(f, "remark"),
+                    avatar_url: s(c, "avatar"),
+                    phone: f["remark_mobiles"]
+                        .as_array()
+                        .and_then(|m| m.first())
+                        .and_then(Value::as_str)
+                        .map(str::to_owned),
+                    gender: c["gender"].as_i64().and_then(|g| i16::try_from(g).ok()),
+                    region: None,
+                    corp_name: s(c, "corp_name"),
+                    contact_type: "external".into(),
+                    tags: remote_tags,
+                    add_time: f["createtime"].as_i64(),
+                    deleted: false,
+                })
+            })
+            .collect();
+        Ok(RemotePage {
+            items,
+            next_cursor: s(&response, "next_cursor"),
+        })
+    }
+
+    async fn groups(
+        &self,
+        account: &str,
+        cursor: Option<String>,
+    ) -> Result<RemotePage<RemoteGroup>, DriverError> {
+        let body = json!({ "status_filter": 0, "owner_filter": { "userid_list": [account] }, "cursor": cursor.unwrap_or_default(), "limit": 100 });
+        let response = self
+            .call(
+                Method::POST,
+                "/externalcontact/groupchat/list",
+                "",
+                Some(body),
+            )
+            .await?;
+        let mut items = Vec::new();
+        for chat in response["group_chat_list"].as_array().into_iter().flatten() {
+            if let Some(chat_id) = s(chat, "chat_id") {
+                items.push(self.group_detail(&chat_id).await?);
+            }
+        }
+        Ok(RemotePage {
+            items,
+            next_cursor: s(&response, "next_cursor"),
+        })
+    }
+
+    async fn group_members(
+        &self,
+        _account: &str,
+        group: &str,
+        _cursor: Option<String>,
+    ) -> Result<RemotePage<RemoteMember>, DriverError> {
+        let detail = self.group_detail(group).await?;
+        Ok(RemotePage {
+            items: detail.members.unwrap_or_default(),
+            next_cursor: None,
+        })
+    }
+
+    async fn send(&self, message: &OutboundMessage) -> Result<SendReceipt, DriverError> {
+        match message.channel {
+            Channel::AppMessage => {
+                let agent_id = self
+                    .settings
+                    .agent_id
+                    .ok_or_else(|| DriverError::Permanent {
+                        code: "no_agent_id".into(),
+                        message: "the instance has no `agent_id` configured".into(),
+                    })?;
+                let (msgtype, payload) = Self::app_body(message)?;
+                let mut body = json!({ "touser": message.to, "msgtype": msgtype, "agentid": agent_id, "enable_duplicate_check": 1, "duplicate_check_interval": 1800 });
+                body[msgtype.as_str()] = payload;
+                let response = self
+                    .call(Method::POST, "/message/send", "", Some(body))
+                    .await?;
+                let invalid = s(&response, "invaliduser").unwrap_or_default();
+                if invalid
+                    .split('|')
+                    .any(|u| u.eq_ignore_ascii_case(&message.to))
+                {
+                    return Err(DriverError::Permanent {
+                        code: "81013".into(),
+                        message: format!("WeCom reports `{}` as an invalid user", message.to),
+                    });
+                }
+                Ok(SendReceipt {
+                    remote_msg_id: s(&response, "msgid"),
+                    ..SendReceipt::default()
+                })
+            }
+            Channel::AppChat => {
+                let (msgtype, payload) = Self::app_body(message)?;
+                let mut body = json!({ "chatid": message.to, "msgtype": msgtype });
+                body[msgtype.as_str()] = payload;
+                self.call(Method::POST, "/appchat/send", "", Some(body))
+                    .await?;
+                Ok(SendReceipt::default())
+            }
+            Channel::CustomerMass => {
+                let mut body = json!({ "chat_type": if message.to_group { "group" } else { "single" }, "sender": message.account_wxid, "allow_select": false });
+                body[if message.to_group {
+                    "chat_id_list"
+                } else {
+                    "external_userid"
+                }] = json!([message.to]);
+                if message.msgtype == "text" {
+                    body["text"] = json!({ "content": Self::text_of(message)? });
+                } else {
+                    body["attachments"] = json!([{ "msgtype": message.msgtype, (message.msgtype.as_str()): message.payload }]);
+                }
+                let response = self
+                    .call(
+                        Method::POST,
+                        "/externalcontact/add_msg_template",
+                        "",
+                        Some(body),
+                    )
+                    .await?;
+                if response["fail_list"]
+                    .as_array()
+                    .is_some_and(|f| f.iter().any(|x| x.as_str() == Some(message.to.as_str())))
+                {
+                    return Err(DriverError::Permanent {
+                        code: "40096".into(),
+                        message: format!("WeCom could not queue a message to `{}`", message.to),
+                    });
+                }
+                Ok(SendReceipt {
+                    remote_msg_id: s(&response, "msgid"),
+                    awaiting_confirmation: true,
+                    replayed: false,
+                })
+            }
+            Channel::Robot => {
+                let key =
+                    self.settings
+                        .robot_key
+                        .clone()
+                        .ok_or_else(|| DriverError::Permanent {
+                            code: "no_robot_key".into(),
+                            message: "the instance has no `robot_key` configured".into(),
+                        })?;
+                let body =
+                    json!({ "msgtype": "text", "text": { "content": Self::text_of(message)? } });
+                let url = format!(
+                    "{}?key={}",
+                    self.url("/webhook/send"),
+                    url::form_urlencoded::byte_serialize(key.as_bytes()).collect::<String>()
+                );
+                let response = self.http(Method::POST, &url, Some(&body)).await?;
+                match response["errcode"].as_i64().unwrap_or(-1) {
+                    0 => Ok(SendReceipt::default()),
+                    code => Err(errors::classify(
+                        code,
+                        response["errmsg"].as_str().unwrap_or(""),
+                    )),
+                }
+            }
+            Channel::Direct => Err(DriverError::Unsupported(
+                "official WeCom apps send through app_message, app_chat, customer_mass or robot"
+                    .into(),
+            )),
+        }
+    }
+}

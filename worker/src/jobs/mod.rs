@@ -1,0 +1,6 @@
+//! One module per job; each exposes `run`, one idempotent pass, which tests can call directly.
+
+pub mod events;
+pub mod heartbeats;
+pub mod housekeeping;
+pub mod sync;
