@@ -289,6 +289,7 @@ async fn pull(
                 .contacts(&account.wxid, cursor.take())
                 .await
                 .map_err(accounts::driver_failure)?;
+            counts.removed += newly_deleted(ctx, account.id, &page.items).await?;
             counts.contacts += upsert_contacts(ctx, &instance, &account, &page.items).await?;
             if !heartbeat(ctx, run.id, worker, *counts).await? {
                 return Err(ServiceError::Conflict {
@@ -434,6 +435,30 @@ pub(crate) async fn upsert_contacts(
         .collect();
     link(&ctx.db, pairs.into_iter(), now).await?;
     Ok(i32::try_from(items.len()).unwrap_or(i32::MAX))
+}
+
+/// How many of the contacts the page reports deleted are still `normal` here (counted before the
+/// upsert marks them).
+async fn newly_deleted(
+    ctx: &Context,
+    account_id: i64,
+    items: &[RemoteContact],
+) -> ServiceResult<i32> {
+    let deleted: Vec<String> = items
+        .iter()
+        .filter(|c| c.deleted)
+        .map(|c| c.wxid.clone())
+        .collect();
+    if deleted.is_empty() {
+        return Ok(0);
+    }
+    let count = contacts::Entity::find()
+        .filter(contacts::Column::AccountId.eq(account_id))
+        .filter(contacts::Column::Wxid.is_in(deleted))
+        .filter(contacts::Column::FriendStatus.eq("normal"))
+        .count(&ctx.db)
+        .await?;
+    Ok(i32::try_from(count).unwrap_or(i32::MAX))
 }
 
 /// Contacts of the account this pass did not see: the instance no longer lists them.

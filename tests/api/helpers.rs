@@ -97,6 +97,13 @@ master_key = "{key}"
 refresh_reuse_grace_secs = 0
 [log]
 level = "warn"
+[outbound]
+allowed_networks = ["127.0.0.1"]
+connect_timeout_secs = 2
+request_timeout_secs = 5
+[instances]
+heartbeat_timeout_secs = 2
+offline_after_missed = 2
 "#
     );
     let merged = merge_toml(&base, extra_toml);
@@ -122,6 +129,55 @@ pub struct TestApp {
     pub address: String,
     pub client: reqwest::Client,
     pub ctx: Context,
+    worker_stop: Option<tokio::sync::watch::Sender<bool>>,
+}
+
+impl Drop for TestApp {
+    fn drop(&mut self) {
+        if let Some(stop) = &self.worker_stop {
+            let _ = stop.send(true);
+        }
+    }
+}
+
+/// A simulator on a free port.
+pub struct TestSim {
+    pub base: String,
+    handle: actix_web::dev::ServerHandle,
+}
+
+impl TestSim {
+    pub fn start(config: sim::SimConfig) -> Self {
+        let simulator = sim::Simulator::start(sim::SimConfig { port: 0, ..config }).unwrap();
+        let base = format!("http://127.0.0.1:{}", simulator.port());
+        let handle = simulator.handle();
+        tokio::spawn(simulator.run());
+        Self { base, handle }
+    }
+
+    pub fn small() -> Self {
+        Self::start(sim::SimConfig {
+            accounts: 2,
+            contacts_per_account: 120,
+            groups_per_account: 2,
+            members_per_group: 4,
+            ..Default::default()
+        })
+    }
+
+    /// Stops answering, as a crashed instance would.
+    pub async fn stop(&self) {
+        self.handle.stop(false).await;
+    }
+
+    pub async fn control(&self, method: Method, path: &str, body: Value) -> Response {
+        reqwest::Client::new()
+            .request(method, format!("{}/_sim{path}", self.base))
+            .json(&body)
+            .send()
+            .await
+            .unwrap()
+    }
 }
 
 impl TestApp {
@@ -145,7 +201,94 @@ impl TestApp {
             address,
             client,
             ctx,
+            worker_stop: None,
         }
+    }
+
+    /// Runs the background worker (heartbeats, sync, events) for this app until it is dropped.
+    pub fn start_worker(&mut self) {
+        let (stop, stopped) = tokio::sync::watch::channel(false);
+        tokio::spawn(worker::run(self.ctx.clone(), stopped));
+        self.worker_stop = Some(stop);
+    }
+
+    /// Registers the simulator as an agent instance and a WeCom instance; returns their ids.
+    pub async fn register_sim(&self, sim: &TestSim, interval: i32) -> (i64, i64) {
+        let admin = self.admin_token().await;
+        let agent = self
+            .post("/api/v1/instances", &admin, json!({ "name": format!("agent {}", uuid::Uuid::new_v4().simple()), "kind": "agent", "api_url": format!("{}/agent", sim.base), "heartbeat_interval": interval, "config": { "agent_secret": "sim-agent-secret" } }))
+            .await;
+        assert_eq!(
+            agent.status(),
+            StatusCode::CREATED,
+            "{:?}",
+            agent.text().await
+        );
+        let wecom = self
+            .post("/api/v1/instances", &admin, json!({ "name": format!("wecom {}", uuid::Uuid::new_v4().simple()), "kind": "wecom", "api_url": format!("{}/cgi-bin", sim.base), "heartbeat_interval": interval, "config": { "corp_id": "wwsimcorp", "corp_secret": "sim-corp-secret", "agent_id": 1_000_002 } }))
+            .await;
+        assert_eq!(
+            wecom.status(),
+            StatusCode::CREATED,
+            "{:?}",
+            wecom.text().await
+        );
+        let id = |v: Value| v["id"].as_i64().unwrap();
+        (
+            id(agent.json().await.unwrap()),
+            id(wecom.json().await.unwrap()),
+        )
+    }
+
+    /// Polls `path` until `done` holds for its JSON, for at most `seconds`.
+    pub async fn wait_for(&self, path: &str, seconds: u64, done: impl Fn(&Value) -> bool) -> Value {
+        let admin = self.admin_token().await;
+        let deadline = std::time::Instant::now() + Duration::from_secs(seconds);
+        loop {
+            let value: Value = self.get_json(path, &admin).await;
+            if done(&value) {
+                return value;
+            }
+            let shown: String = value.to_string().chars().take(2000).collect();
+            assert!(
+                std::time::Instant::now() < deadline,
+                "timed out waiting on {path}: {shown}"
+            );
+            tokio::time::sleep(Duration::from_millis(200)).await;
+        }
+    }
+
+    /// Queues a sync of `instance` and waits for it to finish.
+    pub async fn sync(&self, instance: i64) -> Value {
+        let admin = self.admin_token().await;
+        let queued = self
+            .post(
+                &format!("/api/v1/instances/{instance}/sync"),
+                &admin,
+                json!({}),
+            )
+            .await;
+        assert_eq!(queued.status(), StatusCode::ACCEPTED);
+        let run: Value = queued.json().await.unwrap();
+        let id = run["id"].as_i64().unwrap();
+        let runs = self
+            .wait_for(
+                &format!("/api/v1/instances/{instance}/sync-runs"),
+                60,
+                |v| {
+                    v["items"].as_array().unwrap().iter().any(|r| {
+                        r["id"] == id && (r["status"] == "succeeded" || r["status"] == "failed")
+                    })
+                },
+            )
+            .await;
+        runs["items"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|r| r["id"] == id)
+            .unwrap()
+            .clone()
     }
 
     pub fn request(&self, method: Method, path: &str, token: Option<&str>) -> RequestBuilder {

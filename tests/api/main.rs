@@ -6,9 +6,12 @@
 mod helpers;
 
 mod auth;
+mod callbacks;
 mod cli;
+mod contacts;
 mod errors;
 mod health;
+mod instances;
 mod openapi_routes;
 mod rbac;
 mod schema;

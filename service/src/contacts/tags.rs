@@ -368,7 +368,9 @@ pub async fn link<C: ConnectionTrait>(
     for chunk in rows.chunks(500) {
         let on_conflict =
             OnConflict::columns([contact_tags::Column::ContactId, contact_tags::Column::TagId])
-                .do_nothing()
+                // "Do nothing" portably: MySQL has no ON CONFLICT DO NOTHING, and rewriting a key
+                // column with its own value changes nothing on any backend.
+                .update_column(contact_tags::Column::TagId)
                 .to_owned();
         contact_tags::Entity::insert_many(chunk.to_vec())
             .on_conflict(on_conflict)

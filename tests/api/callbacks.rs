@@ -1,0 +1,277 @@
+//! Callbacks: WeCom URL verification and events encrypted by an independent implementation
+//! (OpenSSL's AES through the `openssl` command), refusals, de-duplication; agent events pushed
+//! by the simulator and applied by the worker.
+
+use std::{
+    io::Write,
+    process::{Command, Stdio},
+    time::{SystemTime, UNIX_EPOCH},
+};
+
+use reqwest::{Method, StatusCode};
+use serde_json::{Value, json};
+use sha1::{Digest, Sha1};
+
+use crate::helpers::{TestApp, TestSim, problem};
+
+const TOKEN: &str = "callback-token-1";
+
+fn hex(bytes: &[u8]) -> String {
+    bytes.iter().map(|b| format!("{b:02x}")).collect()
+}
+
+/// WeCom's envelope, encrypted with `openssl enc -aes-256-cbc -nopad` (not our code).
+fn encrypt(key: &[u8; 32], message: &str, receive_id: &str) -> String {
+    let mut plain = b"0123456789abcdef".to_vec();
+    plain.extend_from_slice(&(message.len() as u32).to_be_bytes());
+    plain.extend_from_slice(message.as_bytes());
+    plain.extend_from_slice(receive_id.as_bytes());
+    let pad = 32 - plain.len() % 32;
+    plain.extend(std::iter::repeat_n(pad as u8, pad));
+    let mut child = Command::new("openssl")
+        .args([
+            "enc",
+            "-aes-256-cbc",
+            "-nopad",
+            "-K",
+            &hex(key),
+            "-iv",
+            &hex(&key[..16]),
+        ])
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .spawn()
+        .expect("the openssl command is needed for this test");
+    child.stdin.take().unwrap().write_all(&plain).unwrap();
+    let out = child.wait_with_output().unwrap();
+    assert!(out.status.success());
+    data_encoding::BASE64.encode(&out.stdout)
+}
+
+fn sign(timestamp: &str, nonce: &str, encrypt: &str) -> String {
+    let mut parts = [TOKEN, timestamp, nonce, encrypt];
+    parts.sort();
+    hex(&Sha1::digest(parts.concat().as_bytes()))
+}
+
+fn now() -> String {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .unwrap()
+        .as_secs()
+        .to_string()
+}
+
+fn encode(value: &str) -> String {
+    value
+        .bytes()
+        .map(|b| {
+            if b.is_ascii_alphanumeric() {
+                (b as char).to_string()
+            } else {
+                format!("%{b:02X}")
+            }
+        })
+        .collect()
+}
+
+/// A synced sim with callback settings on its WeCom instance; returns the AES key too.
+async fn setup() -> (TestSim, TestApp, Value, Value, [u8; 32]) {
+    let sim = TestSim::small();
+    let mut app = TestApp::spawn().await;
+    let (agent, wecom) = app.register_sim(&sim, 60).await;
+    app.start_worker();
+    let admin = app.admin_token().await;
+    let key: [u8; 32] = std::array::from_fn(|i| (i as u8).wrapping_mul(37).wrapping_add(11));
+    let encoding_key = data_encoding::BASE64
+        .encode(&key)
+        .trim_end_matches('=')
+        .to_owned();
+    for (k, v) in [
+        ("callback_token", TOKEN.to_owned()),
+        ("callback_aes_key", encoding_key),
+    ] {
+        let put = app
+            .send_json(
+                Method::PUT,
+                &format!("/api/v1/instances/{wecom}/configs/{k}"),
+                &admin,
+                json!({ "value": v }),
+            )
+            .await;
+        assert_eq!(put.status(), StatusCode::OK);
+    }
+    app.sync(agent).await;
+    app.sync(wecom).await;
+    let agent = app
+        .get_json(&format!("/api/v1/instances/{agent}"), &admin)
+        .await;
+    let wecom = app
+        .get_json(&format!("/api/v1/instances/{wecom}"), &admin)
+        .await;
+    (sim, app, agent, wecom, key)
+}
+
+fn path_of(url: &str) -> String {
+    url.split_once("/api/")
+        .map(|(_, rest)| format!("/api/{rest}"))
+        .unwrap()
+}
+
+#[tokio::test]
+async fn url_verification_answers_the_plaintext_and_refuses_forgeries() {
+    let (_sim, app, _, wecom, key) = setup().await;
+    let path = path_of(wecom["callback_url"].as_str().unwrap());
+    let verify = |echostr: String, signature: String, timestamp: String| {
+        app.request(
+            Method::GET,
+            &format!(
+                "{path}?msg_signature={signature}&timestamp={timestamp}&nonce=12345&echostr={}",
+                encode(&echostr)
+            ),
+            None,
+        )
+        .send()
+    };
+    let ts = now();
+    let echostr = encrypt(&key, "5927587162893612345", "wwsimcorp");
+    let ok = verify(echostr.clone(), sign(&ts, "12345", &echostr), ts.clone())
+        .await
+        .unwrap();
+    assert_eq!(ok.status(), StatusCode::OK);
+    assert_eq!(
+        ok.text().await.unwrap(),
+        "5927587162893612345",
+        "the bare plaintext, nothing around it"
+    );
+
+    let forged = verify(echostr.clone(), "0".repeat(40), ts.clone())
+        .await
+        .unwrap();
+    assert_eq!(
+        problem(forged, StatusCode::FORBIDDEN).await["code"],
+        "forbidden"
+    );
+    let old = (ts.parse::<i64>().unwrap() - 3600).to_string();
+    let stale = verify(echostr.clone(), sign(&old, "12345", &echostr), old)
+        .await
+        .unwrap();
+    assert_eq!(stale.status(), StatusCode::FORBIDDEN);
+    let other_corp = encrypt(&key, "1", "wwsomeoneelse");
+    let wrong_id = verify(other_corp.clone(), sign(&ts, "12345", &other_corp), ts)
+        .await
+        .unwrap();
+    assert_eq!(wrong_id.status(), StatusCode::FORBIDDEN);
+}
+
+#[tokio::test]
+async fn events_are_stored_once_and_applied() {
+    let (_sim, app, _, wecom, key) = setup().await;
+    let path = path_of(wecom["callback_url"].as_str().unwrap());
+    let ts = now();
+    let event = format!(
+        "<xml><ToUserName><![CDATA[wwsimcorp]]></ToUserName><FromUserName><![CDATA[sys]]></FromUserName><CreateTime>{ts}</CreateTime><MsgType><![CDATA[event]]></MsgType><Event><![CDATA[change_external_contact]]></Event><ChangeType><![CDATA[add_external_contact]]></ChangeType><UserID><![CDATA[sim_user_0]]></UserID><ExternalUserID><![CDATA[wm_from_callback]]></ExternalUserID></xml>"
+    );
+    let encrypted = encrypt(&key, &event, "wwsimcorp");
+    let body = format!(
+        "<xml><ToUserName><![CDATA[wwsimcorp]]></ToUserName><Encrypt><![CDATA[{encrypted}]]></Encrypt><AgentID><![CDATA[1000002]]></AgentID></xml>"
+    );
+    let url = format!(
+        "{path}?msg_signature={}&timestamp={ts}&nonce=777",
+        sign(&ts, "777", &encrypted)
+    );
+    for _ in 0..2 {
+        let response = app
+            .request(Method::POST, &url, None)
+            .header("content-type", "text/xml")
+            .body(body.clone())
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(response.status(), StatusCode::OK);
+        assert_eq!(response.text().await.unwrap(), "success");
+    }
+    use sea_orm::{EntityTrait, PaginatorTrait};
+    assert_eq!(
+        entity::inbound_events::Entity::find()
+            .count(&app.ctx.db)
+            .await
+            .unwrap(),
+        1,
+        "a redelivered event is stored once"
+    );
+    let found = app
+        .wait_for("/api/v1/contacts?q=wm_from_callback", 10, |v| {
+            !v["items"].as_array().unwrap().is_empty()
+        })
+        .await;
+    assert_eq!(found["items"][0]["friend_status"], "normal");
+
+    let tampered = app
+        .request(Method::POST, &url.replace("nonce=777", "nonce=778"), None)
+        .body(body)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(tampered.status(), StatusCode::FORBIDDEN);
+}
+
+#[tokio::test]
+async fn agent_events_pushed_by_the_simulator_are_verified_deduplicated_and_applied() {
+    let (sim, app, agent, _, _) = setup().await;
+    let url = agent["callback_url"]
+        .as_str()
+        .unwrap()
+        .replace("http://127.0.0.1:8080", &app.address);
+    let event = json!({
+        "type": "message.received", "account_wxid": "sim_user_0", "url": url, "id": "evt-fixed-1",
+        "data": { "from": "wm_42_0_1", "msgtype": "text", "content": "你好，在吗？", "message_id": "remote-1" }
+    });
+    for expected_duplicate in [false, true] {
+        let pushed: Value = sim
+            .control(Method::POST, "/events", event.clone())
+            .await
+            .json()
+            .await
+            .unwrap();
+        assert_eq!(pushed["status"], 200, "{pushed}");
+        let _ = expected_duplicate;
+    }
+    let admin = app.admin_token().await;
+    let agent_id = agent["id"].as_i64().unwrap();
+    app.wait_for(
+        &format!("/api/v1/contacts?q=wm_42_0_1&instance_id={agent_id}&limit=200"),
+        10,
+        |v| {
+            v["items"]
+                .as_array()
+                .unwrap()
+                .iter()
+                .any(|c| c["wxid"] == "wm_42_0_1" && c["last_chat_time"].is_string())
+        },
+    )
+    .await;
+    use sea_orm::{ColumnTrait, EntityTrait, QueryFilter};
+    let inbound = entity::messages::Entity::find()
+        .filter(entity::messages::Column::Direction.eq("in"))
+        .all(&app.ctx.db)
+        .await
+        .unwrap();
+    assert_eq!(inbound.len(), 1, "the repeated event made one message");
+    assert_eq!(inbound[0].message_content.as_deref(), Some("你好，在吗？"));
+    let _ = admin;
+
+    let forged = app
+        .request(Method::POST, &path_of(&url), None)
+        .header("webhook-id", "evt-x")
+        .header("webhook-timestamp", now())
+        .header("webhook-signature", "v1,AAAA")
+        .body(r#"{"type":"account.offline","account_wxid":"sim_user_0"}"#)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(
+        problem(forged, StatusCode::FORBIDDEN).await["code"],
+        "forbidden"
+    );
+}

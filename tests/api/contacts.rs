@@ -1,0 +1,342 @@
+//! Sync from the simulator (both kinds), search and filters, local edits surviving a resync,
+//! removed contacts, groups and members, import with row-level errors, streamed export.
+
+use reqwest::{Method, StatusCode};
+use serde_json::{Value, json};
+
+use crate::helpers::{TestApp, TestSim, fields, problem};
+
+async fn synced() -> (TestSim, TestApp, i64, i64) {
+    let sim = TestSim::small();
+    let mut app = TestApp::spawn().await;
+    let (agent, wecom) = app.register_sim(&sim, 60).await;
+    app.start_worker();
+    for id in [agent, wecom] {
+        let run = app.sync(id).await;
+        assert_eq!(run["status"], "succeeded", "{run}");
+        assert_eq!(run["accounts"], 2);
+        assert_eq!(run["contacts"], 240);
+        assert_eq!(run["groups"], 4);
+    }
+    (sim, app, agent, wecom)
+}
+
+async fn count(app: &TestApp, query: &str) -> usize {
+    let admin = app.admin_token().await;
+    let mut total = 0;
+    let mut cursor: Option<String> = None;
+    loop {
+        let path = match &cursor {
+            Some(c) => format!("/api/v1/contacts?{query}&limit=200&cursor={c}"),
+            None => format!("/api/v1/contacts?{query}&limit=200"),
+        };
+        let page = app.get_json(&path, &admin).await;
+        total += page["items"]
+            .as_array()
+            .unwrap_or_else(|| panic!("{page}"))
+            .len();
+        match page["next_cursor"].as_str() {
+            Some(next) => cursor = Some(next.to_owned()),
+            None => return total,
+        }
+    }
+}
+
+#[tokio::test]
+async fn sync_then_search_by_tags_keyword_and_instance() {
+    let (_sim, app, agent, wecom) = synced().await;
+    assert_eq!(count(&app, &format!("instance_id={agent}")).await, 240);
+    assert_eq!(count(&app, &format!("instance_id={wecom}")).await, 240);
+    let admin = app.admin_token().await;
+    let tags = app
+        .get_json(
+            &format!("/api/v1/tags?instance_id={agent}&limit=200"),
+            &admin,
+        )
+        .await;
+    let vip = tags["items"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|t| t["name"] == "VIP")
+        .unwrap()
+        .clone();
+    let sale = tags["items"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|t| t["name"] == "促销")
+        .unwrap()
+        .clone();
+    assert_eq!(vip["group_name"], "客户等级");
+    let (vip_id, sale_id) = (vip["id"].as_i64().unwrap(), sale["id"].as_i64().unwrap());
+    let any = count(&app, &format!("tags_any={vip_id},{sale_id}")).await;
+    let all = count(&app, &format!("tags_all={vip_id},{sale_id}")).await;
+    let only_vip = count(&app, &format!("tags_any={vip_id}")).await;
+    assert_eq!(only_vip as u64, vip["contact_count"].as_u64().unwrap());
+    assert!(
+        all <= only_vip && only_vip <= any && all > 0,
+        "all {all} ≤ vip {only_vip} ≤ any {any}"
+    );
+    let page = app
+        .get_json(
+            &format!("/api/v1/contacts?tags_all={vip_id},{sale_id}&limit=200"),
+            &admin,
+        )
+        .await;
+    for c in page["items"].as_array().unwrap() {
+        let names: Vec<&str> = c["tags"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|t| t["name"].as_str().unwrap())
+            .collect();
+        assert!(
+            names.contains(&"VIP") && names.contains(&"促销"),
+            "{names:?}"
+        );
+    }
+    let wang = count(&app, "q=%E7%8E%8B").await;
+    assert!(wang > 0, "keyword search finds Chinese names");
+    let bad = app.get("/api/v1/contacts?tags_any=abc", &admin).await;
+    assert_eq!(
+        fields(&problem(bad, StatusCode::UNPROCESSABLE_ENTITY).await),
+        vec!["tags_any"]
+    );
+    let groups = app
+        .get_json(&format!("/api/v1/groups?instance_id={agent}"), &admin)
+        .await;
+    assert_eq!(groups["items"].as_array().unwrap().len(), 4);
+    let group = groups["items"][0]["id"].as_i64().unwrap();
+    let members = app
+        .get_json(&format!("/api/v1/groups/{group}/members"), &admin)
+        .await;
+    assert_eq!(
+        members["items"].as_array().unwrap().len(),
+        5,
+        "owner + 4 customers"
+    );
+    let accounts = app
+        .get_json(&format!("/api/v1/accounts?instance_id={wecom}"), &admin)
+        .await;
+    assert_eq!(accounts["items"][0]["contact_count"], 120);
+}
+
+#[tokio::test]
+async fn removed_contacts_become_deleted_and_local_edits_survive_a_resync() {
+    let (sim, app, agent, wecom) = synced().await;
+    let admin = app.admin_token().await;
+    let page = app
+        .get_json(
+            &format!("/api/v1/contacts?instance_id={agent}&limit=2"),
+            &admin,
+        )
+        .await;
+    let (keep, gone) = (page["items"][0].clone(), page["items"][1].clone());
+    let local = app
+        .post_json(
+            "/api/v1/tags",
+            &admin,
+            json!({ "name": "重点客户", "color": "#ff8800" }),
+        )
+        .await;
+    let edited = app
+        .send_json(Method::PATCH, &format!("/api/v1/contacts/{}", keep["id"]), &admin, json!({ "remark": "本地备注", "is_blocked": true, "tag_ids": [local["id"]], "custom_fields": { "level": 3 } }))
+        .await;
+    assert_eq!(edited.status(), StatusCode::OK);
+    sim.control(
+        Method::POST,
+        "/contacts/remove",
+        json!({ "wxids": [gone["wxid"]] }),
+    )
+    .await;
+    let run = app.sync(agent).await;
+    assert_eq!(run["removed"], 1);
+    let after_keep = app
+        .get_json(&format!("/api/v1/contacts/{}", keep["id"]), &admin)
+        .await;
+    assert_eq!(after_keep["remark"], "本地备注");
+    assert_eq!(after_keep["is_blocked"], true);
+    assert!(
+        after_keep["tags"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .any(|t| t["name"] == "重点客户"),
+        "local tags survive"
+    );
+    let after_gone = app
+        .get_json(&format!("/api/v1/contacts/{}", gone["id"]), &admin)
+        .await;
+    assert_eq!(after_gone["friend_status"], "deleted");
+    assert_eq!(
+        count(&app, &format!("instance_id={agent}&friend_status=deleted")).await,
+        1
+    );
+    // WeCom does not report removals: the contact is simply no longer listed.
+    let wecom_run = app.sync(wecom).await;
+    assert_eq!(wecom_run["removed"], 1);
+    assert_eq!(
+        count(&app, &format!("instance_id={wecom}&friend_status=deleted")).await,
+        1
+    );
+}
+
+#[tokio::test]
+async fn an_expired_wecom_token_is_refreshed_once_and_the_call_retried() {
+    let (sim, app, _, wecom) = synced().await;
+    let before = sim
+        .control(Method::GET, "/stats", json!({}))
+        .await
+        .json::<Value>()
+        .await
+        .unwrap()["token_requests"]
+        .as_u64()
+        .unwrap();
+    sim.control(Method::POST, "/tokens/expire", json!({})).await;
+    let run = app.sync(wecom).await;
+    assert_eq!(run["status"], "succeeded");
+    let after = sim
+        .control(Method::GET, "/stats", json!({}))
+        .await
+        .json::<Value>()
+        .await
+        .unwrap()["token_requests"]
+        .as_u64()
+        .unwrap();
+    assert_eq!(after, before + 1, "one refresh for the whole sync");
+}
+
+#[tokio::test]
+async fn import_reports_every_bad_cell_and_imports_nothing_until_all_rows_are_good() {
+    let (_sim, app, agent, _) = synced().await;
+    let admin = app.admin_token().await;
+    let account = app
+        .get_json(&format!("/api/v1/accounts?instance_id={agent}"), &admin)
+        .await["items"][0]["id"]
+        .as_i64()
+        .unwrap();
+    let before = count(&app, &format!("account_id={account}")).await;
+    let bad = "wxid,昵称,手机号,性别,标签\nimp_1,王小明,13800000000,男,\"导入,VIP客户\"\n,缺少ID,,,\nimp_3,张三,not-a-phone,外星,\n";
+    let response = app
+        .request(
+            Method::POST,
+            &format!("/api/v1/contacts/import?account_id={account}"),
+            Some(&admin),
+        )
+        .header("content-type", "text/csv")
+        .body(bad)
+        .send()
+        .await
+        .unwrap();
+    let body = problem(response, StatusCode::UNPROCESSABLE_ENTITY).await;
+    assert_eq!(
+        fields(&body),
+        vec!["rows[3].wxid", "rows[4].phone", "rows[4].gender"]
+    );
+    assert_eq!(
+        count(&app, &format!("account_id={account}")).await,
+        before,
+        "nothing half-imported"
+    );
+
+    let good = "wxid,昵称,手机号,性别,标签,custom.city\nimp_1,王小明,13800000000,男,\"导入,VIP客户\",杭州\nimp_2,李四,,女,导入,\n";
+    let report: Value = app
+        .request(
+            Method::POST,
+            &format!("/api/v1/contacts/import?account_id={account}&format=csv"),
+            Some(&admin),
+        )
+        .body(good)
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(report["rows"], 2);
+    assert_eq!(report["created"], 2);
+    assert_eq!(report["tags_created"], 2);
+    let imported = app.get_json("/api/v1/contacts?q=imp_1", &admin).await;
+    assert_eq!(imported["items"][0]["custom_fields"]["city"], "杭州");
+    assert_eq!(imported["items"][0]["gender"], 1);
+
+    let xlsx = std::fs::read(concat!(
+        env!("CARGO_MANIFEST_DIR"),
+        "/tests/fixtures/contacts.xlsx"
+    ))
+    .unwrap();
+    let report: Value = app
+        .request(
+            Method::POST,
+            &format!("/api/v1/contacts/import?account_id={account}"),
+            Some(&admin),
+        )
+        .header(
+            "content-type",
+            "application/vnd.openxmlformats-officedocument.spreadsheetml.sheet",
+        )
+        .body(xlsx)
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(report["rows"], 2, "{report}");
+    assert_eq!(
+        app.get_json("/api/v1/contacts?q=xlsx_1", &admin).await["items"][0]["nickname"],
+        "表格客户"
+    );
+    let no_type = app
+        .request(
+            Method::POST,
+            &format!("/api/v1/contacts/import?account_id={account}"),
+            Some(&admin),
+        )
+        .body("wxid\nx\n")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(no_type.status(), StatusCode::UNSUPPORTED_MEDIA_TYPE);
+}
+
+#[tokio::test]
+async fn export_streams_the_filtered_contacts_as_csv() {
+    let (_sim, app, agent, _) = synced().await;
+    let admin = app.admin_token().await;
+    let response = app
+        .get(
+            &format!("/api/v1/contacts/export?instance_id={agent}"),
+            &admin,
+        )
+        .await;
+    assert_eq!(response.status(), StatusCode::OK);
+    assert!(
+        response.headers()["content-type"]
+            .to_str()
+            .unwrap()
+            .starts_with("text/csv")
+    );
+    let bytes = response.bytes().await.unwrap();
+    assert!(
+        bytes.starts_with(b"\xEF\xBB\xBF"),
+        "BOM for spreadsheet programs"
+    );
+    let text = String::from_utf8(bytes[3..].to_vec()).unwrap();
+    let mut lines = text.lines();
+    assert!(
+        lines
+            .next()
+            .unwrap()
+            .starts_with("id,instance_id,account_id,wxid")
+    );
+    assert_eq!(lines.count(), 240);
+    let bad = app
+        .get("/api/v1/contacts/export?friend_status=gone", &admin)
+        .await;
+    assert_eq!(
+        fields(&problem(bad, StatusCode::UNPROCESSABLE_ENTITY).await),
+        vec!["friend_status"]
+    );
+}

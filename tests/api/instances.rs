@@ -1,0 +1,268 @@
+//! Instances against the simulator: registration, secrets, SSRF refusals, heartbeats (online,
+//! offline when the sim stops, one slow instance not delaying others), maintenance.
+
+use reqwest::{Method, StatusCode};
+use serde_json::{Value, json};
+
+use crate::helpers::{TestApp, TestSim, fields, problem};
+
+#[tokio::test]
+async fn both_kinds_turn_online_and_go_offline_when_the_sim_stops() {
+    let sim = TestSim::small();
+    let mut app = TestApp::spawn().await;
+    let (agent, wecom) = app.register_sim(&sim, 1).await;
+    app.start_worker();
+    for id in [agent, wecom] {
+        let online = app
+            .wait_for(&format!("/api/v1/instances/{id}"), 20, |v| {
+                v["status"] == "online"
+            })
+            .await;
+        assert!(online["heartbeat_latency_ms"].is_number());
+        assert!(online["last_heartbeat"].is_string());
+    }
+    sim.stop().await;
+    for id in [agent, wecom] {
+        let offline = app
+            .wait_for(&format!("/api/v1/instances/{id}"), 30, |v| {
+                v["status"] == "offline"
+            })
+            .await;
+        assert!(offline["missed_heartbeats"].as_i64().unwrap() >= 2);
+        assert!(offline["error_message"].is_string());
+    }
+}
+
+#[tokio::test]
+async fn secrets_are_sealed_masked_and_audited_without_their_values() {
+    let sim = TestSim::small();
+    let app = TestApp::spawn().await;
+    let (agent, _) = app.register_sim(&sim, 30).await;
+    let admin = app.admin_token().await;
+    let view = app
+        .get_json(&format!("/api/v1/instances/{agent}"), &admin)
+        .await;
+    let secret = view["config"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|c| c["key"] == "agent_secret")
+        .unwrap()
+        .clone();
+    assert_eq!(secret["value"], "******");
+    assert_eq!(secret["secret"], true);
+    let audit = app
+        .get_json("/api/v1/audit-logs?operation=instance.create", &admin)
+        .await;
+    assert!(
+        !audit.to_string().contains("sim-agent-secret"),
+        "the secret never reaches the audit log"
+    );
+    use sea_orm::{ColumnTrait, EntityTrait, QueryFilter};
+    let stored = entity::instance_configs::Entity::find()
+        .filter(entity::instance_configs::Column::ConfigKey.eq("agent_secret"))
+        .one(&app.ctx.db)
+        .await
+        .unwrap()
+        .unwrap();
+    assert!(
+        stored.is_encrypted
+            && !stored
+                .config_value
+                .clone()
+                .unwrap()
+                .contains("sim-agent-secret")
+    );
+
+    let put = app
+        .send_json(
+            Method::PUT,
+            &format!("/api/v1/instances/{agent}/configs/region"),
+            &admin,
+            json!({ "value": "华东" }),
+        )
+        .await;
+    assert_eq!(put.status(), StatusCode::OK);
+    let wrong_kind = app
+        .send_json(
+            Method::PUT,
+            &format!("/api/v1/instances/{agent}/configs/corp_secret"),
+            &admin,
+            json!({ "value": "x" }),
+        )
+        .await;
+    assert_eq!(
+        fields(&problem(wrong_kind, StatusCode::UNPROCESSABLE_ENTITY).await),
+        vec!["corp_secret"]
+    );
+    let required = app
+        .request(
+            Method::DELETE,
+            &format!("/api/v1/instances/{agent}/configs/agent_secret"),
+            Some(&admin),
+        )
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(required.status(), StatusCode::CONFLICT);
+}
+
+#[tokio::test]
+async fn the_outbound_policy_refuses_private_and_special_addresses() {
+    let app = TestApp::spawn_with("[outbound]\nallowed_networks = []").await;
+    let admin = app.admin_token().await;
+    for url in [
+        "http://127.0.0.1:9/agent",
+        "http://169.254.169.254/latest",
+        "http://localhost:9/",
+        "http://[::ffff:10.0.0.1]/",
+        "http://no-such-host.invalid/",
+        "ftp://example.com/",
+    ] {
+        let response = app
+            .post("/api/v1/instances", &admin, json!({ "name": "x", "kind": "agent", "api_url": url, "config": { "agent_secret": "s" } }))
+            .await;
+        let body = problem(response, StatusCode::UNPROCESSABLE_ENTITY).await;
+        assert_eq!(fields(&body), vec!["api_url"], "{url}: {body}");
+    }
+    let missing = app
+        .post(
+            "/api/v1/instances",
+            &admin,
+            json!({ "name": "x", "kind": "wecom", "config": { "corp_id": "c" } }),
+        )
+        .await;
+    assert_eq!(
+        fields(&problem(missing, StatusCode::UNPROCESSABLE_ENTITY).await),
+        vec!["config.corp_secret"]
+    );
+}
+
+#[tokio::test]
+async fn a_slow_instance_does_not_delay_the_others() {
+    let fast = TestSim::small();
+    let slow = TestSim::start(sim::SimConfig {
+        faults: sim::Faults {
+            latency_ms_min: 8_000,
+            latency_ms_max: 8_000,
+            ..Default::default()
+        },
+        ..Default::default()
+    });
+    let mut app = TestApp::spawn().await;
+    let (slow_agent, slow_wecom) = app.register_sim(&slow, 1).await;
+    let (fast_agent, _) = app.register_sim(&fast, 1).await;
+    app.start_worker();
+    let fast_view = app
+        .wait_for(&format!("/api/v1/instances/{fast_agent}"), 10, |v| {
+            v["status"] == "online"
+        })
+        .await;
+    assert!(fast_view["last_heartbeat"].is_string());
+    let admin = app.admin_token().await;
+    for id in [slow_agent, slow_wecom] {
+        let view: Value = app
+            .get_json(&format!("/api/v1/instances/{id}"), &admin)
+            .await;
+        assert_ne!(
+            view["status"], "online",
+            "the slow instance times out instead"
+        );
+    }
+}
+
+#[tokio::test]
+async fn maintenance_pauses_heartbeats_and_check_runs_one_now() {
+    let sim = TestSim::small();
+    let app = TestApp::spawn().await;
+    let (agent, _) = app.register_sim(&sim, 30).await;
+    let admin = app.admin_token().await;
+    let check: Value = app
+        .post_json(
+            &format!("/api/v1/instances/{agent}/check"),
+            &admin,
+            json!({}),
+        )
+        .await;
+    assert_eq!(check["online"], true);
+    assert_eq!(check["instance"]["status"], "online");
+    let on: Value = app
+        .post_json(
+            &format!("/api/v1/instances/{agent}/maintenance"),
+            &admin,
+            json!({ "on": true }),
+        )
+        .await;
+    assert_eq!(on["status"], "maintenance");
+    app.post(
+        &format!("/api/v1/instances/{agent}/check"),
+        &admin,
+        json!({}),
+    )
+    .await;
+    let still = app
+        .get_json(&format!("/api/v1/instances/{agent}"), &admin)
+        .await;
+    assert_eq!(
+        still["status"], "maintenance",
+        "a heartbeat never overrides maintenance"
+    );
+    let renamed = app
+        .send_json(
+            Method::PATCH,
+            &format!("/api/v1/instances/{agent}"),
+            &admin,
+            json!({ "name": "renamed", "description": null }),
+        )
+        .await;
+    assert_eq!(renamed.status(), StatusCode::OK);
+    let listed = app
+        .get_json("/api/v1/instances?status=maintenance&kind=agent", &admin)
+        .await;
+    assert_eq!(listed["items"].as_array().unwrap().len(), 1);
+    let bad_filter = app.get("/api/v1/instances?status=sleeping", &admin).await;
+    assert_eq!(
+        fields(&problem(bad_filter, StatusCode::UNPROCESSABLE_ENTITY).await),
+        vec!["status"]
+    );
+    let deleted = app
+        .request(
+            Method::DELETE,
+            &format!("/api/v1/instances/{agent}"),
+            Some(&admin),
+        )
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(deleted.status(), StatusCode::NO_CONTENT);
+    assert_eq!(
+        app.get(&format!("/api/v1/instances/{agent}"), &admin)
+            .await
+            .status(),
+        StatusCode::NOT_FOUND
+    );
+}
+
+#[tokio::test]
+async fn login_qr_passes_through_for_agents_and_is_refused_for_wecom_apps() {
+    let sim = TestSim::small();
+    let app = TestApp::spawn().await;
+    let (agent, wecom) = app.register_sim(&sim, 30).await;
+    let admin = app.admin_token().await;
+    let qr: Value = app
+        .post_json(
+            &format!("/api/v1/instances/{agent}/login-qr"),
+            &admin,
+            json!({ "account_wxid": "sim_user_0" }),
+        )
+        .await;
+    assert!(qr["qr_code_url"].as_str().unwrap().starts_with("https://"));
+    let refused = app
+        .post(
+            &format!("/api/v1/instances/{wecom}/login-qr"),
+            &admin,
+            json!({}),
+        )
+        .await;
+    assert_eq!(refused.status(), StatusCode::CONFLICT);
+}
