@@ -38,6 +38,7 @@ pub struct ContactSettings {
 #[serde(deny_unknown_fields)]
 pub struct InstanceSettings {
     pub offline_after_missed: i32,
+    pub auto_sync_minutes: i64,
     pub heartbeat_timeout_secs: u64,
     pub metrics_retention_days: i64,
 }
@@ -240,6 +241,16 @@ impl Settings {
             return fail("worker.log_retention_days", "must be at least 1");
         }
         Ok(())
+    }
+
+    /// The database family and host, never the credentials.
+    pub fn backend_label(&self) -> String {
+        use secrecy::ExposeSecret;
+        let url = self.database.url.expose_secret();
+        let host = url
+            .split_once('@')
+            .map_or(url.split('?').next().unwrap_or(url), |(_, rest)| rest);
+        format!("{:?} ({host})", self.backend())
     }
 
     pub fn backend(&self) -> Backend {

@@ -69,6 +69,68 @@ impl From<sync_runs::Model> for SyncRunView {
     }
 }
 
+/// Queues a sync unless one is queued or running; returns the run either way.
+pub async fn queue(
+    ctx: &Context,
+    instance_id: i64,
+    requested_by: Option<i64>,
+) -> ServiceResult<sync_runs::Model> {
+    let open = sync_runs::Entity::find()
+        .filter(sync_runs::Column::InstanceId.eq(instance_id))
+        .filter(sync_runs::Column::Status.is_in(["pending", "running"]))
+        .one(&ctx.db)
+        .await?;
+    if let Some(open) = open {
+        return Ok(open);
+    }
+    let row = sync_runs::ActiveModel {
+        instance_id: Set(instance_id),
+        status: Set("pending".to_owned()),
+        requested_by: Set(requested_by),
+        accounts: Set(0),
+        contacts: Set(0),
+        groups: Set(0),
+        members: Set(0),
+        removed: Set(0),
+        created_at: Set(ctx.clock.now_db()),
+        ..Default::default()
+    };
+    let id = sync_runs::Entity::insert(row)
+        .exec(&ctx.db)
+        .await?
+        .last_insert_id;
+    find_run(ctx, id).await
+}
+
+/// Queues a sync of every online instance whose last sync is older than
+/// `instances.auto_sync_minutes`. Returns how many were queued.
+pub async fn queue_due(ctx: &Context) -> ServiceResult<usize> {
+    let minutes = ctx.settings.instances.auto_sync_minutes;
+    if minutes <= 0 {
+        return Ok(0);
+    }
+    let since = ctx.clock.now_db() - TimeDelta::minutes(minutes);
+    let online = wework_instances::Entity::find()
+        .filter(wework_instances::Column::DeletedAt.is_null())
+        .filter(wework_instances::Column::Enabled.eq(true))
+        .filter(wework_instances::Column::Status.eq("online"))
+        .all(&ctx.db)
+        .await?;
+    let mut queued = 0;
+    for instance in online {
+        let recent = sync_runs::Entity::find()
+            .filter(sync_runs::Column::InstanceId.eq(instance.id))
+            .filter(sync_runs::Column::CreatedAt.gte(since))
+            .count(&ctx.db)
+            .await?;
+        if recent == 0 {
+            queue(ctx, instance.id, None).await?;
+            queued += 1;
+        }
+    }
+    Ok(queued)
+}
+
 /// Queues a sync of the instance, or returns the one already queued or running.
 pub async fn request(ctx: &Context, actor: &Actor, instance_id: i64) -> ServiceResult<SyncRunView> {
     let entry =
@@ -76,42 +138,13 @@ pub async fn request(ctx: &Context, actor: &Actor, instance_id: i64) -> ServiceR
     audit::guard(ctx, actor, entry.clone(), async {
         actor.require("instances:control")?;
         let instance = find_live(&ctx.db, instance_id).await?;
-        let open = sync_runs::Entity::find()
-            .filter(sync_runs::Column::InstanceId.eq(instance_id))
-            .filter(sync_runs::Column::Status.is_in(["pending", "running"]))
-            .one(&ctx.db)
-            .await?;
-        if let Some(open) = open {
-            return Ok(open.into());
-        }
-        let now = ctx.clock.now_db();
-        let row = sync_runs::ActiveModel {
-            instance_id: Set(instance_id),
-            status: Set("pending".to_owned()),
-            requested_by: Set(actor.user_id),
-            accounts: Set(0),
-            contacts: Set(0),
-            groups: Set(0),
-            members: Set(0),
-            removed: Set(0),
-            created_at: Set(now),
-            ..Default::default()
-        };
-        let id = sync_runs::Entity::insert(row)
-            .exec(&ctx.db)
-            .await?
-            .last_insert_id;
-        audit::record(
-            &ctx.db,
-            actor,
-            entry
-                .clone()
-                .resource(instance_id, instance.name)
-                .extra(serde_json::json!({ "sync_run": id })),
-            now,
-        )
-        .await?;
-        find_run(ctx, id).await.map(Into::into)
+        let run = queue(ctx, instance_id, actor.user_id).await?;
+        let entry = entry
+            .clone()
+            .resource(instance_id, instance.name)
+            .extra(serde_json::json!({ "sync_run": run.id }));
+        audit::record(&ctx.db, actor, entry, ctx.clock.now_db()).await?;
+        Ok(run.into())
     })
     .await
 }

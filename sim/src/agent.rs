@@ -193,6 +193,9 @@ async fn members(
 
 #[derive(Deserialize)]
 struct SendIn {
+    /// When present (it is signed), it must equal the header.
+    #[serde(default)]
+    idempotency_key: Option<String>,
     to: String,
     #[serde(default)]
     chat_type: Option<String>,
@@ -227,21 +230,47 @@ async fn send(
             "body must be a message",
         );
     };
+    if input.idempotency_key.as_deref().is_some_and(|k| k != key) {
+        return problem(
+            actix_web::http::StatusCode::BAD_REQUEST,
+            "idempotency_key_mismatch",
+            "the signed body carries another idempotency key",
+        );
+    }
     let account = path.into_inner();
-    if state.dataset.account_index(&account).is_none() {
+    // A repeat answers with the first result before anything else is checked: the message was
+    // delivered, whatever has changed since.
+    let first = state
+        .deliveries
+        .lock()
+        .ok()
+        .and_then(|d| d.get(&key).cloned());
+    if first.is_some() {
+        let (delivery, _) = state.deliver(key, &account, &input.to, "");
+        return HttpResponse::Ok()
+            .insert_header(("Idempotent-Replayed", "true"))
+            .json(json!({ "message_id": delivery.message_id, "status": "sent" }));
+    }
+    let Some(a) = state.dataset.account_index(&account) else {
         return problem(
             actix_web::http::StatusCode::NOT_FOUND,
             "no_account",
             "unknown account",
         );
-    }
-    if state.dataset.contact_index(&input.to).is_none()
-        && state.dataset.group_index(&input.to).is_none()
-    {
+    };
+    let own_contact = state
+        .dataset
+        .contact_index(&input.to)
+        .is_some_and(|(ca, ci)| ca == a && ci < state.dataset.contacts_per_account);
+    let own_group = state
+        .dataset
+        .group_index(&input.to)
+        .is_some_and(|(ga, gi)| ga == a && gi < state.dataset.groups_per_account);
+    if !own_contact && !own_group {
         return problem(
             actix_web::http::StatusCode::UNPROCESSABLE_ENTITY,
             "invalid_receiver",
-            "no such contact or group",
+            "no such contact or group of this account",
         );
     }
     if state.is_removed(&input.to) {
@@ -251,12 +280,7 @@ async fn send(
             "the contact removed this account",
         );
     }
-    let known = state
-        .deliveries
-        .lock()
-        .map(|d| d.contains_key(&key))
-        .unwrap_or(false);
-    if !known && !state.take_send_slot(&account, signing::now()) {
+    if !state.take_send_slot(&account, signing::now()) {
         return HttpResponse::TooManyRequests()
             .insert_header(("Retry-After", "60"))
             .json(json!({ "error": { "code": "rate_limited", "message": "too many messages from this account this minute" } }));

@@ -8,7 +8,11 @@ use sha2::Sha256;
 pub const TOLERANCE_SECS: i64 = 300;
 
 pub fn sign(secret: &str, id: &str, timestamp: i64, body: &[u8]) -> String {
-    let Ok(mut mac) = Hmac::<Sha256>::new_from_slice(secret.as_bytes()) else {
+    let key = secret
+        .strip_prefix("whsec_")
+        .and_then(|b| STANDARD.decode(b).ok())
+        .unwrap_or_else(|| secret.as_bytes().to_vec());
+    let Ok(mut mac) = Hmac::<Sha256>::new_from_slice(&key) else {
         return String::new();
     };
     mac.update(format!("{id}.{timestamp}.").as_bytes());

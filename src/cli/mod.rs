@@ -1,5 +1,6 @@
 //! Command-line interface.
 
+mod bench;
 mod config;
 mod migrate;
 mod run;
@@ -56,6 +57,11 @@ pub enum Command {
     },
     /// The WeCom / agent simulator (a real HTTP server) for demos, tests and benchmarks.
     Sim(Box<sim::Args>),
+    /// Benchmarks (see docs/benchmarks.md).
+    Bench {
+        #[command(subcommand)]
+        action: bench::Action,
+    },
     /// Configuration tools.
     Config {
         #[command(subcommand)]
@@ -77,5 +83,6 @@ pub async fn run(cli: Cli) -> anyhow::Result<()> {
         Command::Config { action } => config::run(&settings, action),
         Command::Secrets { action } => secrets::run(settings, action).await,
         Command::Sim(args) => sim::run(*args).await,
+        Command::Bench { action } => bench::run(action).await,
     }
 }

@@ -135,6 +135,11 @@ async fn apply_agent(
         }
         "account.online" | "account.offline" => {
             let online = kind == "account.online";
+            if online && account(ctx, instance.id, wxid).await.is_err() {
+                // A newly logged-in account: pull it (and its contacts) now.
+                crate::sync::queue(ctx, instance.id, None).await?;
+                return Ok(());
+            }
             wework_accounts::Entity::update_many()
                 .col_expr(
                     wework_accounts::Column::Status,

@@ -153,8 +153,17 @@ fn page_path(base: &str, cursor: Option<String>) -> String {
     }
 }
 
+/// Percent-encodes one path segment (unlike form encoding, a space is %20, never `+`).
 fn segment(value: &str) -> String {
-    url::form_urlencoded::byte_serialize(value.as_bytes()).collect()
+    value
+        .bytes()
+        .map(|b| match b {
+            b'A'..=b'Z' | b'a'..=b'z' | b'0'..=b'9' | b'-' | b'_' | b'.' | b'~' => {
+                char::from(b).to_string()
+            }
+            _ => format!("%{b:02X}"),
+        })
+        .collect()
 }
 
 #[async_trait::async_trait]
@@ -162,11 +171,19 @@ impl InstanceDriver for AgentDriver {
     async fn health(&self) -> Result<Health, DriverError> {
         #[derive(Deserialize)]
         struct Out {
+            status: Option<String>,
             version: Option<String>,
             accounts_total: Option<i32>,
             accounts_online: Option<i32>,
         }
         let (out, _): (Out, _) = self.call(Method::GET, "/health", None, None).await?;
+        if let Some(status) = out.status.filter(|s| s != "ok") {
+            return Err(DriverError::Transient {
+                code: "unhealthy".into(),
+                message: format!("the agent reports status `{status}`"),
+                retry_after: None,
+            });
+        }
         Ok(Health {
             version: out.version,
             accounts_total: out.accounts_total,
@@ -227,7 +244,10 @@ impl InstanceDriver for AgentDriver {
     }
 
     async fn send(&self, message: &OutboundMessage) -> Result<SendReceipt, DriverError> {
+        // The key travels in the signed body too, so a captured request cannot be replayed under
+        // a new key.
         let mut body = json!({
+            "idempotency_key": message.idempotency_key,
             "to": message.to,
             "chat_type": if message.to_group { "group" } else { "private" },
             "msgtype": message.msgtype,

@@ -10,8 +10,17 @@ use subtle::ConstantTimeEq;
 /// Accepted clock difference between signer and verifier.
 pub const TOLERANCE_SECS: i64 = 300;
 
+/// The HMAC key: a Standard Webhooks `whsec_<base64>` secret is decoded; any other secret is
+/// used as its UTF-8 bytes.
+fn key_of(secret: &str) -> Vec<u8> {
+    secret
+        .strip_prefix("whsec_")
+        .and_then(|b64| STANDARD.decode(b64).ok())
+        .unwrap_or_else(|| secret.as_bytes().to_vec())
+}
+
 pub fn sign(secret: &str, id: &str, timestamp: i64, body: &[u8]) -> String {
-    let Ok(mut mac) = Hmac::<Sha256>::new_from_slice(secret.as_bytes()) else {
+    let Ok(mut mac) = Hmac::<Sha256>::new_from_slice(&key_of(secret)) else {
         return String::new();
     };
     mac.update(format!("{id}.{timestamp}.").as_bytes());
@@ -97,5 +106,7 @@ mod tests {
             verify("secret", "", "1700000000", &sig, b"{}", 1_700_000_000),
             Err(SignatureError::Missing)
         );
+        // A Standard Webhooks secret is the base64 of the key: "c2VjcmV0" is "secret".
+        assert_eq!(sign("whsec_c2VjcmV0", "msg_1", 1_700_000_000, b"{}"), sig);
     }
 }

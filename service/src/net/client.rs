@@ -19,7 +19,7 @@ impl OutboundClient {
         let http = reqwest::Client::builder()
             .dns_resolver(Arc::new(GuardedResolver(policy.clone())))
             .redirect(reqwest::redirect::Policy::custom(move |attempt| {
-                if attempt.previous().len() >= 3 {
+                if attempt.previous().len() > 3 {
                     attempt.error("too many redirects")
                 } else if let Err(refused) =
                     redirect_policy.check_url_syntax(attempt.url().as_str())

@@ -1,0 +1,363 @@
+//! `wework bench`: measured runs, printed as tables for docs/benchmarks.md.
+//!
+//! `bench contacts` seeds N contacts into a fresh database and times the searches the API offers
+//! (keyset pages, filters, tags any/all, keyword). `bench sync` starts a simulator and times a
+//! full sync of N contacts through the real driver and sync code.
+
+use std::{
+    collections::BTreeSet,
+    sync::Arc,
+    time::{Duration, Instant},
+};
+
+use clap::{Args as ClapArgs, Subcommand};
+use entity::{contact_tags, contacts, tags, wework_accounts, wework_instances};
+use sea_orm::{ActiveValue::Set, EntityTrait};
+use service::{
+    Context,
+    auth::actor::{Actor, RequestMeta},
+    config::Settings,
+    contacts::ContactFilter,
+    pagination::PageRequest,
+};
+
+#[derive(Debug, Subcommand)]
+pub enum Action {
+    /// Search and filter latency over N contacts.
+    Contacts(ContactsArgs),
+    /// Full sync of N contacts from a simulator.
+    Sync(SyncArgs),
+}
+
+#[derive(Debug, ClapArgs)]
+pub struct ContactsArgs {
+    #[arg(long, default_value_t = 100_000)]
+    count: usize,
+    /// Database to fill; must be empty. Default: a fresh SQLite file in the temp directory.
+    #[arg(long)]
+    database_url: Option<String>,
+    /// Timed repetitions per query.
+    #[arg(long, default_value_t = 30)]
+    repeat: usize,
+}
+
+#[derive(Debug, ClapArgs)]
+pub struct SyncArgs {
+    #[arg(long, default_value_t = 100_000)]
+    contacts: usize,
+    #[arg(long, default_value_t = 1)]
+    accounts: usize,
+    #[arg(long)]
+    database_url: Option<String>,
+}
+
+pub async fn run(action: Action) -> anyhow::Result<()> {
+    match action {
+        Action::Contacts(args) => contacts_bench(args).await,
+        Action::Sync(args) => sync_bench(args).await,
+    }
+}
+
+async fn fresh_context(database_url: Option<String>, tag: &str) -> anyhow::Result<Context> {
+    let url = database_url.unwrap_or_else(|| {
+        let path =
+            std::env::temp_dir().join(format!("wework-bench-{tag}-{}.db", std::process::id()));
+        format!("sqlite://{}?mode=rwc", path.display())
+    });
+    let key = service::crypto::sealer::Sealer::generate_key();
+    let settings = Settings::from_toml(&format!(
+        "[database]\nurl = \"{url}\"\nmax_connections = 8\n[secrets]\nmaster_key = \"{key}\"\n[outbound]\nallowed_networks = [\"127.0.0.1\"]\n[log]\nlevel = \"warn\""
+    ))?;
+    println!("database: {}", settings.backend_label());
+    let (ctx, _) = crate::prepare(settings, Some(uuid::Uuid::new_v4().to_string())).await?;
+    Ok(ctx)
+}
+
+fn reader() -> Actor {
+    let permissions: BTreeSet<String> = ["contacts:read", "instances:read", "instances:control"]
+        .iter()
+        .map(|p| (*p).to_owned())
+        .collect();
+    Actor {
+        user_id: Some(1),
+        permissions: Arc::new(permissions),
+        ..Actor::system(RequestMeta::default())
+    }
+}
+
+/// Peak resident memory of this process (Linux), in MiB.
+pub fn peak_rss_mib() -> Option<f64> {
+    let status = std::fs::read_to_string("/proc/self/status").ok()?;
+    let kb: f64 = status
+        .lines()
+        .find(|l| l.starts_with("VmHWM:"))?
+        .split_whitespace()
+        .nth(1)?
+        .parse()
+        .ok()?;
+    Some(kb / 1024.0)
+}
+
+/// p50 and p99 of `samples`, in milliseconds.
+pub fn percentiles(mut samples: Vec<Duration>) -> (f64, f64) {
+    samples.sort();
+    let at = |q: f64| {
+        let i = ((samples.len() as f64 - 1.0) * q).round() as usize;
+        samples.get(i).map_or(0.0, |d| d.as_secs_f64() * 1000.0)
+    };
+    (at(0.50), at(0.99))
+}
+
+async fn seed(ctx: &Context, count: usize) -> anyhow::Result<(i64, Vec<i64>)> {
+    let now = ctx.clock.now_db();
+    let instance = wework_instances::Entity::insert(wework_instances::ActiveModel {
+        instance_uuid: Set(uuid::Uuid::new_v4()),
+        name: Set("bench".into()),
+        kind: Set("agent".into()),
+        status: Set("offline".into()),
+        enabled: Set(false),
+        max_accounts: Set(10),
+        current_accounts: Set(1),
+        heartbeat_interval: Set(30),
+        missed_heartbeats: Set(0),
+        restart_count: Set(0),
+        total_messages: Set(0),
+        today_messages: Set(0),
+        created_by: Set(1),
+        deletion_token: Set(0),
+        created_at: Set(now),
+        updated_at: Set(now),
+        ..Default::default()
+    })
+    .exec(&ctx.db)
+    .await?
+    .last_insert_id;
+    let account = wework_accounts::Entity::insert(wework_accounts::ActiveModel {
+        instance_id: Set(instance),
+        wxid: Set("bench_user".into()),
+        status: Set("online".into()),
+        is_logged_in: Set(true),
+        contact_count: Set(0),
+        group_count: Set(0),
+        total_messages: Set(0),
+        today_messages: Set(0),
+        created_at: Set(now),
+        updated_at: Set(now),
+        ..Default::default()
+    })
+    .exec(&ctx.db)
+    .await?
+    .last_insert_id;
+    let mut tag_ids = Vec::new();
+    for i in 0..10 {
+        let id = tags::Entity::insert(tags::ActiveModel {
+            instance_id: Set(0),
+            group_name: Set(String::new()),
+            name: Set(format!("tag{i}")),
+            sort_order: Set(0),
+            created_at: Set(now),
+            updated_at: Set(now),
+            ..Default::default()
+        })
+        .exec(&ctx.db)
+        .await?
+        .last_insert_id;
+        tag_ids.push(id);
+    }
+    const SURNAMES: &[&str] = &["王", "李", "张", "刘", "陈", "杨", "黄", "赵", "吴", "周"];
+    let started = Instant::now();
+    let batch = 500;
+    for start in (0..count).step_by(batch) {
+        let end = (start + batch).min(count);
+        let rows = (start..end).map(|i| contacts::ActiveModel {
+            instance_id: Set(instance),
+            account_id: Set(account),
+            wxid: Set(format!("wm_bench_{i}")),
+            nickname: Set(Some(format!("{}{i}", SURNAMES[i % SURNAMES.len()]))),
+            contact_type: Set(if i % 10 == 0 { "friend" } else { "external" }.into()),
+            friend_status: Set("normal".into()),
+            is_star: Set(i % 50 == 0),
+            is_top: Set(false),
+            is_blocked: Set(false),
+            chat_count: Set(0),
+            created_at: Set(now),
+            updated_at: Set(now),
+            ..Default::default()
+        });
+        contacts::Entity::insert_many(rows)
+            .exec_without_returning(&ctx.db)
+            .await?;
+        let first: i64 = i64::try_from(start).unwrap_or(0);
+        let links = (start..end).flat_map(|i| {
+            let contact = first + 1 + i64::try_from(i - start).unwrap_or(0);
+            // Tag k on every (k+2)-th contact: tag0 on half, tag9 on a eleventh.
+            tag_ids
+                .iter()
+                .enumerate()
+                .filter(move |(k, _)| i % (k + 2) == 0)
+                .map(move |(_, t)| contact_tags::ActiveModel {
+                    contact_id: Set(contact),
+                    tag_id: Set(*t),
+                    created_at: Set(now),
+                })
+        });
+        let links: Vec<_> = links.collect();
+        for chunk in links.chunks(500) {
+            contact_tags::Entity::insert_many(chunk.to_vec())
+                .exec_without_returning(&ctx.db)
+                .await?;
+        }
+        if end % 100_000 == 0 {
+            println!(
+                "  seeded {end} contacts ({:.0}/s)",
+                end as f64 / started.elapsed().as_secs_f64()
+            );
+        }
+    }
+    println!(
+        "seeded {count} contacts in {:.1} s",
+        started.elapsed().as_secs_f64()
+    );
+    Ok((instance, tag_ids))
+}
+
+async fn contacts_bench(args: ContactsArgs) -> anyhow::Result<()> {
+    let ctx = fresh_context(args.database_url, "contacts").await?;
+    let (instance, tags) = seed(&ctx, args.count).await?;
+    let actor = reader();
+    let cases: Vec<(&str, ContactFilter)> = vec![
+        ("first page, no filter", ContactFilter::default()),
+        (
+            "by instance",
+            ContactFilter {
+                instance_id: Some(instance),
+                ..Default::default()
+            },
+        ),
+        (
+            "starred",
+            ContactFilter {
+                is_star: Some(true),
+                ..Default::default()
+            },
+        ),
+        (
+            "tags any (2)",
+            ContactFilter {
+                tags_any: Some(format!("{},{}", tags[8], tags[9])),
+                ..Default::default()
+            },
+        ),
+        (
+            "tags all (2)",
+            ContactFilter {
+                tags_all: Some(format!("{},{}", tags[1], tags[2])),
+                ..Default::default()
+            },
+        ),
+        (
+            "keyword (rare)",
+            ContactFilter {
+                q: Some("王99999".into()),
+                ..Default::default()
+            },
+        ),
+        (
+            "keyword (common)",
+            ContactFilter {
+                q: Some("李".into()),
+                ..Default::default()
+            },
+        ),
+    ];
+    println!("\n| query (limit 50) | p50 ms | p99 ms |\n|---|---:|---:|");
+    for (name, filter) in &cases {
+        let mut samples = Vec::with_capacity(args.repeat);
+        for _ in 0..args.repeat {
+            let t = Instant::now();
+            service::contacts::list(&ctx, &actor, filter, PageRequest::parse(Some(50), None)?)
+                .await?;
+            samples.push(t.elapsed());
+        }
+        let (p50, p99) = percentiles(samples);
+        println!("| {name} | {p50:.1} | {p99:.1} |");
+    }
+    // Deep keyset pages cost the same as the first: walk 20 pages, time the last.
+    let mut cursor = None;
+    let mut samples = Vec::new();
+    for _ in 0..20 {
+        let t = Instant::now();
+        let page = service::contacts::list(
+            &ctx,
+            &actor,
+            &ContactFilter::default(),
+            PageRequest::parse(Some(200), cursor.as_deref())?,
+        )
+        .await?;
+        samples.push(t.elapsed());
+        cursor = page.next_cursor;
+    }
+    let (p50, p99) = percentiles(samples);
+    println!("| keyset walk, 20 pages of 200 | {p50:.1} | {p99:.1} |");
+    if let Some(rss) = peak_rss_mib() {
+        println!("\npeak RSS: {rss:.0} MiB");
+    }
+    Ok(())
+}
+
+async fn sync_bench(args: SyncArgs) -> anyhow::Result<()> {
+    let simulator = sim::Simulator::start(sim::SimConfig {
+        accounts: args.accounts,
+        contacts_per_account: args.contacts,
+        groups_per_account: 5,
+        members_per_group: 20,
+        ..Default::default()
+    })?;
+    let base = format!("http://127.0.0.1:{}", simulator.port());
+    tokio::spawn(simulator.run());
+    let ctx = fresh_context(args.database_url, "sync").await?;
+    let admin = Actor {
+        user_id: Some(1),
+        permissions: Arc::new(
+            ["instances:create", "instances:control"]
+                .iter()
+                .map(|p| (*p).to_owned())
+                .collect(),
+        ),
+        ..Actor::system(RequestMeta::default())
+    };
+    println!("\n| kind | contacts | seconds | contacts/s |\n|---|---:|---:|---:|");
+    for (kind, api_url, config) in [
+        (
+            "agent",
+            format!("{base}/agent"),
+            serde_json::json!({ "agent_secret": "sim-agent-secret" }),
+        ),
+        (
+            "wecom",
+            format!("{base}/cgi-bin"),
+            serde_json::json!({ "corp_id": "wwsimcorp", "corp_secret": "sim-corp-secret" }),
+        ),
+    ] {
+        let input: service::instances::manage::InstanceInput = serde_json::from_value(
+            serde_json::json!({ "name": format!("bench {kind}"), "kind": kind, "api_url": api_url, "config": config }),
+        )?;
+        let instance = service::instances::manage::create(&ctx, &admin, input).await?;
+        let run = service::sync::request(&ctx, &admin, instance.id).await?;
+        let claimed = service::sync::claim_next(&ctx, "bench")
+            .await?
+            .ok_or_else(|| anyhow::anyhow!("sync run {} not claimable", run.id))?;
+        let started = Instant::now();
+        service::sync::execute(&ctx, &claimed, "bench").await?;
+        let seconds = started.elapsed().as_secs_f64();
+        let total = args.contacts * args.accounts;
+        println!(
+            "| {kind} | {total} | {seconds:.1} | {:.0} |",
+            total as f64 / seconds
+        );
+    }
+    if let Some(rss) = peak_rss_mib() {
+        println!("\npeak RSS: {rss:.0} MiB");
+    }
+    Ok(())
+}

@@ -1,0 +1,253 @@
+//! The drivers against the simulator: sends with idempotency keys, rate limits and permanent
+//! failures classified, WeCom channels; master-key rotation keeps every secret readable.
+
+use reqwest::Method;
+use serde_json::{Value, json};
+use service::drivers::{Channel, DriverError, OutboundMessage};
+
+use crate::helpers::{TestApp, TestSim};
+
+fn message(channel: Channel, account: &str, to: &str, key: &str, text: &str) -> OutboundMessage {
+    OutboundMessage {
+        account_wxid: account.into(),
+        to: to.into(),
+        to_group: to.starts_with("wr_"),
+        channel,
+        msgtype: "text".into(),
+        payload: json!({ "content": text }),
+        idempotency_key: key.into(),
+    }
+}
+
+async fn driver(app: &TestApp, id: i64) -> Box<dyn service::drivers::InstanceDriver> {
+    let instance = service::instances::find_live(&app.ctx.db, id)
+        .await
+        .unwrap();
+    service::drivers::for_instance(&app.ctx, &instance)
+        .await
+        .unwrap()
+}
+
+async fn stats(sim: &TestSim) -> Value {
+    sim.control(Method::GET, "/stats", json!({}))
+        .await
+        .json::<Value>()
+        .await
+        .unwrap()["deliveries"]
+        .clone()
+}
+
+#[tokio::test]
+async fn agent_sends_are_idempotent_and_failures_classified() {
+    let sim = TestSim::small();
+    let app = TestApp::spawn().await;
+    let (agent, _) = app.register_sim(&sim, 60).await;
+    let driver = driver(&app, agent).await;
+    let first = driver
+        .send(&message(
+            Channel::Direct,
+            "sim_user_0",
+            "wm_42_0_3",
+            "key-1",
+            "您好，新品上市",
+        ))
+        .await
+        .unwrap();
+    let again = driver
+        .send(&message(
+            Channel::Direct,
+            "sim_user_0",
+            "wm_42_0_3",
+            "key-1",
+            "您好，新品上市",
+        ))
+        .await
+        .unwrap();
+    assert!(!first.replayed && again.replayed);
+    assert_eq!(first.remote_msg_id, again.remote_msg_id);
+    let counts = stats(&sim).await;
+    assert_eq!(counts["delivered"], 1, "one delivery for one key: {counts}");
+    assert_eq!(counts["replayed_keys"], 1);
+
+    let wrong = driver
+        .send(&message(
+            Channel::Direct,
+            "sim_user_0",
+            "wm_42_1_3",
+            "key-2",
+            "x",
+        ))
+        .await
+        .unwrap_err();
+    assert!(
+        matches!(wrong, DriverError::Permanent { ref code, .. } if code == "invalid_receiver"),
+        "another account's contact: {wrong:?}"
+    );
+
+    sim.control(
+        Method::PUT,
+        "/faults",
+        json!({ "rate_limit_per_minute": 1 }),
+    )
+    .await;
+    driver
+        .send(&message(
+            Channel::Direct,
+            "sim_user_1",
+            "wm_42_1_5",
+            "key-3",
+            "a",
+        ))
+        .await
+        .unwrap();
+    let limited = driver
+        .send(&message(
+            Channel::Direct,
+            "sim_user_1",
+            "wm_42_1_6",
+            "key-4",
+            "b",
+        ))
+        .await
+        .unwrap_err();
+    assert!(
+        matches!(
+            limited,
+            DriverError::RateLimited {
+                retry_after: Some(_),
+                ..
+            }
+        ),
+        "{limited:?}"
+    );
+
+    sim.control(Method::PUT, "/faults", json!({ "error_rate": 1.0 }))
+        .await;
+    let busy = driver
+        .send(&message(
+            Channel::Direct,
+            "sim_user_0",
+            "wm_42_0_7",
+            "key-5",
+            "c",
+        ))
+        .await
+        .unwrap_err();
+    assert!(busy.is_retryable(), "{busy:?}");
+}
+
+#[tokio::test]
+async fn wecom_channels_app_messages_mass_messages_and_robots() {
+    let sim = TestSim::small();
+    let app = TestApp::spawn().await;
+    let (_, wecom) = app.register_sim(&sim, 60).await;
+    let admin = app.admin_token().await;
+    app.send_json(
+        Method::PUT,
+        &format!("/api/v1/instances/{wecom}/configs/robot_key"),
+        &admin,
+        json!({ "value": "robot-key-1" }),
+    )
+    .await;
+    let driver = driver(&app, wecom).await;
+    let app_message = driver
+        .send(&message(
+            Channel::AppMessage,
+            "app",
+            "sim_user_1",
+            "k1",
+            "审批提醒",
+        ))
+        .await
+        .unwrap();
+    assert!(app_message.remote_msg_id.is_some());
+    let invalid = driver
+        .send(&message(Channel::AppMessage, "app", "nobody", "k2", "x"))
+        .await
+        .unwrap_err();
+    assert!(
+        matches!(invalid, DriverError::Permanent { .. }),
+        "{invalid:?}"
+    );
+    let too_long = driver
+        .send(&message(
+            Channel::AppMessage,
+            "app",
+            "sim_user_1",
+            "k3",
+            &"长".repeat(700),
+        ))
+        .await
+        .unwrap_err();
+    assert!(
+        matches!(too_long, DriverError::Permanent { ref code, .. } if code == "45002"),
+        "{too_long:?}"
+    );
+
+    let mass = driver
+        .send(&message(
+            Channel::CustomerMass,
+            "sim_user_0",
+            "wm_42_0_9",
+            "k4",
+            "双十一优惠",
+        ))
+        .await
+        .unwrap();
+    assert!(
+        mass.awaiting_confirmation,
+        "customer mass messages wait for the member"
+    );
+    let before = stats(&sim).await["delivered"].as_u64().unwrap();
+    let msgid = mass.remote_msg_id.unwrap();
+    sim.control(Method::POST, &format!("/mass/{msgid}/confirm"), json!({}))
+        .await;
+    assert_eq!(
+        stats(&sim).await["delivered"].as_u64().unwrap(),
+        before + 1,
+        "delivered once the member confirms"
+    );
+
+    driver
+        .send(&message(Channel::Robot, "robot", "group", "k5", "巡检完成"))
+        .await
+        .unwrap();
+    let direct = driver
+        .send(&message(
+            Channel::Direct,
+            "sim_user_0",
+            "wm_42_0_1",
+            "k6",
+            "x",
+        ))
+        .await
+        .unwrap_err();
+    assert!(matches!(direct, DriverError::Unsupported(_)));
+}
+
+#[tokio::test]
+async fn rotating_the_master_key_keeps_every_secret_readable() {
+    let sim = TestSim::small();
+    let app = TestApp::spawn().await;
+    let (agent, wecom) = app.register_sim(&sim, 60).await;
+    let new = service::crypto::sealer::Sealer::from_base64(
+        &service::crypto::sealer::Sealer::generate_key(),
+    )
+    .unwrap();
+    let rotated = service::secrets::rotate(&app.ctx, &new).await.unwrap();
+    assert_eq!(rotated.instance_configs, 2, "agent_secret and corp_secret");
+    let again = service::secrets::rotate(&app.ctx, &new).await.unwrap();
+    assert_eq!(
+        again.instance_configs, 0,
+        "a rerun finds nothing left under the old key"
+    );
+    let mut ctx = app.ctx.clone();
+    ctx.sealer = new;
+    for id in [agent, wecom] {
+        let instance = service::instances::find_live(&ctx.db, id).await.unwrap();
+        let driver = service::drivers::for_instance(&ctx, &instance)
+            .await
+            .unwrap();
+        driver.health().await.unwrap();
+    }
+}
