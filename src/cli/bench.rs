@@ -39,6 +39,9 @@ pub struct ContactsArgs {
     /// Timed repetitions per query.
     #[arg(long, default_value_t = 30)]
     repeat: usize,
+    /// Reuse contacts an earlier run seeded into --database-url instead of seeding again.
+    #[arg(long)]
+    reuse: bool,
 }
 
 #[derive(Debug, ClapArgs)]
@@ -221,9 +224,46 @@ async fn seed(ctx: &Context, count: usize) -> anyhow::Result<(i64, Vec<i64>)> {
     Ok((instance, tag_ids))
 }
 
+/// The instance and tags an earlier run seeded.
+async fn seeded(ctx: &Context) -> anyhow::Result<(i64, Vec<i64>)> {
+    use sea_orm::{ColumnTrait, QueryFilter, QueryOrder};
+    let instance = wework_instances::Entity::find()
+        .filter(wework_instances::Column::Name.eq("bench"))
+        .one(&ctx.db)
+        .await?
+        .ok_or_else(|| anyhow::anyhow!("no seeded bench data in this database"))?;
+    let tags = tags::Entity::find()
+        .filter(tags::Column::Name.starts_with("tag"))
+        .order_by_asc(tags::Column::Id)
+        .all(&ctx.db)
+        .await?
+        .into_iter()
+        .map(|t| t.id)
+        .collect();
+    Ok((instance.id, tags))
+}
+
+/// Fresh planner statistics, as autovacuum (PostgreSQL) or a later ANALYZE would give a live
+/// system; timings right after a bulk load are otherwise meaningless.
+async fn analyze(ctx: &Context) -> anyhow::Result<()> {
+    use sea_orm::{ConnectionTrait, DatabaseBackend};
+    let sql = match ctx.db.get_database_backend() {
+        DatabaseBackend::Postgres => "ANALYZE contacts, contact_tags",
+        DatabaseBackend::MySql => "ANALYZE TABLE contacts, contact_tags",
+        _ => "ANALYZE",
+    };
+    ctx.db.execute_unprepared(sql).await?;
+    Ok(())
+}
+
 async fn contacts_bench(args: ContactsArgs) -> anyhow::Result<()> {
     let ctx = fresh_context(args.database_url, "contacts").await?;
-    let (instance, tags) = seed(&ctx, args.count).await?;
+    let (instance, tags) = if args.reuse {
+        seeded(&ctx).await?
+    } else {
+        seed(&ctx, args.count).await?
+    };
+    analyze(&ctx).await?;
     let actor = reader();
     let cases: Vec<(&str, ContactFilter)> = vec![
         ("first page, no filter", ContactFilter::default()),
