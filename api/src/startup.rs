@@ -58,7 +58,10 @@ impl Application {
                         .configure(routes::contacts::configure)
                         .configure(routes::tags::configure)
                         .configure(routes::groups::configure)
-                        .configure(routes::callbacks::configure),
+                        .configure(routes::callbacks::configure)
+                        .configure(routes::templates::configure)
+                        .configure(routes::tasks::configure)
+                        .configure(routes::messages::configure),
                 )
                 .default_service(web::to(not_found))
         })

@@ -21,6 +21,10 @@ pub struct Model {
     pub error_message: Option<String>,
     pub created_at: DateTime,
     pub updated_at: DateTime,
+    pub awaiting_count: i32,
+    pub lease_owner: Option<String>,
+    pub lease_expires_at: Option<DateTime>,
+    pub last_activity_at: Option<DateTime>,
 }
 
 #[derive(Copy, Clone, Debug, EnumIter, DeriveRelation)]

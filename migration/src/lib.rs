@@ -15,6 +15,7 @@ mod m20261126_000004_messaging;
 mod m20261126_000005_observability;
 mod m20261126_000006_rbac_seed;
 mod m20261126_000007_sync_runs;
+mod m20261126_000008_dispatch;
 
 pub struct Migrator;
 
@@ -29,6 +30,7 @@ impl MigratorTrait for Migrator {
             Box::new(m20261126_000005_observability::Migration),
             Box::new(m20261126_000006_rbac_seed::Migration),
             Box::new(m20261126_000007_sync_runs::Migration),
+            Box::new(m20261126_000008_dispatch::Migration),
         ]
     }
 }

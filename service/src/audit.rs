@@ -4,8 +4,8 @@
 use chrono::NaiveDateTime;
 use entity::audit_logs;
 use sea_orm::{
-    ActiveValue::Set, ColumnTrait, ConnectionTrait, EntityTrait, QueryFilter, QueryOrder,
-    QuerySelect,
+    ActiveValue::Set, ColumnTrait, ConnectionTrait, DatabaseTransaction, EntityTrait, QueryFilter,
+    QueryOrder, QuerySelect,
 };
 use serde::Serialize;
 use serde_json::Value;
@@ -104,6 +104,45 @@ pub async fn record<C: ConnectionTrait>(
     now: NaiveDateTime,
 ) -> ServiceResult<()> {
     insert(conn, actor, entry, "SUCCESS", now).await
+}
+
+/// Audits a freshly created resource (its full view as the new values), commits the creating
+/// transaction and hands the view back: the common tail of every `create`.
+pub async fn commit_created<T: Serialize>(
+    txn: DatabaseTransaction,
+    actor: &Actor,
+    entry: &AuditEntry,
+    id: i64,
+    name: impl Into<String>,
+    created: T,
+    now: NaiveDateTime,
+) -> ServiceResult<T> {
+    let entry = entry.clone().resource(id, name).new_values(&created);
+    record(&txn, actor, entry, now).await?;
+    txn.commit().await?;
+    Ok(created)
+}
+
+/// Audits an update (old and new views), commits its transaction and hands the new view back.
+#[allow(clippy::too_many_arguments)]
+pub async fn commit_updated<T: Serialize>(
+    txn: DatabaseTransaction,
+    actor: &Actor,
+    entry: &AuditEntry,
+    id: i64,
+    name: impl Into<String>,
+    before: &impl Serialize,
+    after: T,
+    now: NaiveDateTime,
+) -> ServiceResult<T> {
+    let entry = entry
+        .clone()
+        .resource(id, name)
+        .old(before)
+        .new_values(&after);
+    record(&txn, actor, entry, now).await?;
+    txn.commit().await?;
+    Ok(after)
 }
 
 /// Writes a refused or failed change. Best effort: a failure here is logged, never masks the

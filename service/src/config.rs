@@ -25,7 +25,21 @@ pub struct Settings {
     pub outbound: crate::net::ssrf::OutboundSettings,
     pub instances: InstanceSettings,
     pub contacts: ContactSettings,
+    pub dispatch: DispatchSettings,
     pub worker: WorkerSettings,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct DispatchSettings {
+    pub default_rate_per_minute: u32,
+    pub instance_rate_per_minute: u32,
+    pub rate_limits: bool,
+    pub chunk_size: u64,
+    pub concurrency: usize,
+    pub lease_secs: i64,
+    pub contact_daily_cap: u32,
+    pub customer_monthly_quota: u32,
 }
 
 #[derive(Debug, Clone, Deserialize)]
@@ -233,6 +247,19 @@ impl Settings {
         }
         if self.instances.heartbeat_timeout_secs == 0 {
             return fail("instances.heartbeat_timeout_secs", "must be at least 1");
+        }
+        let d = &self.dispatch;
+        if d.default_rate_per_minute == 0 {
+            return fail("dispatch.default_rate_per_minute", "must be at least 1");
+        }
+        if !(1..=1000).contains(&d.chunk_size) {
+            return fail("dispatch.chunk_size", "must be between 1 and 1000");
+        }
+        if !(1..=256).contains(&d.concurrency) {
+            return fail("dispatch.concurrency", "must be between 1 and 256");
+        }
+        if d.lease_secs < 10 {
+            return fail("dispatch.lease_secs", "must be at least 10");
         }
         if self.worker.housekeeping_interval_secs == 0 {
             return fail("worker.housekeeping_interval_secs", "must be at least 1");

@@ -9,6 +9,7 @@ use crate::{
     clock::{Clock, SystemClock},
     config::Settings,
     crypto::sealer::Sealer,
+    dispatch::ratelimit::RateLimiter,
     drivers::wecom::token::TokenCache,
     net::client::OutboundClient,
     throttle::FailureThrottle,
@@ -26,6 +27,8 @@ pub struct Context {
     pub outbound: OutboundClient,
     /// WeCom access tokens, shared through Redis when configured.
     pub tokens: TokenCache,
+    /// Send rate limits, shared through Redis when configured.
+    pub limiter: RateLimiter,
 }
 
 impl Context {
@@ -52,6 +55,7 @@ impl Context {
         );
         let outbound = OutboundClient::new(&settings.outbound).map_err(|e| anyhow::anyhow!(e))?;
         let tokens = TokenCache::new(redis.clone(), settings.redis.key_prefix.clone());
+        let limiter = RateLimiter::new(redis.clone(), &settings.redis.key_prefix);
         Ok(Self {
             db,
             settings: Arc::new(settings),
@@ -61,6 +65,7 @@ impl Context {
             redis,
             outbound,
             tokens,
+            limiter,
         })
     }
 }

@@ -10,11 +10,17 @@ pub mod contacts;
 pub mod context;
 pub mod crypto;
 pub mod db;
+pub mod dispatch;
+
 pub mod drivers;
 pub mod error;
 pub mod health;
 pub mod housekeeping;
+pub mod idempotency;
+
 pub mod instances;
+pub mod messages;
+
 pub mod net;
 pub mod pagination;
 pub mod rbac;
@@ -22,6 +28,10 @@ pub mod search;
 pub mod secrets;
 pub mod serde_util;
 pub mod sync;
+pub mod tasks;
+
+pub mod templates;
+
 pub mod throttle;
 pub mod validate;
 

@@ -16,4 +16,5 @@ mod instances;
 mod openapi_routes;
 mod rbac;
 mod schema;
+mod tasks;
 mod totp;

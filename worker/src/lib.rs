@@ -49,6 +49,33 @@ pub async fn run(ctx: Context, shutdown: watch::Receiver<bool>) {
                 async move { jobs::sync::run(&ctx, &name).await }
             }
         }),
+        supervise("schedule", Duration::from_secs(1), shutdown.clone(), {
+            let ctx = ctx.clone();
+            let name = name.clone();
+            move || {
+                let ctx = ctx.clone();
+                let name = name.clone();
+                async move { jobs::schedule::run(&ctx, &name).await }
+            }
+        }),
+        supervise("dispatch", Duration::from_millis(250), shutdown.clone(), {
+            let ctx = ctx.clone();
+            let name = name.clone();
+            let dispatcher = jobs::dispatch::Dispatcher::default();
+            move || {
+                let ctx = ctx.clone();
+                let name = name.clone();
+                let dispatcher = dispatcher.clone();
+                async move { dispatcher.run(&ctx, &name).await }
+            }
+        }),
+        supervise("sweep", Duration::from_secs(5), shutdown.clone(), {
+            let ctx = ctx.clone();
+            move || {
+                let ctx = ctx.clone();
+                async move { jobs::sweep::run(&ctx).await }
+            }
+        }),
         supervise("events", Duration::from_millis(500), shutdown.clone(), {
             let ctx = ctx.clone();
             move || {

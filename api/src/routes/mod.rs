@@ -9,9 +9,14 @@ pub mod groups;
 pub mod health;
 pub mod instances;
 pub mod login_logs;
+pub mod messages;
+
 pub mod permissions;
 pub mod roles;
 pub mod tags;
+pub mod tasks;
+pub mod templates;
+
 pub mod users;
 
 use serde::Deserialize;

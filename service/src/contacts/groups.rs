@@ -217,19 +217,17 @@ pub async fn update(
         }
         chat_groups::Entity::update(changes).exec(&txn).await?;
         let after: GroupView = find(&txn, id).await?.into();
-        audit::record(
-            &txn,
+        audit::commit_updated(
+            txn,
             actor,
-            entry
-                .clone()
-                .resource(id, after.group_wxid.clone())
-                .old(&before)
-                .new_values(&after),
+            &entry,
+            id,
+            after.group_wxid.clone(),
+            &before,
+            after,
             now,
         )
-        .await?;
-        txn.commit().await?;
-        Ok(after)
+        .await
     })
     .await
 }

@@ -455,18 +455,7 @@ pub async fn create(
             .last_insert_id;
         tags::replace_local(&txn, id, &input.tag_ids, now).await?;
         let created = views(&txn, vec![find(&txn, id).await?]).await?.remove(0);
-        audit::record(
-            &txn,
-            actor,
-            entry
-                .clone()
-                .resource(id, created.wxid.clone())
-                .new_values(&created),
-            now,
-        )
-        .await?;
-        txn.commit().await?;
-        Ok(created)
+        audit::commit_created(txn, actor, &entry, id, created.wxid.clone(), created, now).await
     })
     .await
 }
@@ -520,19 +509,17 @@ pub async fn update(
             tags::replace_local(&txn, id, ids, now).await?;
         }
         let after = views(&txn, vec![find(&txn, id).await?]).await?.remove(0);
-        audit::record(
-            &txn,
+        audit::commit_updated(
+            txn,
             actor,
-            entry
-                .clone()
-                .resource(id, after.wxid.clone())
-                .old(&before)
-                .new_values(&after),
+            &entry,
+            id,
+            after.wxid.clone(),
+            &before,
+            after,
             now,
         )
-        .await?;
-        txn.commit().await?;
-        Ok(after)
+        .await
     })
     .await
 }

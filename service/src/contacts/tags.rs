@@ -192,18 +192,7 @@ pub async fn create(ctx: &Context, actor: &Actor, input: TagInput) -> ServiceRes
         };
         let id = tags::Entity::insert(row).exec(&txn).await?.last_insert_id;
         let created = view(&txn, find(&txn, id).await?).await?;
-        audit::record(
-            &txn,
-            actor,
-            entry
-                .clone()
-                .resource(id, created.name.clone())
-                .new_values(&created),
-            now,
-        )
-        .await?;
-        txn.commit().await?;
-        Ok(created)
+        audit::commit_created(txn, actor, &entry, id, created.name.clone(), created, now).await
     })
     .await
 }
@@ -254,19 +243,17 @@ pub async fn update(
         .exec(&txn)
         .await?;
         let after = view(&txn, find(&txn, id).await?).await?;
-        audit::record(
-            &txn,
+        audit::commit_updated(
+            txn,
             actor,
-            entry
-                .clone()
-                .resource(id, after.name.clone())
-                .old(&before)
-                .new_values(&after),
+            &entry,
+            id,
+            after.name.clone(),
+            &before,
+            after,
             now,
         )
-        .await?;
-        txn.commit().await?;
-        Ok(after)
+        .await
     })
     .await
 }

@@ -187,19 +187,17 @@ pub async fn update(
         }
         wework_accounts::Entity::update(changes).exec(&txn).await?;
         let after: AccountView = find(&txn, id).await?.into();
-        audit::record(
-            &txn,
+        audit::commit_updated(
+            txn,
             actor,
-            entry
-                .clone()
-                .resource(id, after.wxid.clone())
-                .old(&before)
-                .new_values(&after),
+            &entry,
+            id,
+            after.wxid.clone(),
+            &before,
+            after,
             now,
         )
-        .await?;
-        txn.commit().await?;
-        Ok(after)
+        .await
     })
     .await
 }

@@ -225,18 +225,7 @@ pub async fn create(
             configs::upsert(ctx, &txn, id, key, value).await?;
         }
         let created = view(ctx, &txn, find_live(&txn, id).await?).await?;
-        audit::record(
-            &txn,
-            actor,
-            entry
-                .clone()
-                .resource(id, created.name.clone())
-                .new_values(&created),
-            now,
-        )
-        .await?;
-        txn.commit().await?;
-        Ok(created)
+        audit::commit_created(txn, actor, &entry, id, created.name.clone(), created, now).await
     })
     .await
 }
@@ -334,19 +323,17 @@ pub async fn update(
         }
         wework_instances::Entity::update(changes).exec(&txn).await?;
         let after = view(ctx, &txn, find_live(&txn, id).await?).await?;
-        audit::record(
-            &txn,
+        audit::commit_updated(
+            txn,
             actor,
-            entry
-                .clone()
-                .resource(id, after.name.clone())
-                .old(&before)
-                .new_values(&after),
+            &entry,
+            id,
+            after.name.clone(),
+            &before,
+            after,
             now,
         )
-        .await?;
-        txn.commit().await?;
-        Ok(after)
+        .await
     })
     .await
 }

@@ -260,18 +260,8 @@ pub async fn create(ctx: &Context, actor: &Actor, input: RoleInput) -> ServiceRe
         let inserted = roles::Entity::insert(role).exec(&txn).await?;
         replace_permissions(&txn, inserted.last_insert_id, &perms, now).await?;
         let created = view(&txn, find_live(&txn, inserted.last_insert_id).await?).await?;
-        audit::record(
-            &txn,
-            actor,
-            entry
-                .clone()
-                .resource(created.id, created.name.clone())
-                .new_values(&created),
-            now,
-        )
-        .await?;
-        txn.commit().await?;
-        Ok(created)
+        let id = created.id;
+        audit::commit_created(txn, actor, &entry, id, created.name.clone(), created, now).await
     })
     .await
 }

@@ -391,18 +391,16 @@ pub async fn create(ctx: &Context, actor: &Actor, input: UserInput) -> ServiceRe
         let id = users::Entity::insert(row).exec(&txn).await?.last_insert_id;
         write_grants(&txn, actor.user_id, id, &input.roles, now).await?;
         let created = view(&txn, find_live(&txn, id).await?, now).await?;
-        audit::record(
-            &txn,
+        audit::commit_created(
+            txn,
             actor,
-            entry
-                .clone()
-                .resource(id, created.username.clone())
-                .new_values(&created),
+            &entry,
+            id,
+            created.username.clone(),
+            created,
             now,
         )
-        .await?;
-        txn.commit().await?;
-        Ok(created)
+        .await
     })
     .await
 }
@@ -462,19 +460,17 @@ pub async fn update(
         }
         users::Entity::update(changes).exec(&txn).await?;
         let after = view(&txn, find_live(&txn, id).await?, now).await?;
-        audit::record(
-            &txn,
+        audit::commit_updated(
+            txn,
             actor,
-            entry
-                .clone()
-                .resource(id, after.username.clone())
-                .old(&before)
-                .new_values(&after),
+            &entry,
+            id,
+            after.username.clone(),
+            &before,
+            after,
             now,
         )
-        .await?;
-        txn.commit().await?;
-        Ok(after)
+        .await
     })
     .await
 }
@@ -504,19 +500,17 @@ where
         let before = view(&txn, target.clone(), now).await?;
         apply(&txn, &target, now).await?;
         let after = view(&txn, find_live(&txn, id).await?, now).await?;
-        audit::record(
-            &txn,
+        audit::commit_updated(
+            txn,
             actor,
-            entry
-                .clone()
-                .resource(id, target.username.clone())
-                .old(&before)
-                .new_values(&after),
+            &entry,
+            id,
+            target.username.clone(),
+            &before,
+            after,
             now,
         )
-        .await?;
-        txn.commit().await?;
-        Ok(after)
+        .await
     })
     .await
 }

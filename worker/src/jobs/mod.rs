@@ -1,6 +1,9 @@
 //! One module per job; each exposes `run`, one idempotent pass, which tests can call directly.
 
+pub mod dispatch;
 pub mod events;
 pub mod heartbeats;
 pub mod housekeeping;
+pub mod schedule;
+pub mod sweep;
 pub mod sync;

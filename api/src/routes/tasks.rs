@@ -1,0 +1,324 @@
+//! `/api/v1/tasks`: message tasks, their control, progress (JSON and SSE) and reports.
+
+use std::time::Duration;
+
+use actix_web::{HttpRequest, HttpResponse, web};
+use futures_util::StreamExt;
+use serde::Deserialize;
+use service::{
+    idempotency::{self, Claim},
+    pagination::{Page, PageRequest},
+    rbac::perm,
+    tasks::{
+        self as task_service, TaskFilter, TaskInput, TaskView, control,
+        report::{self, ReceiverFilter, ReceiverView, RunView},
+    },
+};
+
+use super::{PageQuery, no_content};
+use crate::{
+    error::{ApiError, Problem},
+    extract::{Authorized, Id, ValidJson, ValidQuery},
+    state::AppState,
+};
+
+#[derive(Debug, Deserialize, utoipa::IntoParams)]
+#[serde(deny_unknown_fields)]
+#[into_params(parameter_in = Query)]
+pub struct TaskQuery {
+    /// scheduled, running, paused, completed, cancelled or failed.
+    pub status: Option<String>,
+    /// single, batch or broadcast.
+    pub task_type: Option<String>,
+    /// Substring of the name.
+    pub q: Option<String>,
+    pub limit: Option<u64>,
+    pub cursor: Option<String>,
+}
+
+#[utoipa::path(get, path = "/api/v1/tasks", tag = "messaging", params(TaskQuery),
+    responses((status = 200, body = Page<TaskView>), (status = 401, body = Problem), (status = 403, body = Problem), (status = 422, body = Problem)),
+    security(("bearer" = ["tasks:read"])))]
+pub async fn list_tasks(
+    auth: Authorized<perm::TasksRead>,
+    state: web::Data<AppState>,
+    ValidQuery(q): ValidQuery<TaskQuery>,
+) -> Result<web::Json<Page<TaskView>>, ApiError> {
+    let page = PageRequest::parse(q.limit, q.cursor.as_deref())?;
+    Ok(web::Json(
+        task_service::list(
+            &state.ctx,
+            &auth.actor,
+            TaskFilter {
+                status: q.status,
+                task_type: q.task_type,
+                q: q.q,
+            },
+            page,
+        )
+        .await?,
+    ))
+}
+
+#[utoipa::path(post, path = "/api/v1/tasks", tag = "messaging", request_body = TaskInput,
+    params(("Idempotency-Key" = Option<String>, Header, description = "Repeat a POST safely: the same key and body return the first answer")),
+    responses((status = 201, body = TaskView), (status = 401, body = Problem), (status = 403, body = Problem), (status = 409, description = "The key is in use by another request", body = Problem), (status = 422, body = Problem)),
+    security(("bearer" = ["tasks:create"])))]
+pub async fn create_task(
+    auth: Authorized<perm::TasksCreate>,
+    state: web::Data<AppState>,
+    req: HttpRequest,
+    ValidJson(body): ValidJson<TaskInput>,
+) -> Result<HttpResponse, ApiError> {
+    let key = req
+        .headers()
+        .get("idempotency-key")
+        .map(|v| v.to_str().unwrap_or("\u{1}").to_owned());
+    let Some(key) = key else {
+        return Ok(HttpResponse::Created()
+            .json(task_service::create(&state.ctx, &auth.actor, body).await?));
+    };
+    let scope = format!("tasks.create:{}", auth.actor.user_id.unwrap_or(0));
+    let hash = idempotency::hash(&serde_json::to_vec(&body).unwrap_or_default());
+    match idempotency::claim(&state.ctx, &scope, &key, &hash).await? {
+        Claim::Replay { status, body } => Ok(HttpResponse::build(
+            actix_web::http::StatusCode::from_u16(status)
+                .unwrap_or(actix_web::http::StatusCode::CREATED),
+        )
+        .insert_header(("Idempotent-Replayed", "true"))
+        .content_type("application/json")
+        .body(body)),
+        Claim::New(row) => match task_service::create(&state.ctx, &auth.actor, body).await {
+            Ok(task) => {
+                let json = serde_json::to_string(&task).unwrap_or_default();
+                idempotency::complete(&state.ctx, row, 201, &json).await?;
+                Ok(HttpResponse::Created()
+                    .content_type("application/json")
+                    .body(json))
+            }
+            Err(e) => {
+                idempotency::release(&state.ctx, row).await;
+                Err(e.into())
+            }
+        },
+    }
+}
+
+#[utoipa::path(get, path = "/api/v1/tasks/{id}", tag = "messaging", params(("id" = i64, Path)),
+    responses((status = 200, description = "With counts, progress and an ETA", body = TaskView), (status = 400, body = Problem), (status = 401, body = Problem), (status = 403, body = Problem), (status = 404, body = Problem)),
+    security(("bearer" = ["tasks:read"])))]
+pub async fn get_task(
+    auth: Authorized<perm::TasksRead>,
+    state: web::Data<AppState>,
+    Id(id): Id,
+) -> Result<web::Json<TaskView>, ApiError> {
+    Ok(web::Json(
+        task_service::get(&state.ctx, &auth.actor, id).await?,
+    ))
+}
+
+#[utoipa::path(delete, path = "/api/v1/tasks/{id}", tag = "messaging", params(("id" = i64, Path)),
+    responses((status = 204), (status = 400, body = Problem), (status = 401, body = Problem), (status = 403, body = Problem), (status = 404, body = Problem), (status = 409, body = Problem)),
+    security(("bearer" = ["tasks:delete"])))]
+pub async fn delete_task(
+    auth: Authorized<perm::TasksDelete>,
+    state: web::Data<AppState>,
+    Id(id): Id,
+) -> Result<HttpResponse, ApiError> {
+    control::delete(&state.ctx, &auth.actor, id).await?;
+    Ok(no_content())
+}
+
+#[derive(Debug, Deserialize, utoipa::ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct PauseIn {
+    pub reason: Option<String>,
+}
+
+#[utoipa::path(post, path = "/api/v1/tasks/{id}/pause", tag = "messaging", params(("id" = i64, Path)), request_body = PauseIn,
+    responses((status = 200, description = "Paused within one chunk; stays paused across restarts", body = TaskView), (status = 400, body = Problem), (status = 401, body = Problem), (status = 403, body = Problem), (status = 404, body = Problem), (status = 409, body = Problem)),
+    security(("bearer" = ["tasks:control"])))]
+pub async fn pause_task(
+    auth: Authorized<perm::TasksControl>,
+    state: web::Data<AppState>,
+    Id(id): Id,
+    ValidJson(body): ValidJson<PauseIn>,
+) -> Result<web::Json<TaskView>, ApiError> {
+    Ok(web::Json(
+        control::pause(&state.ctx, &auth.actor, id, body.reason).await?,
+    ))
+}
+
+#[utoipa::path(post, path = "/api/v1/tasks/{id}/resume", tag = "messaging", params(("id" = i64, Path)),
+    responses((status = 200, body = TaskView), (status = 400, body = Problem), (status = 401, body = Problem), (status = 403, body = Problem), (status = 404, body = Problem), (status = 409, body = Problem)),
+    security(("bearer" = ["tasks:control"])))]
+pub async fn resume_task(
+    auth: Authorized<perm::TasksControl>,
+    state: web::Data<AppState>,
+    Id(id): Id,
+) -> Result<web::Json<TaskView>, ApiError> {
+    Ok(web::Json(
+        control::resume(&state.ctx, &auth.actor, id).await?,
+    ))
+}
+
+#[utoipa::path(post, path = "/api/v1/tasks/{id}/cancel", tag = "messaging", params(("id" = i64, Path)),
+    responses((status = 200, description = "Receivers not yet sent are skipped as cancelled", body = TaskView), (status = 400, body = Problem), (status = 401, body = Problem), (status = 403, body = Problem), (status = 404, body = Problem), (status = 409, body = Problem)),
+    security(("bearer" = ["tasks:control"])))]
+pub async fn cancel_task(
+    auth: Authorized<perm::TasksControl>,
+    state: web::Data<AppState>,
+    Id(id): Id,
+) -> Result<web::Json<TaskView>, ApiError> {
+    Ok(web::Json(
+        control::cancel(&state.ctx, &auth.actor, id).await?,
+    ))
+}
+
+#[utoipa::path(post, path = "/api/v1/tasks/{id}/retry-failed", tag = "messaging", params(("id" = i64, Path)),
+    responses((status = 200, description = "A new run of the latest run's failed receivers", body = TaskView), (status = 400, body = Problem), (status = 401, body = Problem), (status = 403, body = Problem), (status = 404, body = Problem), (status = 409, body = Problem)),
+    security(("bearer" = ["tasks:control"])))]
+pub async fn retry_failed(
+    auth: Authorized<perm::TasksControl>,
+    state: web::Data<AppState>,
+    Id(id): Id,
+) -> Result<web::Json<TaskView>, ApiError> {
+    Ok(web::Json(
+        control::retry_failed(&state.ctx, &auth.actor, id).await?,
+    ))
+}
+
+#[utoipa::path(get, path = "/api/v1/tasks/{id}/runs", tag = "messaging", params(("id" = i64, Path), PageQuery),
+    responses((status = 200, body = Page<RunView>), (status = 400, body = Problem), (status = 401, body = Problem), (status = 403, body = Problem), (status = 404, body = Problem), (status = 422, body = Problem)),
+    security(("bearer" = ["tasks:read"])))]
+pub async fn list_runs(
+    auth: Authorized<perm::TasksRead>,
+    state: web::Data<AppState>,
+    Id(id): Id,
+    ValidQuery(q): ValidQuery<PageQuery>,
+) -> Result<web::Json<Page<RunView>>, ApiError> {
+    let page = PageRequest::parse(q.limit, q.cursor.as_deref())?;
+    Ok(web::Json(
+        report::runs(&state.ctx, &auth.actor, id, page).await?,
+    ))
+}
+
+#[derive(Debug, Deserialize, utoipa::IntoParams)]
+#[serde(deny_unknown_fields)]
+#[into_params(parameter_in = Query)]
+pub struct ReceiverQuery {
+    pub run_id: Option<i64>,
+    /// pending, claimed, sent, failed, skipped or awaiting_confirmation.
+    pub status: Option<String>,
+    pub error_code: Option<String>,
+    pub q: Option<String>,
+    pub limit: Option<u64>,
+    pub cursor: Option<String>,
+}
+
+#[utoipa::path(get, path = "/api/v1/tasks/{id}/receivers", tag = "messaging", params(("id" = i64, Path), ReceiverQuery),
+    responses((status = 200, body = Page<ReceiverView>), (status = 400, body = Problem), (status = 401, body = Problem), (status = 403, body = Problem), (status = 404, body = Problem), (status = 422, body = Problem)),
+    security(("bearer" = ["tasks:read"])))]
+pub async fn list_receivers(
+    auth: Authorized<perm::TasksRead>,
+    state: web::Data<AppState>,
+    Id(id): Id,
+    ValidQuery(q): ValidQuery<ReceiverQuery>,
+) -> Result<web::Json<Page<ReceiverView>>, ApiError> {
+    let page = PageRequest::parse(q.limit, q.cursor.as_deref())?;
+    let filter = ReceiverFilter {
+        run_id: q.run_id,
+        status: q.status,
+        error_code: q.error_code,
+        q: q.q,
+    };
+    Ok(web::Json(
+        report::receivers(&state.ctx, &auth.actor, id, &filter, page).await?,
+    ))
+}
+
+#[utoipa::path(get, path = "/api/v1/tasks/{id}/report.csv", tag = "messaging", params(("id" = i64, Path), ReceiverFilter),
+    responses((status = 200, description = "Every receiver and its outcome, UTF-8 CSV", content_type = "text/csv"), (status = 400, body = Problem), (status = 401, body = Problem), (status = 403, body = Problem), (status = 404, body = Problem), (status = 422, body = Problem)),
+    security(("bearer" = ["tasks:export"])))]
+pub async fn report_csv(
+    auth: Authorized<perm::TasksExport>,
+    state: web::Data<AppState>,
+    Id(id): Id,
+    ValidQuery(filter): ValidQuery<ReceiverFilter>,
+) -> Result<HttpResponse, ApiError> {
+    let stream = report::report_csv(&state.ctx, &auth.actor, id, filter).await?;
+    let body = stream.map(|chunk| {
+        chunk
+            .map(web::Bytes::from)
+            .map_err(|e| std::io::Error::other(e.to_string()))
+    });
+    Ok(HttpResponse::Ok()
+        .content_type("text/csv; charset=utf-8")
+        .insert_header((
+            "Content-Disposition",
+            format!("attachment; filename=\"task-{id}.csv\""),
+        ))
+        .streaming(body))
+}
+
+#[utoipa::path(get, path = "/api/v1/tasks/{id}/progress", tag = "messaging", params(("id" = i64, Path)),
+    responses((status = 200, description = "Server-sent events: a `progress` event with the task every second until it stops running", content_type = "text/event-stream"), (status = 400, body = Problem), (status = 401, body = Problem), (status = 403, body = Problem), (status = 404, body = Problem)),
+    security(("bearer" = ["tasks:read"])))]
+pub async fn progress_stream(
+    auth: Authorized<perm::TasksRead>,
+    state: web::Data<AppState>,
+    Id(id): Id,
+) -> Result<HttpResponse, ApiError> {
+    let first = task_service::get(&state.ctx, &auth.actor, id).await?;
+    let (ctx, actor) = (state.ctx.clone(), auth.actor.clone());
+    let events = futures_util::stream::unfold((Some(first), 0u32), move |(pending, ticks)| {
+        let (ctx, actor) = (ctx.clone(), actor.clone());
+        async move {
+            let view = match pending {
+                Some(view) => view,
+                None => {
+                    if ticks >= 3600 {
+                        return None;
+                    }
+                    tokio::time::sleep(Duration::from_secs(1)).await;
+                    task_service::get(&ctx, &actor, id).await.ok()?
+                }
+            };
+            let settled = ticks > 0 && !matches!(view.status.as_str(), "running" | "paused");
+            let frame = format!(
+                "event: progress\ndata: {}\n\n",
+                serde_json::to_string(&view).unwrap_or_default()
+            );
+            if settled {
+                // The last frame, then the stream ends.
+                return Some((
+                    Ok::<_, std::io::Error>(web::Bytes::from(frame)),
+                    (None, u32::MAX),
+                ));
+            }
+            Some((Ok(web::Bytes::from(frame)), (None, ticks + 1)))
+        }
+    });
+    Ok(HttpResponse::Ok()
+        .content_type("text/event-stream")
+        .insert_header(("Cache-Control", "no-cache"))
+        .streaming(events))
+}
+
+pub fn configure(cfg: &mut web::ServiceConfig) {
+    cfg.service(
+        web::scope("/tasks")
+            .route("", web::get().to(list_tasks))
+            .route("", web::post().to(create_task))
+            .route("/{id}", web::get().to(get_task))
+            .route("/{id}", web::delete().to(delete_task))
+            .route("/{id}/pause", web::post().to(pause_task))
+            .route("/{id}/resume", web::post().to(resume_task))
+            .route("/{id}/cancel", web::post().to(cancel_task))
+            .route("/{id}/retry-failed", web::post().to(retry_failed))
+            .route("/{id}/runs", web::get().to(list_runs))
+            .route("/{id}/receivers", web::get().to(list_receivers))
+            .route("/{id}/report.csv", web::get().to(report_csv))
+            .route("/{id}/progress", web::get().to(progress_stream)),
+    );
+}

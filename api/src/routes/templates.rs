@@ -1,0 +1,135 @@
+//! `/api/v1/templates`: message templates with variables and previews.
+
+use actix_web::{HttpResponse, web};
+use serde::Deserialize;
+use service::{
+    pagination::{Page, PageRequest},
+    rbac::perm,
+    templates::{self, Preview, TemplateFilter, TemplateInput, TemplatePatch, TemplateView},
+};
+
+use super::no_content;
+use crate::{
+    error::{ApiError, Problem},
+    extract::{Authorized, Id, ValidJson, ValidQuery},
+    state::AppState,
+};
+
+#[derive(Debug, Deserialize, utoipa::IntoParams)]
+#[serde(deny_unknown_fields)]
+#[into_params(parameter_in = Query)]
+pub struct TemplateQuery {
+    /// Substring of the name or content.
+    pub q: Option<String>,
+    pub category: Option<String>,
+    pub message_type: Option<String>,
+    /// active or disabled.
+    pub status: Option<String>,
+    pub limit: Option<u64>,
+    pub cursor: Option<String>,
+}
+
+#[utoipa::path(get, path = "/api/v1/templates", tag = "messaging", params(TemplateQuery),
+    responses((status = 200, body = Page<TemplateView>), (status = 401, body = Problem), (status = 403, body = Problem), (status = 422, body = Problem)),
+    security(("bearer" = ["templates:read"])))]
+pub async fn list_templates(
+    auth: Authorized<perm::TemplatesRead>,
+    state: web::Data<AppState>,
+    ValidQuery(q): ValidQuery<TemplateQuery>,
+) -> Result<web::Json<Page<TemplateView>>, ApiError> {
+    let page = PageRequest::parse(q.limit, q.cursor.as_deref())?;
+    let filter = TemplateFilter {
+        q: q.q,
+        category: q.category,
+        message_type: q.message_type,
+        status: q.status,
+    };
+    Ok(web::Json(
+        templates::list(&state.ctx, &auth.actor, filter, page).await?,
+    ))
+}
+
+#[utoipa::path(post, path = "/api/v1/templates", tag = "messaging", request_body = TemplateInput,
+    responses((status = 201, body = TemplateView), (status = 401, body = Problem), (status = 403, body = Problem), (status = 422, description = "Invalid, or the template does not compile or uses undeclared variables", body = Problem)),
+    security(("bearer" = ["templates:create"])))]
+pub async fn create_template(
+    auth: Authorized<perm::TemplatesCreate>,
+    state: web::Data<AppState>,
+    ValidJson(body): ValidJson<TemplateInput>,
+) -> Result<HttpResponse, ApiError> {
+    Ok(HttpResponse::Created().json(templates::create(&state.ctx, &auth.actor, body).await?))
+}
+
+#[utoipa::path(get, path = "/api/v1/templates/{id}", tag = "messaging", params(("id" = i64, Path)),
+    responses((status = 200, body = TemplateView), (status = 400, body = Problem), (status = 401, body = Problem), (status = 403, body = Problem), (status = 404, body = Problem)),
+    security(("bearer" = ["templates:read"])))]
+pub async fn get_template(
+    auth: Authorized<perm::TemplatesRead>,
+    state: web::Data<AppState>,
+    Id(id): Id,
+) -> Result<web::Json<TemplateView>, ApiError> {
+    Ok(web::Json(
+        templates::get(&state.ctx, &auth.actor, id).await?,
+    ))
+}
+
+#[utoipa::path(patch, path = "/api/v1/templates/{id}", tag = "messaging", params(("id" = i64, Path)), request_body = TemplatePatch,
+    responses((status = 200, body = TemplateView), (status = 400, body = Problem), (status = 401, body = Problem), (status = 403, body = Problem), (status = 404, body = Problem), (status = 422, body = Problem)),
+    security(("bearer" = ["templates:update"])))]
+pub async fn update_template(
+    auth: Authorized<perm::TemplatesUpdate>,
+    state: web::Data<AppState>,
+    Id(id): Id,
+    ValidJson(body): ValidJson<TemplatePatch>,
+) -> Result<web::Json<TemplateView>, ApiError> {
+    Ok(web::Json(
+        templates::update(&state.ctx, &auth.actor, id, body).await?,
+    ))
+}
+
+#[utoipa::path(delete, path = "/api/v1/templates/{id}", tag = "messaging", params(("id" = i64, Path)),
+    responses((status = 204), (status = 400, body = Problem), (status = 401, body = Problem), (status = 403, body = Problem), (status = 404, body = Problem)),
+    security(("bearer" = ["templates:delete"])))]
+pub async fn delete_template(
+    auth: Authorized<perm::TemplatesDelete>,
+    state: web::Data<AppState>,
+    Id(id): Id,
+) -> Result<HttpResponse, ApiError> {
+    templates::delete(&state.ctx, &auth.actor, id).await?;
+    Ok(no_content())
+}
+
+#[derive(Debug, Deserialize, utoipa::ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct PreviewIn {
+    /// Values overriding the sample data (variables and contact fields).
+    #[serde(default)]
+    #[schema(value_type = Object)]
+    pub sample: serde_json::Map<String, serde_json::Value>,
+}
+
+#[utoipa::path(post, path = "/api/v1/templates/{id}/preview", tag = "messaging", params(("id" = i64, Path)), request_body = PreviewIn,
+    responses((status = 200, body = Preview), (status = 400, body = Problem), (status = 401, body = Problem), (status = 403, body = Problem), (status = 404, body = Problem), (status = 422, description = "Rendering failed (field content or payload)", body = Problem)),
+    security(("bearer" = ["templates:read"])))]
+pub async fn preview_template(
+    auth: Authorized<perm::TemplatesRead>,
+    state: web::Data<AppState>,
+    Id(id): Id,
+    ValidJson(body): ValidJson<PreviewIn>,
+) -> Result<web::Json<Preview>, ApiError> {
+    Ok(web::Json(
+        templates::preview(&state.ctx, &auth.actor, id, body.sample).await?,
+    ))
+}
+
+pub fn configure(cfg: &mut web::ServiceConfig) {
+    cfg.service(
+        web::scope("/templates")
+            .route("", web::get().to(list_templates))
+            .route("", web::post().to(create_template))
+            .route("/{id}", web::get().to(get_template))
+            .route("/{id}", web::patch().to(update_template))
+            .route("/{id}", web::delete().to(delete_template))
+            .route("/{id}/preview", web::post().to(preview_template)),
+    );
+}

@@ -1,0 +1,702 @@
+//! One chunk: claim, send, record.
+
+use std::{collections::HashMap, sync::Arc, time::Duration};
+
+use chrono::{NaiveDateTime, TimeDelta};
+use entity::{
+    message_receivers, message_task_runs, message_tasks, messages, wework_accounts,
+    wework_instances,
+};
+use futures_util::StreamExt;
+use sea_orm::{
+    ActiveValue::Set,
+    ColumnTrait, Condition, EntityTrait, QueryFilter, QueryOrder, QuerySelect, TransactionTrait,
+    sea_query::{Expr, ExprTrait},
+};
+use serde_json::{Map, Value};
+
+use super::{finish, limits};
+use crate::{
+    Context, ServiceResult,
+    drivers::{Channel, DriverError, InstanceDriver, OutboundMessage},
+    tasks::{
+        self,
+        spec::{AutoPause, FrequencyCap, QuietHours},
+    },
+    templates::{self, render},
+};
+
+#[derive(Debug, Default, Clone, PartialEq, Eq)]
+pub struct ChunkReport {
+    pub claimed: usize,
+    pub sent: usize,
+    pub awaiting: usize,
+    pub failed: usize,
+    pub skipped: usize,
+    pub retried: usize,
+    /// More receivers of the run are ready now.
+    pub more: bool,
+}
+
+#[derive(Debug)]
+enum Outcome {
+    Sent {
+        remote: Option<String>,
+        awaiting: bool,
+        content: String,
+    },
+    Failed {
+        code: String,
+        message: String,
+    },
+    Skipped {
+        reason: &'static str,
+    },
+    /// Back to pending at `at`; `counts` says whether it used up a retry.
+    Retry {
+        at: NaiveDateTime,
+        code: String,
+        message: String,
+        counts: bool,
+    },
+}
+
+/// What every send of the chunk shares.
+struct Shared {
+    task: message_tasks::Model,
+    content: String,
+    payload: Option<Value>,
+    defaults: Map<String, Value>,
+    accounts: HashMap<i64, wework_accounts::Model>,
+    drivers: HashMap<i64, Arc<dyn InstanceDriver>>,
+    frequency_cap: Option<FrequencyCap>,
+}
+
+fn channel_of(name: &str) -> Channel {
+    match name {
+        "app_message" => Channel::AppMessage,
+        "app_chat" => Channel::AppChat,
+        "customer_mass" => Channel::CustomerMass,
+        "robot" => Channel::Robot,
+        _ => Channel::Direct,
+    }
+}
+
+/// Claims up to a chunk of ready receivers of `run_id`, sends them, records the outcomes.
+pub async fn run_chunk(ctx: &Context, run_id: i64, worker: &str) -> ServiceResult<ChunkReport> {
+    let mut report = ChunkReport::default();
+    let Some(run) = message_task_runs::Entity::find_by_id(run_id)
+        .one(&ctx.db)
+        .await?
+    else {
+        return Ok(report);
+    };
+    if run.status != "running" {
+        return Ok(report);
+    }
+    let task = tasks::find(&ctx.db, run.task_id).await?;
+    if task.status != "running" {
+        return Ok(report);
+    }
+    let now = ctx.clock.now_db();
+    if let Some(quiet) = task
+        .quiet_hours
+        .clone()
+        .and_then(|q| serde_json::from_value::<QuietHours>(q).ok())
+        && let Some(end) = quiet.ends_after(ctx.clock.now())
+    {
+        // Nothing goes out in the quiet window: pending receivers wait for its end.
+        message_receivers::Entity::update_many()
+            .col_expr(
+                message_receivers::Column::NextAttemptAt,
+                Expr::value(end.naive_utc()),
+            )
+            .filter(message_receivers::Column::RunId.eq(run_id))
+            .filter(message_receivers::Column::SendStatus.eq("pending"))
+            .filter(
+                Condition::any()
+                    .add(message_receivers::Column::NextAttemptAt.is_null())
+                    .add(message_receivers::Column::NextAttemptAt.lt(end.naive_utc())),
+            )
+            .exec(&ctx.db)
+            .await?;
+        return Ok(report);
+    }
+    let token = format!("{worker}:{}", uuid::Uuid::new_v4().simple());
+    let claimed = claim(ctx, run_id, &token, now).await?;
+    report.claimed = claimed.len();
+    if claimed.is_empty() {
+        finish::finish_if_done(ctx, run_id).await?;
+        return Ok(report);
+    }
+    let shared = match prepare(ctx, task, &claimed).await {
+        Ok(shared) => Arc::new(shared),
+        Err(e) => {
+            release(ctx, &token).await?;
+            return Err(e);
+        }
+    };
+    let concurrency = ctx.settings.dispatch.concurrency;
+    let outcomes: Vec<(message_receivers::Model, Outcome)> = futures_util::stream::iter(claimed)
+        .map(|r| {
+            let shared = shared.clone();
+            async move {
+                let outcome = send_one(ctx, &shared, &r).await;
+                (r, outcome)
+            }
+        })
+        .buffer_unordered(concurrency)
+        .collect()
+        .await;
+    record(ctx, &shared.task, run_id, &token, outcomes, &mut report).await?;
+    if let Some(rule) = shared
+        .task
+        .auto_pause
+        .clone()
+        .and_then(|a| serde_json::from_value::<AutoPause>(a).ok())
+    {
+        finish::auto_pause(ctx, &shared.task, run_id, rule).await?;
+    }
+    finish::finish_if_done(ctx, run_id).await?;
+    report.more = !ready_ids(ctx, run_id, 1).await?.is_empty();
+    Ok(report)
+}
+
+async fn ready_ids(ctx: &Context, run_id: i64, limit: u64) -> ServiceResult<Vec<i64>> {
+    let now = ctx.clock.now_db();
+    Ok(message_receivers::Entity::find()
+        .select_only()
+        .column(message_receivers::Column::Id)
+        .filter(message_receivers::Column::RunId.eq(run_id))
+        .filter(message_receivers::Column::SendStatus.eq("pending"))
+        .filter(
+            Condition::any()
+                .add(message_receivers::Column::NextAttemptAt.is_null())
+                .add(message_receivers::Column::NextAttemptAt.lte(now)),
+        )
+        .order_by_asc(message_receivers::Column::Id)
+        .limit(limit)
+        .into_tuple()
+        .all(&ctx.db)
+        .await?)
+}
+
+/// Marks up to a chunk of ready receivers as ours (unique token) and returns exactly those won.
+async fn claim(
+    ctx: &Context,
+    run_id: i64,
+    token: &str,
+    now: NaiveDateTime,
+) -> ServiceResult<Vec<message_receivers::Model>> {
+    let ids = ready_ids(ctx, run_id, ctx.settings.dispatch.chunk_size).await?;
+    if ids.is_empty() {
+        return Ok(Vec::new());
+    }
+    message_receivers::Entity::update_many()
+        .col_expr(
+            message_receivers::Column::SendStatus,
+            Expr::value("claimed"),
+        )
+        .col_expr(message_receivers::Column::LeaseOwner, Expr::value(token))
+        .col_expr(
+            message_receivers::Column::LeaseExpiresAt,
+            Expr::value(now + TimeDelta::seconds(ctx.settings.dispatch.lease_secs)),
+        )
+        .filter(message_receivers::Column::Id.is_in(ids))
+        .filter(message_receivers::Column::SendStatus.eq("pending"))
+        .exec(&ctx.db)
+        .await?;
+    Ok(message_receivers::Entity::find()
+        .filter(message_receivers::Column::LeaseOwner.eq(token))
+        .filter(message_receivers::Column::SendStatus.eq("claimed"))
+        .order_by_asc(message_receivers::Column::Id)
+        .all(&ctx.db)
+        .await?)
+}
+
+/// Gives claimed receivers back untouched (the chunk could not start).
+async fn release(ctx: &Context, token: &str) -> ServiceResult<()> {
+    message_receivers::Entity::update_many()
+        .col_expr(
+            message_receivers::Column::SendStatus,
+            Expr::value("pending"),
+        )
+        .col_expr(
+            message_receivers::Column::LeaseOwner,
+            Expr::value(Option::<String>::None),
+        )
+        .col_expr(
+            message_receivers::Column::LeaseExpiresAt,
+            Expr::value(Option::<NaiveDateTime>::None),
+        )
+        .filter(message_receivers::Column::LeaseOwner.eq(token))
+        .filter(message_receivers::Column::SendStatus.eq("claimed"))
+        .exec(&ctx.db)
+        .await?;
+    Ok(())
+}
+
+async fn prepare(
+    ctx: &Context,
+    task: message_tasks::Model,
+    claimed: &[message_receivers::Model],
+) -> ServiceResult<Shared> {
+    let (content, payload, defaults) = match task.template_id {
+        Some(id) => {
+            let t = templates::find(&ctx.db, id).await?;
+            let spec: Vec<templates::VariableSpec> = t
+                .variables
+                .clone()
+                .and_then(|s| serde_json::from_value(s).ok())
+                .unwrap_or_default();
+            let defaults = spec
+                .into_iter()
+                .filter_map(|s| s.default.map(|d| (s.name, d)))
+                .collect();
+            (t.content, t.payload, defaults)
+        }
+        None => (
+            task.message_content.clone().unwrap_or_default(),
+            task.message_payload.clone(),
+            Map::new(),
+        ),
+    };
+    let account_ids: Vec<i64> = claimed.iter().filter_map(|r| r.account_id).collect();
+    let accounts: HashMap<i64, wework_accounts::Model> = wework_accounts::Entity::find()
+        .filter(wework_accounts::Column::Id.is_in(account_ids))
+        .all(&ctx.db)
+        .await?
+        .into_iter()
+        .map(|a| (a.id, a))
+        .collect();
+    let instance_ids: Vec<i64> = accounts.values().map(|a| a.instance_id).collect();
+    let mut drivers = HashMap::new();
+    for instance in wework_instances::Entity::find()
+        .filter(wework_instances::Column::Id.is_in(instance_ids))
+        .all(&ctx.db)
+        .await?
+    {
+        match crate::drivers::for_instance(ctx, &instance).await {
+            Ok(driver) => {
+                drivers.insert(instance.id, Arc::from(driver));
+            }
+            Err(e) => {
+                tracing::warn!(instance.id = instance.id, error = %e, "no driver for the instance; its receivers fail")
+            }
+        }
+    }
+    let frequency_cap = task
+        .frequency_cap
+        .clone()
+        .and_then(|c| serde_json::from_value(c).ok());
+    Ok(Shared {
+        task,
+        content,
+        payload,
+        defaults,
+        accounts,
+        drivers,
+        frequency_cap,
+    })
+}
+
+/// Defaults, then the task's values, then the receiver's snapshot.
+fn context_for(shared: &Shared, receiver: &message_receivers::Model) -> Value {
+    let mut context = shared.defaults.clone();
+    if let Some(Value::Object(vars)) = &shared.task.template_variables {
+        context.extend(vars.clone());
+    }
+    if let Some(Value::Object(vars)) = &receiver.variables {
+        context.extend(
+            vars.iter()
+                .filter(|(k, _)| !k.starts_with('_'))
+                .map(|(k, v)| (k.clone(), v.clone())),
+        );
+    }
+    Value::Object(context)
+}
+
+async fn send_one(ctx: &Context, shared: &Shared, r: &message_receivers::Model) -> Outcome {
+    match try_send(ctx, shared, r).await {
+        Ok(outcome) => outcome,
+        // A database hiccup while checking caps: try again shortly, without using a retry.
+        Err(e) => Outcome::Retry {
+            at: ctx.clock.now_db() + TimeDelta::seconds(10),
+            code: "internal".into(),
+            message: e.to_string(),
+            counts: false,
+        },
+    }
+}
+
+async fn try_send(
+    ctx: &Context,
+    shared: &Shared,
+    r: &message_receivers::Model,
+) -> ServiceResult<Outcome> {
+    let task = &shared.task;
+    let Some(account) = r.account_id.and_then(|a| shared.accounts.get(&a)) else {
+        return Ok(Outcome::Failed {
+            code: "no_account".into(),
+            message: "the sending account no longer exists".into(),
+        });
+    };
+    let Some(driver) = shared.drivers.get(&account.instance_id) else {
+        return Ok(Outcome::Failed {
+            code: "no_instance".into(),
+            message: "the account's instance is gone or misconfigured".into(),
+        });
+    };
+    if let Some(contact) = r.contact_id {
+        if let Some(reason) = limits::capped(ctx, shared.frequency_cap, contact).await? {
+            return Ok(Outcome::Skipped { reason });
+        }
+        if task.channel == "customer_mass" && limits::over_monthly_quota(ctx, contact).await? {
+            return Ok(Outcome::Skipped {
+                reason: "monthly_quota",
+            });
+        }
+    }
+    let context = context_for(shared, r);
+    let content = match render::render(&shared.content, &context) {
+        Ok(text) => text,
+        Err(e) => {
+            return Ok(Outcome::Failed {
+                code: "render_error".into(),
+                message: e.message,
+            });
+        }
+    };
+    let payload = match &shared.payload {
+        Some(p) => match render::render_payload(p, &context) {
+            Ok(mut rendered) => {
+                if task.message_type == "text"
+                    && let Some(map) = rendered.as_object_mut()
+                {
+                    map.insert("content".into(), Value::String(content.clone()));
+                }
+                rendered
+            }
+            Err(e) => {
+                return Ok(Outcome::Failed {
+                    code: "render_error".into(),
+                    message: e.message,
+                });
+            }
+        },
+        None => serde_json::json!({ "content": content }),
+    };
+    let wait = limits::reserve(
+        ctx,
+        &limits::send_rates(ctx, task, account, &r.receiver_wxid),
+    )
+    .await;
+    let lease_budget =
+        Duration::from_secs(u64::try_from(ctx.settings.dispatch.lease_secs / 2).unwrap_or(30));
+    if wait > lease_budget {
+        // Too long to hold the lease: come back when the slot is due.
+        let at = ctx.clock.now_db() + TimeDelta::from_std(wait).unwrap_or(TimeDelta::seconds(60));
+        return Ok(Outcome::Retry {
+            at,
+            code: "rate_limit".into(),
+            message: "waiting for a send slot".into(),
+            counts: false,
+        });
+    }
+    if !wait.is_zero() {
+        tokio::time::sleep(wait).await;
+    }
+    let key = r
+        .variables
+        .as_ref()
+        .and_then(|v| v.get("_idempotency_key"))
+        .and_then(Value::as_str)
+        .map_or_else(|| r.message_uuid.to_string(), str::to_owned);
+    let message = OutboundMessage {
+        account_wxid: account.wxid.clone(),
+        to: r.receiver_wxid.clone(),
+        to_group: r.receiver_type == "group",
+        channel: channel_of(&task.channel),
+        msgtype: task.message_type.clone(),
+        payload,
+        idempotency_key: key,
+    };
+    let now = ctx.clock.now_db();
+    Ok(match driver.send(&message).await {
+        Ok(receipt) => Outcome::Sent {
+            remote: receipt.remote_msg_id,
+            awaiting: receipt.awaiting_confirmation,
+            content,
+        },
+        Err(DriverError::RateLimited {
+            code,
+            message,
+            retry_after,
+        }) => {
+            let pause = retry_after.unwrap_or(Duration::from_secs(60));
+            // Every worker backs off this account, not just this send.
+            ctx.limiter
+                .penalize(&format!("account:{}", account.id), pause)
+                .await;
+            let gave_up = r.retry_count >= 20;
+            if gave_up {
+                Outcome::Failed {
+                    code,
+                    message: format!("still rate limited after 20 tries: {message}"),
+                }
+            } else {
+                Outcome::Retry {
+                    at: now + TimeDelta::from_std(pause).unwrap_or(TimeDelta::seconds(60)),
+                    code,
+                    message,
+                    counts: true,
+                }
+            }
+        }
+        Err(DriverError::Transient { code, message, .. }) if r.retry_count < task.max_retry => {
+            let delay = limits::backoff(r.retry_count);
+            Outcome::Retry {
+                at: now + TimeDelta::from_std(delay).unwrap_or(TimeDelta::seconds(30)),
+                code,
+                message,
+                counts: true,
+            }
+        }
+        Err(e) => Outcome::Failed {
+            code: e.code().chars().take(50).collect(),
+            message: e.to_string(),
+        },
+    })
+}
+
+/// Writes every outcome of the chunk, the counters and the outbound message rows in one
+/// transaction. Rows are only touched while this chunk still holds their lease.
+async fn record(
+    ctx: &Context,
+    task: &message_tasks::Model,
+    run_id: i64,
+    token: &str,
+    outcomes: Vec<(message_receivers::Model, Outcome)>,
+    report: &mut ChunkReport,
+) -> ServiceResult<()> {
+    let now = ctx.clock.now_db();
+    let txn = ctx.db.begin().await?;
+    let (mut sent, mut awaiting, mut failed, mut skipped) = (0i32, 0i32, 0i32, 0i32);
+    let mut message_rows = Vec::new();
+    let mut per_account: HashMap<i64, i64> = HashMap::new();
+    for (r, outcome) in outcomes {
+        let base = message_receivers::Entity::update_many()
+            .col_expr(
+                message_receivers::Column::LeaseOwner,
+                Expr::value(Option::<String>::None),
+            )
+            .col_expr(
+                message_receivers::Column::LeaseExpiresAt,
+                Expr::value(Option::<NaiveDateTime>::None),
+            )
+            .col_expr(message_receivers::Column::UpdatedAt, Expr::value(now))
+            .filter(message_receivers::Column::Id.eq(r.id))
+            .filter(message_receivers::Column::LeaseOwner.eq(token))
+            .filter(message_receivers::Column::SendStatus.eq("claimed"));
+        let (update, kind) = match &outcome {
+            Outcome::Sent {
+                remote,
+                awaiting: wait,
+                ..
+            } => (
+                base.col_expr(
+                    message_receivers::Column::SendStatus,
+                    Expr::value(if *wait {
+                        "awaiting_confirmation"
+                    } else {
+                        "sent"
+                    }),
+                )
+                .col_expr(message_receivers::Column::SendTime, Expr::value(now))
+                .col_expr(
+                    message_receivers::Column::RemoteMsgId,
+                    Expr::value(
+                        remote
+                            .clone()
+                            .map(|m| m.chars().take(100).collect::<String>()),
+                    ),
+                )
+                .col_expr(
+                    message_receivers::Column::ErrorCode,
+                    Expr::value(Option::<String>::None),
+                )
+                .col_expr(
+                    message_receivers::Column::ErrorMessage,
+                    Expr::value(Option::<String>::None),
+                ),
+                if *wait { 'a' } else { 's' },
+            ),
+            Outcome::Failed { code, message } => (
+                base.col_expr(message_receivers::Column::SendStatus, Expr::value("failed"))
+                    .col_expr(
+                        message_receivers::Column::ErrorCode,
+                        Expr::value(code.chars().take(50).collect::<String>()),
+                    )
+                    .col_expr(
+                        message_receivers::Column::ErrorMessage,
+                        Expr::value(message.clone()),
+                    ),
+                'f',
+            ),
+            Outcome::Skipped { reason } => (
+                base.col_expr(
+                    message_receivers::Column::SendStatus,
+                    Expr::value("skipped"),
+                )
+                .col_expr(message_receivers::Column::SkipReason, Expr::value(*reason)),
+                'k',
+            ),
+            Outcome::Retry {
+                at,
+                code,
+                message,
+                counts,
+            } => (
+                base.col_expr(
+                    message_receivers::Column::SendStatus,
+                    Expr::value("pending"),
+                )
+                .col_expr(message_receivers::Column::NextAttemptAt, Expr::value(*at))
+                .col_expr(
+                    message_receivers::Column::ErrorCode,
+                    Expr::value(code.chars().take(50).collect::<String>()),
+                )
+                .col_expr(
+                    message_receivers::Column::ErrorMessage,
+                    Expr::value(message.clone()),
+                )
+                .col_expr(
+                    message_receivers::Column::RetryCount,
+                    Expr::value(r.retry_count + i32::from(*counts)),
+                ),
+                'r',
+            ),
+        };
+        if update.exec(&txn).await?.rows_affected != 1 {
+            // The lease expired and another worker owns this receiver now: its outcome wins.
+            continue;
+        }
+        match kind {
+            's' => sent += 1,
+            'a' => awaiting += 1,
+            'f' => failed += 1,
+            'k' => skipped += 1,
+            _ => report.retried += 1,
+        }
+        if let (
+            Outcome::Sent {
+                remote,
+                awaiting: wait,
+                content,
+            },
+            Some(account),
+        ) = (&outcome, r.account_id)
+        {
+            *per_account.entry(account).or_default() += 1;
+            message_rows.push(messages::ActiveModel {
+                message_uuid: Set(r.message_uuid),
+                direction: Set("out".to_owned()),
+                instance_id: Set(r
+                    .variables
+                    .as_ref()
+                    .and_then(|v| v.get("_instance"))
+                    .and_then(Value::as_i64)
+                    .unwrap_or(0)),
+                account_id: Set(account),
+                chat_type: Set(if r.receiver_type == "group" {
+                    "group"
+                } else {
+                    "private"
+                }
+                .to_owned()),
+                chat_wxid: Set(r.receiver_wxid.clone()),
+                contact_id: Set(r.contact_id),
+                group_id: Set(r.group_id),
+                remote_msg_id: Set(remote.clone().map(|m| m.chars().take(100).collect())),
+                message_type: Set(task.message_type.clone()),
+                message_content: Set(Some(content.clone())),
+                send_status: Set(if *wait {
+                    "awaiting_confirmation"
+                } else {
+                    "sent"
+                }
+                .to_owned()),
+                send_time: Set(Some(now)),
+                retry_count: Set(r.retry_count),
+                task_id: Set(Some(task.id)),
+                is_scheduled: Set(task.scheduled_time.is_some()),
+                created_by: Set(Some(task.created_by)),
+                created_at: Set(now),
+                updated_at: Set(now),
+                ..Default::default()
+            });
+        }
+    }
+    if !message_rows.is_empty() {
+        fill_instances(&txn, &mut message_rows).await?;
+        let on_conflict = sea_orm::sea_query::OnConflict::column(messages::Column::MessageUuid)
+            .update_column(messages::Column::MessageUuid)
+            .to_owned();
+        for chunk in message_rows.chunks(200) {
+            messages::Entity::insert_many(chunk.to_vec())
+                .on_conflict(on_conflict.clone())
+                .exec_without_returning(&txn)
+                .await?;
+        }
+    }
+    for (account, n) in per_account {
+        wework_accounts::Entity::update_many()
+            .col_expr(
+                wework_accounts::Column::TotalMessages,
+                Expr::col(wework_accounts::Column::TotalMessages).add(n),
+            )
+            .col_expr(
+                wework_accounts::Column::TodayMessages,
+                Expr::col(wework_accounts::Column::TodayMessages).add(n),
+            )
+            .filter(wework_accounts::Column::Id.eq(account))
+            .exec(&txn)
+            .await?;
+    }
+    finish::add_counts(&txn, task.id, run_id, sent, failed, skipped, awaiting, now).await?;
+    txn.commit().await?;
+    report.sent = usize::try_from(sent).unwrap_or(0);
+    report.awaiting = usize::try_from(awaiting).unwrap_or(0);
+    report.failed = usize::try_from(failed).unwrap_or(0);
+    report.skipped = usize::try_from(skipped).unwrap_or(0);
+    Ok(())
+}
+
+/// Fills `instance_id` of message rows from their accounts.
+async fn fill_instances<C: sea_orm::ConnectionTrait>(
+    conn: &C,
+    rows: &mut [messages::ActiveModel],
+) -> ServiceResult<()> {
+    let ids: Vec<i64> = rows
+        .iter()
+        .filter_map(|r| r.account_id.clone().take())
+        .collect();
+    let instances: HashMap<i64, i64> = wework_accounts::Entity::find()
+        .select_only()
+        .column(wework_accounts::Column::Id)
+        .column(wework_accounts::Column::InstanceId)
+        .filter(wework_accounts::Column::Id.is_in(ids))
+        .into_tuple::<(i64, i64)>()
+        .all(conn)
+        .await?
+        .into_iter()
+        .collect();
+    for row in rows {
+        if let Some(account) = row.account_id.clone().take()
+            && let Some(instance) = instances.get(&account)
+        {
+            row.instance_id = Set(*instance);
+        }
+    }
+    Ok(())
+}

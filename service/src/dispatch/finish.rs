@@ -1,0 +1,207 @@
+//! Counters, run completion and auto-pause.
+
+use chrono::NaiveDateTime;
+use entity::{message_receivers, message_task_runs, message_tasks};
+use sea_orm::{
+    ColumnTrait, ConnectionTrait, EntityTrait, PaginatorTrait, QueryFilter, QueryOrder,
+    QuerySelect, TransactionTrait,
+    sea_query::{Expr, ExprTrait},
+};
+
+use crate::{Context, ServiceResult, tasks::spec::AutoPause};
+
+/// Moves a run's and its task's counters, inside the transaction that moved the receivers.
+#[allow(clippy::too_many_arguments)]
+pub async fn add_counts<C: ConnectionTrait>(
+    conn: &C,
+    task_id: i64,
+    run_id: i64,
+    sent: i32,
+    failed: i32,
+    skipped: i32,
+    awaiting: i32,
+    now: NaiveDateTime,
+) -> ServiceResult<()> {
+    message_task_runs::Entity::update_many()
+        .col_expr(
+            message_task_runs::Column::SuccessCount,
+            Expr::col(message_task_runs::Column::SuccessCount).add(sent),
+        )
+        .col_expr(
+            message_task_runs::Column::FailCount,
+            Expr::col(message_task_runs::Column::FailCount).add(failed),
+        )
+        .col_expr(
+            message_task_runs::Column::SkippedCount,
+            Expr::col(message_task_runs::Column::SkippedCount).add(skipped),
+        )
+        .col_expr(
+            message_task_runs::Column::AwaitingCount,
+            Expr::col(message_task_runs::Column::AwaitingCount).add(awaiting),
+        )
+        .col_expr(message_task_runs::Column::LastActivityAt, Expr::value(now))
+        .col_expr(message_task_runs::Column::UpdatedAt, Expr::value(now))
+        .filter(message_task_runs::Column::Id.eq(run_id))
+        .exec(conn)
+        .await?;
+    message_tasks::Entity::update_many()
+        .col_expr(
+            message_tasks::Column::SuccessCount,
+            Expr::col(message_tasks::Column::SuccessCount).add(sent),
+        )
+        .col_expr(
+            message_tasks::Column::FailCount,
+            Expr::col(message_tasks::Column::FailCount).add(failed),
+        )
+        .col_expr(
+            message_tasks::Column::SkippedCount,
+            Expr::col(message_tasks::Column::SkippedCount).add(skipped),
+        )
+        .col_expr(message_tasks::Column::UpdatedAt, Expr::value(now))
+        .filter(message_tasks::Column::Id.eq(task_id))
+        .exec(conn)
+        .await?;
+    Ok(())
+}
+
+/// Receivers of the run still to be sent (pending or claimed).
+pub async fn unfinished(ctx: &Context, run_id: i64) -> ServiceResult<u64> {
+    Ok(message_receivers::Entity::find()
+        .filter(message_receivers::Column::RunId.eq(run_id))
+        .filter(message_receivers::Column::SendStatus.is_in(["pending", "claimed"]))
+        .count(&ctx.db)
+        .await?)
+}
+
+/// Completes the run once nothing is left to send (or moves it to `awaiting_confirmation` while
+/// customer mass messages wait for members), and settles its task: a one-shot task completes,
+/// a recurring one waits for its next firing. Conditional updates make this happen once.
+pub async fn finish_if_done(ctx: &Context, run_id: i64) -> ServiceResult<()> {
+    if unfinished(ctx, run_id).await? > 0 {
+        return Ok(());
+    }
+    let Some(run) = message_task_runs::Entity::find_by_id(run_id)
+        .one(&ctx.db)
+        .await?
+    else {
+        return Ok(());
+    };
+    let awaiting = message_receivers::Entity::find()
+        .filter(message_receivers::Column::RunId.eq(run_id))
+        .filter(message_receivers::Column::SendStatus.eq("awaiting_confirmation"))
+        .count(&ctx.db)
+        .await?;
+    let now = ctx.clock.now_db();
+    let next = if awaiting > 0 {
+        "awaiting_confirmation"
+    } else {
+        "completed"
+    };
+    let txn = ctx.db.begin().await?;
+    let moved = message_task_runs::Entity::update_many()
+        .col_expr(message_task_runs::Column::Status, Expr::value(next))
+        .col_expr(
+            message_task_runs::Column::CompletedAt,
+            Expr::value(if awaiting > 0 { None } else { Some(now) }),
+        )
+        .col_expr(message_task_runs::Column::UpdatedAt, Expr::value(now))
+        .filter(message_task_runs::Column::Id.eq(run_id))
+        .filter(message_task_runs::Column::Status.is_in(["running", "awaiting_confirmation"]))
+        .filter(message_task_runs::Column::Status.ne(next))
+        .exec(&txn)
+        .await?;
+    if moved.rows_affected == 1 && next == "completed" {
+        settle_task(&txn, run.task_id, run_id, now).await?;
+        tracing::info!(run.id = run_id, task.id = run.task_id, "task run completed");
+    }
+    txn.commit().await?;
+    Ok(())
+}
+
+async fn settle_task<C: ConnectionTrait>(
+    conn: &C,
+    task_id: i64,
+    run_id: i64,
+    now: NaiveDateTime,
+) -> ServiceResult<()> {
+    let Some(task) = message_tasks::Entity::find_by_id(task_id).one(conn).await? else {
+        return Ok(());
+    };
+    if task.current_run_id != Some(run_id) || !matches!(task.status.as_str(), "running") {
+        return Ok(());
+    }
+    let (status, completed_at) = if task.cron_expression.is_some() {
+        ("scheduled", None)
+    } else {
+        ("completed", Some(now))
+    };
+    message_tasks::Entity::update_many()
+        .col_expr(message_tasks::Column::Status, Expr::value(status))
+        .col_expr(
+            message_tasks::Column::CompletedAt,
+            Expr::value(completed_at),
+        )
+        .col_expr(message_tasks::Column::Progress, Expr::value(100.0))
+        .col_expr(message_tasks::Column::UpdatedAt, Expr::value(now))
+        .filter(message_tasks::Column::Id.eq(task_id))
+        .filter(message_tasks::Column::Status.eq("running"))
+        .exec(conn)
+        .await?;
+    Ok(())
+}
+
+/// Pauses the task when too many of the run's last sends failed.
+pub async fn auto_pause(
+    ctx: &Context,
+    task: &message_tasks::Model,
+    run_id: i64,
+    rule: AutoPause,
+) -> ServiceResult<()> {
+    let recent: Vec<String> = message_receivers::Entity::find()
+        .select_only()
+        .column(message_receivers::Column::SendStatus)
+        .filter(message_receivers::Column::RunId.eq(run_id))
+        .filter(message_receivers::Column::SendStatus.is_in([
+            "sent",
+            "failed",
+            "awaiting_confirmation",
+        ]))
+        .order_by_desc(message_receivers::Column::UpdatedAt)
+        .order_by_desc(message_receivers::Column::Id)
+        .limit(u64::from(rule.window))
+        .into_tuple()
+        .all(&ctx.db)
+        .await?;
+    if recent.len() < rule.window as usize {
+        return Ok(());
+    }
+    let failed = recent.iter().filter(|s| *s == "failed").count();
+    let rate = failed as f64 / recent.len() as f64;
+    if rate <= rule.failure_rate {
+        return Ok(());
+    }
+    let reason = format!(
+        "auto-paused: {failed} of the last {} sends failed ({:.0}% > {:.0}%)",
+        recent.len(),
+        rate * 100.0,
+        rule.failure_rate * 100.0
+    );
+    let paused = message_tasks::Entity::update_many()
+        .col_expr(message_tasks::Column::Status, Expr::value("paused"))
+        .col_expr(
+            message_tasks::Column::PauseReason,
+            Expr::value(reason.clone()),
+        )
+        .col_expr(
+            message_tasks::Column::UpdatedAt,
+            Expr::value(ctx.clock.now_db()),
+        )
+        .filter(message_tasks::Column::Id.eq(task.id))
+        .filter(message_tasks::Column::Status.eq("running"))
+        .exec(&ctx.db)
+        .await?;
+    if paused.rows_affected == 1 {
+        tracing::warn!(task.id = task.id, %reason, "task auto-paused");
+    }
+    Ok(())
+}

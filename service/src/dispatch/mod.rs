@@ -1,0 +1,77 @@
+//! The broadcast engine's sending side. The receivers table is the truth: a chunk claims pending
+//! receivers with a lease (a conditional UPDATE with a unique token), sends each through the
+//! driver with the receiver's stable idempotency key, and writes every outcome in one
+//! transaction that also moves the run's and task's counters — so counters always equal what
+//! the receivers say. A worker that dies leaves leases that expire; the sweeper returns those
+//! receivers to `pending` and the resend carries the same key.
+
+pub mod chunk;
+pub mod finish;
+pub mod limits;
+pub mod ratelimit;
+pub mod sweeper;
+
+pub use chunk::{ChunkReport, run_chunk};
+
+use entity::{message_receivers, message_task_runs, message_tasks};
+use sea_orm::{
+    ColumnTrait, Condition, EntityTrait, JoinType, QueryFilter, QueryOrder, QuerySelect,
+    RelationTrait,
+};
+
+use crate::{Context, ServiceResult};
+
+/// Runs that are `running` (their task too) and have receivers ready to send now, best
+/// priority first.
+pub async fn ready_runs(ctx: &Context, limit: u64) -> ServiceResult<Vec<i64>> {
+    let now = ctx.clock.now_db();
+    let runs: Vec<i64> = message_task_runs::Entity::find()
+        .select_only()
+        .column(message_task_runs::Column::Id)
+        .join(
+            JoinType::InnerJoin,
+            message_task_runs::Relation::MessageTasks.def(),
+        )
+        .filter(message_task_runs::Column::Status.eq("running"))
+        .filter(message_tasks::Column::Status.eq("running"))
+        .order_by_asc(message_tasks::Column::Priority)
+        .order_by_asc(message_task_runs::Column::Id)
+        .limit(limit)
+        .into_tuple()
+        .all(&ctx.db)
+        .await?;
+    let mut ready = Vec::new();
+    for run in runs {
+        let has = message_receivers::Entity::find()
+            .select_only()
+            .column(message_receivers::Column::Id)
+            .filter(message_receivers::Column::RunId.eq(run))
+            .filter(message_receivers::Column::SendStatus.eq("pending"))
+            .filter(
+                Condition::any()
+                    .add(message_receivers::Column::NextAttemptAt.is_null())
+                    .add(message_receivers::Column::NextAttemptAt.lte(now)),
+            )
+            .limit(1)
+            .into_tuple::<i64>()
+            .one(&ctx.db)
+            .await?
+            .is_some();
+        if has {
+            ready.push(run);
+        }
+    }
+    Ok(ready)
+}
+
+/// Sends chunk after chunk of a run until nothing is ready (paused, done, or waiting on retries).
+pub async fn drain(ctx: &Context, run_id: i64, worker: &str) -> ServiceResult<u64> {
+    let mut total = 0;
+    loop {
+        let report = run_chunk(ctx, run_id, worker).await?;
+        total += report.claimed as u64;
+        if !report.more {
+            return Ok(total);
+        }
+    }
+}

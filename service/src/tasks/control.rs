@@ -1,0 +1,337 @@
+//! Operator controls: pause, resume, cancel, retry the failed receivers as a new run, delete.
+//! Pause and cancel are states in the database that every chunk reads before it claims, so they
+//! take effect within one chunk and survive restarts.
+
+use entity::{message_receivers, message_task_runs, message_tasks};
+use sea_orm::{
+    ActiveValue::Set, ColumnTrait, EntityTrait, PaginatorTrait, QueryFilter, QueryOrder,
+    QuerySelect, TransactionTrait, sea_query::Expr,
+};
+
+use super::{TaskView, find, view};
+use crate::{
+    Context, ServiceError, ServiceResult,
+    audit::{self, AuditEntry, OperationType},
+    auth::actor::Actor,
+    dispatch::finish,
+};
+
+async fn transition(
+    ctx: &Context,
+    actor: &Actor,
+    id: i64,
+    operation: &'static str,
+    from: &[&str],
+    to: &str,
+    reason: Option<String>,
+) -> ServiceResult<TaskView> {
+    let entry = AuditEntry::new(operation, OperationType::Update, "task").target(id);
+    audit::guard(ctx, actor, entry.clone(), async {
+        actor.require("tasks:control")?;
+        let task = find(&ctx.db, id).await?;
+        if !from.contains(&task.status.as_str()) {
+            return Err(ServiceError::conflict(
+                "status",
+                format!(
+                    "a {} task cannot be {}",
+                    task.status,
+                    operation.trim_start_matches("task.")
+                ),
+            ));
+        }
+        let now = ctx.clock.now_db();
+        let txn = ctx.db.begin().await?;
+        let moved = message_tasks::Entity::update_many()
+            .col_expr(message_tasks::Column::Status, Expr::value(to))
+            .col_expr(
+                message_tasks::Column::PauseReason,
+                Expr::value(reason.clone()),
+            )
+            .col_expr(message_tasks::Column::UpdatedAt, Expr::value(now))
+            .filter(message_tasks::Column::Id.eq(id))
+            .filter(message_tasks::Column::Status.eq(task.status.as_str()))
+            .exec(&txn)
+            .await?;
+        if moved.rows_affected != 1 {
+            return Err(ServiceError::conflict(
+                "status",
+                "the task changed meanwhile; reload and retry",
+            ));
+        }
+        let entry = entry
+            .clone()
+            .resource(id, task.task_name.clone().unwrap_or_default())
+            .old(&serde_json::json!({ "status": task.status }))
+            .new_values(&serde_json::json!({ "status": to, "reason": reason }));
+        audit::record(&txn, actor, entry, now).await?;
+        txn.commit().await?;
+        view(ctx, &ctx.db, find(&ctx.db, id).await?).await
+    })
+    .await
+}
+
+pub async fn pause(
+    ctx: &Context,
+    actor: &Actor,
+    id: i64,
+    reason: Option<String>,
+) -> ServiceResult<TaskView> {
+    let reason = reason
+        .filter(|r| !r.trim().is_empty())
+        .map(|r| r.chars().take(500).collect())
+        .or_else(|| {
+            Some(format!(
+                "paused by {}",
+                actor.username.clone().unwrap_or_default()
+            ))
+        });
+    transition(
+        ctx,
+        actor,
+        id,
+        "task.pause",
+        &["running", "scheduled"],
+        "paused",
+        reason,
+    )
+    .await
+}
+
+/// Back to `running` when a run is in progress, else to `scheduled`.
+pub async fn resume(ctx: &Context, actor: &Actor, id: i64) -> ServiceResult<TaskView> {
+    let task = find(&ctx.db, id).await?;
+    let active_run = match task.current_run_id {
+        Some(run) => message_task_runs::Entity::find_by_id(run)
+            .one(&ctx.db)
+            .await?
+            .is_some_and(|r| matches!(r.status.as_str(), "expanding" | "running")),
+        None => false,
+    };
+    transition(
+        ctx,
+        actor,
+        id,
+        "task.resume",
+        &["paused"],
+        if active_run { "running" } else { "scheduled" },
+        None,
+    )
+    .await
+}
+
+/// Stops the task: receivers not yet sent are skipped (`cancelled`); the counters stay whole.
+pub async fn cancel(ctx: &Context, actor: &Actor, id: i64) -> ServiceResult<TaskView> {
+    let cancelled = transition(
+        ctx,
+        actor,
+        id,
+        "task.cancel",
+        &["scheduled", "running", "paused"],
+        "cancelled",
+        None,
+    )
+    .await?;
+    let now = ctx.clock.now_db();
+    let runs = message_task_runs::Entity::find()
+        .filter(message_task_runs::Column::TaskId.eq(id))
+        .filter(message_task_runs::Column::Status.is_in(["expanding", "running"]))
+        .all(&ctx.db)
+        .await?;
+    for run in runs {
+        let txn = ctx.db.begin().await?;
+        // Claimed receivers are left to their chunk (it may be sending right now); pending ones stop.
+        let skipped = message_receivers::Entity::update_many()
+            .col_expr(
+                message_receivers::Column::SendStatus,
+                Expr::value("skipped"),
+            )
+            .col_expr(
+                message_receivers::Column::SkipReason,
+                Expr::value("cancelled"),
+            )
+            .col_expr(message_receivers::Column::UpdatedAt, Expr::value(now))
+            .filter(message_receivers::Column::RunId.eq(run.id))
+            .filter(message_receivers::Column::SendStatus.eq("pending"))
+            .exec(&txn)
+            .await?
+            .rows_affected;
+        finish::add_counts(
+            &txn,
+            id,
+            run.id,
+            0,
+            0,
+            i32::try_from(skipped).unwrap_or(i32::MAX),
+            0,
+            now,
+        )
+        .await?;
+        message_task_runs::Entity::update_many()
+            .col_expr(message_task_runs::Column::Status, Expr::value("cancelled"))
+            .col_expr(message_task_runs::Column::CompletedAt, Expr::value(now))
+            .filter(message_task_runs::Column::Id.eq(run.id))
+            .filter(message_task_runs::Column::Status.eq("running"))
+            .exec(&txn)
+            .await?;
+        txn.commit().await?;
+    }
+    Ok(cancelled)
+}
+
+/// A new run whose receivers are the failed receivers of the task's latest run. Each keeps its
+/// original idempotency key, so an attempt that did reach the receiver is not delivered twice.
+pub async fn retry_failed(ctx: &Context, actor: &Actor, id: i64) -> ServiceResult<TaskView> {
+    let entry = AuditEntry::new("task.retry_failed", OperationType::Update, "task").target(id);
+    audit::guard(ctx, actor, entry.clone(), async {
+        actor.require("tasks:control")?;
+        let task = find(&ctx.db, id).await?;
+        if !matches!(
+            task.status.as_str(),
+            "completed" | "scheduled" | "paused" | "failed"
+        ) {
+            return Err(ServiceError::conflict(
+                "status",
+                "wait for the current run to finish",
+            ));
+        }
+        let Some(last) = message_task_runs::Entity::find()
+            .filter(message_task_runs::Column::TaskId.eq(id))
+            .order_by_desc(message_task_runs::Column::Id)
+            .one(&ctx.db)
+            .await?
+        else {
+            return Err(ServiceError::conflict("id", "the task has not run yet"));
+        };
+        let failed = message_receivers::Entity::find()
+            .filter(message_receivers::Column::RunId.eq(last.id))
+            .filter(message_receivers::Column::SendStatus.eq("failed"))
+            .count(&ctx.db)
+            .await?;
+        if failed == 0 {
+            return Err(ServiceError::conflict(
+                "id",
+                "the latest run has no failed receivers",
+            ));
+        }
+        let now = ctx.clock.now_db();
+        let txn = ctx.db.begin().await?;
+        let moved = message_tasks::Entity::update_many()
+            .col_expr(message_tasks::Column::Status, Expr::value("running"))
+            .col_expr(
+                message_tasks::Column::PauseReason,
+                Expr::value(Option::<String>::None),
+            )
+            .col_expr(
+                message_tasks::Column::CompletedAt,
+                Expr::value(Option::<chrono::NaiveDateTime>::None),
+            )
+            .filter(message_tasks::Column::Id.eq(id))
+            .filter(message_tasks::Column::Status.eq(task.status.as_str()))
+            .exec(&txn)
+            .await?;
+        if moved.rows_affected != 1 {
+            return Err(ServiceError::conflict(
+                "status",
+                "the task changed meanwhile; reload and retry",
+            ));
+        }
+        txn.commit().await?;
+        let Some(run_id) = super::schedule::create_run(ctx, &task, now).await? else {
+            return Err(ServiceError::conflict(
+                "id",
+                "a run for this moment exists; retry in a second",
+            ));
+        };
+        let mut after = 0i64;
+        loop {
+            let rows = message_receivers::Entity::find()
+                .filter(message_receivers::Column::RunId.eq(last.id))
+                .filter(message_receivers::Column::SendStatus.eq("failed"))
+                .filter(message_receivers::Column::Id.gt(after))
+                .order_by_asc(message_receivers::Column::Id)
+                .limit(500)
+                .all(&ctx.db)
+                .await?;
+            let Some(last_id) = rows.last().map(|r| r.id) else {
+                break;
+            };
+            after = last_id;
+            let copies = rows.into_iter().map(|r| {
+                let mut variables = r.variables.clone().unwrap_or_else(|| serde_json::json!({}));
+                if let Some(map) = variables.as_object_mut() {
+                    let key = map
+                        .get("_idempotency_key")
+                        .cloned()
+                        .unwrap_or_else(|| serde_json::json!(r.message_uuid.to_string()));
+                    map.insert("_idempotency_key".into(), key);
+                }
+                message_receivers::ActiveModel {
+                    task_id: Set(r.task_id),
+                    run_id: Set(run_id),
+                    receiver_type: Set(r.receiver_type),
+                    contact_id: Set(r.contact_id),
+                    group_id: Set(r.group_id),
+                    account_id: Set(r.account_id),
+                    receiver_wxid: Set(r.receiver_wxid),
+                    receiver_name: Set(r.receiver_name),
+                    message_uuid: Set(uuid::Uuid::new_v4()),
+                    send_status: Set("pending".to_owned()),
+                    retry_count: Set(0),
+                    remind_count: Set(0),
+                    variables: Set(Some(variables)),
+                    created_at: Set(now),
+                    updated_at: Set(now),
+                    ..Default::default()
+                }
+            });
+            message_receivers::Entity::insert_many(copies)
+                .exec_without_returning(&ctx.db)
+                .await?;
+        }
+        super::expand::start(ctx, run_id).await?;
+        let entry = entry
+            .clone()
+            .resource(id, task.task_name.clone().unwrap_or_default())
+            .extra(serde_json::json!({ "run": run_id, "receivers": failed }));
+        audit::record(&ctx.db, actor, entry, ctx.clock.now_db()).await?;
+        view(ctx, &ctx.db, find(&ctx.db, id).await?).await
+    })
+    .await
+}
+
+/// Soft delete of a task that is not running.
+pub async fn delete(ctx: &Context, actor: &Actor, id: i64) -> ServiceResult<()> {
+    let entry = AuditEntry::new("task.delete", OperationType::Delete, "task").target(id);
+    audit::guard(ctx, actor, entry.clone(), async {
+        actor.require("tasks:delete")?;
+        let task = find(&ctx.db, id).await?;
+        if task.status == "running" {
+            return Err(ServiceError::conflict(
+                "status",
+                "pause or cancel the task first",
+            ));
+        }
+        let now = ctx.clock.now_db();
+        let txn = ctx.db.begin().await?;
+        message_tasks::Entity::update(message_tasks::ActiveModel {
+            id: Set(id),
+            deleted_at: Set(Some(now)),
+            updated_at: Set(now),
+            ..Default::default()
+        })
+        .exec(&txn)
+        .await?;
+        audit::record(
+            &txn,
+            actor,
+            entry
+                .clone()
+                .resource(id, task.task_name.clone().unwrap_or_default()),
+            now,
+        )
+        .await?;
+        txn.commit().await?;
+        Ok(())
+    })
+    .await
+}

@@ -1,0 +1,397 @@
+//! Audience expansion: a run's audience becomes `message_receivers` rows — a snapshot, written in
+//! batches under a lease. Re-running an interrupted expansion is harmless: the unique
+//! (run, type, wxid) key drops duplicates, and the counts are taken from the table at the end.
+
+use std::collections::{BTreeMap, HashMap};
+
+use chrono::TimeDelta;
+use entity::{
+    chat_groups, contacts, message_receivers, message_task_runs, message_tasks, wework_accounts,
+};
+use sea_orm::{
+    ActiveValue::Set,
+    ColumnTrait, Condition, ConnectionTrait, EntityTrait, PaginatorTrait, QueryFilter, QueryOrder,
+    QuerySelect, TransactionTrait,
+    sea_query::{Expr, ExprTrait, OnConflict, Query},
+};
+use serde_json::{Value, json};
+
+use super::spec::Audience;
+use crate::{Context, ServiceResult, contacts::tags_of};
+
+const LEASE_SECS: i64 = 300;
+const BATCH: u64 = 500;
+
+/// Claims a run waiting for expansion (or one whose expander died).
+pub async fn claim(ctx: &Context, worker: &str) -> ServiceResult<Option<message_task_runs::Model>> {
+    let now = ctx.clock.now_db();
+    let claimable = Condition::all()
+        .add(message_task_runs::Column::Status.eq("expanding"))
+        .add(
+            Condition::any()
+                .add(message_task_runs::Column::LeaseExpiresAt.is_null())
+                .add(message_task_runs::Column::LeaseExpiresAt.lt(now)),
+        );
+    let Some(run) = message_task_runs::Entity::find()
+        .filter(claimable.clone())
+        .order_by_asc(message_task_runs::Column::Id)
+        .one(&ctx.db)
+        .await?
+    else {
+        return Ok(None);
+    };
+    let claimed = message_task_runs::Entity::update_many()
+        .col_expr(message_task_runs::Column::LeaseOwner, Expr::value(worker))
+        .col_expr(
+            message_task_runs::Column::LeaseExpiresAt,
+            Expr::value(now + TimeDelta::seconds(LEASE_SECS)),
+        )
+        .filter(message_task_runs::Column::Id.eq(run.id))
+        .filter(claimable)
+        .exec(&ctx.db)
+        .await?;
+    Ok((claimed.rows_affected == 1).then_some(run))
+}
+
+struct Receiver {
+    receiver_type: &'static str,
+    contact_id: Option<i64>,
+    group_id: Option<i64>,
+    account_id: i64,
+    wxid: String,
+    name: Option<String>,
+    skip: Option<&'static str>,
+    variables: Value,
+}
+
+async fn account_snapshots<C: ConnectionTrait>(
+    conn: &C,
+    ids: impl Iterator<Item = i64>,
+) -> ServiceResult<HashMap<i64, Value>> {
+    let ids: Vec<i64> = ids.collect();
+    let rows = wework_accounts::Entity::find()
+        .filter(wework_accounts::Column::Id.is_in(ids))
+        .all(conn)
+        .await?;
+    Ok(rows
+        .into_iter()
+        .map(|a| (a.id, json!({ "wxid": a.wxid, "nickname": a.nickname })))
+        .collect())
+}
+
+async fn contact_receivers(
+    ctx: &Context,
+    task: &message_tasks::Model,
+    rows: Vec<contacts::Model>,
+) -> ServiceResult<Vec<Receiver>> {
+    let ids: Vec<i64> = rows.iter().map(|c| c.id).collect();
+    let tags = tags_of(&ctx.db, &ids).await?;
+    let accounts = account_snapshots(
+        &ctx.db,
+        rows.iter().map(|c| task.account_id.unwrap_or(c.account_id)),
+    )
+    .await?;
+    Ok(rows
+        .into_iter()
+        .map(|c| {
+            let skip = if c.deleted_at.is_some() {
+                Some("deleted")
+            } else if c.is_blocked {
+                Some("blocked")
+            } else if c.friend_status != "normal" {
+                Some("not_friend")
+            } else if task.account_id.is_some_and(|a| a != c.account_id) {
+                Some("not_a_contact_of_the_sending_account")
+            } else {
+                None
+            };
+            let tag_names: Vec<String> = tags
+                .get(&c.id)
+                .map(|t| t.iter().map(|t| t.name.clone()).collect())
+                .unwrap_or_default();
+            let account_id = task.account_id.unwrap_or(c.account_id);
+            let variables = json!({
+                "nickname": c.nickname,
+                "remark": c.remark,
+                "name": c.remark.clone().or(c.nickname.clone()).unwrap_or_else(|| c.wxid.clone()),
+                "wxid": c.wxid,
+                "phone": c.phone,
+                "region": c.region,
+                "corp_name": c.corp_name,
+                "tags": tag_names,
+                "custom": c.custom_fields.clone().unwrap_or_else(|| json!({})),
+                "account": accounts.get(&account_id).cloned().unwrap_or(Value::Null),
+            });
+            Receiver {
+                receiver_type: "contact",
+                contact_id: Some(c.id),
+                group_id: None,
+                account_id,
+                name: c.remark.or(c.nickname),
+                wxid: c.wxid,
+                skip,
+                variables,
+            }
+        })
+        .collect())
+}
+
+async fn group_receivers(
+    ctx: &Context,
+    task: &message_tasks::Model,
+    rows: Vec<chat_groups::Model>,
+) -> ServiceResult<Vec<Receiver>> {
+    let accounts = account_snapshots(
+        &ctx.db,
+        rows.iter().map(|g| task.account_id.unwrap_or(g.account_id)),
+    )
+    .await?;
+    Ok(rows
+        .into_iter()
+        .map(|g| {
+            let skip = if g.deleted_at.is_some() || !g.is_active { Some("inactive_group") } else { None };
+            let account_id = task.account_id.unwrap_or(g.account_id);
+            let variables = json!({
+                "nickname": g.group_name, "remark": Value::Null, "name": g.group_name.clone().unwrap_or_else(|| g.group_wxid.clone()),
+                "wxid": g.group_wxid, "phone": Value::Null, "region": Value::Null, "corp_name": Value::Null,
+                "tags": g.tags.clone().unwrap_or_else(|| json!([])), "custom": g.custom_fields.clone().unwrap_or_else(|| json!({})),
+                "account": accounts.get(&account_id).cloned().unwrap_or(Value::Null),
+            });
+            Receiver { receiver_type: "group", contact_id: None, group_id: Some(g.id), account_id, name: g.group_name, wxid: g.group_wxid, skip, variables }
+        })
+        .collect())
+}
+
+async fn insert(
+    ctx: &Context,
+    run: &message_task_runs::Model,
+    receivers: Vec<Receiver>,
+) -> ServiceResult<()> {
+    if receivers.is_empty() {
+        return Ok(());
+    }
+    let now = ctx.clock.now_db();
+    let rows: Vec<message_receivers::ActiveModel> = receivers
+        .into_iter()
+        .map(|r| message_receivers::ActiveModel {
+            task_id: Set(run.task_id),
+            run_id: Set(run.id),
+            receiver_type: Set(r.receiver_type.to_owned()),
+            contact_id: Set(r.contact_id),
+            group_id: Set(r.group_id),
+            account_id: Set(Some(r.account_id)),
+            receiver_wxid: Set(r.wxid.chars().take(100).collect()),
+            receiver_name: Set(r.name.map(|n| n.chars().take(100).collect())),
+            message_uuid: Set(uuid::Uuid::new_v4()),
+            send_status: Set(if r.skip.is_some() {
+                "skipped"
+            } else {
+                "pending"
+            }
+            .to_owned()),
+            skip_reason: Set(r.skip.map(str::to_owned)),
+            retry_count: Set(0),
+            remind_count: Set(0),
+            variables: Set(Some(r.variables)),
+            created_at: Set(now),
+            updated_at: Set(now),
+            ..Default::default()
+        })
+        .collect();
+    let on_conflict = OnConflict::columns([
+        message_receivers::Column::RunId,
+        message_receivers::Column::ReceiverType,
+        message_receivers::Column::ReceiverWxid,
+    ])
+    .update_column(message_receivers::Column::ReceiverType)
+    .to_owned();
+    for chunk in rows.chunks(250) {
+        message_receivers::Entity::insert_many(chunk.to_vec())
+            .on_conflict(on_conflict.clone())
+            .exec_without_returning(&ctx.db)
+            .await?;
+    }
+    // Keep the lease while a large audience is written.
+    message_task_runs::Entity::update_many()
+        .col_expr(
+            message_task_runs::Column::LeaseExpiresAt,
+            Expr::value(now + TimeDelta::seconds(LEASE_SECS)),
+        )
+        .filter(message_task_runs::Column::Id.eq(run.id))
+        .exec(&ctx.db)
+        .await?;
+    Ok(())
+}
+
+fn with_tag(tag: i64) -> sea_orm::sea_query::SelectStatement {
+    Query::select()
+        .column(entity::contact_tags::Column::ContactId)
+        .from(entity::contact_tags::Entity)
+        .and_where(entity::contact_tags::Column::TagId.eq(tag))
+        .to_owned()
+}
+
+/// Writes the run's receivers, then counts them and moves the run to `running` in one
+/// transaction (only once, whoever finishes an expansion first).
+pub async fn expand(ctx: &Context, run: &message_task_runs::Model) -> ServiceResult<()> {
+    let task = super::find(&ctx.db, run.task_id).await?;
+    let audience: Audience = serde_json::from_value(task.audience.clone()).unwrap_or_default();
+    for ids in audience.contact_ids.chunks(BATCH as usize) {
+        let rows = contacts::Entity::find()
+            .filter(contacts::Column::Id.is_in(ids.iter().copied()))
+            .all(&ctx.db)
+            .await?;
+        insert(ctx, run, contact_receivers(ctx, &task, rows).await?).await?;
+    }
+    if let Some(filter) = &audience.filter {
+        let mut query = contacts::Entity::find().filter(contacts::Column::DeletedAt.is_null());
+        if let Some(m) = crate::search::contains_any(
+            &[
+                contacts::Column::Nickname,
+                contacts::Column::Remark,
+                contacts::Column::Wxid,
+                contacts::Column::Phone,
+            ],
+            filter.q.as_deref(),
+        ) {
+            query = query.filter(m);
+        }
+        if !filter.tags_any.is_empty() {
+            let any = Query::select()
+                .column(entity::contact_tags::Column::ContactId)
+                .from(entity::contact_tags::Entity)
+                .and_where(entity::contact_tags::Column::TagId.is_in(filter.tags_any.clone()))
+                .to_owned();
+            query = query.filter(contacts::Column::Id.in_subquery(any));
+        }
+        for tag in &filter.tags_all {
+            query = query.filter(contacts::Column::Id.in_subquery(with_tag(*tag)));
+        }
+        if let Some(t) = &filter.contact_type {
+            query = query.filter(contacts::Column::ContactType.eq(t.as_str()));
+        }
+        let mut accounts = filter.account_ids.clone();
+        if let Some(a) = task.account_id {
+            accounts = if accounts.is_empty() || accounts.contains(&a) {
+                vec![a]
+            } else {
+                vec![]
+            };
+            if accounts.is_empty() {
+                accounts.push(-1);
+            }
+        }
+        if !accounts.is_empty() {
+            query = query.filter(contacts::Column::AccountId.is_in(accounts));
+        }
+        if !filter.instance_ids.is_empty() {
+            query = query.filter(contacts::Column::InstanceId.is_in(filter.instance_ids.clone()));
+        }
+        let mut after = 0i64;
+        loop {
+            let rows = query
+                .clone()
+                .filter(contacts::Column::Id.gt(after))
+                .order_by_asc(contacts::Column::Id)
+                .limit(BATCH)
+                .all(&ctx.db)
+                .await?;
+            let Some(last) = rows.last().map(|r| r.id) else {
+                break;
+            };
+            after = last;
+            let full = rows.len() as u64 == BATCH;
+            insert(ctx, run, contact_receivers(ctx, &task, rows).await?).await?;
+            if !full {
+                break;
+            }
+        }
+    }
+    for ids in audience.group_ids.chunks(BATCH as usize) {
+        let rows = chat_groups::Entity::find()
+            .filter(chat_groups::Column::Id.is_in(ids.iter().copied()))
+            .all(&ctx.db)
+            .await?;
+        insert(ctx, run, group_receivers(ctx, &task, rows).await?).await?;
+    }
+    if let Some(g) = &audience.group_filter {
+        let mut query =
+            chat_groups::Entity::find().filter(chat_groups::Column::DeletedAt.is_null());
+        if !g.account_ids.is_empty() {
+            query = query.filter(chat_groups::Column::AccountId.is_in(g.account_ids.clone()));
+        }
+        if !g.instance_ids.is_empty() {
+            query = query.filter(chat_groups::Column::InstanceId.is_in(g.instance_ids.clone()));
+        }
+        let rows = query.all(&ctx.db).await?;
+        insert(ctx, run, group_receivers(ctx, &task, rows).await?).await?;
+    }
+    start(ctx, run.id).await
+}
+
+/// Counts the written receivers and moves the run (and its task's totals) on, once.
+pub async fn start(ctx: &Context, run_id: i64) -> ServiceResult<()> {
+    let counts: BTreeMap<String, i64> = message_receivers::Entity::find()
+        .select_only()
+        .column(message_receivers::Column::SendStatus)
+        .column_as(message_receivers::Column::Id.count(), "n")
+        .filter(message_receivers::Column::RunId.eq(run_id))
+        .group_by(message_receivers::Column::SendStatus)
+        .into_tuple::<(String, i64)>()
+        .all(&ctx.db)
+        .await?
+        .into_iter()
+        .collect();
+    let target = i32::try_from(counts.values().sum::<i64>()).unwrap_or(i32::MAX);
+    let skipped = i32::try_from(counts.get("skipped").copied().unwrap_or(0)).unwrap_or(i32::MAX);
+    let now = ctx.clock.now_db();
+    let txn = ctx.db.begin().await?;
+    let moved = message_task_runs::Entity::update_many()
+        .col_expr(message_task_runs::Column::Status, Expr::value("running"))
+        .col_expr(message_task_runs::Column::TargetCount, Expr::value(target))
+        .col_expr(
+            message_task_runs::Column::SkippedCount,
+            Expr::value(skipped),
+        )
+        .col_expr(message_task_runs::Column::StartedAt, Expr::value(now))
+        .col_expr(message_task_runs::Column::LastActivityAt, Expr::value(now))
+        .col_expr(
+            message_task_runs::Column::LeaseOwner,
+            Expr::value(Option::<String>::None),
+        )
+        .col_expr(
+            message_task_runs::Column::LeaseExpiresAt,
+            Expr::value(Option::<chrono::NaiveDateTime>::None),
+        )
+        .filter(message_task_runs::Column::Id.eq(run_id))
+        .filter(message_task_runs::Column::Status.eq("expanding"))
+        .exec(&txn)
+        .await?;
+    if moved.rows_affected == 1 {
+        let run = message_task_runs::Entity::find_by_id(run_id)
+            .one(&txn)
+            .await?;
+        if let Some(run) = run {
+            message_tasks::Entity::update_many()
+                .col_expr(
+                    message_tasks::Column::TargetCount,
+                    Expr::col(message_tasks::Column::TargetCount).add(target),
+                )
+                .col_expr(
+                    message_tasks::Column::SkippedCount,
+                    Expr::col(message_tasks::Column::SkippedCount).add(skipped),
+                )
+                .col_expr(message_tasks::Column::UpdatedAt, Expr::value(now))
+                .filter(message_tasks::Column::Id.eq(run.task_id))
+                .exec(&txn)
+                .await?;
+        }
+    }
+    txn.commit().await?;
+    tracing::info!(run.id = run_id, target, skipped, "audience expanded");
+    let _ = message_receivers::Entity::find()
+        .filter(message_receivers::Column::RunId.eq(run_id))
+        .count(&ctx.db)
+        .await;
+    Ok(())
+}

@@ -1,0 +1,577 @@
+//! Message tasks: single, batch and broadcast sends, one-shot or recurring (cron), with a
+//! template or inline content, an audience snapshotted into receivers when each run starts,
+//! rate, retry, quiet-hour, frequency-cap and auto-pause settings.
+
+pub mod control;
+pub mod expand;
+pub mod report;
+pub mod schedule;
+pub mod spec;
+
+use chrono::{DateTime, Utc};
+use entity::{message_task_runs, message_tasks};
+use sea_orm::{
+    ActiveValue::Set, ColumnTrait, ConnectionTrait, EntityTrait, QueryFilter, QueryOrder,
+    QuerySelect, TransactionTrait,
+};
+use serde::{Deserialize, Serialize};
+use serde_json::{Map, Value};
+
+use self::spec::{Audience, AutoPause, CronSchedule, FrequencyCap, QuietHours};
+use crate::{
+    Context, ServiceError, ServiceResult,
+    audit::{self, AuditEntry, OperationType},
+    auth::actor::Actor,
+    clock::to_utc,
+    pagination::{Page, PageRequest},
+    templates,
+    validate::{self, Violations},
+};
+
+pub const TASK_TYPES: &[&str] = &["single", "batch", "broadcast"];
+pub const CHANNELS: &[&str] = &[
+    "direct",
+    "app_message",
+    "app_chat",
+    "customer_mass",
+    "robot",
+];
+/// `scheduled` (waiting for its time or next firing), `running`, `paused`, `completed`,
+/// `cancelled`, `failed`.
+pub const STATUSES: &[&str] = &[
+    "scheduled",
+    "running",
+    "paused",
+    "completed",
+    "cancelled",
+    "failed",
+];
+
+#[derive(Debug, Clone, Serialize, utoipa::ToSchema)]
+pub struct Counts {
+    pub target: i32,
+    pub success: i32,
+    pub failed: i32,
+    pub skipped: i32,
+    /// Customer mass messages waiting for the member to confirm in the WeCom client.
+    pub awaiting: i32,
+    /// Not finished yet: target − success − failed − skipped − awaiting.
+    pub pending: i32,
+}
+
+impl Counts {
+    pub fn new(target: i32, success: i32, failed: i32, skipped: i32, awaiting: i32) -> Self {
+        Self {
+            target,
+            success,
+            failed,
+            skipped,
+            awaiting,
+            pending: (target - success - failed - skipped - awaiting).max(0),
+        }
+    }
+
+    pub fn progress(&self) -> f64 {
+        if self.target == 0 {
+            0.0
+        } else {
+            f64::from(self.target - self.pending) * 100.0 / f64::from(self.target)
+        }
+    }
+}
+
+#[derive(Debug, Clone, Serialize, utoipa::ToSchema)]
+pub struct TaskView {
+    pub id: i64,
+    pub uuid: uuid::Uuid,
+    pub name: Option<String>,
+    pub task_type: String,
+    pub channel: String,
+    pub status: String,
+    /// Why the task is paused (an operator, or the auto-pause rule).
+    pub pause_reason: Option<String>,
+    /// The sending account; `null` sends each receiver from the account that has the contact.
+    pub account_id: Option<i64>,
+    pub template_id: Option<i64>,
+    pub message_type: String,
+    pub content: Option<String>,
+    #[schema(value_type = Option<Object>)]
+    pub payload: Option<Value>,
+    #[schema(value_type = Option<Object>)]
+    pub variables: Option<Value>,
+    pub audience: Audience,
+    pub cron: Option<String>,
+    pub timezone: Option<String>,
+    pub next_fire_at: Option<DateTime<Utc>>,
+    pub scheduled_time: Option<DateTime<Utc>>,
+    pub priority: i16,
+    /// Minimum seconds between two sends of one account.
+    pub send_interval: i32,
+    pub rate_per_minute: Option<i32>,
+    pub max_retry: i32,
+    pub quiet_hours: Option<QuietHours>,
+    pub frequency_cap: Option<FrequencyCap>,
+    pub auto_pause: Option<AutoPause>,
+    /// Sums over every run of the task.
+    pub counts: Counts,
+    /// Percent of the current run's receivers that are finished.
+    pub progress: f64,
+    pub current_run_id: Option<i64>,
+    /// Seconds until the current run should finish at its rate so far.
+    pub eta_seconds: Option<i64>,
+    pub started_at: Option<DateTime<Utc>>,
+    pub completed_at: Option<DateTime<Utc>>,
+    pub error_message: Option<String>,
+    pub created_by: i64,
+    pub created_at: DateTime<Utc>,
+    pub updated_at: DateTime<Utc>,
+}
+
+fn parse_json<T: for<'de> Deserialize<'de>>(value: Option<Value>) -> Option<T> {
+    value.and_then(|v| serde_json::from_value(v).ok())
+}
+
+pub async fn view<C: ConnectionTrait>(
+    ctx: &Context,
+    conn: &C,
+    m: message_tasks::Model,
+) -> ServiceResult<TaskView> {
+    let run = match m.current_run_id {
+        Some(id) => message_task_runs::Entity::find_by_id(id).one(conn).await?,
+        None => None,
+    };
+    let (progress, eta_seconds) = match &run {
+        Some(r) => {
+            let counts = Counts::new(
+                r.target_count,
+                r.success_count,
+                r.fail_count,
+                r.skipped_count,
+                r.awaiting_count,
+            );
+            let eta = r
+                .started_at
+                .filter(|_| r.status == "running" && counts.pending > 0)
+                .and_then(|started| {
+                    let elapsed = (ctx.clock.now_db() - started).num_seconds().max(1);
+                    let done = i64::from(counts.target - counts.pending);
+                    (done > 0).then(|| i64::from(counts.pending) * elapsed / done)
+                });
+            (counts.progress(), eta)
+        }
+        None => (0.0, None),
+    };
+    // Summed here rather than with SQL SUM(): MySQL returns DECIMAL for
+    // SUM(int), which does not decode portably; only runs still waiting on
+    // confirmations are read, so the row count stays small.
+    let awaiting: i32 = message_task_runs::Entity::find()
+        .filter(message_task_runs::Column::TaskId.eq(m.id))
+        .filter(message_task_runs::Column::AwaitingCount.gt(0))
+        .select_only()
+        .column(message_task_runs::Column::AwaitingCount)
+        .into_tuple::<i32>()
+        .all(conn)
+        .await?
+        .into_iter()
+        .fold(0i32, i32::saturating_add);
+    Ok(TaskView {
+        id: m.id,
+        uuid: m.task_uuid,
+        name: m.task_name,
+        task_type: m.task_type,
+        channel: m.channel,
+        status: m.status,
+        pause_reason: m.pause_reason,
+        account_id: m.account_id,
+        template_id: m.template_id,
+        message_type: m.message_type,
+        content: m.message_content,
+        payload: m.message_payload,
+        variables: m.template_variables,
+        audience: parse_json(Some(m.audience)).unwrap_or_default(),
+        cron: m.cron_expression,
+        timezone: m.timezone,
+        next_fire_at: m.next_fire_at.map(to_utc),
+        scheduled_time: m.scheduled_time.map(to_utc),
+        priority: m.priority,
+        send_interval: m.send_interval,
+        rate_per_minute: m.rate_per_minute,
+        max_retry: m.max_retry,
+        quiet_hours: parse_json(m.quiet_hours),
+        frequency_cap: parse_json(m.frequency_cap),
+        auto_pause: parse_json(m.auto_pause),
+        counts: Counts::new(
+            m.target_count,
+            m.success_count,
+            m.fail_count,
+            m.skipped_count,
+            awaiting,
+        ),
+        progress,
+        current_run_id: m.current_run_id,
+        eta_seconds,
+        started_at: m.started_at.map(to_utc),
+        completed_at: m.completed_at.map(to_utc),
+        error_message: m.error_message,
+        created_by: m.created_by,
+        created_at: to_utc(m.created_at),
+        updated_at: to_utc(m.updated_at),
+    })
+}
+
+#[derive(Debug, Clone, Deserialize, Serialize, utoipa::ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct TaskInput {
+    pub name: String,
+    /// `single` (one receiver), `batch` (an explicit list) or `broadcast` (filters).
+    pub task_type: String,
+    /// `direct` (agents), or for WeCom apps `app_message`, `app_chat`, `customer_mass`, `robot`.
+    #[serde(default = "direct")]
+    pub channel: String,
+    pub account_id: Option<i64>,
+    /// Use a template, or give `message_type` and `content` inline.
+    pub template_id: Option<i64>,
+    pub message_type: Option<String>,
+    pub content: Option<String>,
+    #[schema(value_type = Option<Object>)]
+    pub payload: Option<Value>,
+    /// Values of the template's declared variables.
+    #[serde(default)]
+    #[schema(value_type = Object)]
+    pub variables: Map<String, Value>,
+    pub audience: Audience,
+    /// Start at this time (default: now).
+    pub scheduled_time: Option<DateTime<Utc>>,
+    /// Recurring: a cron expression (5 fields, or 6-7 with seconds); each firing is a run.
+    pub cron: Option<String>,
+    /// Time zone of `cron` (default UTC).
+    pub timezone: Option<String>,
+    /// 1 high, 2 normal (default), 3 low.
+    pub priority: Option<i16>,
+    /// Minimum seconds between two sends of one account (default 0).
+    pub send_interval: Option<i32>,
+    /// Sends per minute per account (default: the account's own limit, else 20).
+    pub rate_per_minute: Option<i32>,
+    /// Retries of a retryable failure before the receiver fails (0–10, default 3).
+    pub max_retry: Option<i32>,
+    pub quiet_hours: Option<QuietHours>,
+    pub frequency_cap: Option<FrequencyCap>,
+    pub auto_pause: Option<AutoPause>,
+}
+
+fn direct() -> String {
+    "direct".to_owned()
+}
+
+fn range(v: &mut Violations, field: &str, value: Option<i32>, min: i32, max: i32) {
+    if value.is_some_and(|x| !(min..=max).contains(&x)) {
+        v.add(field, format!("must be between {min} and {max}"));
+    }
+}
+
+/// Checks everything that can be checked before a run: returns the message type, and the
+/// template's variables spec for later checks.
+async fn check_input(
+    ctx: &Context,
+    input: &TaskInput,
+    v: &mut Violations,
+) -> ServiceResult<String> {
+    v.take(validate::text("name", &input.name, 1, 200));
+    if !TASK_TYPES.contains(&input.task_type.as_str()) {
+        v.add(
+            "task_type",
+            format!("must be one of {}", TASK_TYPES.join(", ")),
+        );
+    }
+    if !CHANNELS.contains(&input.channel.as_str()) {
+        v.add("channel", format!("must be one of {}", CHANNELS.join(", ")));
+    }
+    input.audience.check(v);
+    match input.task_type.as_str() {
+        "single"
+            if input.audience.explicit_count() != 1
+                || input.audience.filter.is_some()
+                || input.audience.group_filter.is_some() =>
+        {
+            v.add(
+                "audience",
+                "a single task names exactly one contact or group",
+            );
+        }
+        "batch" if input.audience.filter.is_some() || input.audience.group_filter.is_some() => v
+            .add(
+                "audience",
+                "a batch task lists contacts or groups; use a broadcast for filters",
+            ),
+        _ => {}
+    }
+    let message_type = match input.template_id {
+        Some(id) => match templates::find(&ctx.db, id).await {
+            Ok(t) if t.status != "active" => {
+                v.add("template_id", "the template is disabled");
+                t.message_type
+            }
+            Ok(t) => {
+                let spec: Vec<templates::VariableSpec> = t
+                    .variables
+                    .and_then(|s| serde_json::from_value(s).ok())
+                    .unwrap_or_default();
+                for s in &spec {
+                    match input.variables.get(&s.name) {
+                        Some(value) => {
+                            if let Err(why) = templates::check_value(s, value) {
+                                v.add(format!("variables.{}", s.name), why);
+                            }
+                        }
+                        None if s.required && s.default.is_none() => v.add(
+                            format!("variables.{}", s.name),
+                            "is required by the template",
+                        ),
+                        None => {}
+                    }
+                }
+                for name in input
+                    .variables
+                    .keys()
+                    .filter(|k| !spec.iter().any(|s| &s.name == *k))
+                {
+                    v.add(
+                        format!("variables.{name}"),
+                        "is not declared by the template",
+                    );
+                }
+                t.message_type
+            }
+            Err(_) => {
+                v.add("template_id", "no such template");
+                "text".to_owned()
+            }
+        },
+        None => {
+            let message_type = input
+                .message_type
+                .clone()
+                .unwrap_or_else(|| "text".to_owned());
+            if !templates::MESSAGE_TYPES.contains(&message_type.as_str()) {
+                v.add(
+                    "message_type",
+                    format!("must be one of {}", templates::MESSAGE_TYPES.join(", ")),
+                );
+            }
+            match input.content.as_deref() {
+                None | Some("") if message_type == "text" => {
+                    v.add("content", "is required without a template_id")
+                }
+                Some(c) if c.len() > 16_384 => v.add("content", "must be at most 16 KiB"),
+                Some(c) => {
+                    if let Err(e) = templates::render::variables_of(c) {
+                        v.add("content", format!("does not compile: {}", e.message));
+                    }
+                }
+                None => {}
+            }
+            message_type
+        }
+    };
+    if input.template_id.is_some() && (input.content.is_some() || input.message_type.is_some()) {
+        v.add("content", "give a template_id or inline content, not both");
+    }
+    match (&input.cron, &input.scheduled_time) {
+        (Some(cron), None) => {
+            if let Err((field, why)) =
+                CronSchedule::parse(cron, input.timezone.as_deref().unwrap_or("UTC"))
+            {
+                v.add(field, why);
+            }
+        }
+        (Some(_), Some(_)) => v.add(
+            "scheduled_time",
+            "a recurring task has no scheduled_time; its cron decides",
+        ),
+        (None, _) if input.timezone.is_some() => {
+            v.add("timezone", "only recurring tasks have a time zone")
+        }
+        _ => {}
+    }
+    if let Some(q) = &input.quiet_hours {
+        q.check(v);
+    }
+    if let Some(c) = &input.frequency_cap {
+        c.check(v);
+    }
+    if let Some(a) = &input.auto_pause {
+        a.check(v);
+    }
+    range(v, "priority", input.priority.map(i32::from), 1, 3);
+    range(v, "send_interval", input.send_interval, 0, 3600);
+    range(v, "rate_per_minute", input.rate_per_minute, 1, 6000);
+    range(v, "max_retry", input.max_retry, 0, 10);
+    if let Some(account) = input.account_id {
+        match crate::instances::accounts::find(&ctx.db, account).await {
+            Err(_) => v.add("account_id", "no such account"),
+            Ok(a) => {
+                let instance = crate::instances::find_live(&ctx.db, a.instance_id).await?;
+                let agent = instance.kind == "agent";
+                if agent != (input.channel == "direct") {
+                    v.add(
+                        "channel",
+                        if agent {
+                            "agent instances send through `direct`"
+                        } else {
+                            "WeCom apps send through app_message, app_chat, customer_mass or robot"
+                        },
+                    );
+                }
+            }
+        }
+    }
+    Ok(message_type)
+}
+
+pub async fn create(ctx: &Context, actor: &Actor, input: TaskInput) -> ServiceResult<TaskView> {
+    let entry = AuditEntry::new("task.create", OperationType::Create, "task");
+    audit::guard(ctx, actor, entry.clone(), async {
+        actor.require("tasks:create")?;
+        let mut v = Violations::new();
+        let message_type = check_input(ctx, &input, &mut v).await?;
+        v.finish()?;
+        let now = ctx.clock.now();
+        let next_fire_at = match &input.cron {
+            Some(cron) => CronSchedule::parse(cron, input.timezone.as_deref().unwrap_or("UTC"))
+                .ok()
+                .and_then(|c| c.next_after(now))
+                .map(|t| t.naive_utc()),
+            None => None,
+        };
+        let row = message_tasks::ActiveModel {
+            task_uuid: Set(uuid::Uuid::new_v4()),
+            task_name: Set(Some(input.name.trim().to_owned())),
+            task_type: Set(input.task_type.clone()),
+            channel: Set(input.channel.clone()),
+            account_id: Set(input.account_id),
+            message_type: Set(message_type),
+            message_content: Set(input.content.clone()),
+            message_payload: Set(input.payload.clone()),
+            template_id: Set(input.template_id),
+            template_variables: Set(Some(Value::Object(input.variables.clone()))),
+            audience: Set(serde_json::to_value(&input.audience).unwrap_or(Value::Null)),
+            cron_expression: Set(input.cron.clone()),
+            timezone: Set(input
+                .cron
+                .as_ref()
+                .map(|_| input.timezone.clone().unwrap_or_else(|| "UTC".into()))),
+            next_fire_at: Set(next_fire_at),
+            target_count: Set(0),
+            success_count: Set(0),
+            fail_count: Set(0),
+            skipped_count: Set(0),
+            progress: Set(0.0),
+            status: Set("scheduled".to_owned()),
+            priority: Set(input.priority.unwrap_or(2)),
+            send_interval: Set(input.send_interval.unwrap_or(0)),
+            rate_per_minute: Set(input.rate_per_minute),
+            max_retry: Set(input.max_retry.unwrap_or(3)),
+            scheduled_time: Set(input.scheduled_time.map(|t| t.naive_utc())),
+            quiet_hours: Set(input
+                .quiet_hours
+                .as_ref()
+                .and_then(|q| serde_json::to_value(q).ok())),
+            frequency_cap: Set(input
+                .frequency_cap
+                .as_ref()
+                .and_then(|q| serde_json::to_value(q).ok())),
+            auto_pause: Set(input
+                .auto_pause
+                .as_ref()
+                .and_then(|q| serde_json::to_value(q).ok())),
+            created_by: Set(actor.user_id()?),
+            created_at: Set(now.naive_utc()),
+            updated_at: Set(now.naive_utc()),
+            ..Default::default()
+        };
+        let txn = ctx.db.begin().await?;
+        let id = message_tasks::Entity::insert(row)
+            .exec(&txn)
+            .await?
+            .last_insert_id;
+        let created = view(ctx, &txn, find(&txn, id).await?).await?;
+        audit::commit_created(
+            txn,
+            actor,
+            &entry,
+            id,
+            input.name.clone(),
+            created,
+            ctx.clock.now_db(),
+        )
+        .await
+    })
+    .await
+}
+
+pub async fn find<C: ConnectionTrait>(conn: &C, id: i64) -> ServiceResult<message_tasks::Model> {
+    message_tasks::Entity::find_by_id(id)
+        .filter(message_tasks::Column::DeletedAt.is_null())
+        .one(conn)
+        .await?
+        .ok_or(ServiceError::NotFound("task"))
+}
+
+#[derive(Debug, Clone, Default)]
+pub struct TaskFilter {
+    pub status: Option<String>,
+    pub task_type: Option<String>,
+    pub q: Option<String>,
+}
+
+pub async fn list(
+    ctx: &Context,
+    actor: &Actor,
+    filter: TaskFilter,
+    page: PageRequest,
+) -> ServiceResult<Page<TaskView>> {
+    actor.require("tasks:read")?;
+    let mut v = Violations::new();
+    if let Some(s) = filter.status.as_deref().filter(|s| !STATUSES.contains(s)) {
+        v.add(
+            "status",
+            format!("`{s}` is not one of {}", STATUSES.join(", ")),
+        );
+    }
+    v.finish()?;
+    let mut query =
+        message_tasks::Entity::find().filter(message_tasks::Column::DeletedAt.is_null());
+    if let Some(s) = filter.status {
+        query = query.filter(message_tasks::Column::Status.eq(s));
+    }
+    if let Some(t) = filter.task_type {
+        query = query.filter(message_tasks::Column::TaskType.eq(t));
+    }
+    if let Some(m) =
+        crate::search::contains_any(&[message_tasks::Column::TaskName], filter.q.as_deref())
+    {
+        query = query.filter(m);
+    }
+    if let Some(before) = page.before {
+        query = query.filter(message_tasks::Column::Id.lt(before));
+    }
+    let rows = query
+        .order_by_desc(message_tasks::Column::Id)
+        .limit(page.fetch())
+        .all(&ctx.db)
+        .await?;
+    let models = Page::from_rows(page, rows, |r| r.id, |r| r);
+    let mut items = Vec::with_capacity(models.items.len());
+    for m in models.items {
+        items.push(view(ctx, &ctx.db, m).await?);
+    }
+    Ok(Page {
+        items,
+        next_cursor: models.next_cursor,
+    })
+}
+
+pub async fn get(ctx: &Context, actor: &Actor, id: i64) -> ServiceResult<TaskView> {
+    actor.require("tasks:read")?;
+    view(ctx, &ctx.db, find(&ctx.db, id).await?).await
+}

@@ -1,0 +1,610 @@
+//! Message templates: text (Jinja syntax) plus an optional payload for non-text types, declared
+//! variables with types and defaults, previews, use counts.
+
+pub mod render;
+
+use std::collections::BTreeSet;
+
+use chrono::{DateTime, Utc};
+use entity::message_templates;
+use sea_orm::{
+    ActiveValue::Set,
+    ColumnTrait, ConnectionTrait, EntityTrait, QueryFilter, QueryOrder, QuerySelect,
+    TransactionTrait,
+    sea_query::{Expr, ExprTrait},
+};
+use serde::{Deserialize, Serialize};
+use serde_json::{Map, Value};
+
+use crate::{
+    Context, FieldError, ServiceError, ServiceResult,
+    audit::{self, AuditEntry, OperationType},
+    auth::actor::Actor,
+    clock::to_utc,
+    pagination::{Page, PageRequest},
+    validate::{self, Violations},
+};
+
+pub const MESSAGE_TYPES: &[&str] = &["text", "image", "link", "file", "miniprogram"];
+const VARIABLE_TYPES: &[&str] = &["string", "number", "boolean", "date"];
+
+/// A variable the template expects, with its type and optional default.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq, utoipa::ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct VariableSpec {
+    pub name: String,
+    /// `string`, `number`, `boolean` or `date` (YYYY-MM-DD).
+    #[serde(rename = "type", default = "string_type")]
+    pub var_type: String,
+    pub default: Option<Value>,
+    #[serde(default)]
+    pub required: bool,
+    pub description: Option<String>,
+}
+
+fn string_type() -> String {
+    "string".to_owned()
+}
+
+#[derive(Debug, Clone, Serialize, utoipa::ToSchema)]
+pub struct TemplateView {
+    pub id: i64,
+    pub uuid: uuid::Uuid,
+    pub name: String,
+    pub category: Option<String>,
+    /// text, image, link, file or miniprogram.
+    pub message_type: String,
+    /// Jinja text, e.g. `{{ nickname }}您好`. Contact fields available: nickname, remark, name,
+    /// wxid, phone, region, corp_name, tags, custom, account.
+    pub content: String,
+    /// Type-specific payload (link: title, description, url, picurl; image/file: media_id …);
+    /// its strings may use template syntax too.
+    #[schema(value_type = Option<Object>)]
+    pub payload: Option<Value>,
+    pub variables: Vec<VariableSpec>,
+    pub preview_content: Option<String>,
+    pub use_count: i32,
+    pub last_used_at: Option<DateTime<Utc>>,
+    pub is_public: bool,
+    /// `active` or `disabled`.
+    pub status: String,
+    #[schema(value_type = Option<Vec<String>>)]
+    pub tags: Option<Value>,
+    pub created_by: i64,
+    pub created_at: DateTime<Utc>,
+    pub updated_at: DateTime<Utc>,
+}
+
+impl From<message_templates::Model> for TemplateView {
+    fn from(m: message_templates::Model) -> Self {
+        Self {
+            id: m.id,
+            uuid: m.template_uuid,
+            name: m.name,
+            category: m.category,
+            message_type: m.message_type,
+            content: m.content,
+            payload: m.payload,
+            variables: m
+                .variables
+                .and_then(|v| serde_json::from_value(v).ok())
+                .unwrap_or_default(),
+            preview_content: m.preview_content,
+            use_count: m.use_count,
+            last_used_at: m.last_used_at.map(to_utc),
+            is_public: m.is_public,
+            status: m.status,
+            tags: m.tags,
+            created_by: m.created_by,
+            created_at: to_utc(m.created_at),
+            updated_at: to_utc(m.updated_at),
+        }
+    }
+}
+
+#[derive(Debug, Clone, Deserialize, utoipa::ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct TemplateInput {
+    pub name: String,
+    pub category: Option<String>,
+    pub message_type: String,
+    pub content: String,
+    #[schema(value_type = Option<Object>)]
+    pub payload: Option<Value>,
+    #[serde(default)]
+    pub variables: Vec<VariableSpec>,
+    #[serde(default)]
+    pub is_public: bool,
+    #[serde(default)]
+    pub tags: Vec<String>,
+}
+
+#[derive(Debug, Clone, Default, Deserialize, utoipa::ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct TemplatePatch {
+    pub name: Option<String>,
+    #[serde(default, deserialize_with = "crate::serde_util::double_option")]
+    #[schema(value_type = Option<String>)]
+    pub category: Option<Option<String>>,
+    pub content: Option<String>,
+    #[serde(default, deserialize_with = "crate::serde_util::double_option")]
+    #[schema(value_type = Option<Object>)]
+    pub payload: Option<Option<Value>>,
+    pub variables: Option<Vec<VariableSpec>>,
+    pub is_public: Option<bool>,
+    /// `active` or `disabled`.
+    pub status: Option<String>,
+    pub tags: Option<Vec<String>>,
+}
+
+/// Checks a variable value against its declared type.
+pub fn check_value(spec: &VariableSpec, value: &Value) -> Result<(), String> {
+    let ok = match spec.var_type.as_str() {
+        "number" => value.is_number(),
+        "boolean" => value.is_boolean(),
+        "date" => value
+            .as_str()
+            .is_some_and(|s| chrono::NaiveDate::parse_from_str(s, "%Y-%m-%d").is_ok()),
+        _ => value.is_string(),
+    };
+    if ok {
+        Ok(())
+    } else {
+        Err(format!("must be a {}", spec.var_type))
+    }
+}
+
+fn check_variables(v: &mut Violations, variables: &[VariableSpec]) {
+    let mut seen = BTreeSet::new();
+    for (i, spec) in variables.iter().enumerate() {
+        let valid_name = !spec.name.is_empty()
+            && spec.name.len() <= 50
+            && spec
+                .name
+                .chars()
+                .all(|c| c.is_ascii_alphanumeric() || c == '_')
+            && !spec.name.starts_with(|c: char| c.is_ascii_digit());
+        if !valid_name {
+            v.add(
+                format!("variables[{i}].name"),
+                "must be 1 to 50 of letters, digits and '_', not starting with a digit",
+            );
+        } else if render::CONTACT_FIELDS.contains(&spec.name.as_str()) {
+            v.add(
+                format!("variables[{i}].name"),
+                "is a contact field every receiver provides",
+            );
+        } else if !seen.insert(spec.name.clone()) {
+            v.add(format!("variables[{i}].name"), "is declared twice");
+        }
+        if !VARIABLE_TYPES.contains(&spec.var_type.as_str()) {
+            v.add(
+                format!("variables[{i}].type"),
+                format!("must be one of {}", VARIABLE_TYPES.join(", ")),
+            );
+        } else if let Some(default) = &spec.default
+            && let Err(why) = check_value(spec, default)
+        {
+            v.add(format!("variables[{i}].default"), why);
+        }
+    }
+}
+
+/// The template's text and payload compile and read only declared variables or contact fields.
+fn check_source(
+    v: &mut Violations,
+    content: &str,
+    payload: Option<&Value>,
+    variables: &[VariableSpec],
+) {
+    let declared: BTreeSet<&str> = variables
+        .iter()
+        .map(|s| s.name.as_str())
+        .chain(render::CONTACT_FIELDS.iter().copied())
+        .collect();
+    let mut check = |field: &str, source: &str| match render::variables_of(source) {
+        Err(e) => v.add(
+            field,
+            format!(
+                "does not compile{}: {}",
+                e.line.map(|l| format!(" (line {l})")).unwrap_or_default(),
+                e.message
+            ),
+        ),
+        Ok(used) => {
+            for name in used.iter().filter(|n| !declared.contains(n.as_str())) {
+                v.add(field, format!("uses `{name}`, which is neither declared in `variables` nor a contact field"));
+            }
+        }
+    };
+    check("content", content);
+    if let Some(payload) = payload {
+        let mut strings = Vec::new();
+        collect_strings(payload, &mut strings);
+        for s in strings {
+            check("payload", &s);
+        }
+    }
+}
+
+fn collect_strings(value: &Value, out: &mut Vec<String>) {
+    match value {
+        Value::String(s) => out.push(s.clone()),
+        Value::Array(items) => items.iter().for_each(|i| collect_strings(i, out)),
+        Value::Object(map) => map.values().for_each(|i| collect_strings(i, out)),
+        _ => {}
+    }
+}
+
+fn check_payload(v: &mut Violations, message_type: &str, payload: Option<&Value>) {
+    let required: &[&str] = match message_type {
+        "image" | "file" => &["media_id"],
+        "link" => &["title", "url"],
+        "miniprogram" => &["appid", "page", "title"],
+        _ => &[],
+    };
+    match payload {
+        Some(Value::Object(map)) => {
+            for key in required.iter().filter(|k| !map.contains_key(**k)) {
+                v.add(
+                    format!("payload.{key}"),
+                    format!("is required for {message_type} messages"),
+                );
+            }
+            if Value::Object(map.clone()).to_string().len() > 16_384 {
+                v.add("payload", "must be at most 16 KiB");
+            }
+        }
+        Some(_) => v.add("payload", "must be a JSON object"),
+        None if !required.is_empty() => v.add(
+            "payload",
+            format!("is required for {message_type} messages"),
+        ),
+        None => {}
+    }
+}
+
+pub async fn find<C: ConnectionTrait>(
+    conn: &C,
+    id: i64,
+) -> ServiceResult<message_templates::Model> {
+    message_templates::Entity::find_by_id(id)
+        .filter(message_templates::Column::DeletedAt.is_null())
+        .one(conn)
+        .await?
+        .ok_or(ServiceError::NotFound("template"))
+}
+
+#[derive(Debug, Clone, Default)]
+pub struct TemplateFilter {
+    pub q: Option<String>,
+    pub category: Option<String>,
+    pub message_type: Option<String>,
+    pub status: Option<String>,
+}
+
+pub async fn list(
+    ctx: &Context,
+    actor: &Actor,
+    filter: TemplateFilter,
+    page: PageRequest,
+) -> ServiceResult<Page<TemplateView>> {
+    actor.require("templates:read")?;
+    let mut query =
+        message_templates::Entity::find().filter(message_templates::Column::DeletedAt.is_null());
+    if let Some(m) = crate::search::contains_any(
+        &[
+            message_templates::Column::Name,
+            message_templates::Column::Content,
+        ],
+        filter.q.as_deref(),
+    ) {
+        query = query.filter(m);
+    }
+    if let Some(c) = filter.category {
+        query = query.filter(message_templates::Column::Category.eq(c));
+    }
+    if let Some(t) = filter.message_type {
+        query = query.filter(message_templates::Column::MessageType.eq(t));
+    }
+    if let Some(s) = filter.status {
+        query = query.filter(message_templates::Column::Status.eq(s));
+    }
+    if let Some(before) = page.before {
+        query = query.filter(message_templates::Column::Id.lt(before));
+    }
+    let rows = query
+        .order_by_desc(message_templates::Column::Id)
+        .limit(page.fetch())
+        .all(&ctx.db)
+        .await?;
+    Ok(Page::from_rows(page, rows, |r| r.id, TemplateView::from))
+}
+
+pub async fn get(ctx: &Context, actor: &Actor, id: i64) -> ServiceResult<TemplateView> {
+    actor.require("templates:read")?;
+    Ok(find(&ctx.db, id).await?.into())
+}
+
+fn check_tags(v: &mut Violations, tags: &[String]) {
+    for (i, tag) in tags.iter().enumerate() {
+        v.take(validate::text(&format!("tags[{i}]"), tag, 1, 50));
+    }
+}
+
+pub async fn create(
+    ctx: &Context,
+    actor: &Actor,
+    input: TemplateInput,
+) -> ServiceResult<TemplateView> {
+    let entry = AuditEntry::new("template.create", OperationType::Create, "template");
+    audit::guard(ctx, actor, entry.clone(), async {
+        actor.require("templates:create")?;
+        let mut v = Violations::new();
+        let name = v.take(validate::text("name", &input.name, 1, 200));
+        let category = v
+            .take(validate::optional_text(
+                "category",
+                input.category.as_deref(),
+                50,
+            ))
+            .flatten();
+        if !MESSAGE_TYPES.contains(&input.message_type.as_str()) {
+            v.add(
+                "message_type",
+                format!("must be one of {}", MESSAGE_TYPES.join(", ")),
+            );
+        }
+        if input.content.len() > 16_384 {
+            v.add("content", "must be at most 16 KiB");
+        }
+        if input.message_type == "text" && input.content.trim().is_empty() {
+            v.add("content", "must not be empty for text messages");
+        }
+        check_variables(&mut v, &input.variables);
+        check_payload(&mut v, &input.message_type, input.payload.as_ref());
+        check_source(
+            &mut v,
+            &input.content,
+            input.payload.as_ref(),
+            &input.variables,
+        );
+        check_tags(&mut v, &input.tags);
+        v.finish()?;
+        let Some(name) = name else {
+            return Err(ServiceError::invalid("name", "is invalid"));
+        };
+        let preview = preview_text(&input.content, &input.variables).ok();
+        let now = ctx.clock.now_db();
+        let txn = ctx.db.begin().await?;
+        let row = message_templates::ActiveModel {
+            template_uuid: Set(uuid::Uuid::new_v4()),
+            name: Set(name),
+            category: Set(category),
+            message_type: Set(input.message_type),
+            content: Set(input.content),
+            payload: Set(input.payload),
+            variables: Set(Some(
+                serde_json::to_value(&input.variables).unwrap_or(Value::Null),
+            )),
+            preview_content: Set(preview),
+            use_count: Set(0),
+            is_system: Set(false),
+            is_public: Set(input.is_public),
+            status: Set("active".to_owned()),
+            sort_order: Set(0),
+            tags: Set(Some(serde_json::json!(input.tags))),
+            created_by: Set(actor.user_id()?),
+            created_at: Set(now),
+            updated_at: Set(now),
+            ..Default::default()
+        };
+        let id = message_templates::Entity::insert(row)
+            .exec(&txn)
+            .await?
+            .last_insert_id;
+        let created: TemplateView = find(&txn, id).await?.into();
+        audit::commit_created(txn, actor, &entry, id, created.name.clone(), created, now).await
+    })
+    .await
+}
+
+pub async fn update(
+    ctx: &Context,
+    actor: &Actor,
+    id: i64,
+    patch: TemplatePatch,
+) -> ServiceResult<TemplateView> {
+    let entry = AuditEntry::new("template.update", OperationType::Update, "template").target(id);
+    audit::guard(ctx, actor, entry.clone(), async {
+        actor.require("templates:update")?;
+        let current = find(&ctx.db, id).await?;
+        let before: TemplateView = current.clone().into();
+        let content = patch.content.clone().unwrap_or(current.content.clone());
+        let payload = patch.payload.clone().unwrap_or(current.payload.clone());
+        let variables = patch.variables.clone().unwrap_or(before.variables.clone());
+        let mut v = Violations::new();
+        let name = patch
+            .name
+            .as_deref()
+            .and_then(|n| v.take(validate::text("name", n, 1, 200)));
+        let category = patch.category.as_ref().map(|c| {
+            v.take(validate::optional_text("category", c.as_deref(), 50))
+                .flatten()
+        });
+        if content.len() > 16_384 {
+            v.add("content", "must be at most 16 KiB");
+        }
+        if let Some(status) = patch
+            .status
+            .as_deref()
+            .filter(|s| !["active", "disabled"].contains(s))
+        {
+            v.add("status", format!("`{status}` is not active or disabled"));
+        }
+        check_variables(&mut v, &variables);
+        check_payload(&mut v, &current.message_type, payload.as_ref());
+        check_source(&mut v, &content, payload.as_ref(), &variables);
+        if let Some(tags) = &patch.tags {
+            check_tags(&mut v, tags);
+        }
+        v.finish()?;
+        let now = ctx.clock.now_db();
+        let txn = ctx.db.begin().await?;
+        let mut changes = message_templates::ActiveModel {
+            id: Set(id),
+            content: Set(content.clone()),
+            payload: Set(payload),
+            variables: Set(Some(
+                serde_json::to_value(&variables).unwrap_or(Value::Null),
+            )),
+            preview_content: Set(preview_text(&content, &variables).ok()),
+            updated_at: Set(now),
+            ..Default::default()
+        };
+        if let Some(name) = name {
+            changes.name = Set(name);
+        }
+        if let Some(category) = category {
+            changes.category = Set(category);
+        }
+        if let Some(is_public) = patch.is_public {
+            changes.is_public = Set(is_public);
+        }
+        if let Some(status) = patch.status {
+            changes.status = Set(status);
+        }
+        if let Some(tags) = patch.tags {
+            changes.tags = Set(Some(serde_json::json!(tags)));
+        }
+        message_templates::Entity::update(changes)
+            .exec(&txn)
+            .await?;
+        let after: TemplateView = find(&txn, id).await?.into();
+        audit::commit_updated(
+            txn,
+            actor,
+            &entry,
+            id,
+            after.name.clone(),
+            &before,
+            after,
+            now,
+        )
+        .await
+    })
+    .await
+}
+
+pub async fn delete(ctx: &Context, actor: &Actor, id: i64) -> ServiceResult<()> {
+    let entry = AuditEntry::new("template.delete", OperationType::Delete, "template").target(id);
+    audit::guard(ctx, actor, entry.clone(), async {
+        actor.require("templates:delete")?;
+        let now = ctx.clock.now_db();
+        let txn = ctx.db.begin().await?;
+        let before: TemplateView = find(&txn, id).await?.into();
+        message_templates::Entity::update(message_templates::ActiveModel {
+            id: Set(id),
+            deleted_at: Set(Some(now)),
+            updated_at: Set(now),
+            ..Default::default()
+        })
+        .exec(&txn)
+        .await?;
+        audit::record(
+            &txn,
+            actor,
+            entry.clone().resource(id, before.name.clone()).old(&before),
+            now,
+        )
+        .await?;
+        txn.commit().await?;
+        Ok(())
+    })
+    .await
+}
+
+/// Sample values for a preview: declared defaults, else a placeholder of the right type.
+fn sample_context(variables: &[VariableSpec], overrides: &Map<String, Value>) -> Value {
+    let mut context = Map::new();
+    context.insert("nickname".into(), Value::String("王伟".into()));
+    context.insert("name".into(), Value::String("王伟".into()));
+    context.insert("remark".into(), Value::String("王总".into()));
+    context.insert("wxid".into(), Value::String("wm_sample".into()));
+    context.insert("phone".into(), Value::String("13800000000".into()));
+    context.insert("region".into(), Value::String("上海".into()));
+    context.insert("corp_name".into(), Value::String("示例公司".into()));
+    context.insert("tags".into(), serde_json::json!(["VIP"]));
+    context.insert("custom".into(), serde_json::json!({}));
+    context.insert(
+        "account".into(),
+        serde_json::json!({ "wxid": "sim_user_0", "nickname": "客服1号" }),
+    );
+    for spec in variables {
+        let value = spec
+            .default
+            .clone()
+            .unwrap_or_else(|| match spec.var_type.as_str() {
+                "number" => serde_json::json!(100),
+                "boolean" => Value::Bool(true),
+                "date" => Value::String("2026-12-12".into()),
+                _ => Value::String(format!("<{}>", spec.name)),
+            });
+        context.insert(spec.name.clone(), value);
+    }
+    for (k, v) in overrides {
+        context.insert(k.clone(), v.clone());
+    }
+    Value::Object(context)
+}
+
+fn preview_text(content: &str, variables: &[VariableSpec]) -> Result<String, render::RenderError> {
+    render::render(content, &sample_context(variables, &Map::new()))
+}
+
+#[derive(Debug, Clone, Serialize, utoipa::ToSchema)]
+pub struct Preview {
+    pub content: String,
+    #[schema(value_type = Option<Object>)]
+    pub payload: Option<Value>,
+}
+
+/// Renders with sample data, overridden by `sample`; rendering errors name the field.
+pub async fn preview(
+    ctx: &Context,
+    actor: &Actor,
+    id: i64,
+    sample: Map<String, Value>,
+) -> ServiceResult<Preview> {
+    actor.require("templates:read")?;
+    let template: TemplateView = find(&ctx.db, id).await?.into();
+    let context = sample_context(&template.variables, &sample);
+    let content = render::render(&template.content, &context)
+        .map_err(|e| ServiceError::Validation(vec![FieldError::new("content", e.message)]))?;
+    let payload =
+        match &template.payload {
+            Some(p) => Some(render::render_payload(p, &context).map_err(|e| {
+                ServiceError::Validation(vec![FieldError::new("payload", e.message)])
+            })?),
+            None => None,
+        };
+    Ok(Preview { content, payload })
+}
+
+/// Counts a use when a task run starts.
+pub async fn record_use<C: ConnectionTrait>(
+    conn: &C,
+    id: i64,
+    now: chrono::NaiveDateTime,
+) -> ServiceResult<()> {
+    message_templates::Entity::update_many()
+        .col_expr(
+            message_templates::Column::UseCount,
+            Expr::col(message_templates::Column::UseCount).add(1),
+        )
+        .col_expr(message_templates::Column::LastUsedAt, Expr::value(now))
+        .filter(message_templates::Column::Id.eq(id))
+        .exec(conn)
+        .await?;
+    Ok(())
+}
