@@ -16,6 +16,7 @@ mod m20261126_000005_observability;
 mod m20261126_000006_rbac_seed;
 mod m20261126_000007_sync_runs;
 mod m20261126_000008_dispatch;
+mod m20261126_000009_status_width;
 
 pub struct Migrator;
 
@@ -31,6 +32,7 @@ impl MigratorTrait for Migrator {
             Box::new(m20261126_000006_rbac_seed::Migration),
             Box::new(m20261126_000007_sync_runs::Migration),
             Box::new(m20261126_000008_dispatch::Migration),
+            Box::new(m20261126_000009_status_width::Migration),
         ]
     }
 }

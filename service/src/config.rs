@@ -40,6 +40,9 @@ pub struct DispatchSettings {
     pub lease_secs: i64,
     pub contact_daily_cap: u32,
     pub customer_monthly_quota: u32,
+    pub mass_chunk_size: u64,
+    pub confirm_poll_secs: u64,
+    pub confirm_timeout_hours: i64,
 }
 
 #[derive(Debug, Clone, Deserialize)]
@@ -260,6 +263,16 @@ impl Settings {
         }
         if d.lease_secs < 10 {
             return fail("dispatch.lease_secs", "must be at least 10");
+        }
+        // One chunk becomes one WeCom mass message, which takes at most 2000 group chats.
+        if !(1..=2000).contains(&d.mass_chunk_size) {
+            return fail("dispatch.mass_chunk_size", "must be between 1 and 2000");
+        }
+        if d.confirm_poll_secs == 0 {
+            return fail("dispatch.confirm_poll_secs", "must be at least 1");
+        }
+        if d.confirm_timeout_hours < 1 {
+            return fail("dispatch.confirm_timeout_hours", "must be at least 1");
         }
         if self.worker.housekeeping_interval_secs == 0 {
             return fail("worker.housekeeping_interval_secs", "must be at least 1");

@@ -68,6 +68,17 @@ async fn restore_contacts(state: State, body: web::Json<Wxids>) -> HttpResponse 
     HttpResponse::NoContent().finish()
 }
 
+/// Every customer mass message received, oldest first.
+async fn list_mass(state: State) -> HttpResponse {
+    let mut tasks: Vec<_> = state
+        .mass_tasks
+        .lock()
+        .map(|m| m.values().cloned().collect())
+        .unwrap_or_default();
+    tasks.sort_by_key(|t: &crate::state::MassTask| (t.msgid.len(), t.msgid.clone()));
+    HttpResponse::Ok().json(tasks)
+}
+
 /// The member confirms a customer mass message in the WeCom client: it is delivered.
 async fn confirm_mass(state: State, path: web::Path<String>) -> HttpResponse {
     let task = state.mass_tasks.lock().ok().and_then(|mut tasks| {
@@ -153,6 +164,7 @@ pub fn configure(cfg: &mut web::ServiceConfig) {
         .route("/faults", web::put().to(put_faults))
         .route("/contacts/remove", web::post().to(remove_contacts))
         .route("/contacts/restore", web::post().to(restore_contacts))
+        .route("/mass", web::get().to(list_mass))
         .route("/mass/{msgid}/confirm", web::post().to(confirm_mass))
         .route("/tokens/expire", web::post().to(expire_tokens))
         .route("/events", web::post().to(push_event));

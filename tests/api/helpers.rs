@@ -75,7 +75,7 @@ async fn create_database(admin_url: &str, sql: &str) {
 }
 
 /// Settings for a test: port 0, its own database and Redis key prefix, a fresh master key.
-pub async fn test_settings(extra_toml: &str) -> Settings {
+pub async fn test_config(extra_toml: &str) -> String {
     let url = fresh_database(Backend::from_env()).await;
     let redis = std::env::var("WEWORK_TEST_REDIS_URL").unwrap_or_default();
     let prefix = format!("wework-test:{}:", uuid::Uuid::new_v4().simple());
@@ -106,8 +106,7 @@ heartbeat_timeout_secs = 2
 offline_after_missed = 2
 "#
     );
-    let merged = merge_toml(&base, extra_toml);
-    Settings::from_toml(&merged).unwrap()
+    merge_toml(&base, extra_toml)
 }
 
 /// Overlays `extra` on `base` table by table (tests override a few keys).
@@ -129,6 +128,8 @@ pub struct TestApp {
     pub address: String,
     pub client: reqwest::Client,
     pub ctx: Context,
+    /// The configuration the app runs with, for `wework` processes that share its database.
+    pub config: String,
     worker_stop: Option<tokio::sync::watch::Sender<bool>>,
 }
 
@@ -186,7 +187,15 @@ impl TestApp {
     }
 
     pub async fn spawn_with(extra_toml: &str) -> Self {
-        let settings = test_settings(extra_toml).await;
+        // `WEWORK_TEST_LOG=warn cargo test … -- --nocapture` shows the app's and worker's logs.
+        if let Ok(filter) = std::env::var("WEWORK_TEST_LOG") {
+            let _ = tracing_subscriber::fmt()
+                .with_env_filter(filter)
+                .with_test_writer()
+                .try_init();
+        }
+        let config = test_config(extra_toml).await;
+        let settings = Settings::from_toml(&config).unwrap();
         let (ctx, _) = wework::prepare(settings, Some(ADMIN_PASSWORD.to_owned()))
             .await
             .unwrap();
@@ -201,6 +210,7 @@ impl TestApp {
             address,
             client,
             ctx,
+            config,
             worker_stop: None,
         }
     }
@@ -210,6 +220,14 @@ impl TestApp {
         let (stop, stopped) = tokio::sync::watch::channel(false);
         tokio::spawn(worker::run(self.ctx.clone(), stopped));
         self.worker_stop = Some(stop);
+    }
+
+    /// Stops the in-process worker (its current passes finish first).
+    pub async fn stop_worker(&mut self) {
+        if let Some(stop) = self.worker_stop.take() {
+            let _ = stop.send(true);
+            tokio::time::sleep(Duration::from_secs(1)).await;
+        }
     }
 
     /// Registers the simulator as an agent instance and a WeCom instance; returns their ids.

@@ -9,6 +9,7 @@ mod auth;
 mod callbacks;
 mod cli;
 mod contacts;
+mod crash;
 mod drivers;
 mod errors;
 mod health;

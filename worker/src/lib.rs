@@ -25,6 +25,7 @@ pub async fn run(ctx: Context, shutdown: watch::Receiver<bool>) {
     let name = worker_name();
     tracing::info!(worker = %name, "worker started");
     let housekeeping = Duration::from_secs(ctx.settings.worker.housekeeping_interval_secs);
+    let confirm_every = Duration::from_secs(ctx.settings.dispatch.confirm_poll_secs);
     let tasks = vec![
         supervise("housekeeping", housekeeping, shutdown.clone(), {
             let ctx = ctx.clone();
@@ -67,6 +68,13 @@ pub async fn run(ctx: Context, shutdown: watch::Receiver<bool>) {
                 let name = name.clone();
                 let dispatcher = dispatcher.clone();
                 async move { dispatcher.run(&ctx, &name).await }
+            }
+        }),
+        supervise("confirm", confirm_every, shutdown.clone(), {
+            let ctx = ctx.clone();
+            move || {
+                let ctx = ctx.clone();
+                async move { jobs::confirm::run(&ctx).await }
             }
         }),
         supervise("sweep", Duration::from_secs(5), shutdown.clone(), {

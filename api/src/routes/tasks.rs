@@ -10,7 +10,8 @@ use service::{
     pagination::{Page, PageRequest},
     rbac::perm,
     tasks::{
-        self as task_service, TaskFilter, TaskInput, TaskView, control,
+        self as task_service, TaskFilter, TaskInput, TaskView,
+        control::{self, RemindReport},
         report::{self, ReceiverFilter, ReceiverView, RunView},
     },
 };
@@ -188,6 +189,19 @@ pub async fn retry_failed(
     ))
 }
 
+#[utoipa::path(post, path = "/api/v1/tasks/{id}/remind", tag = "messaging", params(("id" = i64, Path)),
+    responses((status = 200, description = "Members reminded to confirm the task's customer mass messages (at most 3 times per message per 24 hours)", body = RemindReport), (status = 400, body = Problem), (status = 401, body = Problem), (status = 403, body = Problem), (status = 404, body = Problem), (status = 409, body = Problem)),
+    security(("bearer" = ["tasks:control"])))]
+pub async fn remind_task(
+    auth: Authorized<perm::TasksControl>,
+    state: web::Data<AppState>,
+    Id(id): Id,
+) -> Result<web::Json<RemindReport>, ApiError> {
+    Ok(web::Json(
+        control::remind(&state.ctx, &auth.actor, id).await?,
+    ))
+}
+
 #[utoipa::path(get, path = "/api/v1/tasks/{id}/runs", tag = "messaging", params(("id" = i64, Path), PageQuery),
     responses((status = 200, body = Page<RunView>), (status = 400, body = Problem), (status = 401, body = Problem), (status = 403, body = Problem), (status = 404, body = Problem), (status = 422, body = Problem)),
     security(("bearer" = ["tasks:read"])))]
@@ -316,6 +330,7 @@ pub fn configure(cfg: &mut web::ServiceConfig) {
             .route("/{id}/resume", web::post().to(resume_task))
             .route("/{id}/cancel", web::post().to(cancel_task))
             .route("/{id}/retry-failed", web::post().to(retry_failed))
+            .route("/{id}/remind", web::post().to(remind_task))
             .route("/{id}/runs", web::get().to(list_runs))
             .route("/{id}/receivers", web::get().to(list_receivers))
             .route("/{id}/report.csv", web::get().to(report_csv))

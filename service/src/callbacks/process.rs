@@ -128,9 +128,21 @@ async fn apply_agent(
                 )
                 .col_expr(messages::Column::UpdatedAt, Expr::value(ctx.clock.now_db()))
                 .filter(messages::Column::InstanceId.eq(instance.id))
-                .filter(messages::Column::RemoteMsgId.eq(remote))
+                .filter(messages::Column::RemoteMsgId.eq(remote.as_str()))
                 .exec(&ctx.db)
                 .await?;
+            // A send the agent had answered `pending`: the report settles its receiver (and
+            // its message row) and moves the task's counters.
+            let resolution = if kind == "message.delivered" {
+                crate::dispatch::confirm::Resolution::Sent
+            } else {
+                crate::dispatch::confirm::Resolution::Failed {
+                    code: "agent_failed".into(),
+                    reason: text(data, "error")
+                        .unwrap_or_else(|| "the agent reported a failure".into()),
+                }
+            };
+            crate::dispatch::confirm::resolve_remote(ctx, instance.id, &remote, resolution).await?;
             Ok(())
         }
         "account.online" | "account.offline" => {

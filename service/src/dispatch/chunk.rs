@@ -1,6 +1,10 @@
 //! One chunk: claim, send, record.
 
-use std::{collections::HashMap, sync::Arc, time::Duration};
+use std::{
+    collections::{BTreeMap, HashMap, HashSet},
+    sync::Arc,
+    time::Duration,
+};
 
 use chrono::{NaiveDateTime, TimeDelta};
 use entity::{
@@ -18,7 +22,7 @@ use serde_json::{Map, Value};
 use super::{finish, limits};
 use crate::{
     Context, ServiceResult,
-    drivers::{Channel, DriverError, InstanceDriver, OutboundMessage},
+    drivers::{Channel, DriverError, InstanceDriver, MassMessage, OutboundMessage},
     tasks::{
         self,
         spec::{AutoPause, FrequencyCap, QuietHours},
@@ -38,7 +42,7 @@ pub struct ChunkReport {
     pub more: bool,
 }
 
-#[derive(Debug)]
+#[derive(Debug, Clone)]
 enum Outcome {
     Sent {
         remote: Option<String>,
@@ -123,7 +127,12 @@ pub async fn run_chunk(ctx: &Context, run_id: i64, worker: &str) -> ServiceResul
         return Ok(report);
     }
     let token = format!("{worker}:{}", uuid::Uuid::new_v4().simple());
-    let claimed = claim(ctx, run_id, &token, now).await?;
+    let limit = if task.channel == "customer_mass" {
+        ctx.settings.dispatch.mass_chunk_size
+    } else {
+        ctx.settings.dispatch.chunk_size
+    };
+    let claimed = claim(ctx, run_id, limit, &token, now).await?;
     report.claimed = claimed.len();
     if claimed.is_empty() {
         finish::finish_if_done(ctx, run_id).await?;
@@ -137,17 +146,22 @@ pub async fn run_chunk(ctx: &Context, run_id: i64, worker: &str) -> ServiceResul
         }
     };
     let concurrency = ctx.settings.dispatch.concurrency;
-    let outcomes: Vec<(message_receivers::Model, Outcome)> = futures_util::stream::iter(claimed)
-        .map(|r| {
-            let shared = shared.clone();
-            async move {
-                let outcome = send_one(ctx, &shared, &r).await;
-                (r, outcome)
-            }
-        })
-        .buffer_unordered(concurrency)
-        .collect()
-        .await;
+    let outcomes: Vec<(message_receivers::Model, Outcome)> =
+        if shared.task.channel == "customer_mass" {
+            send_mass_chunk(ctx, &shared, claimed).await
+        } else {
+            futures_util::stream::iter(claimed)
+                .map(|r| {
+                    let shared = shared.clone();
+                    async move {
+                        let outcome = send_one(ctx, &shared, &r).await;
+                        (r, outcome)
+                    }
+                })
+                .buffer_unordered(concurrency)
+                .collect()
+                .await
+        };
     record(ctx, &shared.task, run_id, &token, outcomes, &mut report).await?;
     if let Some(rule) = shared
         .task
@@ -185,10 +199,11 @@ async fn ready_ids(ctx: &Context, run_id: i64, limit: u64) -> ServiceResult<Vec<
 async fn claim(
     ctx: &Context,
     run_id: i64,
+    limit: u64,
     token: &str,
     now: NaiveDateTime,
 ) -> ServiceResult<Vec<message_receivers::Model>> {
-    let ids = ready_ids(ctx, run_id, ctx.settings.dispatch.chunk_size).await?;
+    let ids = ready_ids(ctx, run_id, limit).await?;
     if ids.is_empty() {
         return Ok(Vec::new());
     }
@@ -317,55 +332,156 @@ fn context_for(shared: &Shared, receiver: &message_receivers::Model) -> Value {
 }
 
 async fn send_one(ctx: &Context, shared: &Shared, r: &message_receivers::Model) -> Outcome {
-    match try_send(ctx, shared, r).await {
-        Ok(outcome) => outcome,
-        // A database hiccup while checking caps: try again shortly, without using a retry.
-        Err(e) => Outcome::Retry {
-            at: ctx.clock.now_db() + TimeDelta::seconds(10),
-            code: "internal".into(),
-            message: e.to_string(),
-            counts: false,
+    let prepared = match prepare_send(ctx, shared, r).await {
+        Ok(Ok(prepared)) => prepared,
+        Ok(Err(outcome)) => return outcome,
+        Err(e) => return internal_retry(ctx, &e),
+    };
+    let account = &shared.accounts[&prepared.account_id];
+    let rates = limits::send_rates(ctx, &shared.task, account, &r.receiver_wxid);
+    if let Some(later) = await_slot(ctx, &rates).await {
+        return later;
+    }
+    match prepared.driver.send(&prepared.message).await {
+        Ok(receipt) => Outcome::Sent {
+            remote: receipt.remote_msg_id,
+            awaiting: receipt.awaiting_confirmation,
+            content: prepared.content,
         },
+        Err(e) => {
+            penalize(ctx, prepared.account_id, &e).await;
+            failure_outcome(ctx, &shared.task, r.retry_count, e)
+        }
     }
 }
 
-async fn try_send(
+/// Customer mass messages: one `add_msg_template` per account and content for the whole chunk,
+/// so the member confirms once per chunk rather than once per customer.
+async fn send_mass_chunk(
+    ctx: &Context,
+    shared: &Shared,
+    claimed: Vec<message_receivers::Model>,
+) -> Vec<(message_receivers::Model, Outcome)> {
+    let mut outcomes = Vec::with_capacity(claimed.len());
+    let mut batches: BTreeMap<(i64, bool, String), Vec<(message_receivers::Model, Prepared)>> =
+        BTreeMap::new();
+    for r in claimed {
+        match prepare_send(ctx, shared, &r).await {
+            Ok(Ok(prepared)) => {
+                let key = (
+                    prepared.account_id,
+                    prepared.message.to_group,
+                    prepared.message.payload.to_string(),
+                );
+                batches.entry(key).or_default().push((r, prepared));
+            }
+            Ok(Err(outcome)) => outcomes.push((r, outcome)),
+            Err(e) => outcomes.push((r, internal_retry(ctx, &e))),
+        }
+    }
+    for ((account_id, to_group, _), batch) in batches {
+        let account = &shared.accounts[&account_id];
+        let rates = limits::send_rates(ctx, &shared.task, account, "");
+        if let Some(later) = await_slot(ctx, &rates).await {
+            outcomes.extend(batch.into_iter().map(|(r, _)| (r, later.clone())));
+            continue;
+        }
+        let first = &batch[0].1;
+        let message = MassMessage {
+            account_wxid: account.wxid.clone(),
+            targets: batch.iter().map(|(r, _)| r.receiver_wxid.clone()).collect(),
+            to_group,
+            msgtype: first.message.msgtype.clone(),
+            payload: first.message.payload.clone(),
+        };
+        match first.driver.send_mass(&message).await {
+            Ok(receipt) => {
+                let rejected: HashSet<&str> = receipt.rejected.iter().map(String::as_str).collect();
+                for (r, prepared) in batch {
+                    let outcome = if rejected.contains(r.receiver_wxid.as_str()) {
+                        Outcome::Failed {
+                            code: "40096".into(),
+                            message: "WeCom refused this receiver (not a customer of the member)"
+                                .into(),
+                        }
+                    } else {
+                        Outcome::Sent {
+                            remote: Some(receipt.msgid.clone()),
+                            awaiting: true,
+                            content: prepared.content,
+                        }
+                    };
+                    outcomes.push((r, outcome));
+                }
+            }
+            Err(e) => {
+                penalize(ctx, account_id, &e).await;
+                for (r, _) in batch {
+                    let outcome = failure_outcome(ctx, &shared.task, r.retry_count, e.clone());
+                    outcomes.push((r, outcome));
+                }
+            }
+        }
+    }
+    outcomes
+}
+
+/// A receiver that passed its checks, with its message rendered.
+struct Prepared {
+    account_id: i64,
+    driver: Arc<dyn InstanceDriver>,
+    message: OutboundMessage,
+    content: String,
+}
+
+/// A database hiccup while checking caps: try again shortly, without using a retry.
+fn internal_retry(ctx: &Context, e: &crate::ServiceError) -> Outcome {
+    Outcome::Retry {
+        at: ctx.clock.now_db() + TimeDelta::seconds(10),
+        code: "internal".into(),
+        message: e.to_string(),
+        counts: false,
+    }
+}
+
+/// Checks the receiver (account, caps, quota) and renders its message; `Err` is the final
+/// outcome when it must not be sent.
+async fn prepare_send(
     ctx: &Context,
     shared: &Shared,
     r: &message_receivers::Model,
-) -> ServiceResult<Outcome> {
+) -> ServiceResult<Result<Prepared, Outcome>> {
     let task = &shared.task;
     let Some(account) = r.account_id.and_then(|a| shared.accounts.get(&a)) else {
-        return Ok(Outcome::Failed {
+        return Ok(Err(Outcome::Failed {
             code: "no_account".into(),
             message: "the sending account no longer exists".into(),
-        });
+        }));
     };
     let Some(driver) = shared.drivers.get(&account.instance_id) else {
-        return Ok(Outcome::Failed {
+        return Ok(Err(Outcome::Failed {
             code: "no_instance".into(),
             message: "the account's instance is gone or misconfigured".into(),
-        });
+        }));
     };
     if let Some(contact) = r.contact_id {
         if let Some(reason) = limits::capped(ctx, shared.frequency_cap, contact).await? {
-            return Ok(Outcome::Skipped { reason });
+            return Ok(Err(Outcome::Skipped { reason }));
         }
         if task.channel == "customer_mass" && limits::over_monthly_quota(ctx, contact).await? {
-            return Ok(Outcome::Skipped {
+            return Ok(Err(Outcome::Skipped {
                 reason: "monthly_quota",
-            });
+            }));
         }
     }
     let context = context_for(shared, r);
+    let render_failed = |e: render::RenderError| Outcome::Failed {
+        code: "render_error".into(),
+        message: e.message,
+    };
     let content = match render::render(&shared.content, &context) {
         Ok(text) => text,
-        Err(e) => {
-            return Ok(Outcome::Failed {
-                code: "render_error".into(),
-                message: e.message,
-            });
-        }
+        Err(e) => return Ok(Err(render_failed(e))),
     };
     let payload = match &shared.payload {
         Some(p) => match render::render_payload(p, &context) {
@@ -377,26 +493,41 @@ async fn try_send(
                 }
                 rendered
             }
-            Err(e) => {
-                return Ok(Outcome::Failed {
-                    code: "render_error".into(),
-                    message: e.message,
-                });
-            }
+            Err(e) => return Ok(Err(render_failed(e))),
         },
         None => serde_json::json!({ "content": content }),
     };
-    let wait = limits::reserve(
-        ctx,
-        &limits::send_rates(ctx, task, account, &r.receiver_wxid),
-    )
-    .await;
+    let key = r
+        .variables
+        .as_ref()
+        .and_then(|v| v.get("_idempotency_key"))
+        .and_then(Value::as_str)
+        .map_or_else(|| r.message_uuid.to_string(), str::to_owned);
+    Ok(Ok(Prepared {
+        account_id: account.id,
+        driver: driver.clone(),
+        message: OutboundMessage {
+            account_wxid: account.wxid.clone(),
+            to: r.receiver_wxid.clone(),
+            to_group: r.receiver_type == "group",
+            channel: channel_of(&task.channel),
+            msgtype: task.message_type.clone(),
+            payload,
+            idempotency_key: key,
+        },
+        content,
+    }))
+}
+
+/// Takes a send slot from every limit. Waits when the slot is near; when it is further away
+/// than half the lease, returns the retry to record instead of holding the lease.
+async fn await_slot(ctx: &Context, rates: &[(String, super::ratelimit::Rate)]) -> Option<Outcome> {
+    let wait = limits::reserve(ctx, rates).await;
     let lease_budget =
         Duration::from_secs(u64::try_from(ctx.settings.dispatch.lease_secs / 2).unwrap_or(30));
     if wait > lease_budget {
-        // Too long to hold the lease: come back when the slot is due.
         let at = ctx.clock.now_db() + TimeDelta::from_std(wait).unwrap_or(TimeDelta::seconds(60));
-        return Ok(Outcome::Retry {
+        return Some(Outcome::Retry {
             at,
             code: "rate_limit".into(),
             message: "waiting for a send slot".into(),
@@ -406,45 +537,40 @@ async fn try_send(
     if !wait.is_zero() {
         tokio::time::sleep(wait).await;
     }
-    let key = r
-        .variables
-        .as_ref()
-        .and_then(|v| v.get("_idempotency_key"))
-        .and_then(Value::as_str)
-        .map_or_else(|| r.message_uuid.to_string(), str::to_owned);
-    let message = OutboundMessage {
-        account_wxid: account.wxid.clone(),
-        to: r.receiver_wxid.clone(),
-        to_group: r.receiver_type == "group",
-        channel: channel_of(&task.channel),
-        msgtype: task.message_type.clone(),
-        payload,
-        idempotency_key: key,
-    };
+    None
+}
+
+/// After a rate-limit answer every worker backs off this account, not just this send.
+async fn penalize(ctx: &Context, account_id: i64, e: &DriverError) {
+    if let DriverError::RateLimited { retry_after, .. } = e {
+        let pause = retry_after.unwrap_or(Duration::from_secs(60));
+        ctx.limiter
+            .penalize(&format!("account:{account_id}"), pause)
+            .await;
+    }
+}
+
+/// What a failed send means for the receiver: a later retry, or a final failure.
+fn failure_outcome(
+    ctx: &Context,
+    task: &message_tasks::Model,
+    retry_count: i32,
+    e: DriverError,
+) -> Outcome {
     let now = ctx.clock.now_db();
-    Ok(match driver.send(&message).await {
-        Ok(receipt) => Outcome::Sent {
-            remote: receipt.remote_msg_id,
-            awaiting: receipt.awaiting_confirmation,
-            content,
-        },
-        Err(DriverError::RateLimited {
+    match e {
+        DriverError::RateLimited {
             code,
             message,
             retry_after,
-        }) => {
-            let pause = retry_after.unwrap_or(Duration::from_secs(60));
-            // Every worker backs off this account, not just this send.
-            ctx.limiter
-                .penalize(&format!("account:{}", account.id), pause)
-                .await;
-            let gave_up = r.retry_count >= 20;
-            if gave_up {
+        } => {
+            if retry_count >= 20 {
                 Outcome::Failed {
                     code,
                     message: format!("still rate limited after 20 tries: {message}"),
                 }
             } else {
+                let pause = retry_after.unwrap_or(Duration::from_secs(60));
                 Outcome::Retry {
                     at: now + TimeDelta::from_std(pause).unwrap_or(TimeDelta::seconds(60)),
                     code,
@@ -453,8 +579,8 @@ async fn try_send(
                 }
             }
         }
-        Err(DriverError::Transient { code, message, .. }) if r.retry_count < task.max_retry => {
-            let delay = limits::backoff(r.retry_count);
+        DriverError::Transient { code, message, .. } if retry_count < task.max_retry => {
+            let delay = limits::backoff(retry_count);
             Outcome::Retry {
                 at: now + TimeDelta::from_std(delay).unwrap_or(TimeDelta::seconds(30)),
                 code,
@@ -462,11 +588,11 @@ async fn try_send(
                 counts: true,
             }
         }
-        Err(e) => Outcome::Failed {
+        e => Outcome::Failed {
             code: e.code().chars().take(50).collect(),
             message: e.to_string(),
         },
-    })
+    }
 }
 
 /// Writes every outcome of the chunk, the counters and the outbound message rows in one

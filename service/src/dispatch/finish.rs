@@ -113,9 +113,24 @@ pub async fn finish_if_done(ctx: &Context, run_id: i64) -> ServiceResult<()> {
     if moved.rows_affected == 1 && next == "completed" {
         settle_task(&txn, run.task_id, run_id, now).await?;
         tracing::info!(run.id = run_id, task.id = run.task_id, "task run completed");
+    } else if moved.rows_affected == 1 {
+        await_confirmations(&txn, run.task_id, run_id, now).await?;
     }
     txn.commit().await?;
     Ok(())
+}
+
+/// The task, when `run_id` is still its current run and it is in one of `statuses`.
+async fn task_of_run<C: ConnectionTrait>(
+    conn: &C,
+    task_id: i64,
+    run_id: i64,
+    statuses: &[&str],
+) -> ServiceResult<Option<message_tasks::Model>> {
+    Ok(message_tasks::Entity::find_by_id(task_id)
+        .one(conn)
+        .await?
+        .filter(|t| t.current_run_id == Some(run_id) && statuses.contains(&t.status.as_str())))
 }
 
 async fn settle_task<C: ConnectionTrait>(
@@ -124,12 +139,11 @@ async fn settle_task<C: ConnectionTrait>(
     run_id: i64,
     now: NaiveDateTime,
 ) -> ServiceResult<()> {
-    let Some(task) = message_tasks::Entity::find_by_id(task_id).one(conn).await? else {
+    let Some(task) =
+        task_of_run(conn, task_id, run_id, &["running", "awaiting_confirmation"]).await?
+    else {
         return Ok(());
     };
-    if task.current_run_id != Some(run_id) || !matches!(task.status.as_str(), "running") {
-        return Ok(());
-    }
     let (status, completed_at) = if task.cron_expression.is_some() {
         ("scheduled", None)
     } else {
@@ -142,6 +156,32 @@ async fn settle_task<C: ConnectionTrait>(
             Expr::value(completed_at),
         )
         .col_expr(message_tasks::Column::Progress, Expr::value(100.0))
+        .col_expr(message_tasks::Column::UpdatedAt, Expr::value(now))
+        .filter(message_tasks::Column::Id.eq(task_id))
+        .filter(message_tasks::Column::Status.is_in(["running", "awaiting_confirmation"]))
+        .exec(conn)
+        .await?;
+    Ok(())
+}
+
+/// Everything went out but members still have to confirm: a one-shot task shows that it waits
+/// for them; a recurring one is free to fire again (its run keeps collecting confirmations).
+async fn await_confirmations<C: ConnectionTrait>(
+    conn: &C,
+    task_id: i64,
+    run_id: i64,
+    now: NaiveDateTime,
+) -> ServiceResult<()> {
+    let Some(task) = task_of_run(conn, task_id, run_id, &["running"]).await? else {
+        return Ok(());
+    };
+    let status = if task.cron_expression.is_some() {
+        "scheduled"
+    } else {
+        "awaiting_confirmation"
+    };
+    message_tasks::Entity::update_many()
+        .col_expr(message_tasks::Column::Status, Expr::value(status))
         .col_expr(message_tasks::Column::UpdatedAt, Expr::value(now))
         .filter(message_tasks::Column::Id.eq(task_id))
         .filter(message_tasks::Column::Status.eq("running"))

@@ -6,6 +6,7 @@
 //! receivers to `pending` and the resend carries the same key.
 
 pub mod chunk;
+pub mod confirm;
 pub mod finish;
 pub mod limits;
 pub mod ratelimit;

@@ -165,6 +165,44 @@ pub struct SendReceipt {
     pub replayed: bool,
 }
 
+/// One customer mass message (WeCom `add_msg_template`) from one member to many receivers: the
+/// member confirms it once in the client, rather than once per receiver.
+#[derive(Debug, Clone, Serialize)]
+pub struct MassMessage {
+    pub account_wxid: String,
+    /// External user ids, or customer group chat ids when `to_group`.
+    pub targets: Vec<String>,
+    pub to_group: bool,
+    pub msgtype: String,
+    pub payload: serde_json::Value,
+}
+
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct MassReceipt {
+    /// WeCom's id of the mass message; results, reminders and cancelling refer to it.
+    pub msgid: String,
+    /// Targets WeCom refused at once (`fail_list`).
+    pub rejected: Vec<String>,
+}
+
+/// Where one receiver of a mass message stands.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum MassState {
+    /// The member has not confirmed yet.
+    Waiting,
+    Sent,
+    Failed {
+        code: String,
+        reason: String,
+    },
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct MassResult {
+    pub target: String,
+    pub state: MassState,
+}
+
 /// Why a driver call failed, classified for retry decisions.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum DriverError {
@@ -250,6 +288,30 @@ pub trait InstanceDriver: Send + Sync {
         cursor: Option<String>,
     ) -> Result<RemotePage<RemoteMember>, DriverError>;
     async fn send(&self, message: &OutboundMessage) -> Result<SendReceipt, DriverError>;
+
+    /// Queues one customer mass message for many receivers.
+    async fn send_mass(&self, _message: &MassMessage) -> Result<MassReceipt, DriverError> {
+        Err(mass_unsupported())
+    }
+
+    /// Per-receiver results of a mass message. Receivers WeCom does not list yet are waiting.
+    async fn mass_results(&self, _msgid: &str) -> Result<Vec<MassResult>, DriverError> {
+        Err(mass_unsupported())
+    }
+
+    /// Reminds the member to confirm the mass message.
+    async fn mass_remind(&self, _msgid: &str) -> Result<(), DriverError> {
+        Err(mass_unsupported())
+    }
+
+    /// Withdraws a mass message the member has not confirmed; delivered ones stay delivered.
+    async fn mass_cancel(&self, _msgid: &str) -> Result<(), DriverError> {
+        Err(mass_unsupported())
+    }
+}
+
+fn mass_unsupported() -> DriverError {
+    DriverError::Unsupported("customer mass messages need an official WeCom app instance".into())
 }
 
 /// The driver for `instance`, with its secrets opened and its proxy applied.

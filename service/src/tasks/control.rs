@@ -2,18 +2,22 @@
 //! Pause and cancel are states in the database that every chunk reads before it claims, so they
 //! take effect within one chunk and survive restarts.
 
+use std::collections::BTreeMap;
+
+use chrono::NaiveDateTime;
 use entity::{message_receivers, message_task_runs, message_tasks};
 use sea_orm::{
     ActiveValue::Set, ColumnTrait, EntityTrait, PaginatorTrait, QueryFilter, QueryOrder,
     QuerySelect, TransactionTrait, sea_query::Expr,
 };
+use serde::Serialize;
 
 use super::{TaskView, find, view};
 use crate::{
     Context, ServiceError, ServiceResult,
     audit::{self, AuditEntry, OperationType},
     auth::actor::Actor,
-    dispatch::finish,
+    dispatch::{confirm, finish},
 };
 
 async fn transition(
@@ -121,16 +125,17 @@ pub async fn resume(ctx: &Context, actor: &Actor, id: i64) -> ServiceResult<Task
 
 /// Stops the task: receivers not yet sent are skipped (`cancelled`); the counters stay whole.
 pub async fn cancel(ctx: &Context, actor: &Actor, id: i64) -> ServiceResult<TaskView> {
-    let cancelled = transition(
+    transition(
         ctx,
         actor,
         id,
         "task.cancel",
-        &["scheduled", "running", "paused"],
+        &["scheduled", "running", "paused", "awaiting_confirmation"],
         "cancelled",
         None,
     )
     .await?;
+    withdraw_unconfirmed(ctx, id).await?;
     let now = ctx.clock.now_db();
     let runs = message_task_runs::Entity::find()
         .filter(message_task_runs::Column::TaskId.eq(id))
@@ -175,7 +180,144 @@ pub async fn cancel(ctx: &Context, actor: &Actor, id: i64) -> ServiceResult<Task
             .await?;
         txn.commit().await?;
     }
-    Ok(cancelled)
+    view(ctx, &ctx.db, find(&ctx.db, id).await?).await
+}
+
+/// Customer mass messages of the task that members have not confirmed are withdrawn; what they
+/// did confirm stays sent.
+async fn withdraw_unconfirmed(ctx: &Context, task_id: i64) -> ServiceResult<()> {
+    for (msgid, account, ..) in unconfirmed(ctx, task_id).await? {
+        if let Err(e) = confirm::check(ctx, &msgid, account, confirm::Mode::Withdraw).await {
+            tracing::warn!(task.id = task_id, msgid = %msgid, error = %e, "could not withdraw a mass message");
+        }
+    }
+    Ok(())
+}
+
+/// The task's remote messages still awaiting confirmation: (msgid, account, reminders sent in
+/// the current 24-hour window, when the last one went).
+async fn unconfirmed(
+    ctx: &Context,
+    task_id: i64,
+) -> ServiceResult<Vec<(String, i64, i32, Option<NaiveDateTime>)>> {
+    let rows: Vec<(String, Option<i64>, i32, Option<NaiveDateTime>)> =
+        message_receivers::Entity::find()
+            .select_only()
+            .column(message_receivers::Column::RemoteMsgId)
+            .column(message_receivers::Column::AccountId)
+            .column(message_receivers::Column::RemindCount)
+            .column(message_receivers::Column::LastRemindedAt)
+            .filter(message_receivers::Column::TaskId.eq(task_id))
+            .filter(message_receivers::Column::SendStatus.eq("awaiting_confirmation"))
+            .filter(message_receivers::Column::RemoteMsgId.is_not_null())
+            .distinct()
+            .into_tuple()
+            .all(&ctx.db)
+            .await?;
+    let mut seen: BTreeMap<(String, i64), (i32, Option<NaiveDateTime>)> = BTreeMap::new();
+    for (msgid, account, count, last) in rows {
+        let Some(account) = account else { continue };
+        let entry = seen.entry((msgid, account)).or_insert((count, last));
+        *entry = (entry.0.max(count), entry.1.max(last));
+    }
+    Ok(seen
+        .into_iter()
+        .map(|((msgid, account), (count, last))| (msgid, account, count, last))
+        .collect())
+}
+
+/// WeCom takes at most this many reminders per mass message in 24 hours.
+pub const REMINDERS_PER_DAY: i32 = 3;
+
+#[derive(Debug, Clone, Serialize, utoipa::ToSchema)]
+pub struct RemindReport {
+    /// Mass messages whose members were reminded.
+    pub reminded: usize,
+    /// Mass messages skipped: already reminded 3 times in the last 24 hours.
+    pub limited: usize,
+    /// Mass messages WeCom would not remind for, with its answer.
+    pub failed: Vec<RemindFailure>,
+}
+
+#[derive(Debug, Clone, Serialize, utoipa::ToSchema)]
+pub struct RemindFailure {
+    pub msgid: String,
+    pub error: String,
+}
+
+/// Reminds the members to confirm the task's customer mass messages (WeCom
+/// `remind_groupmsg_send`), within WeCom's 3 reminders per message per 24 hours.
+pub async fn remind(ctx: &Context, actor: &Actor, id: i64) -> ServiceResult<RemindReport> {
+    let entry = AuditEntry::new("task.remind", OperationType::Update, "task").target(id);
+    audit::guard(ctx, actor, entry.clone(), async {
+        actor.require("tasks:control")?;
+        let task = find(&ctx.db, id).await?;
+        if task.channel != "customer_mass" {
+            return Err(ServiceError::conflict(
+                "channel",
+                "only customer mass messages wait for members to confirm",
+            ));
+        }
+        let pending = unconfirmed(ctx, id).await?;
+        if pending.is_empty() {
+            return Err(ServiceError::conflict(
+                "id",
+                "no message of this task is waiting for confirmation",
+            ));
+        }
+        let now = ctx.clock.now_db();
+        let window_start = now - chrono::TimeDelta::hours(24);
+        let mut report = RemindReport {
+            reminded: 0,
+            limited: 0,
+            failed: Vec::new(),
+        };
+        for (msgid, account, count, last) in pending {
+            let used = if last.is_some_and(|t| t > window_start) {
+                count
+            } else {
+                0
+            };
+            if used >= REMINDERS_PER_DAY {
+                report.limited += 1;
+                continue;
+            }
+            let Some(driver) = confirm::driver_for(ctx, account).await else {
+                report.failed.push(RemindFailure {
+                    msgid,
+                    error: "the account's instance is gone or misconfigured".into(),
+                });
+                continue;
+            };
+            match driver.mass_remind(&msgid).await {
+                Ok(()) => {
+                    message_receivers::Entity::update_many()
+                        .col_expr(
+                            message_receivers::Column::RemindCount,
+                            Expr::value(used + 1),
+                        )
+                        .col_expr(message_receivers::Column::LastRemindedAt, Expr::value(now))
+                        .filter(message_receivers::Column::TaskId.eq(id))
+                        .filter(message_receivers::Column::RemoteMsgId.eq(msgid.as_str()))
+                        .filter(message_receivers::Column::AccountId.eq(account))
+                        .exec(&ctx.db)
+                        .await?;
+                    report.reminded += 1;
+                }
+                Err(e) => report.failed.push(RemindFailure {
+                    msgid,
+                    error: e.to_string(),
+                }),
+            }
+        }
+        let entry = entry
+            .clone()
+            .resource(id, task.task_name.clone().unwrap_or_default())
+            .extra(serde_json::json!({ "reminded": report.reminded, "limited": report.limited, "failed": report.failed.len() }));
+        audit::record(&ctx.db, actor, entry, now).await?;
+        Ok(report)
+    })
+    .await
 }
 
 /// A new run whose receivers are the failed receivers of the task's latest run. Each keeps its

@@ -36,11 +36,13 @@ pub const CHANNELS: &[&str] = &[
     "customer_mass",
     "robot",
 ];
-/// `scheduled` (waiting for its time or next firing), `running`, `paused`, `completed`,
-/// `cancelled`, `failed`.
+/// `scheduled` (waiting for its time or next firing), `running`, `awaiting_confirmation`
+/// (everything went out as customer mass messages that members still have to confirm),
+/// `paused`, `completed`, `cancelled`, `failed`.
 pub const STATUSES: &[&str] = &[
     "scheduled",
     "running",
+    "awaiting_confirmation",
     "paused",
     "completed",
     "cancelled",
@@ -87,6 +89,7 @@ pub struct TaskView {
     pub name: Option<String>,
     pub task_type: String,
     pub channel: String,
+    /// scheduled, running, awaiting_confirmation, paused, completed, cancelled or failed.
     pub status: String,
     /// Why the task is paused (an operator, or the auto-pause rule).
     pub pause_reason: Option<String>,
@@ -340,6 +343,7 @@ async fn check_input(
                         "is not declared by the template",
                     );
                 }
+                check_not_personal(&input.channel, "template_id", &t.content, v);
                 t.message_type
             }
             Err(_) => {
@@ -367,6 +371,7 @@ async fn check_input(
                     if let Err(e) = templates::render::variables_of(c) {
                         v.add("content", format!("does not compile: {}", e.message));
                     }
+                    check_not_personal(&input.channel, "content", c, v);
                 }
                 None => {}
             }
@@ -426,6 +431,32 @@ async fn check_input(
         }
     }
     Ok(message_type)
+}
+
+/// A customer mass message goes out once per member to many customers and is confirmed once, so
+/// its text cannot differ per receiver.
+fn check_not_personal(channel: &str, field: &str, source: &str, v: &mut Violations) {
+    if channel != "customer_mass" {
+        return;
+    }
+    let Ok(used) = templates::render::variables_of(source) else {
+        return;
+    };
+    let personal: Vec<&str> = templates::render::CONTACT_FIELDS
+        .iter()
+        .copied()
+        .filter(|f| used.contains(*f))
+        .collect();
+    if !personal.is_empty() {
+        v.add(
+            field,
+            format!(
+                "customer mass messages are one text for many customers and cannot use contact \
+                 variables ({}); use task variables",
+                personal.join(", ")
+            ),
+        );
+    }
 }
 
 pub async fn create(ctx: &Context, actor: &Actor, input: TaskInput) -> ServiceResult<TaskView> {

@@ -12,13 +12,19 @@ use tokio::sync::OnceCell;
 
 use self::token::TokenCache;
 use super::{
-    Channel, DriverError, Health, InstanceDriver, LoginQr, OutboundMessage, RemoteAccount,
-    RemoteContact, RemoteGroup, RemoteMember, RemotePage, RemoteTag, SendReceipt,
+    Channel, DriverError, Health, InstanceDriver, LoginQr, MassMessage, MassReceipt, MassResult,
+    MassState, OutboundMessage, RemoteAccount, RemoteContact, RemoteGroup, RemoteMember,
+    RemotePage, RemoteTag, SendReceipt,
 };
 use crate::net::client::OutboundClient;
 
 /// Text content limit of app and robot messages, in bytes.
 pub const TEXT_LIMIT_BYTES: usize = 2048;
+/// Text content limit of customer mass messages, in bytes.
+pub const MASS_TEXT_LIMIT_BYTES: usize = 4000;
+/// Most targets one `add_msg_template` call takes: customers, or customer group chats.
+pub const MASS_MAX_CUSTOMERS: usize = 10_000;
+pub const MASS_MAX_GROUPS: usize = 2_000;
 
 #[derive(Debug, Clone)]
 pub struct WecomSettings {
@@ -253,16 +259,13 @@ impl WecomDriver {
         })
     }
 
-    fn text_of(message: &OutboundMessage) -> Result<String, DriverError> {
-        let content = message.payload["content"]
-            .as_str()
-            .unwrap_or_default()
-            .to_owned();
-        if content.len() > TEXT_LIMIT_BYTES {
+    fn text_of(payload: &Value, limit: usize) -> Result<String, DriverError> {
+        let content = payload["content"].as_str().unwrap_or_default().to_owned();
+        if content.len() > limit {
             return Err(DriverError::Permanent {
                 code: "45002".into(),
                 message: format!(
-                    "text is {} bytes; WeCom takes at most {TEXT_LIMIT_BYTES}",
+                    "text is {} bytes; WeCom takes at most {limit}",
                     content.len()
                 ),
             });
@@ -273,7 +276,10 @@ impl WecomDriver {
     /// The `msgtype` and body of an app message (`message/send`, `appchat/send`).
     fn app_body(message: &OutboundMessage) -> Result<(String, Value), DriverError> {
         Ok(match message.msgtype.as_str() {
-            "text" => ("text".into(), json!({ "content": Self::text_of(message)? })),
+            "text" => (
+                "text".into(),
+                json!({ "content": Self::text_of(&message.payload, TEXT_LIMIT_BYTES)? }),
+            ),
             "link" => (
                 "news".into(),
                 json!({ "articles": [message.payload.clone()] }),
@@ -497,36 +503,20 @@ impl InstanceDriver for WecomDriver {
                 Ok(SendReceipt::default())
             }
             Channel::CustomerMass => {
-                let mut body = json!({ "chat_type": if message.to_group { "group" } else { "single" }, "sender": message.account_wxid, "allow_select": false });
-                body[if message.to_group {
-                    "chat_id_list"
-                } else {
-                    "external_userid"
-                }] = json!([message.to]);
-                if message.msgtype == "text" {
-                    body["text"] = json!({ "content": Self::text_of(message)? });
-                } else {
-                    body["attachments"] = json!([{ "msgtype": message.msgtype, (message.msgtype.as_str()): message.payload }]);
-                }
-                let response = self
-                    .call(
-                        Method::POST,
-                        "/externalcontact/add_msg_template",
-                        "",
-                        Some(body),
-                    )
+                let receipt = self
+                    .send_mass(&MassMessage {
+                        account_wxid: message.account_wxid.clone(),
+                        targets: vec![message.to.clone()],
+                        to_group: message.to_group,
+                        msgtype: message.msgtype.clone(),
+                        payload: message.payload.clone(),
+                    })
                     .await?;
-                if response["fail_list"]
-                    .as_array()
-                    .is_some_and(|f| f.iter().any(|x| x.as_str() == Some(message.to.as_str())))
-                {
-                    return Err(DriverError::Permanent {
-                        code: "40096".into(),
-                        message: format!("WeCom could not queue a message to `{}`", message.to),
-                    });
+                if !receipt.rejected.is_empty() {
+                    return Err(rejected_target(&message.to));
                 }
                 Ok(SendReceipt {
-                    remote_msg_id: s(&response, "msgid"),
+                    remote_msg_id: Some(receipt.msgid),
                     awaiting_confirmation: true,
                     replayed: false,
                 })
@@ -540,8 +530,7 @@ impl InstanceDriver for WecomDriver {
                             code: "no_robot_key".into(),
                             message: "the instance has no `robot_key` configured".into(),
                         })?;
-                let body =
-                    json!({ "msgtype": "text", "text": { "content": Self::text_of(message)? } });
+                let body = json!({ "msgtype": "text", "text": { "content": Self::text_of(&message.payload, TEXT_LIMIT_BYTES)? } });
                 let url = format!(
                     "{}?key={}",
                     self.url("/webhook/send"),
@@ -561,5 +550,164 @@ impl InstanceDriver for WecomDriver {
                     .into(),
             )),
         }
+    }
+    async fn send_mass(&self, message: &MassMessage) -> Result<MassReceipt, DriverError> {
+        let limit = if message.to_group {
+            MASS_MAX_GROUPS
+        } else {
+            MASS_MAX_CUSTOMERS
+        };
+        if message.targets.is_empty() || message.targets.len() > limit {
+            return Err(DriverError::Permanent {
+                code: "40058".into(),
+                message: format!("a mass message takes 1 to {limit} targets"),
+            });
+        }
+        let mut body = json!({
+            "chat_type": if message.to_group { "group" } else { "single" },
+            "sender": message.account_wxid,
+            "allow_select": false,
+        });
+        body[if message.to_group {
+            "chat_id_list"
+        } else {
+            "external_userid"
+        }] = json!(message.targets);
+        if message.msgtype == "text" {
+            body["text"] =
+                json!({ "content": Self::text_of(&message.payload, MASS_TEXT_LIMIT_BYTES)? });
+        } else {
+            body["attachments"] = json!([{ "msgtype": message.msgtype, (message.msgtype.as_str()): message.payload }]);
+        }
+        let response = self
+            .call(
+                Method::POST,
+                "/externalcontact/add_msg_template",
+                "",
+                Some(body),
+            )
+            .await?;
+        let rejected: Vec<String> = response["fail_list"]
+            .as_array()
+            .map(|l| {
+                l.iter()
+                    .filter_map(|v| v.as_str().map(str::to_owned))
+                    .collect()
+            })
+            .unwrap_or_default();
+        match s(&response, "msgid") {
+            Some(msgid) => Ok(MassReceipt { msgid, rejected }),
+            None if rejected.len() == message.targets.len() => Ok(MassReceipt {
+                msgid: String::new(),
+                rejected,
+            }),
+            None => Err(DriverError::Permanent {
+                code: "no_msgid".into(),
+                message: "WeCom accepted the mass message but returned no msgid".into(),
+            }),
+        }
+    }
+
+    async fn mass_results(&self, msgid: &str) -> Result<Vec<MassResult>, DriverError> {
+        let mut senders = Vec::new();
+        let mut cursor = String::new();
+        loop {
+            let page = self
+                .call(
+                    Method::POST,
+                    "/externalcontact/get_groupmsg_task",
+                    "",
+                    Some(json!({ "msgid": msgid, "limit": 1000, "cursor": cursor })),
+                )
+                .await?;
+            senders.extend(
+                page["task_list"]
+                    .as_array()
+                    .into_iter()
+                    .flatten()
+                    .filter_map(|t| s(t, "userid")),
+            );
+            match s(&page, "next_cursor") {
+                Some(next) => cursor = next,
+                None => break,
+            }
+        }
+        let mut results = Vec::new();
+        for userid in senders {
+            let mut cursor = String::new();
+            loop {
+                let page = self
+                    .call(
+                        Method::POST,
+                        "/externalcontact/get_groupmsg_send_result",
+                        "",
+                        Some(
+                            json!({ "msgid": msgid, "userid": userid, "limit": 1000, "cursor": cursor }),
+                        ),
+                    )
+                    .await?;
+                for item in page["send_list"].as_array().into_iter().flatten() {
+                    let Some(target) = s(item, "external_userid").or_else(|| s(item, "chat_id"))
+                    else {
+                        continue;
+                    };
+                    results.push(MassResult {
+                        target,
+                        state: mass_state(item["status"].as_i64().unwrap_or(0)),
+                    });
+                }
+                match s(&page, "next_cursor") {
+                    Some(next) => cursor = next,
+                    None => break,
+                }
+            }
+        }
+        Ok(results)
+    }
+
+    async fn mass_remind(&self, msgid: &str) -> Result<(), DriverError> {
+        self.call(
+            Method::POST,
+            "/externalcontact/remind_groupmsg_send",
+            "",
+            Some(json!({ "msgid": msgid })),
+        )
+        .await
+        .map(drop)
+    }
+
+    async fn mass_cancel(&self, msgid: &str) -> Result<(), DriverError> {
+        self.call(
+            Method::POST,
+            "/externalcontact/cancel_groupmsg_send",
+            "",
+            Some(json!({ "msgid": msgid })),
+        )
+        .await
+        .map(drop)
+    }
+}
+
+/// `get_groupmsg_send_result` status: 0 unsent, 1 sent, 2 not a contact any more, 3 the customer
+/// already received another mass message (quota).
+fn mass_state(status: i64) -> MassState {
+    match status {
+        1 => MassState::Sent,
+        2 => MassState::Failed {
+            code: "not_friend".into(),
+            reason: "the customer is no longer a contact of the member".into(),
+        },
+        3 => MassState::Failed {
+            code: "customer_quota".into(),
+            reason: "the customer already received another mass message in this period".into(),
+        },
+        _ => MassState::Waiting,
+    }
+}
+
+fn rejected_target(target: &str) -> DriverError {
+    DriverError::Permanent {
+        code: "40096".into(),
+        message: format!("WeCom could not queue a message to `{target}`"),
     }
 }
