@@ -5,7 +5,7 @@
 //! so a repeated page changes nothing. Contacts the instance no longer lists become
 //! `friend_status = deleted`; members no longer listed get `left_at`.
 
-use std::collections::{BTreeMap, HashMap};
+use std::collections::{BTreeMap, HashMap, HashSet};
 
 use chrono::{DateTime, NaiveDateTime, TimeDelta, Utc};
 use entity::{
@@ -15,7 +15,7 @@ use entity::{
 use sea_orm::{
     ActiveValue::Set,
     ColumnTrait, Condition, EntityTrait, PaginatorTrait, QueryFilter, QueryOrder, QuerySelect,
-    sea_query::{Expr, OnConflict, Query},
+    sea_query::{Expr, OnConflict},
 };
 use serde::Serialize;
 
@@ -437,16 +437,6 @@ pub(crate) async fn upsert_contacts(
         .await?
         .into_iter()
         .collect();
-    let instance_tags = Query::select()
-        .column(tags::Column::Id)
-        .from(tags::Entity)
-        .and_where(tags::Column::InstanceId.eq(instance.id))
-        .to_owned();
-    contact_tags::Entity::delete_many()
-        .filter(contact_tags::Column::ContactId.is_in(ids.values().copied()))
-        .filter(contact_tags::Column::TagId.in_subquery(instance_tags))
-        .exec(&ctx.db)
-        .await?;
     let tag_ids = &tag_ids;
     let pairs: Vec<(i64, i64)> = items
         .iter()
@@ -466,8 +456,55 @@ pub(crate) async fn upsert_contacts(
                 .collect::<Vec<_>>()
         })
         .collect();
+    unlink_stale(ctx, instance.id, &ids, &pairs).await?;
     link(&ctx.db, pairs.into_iter(), now).await?;
     Ok(i32::try_from(items.len()).unwrap_or(i32::MAX))
+}
+
+/// Removes the page's links to this instance's synced tags that the instance no longer reports.
+/// The links are read by contact id (the primary key's leading column) and removed pair by pair,
+/// so the plan never depends on fresh table statistics; an unchanged page deletes nothing.
+async fn unlink_stale(
+    ctx: &Context,
+    instance_id: i64,
+    ids: &HashMap<String, i64>,
+    wanted: &[(i64, i64)],
+) -> ServiceResult<()> {
+    let synced: HashSet<i64> = tags::Entity::find()
+        .select_only()
+        .column(tags::Column::Id)
+        .filter(tags::Column::InstanceId.eq(instance_id))
+        .into_tuple::<i64>()
+        .all(&ctx.db)
+        .await?
+        .into_iter()
+        .collect();
+    let wanted: HashSet<&(i64, i64)> = wanted.iter().collect();
+    let stale: Vec<(i64, i64)> = contact_tags::Entity::find()
+        .select_only()
+        .column(contact_tags::Column::ContactId)
+        .column(contact_tags::Column::TagId)
+        .filter(contact_tags::Column::ContactId.is_in(ids.values().copied()))
+        .into_tuple::<(i64, i64)>()
+        .all(&ctx.db)
+        .await?
+        .into_iter()
+        .filter(|pair| synced.contains(&pair.1) && !wanted.contains(pair))
+        .collect();
+    for chunk in stale.chunks(200) {
+        let any = chunk.iter().fold(Condition::any(), |any, (contact, tag)| {
+            any.add(
+                Condition::all()
+                    .add(contact_tags::Column::ContactId.eq(*contact))
+                    .add(contact_tags::Column::TagId.eq(*tag)),
+            )
+        });
+        contact_tags::Entity::delete_many()
+            .filter(any)
+            .exec(&ctx.db)
+            .await?;
+    }
+    Ok(())
 }
 
 /// How many of the contacts the page reports deleted are still `normal` here (counted before the

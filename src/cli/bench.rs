@@ -2,7 +2,8 @@
 //!
 //! `bench contacts` seeds N contacts into a fresh database and times the searches the API offers
 //! (keyset pages, filters, tags any/all, keyword). `bench sync` starts a simulator and times a
-//! full sync of N contacts through the real driver and sync code.
+//! full sync of N contacts through the real driver and sync code. `bench broadcast` lives in
+//! `bench_broadcast`.
 
 use std::{
     collections::BTreeSet,
@@ -27,6 +28,8 @@ pub enum Action {
     Contacts(ContactsArgs),
     /// Full sync of N contacts from a simulator.
     Sync(SyncArgs),
+    /// One broadcast to N receivers through the engine, against a simulator process.
+    Broadcast(super::bench_broadcast::BroadcastArgs),
 }
 
 #[derive(Debug, ClapArgs)]
@@ -58,10 +61,16 @@ pub async fn run(action: Action) -> anyhow::Result<()> {
     match action {
         Action::Contacts(args) => contacts_bench(args).await,
         Action::Sync(args) => sync_bench(args).await,
+        Action::Broadcast(args) => super::bench_broadcast::broadcast_bench(args).await,
     }
 }
 
-async fn fresh_context(database_url: Option<String>, tag: &str) -> anyhow::Result<Context> {
+/// A fresh database (migrated, admin created) with `extra` TOML over the bench settings.
+pub(super) async fn fresh_context(
+    database_url: Option<String>,
+    tag: &str,
+    extra: &str,
+) -> anyhow::Result<Context> {
     let url = database_url.unwrap_or_else(|| {
         let path =
             std::env::temp_dir().join(format!("wework-bench-{tag}-{}.db", std::process::id()));
@@ -69,7 +78,7 @@ async fn fresh_context(database_url: Option<String>, tag: &str) -> anyhow::Resul
     });
     let key = service::crypto::sealer::Sealer::generate_key();
     let settings = Settings::from_toml(&format!(
-        "[database]\nurl = \"{url}\"\nmax_connections = 8\n[secrets]\nmaster_key = \"{key}\"\n[outbound]\nallowed_networks = [\"127.0.0.1\"]\n[log]\nlevel = \"warn\""
+        "[database]\nurl = \"{url}\"\nmax_connections = 8\n[secrets]\nmaster_key = \"{key}\"\n[outbound]\nallowed_networks = [\"127.0.0.1\"]\n[log]\nlevel = \"warn\"\n{extra}"
     ))?;
     println!("database: {}", settings.backend_label());
     let (ctx, _) = crate::prepare(settings, Some(uuid::Uuid::new_v4().to_string())).await?;
@@ -245,25 +254,26 @@ async fn seeded(ctx: &Context) -> anyhow::Result<(i64, Vec<i64>)> {
 
 /// Fresh planner statistics, as autovacuum (PostgreSQL) or a later ANALYZE would give a live
 /// system; timings right after a bulk load are otherwise meaningless.
-async fn analyze(ctx: &Context) -> anyhow::Result<()> {
+pub(super) async fn analyze(ctx: &Context, tables: &[&str]) -> anyhow::Result<()> {
     use sea_orm::{ConnectionTrait, DatabaseBackend};
+    let list = tables.join(", ");
     let sql = match ctx.db.get_database_backend() {
-        DatabaseBackend::Postgres => "ANALYZE contacts, contact_tags",
-        DatabaseBackend::MySql => "ANALYZE TABLE contacts, contact_tags",
-        _ => "ANALYZE",
+        DatabaseBackend::Postgres => format!("ANALYZE {list}"),
+        DatabaseBackend::MySql => format!("ANALYZE TABLE {list}"),
+        _ => "ANALYZE".to_owned(),
     };
-    ctx.db.execute_unprepared(sql).await?;
+    ctx.db.execute_unprepared(&sql).await?;
     Ok(())
 }
 
 async fn contacts_bench(args: ContactsArgs) -> anyhow::Result<()> {
-    let ctx = fresh_context(args.database_url, "contacts").await?;
+    let ctx = fresh_context(args.database_url, "contacts", "").await?;
     let (instance, tags) = if args.reuse {
         seeded(&ctx).await?
     } else {
         seed(&ctx, args.count).await?
     };
-    analyze(&ctx).await?;
+    analyze(&ctx, &["contacts", "contact_tags"]).await?;
     let actor = reader();
     let cases: Vec<(&str, ContactFilter)> = vec![
         ("first page, no filter", ContactFilter::default()),
@@ -355,7 +365,7 @@ async fn sync_bench(args: SyncArgs) -> anyhow::Result<()> {
     })?;
     let base = format!("http://127.0.0.1:{}", simulator.port());
     tokio::spawn(simulator.run());
-    let ctx = fresh_context(args.database_url, "sync").await?;
+    let ctx = fresh_context(args.database_url, "sync", "").await?;
     let admin = Actor {
         user_id: Some(1),
         permissions: Arc::new(

@@ -1,6 +1,7 @@
 //! Command-line interface.
 
 mod bench;
+mod bench_broadcast;
 mod config;
 mod migrate;
 mod run;

@@ -275,3 +275,78 @@ async fn agent_events_pushed_by_the_simulator_are_verified_deduplicated_and_appl
         "forbidden"
     );
 }
+
+#[tokio::test]
+async fn a_contact_update_replaces_its_synced_tags_and_keeps_local_ones() {
+    let (sim, app, agent, _, _) = setup().await;
+    let url = agent["callback_url"]
+        .as_str()
+        .unwrap()
+        .replace("http://127.0.0.1:8080", &app.address);
+    let admin = app.admin_token().await;
+    let agent_id = agent["id"].as_i64().unwrap();
+    let listed = app
+        .get_json(
+            &format!("/api/v1/contacts?q=wm_42_0_1&instance_id={agent_id}&limit=200"),
+            &admin,
+        )
+        .await;
+    let contact = listed["items"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|c| c["wxid"] == "wm_42_0_1")
+        .unwrap()
+        .clone();
+    assert!(
+        !contact["tags"].as_array().unwrap().is_empty(),
+        "the simulator tags its contacts: {contact}"
+    );
+    let local = app
+        .post_json(
+            "/api/v1/tags",
+            &admin,
+            json!({ "name": "老客户", "color": "#00aa88" }),
+        )
+        .await;
+    app.send_json_ok(
+        Method::PATCH,
+        &format!("/api/v1/contacts/{}", contact["id"]),
+        &admin,
+        json!({ "tag_ids": [local["id"]] }),
+    )
+    .await;
+    let event = json!({
+        "type": "contact.updated", "account_wxid": "sim_user_0", "url": url, "id": "evt-tags-1",
+        "data": { "contact": { "wxid": "wm_42_0_1", "nickname": contact["nickname"], "contact_type": "external",
+                  "tags": [{ "id": "et_new", "group": "来源", "name": "直播间" }] } }
+    });
+    let pushed: Value = sim
+        .control(Method::POST, "/events", event)
+        .await
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(pushed["status"], 200, "{pushed}");
+    let updated = app
+        .wait_for(&format!("/api/v1/contacts/{}", contact["id"]), 10, |c| {
+            c["tags"]
+                .as_array()
+                .unwrap()
+                .iter()
+                .any(|t| t["name"] == "直播间")
+        })
+        .await;
+    let mut names: Vec<&str> = updated["tags"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|t| t["name"].as_str().unwrap())
+        .collect();
+    names.sort_unstable();
+    assert_eq!(
+        names,
+        vec!["直播间", "老客户"],
+        "the old synced tags are gone, the local one stays"
+    );
+}

@@ -15,7 +15,8 @@ use futures_util::StreamExt;
 use sea_orm::{
     ActiveValue::Set,
     ColumnTrait, Condition, EntityTrait, QueryFilter, QueryOrder, QuerySelect, TransactionTrait,
-    sea_query::{Expr, ExprTrait},
+    sea_query::{CaseStatement, Expr, ExprTrait},
+    sea_query::{LockBehavior, LockType},
 };
 use serde_json::{Map, Value};
 
@@ -40,6 +41,8 @@ pub struct ChunkReport {
     pub retried: usize,
     /// More receivers of the run are ready now.
     pub more: bool,
+    /// The highest receiver id claimed so far: pass it as `after` to the next chunk.
+    pub last_id: i64,
 }
 
 #[derive(Debug, Clone)]
@@ -87,7 +90,16 @@ fn channel_of(name: &str) -> Channel {
 }
 
 /// Claims up to a chunk of ready receivers of `run_id`, sends them, records the outcomes.
-pub async fn run_chunk(ctx: &Context, run_id: i64, worker: &str) -> ServiceResult<ChunkReport> {
+/// `after` is the highest receiver id this worker claimed in the run so far (0 at first): ready
+/// receivers are claimed in id order, so looking above it first keeps each claim cheap however
+/// many receivers are already done, whatever the planner's statistics say. Receivers below it
+/// (retries, leases returned by the sweeper) are found when nothing is left above.
+pub async fn run_chunk(
+    ctx: &Context,
+    run_id: i64,
+    worker: &str,
+    after: i64,
+) -> ServiceResult<ChunkReport> {
     let mut report = ChunkReport::default();
     let Some(run) = message_task_runs::Entity::find_by_id(run_id)
         .one(&ctx.db)
@@ -132,8 +144,12 @@ pub async fn run_chunk(ctx: &Context, run_id: i64, worker: &str) -> ServiceResul
     } else {
         ctx.settings.dispatch.chunk_size
     };
-    let claimed = claim(ctx, run_id, limit, &token, now).await?;
+    let mut claimed = claim(ctx, run_id, after, limit, &token, now).await?;
+    if claimed.is_empty() && after > 0 {
+        claimed = claim(ctx, run_id, 0, limit, &token, now).await?;
+    }
     report.claimed = claimed.len();
+    report.last_id = claimed.iter().map(|r| r.id).max().unwrap_or(after);
     if claimed.is_empty() {
         finish::finish_if_done(ctx, run_id).await?;
         return Ok(report);
@@ -171,17 +187,28 @@ pub async fn run_chunk(ctx: &Context, run_id: i64, worker: &str) -> ServiceResul
     {
         finish::auto_pause(ctx, &shared.task, run_id, rule).await?;
     }
-    finish::finish_if_done(ctx, run_id).await?;
-    report.more = !ready_ids(ctx, run_id, 1).await?.is_empty();
+    if report.claimed as u64 == limit {
+        report.more = true;
+    } else {
+        finish::finish_if_done(ctx, run_id).await?;
+        report.more = !ready_ids(ctx, run_id, 0, 1).await?.is_empty();
+    }
     Ok(report)
 }
 
-async fn ready_ids(ctx: &Context, run_id: i64, limit: u64) -> ServiceResult<Vec<i64>> {
+/// Ids of the run's receivers ready to send now, oldest first.
+fn ready(
+    ctx: &Context,
+    run_id: i64,
+    after: i64,
+    limit: u64,
+) -> sea_orm::Select<message_receivers::Entity> {
     let now = ctx.clock.now_db();
-    Ok(message_receivers::Entity::find()
+    message_receivers::Entity::find()
         .select_only()
         .column(message_receivers::Column::Id)
         .filter(message_receivers::Column::RunId.eq(run_id))
+        .filter(message_receivers::Column::Id.gt(after))
         .filter(message_receivers::Column::SendStatus.eq("pending"))
         .filter(
             Condition::any()
@@ -190,6 +217,10 @@ async fn ready_ids(ctx: &Context, run_id: i64, limit: u64) -> ServiceResult<Vec<
         )
         .order_by_asc(message_receivers::Column::Id)
         .limit(limit)
+}
+
+async fn ready_ids(ctx: &Context, run_id: i64, after: i64, limit: u64) -> ServiceResult<Vec<i64>> {
+    Ok(ready(ctx, run_id, after, limit)
         .into_tuple()
         .all(&ctx.db)
         .await?)
@@ -199,15 +230,62 @@ async fn ready_ids(ctx: &Context, run_id: i64, limit: u64) -> ServiceResult<Vec<
 async fn claim(
     ctx: &Context,
     run_id: i64,
+    after: i64,
     limit: u64,
     token: &str,
     now: NaiveDateTime,
 ) -> ServiceResult<Vec<message_receivers::Model>> {
-    let ids = ready_ids(ctx, run_id, limit).await?;
-    if ids.is_empty() {
-        return Ok(Vec::new());
+    // Workers draining one run must not queue behind each other's rows: on MySQL/MariaDB and
+    // PostgreSQL each takes ready rows the others have not locked (SKIP LOCKED). SQLite has one
+    // writer at a time; a claim that lost the race to another worker tries the next rows.
+    let sqlite = ctx.db.get_database_backend() == sea_orm::DatabaseBackend::Sqlite;
+    for _ in 0..5 {
+        let won = if sqlite {
+            let ids = ready_ids(ctx, run_id, after, limit).await?;
+            if ids.is_empty() {
+                return Ok(Vec::new());
+            }
+            mark_claimed(&ctx.db, ids, token, ctx.settings.dispatch.lease_secs, now).await?
+        } else {
+            let txn = ctx.db.begin().await?;
+            let ids: Vec<i64> = ready(ctx, run_id, after, limit)
+                .lock_with_behavior(LockType::Update, LockBehavior::SkipLocked)
+                .into_tuple()
+                .all(&txn)
+                .await?;
+            if ids.is_empty() {
+                txn.commit().await?;
+                // Everything ready may be locked by other workers' claims right now.
+                if ready_ids(ctx, run_id, after, 1).await?.is_empty() {
+                    return Ok(Vec::new());
+                }
+                continue;
+            }
+            let won = mark_claimed(&txn, ids, token, ctx.settings.dispatch.lease_secs, now).await?;
+            txn.commit().await?;
+            won
+        };
+        if won > 0 {
+            break;
+        }
     }
-    message_receivers::Entity::update_many()
+    Ok(message_receivers::Entity::find()
+        .filter(message_receivers::Column::LeaseOwner.eq(token))
+        .filter(message_receivers::Column::SendStatus.eq("claimed"))
+        .order_by_asc(message_receivers::Column::Id)
+        .all(&ctx.db)
+        .await?)
+}
+
+/// Leases the still-pending receivers among `ids` to `token`; returns how many it got.
+async fn mark_claimed<C: sea_orm::ConnectionTrait>(
+    conn: &C,
+    ids: Vec<i64>,
+    token: &str,
+    lease_secs: i64,
+    now: NaiveDateTime,
+) -> ServiceResult<u64> {
+    Ok(message_receivers::Entity::update_many()
         .col_expr(
             message_receivers::Column::SendStatus,
             Expr::value("claimed"),
@@ -215,18 +293,13 @@ async fn claim(
         .col_expr(message_receivers::Column::LeaseOwner, Expr::value(token))
         .col_expr(
             message_receivers::Column::LeaseExpiresAt,
-            Expr::value(now + TimeDelta::seconds(ctx.settings.dispatch.lease_secs)),
+            Expr::value(now + TimeDelta::seconds(lease_secs)),
         )
         .filter(message_receivers::Column::Id.is_in(ids))
         .filter(message_receivers::Column::SendStatus.eq("pending"))
-        .exec(&ctx.db)
-        .await?;
-    Ok(message_receivers::Entity::find()
-        .filter(message_receivers::Column::LeaseOwner.eq(token))
-        .filter(message_receivers::Column::SendStatus.eq("claimed"))
-        .order_by_asc(message_receivers::Column::Id)
-        .all(&ctx.db)
-        .await?)
+        .exec(conn)
+        .await?
+        .rows_affected)
 }
 
 /// Gives claimed receivers back untouched (the chunk could not start).
@@ -596,7 +669,8 @@ fn failure_outcome(
 }
 
 /// Writes every outcome of the chunk, the counters and the outbound message rows in one
-/// transaction. Rows are only touched while this chunk still holds their lease.
+/// transaction, with one statement per kind of outcome rather than one per receiver. Rows are
+/// only touched while this chunk still holds their lease.
 async fn record(
     ctx: &Context,
     task: &message_tasks::Model,
@@ -607,11 +681,49 @@ async fn record(
 ) -> ServiceResult<()> {
     let now = ctx.clock.now_db();
     let txn = ctx.db.begin().await?;
-    let (mut sent, mut awaiting, mut failed, mut skipped) = (0i32, 0i32, 0i32, 0i32);
-    let mut message_rows = Vec::new();
-    let mut per_account: HashMap<i64, i64> = HashMap::new();
-    for (r, outcome) in outcomes {
-        let base = message_receivers::Entity::update_many()
+    let ids: Vec<i64> = outcomes.iter().map(|(r, _)| r.id).collect();
+    let still_ours = || {
+        Condition::all()
+            .add(message_receivers::Column::LeaseOwner.eq(token))
+            .add(message_receivers::Column::SendStatus.eq("claimed"))
+    };
+    // The first statement writes: it takes SQLite's write lock and locks the rows on MySQL and
+    // PostgreSQL, so the set read next cannot change before the commit.
+    message_receivers::Entity::update_many()
+        .col_expr(message_receivers::Column::UpdatedAt, Expr::value(now))
+        .filter(message_receivers::Column::Id.is_in(ids.clone()))
+        .filter(still_ours())
+        .exec(&txn)
+        .await?;
+    let owned: HashSet<i64> = message_receivers::Entity::find()
+        .select_only()
+        .column(message_receivers::Column::Id)
+        .filter(message_receivers::Column::Id.is_in(ids))
+        .filter(still_ours())
+        .into_tuple::<i64>()
+        .all(&txn)
+        .await?
+        .into_iter()
+        .collect();
+    // A receiver whose lease expired belongs to another worker now: its outcome wins.
+    let outcomes: Vec<_> = outcomes
+        .into_iter()
+        .filter(|(r, _)| owned.contains(&r.id))
+        .collect();
+    let mut sent = Vec::new();
+    let mut failed = Vec::new();
+    let mut skipped = Vec::new();
+    let mut retried = Vec::new();
+    for (r, outcome) in &outcomes {
+        match outcome {
+            Outcome::Sent { .. } => sent.push((r, outcome)),
+            Outcome::Failed { .. } => failed.push((r, outcome)),
+            Outcome::Skipped { .. } => skipped.push((r, outcome)),
+            Outcome::Retry { .. } => retried.push((r, outcome)),
+        }
+    }
+    let released = |rows: &[(&message_receivers::Model, &Outcome)]| {
+        message_receivers::Entity::update_many()
             .col_expr(
                 message_receivers::Column::LeaseOwner,
                 Expr::value(Option::<String>::None),
@@ -620,147 +732,148 @@ async fn record(
                 message_receivers::Column::LeaseExpiresAt,
                 Expr::value(Option::<NaiveDateTime>::None),
             )
-            .col_expr(message_receivers::Column::UpdatedAt, Expr::value(now))
-            .filter(message_receivers::Column::Id.eq(r.id))
-            .filter(message_receivers::Column::LeaseOwner.eq(token))
-            .filter(message_receivers::Column::SendStatus.eq("claimed"));
-        let (update, kind) = match &outcome {
-            Outcome::Sent {
-                remote,
-                awaiting: wait,
-                ..
-            } => (
-                base.col_expr(
-                    message_receivers::Column::SendStatus,
-                    Expr::value(if *wait {
+            .filter(message_receivers::Column::Id.is_in(rows.iter().map(|(r, _)| r.id)))
+    };
+    let per_row =
+        |rows: &[(&message_receivers::Model, &Outcome)],
+         value: &dyn Fn(&message_receivers::Model, &Outcome) -> sea_orm::Value| {
+            rows.iter()
+                .fold(CaseStatement::new(), |case, (r, outcome)| {
+                    case.case(
+                        message_receivers::Column::Id.eq(r.id),
+                        Expr::val(value(r, outcome)),
+                    )
+                })
+                .finally(Expr::val(value(rows[0].0, rows[0].1)))
+        };
+    let awaiting_count = sent
+        .iter()
+        .filter(|(_, o)| matches!(o, Outcome::Sent { awaiting: true, .. }))
+        .count();
+    if !sent.is_empty() {
+        released(&sent)
+            .col_expr(
+                message_receivers::Column::SendStatus,
+                per_row(&sent, &|_, o| {
+                    let waits = matches!(o, Outcome::Sent { awaiting: true, .. });
+                    (if waits {
                         "awaiting_confirmation"
                     } else {
                         "sent"
-                    }),
-                )
-                .col_expr(message_receivers::Column::SendTime, Expr::value(now))
-                .col_expr(
-                    message_receivers::Column::RemoteMsgId,
-                    Expr::value(
-                        remote
-                            .clone()
-                            .map(|m| m.chars().take(100).collect::<String>()),
-                    ),
-                )
-                .col_expr(
-                    message_receivers::Column::ErrorCode,
-                    Expr::value(Option::<String>::None),
-                )
-                .col_expr(
-                    message_receivers::Column::ErrorMessage,
-                    Expr::value(Option::<String>::None),
-                ),
-                if *wait { 'a' } else { 's' },
-            ),
-            Outcome::Failed { code, message } => (
-                base.col_expr(message_receivers::Column::SendStatus, Expr::value("failed"))
-                    .col_expr(
-                        message_receivers::Column::ErrorCode,
-                        Expr::value(code.chars().take(50).collect::<String>()),
-                    )
-                    .col_expr(
-                        message_receivers::Column::ErrorMessage,
-                        Expr::value(message.clone()),
-                    ),
-                'f',
-            ),
-            Outcome::Skipped { reason } => (
-                base.col_expr(
-                    message_receivers::Column::SendStatus,
-                    Expr::value("skipped"),
-                )
-                .col_expr(message_receivers::Column::SkipReason, Expr::value(*reason)),
-                'k',
-            ),
-            Outcome::Retry {
-                at,
-                code,
-                message,
-                counts,
-            } => (
-                base.col_expr(
-                    message_receivers::Column::SendStatus,
-                    Expr::value("pending"),
-                )
-                .col_expr(message_receivers::Column::NextAttemptAt, Expr::value(*at))
-                .col_expr(
-                    message_receivers::Column::ErrorCode,
-                    Expr::value(code.chars().take(50).collect::<String>()),
-                )
-                .col_expr(
-                    message_receivers::Column::ErrorMessage,
-                    Expr::value(message.clone()),
-                )
-                .col_expr(
-                    message_receivers::Column::RetryCount,
-                    Expr::value(r.retry_count + i32::from(*counts)),
-                ),
-                'r',
-            ),
-        };
-        if update.exec(&txn).await?.rows_affected != 1 {
-            // The lease expired and another worker owns this receiver now: its outcome wins.
-            continue;
+                    })
+                    .into()
+                })
+                .into(),
+            )
+            .col_expr(
+                message_receivers::Column::RemoteMsgId,
+                per_row(&sent, &|_, o| match o {
+                    Outcome::Sent { remote, .. } => remote
+                        .as_ref()
+                        .map(|m| m.chars().take(100).collect::<String>())
+                        .into(),
+                    _ => Option::<String>::None.into(),
+                })
+                .into(),
+            )
+            .col_expr(message_receivers::Column::SendTime, Expr::value(now))
+            .col_expr(
+                message_receivers::Column::ErrorCode,
+                Expr::value(Option::<String>::None),
+            )
+            .col_expr(
+                message_receivers::Column::ErrorMessage,
+                Expr::value(Option::<String>::None),
+            )
+            .exec(&txn)
+            .await?;
+    }
+    let error_of = |o: &Outcome| match o {
+        Outcome::Failed { code, message } | Outcome::Retry { code, message, .. } => {
+            (code.chars().take(50).collect::<String>(), message.clone())
         }
-        match kind {
-            's' => sent += 1,
-            'a' => awaiting += 1,
-            'f' => failed += 1,
-            'k' => skipped += 1,
-            _ => report.retried += 1,
-        }
+        _ => (String::new(), String::new()),
+    };
+    if !failed.is_empty() {
+        released(&failed)
+            .col_expr(message_receivers::Column::SendStatus, Expr::value("failed"))
+            .col_expr(
+                message_receivers::Column::ErrorCode,
+                per_row(&failed, &|_, o| error_of(o).0.into()).into(),
+            )
+            .col_expr(
+                message_receivers::Column::ErrorMessage,
+                per_row(&failed, &|_, o| error_of(o).1.into()).into(),
+            )
+            .exec(&txn)
+            .await?;
+    }
+    if !skipped.is_empty() {
+        released(&skipped)
+            .col_expr(
+                message_receivers::Column::SendStatus,
+                Expr::value("skipped"),
+            )
+            .col_expr(
+                message_receivers::Column::SkipReason,
+                per_row(&skipped, &|_, o| match o {
+                    Outcome::Skipped { reason } => (*reason).into(),
+                    _ => "".into(),
+                })
+                .into(),
+            )
+            .exec(&txn)
+            .await?;
+    }
+    if !retried.is_empty() {
+        released(&retried)
+            .col_expr(
+                message_receivers::Column::SendStatus,
+                Expr::value("pending"),
+            )
+            .col_expr(
+                message_receivers::Column::NextAttemptAt,
+                per_row(&retried, &|_, o| match o {
+                    Outcome::Retry { at, .. } => (*at).into(),
+                    _ => now.into(),
+                })
+                .into(),
+            )
+            .col_expr(
+                message_receivers::Column::ErrorCode,
+                per_row(&retried, &|_, o| error_of(o).0.into()).into(),
+            )
+            .col_expr(
+                message_receivers::Column::ErrorMessage,
+                per_row(&retried, &|_, o| error_of(o).1.into()).into(),
+            )
+            .col_expr(
+                message_receivers::Column::RetryCount,
+                per_row(&retried, &|r, o| {
+                    let uses_a_retry = matches!(o, Outcome::Retry { counts: true, .. });
+                    (r.retry_count + i32::from(uses_a_retry)).into()
+                })
+                .into(),
+            )
+            .exec(&txn)
+            .await?;
+    }
+    let mut per_account: HashMap<i64, i64> = HashMap::new();
+    let mut message_rows = Vec::new();
+    for (r, outcome) in &sent {
         if let (
             Outcome::Sent {
                 remote,
-                awaiting: wait,
+                awaiting,
                 content,
             },
             Some(account),
-        ) = (&outcome, r.account_id)
+        ) = (outcome, r.account_id)
         {
             *per_account.entry(account).or_default() += 1;
-            message_rows.push(messages::ActiveModel {
-                message_uuid: Set(r.message_uuid),
-                direction: Set("out".to_owned()),
-                instance_id: Set(r
-                    .variables
-                    .as_ref()
-                    .and_then(|v| v.get("_instance"))
-                    .and_then(Value::as_i64)
-                    .unwrap_or(0)),
-                account_id: Set(account),
-                chat_type: Set(if r.receiver_type == "group" {
-                    "group"
-                } else {
-                    "private"
-                }
-                .to_owned()),
-                chat_wxid: Set(r.receiver_wxid.clone()),
-                contact_id: Set(r.contact_id),
-                group_id: Set(r.group_id),
-                remote_msg_id: Set(remote.clone().map(|m| m.chars().take(100).collect())),
-                message_type: Set(task.message_type.clone()),
-                message_content: Set(Some(content.clone())),
-                send_status: Set(if *wait {
-                    "awaiting_confirmation"
-                } else {
-                    "sent"
-                }
-                .to_owned()),
-                send_time: Set(Some(now)),
-                retry_count: Set(r.retry_count),
-                task_id: Set(Some(task.id)),
-                is_scheduled: Set(task.scheduled_time.is_some()),
-                created_by: Set(Some(task.created_by)),
-                created_at: Set(now),
-                updated_at: Set(now),
-                ..Default::default()
-            });
+            message_rows.push(message_row(
+                task, r, account, remote, *awaiting, content, now,
+            ));
         }
     }
     if !message_rows.is_empty() {
@@ -768,7 +881,7 @@ async fn record(
         let on_conflict = sea_orm::sea_query::OnConflict::column(messages::Column::MessageUuid)
             .update_column(messages::Column::MessageUuid)
             .to_owned();
-        for chunk in message_rows.chunks(200) {
+        for chunk in message_rows.chunks(crate::db::INSERT_BATCH_ROWS) {
             messages::Entity::insert_many(chunk.to_vec())
                 .on_conflict(on_conflict.clone())
                 .exec_without_returning(&txn)
@@ -789,13 +902,75 @@ async fn record(
             .exec(&txn)
             .await?;
     }
-    finish::add_counts(&txn, task.id, run_id, sent, failed, skipped, awaiting, now).await?;
+    let count = |n: usize| i32::try_from(n).unwrap_or(i32::MAX);
+    let delivered = sent.len() - awaiting_count;
+    finish::add_counts(
+        &txn,
+        task.id,
+        run_id,
+        count(delivered),
+        count(failed.len()),
+        count(skipped.len()),
+        count(awaiting_count),
+        now,
+    )
+    .await?;
     txn.commit().await?;
-    report.sent = usize::try_from(sent).unwrap_or(0);
-    report.awaiting = usize::try_from(awaiting).unwrap_or(0);
-    report.failed = usize::try_from(failed).unwrap_or(0);
-    report.skipped = usize::try_from(skipped).unwrap_or(0);
+    report.sent = delivered;
+    report.awaiting = awaiting_count;
+    report.failed = failed.len();
+    report.skipped = skipped.len();
+    report.retried = retried.len();
     Ok(())
+}
+
+/// The outbound message row of a sent receiver (the conversation log).
+fn message_row(
+    task: &message_tasks::Model,
+    r: &message_receivers::Model,
+    account: i64,
+    remote: &Option<String>,
+    awaiting: bool,
+    content: &str,
+    now: NaiveDateTime,
+) -> messages::ActiveModel {
+    messages::ActiveModel {
+        message_uuid: Set(r.message_uuid),
+        direction: Set("out".to_owned()),
+        instance_id: Set(r
+            .variables
+            .as_ref()
+            .and_then(|v| v.get("_instance"))
+            .and_then(Value::as_i64)
+            .unwrap_or(0)),
+        account_id: Set(account),
+        chat_type: Set(if r.receiver_type == "group" {
+            "group"
+        } else {
+            "private"
+        }
+        .to_owned()),
+        chat_wxid: Set(r.receiver_wxid.clone()),
+        contact_id: Set(r.contact_id),
+        group_id: Set(r.group_id),
+        remote_msg_id: Set(remote.clone().map(|m| m.chars().take(100).collect())),
+        message_type: Set(task.message_type.clone()),
+        message_content: Set(Some(content.to_owned())),
+        send_status: Set(if awaiting {
+            "awaiting_confirmation"
+        } else {
+            "sent"
+        }
+        .to_owned()),
+        send_time: Set(Some(now)),
+        retry_count: Set(r.retry_count),
+        task_id: Set(Some(task.id)),
+        is_scheduled: Set(task.scheduled_time.is_some()),
+        created_by: Set(Some(task.created_by)),
+        created_at: Set(now),
+        updated_at: Set(now),
+        ..Default::default()
+    }
 }
 
 /// Fills `instance_id` of message rows from their accounts.

@@ -64,20 +64,26 @@ pub async fn add_counts<C: ConnectionTrait>(
     Ok(())
 }
 
-/// Receivers of the run still to be sent (pending or claimed).
-pub async fn unfinished(ctx: &Context, run_id: i64) -> ServiceResult<u64> {
+/// Whether receivers of the run are still to be sent (pending or claimed). An existence check,
+/// not a count: it runs after every chunk that did not fill.
+pub async fn unfinished(ctx: &Context, run_id: i64) -> ServiceResult<bool> {
     Ok(message_receivers::Entity::find()
+        .select_only()
+        .column(message_receivers::Column::Id)
         .filter(message_receivers::Column::RunId.eq(run_id))
         .filter(message_receivers::Column::SendStatus.is_in(["pending", "claimed"]))
-        .count(&ctx.db)
-        .await?)
+        .limit(1)
+        .into_tuple::<i64>()
+        .one(&ctx.db)
+        .await?
+        .is_some())
 }
 
 /// Completes the run once nothing is left to send (or moves it to `awaiting_confirmation` while
 /// customer mass messages wait for members), and settles its task: a one-shot task completes,
 /// a recurring one waits for its next firing. Conditional updates make this happen once.
 pub async fn finish_if_done(ctx: &Context, run_id: i64) -> ServiceResult<()> {
-    if unfinished(ctx, run_id).await? > 0 {
+    if unfinished(ctx, run_id).await? {
         return Ok(());
     }
     let Some(run) = message_task_runs::Entity::find_by_id(run_id)

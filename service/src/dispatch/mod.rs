@@ -23,8 +23,12 @@ use sea_orm::{
 use crate::{Context, ServiceResult};
 
 /// Runs that are `running` (their task too) and have receivers ready to send now, best
-/// priority first.
-pub async fn ready_runs(ctx: &Context, limit: u64) -> ServiceResult<Vec<i64>> {
+/// priority first. Runs in `busy` (this process drains them already) are not checked again.
+pub async fn ready_runs(
+    ctx: &Context,
+    limit: u64,
+    busy: &std::collections::HashSet<i64>,
+) -> ServiceResult<Vec<i64>> {
     let now = ctx.clock.now_db();
     let runs: Vec<i64> = message_task_runs::Entity::find()
         .select_only()
@@ -42,7 +46,7 @@ pub async fn ready_runs(ctx: &Context, limit: u64) -> ServiceResult<Vec<i64>> {
         .all(&ctx.db)
         .await?;
     let mut ready = Vec::new();
-    for run in runs {
+    for run in runs.into_iter().filter(|r| !busy.contains(r)) {
         let has = message_receivers::Entity::find()
             .select_only()
             .column(message_receivers::Column::Id)
@@ -68,8 +72,10 @@ pub async fn ready_runs(ctx: &Context, limit: u64) -> ServiceResult<Vec<i64>> {
 /// Sends chunk after chunk of a run until nothing is ready (paused, done, or waiting on retries).
 pub async fn drain(ctx: &Context, run_id: i64, worker: &str) -> ServiceResult<u64> {
     let mut total = 0;
+    let mut after = 0;
     loop {
-        let report = run_chunk(ctx, run_id, worker).await?;
+        let report = run_chunk(ctx, run_id, worker, after).await?;
+        after = report.last_id;
         total += report.claimed as u64;
         if !report.more {
             return Ok(total);

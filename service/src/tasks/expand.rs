@@ -205,7 +205,7 @@ async fn insert(
     ])
     .update_column(message_receivers::Column::ReceiverType)
     .to_owned();
-    for chunk in rows.chunks(250) {
+    for chunk in rows.chunks(crate::db::INSERT_BATCH_ROWS) {
         message_receivers::Entity::insert_many(chunk.to_vec())
             .on_conflict(on_conflict.clone())
             .exec_without_returning(&ctx.db)

@@ -13,7 +13,12 @@ pub struct Dispatcher {
 
 impl Dispatcher {
     pub async fn run(&self, ctx: &service::Context, worker: &str) -> anyhow::Result<()> {
-        for run in service::dispatch::ready_runs(ctx, 50).await? {
+        let busy = self
+            .in_flight
+            .lock()
+            .map(|set| set.clone())
+            .unwrap_or_default();
+        for run in service::dispatch::ready_runs(ctx, 50, &busy).await? {
             let fresh = self
                 .in_flight
                 .lock()

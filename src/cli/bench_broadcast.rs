@@ -1,0 +1,276 @@
+//! `wework bench broadcast`: one broadcast to N receivers through the real engine (task creation,
+//! audience expansion, leased chunks, driver sends, one transaction per chunk) against a
+//! simulator running as its own process, compared with the rate one client gets from the same
+//! simulator sending directly.
+
+use std::{
+    process::Stdio,
+    sync::{Arc, Mutex},
+    time::{Duration, Instant},
+};
+
+use clap::Args as ClapArgs;
+use futures_util::StreamExt;
+use service::{
+    Context,
+    auth::actor::{Actor, RequestMeta},
+    drivers::{Channel, OutboundMessage},
+};
+use tokio::io::{AsyncBufReadExt, BufReader};
+
+use super::bench::{analyze, fresh_context, peak_rss_mib, percentiles};
+
+#[derive(Debug, ClapArgs)]
+pub struct BroadcastArgs {
+    /// Receivers of the broadcast (contacts on the simulator).
+    #[arg(long, default_value_t = 10_000)]
+    receivers: usize,
+    /// Sending accounts the receivers are spread over.
+    #[arg(long, default_value_t = 10)]
+    accounts: usize,
+    /// Chunks in flight at once (each worker process drains a run one chunk at a time; this is
+    /// the number of worker processes sharing the run).
+    #[arg(long, default_value_t = 2)]
+    drains: usize,
+    /// Receivers per chunk and sends in flight per chunk.
+    #[arg(long, default_value_t = 200)]
+    chunk_size: u64,
+    #[arg(long, default_value_t = 32)]
+    concurrency: usize,
+    /// Database to use; must be empty. Default: a fresh SQLite file in the temp directory.
+    #[arg(long)]
+    database_url: Option<String>,
+    /// Redis for the rate limiter and caches (rate limits are off; leases stay in SQL).
+    #[arg(long)]
+    redis_url: Option<String>,
+    /// Direct sends for the simulator's baseline.
+    #[arg(long, default_value_t = 20_000)]
+    baseline: usize,
+}
+
+/// A `wework sim` child process; killed when dropped.
+struct SimProcess {
+    child: tokio::process::Child,
+    base: String,
+}
+
+impl SimProcess {
+    async fn start(accounts: usize, contacts: usize) -> anyhow::Result<Self> {
+        let mut child = tokio::process::Command::new(std::env::current_exe()?)
+            .args(["sim", "--port", "0", "--groups", "0", "--members", "0"])
+            .args(["--accounts", &accounts.to_string()])
+            .args(["--contacts", &contacts.to_string()])
+            .stdout(Stdio::piped())
+            .stderr(Stdio::null())
+            .kill_on_drop(true)
+            .spawn()?;
+        let stdout = child
+            .stdout
+            .take()
+            .ok_or_else(|| anyhow::anyhow!("no simulator stdout"))?;
+        let mut lines = BufReader::new(stdout).lines();
+        while let Some(line) = lines.next_line().await? {
+            if let Some(rest) = line.strip_prefix("wework sim listening on ") {
+                let base = rest
+                    .split_whitespace()
+                    .next()
+                    .unwrap_or_default()
+                    .to_owned();
+                tokio::spawn(async move { while let Ok(Some(_)) = lines.next_line().await {} });
+                return Ok(Self { child, base });
+            }
+        }
+        anyhow::bail!("the simulator did not start")
+    }
+
+    async fn delivered(&self) -> anyhow::Result<u64> {
+        let stats: serde_json::Value = reqwest::get(format!("{}/_sim/stats", self.base))
+            .await?
+            .json()
+            .await?;
+        Ok(stats["deliveries"]["delivered"].as_u64().unwrap_or(0))
+    }
+}
+
+impl Drop for SimProcess {
+    fn drop(&mut self) {
+        let _ = self.child.start_kill();
+    }
+}
+
+fn operator() -> Actor {
+    Actor {
+        user_id: Some(1),
+        permissions: Arc::new(
+            [
+                "instances:create",
+                "instances:control",
+                "tasks:create",
+                "tasks:read",
+            ]
+            .iter()
+            .map(|p| (*p).to_owned())
+            .collect(),
+        ),
+        ..Actor::system(RequestMeta::default())
+    }
+}
+
+pub async fn broadcast_bench(args: BroadcastArgs) -> anyhow::Result<()> {
+    let per_account = args.receivers.div_ceil(args.accounts.max(1));
+    let sim = SimProcess::start(args.accounts, per_account).await?;
+    let mut extra = format!(
+        "[dispatch]\nrate_limits = false\nchunk_size = {}\nconcurrency = {}\n",
+        args.chunk_size, args.concurrency
+    );
+    if let Some(redis) = &args.redis_url {
+        extra.push_str(&format!("[redis]\nurl = \"{redis}\"\n"));
+    }
+    let ctx = fresh_context(args.database_url.clone(), "broadcast", &extra).await?;
+    let actor = operator();
+    let input = serde_json::from_value(serde_json::json!({
+        "name": "bench agent", "kind": "agent", "api_url": format!("{}/agent", sim.base),
+        "config": { "agent_secret": "sim-agent-secret" }
+    }))?;
+    let instance = service::instances::manage::create(&ctx, &actor, input).await?;
+    let started = Instant::now();
+    service::sync::request(&ctx, &actor, instance.id).await?;
+    let claimed = service::sync::claim_next(&ctx, "bench")
+        .await?
+        .ok_or_else(|| anyhow::anyhow!("sync run not claimable"))?;
+    service::sync::execute(&ctx, &claimed, "bench").await?;
+    let total = per_account * args.accounts;
+    // As autovacuum would on a live system (it is off on some CI servers).
+    analyze(&ctx, &["contacts", "contact_tags"]).await?;
+    println!(
+        "synced {total} contacts on {} accounts in {:.1} s",
+        args.accounts,
+        started.elapsed().as_secs_f64()
+    );
+
+    let baseline = baseline(&ctx, instance.id, &args).await?;
+    let before = sim.delivered().await?;
+
+    let task_input = serde_json::from_value(serde_json::json!({
+        "name": "bench broadcast", "task_type": "broadcast",
+        "content": "{{ nickname }}您好，双十一会员专享价今晚开抢",
+        "audience": { "filter": { "instance_ids": [instance.id] } }
+    }))?;
+    let started = Instant::now();
+    let task = service::tasks::create(&ctx, &actor, task_input).await?;
+    service::tasks::schedule::tick(&ctx).await?;
+    let run = service::tasks::expand::claim(&ctx, "bench")
+        .await?
+        .ok_or_else(|| anyhow::anyhow!("the task's run was not created"))?;
+    service::tasks::expand::expand(&ctx, &run).await?;
+    let expanded = started.elapsed();
+    analyze(&ctx, &["message_receivers", "messages"]).await?;
+
+    let chunks: Arc<Mutex<Vec<(Duration, usize)>>> = Arc::default();
+    let send_started = Instant::now();
+    let drains = (0..args.drains).map(|i| {
+        let (ctx, chunks) = (ctx.clone(), chunks.clone());
+        tokio::spawn(async move { drain(&ctx, run.id, &format!("bench-{i}"), &chunks).await })
+    });
+    for drain in futures_util::future::join_all(drains).await {
+        drain??;
+    }
+    let sending = send_started.elapsed();
+    let elapsed = started.elapsed();
+    let view = service::tasks::get(&ctx, &actor, task.id).await?;
+    let delivered = sim.delivered().await? - before;
+    anyhow::ensure!(
+        view.counts.success == i32::try_from(total)? && delivered == total as u64,
+        "incomplete: {:?}, simulator delivered {delivered}",
+        view.counts
+    );
+
+    let chunks = std::mem::take(&mut *chunks.lock().map_err(|_| anyhow::anyhow!("poisoned"))?);
+    let chunk_ms: Vec<Duration> = chunks.iter().map(|(d, _)| *d).collect();
+    // Every receiver of a chunk is claimed at its start and acknowledged by its commit.
+    let per_receiver: Vec<Duration> = chunks
+        .iter()
+        .flat_map(|(d, n)| std::iter::repeat_n(*d, *n))
+        .collect();
+    let (chunk_p50, chunk_p99) = percentiles(chunk_ms);
+    let (p50, p99) = percentiles(per_receiver);
+    println!(
+        "\n| receivers | expand s | send s | total s | receivers/s (send) | receivers/s (end to end) | claim→ack p50 ms | p99 ms | chunks | chunk p50 ms | p99 ms |"
+    );
+    println!("|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|");
+    println!(
+        "| {total} | {:.1} | {:.1} | {:.1} | {:.0} | {:.0} | {p50:.0} | {p99:.0} | {} | {chunk_p50:.0} | {chunk_p99:.0} |",
+        expanded.as_secs_f64(),
+        sending.as_secs_f64(),
+        elapsed.as_secs_f64(),
+        total as f64 / sending.as_secs_f64(),
+        total as f64 / elapsed.as_secs_f64(),
+        chunks.len(),
+    );
+    println!(
+        "\nsimulator baseline: {baseline:.0} sends/s from one client ({} in flight); the engine reached {:.0}% of it",
+        args.concurrency * args.drains,
+        100.0 * total as f64 / sending.as_secs_f64() / baseline
+    );
+    if let Some(rss) = peak_rss_mib() {
+        println!("peak RSS of the engine process: {rss:.0} MiB");
+    }
+    Ok(())
+}
+
+/// What one worker process does with a run: chunk after chunk until nothing is ready.
+async fn drain(
+    ctx: &Context,
+    run_id: i64,
+    worker: &str,
+    chunks: &Mutex<Vec<(Duration, usize)>>,
+) -> anyhow::Result<()> {
+    let mut after = 0;
+    loop {
+        let started = Instant::now();
+        let report = service::dispatch::run_chunk(ctx, run_id, worker, after).await?;
+        after = report.last_id;
+        if report.claimed > 0
+            && let Ok(mut chunks) = chunks.lock()
+        {
+            chunks.push((started.elapsed(), report.claimed));
+        }
+        if !report.more {
+            return Ok(());
+        }
+    }
+}
+
+/// Sends per second one client gets from the simulator with the engine's parallelism, through
+/// the same driver (signing, idempotency keys), without the database.
+async fn baseline(ctx: &Context, instance_id: i64, args: &BroadcastArgs) -> anyhow::Result<f64> {
+    let instance = service::instances::find_live(&ctx.db, instance_id).await?;
+    let driver: Arc<dyn service::drivers::InstanceDriver> =
+        Arc::from(service::drivers::for_instance(ctx, &instance).await?);
+    let count = args.baseline;
+    let started = Instant::now();
+    let failures = futures_util::stream::iter(0..count)
+        .map(|i| {
+            let driver = driver.clone();
+            let account = i % args.accounts;
+            async move {
+                let message = OutboundMessage {
+                    account_wxid: format!("sim_user_{account}"),
+                    to: format!("wm_42_{account}_{}", i / args.accounts),
+                    to_group: false,
+                    channel: Channel::Direct,
+                    msgtype: "text".into(),
+                    payload: serde_json::json!({ "content": "baseline" }),
+                    idempotency_key: format!("baseline-{i}"),
+                };
+                driver.send(&message).await.is_err()
+            }
+        })
+        .buffer_unordered(args.concurrency * args.drains)
+        .filter(|failed| std::future::ready(*failed))
+        .count()
+        .await;
+    let rate = count as f64 / started.elapsed().as_secs_f64();
+    anyhow::ensure!(failures == 0, "{failures} baseline sends failed");
+    Ok(rate)
+}
