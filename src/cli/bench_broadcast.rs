@@ -248,6 +248,7 @@ async fn baseline(ctx: &Context, instance_id: i64, args: &BroadcastArgs) -> anyh
     let driver: Arc<dyn service::drivers::InstanceDriver> =
         Arc::from(service::drivers::for_instance(ctx, &instance).await?);
     let count = args.baseline;
+    let per_account = args.receivers.div_ceil(args.accounts.max(1));
     let started = Instant::now();
     let failures = futures_util::stream::iter(0..count)
         .map(|i| {
@@ -256,7 +257,7 @@ async fn baseline(ctx: &Context, instance_id: i64, args: &BroadcastArgs) -> anyh
             async move {
                 let message = OutboundMessage {
                     account_wxid: format!("sim_user_{account}"),
-                    to: format!("wm_42_{account}_{}", i / args.accounts),
+                    to: format!("wm_42_{account}_{}", (i / args.accounts) % per_account),
                     to_group: false,
                     channel: Channel::Direct,
                     msgtype: "text".into(),

@@ -668,10 +668,43 @@ fn failure_outcome(
     }
 }
 
+/// Records the chunk; a transaction that lost a lock conflict (a deadlock on MySQL, a busy
+/// SQLite) is simply run again — it only touches rows this chunk still leases.
+async fn record(
+    ctx: &Context,
+    task: &message_tasks::Model,
+    run_id: i64,
+    token: &str,
+    outcomes: Vec<(message_receivers::Model, Outcome)>,
+    report: &mut ChunkReport,
+) -> ServiceResult<()> {
+    let mut attempt = 0u64;
+    loop {
+        match record_once(ctx, task, run_id, token, outcomes.clone(), report).await {
+            Err(e) if attempt < 4 && is_lock_conflict(&e) => {
+                attempt += 1;
+                tracing::debug!(run.id = run_id, attempt, error = %e, "chunk record retried");
+                tokio::time::sleep(Duration::from_millis(25 * attempt)).await;
+            }
+            other => return other,
+        }
+    }
+}
+
+fn is_lock_conflict(e: &crate::ServiceError) -> bool {
+    let crate::ServiceError::Database(db) = e else {
+        return false;
+    };
+    let text = db.to_string();
+    ["Deadlock", "1213", "40P01", "40001", "database is locked"]
+        .iter()
+        .any(|needle| text.contains(needle))
+}
+
 /// Writes every outcome of the chunk, the counters and the outbound message rows in one
 /// transaction, with one statement per kind of outcome rather than one per receiver. Rows are
 /// only touched while this chunk still holds their lease.
-async fn record(
+async fn record_once(
     ctx: &Context,
     task: &message_tasks::Model,
     run_id: i64,
@@ -858,7 +891,7 @@ async fn record(
             .exec(&txn)
             .await?;
     }
-    let mut per_account: HashMap<i64, i64> = HashMap::new();
+    let mut per_account: BTreeMap<i64, i64> = BTreeMap::new();
     let mut message_rows = Vec::new();
     for (r, outcome) in &sent {
         if let (
@@ -876,18 +909,9 @@ async fn record(
             ));
         }
     }
-    if !message_rows.is_empty() {
-        fill_instances(&txn, &mut message_rows).await?;
-        let on_conflict = sea_orm::sea_query::OnConflict::column(messages::Column::MessageUuid)
-            .update_column(messages::Column::MessageUuid)
-            .to_owned();
-        for chunk in message_rows.chunks(crate::db::INSERT_BATCH_ROWS) {
-            messages::Entity::insert_many(chunk.to_vec())
-                .on_conflict(on_conflict.clone())
-                .exec_without_returning(&txn)
-                .await?;
-        }
-    }
+    // Lock order, the same in every chunk: receivers (above), accounts by id, then the message
+    // rows (whose foreign-key checks on those accounts then need no further lock on MySQL), then
+    // the run and the task. Concurrent chunks cannot deadlock on it.
     for (account, n) in per_account {
         wework_accounts::Entity::update_many()
             .col_expr(
@@ -901,6 +925,18 @@ async fn record(
             .filter(wework_accounts::Column::Id.eq(account))
             .exec(&txn)
             .await?;
+    }
+    if !message_rows.is_empty() {
+        fill_instances(&txn, &mut message_rows).await?;
+        let on_conflict = sea_orm::sea_query::OnConflict::column(messages::Column::MessageUuid)
+            .update_column(messages::Column::MessageUuid)
+            .to_owned();
+        for chunk in message_rows.chunks(crate::db::INSERT_BATCH_ROWS) {
+            messages::Entity::insert_many(chunk.to_vec())
+                .on_conflict(on_conflict.clone())
+                .exec_without_returning(&txn)
+                .await?;
+        }
     }
     let count = |n: usize| i32::try_from(n).unwrap_or(i32::MAX);
     let delivered = sent.len() - awaiting_count;
