@@ -37,6 +37,9 @@ pub struct DispatchSettings {
     pub rate_limits: bool,
     pub chunk_size: u64,
     pub concurrency: usize,
+    pub jobs_in_flight: usize,
+    pub chains_per_run: u32,
+    pub job_slice_ms: u64,
     pub lease_secs: i64,
     pub contact_daily_cap: u32,
     pub customer_monthly_quota: u32,
@@ -135,6 +138,7 @@ pub struct MetricsSettings {
 pub struct WorkerSettings {
     pub housekeeping_interval_secs: u64,
     pub log_retention_days: i64,
+    pub queue_path: String,
 }
 
 /// A configuration problem, always naming the key at fault.
@@ -261,6 +265,15 @@ impl Settings {
         if !(1..=256).contains(&d.concurrency) {
             return fail("dispatch.concurrency", "must be between 1 and 256");
         }
+        if !(1..=256).contains(&d.jobs_in_flight) {
+            return fail("dispatch.jobs_in_flight", "must be between 1 and 256");
+        }
+        if !(1..=64).contains(&d.chains_per_run) {
+            return fail("dispatch.chains_per_run", "must be between 1 and 64");
+        }
+        if !(100..=60_000).contains(&d.job_slice_ms) {
+            return fail("dispatch.job_slice_ms", "must be between 100 and 60000");
+        }
         if d.lease_secs < 10 {
             return fail("dispatch.lease_secs", "must be at least 10");
         }
@@ -276,6 +289,9 @@ impl Settings {
         }
         if self.worker.housekeeping_interval_secs == 0 {
             return fail("worker.housekeeping_interval_secs", "must be at least 1");
+        }
+        if self.worker.queue_path.trim().is_empty() {
+            return fail("worker.queue_path", "must name a file");
         }
         if self.worker.log_retention_days < 1 {
             return fail("worker.log_retention_days", "must be at least 1");

@@ -28,10 +28,10 @@ pub struct BroadcastArgs {
     /// Sending accounts the receivers are spread over.
     #[arg(long, default_value_t = 10)]
     accounts: usize,
-    /// Chunks in flight at once (each worker process drains a run one chunk at a time; this is
-    /// the number of worker processes sharing the run).
-    #[arg(long, default_value_t = 2)]
-    drains: usize,
+    /// Chains of dispatch jobs working on the run at once (`dispatch.chains_per_run`): chunks in
+    /// flight at once.
+    #[arg(long, default_value_t = 4)]
+    chains: u32,
     /// Receivers per chunk and sends in flight per chunk.
     #[arg(long, default_value_t = 200)]
     chunk_size: u64,
@@ -120,8 +120,14 @@ pub async fn broadcast_bench(args: BroadcastArgs) -> anyhow::Result<()> {
     let per_account = args.receivers.div_ceil(args.accounts.max(1));
     let sim = SimProcess::start(args.accounts, per_account).await?;
     let mut extra = format!(
-        "[dispatch]\nrate_limits = false\nchunk_size = {}\nconcurrency = {}\n",
-        args.chunk_size, args.concurrency
+        "[dispatch]\nrate_limits = false\nchunk_size = {}\nconcurrency = {}\nchains_per_run = {}\njobs_in_flight = {}\n[worker]\nqueue_path = \"{}\"\n",
+        args.chunk_size,
+        args.concurrency,
+        args.chains,
+        args.chains.max(8),
+        std::env::temp_dir()
+            .join(format!("wework-bench-queue-{}.db", std::process::id()))
+            .display()
     );
     if let Some(redis) = &args.redis_url {
         extra.push_str(&format!("[redis]\nurl = \"{redis}\"\n"));
@@ -167,14 +173,26 @@ pub async fn broadcast_bench(args: BroadcastArgs) -> anyhow::Result<()> {
     analyze(&ctx, &["message_receivers", "messages"]).await?;
 
     let chunks: Arc<Mutex<Vec<(Duration, usize)>>> = Arc::default();
+    let observer: worker::dispatch::ChunkObserver = {
+        let chunks = chunks.clone();
+        Arc::new(move |report, took| {
+            if let Ok(mut chunks) = chunks.lock() {
+                chunks.push((took, report.claimed));
+            }
+        })
+    };
     let send_started = Instant::now();
-    let drains = (0..args.drains).map(|i| {
-        let (ctx, chunks) = (ctx.clone(), chunks.clone());
-        tokio::spawn(async move { drain(&ctx, run.id, &format!("bench-{i}"), &chunks).await })
-    });
-    for drain in futures_util::future::join_all(drains).await {
-        drain??;
-    }
+    let (stop, stopped) = tokio::sync::watch::channel(false);
+    let dispatcher = tokio::spawn(worker::dispatch::run(
+        ctx.clone(),
+        "bench".into(),
+        stopped,
+        Some(observer),
+    ));
+    let finished = wait_for_run(&ctx, &actor, task.id, total).await;
+    stop.send(true).ok();
+    dispatcher.await?;
+    finished?;
     let sending = send_started.elapsed();
     let elapsed = started.elapsed();
     let view = service::tasks::get(&ctx, &actor, task.id).await?;
@@ -209,7 +227,7 @@ pub async fn broadcast_bench(args: BroadcastArgs) -> anyhow::Result<()> {
     );
     println!(
         "\nsimulator baseline: {baseline:.0} sends/s from one client ({} in flight); the engine reached {:.0}% of it",
-        args.concurrency * args.drains,
+        args.concurrency * args.chains as usize,
         100.0 * total as f64 / sending.as_secs_f64() / baseline
     );
     if let Some(rss) = peak_rss_mib() {
@@ -218,26 +236,28 @@ pub async fn broadcast_bench(args: BroadcastArgs) -> anyhow::Result<()> {
     Ok(())
 }
 
-/// What one worker process does with a run: chunk after chunk until nothing is ready.
-async fn drain(
+/// Waits until every receiver of the task is written, or nothing moved for a minute.
+async fn wait_for_run(
     ctx: &Context,
-    run_id: i64,
-    worker: &str,
-    chunks: &Mutex<Vec<(Duration, usize)>>,
+    actor: &Actor,
+    task_id: i64,
+    total: usize,
 ) -> anyhow::Result<()> {
-    let mut after = 0;
+    let (mut last, mut last_change) = (-1, Instant::now());
     loop {
-        let started = Instant::now();
-        let report = service::dispatch::run_chunk(ctx, run_id, worker, after).await?;
-        after = report.last_id;
-        if report.claimed > 0
-            && let Ok(mut chunks) = chunks.lock()
-        {
-            chunks.push((started.elapsed(), report.claimed));
-        }
-        if !report.more {
+        let counts = service::tasks::get(ctx, actor, task_id).await?.counts;
+        let done = counts.success + counts.failed + counts.skipped;
+        if usize::try_from(done).unwrap_or(0) >= total {
             return Ok(());
         }
+        if done != last {
+            (last, last_change) = (done, Instant::now());
+        }
+        anyhow::ensure!(
+            last_change.elapsed() < Duration::from_secs(60),
+            "the broadcast stalled at {counts:?}"
+        );
+        tokio::time::sleep(Duration::from_millis(20)).await;
     }
 }
 
@@ -267,7 +287,7 @@ async fn baseline(ctx: &Context, instance_id: i64, args: &BroadcastArgs) -> anyh
                 driver.send(&message).await.is_err()
             }
         })
-        .buffer_unordered(args.concurrency * args.drains)
+        .buffer_unordered(args.concurrency * args.chains as usize)
         .filter(|failed| std::future::ready(*failed))
         .count()
         .await;

@@ -79,6 +79,11 @@ pub async fn test_config(extra_toml: &str) -> String {
     let url = fresh_database(Backend::from_env()).await;
     let redis = std::env::var("WEWORK_TEST_REDIS_URL").unwrap_or_default();
     let prefix = format!("wework-test:{}:", uuid::Uuid::new_v4().simple());
+    let queue = std::env::temp_dir()
+        .join("wework-tests")
+        .join(format!("{}.queue.db", uuid::Uuid::new_v4().simple()));
+    std::fs::create_dir_all(queue.parent().unwrap()).unwrap();
+    let queue = queue.display();
     let key = service::crypto::sealer::Sealer::generate_key();
     let base = format!(
         r#"
@@ -104,6 +109,8 @@ request_timeout_secs = 5
 [instances]
 heartbeat_timeout_secs = 2
 offline_after_missed = 2
+[worker]
+queue_path = "{queue}"
 "#
     );
     merge_toml(&base, extra_toml)

@@ -66,6 +66,36 @@ fn ids_of(contacts: &[Value]) -> Vec<i64> {
     contacts.iter().map(|c| c["id"].as_i64().unwrap()).collect()
 }
 
+/// The sends went through apalis jobs on the configured queue: keys of the test's own queue in
+/// Redis, or finished jobs in the embedded SQLite queue file.
+async fn assert_dispatched_through_the_queue(app: &TestApp) {
+    let settings = &app.ctx.settings;
+    if let Some(mut redis) = app.ctx.redis.clone() {
+        let keys: Vec<String> = redis::cmd("KEYS")
+            .arg(format!("{}dispatch:*", settings.redis.key_prefix))
+            .query_async(&mut redis)
+            .await
+            .unwrap();
+        assert!(!keys.is_empty(), "no dispatch queue in redis");
+    } else {
+        use sea_orm::ConnectionTrait;
+        let queue = sea_orm::Database::connect(format!("sqlite://{}", settings.worker.queue_path))
+            .await
+            .unwrap();
+        let done = queue
+            .query_one_raw(sea_orm::Statement::from_string(
+                sea_orm::DbBackend::Sqlite,
+                "SELECT COUNT(*) AS n FROM Jobs WHERE job_type = 'dispatch' AND status = 'Done'",
+            ))
+            .await
+            .unwrap()
+            .unwrap()
+            .try_get::<i64>("", "n")
+            .unwrap();
+        assert!(done >= 1, "no finished dispatch job in the embedded queue");
+    }
+}
+
 fn assert_consistent(task: &Value) {
     let c = &task["counts"];
     let sum = c["success"].as_i64().unwrap()
@@ -95,6 +125,7 @@ async fn a_personalised_broadcast_reaches_every_receiver_exactly_once() {
     let id = task["id"].as_i64().unwrap();
     let done = wait_status(&app, id, "completed", 90).await;
     assert_consistent(&done);
+    assert_dispatched_through_the_queue(&app).await;
     assert_eq!(done["counts"]["target"], 240);
     assert_eq!(done["counts"]["success"], 240);
     assert_eq!(done["progress"], 100.0);

@@ -1,7 +1,8 @@
 //! Background work: periodic jobs that each claim their work in the database (so any number of
 //! worker processes can run side by side) and are supervised (a panic or error restarts the loop,
-//! it never ends the worker). Message dispatch joins them with the broadcast engine.
+//! it never ends the worker). Message dispatch runs on apalis (see `dispatch`).
 
+pub mod dispatch;
 pub mod jobs;
 
 use std::{future::Future, time::Duration};
@@ -59,17 +60,6 @@ pub async fn run(ctx: Context, shutdown: watch::Receiver<bool>) {
                 async move { jobs::schedule::run(&ctx, &name).await }
             }
         }),
-        supervise("dispatch", Duration::from_millis(250), shutdown.clone(), {
-            let ctx = ctx.clone();
-            let name = name.clone();
-            let dispatcher = jobs::dispatch::Dispatcher::default();
-            move || {
-                let ctx = ctx.clone();
-                let name = name.clone();
-                let dispatcher = dispatcher.clone();
-                async move { dispatcher.run(&ctx, &name).await }
-            }
-        }),
         supervise("confirm", confirm_every, shutdown.clone(), {
             let ctx = ctx.clone();
             move || {
@@ -91,6 +81,12 @@ pub async fn run(ctx: Context, shutdown: watch::Receiver<bool>) {
                 async move { jobs::events::run(&ctx).await }
             }
         }),
+        tokio::spawn(dispatch::run(
+            ctx.clone(),
+            name.clone(),
+            shutdown.clone(),
+            None,
+        )),
     ];
     for task in tasks {
         let _ = task.await;

@@ -1,7 +1,6 @@
 //! One module per job; each exposes `run`, one idempotent pass, which tests can call directly.
 
 pub mod confirm;
-pub mod dispatch;
 pub mod events;
 pub mod heartbeats;
 pub mod housekeeping;
