@@ -1,4 +1,6 @@
-//! Logging: `tracing` to stderr, text for people or JSON for shippers (`log.format`).
+//! Logging: `tracing` to stderr, text for people or JSON for shippers (`log.format`), and the
+//! capture layer that ships warnings, errors and business events as log records once `serve`,
+//! `api` or `worker` installs it.
 
 use service::config::{LogFormat, LogSettings};
 use tracing_subscriber::{EnvFilter, fmt, prelude::*};
@@ -7,7 +9,9 @@ use tracing_subscriber::{EnvFilter, fmt, prelude::*};
 pub fn init(settings: &LogSettings) {
     let filter =
         EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new(&settings.level));
-    let registry = tracing_subscriber::registry().with(filter);
+    let registry = tracing_subscriber::registry()
+        .with(filter)
+        .with(service::telemetry::capture::CaptureLayer);
     let result = match settings.format {
         LogFormat::Json => registry
             .with(fmt::layer().json().with_writer(std::io::stderr))

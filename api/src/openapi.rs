@@ -53,6 +53,16 @@ use crate::{error, routes};
         routes::permissions::list_permissions,
         routes::audit_logs::list_audit_logs,
         routes::login_logs::list_login_logs,
+        routes::logs::search_logs,
+        routes::alerts::list_alert_rules,
+        routes::alerts::create_alert_rule,
+        routes::alerts::get_alert_rule,
+        routes::alerts::update_alert_rule,
+        routes::alerts::delete_alert_rule,
+        routes::alerts::list_alerts,
+        routes::alerts::get_alert,
+        routes::alerts::acknowledge_alert,
+        routes::alerts::resolve_alert,
         routes::instances::list_instances,
         routes::instances::create_instance,
         routes::instances::get_instance,
@@ -123,6 +133,8 @@ use crate::{error, routes};
                 (name = "callbacks", description = "Events from instances (signature-verified, public)"),
         (name = "messaging", description = "Templates, message tasks and broadcasts, single messages"),
         (name = "health", description = "Probes and metrics"),
+        (name = "logs", description = "System, error and access logs (Elasticsearch or SQL)"),
+        (name = "alerts", description = "Alert rules, alerts and their notifications"),
     )
 )]
 pub struct ApiDoc;

@@ -22,6 +22,8 @@ pub struct Settings {
     pub secrets: SecretSettings,
     pub log: LogSettings,
     pub metrics: MetricsSettings,
+    pub influxdb: InfluxSettings,
+    pub elasticsearch: ElasticSettings,
     pub outbound: crate::net::ssrf::OutboundSettings,
     pub instances: InstanceSettings,
     pub contacts: ContactSettings,
@@ -84,6 +86,43 @@ pub struct DatabaseSettings {
     pub auto_migrate: bool,
 }
 
+/// Where logs go instead of SQL; `url` empty keeps them in SQL.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ElasticSettings {
+    pub url: String,
+    pub username: String,
+    pub password: SecretString,
+    /// Base64 `id:key` API key; wins over username/password.
+    pub api_key: SecretString,
+    pub index_prefix: String,
+    pub analyzer: String,
+    pub retention_days: i64,
+    pub batch_size: usize,
+    pub flush_interval_ms: u64,
+    pub spool_dir: String,
+    pub spool_max_mb: u64,
+}
+
+/// Where metric points go besides SQL; `url` empty turns it off.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct InfluxSettings {
+    pub url: String,
+    /// "v2" (InfluxDB 2/3 and compatible stores: org, bucket, token) or "v1" (InfluxDB 1.x).
+    pub api: String,
+    pub org: String,
+    pub bucket: String,
+    pub token: SecretString,
+    pub database: String,
+    pub username: String,
+    pub password: SecretString,
+    pub batch_size: usize,
+    pub flush_interval_ms: u64,
+    pub spool_dir: String,
+    pub spool_max_mb: u64,
+}
+
 #[derive(Debug, Clone, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct RedisSettings {
@@ -139,6 +178,27 @@ pub struct WorkerSettings {
     pub housekeeping_interval_secs: u64,
     pub log_retention_days: i64,
     pub queue_path: String,
+    pub alert_interval_secs: u64,
+}
+
+/// Batching and spooling keys shared by the telemetry sections.
+fn check_shipping(
+    section: &str,
+    batch_size: usize,
+    flush_interval_ms: u64,
+    spool_max_mb: u64,
+) -> Result<(), ConfigError> {
+    let fail = |key: &str, why: &str| Err(ConfigError(format!("`{section}.{key}`: {why}")));
+    if !(1..=100_000).contains(&batch_size) {
+        return fail("batch_size", "must be between 1 and 100000");
+    }
+    if flush_interval_ms < 10 {
+        return fail("flush_interval_ms", "must be at least 10");
+    }
+    if spool_max_mb == 0 {
+        return fail("spool_max_mb", "must be at least 1");
+    }
+    Ok(())
 }
 
 /// A configuration problem, always naming the key at fault.
@@ -207,6 +267,52 @@ impl Settings {
                 "must start with sqlite://, mysql:// or postgres://",
             );
         }
+        let influx = &self.influxdb;
+        if !influx.url.is_empty() {
+            if !(influx.url.starts_with("http://") || influx.url.starts_with("https://")) {
+                return fail("influxdb.url", "must start with http:// or https://");
+            }
+            match influx.api.as_str() {
+                "v2" if influx.org.is_empty() || influx.bucket.is_empty() => {
+                    return fail("influxdb.bucket", "org and bucket are required with api v2");
+                }
+                "v1" if influx.database.is_empty() => {
+                    return fail("influxdb.database", "is required with api v1");
+                }
+                "v1" | "v2" => {}
+                _ => return fail("influxdb.api", "must be \"v2\" or \"v1\""),
+            }
+            check_shipping(
+                "influxdb",
+                influx.batch_size,
+                influx.flush_interval_ms,
+                influx.spool_max_mb,
+            )?;
+        }
+        let es = &self.elasticsearch;
+        if !(es.url.is_empty() || es.url.starts_with("http://") || es.url.starts_with("https://")) {
+            return fail("elasticsearch.url", "must start with http:// or https://");
+        }
+        let valid_prefix = !es.index_prefix.is_empty()
+            && es
+                .index_prefix
+                .chars()
+                .all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '-' || c == '_');
+        if !valid_prefix {
+            return fail(
+                "elasticsearch.index_prefix",
+                "must be lowercase letters, digits, - or _",
+            );
+        }
+        if es.retention_days < 1 {
+            return fail("elasticsearch.retention_days", "must be at least 1");
+        }
+        check_shipping(
+            "elasticsearch",
+            es.batch_size,
+            es.flush_interval_ms,
+            es.spool_max_mb,
+        )?;
         if self.database.max_connections == 0 {
             return fail("database.max_connections", "must be at least 1");
         }
@@ -289,6 +395,9 @@ impl Settings {
         }
         if self.worker.housekeeping_interval_secs == 0 {
             return fail("worker.housekeeping_interval_secs", "must be at least 1");
+        }
+        if !(1..=3600).contains(&self.worker.alert_interval_secs) {
+            return fail("worker.alert_interval_secs", "must be between 1 and 3600");
         }
         if self.worker.queue_path.trim().is_empty() {
             return fail("worker.queue_path", "must name a file");

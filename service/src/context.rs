@@ -12,6 +12,7 @@ use crate::{
     dispatch::ratelimit::RateLimiter,
     drivers::wecom::token::TokenCache,
     net::client::OutboundClient,
+    telemetry::Telemetry,
     throttle::FailureThrottle,
 };
 
@@ -29,6 +30,8 @@ pub struct Context {
     pub tokens: TokenCache,
     /// Send rate limits, shared through Redis when configured.
     pub limiter: RateLimiter,
+    /// Metric points bound for InfluxDB, log records bound for Elasticsearch or SQL.
+    pub telemetry: Telemetry,
 }
 
 impl Context {
@@ -56,6 +59,7 @@ impl Context {
         let outbound = OutboundClient::new(&settings.outbound).map_err(|e| anyhow::anyhow!(e))?;
         let tokens = TokenCache::new(redis.clone(), settings.redis.key_prefix.clone());
         let limiter = RateLimiter::new(redis.clone(), &settings.redis.key_prefix);
+        let telemetry = Telemetry::start(&settings, &db)?;
         Ok(Self {
             db,
             settings: Arc::new(settings),
@@ -66,6 +70,7 @@ impl Context {
             outbound,
             tokens,
             limiter,
+            telemetry,
         })
     }
 }

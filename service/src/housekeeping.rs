@@ -1,10 +1,11 @@
-//! Periodic clean-up: expired sessions and rotated tokens, old login history, lapsed
-//! idempotency keys. Idempotent, so any number of workers may run it.
+//! Periodic clean-up: expired sessions and rotated tokens, old login history and logs, lapsed
+//! idempotency keys, Elasticsearch log indices past retention. Idempotent, so any number of
+//! workers may run it.
 
 use chrono::TimeDelta;
 use entity::{
-    idempotency_keys, inbound_events, instance_monitors, login_logs, session_rotated_tokens,
-    user_sessions,
+    access_logs, error_logs, idempotency_keys, inbound_events, instance_monitors, login_logs,
+    session_rotated_tokens, system_logs, user_sessions,
 };
 use sea_orm::{ColumnTrait, Condition, EntityTrait, QueryFilter};
 use serde::Serialize;
@@ -19,6 +20,9 @@ pub struct Swept {
     pub idempotency_keys: u64,
     pub metric_samples: u64,
     pub inbound_events: u64,
+    /// system, error and access log rows in SQL.
+    pub log_rows: u64,
+    pub log_indices: usize,
 }
 
 pub async fn sweep(ctx: &Context) -> ServiceResult<Swept> {
@@ -63,7 +67,38 @@ pub async fn sweep(ctx: &Context) -> ServiceResult<Swept> {
         .exec(&ctx.db)
         .await?
         .rows_affected;
+    let mut log_rows = 0;
+    log_rows += system_logs::Entity::delete_many()
+        .filter(system_logs::Column::CreatedAt.lt(retention))
+        .exec(&ctx.db)
+        .await?
+        .rows_affected;
+    log_rows += error_logs::Entity::delete_many()
+        .filter(error_logs::Column::CreatedAt.lt(retention))
+        .exec(&ctx.db)
+        .await?
+        .rows_affected;
+    log_rows += access_logs::Entity::delete_many()
+        .filter(access_logs::Column::CreatedAt.lt(retention))
+        .exec(&ctx.db)
+        .await?
+        .rows_affected;
+    let log_indices = match &ctx.telemetry.elastic {
+        Some(store) => match store
+            .delete_older_than(ctx.settings.elasticsearch.retention_days)
+            .await
+        {
+            Ok(deleted) => deleted.len(),
+            Err(e) => {
+                tracing::warn!(error = %format!("{e:#}"), "could not apply the log index retention");
+                0
+            }
+        },
+        None => 0,
+    };
     Ok(Swept {
+        log_rows,
+        log_indices,
         sessions,
         rotated_tokens,
         login_logs,

@@ -1,5 +1,6 @@
 //! The domain: every business rule of wework, with no HTTP and no queue types.
 
+pub mod alerts;
 pub mod audit;
 pub mod auth;
 pub mod bootstrap;
@@ -19,6 +20,7 @@ pub mod housekeeping;
 pub mod idempotency;
 
 pub mod instances;
+pub mod logs;
 pub mod messages;
 
 pub mod net;
@@ -29,6 +31,7 @@ pub mod secrets;
 pub mod serde_util;
 pub mod sync;
 pub mod tasks;
+pub mod telemetry;
 
 pub mod templates;
 

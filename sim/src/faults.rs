@@ -33,6 +33,8 @@ pub struct Faults {
     pub rate_limit_per_minute: Option<u32>,
     /// Health checks fail and every call answers 503, as if the instance were down.
     pub offline: bool,
+    /// The error message of those 503 answers (default "instance offline").
+    pub offline_message: Option<String>,
 }
 
 /// What a data endpoint should do instead of its normal answer.
@@ -64,7 +66,7 @@ impl Faults {
         }
         if self.offline {
             return Some(Injected::Respond(HttpResponse::ServiceUnavailable().json(
-                serde_json::json!({"error": {"code": "offline", "message": "instance offline"}}),
+                serde_json::json!({"error": {"code": "offline", "message": self.offline_message.as_deref().unwrap_or("instance offline")}}),
             )));
         }
         if roll_timeout < self.timeout_rate {

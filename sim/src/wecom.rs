@@ -285,6 +285,7 @@ fn record(
 
 fn text_of(body: &Value) -> String {
     body.pointer("/text/content")
+        .or_else(|| body.pointer("/markdown/content"))
         .and_then(Value::as_str)
         .map(str::to_owned)
         .unwrap_or_else(|| body["msgtype"].as_str().unwrap_or("").to_owned())

@@ -15,6 +15,12 @@ pub async fn serve(settings: Settings, mode: Mode) -> anyhow::Result<()> {
     let admin_password = std::env::var("WEWORK_ADMIN_PASSWORD").ok();
     let (ctx, bootstrap) = crate::prepare(settings, admin_password).await?;
     crate::announce(&bootstrap);
+    let service_name = match mode {
+        Mode::All => "serve",
+        Mode::Api => "api",
+        Mode::Worker => "worker",
+    };
+    service::telemetry::capture::install(ctx.telemetry.log_shipper(), service_name);
     let (stop_tx, stop_rx) = watch::channel(false);
     let worker = (mode != Mode::Api).then(|| tokio::spawn(worker::run(ctx.clone(), stop_rx)));
     let server = if mode == Mode::Worker {
@@ -38,6 +44,13 @@ pub async fn serve(settings: Settings, mode: Mode) -> anyhow::Result<()> {
     }
     if let Some(worker) = worker {
         let _ = worker.await;
+    }
+    // What is still buffered goes out now, or to the spool for the next start.
+    if tokio::time::timeout(std::time::Duration::from_secs(10), ctx.telemetry.flush())
+        .await
+        .is_err()
+    {
+        tracing::warn!("telemetry flush timed out; the spool keeps the rest");
     }
     Ok(())
 }

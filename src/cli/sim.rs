@@ -80,6 +80,7 @@ pub async fn run(args: Args) -> anyhow::Result<()> {
             drop_rate: args.drop_rate,
             rate_limit_per_minute: args.rate_limit_per_minute,
             offline: false,
+            offline_message: None,
         },
     };
     let simulator = Simulator::start(config)?;

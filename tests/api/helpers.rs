@@ -83,7 +83,8 @@ pub async fn test_config(extra_toml: &str) -> String {
         .join("wework-tests")
         .join(format!("{}.queue.db", uuid::Uuid::new_v4().simple()));
     std::fs::create_dir_all(queue.parent().unwrap()).unwrap();
-    let queue = queue.display();
+    let spool = queue.with_extension("spool");
+    let (queue, spool) = (queue.display(), spool.display());
     let key = service::crypto::sealer::Sealer::generate_key();
     let base = format!(
         r#"
@@ -111,6 +112,10 @@ heartbeat_timeout_secs = 2
 offline_after_missed = 2
 [worker]
 queue_path = "{queue}"
+[elasticsearch]
+spool_dir = "{spool}/logs"
+[influxdb]
+spool_dir = "{spool}/metrics"
 "#
     );
     merge_toml(&base, extra_toml)

@@ -5,6 +5,7 @@
 
 mod helpers;
 
+mod alerts;
 mod auth;
 mod callbacks;
 mod cli;
@@ -14,8 +15,11 @@ mod drivers;
 mod errors;
 mod health;
 mod instances;
+mod logs;
+mod metrics;
 mod openapi_routes;
 mod rbac;
 mod schema;
 mod tasks;
+mod telemetry_servers;
 mod totp;

@@ -27,6 +27,7 @@ pub async fn run(ctx: Context, shutdown: watch::Receiver<bool>) {
     tracing::info!(worker = %name, "worker started");
     let housekeeping = Duration::from_secs(ctx.settings.worker.housekeeping_interval_secs);
     let confirm_every = Duration::from_secs(ctx.settings.dispatch.confirm_poll_secs);
+    let alerts_every = Duration::from_secs(ctx.settings.worker.alert_interval_secs);
     let tasks = vec![
         supervise("housekeeping", housekeeping, shutdown.clone(), {
             let ctx = ctx.clone();
@@ -58,6 +59,13 @@ pub async fn run(ctx: Context, shutdown: watch::Receiver<bool>) {
                 let ctx = ctx.clone();
                 let name = name.clone();
                 async move { jobs::schedule::run(&ctx, &name).await }
+            }
+        }),
+        supervise("alerts", alerts_every, shutdown.clone(), {
+            let ctx = ctx.clone();
+            move || {
+                let ctx = ctx.clone();
+                async move { jobs::alerts::run(&ctx).await }
             }
         }),
         supervise("confirm", confirm_every, shutdown.clone(), {

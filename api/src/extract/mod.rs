@@ -1,7 +1,7 @@
 //! Request extractors that turn HTTP input into validated values or problem+json errors.
 
 mod auth;
-mod client;
+pub mod client;
 mod json;
 mod path;
 mod query;

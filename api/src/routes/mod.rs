@@ -1,6 +1,7 @@
 //! One module per resource; each ends with `configure`, and `startup` mounts them all.
 
 pub mod accounts;
+pub mod alerts;
 pub mod audit_logs;
 pub mod auth;
 pub mod callbacks;
@@ -9,6 +10,7 @@ pub mod groups;
 pub mod health;
 pub mod instances;
 pub mod login_logs;
+pub mod logs;
 pub mod messages;
 
 pub mod permissions;

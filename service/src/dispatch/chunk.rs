@@ -43,6 +43,8 @@ pub struct ChunkReport {
     pub more: bool,
     /// The highest receiver id claimed so far: pass it as `after` to the next chunk.
     pub last_id: i64,
+    /// Recorded outcomes per sending account: [sent, failed, retried, rate limited].
+    pub per_account: BTreeMap<i64, [i64; 4]>,
 }
 
 #[derive(Debug, Clone)]
@@ -65,6 +67,8 @@ enum Outcome {
         code: String,
         message: String,
         counts: bool,
+        /// Held back for sending too fast (our limiter or the instance's), for the metrics.
+        rate_limited: bool,
     },
 }
 
@@ -179,6 +183,7 @@ pub async fn run_chunk(
                 .await
         };
     record(ctx, &shared.task, run_id, &token, outcomes, &mut report).await?;
+    record_send_metrics(ctx, &shared, &report);
     if let Some(rule) = shared
         .task
         .auto_pause
@@ -514,6 +519,7 @@ fn internal_retry(ctx: &Context, e: &crate::ServiceError) -> Outcome {
         code: "internal".into(),
         message: e.to_string(),
         counts: false,
+        rate_limited: false,
     }
 }
 
@@ -605,6 +611,7 @@ async fn await_slot(ctx: &Context, rates: &[(String, super::ratelimit::Rate)]) -
             code: "rate_limit".into(),
             message: "waiting for a send slot".into(),
             counts: false,
+            rate_limited: true,
         });
     }
     if !wait.is_zero() {
@@ -649,6 +656,7 @@ fn failure_outcome(
                     code,
                     message,
                     counts: true,
+                    rate_limited: true,
                 }
             }
         }
@@ -659,6 +667,7 @@ fn failure_outcome(
                 code,
                 message,
                 counts: true,
+                rate_limited: false,
             }
         }
         e => Outcome::Failed {
@@ -952,12 +961,52 @@ async fn record_once(
     )
     .await?;
     txn.commit().await?;
+    report.per_account = tally(&outcomes);
     report.sent = delivered;
     report.awaiting = awaiting_count;
     report.failed = failed.len();
     report.skipped = skipped.len();
     report.retried = retried.len();
     Ok(())
+}
+
+/// Outcomes per sending account: [sent, failed, retried, rate limited].
+fn tally(outcomes: &[(message_receivers::Model, Outcome)]) -> BTreeMap<i64, [i64; 4]> {
+    let mut tallies: BTreeMap<i64, [i64; 4]> = BTreeMap::new();
+    for (r, outcome) in outcomes {
+        let tally = tallies.entry(r.account_id.unwrap_or(0)).or_default();
+        match outcome {
+            Outcome::Sent { .. } => tally[0] += 1,
+            Outcome::Failed { .. } => tally[1] += 1,
+            Outcome::Retry { rate_limited, .. } => {
+                tally[2] += 1;
+                tally[3] += i64::from(*rate_limited);
+            }
+            Outcome::Skipped { .. } => {}
+        }
+    }
+    tallies
+}
+
+/// The chunk's send counters as metric points, one per instance and account.
+fn record_send_metrics(ctx: &Context, shared: &Shared, report: &ChunkReport) {
+    let now = ctx.clock.now();
+    for (account, [sent, failed, retried, rate_limited]) in &report.per_account {
+        let instance = shared.accounts.get(account).map(|a| a.instance_id);
+        ctx.telemetry.metric(
+            crate::telemetry::Point::new("dispatch_sends", now)
+                .tag("task", shared.task.id)
+                .tag(
+                    "instance",
+                    instance.map(|i| i.to_string()).unwrap_or_default(),
+                )
+                .tag("account", account)
+                .int("sent", *sent)
+                .int("failed", *failed)
+                .int("retried", *retried)
+                .int("rate_limited", *rate_limited),
+        );
+    }
 }
 
 /// The outbound message row of a sent receiver (the conversation log).

@@ -3,7 +3,7 @@
 //! finishing them are finished.
 
 use entity::{message_receivers, message_task_runs};
-use sea_orm::{ColumnTrait, EntityTrait, QueryFilter, QuerySelect, sea_query::Expr};
+use sea_orm::{ColumnTrait, EntityTrait, QueryFilter, sea_query::Expr};
 
 use crate::{Context, ServiceResult};
 
@@ -36,18 +36,52 @@ pub async fn sweep(ctx: &Context) -> ServiceResult<Swept> {
     if released > 0 {
         tracing::warn!(released, "receivers of a dead worker returned to pending");
     }
-    let running: Vec<i64> = message_task_runs::Entity::find()
-        .select_only()
-        .column(message_task_runs::Column::Id)
+    let running = message_task_runs::Entity::find()
         .filter(message_task_runs::Column::Status.eq("running"))
-        .into_tuple()
         .all(&ctx.db)
         .await?;
+    record_progress(ctx, &running);
     for run in &running {
-        super::finish::finish_if_done(ctx, *run).await?;
+        super::finish::finish_if_done(ctx, run.id).await?;
     }
     Ok(Swept {
         released,
         finished_checked: running.len(),
     })
+}
+
+/// Progress of every running run, and the receivers still to send in all of them (the queue
+/// depth), as metric points.
+fn record_progress(ctx: &Context, running: &[message_task_runs::Model]) {
+    let now = ctx.clock.now();
+    let mut queued = 0i64;
+    for run in running {
+        let pending = i64::from(
+            run.target_count
+                - run.success_count
+                - run.fail_count
+                - run.skipped_count
+                - run.awaiting_count,
+        )
+        .max(0);
+        queued += pending;
+        ctx.telemetry.metric(
+            crate::telemetry::Point::new("task_progress", now)
+                .tag("task", run.task_id)
+                .tag("run", run.id)
+                .int("target", i64::from(run.target_count))
+                .int("success", i64::from(run.success_count))
+                .int("failed", i64::from(run.fail_count))
+                .int("skipped", i64::from(run.skipped_count))
+                .int("pending", pending),
+        );
+    }
+    ctx.telemetry.metric(
+        crate::telemetry::Point::new("dispatch_queue", now)
+            .int(
+                "running_runs",
+                i64::try_from(running.len()).unwrap_or(i64::MAX),
+            )
+            .int("pending_receivers", queued),
+    );
 }

@@ -130,6 +130,9 @@ pub async fn beat(ctx: &Context, instance: &wework_instances::Model) -> ServiceR
                 tracing::info!(instance.id = instance.id, latency_ms, "instance online");
             }
             record_latency(ctx, instance.id, latency_ms).await;
+            ctx.telemetry.metric(
+                health_point(ctx, instance, true, 0).int("latency_ms", i64::from(latency_ms)),
+            );
             Ok(Beat::Online { latency_ms })
         }
         Err(error) => {
@@ -162,12 +165,30 @@ pub async fn beat(ctx: &Context, instance: &wework_instances::Model) -> ServiceR
             if status != instance.status {
                 tracing::warn!(instance.id = instance.id, status, error = %error, "instance status changed");
             }
+            ctx.telemetry
+                .metric(health_point(ctx, instance, false, missed).int("errors", 1));
             Ok(Beat::Failed {
                 error: error.to_string(),
                 permanent,
             })
         }
     }
+}
+
+/// The `instance_health` point of one heartbeat (latency is added by the caller when known).
+fn health_point(
+    ctx: &Context,
+    instance: &wework_instances::Model,
+    online: bool,
+    missed: i32,
+) -> crate::telemetry::Point {
+    crate::telemetry::Point::new("instance_health", ctx.clock.now())
+        .tag("instance", instance.id)
+        .tag("instance_name", &instance.name)
+        .tag("kind", &instance.kind)
+        .bool("online", online)
+        .int("accounts", i64::from(instance.current_accounts))
+        .int("missed_heartbeats", i64::from(missed))
 }
 
 /// Raw latency sample for dashboards; a failure here must not fail the heartbeat.

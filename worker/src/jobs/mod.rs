@@ -1,5 +1,6 @@
 //! One module per job; each exposes `run`, one idempotent pass, which tests can call directly.
 
+pub mod alerts;
 pub mod confirm;
 pub mod events;
 pub mod heartbeats;

@@ -1,0 +1,173 @@
+//! `/api/v1/alert-rules` and `/api/v1/alerts`: what to watch and what fired.
+
+use actix_web::{HttpResponse, web};
+use serde::Deserialize;
+use service::{
+    alerts::{
+        self, AlertFilter, AlertView,
+        rules::{self, RuleInput, RulePatch, RuleView},
+    },
+    pagination::{Page, PageRequest},
+    rbac::perm,
+};
+
+use super::{PageQuery, no_content};
+use crate::{
+    error::{ApiError, Problem},
+    extract::{Authorized, Id, ValidJson, ValidQuery},
+    state::AppState,
+};
+
+#[utoipa::path(get, path = "/api/v1/alert-rules", tag = "alerts", params(PageQuery),
+    responses((status = 200, body = Page<RuleView>), (status = 401, body = Problem), (status = 403, body = Problem), (status = 422, body = Problem)),
+    security(("bearer" = ["alert_rules:read"])))]
+pub async fn list_alert_rules(
+    auth: Authorized<perm::AlertRulesRead>,
+    state: web::Data<AppState>,
+    ValidQuery(q): ValidQuery<PageQuery>,
+) -> Result<web::Json<Page<RuleView>>, ApiError> {
+    let page = PageRequest::parse(q.limit, q.cursor.as_deref())?;
+    Ok(web::Json(rules::list(&state.ctx, &auth.actor, page).await?))
+}
+
+#[utoipa::path(post, path = "/api/v1/alert-rules", tag = "alerts", request_body = RuleInput,
+    responses((status = 201, body = RuleView), (status = 401, body = Problem), (status = 403, body = Problem), (status = 409, body = Problem), (status = 422, body = Problem)),
+    security(("bearer" = ["alert_rules:create"])))]
+pub async fn create_alert_rule(
+    auth: Authorized<perm::AlertRulesCreate>,
+    state: web::Data<AppState>,
+    ValidJson(body): ValidJson<RuleInput>,
+) -> Result<HttpResponse, ApiError> {
+    Ok(HttpResponse::Created().json(rules::create(&state.ctx, &auth.actor, body).await?))
+}
+
+#[utoipa::path(get, path = "/api/v1/alert-rules/{id}", tag = "alerts", params(("id" = i64, Path)),
+    responses((status = 200, body = RuleView), (status = 400, body = Problem), (status = 401, body = Problem), (status = 403, body = Problem), (status = 404, body = Problem)),
+    security(("bearer" = ["alert_rules:read"])))]
+pub async fn get_alert_rule(
+    auth: Authorized<perm::AlertRulesRead>,
+    state: web::Data<AppState>,
+    Id(id): Id,
+) -> Result<web::Json<RuleView>, ApiError> {
+    Ok(web::Json(rules::get(&state.ctx, &auth.actor, id).await?))
+}
+
+#[utoipa::path(patch, path = "/api/v1/alert-rules/{id}", tag = "alerts", params(("id" = i64, Path)), request_body = RulePatch,
+    responses((status = 200, body = RuleView), (status = 400, body = Problem), (status = 401, body = Problem), (status = 403, body = Problem), (status = 404, body = Problem), (status = 409, body = Problem), (status = 422, body = Problem)),
+    security(("bearer" = ["alert_rules:update"])))]
+pub async fn update_alert_rule(
+    auth: Authorized<perm::AlertRulesUpdate>,
+    state: web::Data<AppState>,
+    Id(id): Id,
+    ValidJson(body): ValidJson<RulePatch>,
+) -> Result<web::Json<RuleView>, ApiError> {
+    Ok(web::Json(
+        rules::update(&state.ctx, &auth.actor, id, body).await?,
+    ))
+}
+
+#[utoipa::path(delete, path = "/api/v1/alert-rules/{id}", tag = "alerts", params(("id" = i64, Path)),
+    responses((status = 204), (status = 400, body = Problem), (status = 401, body = Problem), (status = 403, body = Problem), (status = 404, body = Problem)),
+    security(("bearer" = ["alert_rules:delete"])))]
+pub async fn delete_alert_rule(
+    auth: Authorized<perm::AlertRulesDelete>,
+    state: web::Data<AppState>,
+    Id(id): Id,
+) -> Result<HttpResponse, ApiError> {
+    rules::delete(&state.ctx, &auth.actor, id).await?;
+    Ok(no_content())
+}
+
+#[derive(Debug, Deserialize, utoipa::IntoParams)]
+#[serde(deny_unknown_fields)]
+#[into_params(parameter_in = Query)]
+pub struct AlertQuery {
+    /// ACTIVE, ACKNOWLEDGED or RESOLVED.
+    pub status: Option<String>,
+    pub rule_id: Option<i64>,
+    pub instance_id: Option<i64>,
+    pub limit: Option<u64>,
+    pub cursor: Option<String>,
+}
+
+#[utoipa::path(get, path = "/api/v1/alerts", tag = "alerts", params(AlertQuery),
+    responses((status = 200, body = Page<AlertView>), (status = 401, body = Problem), (status = 403, body = Problem), (status = 422, body = Problem)),
+    security(("bearer" = ["alerts:read"])))]
+pub async fn list_alerts(
+    auth: Authorized<perm::AlertsRead>,
+    state: web::Data<AppState>,
+    ValidQuery(q): ValidQuery<AlertQuery>,
+) -> Result<web::Json<Page<AlertView>>, ApiError> {
+    let page = PageRequest::parse(q.limit, q.cursor.as_deref())?;
+    let filter = AlertFilter {
+        status: q.status,
+        rule_id: q.rule_id,
+        instance_id: q.instance_id,
+    };
+    Ok(web::Json(
+        alerts::list(&state.ctx, &auth.actor, filter, page).await?,
+    ))
+}
+
+#[utoipa::path(get, path = "/api/v1/alerts/{id}", tag = "alerts", params(("id" = i64, Path)),
+    responses((status = 200, body = AlertView), (status = 400, body = Problem), (status = 401, body = Problem), (status = 403, body = Problem), (status = 404, body = Problem)),
+    security(("bearer" = ["alerts:read"])))]
+pub async fn get_alert(
+    auth: Authorized<perm::AlertsRead>,
+    state: web::Data<AppState>,
+    Id(id): Id,
+) -> Result<web::Json<AlertView>, ApiError> {
+    Ok(web::Json(alerts::get(&state.ctx, &auth.actor, id).await?))
+}
+
+#[derive(Debug, Default, Deserialize, utoipa::ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct AlertComment {
+    pub comment: Option<String>,
+}
+
+#[utoipa::path(post, path = "/api/v1/alerts/{id}/acknowledge", tag = "alerts", params(("id" = i64, Path)), request_body = AlertComment,
+    responses((status = 200, body = AlertView), (status = 400, body = Problem), (status = 401, body = Problem), (status = 403, body = Problem), (status = 404, body = Problem), (status = 409, body = Problem), (status = 422, body = Problem)),
+    security(("bearer" = ["alerts:ack"])))]
+pub async fn acknowledge_alert(
+    auth: Authorized<perm::AlertsAck>,
+    state: web::Data<AppState>,
+    Id(id): Id,
+    ValidJson(body): ValidJson<AlertComment>,
+) -> Result<web::Json<AlertView>, ApiError> {
+    Ok(web::Json(
+        alerts::acknowledge(&state.ctx, &auth.actor, id, body.comment).await?,
+    ))
+}
+
+#[utoipa::path(post, path = "/api/v1/alerts/{id}/resolve", tag = "alerts", params(("id" = i64, Path)), request_body = AlertComment,
+    responses((status = 200, body = AlertView), (status = 400, body = Problem), (status = 401, body = Problem), (status = 403, body = Problem), (status = 404, body = Problem), (status = 409, body = Problem), (status = 422, body = Problem)),
+    security(("bearer" = ["alerts:ack"])))]
+pub async fn resolve_alert(
+    auth: Authorized<perm::AlertsAck>,
+    state: web::Data<AppState>,
+    Id(id): Id,
+    ValidJson(body): ValidJson<AlertComment>,
+) -> Result<web::Json<AlertView>, ApiError> {
+    Ok(web::Json(
+        alerts::resolve(&state.ctx, &auth.actor, id, body.comment).await?,
+    ))
+}
+
+pub fn configure(cfg: &mut web::ServiceConfig) {
+    cfg.service(
+        web::scope("/alert-rules")
+            .route("", web::get().to(list_alert_rules))
+            .route("", web::post().to(create_alert_rule))
+            .route("/{id}", web::get().to(get_alert_rule))
+            .route("/{id}", web::patch().to(update_alert_rule))
+            .route("/{id}", web::delete().to(delete_alert_rule)),
+    )
+    .service(
+        web::scope("/alerts")
+            .route("", web::get().to(list_alerts))
+            .route("/{id}", web::get().to(get_alert))
+            .route("/{id}/acknowledge", web::post().to(acknowledge_alert))
+            .route("/{id}/resolve", web::post().to(resolve_alert)),
+    );
+}

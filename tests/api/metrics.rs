@@ -1,0 +1,191 @@
+//! Metric points reach InfluxDB-compatible stores — VictoriaMetrics through the InfluxDB 2 write
+//! API (the `influxdb2` crate), InfluxDB 1.x through `/write` — and none is lost while the store
+//! is down: they are spooled and replayed once it is back.
+
+use std::time::Duration;
+
+use entity::instance_monitors;
+use sea_orm::{ColumnTrait, EntityTrait, PaginatorTrait, QueryFilter};
+use serde_json::{Value, json};
+
+use crate::{
+    helpers::{TestApp, TestSim},
+    telemetry_servers::{Influx1, VictoriaMetrics, spool_dir},
+};
+
+fn batches_in(dir: &str) -> usize {
+    std::fs::read_dir(dir)
+        .map(|entries| {
+            entries
+                .filter_map(Result::ok)
+                .filter(|e| e.path().extension().is_some_and(|x| x == "batch"))
+                .count()
+        })
+        .unwrap_or(0)
+}
+
+async fn latency_samples_in_sql(app: &TestApp, instance: i64) -> usize {
+    let count = instance_monitors::Entity::find()
+        .filter(instance_monitors::Column::InstanceId.eq(instance))
+        .filter(instance_monitors::Column::MetricName.eq("heartbeat_latency_ms"))
+        .filter(instance_monitors::Column::BucketSeconds.eq(0))
+        .count(&app.ctx.db)
+        .await
+        .unwrap();
+    usize::try_from(count).unwrap()
+}
+
+#[tokio::test]
+async fn instance_health_reaches_influxdb_2_and_no_point_is_lost_while_it_is_down() {
+    let mut vm = VictoriaMetrics::start().await;
+    let spool = spool_dir();
+    let sim = TestSim::small();
+    let mut app = TestApp::spawn_with(&format!(
+        "[influxdb]\nurl = \"{}\"\napi = \"v2\"\norg = \"ops\"\nbucket = \"wework\"\ntoken = \"test-token\"\nflush_interval_ms = 100\nspool_dir = \"{spool}\"\n",
+        vm.url
+    ))
+    .await;
+    let (agent, _) = app.register_sim(&sim, 1).await;
+    app.start_worker();
+    let selector = format!("instance_health_latency_ms{{instance=\"{agent}\",kind=\"agent\"}}");
+    let first = vm.samples(&selector, 2, 30).await;
+    assert!(first.len() >= 2, "latency points arrive: {first:?}");
+    assert!(first.iter().all(|(_, ms)| *ms >= 0.0));
+
+    vm.stop().await;
+    let outage_started = chrono::Utc::now().timestamp_millis();
+    tokio::time::sleep(Duration::from_secs(4)).await;
+    assert!(
+        batches_in(&spool) > 0,
+        "points are spooled while the store is down"
+    );
+    let outage_ended = chrono::Utc::now().timestamp_millis();
+    vm.restart().await;
+    app.stop_worker().await;
+    assert!(
+        app.ctx.telemetry.flush().await,
+        "the spool drains once the store is back"
+    );
+    assert_eq!(batches_in(&spool), 0);
+
+    let heartbeats = latency_samples_in_sql(&app, agent).await;
+    let all = vm.samples(&selector, heartbeats, 30).await;
+    assert_eq!(all.len(), heartbeats, "one point per heartbeat, none lost");
+    let during = all
+        .iter()
+        .filter(|(t, _)| (outage_started..outage_ended).contains(t))
+        .count();
+    assert!(during >= 2, "heartbeats of the outage are there: {all:?}");
+    let online = vm
+        .samples(
+            &format!("instance_health_online{{instance=\"{agent}\"}}"),
+            heartbeats,
+            10,
+        )
+        .await;
+    assert!(online.iter().all(|(_, v)| *v == 1.0));
+}
+
+#[tokio::test]
+async fn send_counters_per_instance_and_account_add_up_to_the_task() {
+    let vm = VictoriaMetrics::start().await;
+    let sim = TestSim::small();
+    let mut app = TestApp::spawn_with(&format!(
+        "[influxdb]\nurl = \"{}\"\nflush_interval_ms = 100\nspool_dir = \"{}\"\n[dispatch]\nchunk_size = 20\n",
+        vm.url,
+        spool_dir()
+    ))
+    .await;
+    let (agent, _) = app.register_sim(&sim, 60).await;
+    app.start_worker();
+    assert_eq!(app.sync(agent).await["status"], "succeeded");
+    let admin = app.admin_token().await;
+    let task = app
+        .post_json(
+            "/api/v1/tasks",
+            &admin,
+            json!({
+                "name": "metrics", "task_type": "broadcast", "content": "{{ nickname }}，周末见",
+                "audience": { "filter": { "instance_ids": [agent] } }, "rate_per_minute": 6000
+            }),
+        )
+        .await;
+    let id = task["id"].as_i64().unwrap();
+    let done = app
+        .wait_for(&format!("/api/v1/tasks/{id}"), 90, |t: &Value| {
+            t["status"] == "completed"
+        })
+        .await;
+    assert!(app.ctx.telemetry.flush().await);
+    let selector = format!("dispatch_sends_sent{{task=\"{id}\",instance=\"{agent}\"}}");
+    let target = done["counts"]["success"].as_i64().unwrap();
+    assert_eq!(target, 240);
+    let deadline = std::time::Instant::now() + Duration::from_secs(30);
+    loop {
+        let sent: f64 = vm
+            .samples(&selector, 1, 10)
+            .await
+            .iter()
+            .map(|(_, v)| v)
+            .sum();
+        if sent as i64 == target || std::time::Instant::now() > deadline {
+            assert_eq!(sent as i64, target, "per-chunk counters add up to the task");
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(500)).await;
+    }
+    let accounts = reqwest::Client::new()
+        .get(format!("{}/api/v1/label/account/values", vm.url))
+        .send()
+        .await
+        .unwrap()
+        .json::<Value>()
+        .await
+        .unwrap();
+    assert_eq!(
+        accounts["data"].as_array().map(Vec::len),
+        Some(2),
+        "one series per sending account: {accounts}"
+    );
+}
+
+#[tokio::test]
+async fn metrics_reach_influxdb_1() {
+    let influx = Influx1::start("wework_metrics").await;
+    let sim = TestSim::small();
+    let mut app = TestApp::spawn_with(&format!(
+        "[influxdb]\nurl = \"{}\"\napi = \"v1\"\ndatabase = \"wework_metrics\"\nflush_interval_ms = 100\nspool_dir = \"{}\"\n",
+        influx.url,
+        spool_dir()
+    ))
+    .await;
+    let (agent, _) = app.register_sim(&sim, 1).await;
+    app.start_worker();
+    let deadline = std::time::Instant::now() + Duration::from_secs(30);
+    loop {
+        let answer = influx
+            .query(
+                "wework_metrics",
+                &format!(
+                    "SELECT latency_ms, online FROM instance_health WHERE instance = '{agent}'"
+                ),
+            )
+            .await;
+        let rows = answer["results"][0]["series"][0]["values"]
+            .as_array()
+            .cloned()
+            .unwrap_or_default();
+        if rows.len() >= 2 {
+            assert!(
+                rows.iter()
+                    .all(|row| row[1].as_i64().is_some() && row[2] == true)
+            );
+            break;
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "no instance_health points in InfluxDB 1.x: {answer}"
+        );
+        tokio::time::sleep(Duration::from_millis(300)).await;
+    }
+}
