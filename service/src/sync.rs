@@ -25,7 +25,7 @@ use crate::{
     auth::actor::Actor,
     clock::to_utc,
     contacts::tags::{link, upsert_remote},
-    drivers::{InstanceDriver, RemoteContact, RemoteGroup, RemoteMember},
+    drivers::{InstanceDriver, RemoteContact, RemoteGroup, RemoteMember, with_retries},
     instances::{accounts, find_live},
     pagination::{Page, PageRequest},
 };
@@ -304,6 +304,9 @@ pub async fn execute(ctx: &Context, run: &sync_runs::Model, worker: &str) -> Ser
     finish(ctx, run.id, worker, counts, error).await
 }
 
+/// Tries per page before a sync gives up on a flaky instance.
+const PAGE_ATTEMPTS: u32 = 6;
+
 async fn pull(
     ctx: &Context,
     run: &sync_runs::Model,
@@ -318,10 +321,12 @@ async fn pull(
         let started = ctx.clock.now_db();
         let mut cursor = None;
         loop {
-            let page = driver
-                .contacts(&account.wxid, cursor.take())
-                .await
-                .map_err(accounts::driver_failure)?;
+            let from = cursor.take();
+            let page = with_retries(PAGE_ATTEMPTS, || {
+                driver.contacts(&account.wxid, from.clone())
+            })
+            .await
+            .map_err(accounts::driver_failure)?;
             counts.removed += newly_deleted(ctx, account.id, &page.items).await?;
             counts.contacts += upsert_contacts(ctx, &instance, &account, &page.items).await?;
             if !heartbeat(ctx, run.id, worker, *counts).await? {
@@ -565,8 +570,8 @@ async fn pull_groups(
     let started = ctx.clock.now_db();
     let mut cursor = None;
     loop {
-        let page = driver
-            .groups(&account.wxid, cursor.take())
+        let from = cursor.take();
+        let page = with_retries(PAGE_ATTEMPTS, || driver.groups(&account.wxid, from.clone()))
             .await
             .map_err(accounts::driver_failure)?;
         for group in &page.items {
@@ -578,10 +583,12 @@ async fn pull_groups(
                     let mut all = Vec::new();
                     let mut member_cursor = None;
                     loop {
-                        let p = driver
-                            .group_members(&account.wxid, &group.group_wxid, member_cursor.take())
-                            .await
-                            .map_err(accounts::driver_failure)?;
+                        let from = member_cursor.take();
+                        let p = with_retries(PAGE_ATTEMPTS, || {
+                            driver.group_members(&account.wxid, &group.group_wxid, from.clone())
+                        })
+                        .await
+                        .map_err(accounts::driver_failure)?;
                         all.extend(p.items);
                         match p.next_cursor.filter(|c| !c.is_empty()) {
                             Some(next) => member_cursor = Some(next),

@@ -241,6 +241,16 @@ impl DriverError {
         matches!(self, Self::Transient { .. } | Self::RateLimited { .. })
     }
 
+    /// What the instance asked us to wait, if anything.
+    pub fn retry_after(&self) -> Option<Duration> {
+        match self {
+            Self::Transient { retry_after, .. } | Self::RateLimited { retry_after, .. } => {
+                *retry_after
+            }
+            _ => None,
+        }
+    }
+
     /// Classifies a transport error (no HTTP answer, or a broken one).
     pub fn from_http(e: &reqwest::Error) -> Self {
         let code = if e.is_timeout() {
@@ -392,4 +402,81 @@ fn client_for(ctx: &Context, instance: &wework_instances::Model) -> ServiceResul
     ctx.outbound
         .with_proxy(proxy)
         .map_err(|e| ServiceError::Internal(anyhow::anyhow!(e)))
+}
+
+/// Calls `fetch` again when it fails in a retryable way: up to `attempts` tries, waiting what the
+/// instance asked for (at most 30 s) or 250 ms, 500 ms, 1 s, … — so one flaky page does not fail
+/// a sync of a hundred thousand contacts.
+pub async fn with_retries<T, F, Fut>(attempts: u32, mut fetch: F) -> Result<T, DriverError>
+where
+    F: FnMut() -> Fut,
+    Fut: std::future::Future<Output = Result<T, DriverError>>,
+{
+    let mut tried = 1;
+    loop {
+        match fetch().await {
+            Err(e) if e.is_retryable() && tried < attempts => {
+                let backoff = Duration::from_millis(250 << (tried - 1).min(6));
+                let wait = e
+                    .retry_after()
+                    .unwrap_or(backoff)
+                    .min(Duration::from_secs(30));
+                tracing::debug!(error = %e, tried, "retrying a driver call");
+                tokio::time::sleep(wait).await;
+                tried += 1;
+            }
+            other => return other,
+        }
+    }
+}
+
+#[cfg(test)]
+mod retry_tests {
+    use std::sync::atomic::{AtomicU32, Ordering};
+
+    use super::*;
+
+    fn transient() -> DriverError {
+        DriverError::Transient {
+            code: "-1".into(),
+            message: "busy".into(),
+            retry_after: Some(Duration::from_millis(1)),
+        }
+    }
+
+    #[tokio::test]
+    async fn transient_failures_are_retried_permanent_ones_are_not() {
+        let calls = AtomicU32::new(0);
+        let result = with_retries(5, || async {
+            if calls.fetch_add(1, Ordering::SeqCst) < 2 {
+                Err(transient())
+            } else {
+                Ok(7)
+            }
+        })
+        .await;
+        assert_eq!(result, Ok(7));
+        assert_eq!(calls.load(Ordering::SeqCst), 3);
+
+        let calls = AtomicU32::new(0);
+        let result: Result<(), _> = with_retries(5, || async {
+            calls.fetch_add(1, Ordering::SeqCst);
+            Err(DriverError::Permanent {
+                code: "40003".into(),
+                message: "invalid".into(),
+            })
+        })
+        .await;
+        assert!(result.is_err());
+        assert_eq!(calls.load(Ordering::SeqCst), 1);
+
+        let calls = AtomicU32::new(0);
+        let result: Result<(), _> = with_retries(3, || async {
+            calls.fetch_add(1, Ordering::SeqCst);
+            Err(transient())
+        })
+        .await;
+        assert!(result.is_err());
+        assert_eq!(calls.load(Ordering::SeqCst), 3);
+    }
 }

@@ -251,7 +251,9 @@ pub async fn sync_from(
     instance: &wework_instances::Model,
     driver: &dyn InstanceDriver,
 ) -> ServiceResult<Vec<wework_accounts::Model>> {
-    let remote: Vec<RemoteAccount> = driver.accounts().await.map_err(driver_failure)?;
+    let remote: Vec<RemoteAccount> = crate::drivers::with_retries(6, || driver.accounts())
+        .await
+        .map_err(driver_failure)?;
     let now = ctx.clock.now_db();
     let txn = ctx.db.begin().await?;
     for chunk in remote.chunks(200) {
