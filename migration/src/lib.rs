@@ -17,6 +17,7 @@ mod m20261126_000006_rbac_seed;
 mod m20261126_000007_sync_runs;
 mod m20261126_000008_dispatch;
 mod m20261126_000009_status_width;
+mod m20261126_000010_contacts_by_account;
 
 pub struct Migrator;
 
@@ -33,6 +34,7 @@ impl MigratorTrait for Migrator {
             Box::new(m20261126_000007_sync_runs::Migration),
             Box::new(m20261126_000008_dispatch::Migration),
             Box::new(m20261126_000009_status_width::Migration),
+            Box::new(m20261126_000010_contacts_by_account::Migration),
         ]
     }
 }

@@ -1,8 +1,9 @@
-//! Master-key rotation: every sealed value (instance secrets, proxy passwords, TOTP seeds) is
+//! Master-key rotation: every sealed value (instance secrets, proxy passwords, TOTP seeds, alert
+//! channel URLs and webhook secrets) is
 //! opened with the current key and sealed with the new one, in one transaction: either all move
 //! or none does. Values already under the new key are left alone, so a rerun is harmless.
 
-use entity::{instance_configs, users, wework_instances};
+use entity::{alert_rules, instance_configs, users, wework_instances};
 use sea_orm::{ActiveValue::Set, ColumnTrait, EntityTrait, QueryFilter, TransactionTrait};
 use serde::Serialize;
 
@@ -18,6 +19,7 @@ pub struct Rotated {
     pub instance_configs: usize,
     pub proxy_passwords: usize,
     pub totp_seeds: usize,
+    pub alert_channels: usize,
 }
 
 fn reseal(
@@ -112,6 +114,38 @@ pub async fn rotate(ctx: &Context, new: &Sealer) -> ServiceResult<Rotated> {
             .exec(&txn)
             .await?;
             rotated.totp_seeds += 1;
+        }
+    }
+    for row in alert_rules::Entity::find()
+        .filter(alert_rules::Column::Channels.is_not_null())
+        .all(&txn)
+        .await?
+    {
+        let mut channels = crate::alerts::rules::stored_channels(&row);
+        let mut changed = 0;
+        for (i, channel) in channels.iter_mut().enumerate() {
+            let what = format!("channel {i} of alert rule {}", row.id);
+            if let Some(url) = reseal(current, new, &channel.url, &what)? {
+                channel.url = url;
+                changed += 1;
+            }
+            if let Some(secret) = &channel.secret
+                && let Some(resealed) = reseal(current, new, secret, &what)?
+            {
+                channel.secret = Some(resealed);
+            }
+        }
+        if changed > 0 {
+            alert_rules::Entity::update(alert_rules::ActiveModel {
+                id: Set(row.id),
+                channels: Set(Some(serde_json::to_value(&channels).map_err(|e| {
+                    ServiceError::Internal(anyhow::anyhow!("alert channels: {e}"))
+                })?)),
+                ..Default::default()
+            })
+            .exec(&txn)
+            .await?;
+            rotated.alert_channels += changed;
         }
     }
     let actor = Actor::system(RequestMeta {

@@ -25,10 +25,11 @@ pub async fn run(settings: Settings, action: Action) -> anyhow::Result<()> {
                 .map_err(|e| anyhow::anyhow!("WEWORK_NEW_MASTER_KEY: {e}"))?;
             let rotated = service::secrets::rotate(&ctx, &new).await?;
             println!(
-                "re-sealed {} instance secrets, {} proxy passwords and {} TOTP seeds under key {}",
+                "re-sealed {} instance secrets, {} proxy passwords, {} TOTP seeds and {} alert channels under key {}",
                 rotated.instance_configs,
                 rotated.proxy_passwords,
                 rotated.totp_seeds,
+                rotated.alert_channels,
                 new.key_id()
             );
             if generated {

@@ -230,12 +230,22 @@ async fn rotating_the_master_key_keeps_every_secret_readable() {
     let sim = TestSim::small();
     let app = TestApp::spawn().await;
     let (agent, wecom) = app.register_sim(&sim, 60).await;
+    let admin = app.admin_token().await;
+    let rule = app
+        .post_json(
+            "/api/v1/alert-rules",
+            &admin,
+            json!({ "name": "down", "rule_type": "instance_error",
+                    "channels": [{ "kind": "webhook", "url": "http://127.0.0.1:9/hook", "secret": "s" }] }),
+        )
+        .await;
     let new = service::crypto::sealer::Sealer::from_base64(
         &service::crypto::sealer::Sealer::generate_key(),
     )
     .unwrap();
     let rotated = service::secrets::rotate(&app.ctx, &new).await.unwrap();
     assert_eq!(rotated.instance_configs, 2, "agent_secret and corp_secret");
+    assert_eq!(rotated.alert_channels, 1, "{rule}");
     let again = service::secrets::rotate(&app.ctx, &new).await.unwrap();
     assert_eq!(
         again.instance_configs, 0,
@@ -243,6 +253,18 @@ async fn rotating_the_master_key_keeps_every_secret_readable() {
     );
     let mut ctx = app.ctx.clone();
     ctx.sealer = new;
+    let stored = service::alerts::rules::find(&ctx.db, rule["id"].as_i64().unwrap())
+        .await
+        .unwrap();
+    let channel = &service::alerts::rules::stored_channels(&stored)[0];
+    assert_eq!(
+        ctx.sealer.open(&channel.url).unwrap(),
+        "http://127.0.0.1:9/hook"
+    );
+    assert_eq!(
+        ctx.sealer.open(channel.secret.as_ref().unwrap()).unwrap(),
+        "s"
+    );
     for id in [agent, wecom] {
         let instance = service::instances::find_live(&ctx.db, id).await.unwrap();
         let driver = service::drivers::for_instance(&ctx, &instance)

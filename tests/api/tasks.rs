@@ -96,6 +96,29 @@ async fn assert_dispatched_through_the_queue(app: &TestApp) {
     }
 }
 
+/// Receivers are written with their sending accounts taking turns, so every chunk spans the
+/// accounts and their rate limits work in parallel.
+async fn assert_accounts_interleaved(app: &TestApp, task: i64) {
+    use sea_orm::{ColumnTrait, EntityTrait, QueryFilter, QueryOrder, QuerySelect};
+    let first: Vec<Option<i64>> = entity::message_receivers::Entity::find()
+        .select_only()
+        .column(entity::message_receivers::Column::AccountId)
+        .filter(entity::message_receivers::Column::TaskId.eq(task))
+        .order_by_asc(entity::message_receivers::Column::Id)
+        .limit(20)
+        .into_tuple()
+        .all(&app.ctx.db)
+        .await
+        .unwrap();
+    let distinct: std::collections::BTreeSet<_> = first.iter().collect();
+    assert_eq!(
+        distinct.len(),
+        2,
+        "the first receivers alternate accounts: {first:?}"
+    );
+    assert!(first.windows(2).all(|w| w[0] != w[1]), "{first:?}");
+}
+
 fn assert_consistent(task: &Value) {
     let c = &task["counts"];
     let sum = c["success"].as_i64().unwrap()
@@ -126,6 +149,7 @@ async fn a_personalised_broadcast_reaches_every_receiver_exactly_once() {
     let done = wait_status(&app, id, "completed", 90).await;
     assert_consistent(&done);
     assert_dispatched_through_the_queue(&app).await;
+    assert_accounts_interleaved(&app, id).await;
     assert_eq!(done["counts"]["target"], 240);
     assert_eq!(done["counts"]["success"], 240);
     assert_eq!(done["progress"], 100.0);

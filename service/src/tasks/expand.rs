@@ -231,6 +231,74 @@ fn with_tag(tag: i64) -> sea_orm::sea_query::SelectStatement {
         .to_owned()
 }
 
+/// Writes the filtered contacts as receivers, walking each sending account's contacts with its
+/// own keyset cursor. Receivers are claimed in id order, so the order written here is the order
+/// of sending. Normally the accounts take turns: every chunk then spans the accounts, whose rate
+/// limits work in parallel (one account first would let its limit pace the whole run). Customer
+/// mass messages keep each account's receivers together instead: a chunk becomes one message per
+/// member to confirm, so fewer members per chunk means fewer confirmations.
+async fn expand_by_account(
+    ctx: &Context,
+    run: &message_task_runs::Model,
+    task: &message_tasks::Model,
+    query: sea_orm::Select<contacts::Entity>,
+) -> ServiceResult<()> {
+    let accounts: Vec<i64> = query
+        .clone()
+        .select_only()
+        .column(contacts::Column::AccountId)
+        .distinct()
+        .into_tuple()
+        .all(&ctx.db)
+        .await?;
+    let interleave = task.channel != "customer_mass";
+    let per_account = if interleave {
+        std::cmp::max(BATCH / std::cmp::max(accounts.len(), 1) as u64, 100)
+    } else {
+        BATCH
+    };
+    let mut cursors: BTreeMap<i64, i64> = accounts.into_iter().map(|a| (a, 0)).collect();
+    while !cursors.is_empty() {
+        let mut lanes = Vec::with_capacity(cursors.len());
+        let mut done = Vec::new();
+        for (account, after) in &mut cursors {
+            let rows = query
+                .clone()
+                .filter(contacts::Column::AccountId.eq(*account))
+                .filter(contacts::Column::Id.gt(*after))
+                .order_by_asc(contacts::Column::Id)
+                .limit(per_account)
+                .all(&ctx.db)
+                .await?;
+            if (rows.len() as u64) < per_account {
+                done.push(*account);
+            }
+            if let Some(last) = rows.last() {
+                *after = last.id;
+            }
+            lanes.push(rows.into_iter());
+            if !interleave {
+                break;
+            }
+        }
+        for account in done {
+            cursors.remove(&account);
+        }
+        let mut round = Vec::new();
+        loop {
+            let before = round.len();
+            round.extend(lanes.iter_mut().filter_map(Iterator::next));
+            if round.len() == before {
+                break;
+            }
+        }
+        for part in round.chunks(BATCH as usize) {
+            insert(ctx, run, contact_receivers(ctx, task, part.to_vec()).await?).await?;
+        }
+    }
+    Ok(())
+}
+
 /// Writes the run's receivers, then counts them and moves the run to `running` in one
 /// transaction (only once, whoever finishes an expansion first).
 pub async fn expand(ctx: &Context, run: &message_task_runs::Model) -> ServiceResult<()> {
@@ -287,25 +355,7 @@ pub async fn expand(ctx: &Context, run: &message_task_runs::Model) -> ServiceRes
         if !filter.instance_ids.is_empty() {
             query = query.filter(contacts::Column::InstanceId.is_in(filter.instance_ids.clone()));
         }
-        let mut after = 0i64;
-        loop {
-            let rows = query
-                .clone()
-                .filter(contacts::Column::Id.gt(after))
-                .order_by_asc(contacts::Column::Id)
-                .limit(BATCH)
-                .all(&ctx.db)
-                .await?;
-            let Some(last) = rows.last().map(|r| r.id) else {
-                break;
-            };
-            after = last;
-            let full = rows.len() as u64 == BATCH;
-            insert(ctx, run, contact_receivers(ctx, &task, rows).await?).await?;
-            if !full {
-                break;
-            }
-        }
+        expand_by_account(ctx, run, &task, query).await?;
     }
     for ids in audience.group_ids.chunks(BATCH as usize) {
         let rows = chat_groups::Entity::find()
