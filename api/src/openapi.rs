@@ -54,6 +54,8 @@ use crate::{error, routes};
         routes::audit_logs::list_audit_logs,
         routes::login_logs::list_login_logs,
         routes::logs::search_logs,
+        routes::monitoring::overview,
+        routes::monitoring::series,
         routes::alerts::list_alert_rules,
         routes::alerts::create_alert_rule,
         routes::alerts::get_alert_rule,
@@ -135,6 +137,7 @@ use crate::{error, routes};
         (name = "health", description = "Probes and metrics"),
         (name = "logs", description = "System, error and access logs (Elasticsearch or SQL)"),
         (name = "alerts", description = "Alert rules, alerts and their notifications"),
+        (name = "monitoring", description = "Health overview and metric series"),
     )
 )]
 pub struct ApiDoc;

@@ -56,6 +56,7 @@ impl Application {
                         .configure(routes::login_logs::configure)
                         .configure(routes::logs::configure)
                         .configure(routes::alerts::configure)
+                        .configure(routes::monitoring::configure)
                         .configure(routes::instances::configure)
                         .configure(routes::accounts::configure)
                         .configure(routes::contacts::configure)

@@ -63,6 +63,7 @@ pub struct InstanceSettings {
     pub auto_sync_minutes: i64,
     pub heartbeat_timeout_secs: u64,
     pub metrics_retention_days: i64,
+    pub raw_metrics_hours: i64,
 }
 
 #[derive(Debug, Clone, Deserialize)]
@@ -401,6 +402,9 @@ impl Settings {
         }
         if self.worker.queue_path.trim().is_empty() {
             return fail("worker.queue_path", "must name a file");
+        }
+        if !(1..=720).contains(&self.instances.raw_metrics_hours) {
+            return fail("instances.raw_metrics_hours", "must be between 1 and 720");
         }
         if self.worker.log_retention_days < 1 {
             return fail("worker.log_retention_days", "must be at least 1");

@@ -19,6 +19,8 @@ pub struct Swept {
     pub login_logs: u64,
     pub idempotency_keys: u64,
     pub metric_samples: u64,
+    /// Raw metric samples folded into rollups.
+    pub rolled_up: u64,
     pub inbound_events: u64,
     /// system, error and access log rows in SQL.
     pub log_rows: u64,
@@ -56,8 +58,15 @@ pub async fn sweep(ctx: &Context) -> ServiceResult<Swept> {
         .await?
         .rows_affected;
     let metrics_before = now - TimeDelta::days(ctx.settings.instances.metrics_retention_days);
+    let mut rolled_up = 0;
+    for _ in 0..20 {
+        let folded = crate::monitoring::roll_up(ctx, 5000).await?;
+        rolled_up += folded;
+        if folded < 5000 {
+            break;
+        }
+    }
     let metric_samples = instance_monitors::Entity::delete_many()
-        .filter(instance_monitors::Column::BucketSeconds.eq(0))
         .filter(instance_monitors::Column::CollectedAt.lt(metrics_before))
         .exec(&ctx.db)
         .await?
@@ -97,6 +106,7 @@ pub async fn sweep(ctx: &Context) -> ServiceResult<Swept> {
         None => 0,
     };
     Ok(Swept {
+        rolled_up,
         log_rows,
         log_indices,
         sessions,

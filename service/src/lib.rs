@@ -22,6 +22,7 @@ pub mod idempotency;
 pub mod instances;
 pub mod logs;
 pub mod messages;
+pub mod monitoring;
 
 pub mod net;
 pub mod pagination;

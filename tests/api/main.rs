@@ -17,6 +17,7 @@ mod health;
 mod instances;
 mod logs;
 mod metrics;
+mod monitoring;
 mod openapi_routes;
 mod rbac;
 mod schema;

@@ -12,6 +12,7 @@ pub mod instances;
 pub mod login_logs;
 pub mod logs;
 pub mod messages;
+pub mod monitoring;
 
 pub mod permissions;
 pub mod roles;

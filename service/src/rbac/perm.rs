@@ -34,6 +34,7 @@ permissions! {
     AuditLogsRead => "audit_logs:read",
     LoginLogsRead => "login_logs:read",
     LogsRead => "logs:read",
+    MonitoringRead => "monitoring:read",
     AlertRulesRead => "alert_rules:read",
     AlertRulesCreate => "alert_rules:create",
     AlertRulesUpdate => "alert_rules:update",

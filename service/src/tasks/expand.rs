@@ -19,7 +19,8 @@ use serde_json::{Value, json};
 use super::spec::Audience;
 use crate::{Context, ServiceResult, contacts::tags_of};
 
-const LEASE_SECS: i64 = 300;
+/// An expansion lease: renewed with every batch written, so a dead worker's run is taken over soon.
+const LEASE_SECS: i64 = 60;
 const BATCH: u64 = 500;
 
 /// Claims a run waiting for expansion (or one whose expander died).
