@@ -2,7 +2,7 @@
 //! otherwise. Newest first, paged by the timestamp of the last line seen.
 
 use chrono::{DateTime, Utc};
-use entity::{access_logs, error_logs, system_logs};
+use entity::{access_logs, audit_logs, error_logs, system_logs};
 use sea_orm::{ColumnTrait, EntityTrait, QueryFilter, QueryOrder, QuerySelect};
 use serde_json::{Value, json};
 
@@ -21,7 +21,7 @@ use crate::{
 pub struct LogQuery {
     /// Text to find in the message (a phrase; Chinese works), or in the path of access lines.
     pub q: Option<String>,
-    /// system, error or access (default: all).
+    /// system, error, access or audit (default: all; audit lines need `audit_logs:read`).
     pub kind: Option<String>,
     /// ERROR, WARN, INFO or DEBUG.
     pub level: Option<String>,
@@ -56,14 +56,26 @@ struct Checked {
     limit: u64,
 }
 
-fn check(query: &LogQuery) -> ServiceResult<Checked> {
+/// Audit lines are for those who may read the audit log: asked for by name they need
+/// `audit_logs:read`, and a search of every kind leaves them out for anyone else.
+fn check(query: &LogQuery, actor: &Actor) -> ServiceResult<Checked> {
     let mut v = Violations::new();
     let kinds = match query.kind.as_deref() {
+        None if actor.has("audit_logs:read") => vec![
+            LogKind::System,
+            LogKind::Error,
+            LogKind::Access,
+            LogKind::Audit,
+        ],
         None => vec![LogKind::System, LogKind::Error, LogKind::Access],
         Some(text) => match LogKind::parse(text) {
+            Some(LogKind::Audit) => {
+                actor.require("audit_logs:read")?;
+                vec![LogKind::Audit]
+            }
             Some(kind) => vec![kind],
             None => {
-                v.add("kind", "must be system, error or access");
+                v.add("kind", "must be system, error, access or audit");
                 Vec::new()
             }
         },
@@ -97,7 +109,7 @@ fn check(query: &LogQuery) -> ServiceResult<Checked> {
 
 pub async fn search(ctx: &Context, actor: &Actor, query: LogQuery) -> ServiceResult<LogPage> {
     actor.require("logs:read")?;
-    let checked = check(&query)?;
+    let checked = check(&query, actor)?;
     let mut items = match &ctx.telemetry.elastic {
         Some(store) => search_elastic(store, &query, &checked).await?,
         None => search_sql(ctx, &query, &checked).await?,
@@ -273,6 +285,50 @@ async fn search_sql(
                     timestamp: to_utc(r.created_at),
                     ..LogDoc::new(LogKind::Error, "ERROR", &r.service, r.message)
                 }));
+            }
+            LogKind::Audit => {
+                if query.instance_id.is_some() {
+                    continue;
+                }
+                let mut select = audit_logs::Entity::find();
+                if let Some(m) = crate::search::contains_any(
+                    &[
+                        audit_logs::Column::Operation,
+                        audit_logs::Column::ResourceType,
+                        audit_logs::Column::ResourceName,
+                    ],
+                    text,
+                ) {
+                    select = select.filter(m);
+                }
+                match checked.level.as_deref() {
+                    Some("INFO") => {
+                        select = select.filter(audit_logs::Column::Result.eq("SUCCESS"))
+                    }
+                    Some("WARN") => {
+                        select = select.filter(audit_logs::Column::Result.ne("SUCCESS"))
+                    }
+                    Some(_) => continue,
+                    None => {}
+                }
+                if let Some(id) = query.user_id {
+                    select = select.filter(audit_logs::Column::UserId.eq(id));
+                }
+                if let Some(trace) = &query.trace_id {
+                    select = select.filter(audit_logs::Column::RequestId.eq(trace.as_str()));
+                }
+                if let Some(t) = lower {
+                    select = select.filter(audit_logs::Column::CreatedAt.gte(t));
+                }
+                if let Some(t) = upper {
+                    select = select.filter(audit_logs::Column::CreatedAt.lt(t));
+                }
+                let rows = select
+                    .order_by_desc(audit_logs::Column::Id)
+                    .limit(fetch)
+                    .all(&ctx.db)
+                    .await?;
+                docs.extend(rows.into_iter().map(crate::telemetry::audit_ship::doc));
             }
             LogKind::Access => {
                 if checked.level.is_some() || query.instance_id.is_some() {

@@ -78,6 +78,9 @@ async fn logs_are_searchable_in_sql_by_default() {
     assert_eq!(line["status"], 200);
     assert!(line["trace_id"].as_str().is_some_and(|t| !t.is_empty()));
 
+    let audit = search_until(&app, "kind=audit", 10, |a| !items(a).is_empty()).await;
+    assert!(items(&audit).iter().all(|l| l["kind"] == "audit"));
+
     let bad = app.get("/api/v1/logs?kind=debug&limit=0", &admin).await;
     let body = problem(bad, StatusCode::UNPROCESSABLE_ENTITY).await;
     assert_eq!(fields(&body), vec!["kind", "limit"]);
@@ -130,6 +133,14 @@ async fn worker_errors_reach_elasticsearch_and_survive_its_outage() {
         line["message"].as_str().unwrap().contains("实例连接超时"),
         "{line}"
     );
+
+    // The audit log is copied too: the instance registration, found by its operation.
+    let audit = search_until(&app, "kind=audit&q=instance.create", 30, |a| {
+        !items(a).is_empty()
+    })
+    .await;
+    assert_eq!(items(&audit)[0]["kind"], "audit");
+    assert!(items(&audit)[0]["audit_id"].as_i64().is_some());
 
     // Elasticsearch goes away; the instance recovers and fails again meanwhile.
     es.stop().await;

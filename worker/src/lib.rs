@@ -68,6 +68,13 @@ pub async fn run(ctx: Context, shutdown: watch::Receiver<bool>) {
                 async move { jobs::alerts::run(&ctx).await }
             }
         }),
+        supervise("audit-ship", Duration::from_secs(5), shutdown.clone(), {
+            let ctx = ctx.clone();
+            move || {
+                let ctx = ctx.clone();
+                async move { jobs::audit_ship::run(&ctx).await }
+            }
+        }),
         supervise("confirm", confirm_every, shutdown.clone(), {
             let ctx = ctx.clone();
             move || {

@@ -139,6 +139,7 @@ impl ElasticStore {
                         "module": keyword, "trace_id": keyword, "ip": keyword, "method": keyword,
                         "user_id": { "type": "long" }, "instance_id": { "type": "long" },
                         "status": { "type": "integer" }, "duration_ms": { "type": "integer" },
+                        "audit_id": { "type": "long" },
                         "message": { "type": "text", "analyzer": self.analyzer },
                         "path": { "type": "text", "analyzer": "standard",
                                   "fields": { "raw": { "type": "keyword", "ignore_above": 512 } } },
@@ -171,6 +172,22 @@ impl ElasticStore {
             false,
         )
         .await
+    }
+
+    /// The highest `audit_id` copied so far (0 when none): where audit shipping resumes.
+    pub async fn highest_audit_id(&self) -> anyhow::Result<i64> {
+        self.ensure_template().await?;
+        let answer = self
+            .search(json!({
+                "size": 1,
+                "query": { "term": { "kind": "audit" } },
+                "sort": [{ "audit_id": { "order": "desc" } }],
+                "_source": ["audit_id"],
+            }))
+            .await?;
+        Ok(answer["hits"]["hits"][0]["_source"]["audit_id"]
+            .as_i64()
+            .unwrap_or(0))
     }
 
     /// Makes what was indexed so far searchable (tests, and right before a search that must

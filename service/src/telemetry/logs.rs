@@ -12,6 +12,8 @@ pub enum LogKind {
     System,
     Error,
     Access,
+    /// A copy of an `audit_logs` row (the SQL row stays the record).
+    Audit,
 }
 
 impl LogKind {
@@ -20,6 +22,7 @@ impl LogKind {
             Self::System => "system",
             Self::Error => "error",
             Self::Access => "access",
+            Self::Audit => "audit",
         }
     }
 
@@ -28,6 +31,7 @@ impl LogKind {
             "system" => Some(Self::System),
             "error" => Some(Self::Error),
             "access" => Some(Self::Access),
+            "audit" => Some(Self::Audit),
             _ => None,
         }
     }
@@ -68,6 +72,9 @@ pub struct LogDoc {
     pub duration_ms: Option<i32>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub user_agent: Option<String>,
+    /// `audit_logs.id` of an audit copy: where shipping resumes.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub audit_id: Option<i64>,
     /// Structured fields of the event.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub context: Option<Value>,
@@ -92,6 +99,7 @@ impl LogDoc {
             status: None,
             duration_ms: None,
             user_agent: None,
+            audit_id: None,
             context: None,
         }
     }

@@ -2,6 +2,7 @@
 //! API) and log records to Elasticsearch or SQL, each batched, buffered and spooled by
 //! `shipper`. Recording never waits; a target that is off costs nothing.
 
+pub mod audit_ship;
 pub mod capture;
 pub mod elastic;
 pub mod influx;

@@ -86,6 +86,7 @@ impl Target for SqlLogTarget {
         let system: Vec<_> = of(LogKind::System).map(system_row).collect();
         let errors: Vec<_> = of(LogKind::Error).map(error_row).collect();
         let access: Vec<_> = of(LogKind::Access).map(access_row).collect();
+        // Audit copies exist only for Elasticsearch: in SQL the audit_logs row is the record.
         // One transaction: a batch that fails leaves nothing behind, so its replay duplicates
         // nothing (system lines are also unique by uuid).
         let txn = self.0.begin().await?;

@@ -1,6 +1,7 @@
 //! One module per job; each exposes `run`, one idempotent pass, which tests can call directly.
 
 pub mod alerts;
+pub mod audit_ship;
 pub mod confirm;
 pub mod events;
 pub mod heartbeats;
