@@ -64,6 +64,7 @@ pub struct InstanceSettings {
     pub heartbeat_timeout_secs: u64,
     pub metrics_retention_days: i64,
     pub raw_metrics_hours: i64,
+    pub metrics_spool_dir: String,
 }
 
 #[derive(Debug, Clone, Deserialize)]
@@ -402,6 +403,9 @@ impl Settings {
         }
         if self.worker.queue_path.trim().is_empty() {
             return fail("worker.queue_path", "must name a file");
+        }
+        if self.instances.metrics_spool_dir.trim().is_empty() {
+            return fail("instances.metrics_spool_dir", "must name a directory");
         }
         if !(1..=720).contains(&self.instances.raw_metrics_hours) {
             return fail("instances.raw_metrics_hours", "must be between 1 and 720");

@@ -17,7 +17,17 @@ use crate::{Context, ServiceResult, auth::actor::Actor, clock::to_utc, validate:
 /// Width of a rollup bucket, seconds.
 pub const ROLLUP_SECONDS: i32 = 300;
 /// Metrics stored in SQL.
-pub const METRICS: &[&str] = &["heartbeat_latency_ms"];
+pub const METRICS: &[&str] = &[
+    "heartbeat_latency_ms",
+    "instance_health_online",
+    "instance_health_missed_heartbeats",
+    "instance_health_accounts",
+    "instance_health_errors",
+    "dispatch_sends_sent",
+    "dispatch_sends_failed",
+    "dispatch_sends_retried",
+    "dispatch_sends_rate_limited",
+];
 
 #[derive(Debug, Clone, Default, Serialize, PartialEq, Eq, utoipa::ToSchema)]
 pub struct Overview {
@@ -30,6 +40,9 @@ pub struct Overview {
     pub tasks: BTreeMap<String, u64>,
     /// Open alerts by level.
     pub open_alerts: BTreeMap<String, u64>,
+    /// Runs sending now, and their receivers still to send (the queue depth).
+    pub running_runs: u64,
+    pub pending_receivers: u64,
 }
 
 async fn by_status<E, C>(
@@ -83,7 +96,26 @@ pub async fn overview(ctx: &Context, actor: &Actor) -> ServiceResult<Overview> {
     for level in open {
         *open_alerts.entry(level).or_insert(0) += 1;
     }
+    let running = entity::message_task_runs::Entity::find()
+        .filter(entity::message_task_runs::Column::Status.eq("running"))
+        .all(&ctx.db)
+        .await?;
+    let pending_receivers = running
+        .iter()
+        .map(|r| {
+            u64::try_from(
+                r.target_count
+                    - r.success_count
+                    - r.fail_count
+                    - r.skipped_count
+                    - r.awaiting_count,
+            )
+            .unwrap_or(0)
+        })
+        .sum();
     Ok(Overview {
+        running_runs: running.len() as u64,
+        pending_receivers,
         instances_total: instances.values().sum(),
         instances,
         accounts,
@@ -114,6 +146,8 @@ pub struct SeriesPoint {
     pub time: DateTime<Utc>,
     /// Average over the step, weighted by samples.
     pub avg: f64,
+    /// Total over the step: what counters (`dispatch_sends_*`) are read by.
+    pub sum: f64,
     pub min: f64,
     pub max: f64,
     pub samples: i64,
@@ -194,6 +228,7 @@ pub async fn series(ctx: &Context, actor: &Actor, query: SeriesQuery) -> Service
         .map(|(index, (sum, n, min, max))| SeriesPoint {
             time: DateTime::from_timestamp(index * step, 0).unwrap_or(aligned),
             avg: sum / n.max(1) as f64,
+            sum,
             min,
             max,
             samples: n,

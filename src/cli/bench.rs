@@ -77,8 +77,10 @@ pub(super) async fn fresh_context(
         format!("sqlite://{}?mode=rwc", path.display())
     });
     let key = service::crypto::sealer::Sealer::generate_key();
+    let spool = std::env::temp_dir().join(format!("wework-bench-spool-{}", std::process::id()));
+    let spool = spool.display();
     let settings = Settings::from_toml(&format!(
-        "[database]\nurl = \"{url}\"\nmax_connections = 8\n[secrets]\nmaster_key = \"{key}\"\n[outbound]\nallowed_networks = [\"127.0.0.1\"]\n[log]\nlevel = \"warn\"\n{extra}"
+        "[database]\nurl = \"{url}\"\nmax_connections = 8\n[secrets]\nmaster_key = \"{key}\"\n[outbound]\nallowed_networks = [\"127.0.0.1\"]\n[log]\nlevel = \"warn\"\n[elasticsearch]\nspool_dir = \"{spool}/logs\"\n[influxdb]\nspool_dir = \"{spool}/metrics\"\n[instances]\nmetrics_spool_dir = \"{spool}/sql-metrics\"\n{extra}"
     ))?;
     println!("database: {}", settings.backend_label());
     let (ctx, _) = crate::prepare(settings, Some(uuid::Uuid::new_v4().to_string())).await?;

@@ -110,6 +110,7 @@ request_timeout_secs = 5
 [instances]
 heartbeat_timeout_secs = 2
 offline_after_missed = 2
+metrics_spool_dir = "{spool}/sql-metrics"
 [worker]
 queue_path = "{queue}"
 [elasticsearch]

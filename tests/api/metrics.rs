@@ -134,6 +134,22 @@ async fn send_counters_per_instance_and_account_add_up_to_the_task() {
         }
         tokio::time::sleep(Duration::from_millis(500)).await;
     }
+    // The embedded default has the counters too, per instance, in SQL.
+    let series = app
+        .get_json(
+            &format!(
+                "/api/v1/monitoring/series?metric=dispatch_sends_sent&instance_id={agent}&step=60"
+            ),
+            &app.admin_token().await,
+        )
+        .await;
+    let total: f64 = series["points"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|p| p["sum"].as_f64().unwrap())
+        .sum();
+    assert_eq!(total as i64, target, "{series}");
     let accounts = reqwest::Client::new()
         .get(format!("{}/api/v1/label/account/values", vm.url))
         .send()

@@ -11,6 +11,7 @@ pub mod point;
 pub mod shipper;
 pub mod spool;
 pub mod sql_logs;
+pub mod sql_metrics;
 
 use std::{sync::Arc, time::Duration};
 
@@ -25,6 +26,8 @@ use crate::config::Settings;
 
 #[derive(Debug, Clone)]
 pub struct Telemetry {
+    /// Instance-scoped points into `instance_monitors` (always).
+    sql_metrics: Shipper<Point>,
     metrics: Option<Shipper<Point>>,
     logs: Shipper<LogDoc>,
     /// Set when logs go to Elasticsearch: searches and retention use it too.
@@ -53,6 +56,21 @@ impl Telemetry {
                 },
             ))
         };
+        let instances = &settings.instances;
+        let sql_metrics = Shipper::start(
+            sql_metrics::SqlMetricsTarget(db.clone()),
+            spool(
+                &instances.metrics_spool_dir,
+                64,
+                "instances.metrics_spool_dir",
+            )?,
+            ShipperOptions {
+                batch_size: 5000,
+                flush_every: Duration::from_secs(5),
+                buffer: 100_000,
+                send_timeout: Duration::from_secs(30),
+            },
+        );
         let es = &settings.elasticsearch;
         let options = ShipperOptions {
             batch_size: es.batch_size,
@@ -70,6 +88,7 @@ impl Telemetry {
             (Shipper::start(target, logs_spool, options), Some(store))
         };
         Ok(Self {
+            sql_metrics,
             metrics,
             logs,
             elastic,
@@ -79,8 +98,9 @@ impl Telemetry {
     /// Queues a metric point; never waits.
     pub fn metric(&self, point: Point) {
         if let Some(metrics) = &self.metrics {
-            metrics.record(point);
+            metrics.record(point.clone());
         }
+        self.sql_metrics.record(point);
     }
 
     /// Queues a log record; never waits.
@@ -99,6 +119,7 @@ impl Telemetry {
             Some(metrics) => metrics.flush().await,
             None => true,
         };
-        self.logs.flush().await && metrics
+        let sql = self.sql_metrics.flush().await;
+        self.logs.flush().await && metrics && sql
     }
 }
