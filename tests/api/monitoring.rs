@@ -2,6 +2,7 @@
 //! heartbeat samples are folded into five-minute rollups.
 
 use chrono::{TimeDelta, Utc};
+
 use entity::instance_monitors;
 use reqwest::StatusCode;
 use sea_orm::{ActiveValue::Set, ColumnTrait, EntityTrait, PaginatorTrait, QueryFilter};
@@ -16,9 +17,12 @@ async fn series_are_served_from_raw_samples_and_rollups_alike() {
     let (agent, _) = app.register_sim(&sim, 60).await;
     let admin = app.admin_token().await;
 
-    // Three days of samples every minute, latency 10 ms … 59 ms.
-    let now = Utc::now();
-    let start = now - TimeDelta::hours(72);
+    // Three days of samples every minute, latency 10 ms … 59 ms, starting at half past an hour
+    // so the answer's shape does not depend on the clock: a half hour, 71 whole hours, a half.
+    let hour = Utc::now().timestamp().div_euclid(3600) * 3600;
+    let start = chrono::DateTime::from_timestamp(hour, 0).unwrap() - TimeDelta::hours(73)
+        + TimeDelta::minutes(30);
+    let now = start + TimeDelta::hours(72);
     let rows: Vec<instance_monitors::ActiveModel> = (0..72 * 60)
         .map(|i| instance_monitors::ActiveModel {
             instance_id: Set(agent),
@@ -43,8 +47,9 @@ async fn series_are_served_from_raw_samples_and_rollups_alike() {
         urlencode(&now.to_rfc3339())
     );
     let before: Value = app.get_json(&path, &admin).await;
-    // Hour steps aligned to the clock: 71 whole hours and the two partial ones at the ends.
     assert_eq!(before["points"].as_array().unwrap().len(), 73, "{before}");
+    assert_eq!(before["points"][0]["samples"], 30);
+    assert_eq!(before["points"][72]["samples"], 30);
     let first = &before["points"][1];
     assert_eq!(first["samples"], 60);
     assert_eq!(first["min"], 10.0);
