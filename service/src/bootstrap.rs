@@ -1,9 +1,7 @@
 //! First start: create the administrator account so a new installation can be used at once.
 
 use entity::{roles, user_roles, users};
-use sea_orm::{
-    ActiveValue::Set, ColumnTrait, EntityTrait, PaginatorTrait, QueryFilter, TransactionTrait,
-};
+use sea_orm::{ActiveValue::Set, ColumnTrait, EntityTrait, PaginatorTrait, QueryFilter};
 
 use crate::{
     Context,
@@ -53,7 +51,7 @@ pub async fn ensure_admin(
             anyhow::anyhow!("the super_admin role is missing: run `wework migrate up`")
         })?;
     let now = ctx.clock.now_db();
-    let txn = ctx.db.begin().await?;
+    let txn = crate::db::begin(&ctx.db).await?;
     let row = users::ActiveModel {
         username: Set(ADMIN_USERNAME.to_owned()),
         password_hash: Set(pw::hash(&password)?),
@@ -122,7 +120,7 @@ pub async fn recover_account(
         None => generate_password(),
     };
     let now = ctx.clock.now_db();
-    let txn = ctx.db.begin().await?;
+    let txn = crate::db::begin(&ctx.db).await?;
     users::Entity::update(users::ActiveModel {
         id: Set(user.id),
         password_hash: Set(pw::hash(&password)?),

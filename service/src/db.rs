@@ -3,7 +3,10 @@
 use std::{path::Path, time::Duration};
 
 use anyhow::Context as _;
-use sea_orm::{ConnectOptions, Database, DatabaseConnection};
+use sea_orm::{
+    ConnectOptions, Database, DatabaseConnection, DatabaseTransaction, DbErr,
+    SqliteTransactionMode, TransactionOptions, TransactionTrait,
+};
 use secrecy::ExposeSecret;
 
 use crate::{
@@ -15,6 +18,19 @@ use crate::{
 /// client-side cost of one statement grows faster than its parameter count, so 50 rows of ~20
 /// columns beat 200–250 rows by 3–4× on PostgreSQL (docs/benchmarks.md).
 pub const INSERT_BATCH_ROWS: usize = 50;
+
+/// Starts a transaction that will write. On SQLite it takes the write lock at `BEGIN IMMEDIATE`,
+/// waiting for it (busy timeout) if another connection writes: a deferred transaction that reads
+/// first would instead fail at its first write whenever another connection — a background log
+/// or metric batch, say — committed in between (SQLITE_BUSY_SNAPSHOT). Other databases ignore the
+/// mode.
+pub async fn begin(db: &DatabaseConnection) -> Result<DatabaseTransaction, DbErr> {
+    db.begin_with_options(TransactionOptions {
+        sqlite_transaction_mode: Some(SqliteTransactionMode::Immediate),
+        ..TransactionOptions::default()
+    })
+    .await
+}
 
 /// Opens the pool. SQLite gets WAL, a busy timeout and foreign keys, and its directory is created,
 /// so the embedded default works on a machine with nothing installed.

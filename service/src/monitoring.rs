@@ -6,10 +6,7 @@ use std::collections::BTreeMap;
 
 use chrono::{DateTime, TimeDelta, Utc};
 use entity::{alert_records, instance_monitors, message_tasks, wework_accounts, wework_instances};
-use sea_orm::{
-    ActiveValue::Set, ColumnTrait, EntityTrait, QueryFilter, QueryOrder, QuerySelect,
-    TransactionTrait,
-};
+use sea_orm::{ActiveValue::Set, ColumnTrait, EntityTrait, QueryFilter, QueryOrder, QuerySelect};
 use serde::{Deserialize, Serialize};
 
 use crate::{Context, ServiceResult, auth::actor::Actor, clock::to_utc, validate::Violations};
@@ -278,7 +275,7 @@ pub async fn roll_up(ctx: &Context, limit: u64) -> ServiceResult<u64> {
         entry.0 += row.metric_value * f64::from(n);
         entry.1 += n;
     }
-    let txn = ctx.db.begin().await?;
+    let txn = crate::db::begin(&ctx.db).await?;
     let ids: Vec<i64> = rows.iter().map(|r| r.id).collect();
     for part in ids.chunks(500) {
         instance_monitors::Entity::delete_many()

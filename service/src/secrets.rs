@@ -4,7 +4,7 @@
 //! or none does. Values already under the new key are left alone, so a rerun is harmless.
 
 use entity::{alert_rules, instance_configs, users, wework_instances};
-use sea_orm::{ActiveValue::Set, ColumnTrait, EntityTrait, QueryFilter, TransactionTrait};
+use sea_orm::{ActiveValue::Set, ColumnTrait, EntityTrait, QueryFilter};
 use serde::Serialize;
 
 use crate::{
@@ -40,7 +40,7 @@ fn reseal(
 pub async fn rotate(ctx: &Context, new: &Sealer) -> ServiceResult<Rotated> {
     let current = &ctx.sealer;
     let mut rotated = Rotated::default();
-    let txn = ctx.db.begin().await?;
+    let txn = crate::db::begin(&ctx.db).await?;
     for row in instance_configs::Entity::find()
         .filter(instance_configs::Column::IsEncrypted.eq(true))
         .all(&txn)

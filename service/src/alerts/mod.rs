@@ -10,7 +10,7 @@ use chrono::{DateTime, Utc};
 use entity::alert_records;
 use sea_orm::{
     ActiveValue::Set, ColumnTrait, EntityTrait, QueryFilter, QueryOrder, QuerySelect,
-    TransactionTrait, sea_query::Expr,
+    sea_query::Expr,
 };
 use serde::{Deserialize, Serialize};
 
@@ -209,7 +209,7 @@ async fn transition(
     change: impl Fn(&mut alert_records::ActiveModel, chrono::NaiveDateTime),
 ) -> ServiceResult<AlertView> {
     let now = ctx.clock.now_db();
-    let txn = ctx.db.begin().await?;
+    let txn = crate::db::begin(&ctx.db).await?;
     // Write first, so the evaluator resolving this alert meanwhile cannot fail our write.
     alert_records::Entity::update_many()
         .col_expr(

@@ -5,7 +5,7 @@ use chrono::{DateTime, Utc};
 use entity::alert_rules;
 use sea_orm::{
     ActiveValue::Set, ColumnTrait, ConnectionTrait, EntityTrait, PaginatorTrait, QueryFilter,
-    QueryOrder, QuerySelect, TransactionTrait,
+    QueryOrder, QuerySelect,
 };
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
@@ -350,7 +350,7 @@ pub async fn create(ctx: &Context, actor: &Actor, input: RuleInput) -> ServiceRe
             return Err(ServiceError::invalid("name", "is invalid"));
         };
         let now = ctx.clock.now_db();
-        let txn = ctx.db.begin().await?;
+        let txn = crate::db::begin(&ctx.db).await?;
         if name_taken(&txn, &name, None).await? {
             return Err(ServiceError::conflict(
                 "name",
@@ -435,7 +435,7 @@ pub async fn update(
         };
         v.finish()?;
         let now = ctx.clock.now_db();
-        let txn = ctx.db.begin().await?;
+        let txn = crate::db::begin(&ctx.db).await?;
         lock(&txn, id).await?;
         let current = find(&txn, id).await?;
         if let Some(name) = &name
@@ -503,7 +503,7 @@ pub async fn delete(ctx: &Context, actor: &Actor, id: i64) -> ServiceResult<()> 
     audit::guard(ctx, actor, entry.clone(), async {
         actor.require("alert_rules:delete")?;
         let now = ctx.clock.now_db();
-        let txn = ctx.db.begin().await?;
+        let txn = crate::db::begin(&ctx.db).await?;
         lock(&txn, id).await?;
         let before = view(find(&txn, id).await?);
         alert_rules::Entity::update(alert_rules::ActiveModel {

@@ -11,8 +11,7 @@ pub mod two_factor;
 use chrono::{DateTime, TimeDelta, Utc};
 use entity::{session_rotated_tokens, user_sessions, users};
 use sea_orm::{
-    ActiveValue::Set, ColumnTrait, Condition, EntityTrait, QueryFilter, TransactionTrait,
-    sea_query::Expr,
+    ActiveValue::Set, ColumnTrait, Condition, EntityTrait, QueryFilter, sea_query::Expr,
 };
 use serde::Serialize;
 use uuid::Uuid;
@@ -221,7 +220,7 @@ async fn fail<T>(
 async fn count_failure(ctx: &Context, user: &users::Model) -> ServiceResult<()> {
     use sea_orm::sea_query::ExprTrait;
     let policy = policy(ctx);
-    let txn = ctx.db.begin().await?;
+    let txn = crate::db::begin(&ctx.db).await?;
     users::Entity::update_many()
         .col_expr(
             users::Column::FailedLoginCount,
@@ -355,7 +354,7 @@ async fn detect_reuse<T>(ctx: &Context, hash: &str, meta: &RequestMeta) -> Servi
     else {
         return Err(invalid);
     };
-    let txn = ctx.db.begin().await?;
+    let txn = crate::db::begin(&ctx.db).await?;
     let revoked = user_sessions::Entity::update_many()
         .col_expr(user_sessions::Column::RevokedAt, Expr::value(now))
         .col_expr(

@@ -1,7 +1,7 @@
 //! A user changes their own password; every other session of theirs ends.
 
 use entity::users;
-use sea_orm::{ActiveValue::Set, EntityTrait, TransactionTrait};
+use sea_orm::{ActiveValue::Set, EntityTrait};
 
 use super::{actor::Actor, sessions};
 use crate::{
@@ -55,7 +55,7 @@ pub async fn set_password(
 ) -> ServiceResult<()> {
     let hash = pw::hash(new)?;
     let now = ctx.clock.now_db();
-    let txn = ctx.db.begin().await?;
+    let txn = crate::db::begin(&ctx.db).await?;
     users::Entity::update(users::ActiveModel {
         id: Set(user.id),
         password_hash: Set(hash),

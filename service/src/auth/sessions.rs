@@ -4,7 +4,7 @@ use chrono::{DateTime, NaiveDateTime, TimeDelta, Utc};
 use entity::{session_rotated_tokens, user_sessions};
 use sea_orm::{
     ActiveValue::Set, ColumnTrait, Condition, ConnectionTrait, EntityTrait, QueryFilter,
-    QueryOrder, TransactionTrait, sea_query::Expr,
+    QueryOrder, sea_query::Expr,
 };
 use serde::Serialize;
 use uuid::Uuid;
@@ -55,7 +55,7 @@ pub async fn rotate(
     let mut changes = user_sessions::ActiveModel::default();
     minted.apply(&mut changes, now);
     changes.rotated_at = Set(Some(now));
-    let txn = ctx.db.begin().await?;
+    let txn = crate::db::begin(&ctx.db).await?;
     let updated = user_sessions::Entity::update_many()
         .set(changes)
         .filter(user_sessions::Column::Id.eq(session.id))
@@ -186,7 +186,7 @@ pub async fn revoke_all_for_user(ctx: &Context, actor: &Actor, user_id: i64) -> 
         actor.require("users:update")?;
         let target = crate::rbac::users::find_manageable(ctx, actor, user_id).await?;
         let now = ctx.clock.now_db();
-        let txn = ctx.db.begin().await?;
+        let txn = crate::db::begin(&ctx.db).await?;
         let count = revoke_user(&txn, user_id, None, "revoked_by_admin", now).await?;
         let entry = entry
             .resource(user_id, target.username)

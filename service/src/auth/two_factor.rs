@@ -6,8 +6,7 @@
 
 use entity::users;
 use sea_orm::{
-    ActiveValue::Set, ColumnTrait, Condition, EntityTrait, QueryFilter, TransactionTrait,
-    sea_query::Expr,
+    ActiveValue::Set, ColumnTrait, Condition, EntityTrait, QueryFilter, sea_query::Expr,
 };
 use serde::Serialize;
 
@@ -76,7 +75,7 @@ pub async fn confirm(ctx: &Context, actor: &Actor, code: &str) -> ServiceResult<
         ));
     }
     let now = ctx.clock.now_db();
-    let txn = ctx.db.begin().await?;
+    let txn = crate::db::begin(&ctx.db).await?;
     users::Entity::update(users::ActiveModel {
         id: Set(user.id),
         totp_enabled: Set(true),
@@ -132,7 +131,7 @@ pub async fn clear(
     operation: &'static str,
 ) -> ServiceResult<()> {
     let now = ctx.clock.now_db();
-    let txn = ctx.db.begin().await?;
+    let txn = crate::db::begin(&ctx.db).await?;
     users::Entity::update(users::ActiveModel {
         id: Set(user.id),
         totp_enabled: Set(false),

@@ -4,7 +4,7 @@ use chrono::{DateTime, Utc};
 use entity::{chat_groups, group_members};
 use sea_orm::{
     ActiveValue::Set, ColumnTrait, ConnectionTrait, EntityTrait, QueryFilter, QueryOrder,
-    QuerySelect, TransactionTrait,
+    QuerySelect,
 };
 use serde::{Deserialize, Serialize};
 
@@ -202,7 +202,7 @@ pub async fn update(
         }
         v.finish()?;
         let now = ctx.clock.now_db();
-        let txn = ctx.db.begin().await?;
+        let txn = crate::db::begin(&ctx.db).await?;
         let before: GroupView = find(&txn, id).await?.into();
         let mut changes = chat_groups::ActiveModel {
             id: Set(id),

@@ -5,10 +5,7 @@
 use std::collections::{BTreeMap, BTreeSet, HashMap};
 
 use entity::{contacts, tags};
-use sea_orm::{
-    ActiveValue::Set, ColumnTrait, EntityTrait, QueryFilter, TransactionTrait,
-    sea_query::OnConflict,
-};
+use sea_orm::{ActiveValue::Set, ColumnTrait, EntityTrait, QueryFilter, sea_query::OnConflict};
 use serde::Serialize;
 
 use super::tags::{LOCAL, link};
@@ -316,7 +313,7 @@ pub async fn import(
         let cells = read(format, bytes).map_err(|e| ServiceError::Validation(vec![e]))?;
         let (columns, rows) = check(&cells).map_err(ServiceError::Validation)?;
         let now = ctx.clock.now_db();
-        let txn = ctx.db.begin().await?;
+        let txn = crate::db::begin(&ctx.db).await?;
         let wxids: Vec<String> = rows.iter().map(|r| r.wxid.clone()).collect();
         let mut existing: BTreeSet<String> = BTreeSet::new();
         for chunk in wxids.chunks(500) {

@@ -12,7 +12,7 @@ use chrono::{DateTime, Utc};
 use entity::{contact_tags, contacts, tags as tag_entity};
 use sea_orm::{
     ActiveValue::Set, ColumnTrait, ConnectionTrait, EntityTrait, JoinType, QueryFilter, QueryOrder,
-    QuerySelect, RelationTrait, Select, TransactionTrait, sea_query::Query,
+    QuerySelect, RelationTrait, Select, sea_query::Query,
 };
 use serde::{Deserialize, Serialize};
 
@@ -415,7 +415,7 @@ pub async fn create(
             .map_err(|_| ServiceError::invalid("account_id", "no such account"))?;
         tags::check_local_ids(&ctx.db, "tag_ids", &input.tag_ids).await?;
         let now = ctx.clock.now_db();
-        let txn = ctx.db.begin().await?;
+        let txn = crate::db::begin(&ctx.db).await?;
         let exists = contacts::Entity::find()
             .filter(contacts::Column::AccountId.eq(account.id))
             .filter(contacts::Column::Wxid.eq(wxid.as_str()))
@@ -482,7 +482,7 @@ pub async fn update(
             tags::check_local_ids(&ctx.db, "tag_ids", ids).await?;
         }
         let now = ctx.clock.now_db();
-        let txn = ctx.db.begin().await?;
+        let txn = crate::db::begin(&ctx.db).await?;
         let before = views(&txn, vec![find(&txn, id).await?]).await?.remove(0);
         let mut changes = contacts::ActiveModel {
             id: Set(id),
@@ -529,7 +529,7 @@ pub async fn delete(ctx: &Context, actor: &Actor, id: i64) -> ServiceResult<()> 
     audit::guard(ctx, actor, entry.clone(), async {
         actor.require("contacts:delete")?;
         let now = ctx.clock.now_db();
-        let txn = ctx.db.begin().await?;
+        let txn = crate::db::begin(&ctx.db).await?;
         let before = views(&txn, vec![find(&txn, id).await?]).await?.remove(0);
         contacts::Entity::update(contacts::ActiveModel {
             id: Set(id),

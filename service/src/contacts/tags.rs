@@ -8,7 +8,7 @@ use entity::{contact_tags, tags};
 use sea_orm::{
     ActiveValue::Set,
     ColumnTrait, ConnectionTrait, DatabaseTransaction, EntityTrait, PaginatorTrait, QueryFilter,
-    QueryOrder, QuerySelect, TransactionTrait,
+    QueryOrder, QuerySelect,
     sea_query::{OnConflict, Query},
 };
 use serde::{Deserialize, Serialize};
@@ -173,7 +173,7 @@ pub async fn create(ctx: &Context, actor: &Actor, input: TagInput) -> ServiceRes
             return Err(ServiceError::invalid("name", "is invalid"));
         };
         let now = ctx.clock.now_db();
-        let txn = ctx.db.begin().await?;
+        let txn = crate::db::begin(&ctx.db).await?;
         if name_taken(&txn, &group, &name, None).await? {
             return Err(ServiceError::conflict(
                 "name",
@@ -221,7 +221,7 @@ pub async fn update(
         }
         v.finish()?;
         let now = ctx.clock.now_db();
-        let txn = ctx.db.begin().await?;
+        let txn = crate::db::begin(&ctx.db).await?;
         let current = find_local(&txn, id).await?;
         let before = view(&txn, current.clone()).await?;
         let new_group = group.clone().unwrap_or(current.group_name.clone());
@@ -263,7 +263,7 @@ pub async fn delete(ctx: &Context, actor: &Actor, id: i64) -> ServiceResult<()> 
     audit::guard(ctx, actor, entry.clone(), async {
         actor.require("tags:delete")?;
         let now = ctx.clock.now_db();
-        let txn = ctx.db.begin().await?;
+        let txn = crate::db::begin(&ctx.db).await?;
         let before = view(&txn, find_local(&txn, id).await?).await?;
         contact_tags::Entity::delete_many()
             .filter(contact_tags::Column::TagId.eq(id))
@@ -407,7 +407,7 @@ pub async fn bulk(
         }
         v.finish()?;
         let now = ctx.clock.now_db();
-        let txn = ctx.db.begin().await?;
+        let txn = crate::db::begin(&ctx.db).await?;
         if !input.remove.is_empty() {
             contact_tags::Entity::delete_many()
                 .filter(contact_tags::Column::ContactId.is_in(existing.iter().copied()))

@@ -14,7 +14,7 @@ use entity::{
 use futures_util::StreamExt;
 use sea_orm::{
     ActiveValue::Set,
-    ColumnTrait, Condition, EntityTrait, QueryFilter, QueryOrder, QuerySelect, TransactionTrait,
+    ColumnTrait, Condition, EntityTrait, QueryFilter, QueryOrder, QuerySelect,
     sea_query::{CaseStatement, Expr, ExprTrait},
     sea_query::{LockBehavior, LockType},
 };
@@ -252,7 +252,7 @@ async fn claim(
             }
             mark_claimed(&ctx.db, ids, token, ctx.settings.dispatch.lease_secs, now).await?
         } else {
-            let txn = ctx.db.begin().await?;
+            let txn = crate::db::begin(&ctx.db).await?;
             let ids: Vec<i64> = ready(ctx, run_id, after, limit)
                 .lock_with_behavior(LockType::Update, LockBehavior::SkipLocked)
                 .into_tuple()
@@ -722,7 +722,7 @@ async fn record_once(
     report: &mut ChunkReport,
 ) -> ServiceResult<()> {
     let now = ctx.clock.now_db();
-    let txn = ctx.db.begin().await?;
+    let txn = crate::db::begin(&ctx.db).await?;
     let ids: Vec<i64> = outcomes.iter().map(|(r, _)| r.id).collect();
     let still_ours = || {
         Condition::all()

@@ -7,9 +7,7 @@ use std::collections::{BTreeMap, HashMap, HashSet};
 
 use chrono::TimeDelta;
 use entity::{message_receivers, message_tasks, messages, wework_accounts, wework_instances};
-use sea_orm::{
-    ColumnTrait, EntityTrait, QueryFilter, QuerySelect, TransactionTrait, sea_query::Expr,
-};
+use sea_orm::{ColumnTrait, EntityTrait, QueryFilter, QuerySelect, sea_query::Expr};
 
 use super::finish;
 use crate::{
@@ -239,7 +237,7 @@ pub async fn apply(
             .push(r);
     }
     let now = ctx.clock.now_db();
-    let txn = ctx.db.begin().await?;
+    let txn = crate::db::begin(&ctx.db).await?;
     let mut runs = HashSet::new();
     for ((resolution, task, run), rows) in groups {
         let (status, code, reason, skip, message_status) = match &resolution {

@@ -4,7 +4,7 @@ use chrono::NaiveDateTime;
 use entity::{message_receivers, message_task_runs, message_tasks};
 use sea_orm::{
     ColumnTrait, ConnectionTrait, EntityTrait, PaginatorTrait, QueryFilter, QueryOrder,
-    QuerySelect, TransactionTrait,
+    QuerySelect,
     sea_query::{Expr, ExprTrait},
 };
 
@@ -103,7 +103,7 @@ pub async fn finish_if_done(ctx: &Context, run_id: i64) -> ServiceResult<()> {
     } else {
         "completed"
     };
-    let txn = ctx.db.begin().await?;
+    let txn = crate::db::begin(&ctx.db).await?;
     let moved = message_task_runs::Entity::update_many()
         .col_expr(message_task_runs::Column::Status, Expr::value(next))
         .col_expr(

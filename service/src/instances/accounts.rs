@@ -5,7 +5,7 @@ use entity::{wework_accounts, wework_instances};
 use sea_orm::{
     ActiveValue::Set,
     ColumnTrait, ConnectionTrait, EntityTrait, PaginatorTrait, QueryFilter, QueryOrder,
-    QuerySelect, TransactionTrait,
+    QuerySelect,
     sea_query::{Expr, OnConflict},
 };
 use serde::{Deserialize, Serialize};
@@ -169,7 +169,7 @@ pub async fn update(
         }
         v.finish()?;
         let now = ctx.clock.now_db();
-        let txn = ctx.db.begin().await?;
+        let txn = crate::db::begin(&ctx.db).await?;
         let before: AccountView = find(&txn, id).await?.into();
         let mut changes = wework_accounts::ActiveModel {
             id: Set(id),
@@ -255,7 +255,7 @@ pub async fn sync_from(
         .await
         .map_err(driver_failure)?;
     let now = ctx.clock.now_db();
-    let txn = ctx.db.begin().await?;
+    let txn = crate::db::begin(&ctx.db).await?;
     for chunk in remote.chunks(200) {
         let rows = chunk.iter().map(|a| wework_accounts::ActiveModel {
             instance_id: Set(instance.id),

@@ -6,7 +6,6 @@ use std::collections::BTreeMap;
 use entity::{instance_configs, wework_instances};
 use sea_orm::{
     ActiveValue::Set, ColumnTrait, ConnectionTrait, DatabaseTransaction, EntityTrait, QueryFilter,
-    TransactionTrait,
 };
 use serde::Deserialize;
 use serde_json::Value;
@@ -326,7 +325,7 @@ pub async fn put(
         let instance = find_live(&ctx.db, instance_id).await?;
         let kind = InstanceKind::parse(&instance.kind).unwrap_or(InstanceKind::Agent);
         let value = check(kind, key, &input, key).map_err(|e| ServiceError::Validation(vec![e]))?;
-        let txn = ctx.db.begin().await?;
+        let txn = crate::db::begin(&ctx.db).await?;
         upsert(ctx, &txn, instance_id, key, &value).await?;
         let shown = if value.secret {
             Value::String(MASK.to_owned())
@@ -364,7 +363,7 @@ pub async fn delete(
                 format!("`{key}` is required; replace it instead"),
             ));
         }
-        let txn = ctx.db.begin().await?;
+        let txn = crate::db::begin(&ctx.db).await?;
         let removed = instance_configs::Entity::delete_many()
             .filter(instance_configs::Column::InstanceId.eq(instance_id))
             .filter(instance_configs::Column::ConfigKey.eq(key))

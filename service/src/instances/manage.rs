@@ -5,7 +5,7 @@ use std::collections::BTreeMap;
 use entity::wework_instances;
 use sea_orm::{
     ActiveValue::Set, ColumnTrait, ConnectionTrait, EntityTrait, PaginatorTrait, QueryFilter,
-    QueryOrder, QuerySelect, TransactionTrait,
+    QueryOrder, QuerySelect,
 };
 use serde::Deserialize;
 
@@ -182,7 +182,7 @@ pub async fn create(
             return Err(ServiceError::invalid("name", "is invalid"));
         };
         let now = ctx.clock.now_db();
-        let txn = ctx.db.begin().await?;
+        let txn = crate::db::begin(&ctx.db).await?;
         if name_taken(&txn, &name, None).await? {
             return Err(ServiceError::conflict(
                 "name",
@@ -273,7 +273,7 @@ pub async fn update(
         );
         v.finish()?;
         let now = ctx.clock.now_db();
-        let txn = ctx.db.begin().await?;
+        let txn = crate::db::begin(&ctx.db).await?;
         let before = view(ctx, &txn, current.clone()).await?;
         if let Some(name) = &name
             && name_taken(&txn, name, Some(id)).await?
@@ -345,7 +345,7 @@ pub async fn delete(ctx: &Context, actor: &Actor, id: i64) -> ServiceResult<()> 
         actor.require("instances:delete")?;
         let current = find_live(&ctx.db, id).await?;
         let now = ctx.clock.now_db();
-        let txn = ctx.db.begin().await?;
+        let txn = crate::db::begin(&ctx.db).await?;
         let before = view(ctx, &txn, current.clone()).await?;
         wework_instances::Entity::update(wework_instances::ActiveModel {
             id: Set(id),
@@ -391,7 +391,7 @@ pub async fn set_maintenance(
         actor.require("instances:control")?;
         let current = find_live(&ctx.db, id).await?;
         let now = ctx.clock.now_db();
-        let txn = ctx.db.begin().await?;
+        let txn = crate::db::begin(&ctx.db).await?;
         wework_instances::Entity::update(wework_instances::ActiveModel {
             id: Set(id),
             status: Set(if on { "maintenance" } else { "offline" }.to_owned()),

@@ -6,7 +6,7 @@ use chrono::{DateTime, Utc};
 use entity::{permissions, role_permissions, roles, user_roles};
 use sea_orm::{
     ActiveValue::Set, ColumnTrait, ConnectionTrait, DatabaseTransaction, EntityTrait, JoinType,
-    PaginatorTrait, QueryFilter, QueryOrder, QuerySelect, RelationTrait, TransactionTrait,
+    PaginatorTrait, QueryFilter, QueryOrder, QuerySelect, RelationTrait,
 };
 use serde::{Deserialize, Serialize};
 
@@ -239,7 +239,7 @@ pub async fn create(ctx: &Context, actor: &Actor, input: RoleInput) -> ServiceRe
             "granting these permissions",
         )?;
         let now = ctx.clock.now_db();
-        let txn = ctx.db.begin().await?;
+        let txn = crate::db::begin(&ctx.db).await?;
         if name_taken(&txn, &name, None).await? {
             return Err(ServiceError::conflict(
                 "name",
@@ -287,7 +287,7 @@ pub async fn update(
             .map(|d| v.take(validate::optional_text("description", d.as_deref(), 2000)));
         v.finish()?;
         let now = ctx.clock.now_db();
-        let txn = ctx.db.begin().await?;
+        let txn = crate::db::begin(&ctx.db).await?;
         let role = find_live(&txn, id).await?;
         let before = view(&txn, role.clone()).await?;
         actor.require_all(
@@ -345,7 +345,7 @@ pub async fn set_permissions(
         actor.require("roles:update")?;
         let perms = resolve_permissions(&ctx.db, &names).await?;
         let now = ctx.clock.now_db();
-        let txn = ctx.db.begin().await?;
+        let txn = crate::db::begin(&ctx.db).await?;
         let role = find_live(&txn, id).await?;
         if role.name == SUPER_ADMIN {
             return Err(ServiceError::conflict(
@@ -387,7 +387,7 @@ pub async fn delete(ctx: &Context, actor: &Actor, id: i64) -> ServiceResult<()> 
     audit::guard(ctx, actor, entry.clone().target(id), async {
         actor.require("roles:delete")?;
         let now = ctx.clock.now_db();
-        let txn = ctx.db.begin().await?;
+        let txn = crate::db::begin(&ctx.db).await?;
         let role = find_live(&txn, id).await?;
         if role.is_system {
             return Err(ServiceError::conflict(

@@ -10,8 +10,7 @@ use chrono::{DateTime, NaiveDateTime, Utc};
 use entity::{roles, user_roles, users};
 use sea_orm::{
     ActiveValue::Set, ColumnTrait, Condition, ConnectionTrait, DatabaseTransaction, EntityTrait,
-    JoinType, PaginatorTrait, QueryFilter, QueryOrder, QuerySelect, RelationTrait,
-    TransactionTrait, sea_query::Expr,
+    JoinType, PaginatorTrait, QueryFilter, QueryOrder, QuerySelect, RelationTrait, sea_query::Expr,
 };
 use serde::{Deserialize, Serialize};
 
@@ -370,7 +369,7 @@ pub async fn create(ctx: &Context, actor: &Actor, input: UserInput) -> ServiceRe
         check_grants(ctx, actor, &input.roles).await?;
         let hash = pw::hash(&input.password)?;
         let now = ctx.clock.now_db();
-        let txn = ctx.db.begin().await?;
+        let txn = crate::db::begin(&ctx.db).await?;
         unique_conflicts(&txn, Some(&username), email.as_deref(), None).await?;
         let row = users::ActiveModel {
             username: Set(username),
@@ -438,7 +437,7 @@ pub async fn update(
         v.finish()?;
         let target = find_manageable(ctx, actor, id).await?;
         let now = ctx.clock.now_db();
-        let txn = ctx.db.begin().await?;
+        let txn = crate::db::begin(&ctx.db).await?;
         let before = view(&txn, target, now).await?;
         let mut changes = users::ActiveModel {
             id: Set(id),
@@ -496,7 +495,7 @@ where
         actor.require(permission)?;
         let target = find_manageable(ctx, actor, id).await?;
         let now = ctx.clock.now_db();
-        let txn = ctx.db.begin().await?;
+        let txn = crate::db::begin(&ctx.db).await?;
         let before = view(&txn, target.clone(), now).await?;
         apply(&txn, &target, now).await?;
         let after = view(&txn, find_live(&txn, id).await?, now).await?;
@@ -621,7 +620,7 @@ pub async fn delete(ctx: &Context, actor: &Actor, id: i64) -> ServiceResult<()> 
         actor.require("users:delete")?;
         let target = find_manageable(ctx, actor, id).await?;
         let now = ctx.clock.now_db();
-        let txn = ctx.db.begin().await?;
+        let txn = crate::db::begin(&ctx.db).await?;
         let before = view(&txn, target.clone(), now).await?;
         users::Entity::update(users::ActiveModel {
             id: Set(id),

@@ -8,7 +8,7 @@ use chrono::NaiveDateTime;
 use entity::{message_receivers, message_task_runs, message_tasks};
 use sea_orm::{
     ActiveValue::Set, ColumnTrait, EntityTrait, PaginatorTrait, QueryFilter, QueryOrder,
-    QuerySelect, TransactionTrait, sea_query::Expr,
+    QuerySelect, sea_query::Expr,
 };
 use serde::Serialize;
 
@@ -44,7 +44,7 @@ async fn transition(
             ));
         }
         let now = ctx.clock.now_db();
-        let txn = ctx.db.begin().await?;
+        let txn = crate::db::begin(&ctx.db).await?;
         let moved = message_tasks::Entity::update_many()
             .col_expr(message_tasks::Column::Status, Expr::value(to))
             .col_expr(
@@ -143,7 +143,7 @@ pub async fn cancel(ctx: &Context, actor: &Actor, id: i64) -> ServiceResult<Task
         .all(&ctx.db)
         .await?;
     for run in runs {
-        let txn = ctx.db.begin().await?;
+        let txn = crate::db::begin(&ctx.db).await?;
         // Claimed receivers are left to their chunk (it may be sending right now); pending ones stop.
         let skipped = message_receivers::Entity::update_many()
             .col_expr(
@@ -356,7 +356,7 @@ pub async fn retry_failed(ctx: &Context, actor: &Actor, id: i64) -> ServiceResul
             ));
         }
         let now = ctx.clock.now_db();
-        let txn = ctx.db.begin().await?;
+        let txn = crate::db::begin(&ctx.db).await?;
         let moved = message_tasks::Entity::update_many()
             .col_expr(message_tasks::Column::Status, Expr::value("running"))
             .col_expr(
@@ -454,7 +454,7 @@ pub async fn delete(ctx: &Context, actor: &Actor, id: i64) -> ServiceResult<()> 
             ));
         }
         let now = ctx.clock.now_db();
-        let txn = ctx.db.begin().await?;
+        let txn = crate::db::begin(&ctx.db).await?;
         message_tasks::Entity::update(message_tasks::ActiveModel {
             id: Set(id),
             deleted_at: Set(Some(now)),

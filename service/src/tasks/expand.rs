@@ -11,7 +11,7 @@ use entity::{
 use sea_orm::{
     ActiveValue::Set,
     ColumnTrait, Condition, ConnectionTrait, EntityTrait, PaginatorTrait, QueryFilter, QueryOrder,
-    QuerySelect, TransactionTrait,
+    QuerySelect,
     sea_query::{Expr, ExprTrait, OnConflict, Query},
 };
 use serde_json::{Value, json};
@@ -396,7 +396,7 @@ pub async fn start(ctx: &Context, run_id: i64) -> ServiceResult<()> {
     let target = i32::try_from(counts.values().sum::<i64>()).unwrap_or(i32::MAX);
     let skipped = i32::try_from(counts.get("skipped").copied().unwrap_or(0)).unwrap_or(i32::MAX);
     let now = ctx.clock.now_db();
-    let txn = ctx.db.begin().await?;
+    let txn = crate::db::begin(&ctx.db).await?;
     let moved = message_task_runs::Entity::update_many()
         .col_expr(message_task_runs::Column::Status, Expr::value("running"))
         .col_expr(message_task_runs::Column::TargetCount, Expr::value(target))

@@ -12,7 +12,7 @@ use chrono::{DateTime, Utc};
 use entity::{message_task_runs, message_tasks};
 use sea_orm::{
     ActiveValue::Set, ColumnTrait, ConnectionTrait, EntityTrait, QueryFilter, QueryOrder,
-    QuerySelect, TransactionTrait,
+    QuerySelect,
 };
 use serde::{Deserialize, Serialize};
 use serde_json::{Map, Value};
@@ -520,7 +520,7 @@ pub async fn create(ctx: &Context, actor: &Actor, input: TaskInput) -> ServiceRe
             updated_at: Set(now.naive_utc()),
             ..Default::default()
         };
-        let txn = ctx.db.begin().await?;
+        let txn = crate::db::begin(&ctx.db).await?;
         let id = message_tasks::Entity::insert(row)
             .exec(&txn)
             .await?

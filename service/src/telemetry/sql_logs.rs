@@ -3,7 +3,7 @@
 //! slowing requests).
 
 use entity::{access_logs, error_logs, system_logs};
-use sea_orm::{ActiveValue::Set, DatabaseConnection, EntityTrait, TransactionTrait};
+use sea_orm::{ActiveValue::Set, DatabaseConnection, EntityTrait};
 
 use super::{
     logs::{LogDoc, LogKind, from_ndjson, to_ndjson},
@@ -89,7 +89,7 @@ impl Target for SqlLogTarget {
         // Audit copies exist only for Elasticsearch: in SQL the audit_logs row is the record.
         // One transaction: a batch that fails leaves nothing behind, so its replay duplicates
         // nothing (system lines are also unique by uuid).
-        let txn = self.0.begin().await?;
+        let txn = crate::db::begin(&self.0).await?;
         let on_uuid = sea_orm::sea_query::OnConflict::column(system_logs::Column::LogUuid)
             .update_column(system_logs::Column::LogUuid)
             .to_owned();

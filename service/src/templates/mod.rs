@@ -10,7 +10,6 @@ use entity::message_templates;
 use sea_orm::{
     ActiveValue::Set,
     ColumnTrait, ConnectionTrait, EntityTrait, QueryFilter, QueryOrder, QuerySelect,
-    TransactionTrait,
     sea_query::{Expr, ExprTrait},
 };
 use serde::{Deserialize, Serialize};
@@ -376,7 +375,7 @@ pub async fn create(
         };
         let preview = preview_text(&input.content, &input.variables).ok();
         let now = ctx.clock.now_db();
-        let txn = ctx.db.begin().await?;
+        let txn = crate::db::begin(&ctx.db).await?;
         let row = message_templates::ActiveModel {
             template_uuid: Set(uuid::Uuid::new_v4()),
             name: Set(name),
@@ -450,7 +449,7 @@ pub async fn update(
         }
         v.finish()?;
         let now = ctx.clock.now_db();
-        let txn = ctx.db.begin().await?;
+        let txn = crate::db::begin(&ctx.db).await?;
         let mut changes = message_templates::ActiveModel {
             id: Set(id),
             content: Set(content.clone()),
@@ -501,7 +500,7 @@ pub async fn delete(ctx: &Context, actor: &Actor, id: i64) -> ServiceResult<()> 
     audit::guard(ctx, actor, entry.clone(), async {
         actor.require("templates:delete")?;
         let now = ctx.clock.now_db();
-        let txn = ctx.db.begin().await?;
+        let txn = crate::db::begin(&ctx.db).await?;
         let before: TemplateView = find(&txn, id).await?.into();
         message_templates::Entity::update(message_templates::ActiveModel {
             id: Set(id),
