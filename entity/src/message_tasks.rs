@@ -27,6 +27,8 @@ pub struct Model {
     pub success_count: i32,
     pub fail_count: i32,
     pub skipped_count: i32,
+    /// Receivers waiting for a member's confirmation, over every run.
+    pub awaiting_count: i32,
     #[sea_orm(column_type = "Double")]
     pub progress: f64,
     pub status: String,

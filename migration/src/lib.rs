@@ -18,6 +18,7 @@ mod m20261126_000007_sync_runs;
 mod m20261126_000008_dispatch;
 mod m20261126_000009_status_width;
 mod m20261126_000010_contacts_by_account;
+mod m20261126_000011_task_awaiting;
 
 pub struct Migrator;
 
@@ -35,6 +36,7 @@ impl MigratorTrait for Migrator {
             Box::new(m20261126_000008_dispatch::Migration),
             Box::new(m20261126_000009_status_width::Migration),
             Box::new(m20261126_000010_contacts_by_account::Migration),
+            Box::new(m20261126_000011_task_awaiting::Migration),
         ]
     }
 }

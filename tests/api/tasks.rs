@@ -701,6 +701,9 @@ async fn customer_mass_messages_wait_for_members_then_settle_from_wecom_results(
     let last_targets = last["targets"].as_array().unwrap().len();
     let settled = app
         .wait_for(&format!("/api/v1/tasks/{id}"), 30, |t| {
+            // Every read while members confirm adds up: one confirmation moves a receiver
+            // from awaiting to success in one step, never through "pending".
+            assert_eq!(t["counts"]["pending"], 0, "{t}");
             t["counts"]["awaiting"] == last_targets
         })
         .await;

@@ -57,6 +57,10 @@ pub async fn add_counts<C: ConnectionTrait>(
             message_tasks::Column::SkippedCount,
             Expr::col(message_tasks::Column::SkippedCount).add(skipped),
         )
+        .col_expr(
+            message_tasks::Column::AwaitingCount,
+            Expr::col(message_tasks::Column::AwaitingCount).add(awaiting),
+        )
         .col_expr(message_tasks::Column::UpdatedAt, Expr::value(now))
         .filter(message_tasks::Column::Id.eq(task_id))
         .exec(conn)

@@ -164,19 +164,6 @@ pub async fn view<C: ConnectionTrait>(
         }
         None => (0.0, None),
     };
-    // Summed here rather than with SQL SUM(): MySQL returns DECIMAL for
-    // SUM(int), which does not decode portably; only runs still waiting on
-    // confirmations are read, so the row count stays small.
-    let awaiting: i32 = message_task_runs::Entity::find()
-        .filter(message_task_runs::Column::TaskId.eq(m.id))
-        .filter(message_task_runs::Column::AwaitingCount.gt(0))
-        .select_only()
-        .column(message_task_runs::Column::AwaitingCount)
-        .into_tuple::<i32>()
-        .all(conn)
-        .await?
-        .into_iter()
-        .fold(0i32, i32::saturating_add);
     Ok(TaskView {
         id: m.id,
         uuid: m.task_uuid,
@@ -208,7 +195,7 @@ pub async fn view<C: ConnectionTrait>(
             m.success_count,
             m.fail_count,
             m.skipped_count,
-            awaiting,
+            m.awaiting_count,
         ),
         progress,
         current_run_id: m.current_run_id,
@@ -496,6 +483,7 @@ pub async fn create(ctx: &Context, actor: &Actor, input: TaskInput) -> ServiceRe
             success_count: Set(0),
             fail_count: Set(0),
             skipped_count: Set(0),
+            awaiting_count: Set(0),
             progress: Set(0.0),
             status: Set("scheduled".to_owned()),
             priority: Set(input.priority.unwrap_or(2)),
