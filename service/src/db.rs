@@ -69,12 +69,24 @@ fn sqlite_path(url: &str) -> Option<&str> {
     (!path.is_empty() && path != ":memory:").then_some(path)
 }
 
+/// Connects to Redis. While Redis is down a command fails within a few hundred milliseconds
+/// (two quick reconnect attempts, then the caller's fallback: in-process throttling and rate
+/// limits, a paused dispatch queue) instead of waiting out the client's default ~10 s of
+/// reconnect backoff on every request; the next command tries to reconnect again.
 pub async fn connect_redis(url: &str) -> anyhow::Result<redis::aio::ConnectionManager> {
     let client = redis::Client::open(url).context("parsing `redis.url`")?;
-    let manager = tokio::time::timeout(Duration::from_secs(10), client.get_connection_manager())
-        .await
-        .context("connecting to `redis.url` timed out")?
-        .context("connecting to `redis.url`")?;
+    let config = redis::aio::ConnectionManagerConfig::new()
+        .set_number_of_retries(2)
+        .set_min_delay(Duration::from_millis(50))
+        .set_max_delay(Duration::from_millis(250))
+        .set_connection_timeout(Some(Duration::from_secs(1)));
+    let manager = tokio::time::timeout(
+        Duration::from_secs(10),
+        client.get_connection_manager_with_config(config),
+    )
+    .await
+    .context("connecting to `redis.url` timed out")?
+    .context("connecting to `redis.url`")?;
     Ok(manager)
 }
 

@@ -2,10 +2,8 @@
 //! truth: leases of the dead process expire, its receivers are sent again under their original
 //! idempotency keys, so every receiver gets the message exactly once and the counters match.
 
-use std::{process::Stdio, time::Duration};
+use std::process::Stdio;
 
-use reqwest::Method;
-use serde_json::{Value, json};
 use tokio::process::{Child, Command};
 
 use crate::helpers::{TestApp, TestSim};
@@ -26,11 +24,6 @@ fn spawn_worker(config: &std::path::Path) -> Child {
         .unwrap()
 }
 
-async fn task(app: &TestApp, id: i64) -> Value {
-    app.get_json(&format!("/api/v1/tasks/{id}"), &app.admin_token().await)
-        .await
-}
-
 #[tokio::test]
 async fn killed_workers_lose_nothing_and_deliver_nothing_twice() {
     let sim = TestSim::small();
@@ -47,61 +40,18 @@ async fn killed_workers_lose_nothing_and_deliver_nothing_twice() {
         uuid::Uuid::new_v4().simple()
     ));
     std::fs::write(&config, &app.config).unwrap();
-    // Slow sends, so a kill lands while chunks are in flight.
-    sim.control(
-        Method::PUT,
-        "/faults",
-        json!({ "latency_ms_min": 40, "latency_ms_max": 120 }),
-    )
-    .await;
-
     let admin = app.admin_token().await;
-    let created = app
-        .post_json(
-            "/api/v1/tasks",
-            &admin,
-            json!({ "name": "断电演练", "task_type": "broadcast", "content": "{{ nickname }}，周末特惠", "audience": { "filter": { "instance_ids": [agent] } } }),
-        )
-        .await;
-    let id = created["id"].as_i64().unwrap();
+    let id = app.start_slow_broadcast(&sim, agent, "断电演练").await;
 
     for kill_at in [30, 90, 150] {
         let mut worker = spawn_worker(&config);
-        let deadline = std::time::Instant::now() + Duration::from_secs(60);
-        loop {
-            let t = task(&app, id).await;
-            if t["counts"]["success"].as_i64().unwrap_or(0) >= kill_at {
-                break;
-            }
-            assert!(std::time::Instant::now() < deadline, "no progress: {t}");
-            tokio::time::sleep(Duration::from_millis(50)).await;
-        }
+        app.wait_sent(id, kill_at).await;
         worker.start_kill().unwrap();
         worker.wait().await.unwrap();
     }
 
     let _survivor = spawn_worker(&config);
-    let done = app
-        .wait_for(&format!("/api/v1/tasks/{id}"), 90, |t| {
-            t["status"] == "completed"
-        })
-        .await;
-    let c = &done["counts"];
-    assert_eq!(c["target"], 240);
-    assert_eq!(c["success"], 240, "{c}");
-    assert_eq!(c["failed"], 0);
-    assert_eq!(c["pending"], 0);
-    let stats: Value = sim
-        .control(Method::GET, "/stats", json!({}))
-        .await
-        .json()
-        .await
-        .unwrap();
-    let deliveries = &stats["deliveries"];
-    assert_eq!(
-        deliveries["delivered"], 240,
-        "each receiver got the message once: {deliveries}"
-    );
+    app.assert_completed_exactly_once(&sim, id, 240).await;
     let report = app
         .get(&format!("/api/v1/tasks/{id}/report.csv"), &admin)
         .await

@@ -271,6 +271,70 @@ impl TestApp {
         )
     }
 
+    /// Starts a broadcast of `content` to every contact of `agent`, with the sim's sends slowed
+    /// (20–120 ms) so a kill or an outage lands while chunks are in flight; returns the task id.
+    pub async fn start_slow_broadcast(&self, sim: &TestSim, agent: i64, name: &str) -> i64 {
+        sim.control(
+            Method::PUT,
+            "/faults",
+            json!({ "latency_ms_min": 20, "latency_ms_max": 120 }),
+        )
+        .await;
+        let created = self
+            .post_json(
+                "/api/v1/tasks",
+                &self.admin_token().await,
+                json!({ "name": name, "task_type": "broadcast", "content": "{{ nickname }}，周末特惠", "audience": { "filter": { "instance_ids": [agent] } } }),
+            )
+            .await;
+        created["id"].as_i64().unwrap()
+    }
+
+    pub async fn task(&self, id: i64) -> Value {
+        self.get_json(&format!("/api/v1/tasks/{id}"), &self.admin_token().await)
+            .await
+    }
+
+    /// Waits until at least `count` receivers of the task were sent.
+    pub async fn wait_sent(&self, id: i64, count: i64) {
+        let deadline = std::time::Instant::now() + Duration::from_secs(60);
+        loop {
+            let t = self.task(id).await;
+            if t["counts"]["success"].as_i64().unwrap_or(0) >= count {
+                return;
+            }
+            assert!(std::time::Instant::now() < deadline, "no progress: {t}");
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+    }
+
+    /// Waits for the task to complete, then checks that each of its `receivers` was sent and
+    /// that the sim delivered exactly that many distinct messages (a resend under the same
+    /// idempotency key is answered from the first result, so it never counts twice).
+    pub async fn assert_completed_exactly_once(&self, sim: &TestSim, id: i64, receivers: i64) {
+        let done = self
+            .wait_for(&format!("/api/v1/tasks/{id}"), 90, |t| {
+                t["status"] == "completed"
+            })
+            .await;
+        let c = &done["counts"];
+        assert_eq!(c["target"], receivers);
+        assert_eq!(c["success"], receivers, "{c}");
+        assert_eq!(c["failed"], 0);
+        assert_eq!(c["pending"], 0);
+        let stats: Value = sim
+            .control(Method::GET, "/stats", json!({}))
+            .await
+            .json()
+            .await
+            .unwrap();
+        let deliveries = &stats["deliveries"];
+        assert_eq!(
+            deliveries["delivered"], receivers,
+            "each receiver got the message once: {deliveries}"
+        );
+    }
+
     /// Polls `path` until `done` holds for its JSON, for at most `seconds`.
     pub async fn wait_for(&self, path: &str, seconds: u64, done: impl Fn(&Value) -> bool) -> Value {
         let admin = self.admin_token().await;

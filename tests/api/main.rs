@@ -19,6 +19,7 @@ mod logs;
 mod metrics;
 mod monitoring;
 mod openapi_routes;
+mod outages;
 mod rbac;
 mod schema;
 mod tasks;

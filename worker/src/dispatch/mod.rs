@@ -7,6 +7,7 @@
 
 pub mod chains;
 pub mod queue;
+mod streak;
 
 use std::{
     sync::Arc,
@@ -19,11 +20,17 @@ use tokio::sync::watch;
 
 pub use chains::ChainMarks;
 pub use queue::{DispatchJob, Queue};
+use streak::FailureStreak;
 
 /// How often a worker asks the queue for jobs when it has none.
 const POLL: Duration = Duration::from_millis(100);
 /// How often the feeder looks for runs that have receivers ready.
 const FEED_EVERY: Duration = Duration::from_millis(250);
+/// The longest wait between attempts while the queue's backend is away: dispatch resumes at
+/// most this long after it returns.
+const MAX_RETRY_PAUSE: Duration = Duration::from_secs(5);
+/// A worker that ran this long before it failed had recovered: its failure starts a new streak.
+const HEALTHY_RUN: Duration = Duration::from_secs(30);
 
 /// Told about every chunk a job sent and how long it took from claim to recorded outcome (the
 /// benchmark's latency figures).
@@ -167,16 +174,22 @@ pub async fn run(
         observer,
     });
     let feeder = tokio::spawn(feed_until(state.clone(), shutdown.clone()));
+    let mut streak = FailureStreak::new("dispatch worker", Duration::from_secs(1), MAX_RETRY_PAUSE);
     for restart in 0u64.. {
         let name = format!("{}-dispatch-{restart}", state.worker);
+        let started = Instant::now();
         let result = worker_run(&state, name, shutdown.clone()).await;
         if *shutdown.borrow() {
             break;
         }
-        if let Err(e) = result {
-            tracing::warn!(error = %e, "dispatch worker stopped; starting it again");
+        if started.elapsed() >= HEALTHY_RUN {
+            streak.succeeded();
         }
-        if pause(&shutdown, Duration::from_secs(1)).await {
+        let wait = match result {
+            Ok(()) => streak.succeeded(),
+            Err(e) => streak.failed(&e),
+        };
+        if pause(&shutdown, wait).await {
             break;
         }
     }
@@ -201,19 +214,21 @@ fn worker_run(
 }
 
 async fn feed_until(state: Arc<DispatchState>, shutdown: watch::Receiver<bool>) {
+    let mut streak = FailureStreak::new("dispatch feed", FEED_EVERY, MAX_RETRY_PAUSE);
     loop {
         let pass = {
             let state = state.clone();
             tokio::spawn(async move { state.feed().await })
         };
-        match pass.await {
-            Ok(Ok(())) => {}
-            Ok(Err(e)) => {
-                tracing::warn!(error = %format!("{e:#}"), "dispatch feed failed; retrying")
+        let wait = match pass.await {
+            Ok(Ok(())) => streak.succeeded(),
+            Ok(Err(e)) => streak.failed(&format!("{e:#}")),
+            Err(e) => {
+                tracing::error!(error = %e, "dispatch feed panicked; restarting");
+                streak.failed(&e)
             }
-            Err(e) => tracing::error!(error = %e, "dispatch feed panicked; restarting"),
-        }
-        if pause(&shutdown, FEED_EVERY).await {
+        };
+        if pause(&shutdown, wait).await {
             return;
         }
     }
