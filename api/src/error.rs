@@ -6,6 +6,9 @@ use service::{FieldError, ServiceError};
 
 use crate::middleware::request_context;
 
+/// What a client is told to wait when the database is unreachable (a restart or fail-over).
+const DATABASE_RETRY_AFTER_SECS: u64 = 5;
+
 #[derive(Debug, thiserror::Error)]
 pub enum ApiError {
     #[error(transparent)]
@@ -43,7 +46,7 @@ pub struct Problem {
     #[serde(skip_serializing_if = "Vec::is_empty")]
     #[schema(value_type = Vec<FieldErrorDoc>)]
     pub errors: Vec<FieldError>,
-    /// Seconds to wait before retrying (429 and 423).
+    /// Seconds to wait before retrying (429, 423, and 503 while the database is unreachable).
     #[serde(skip_serializing_if = "Option::is_none")]
     pub retry_after: Option<u64>,
 }
@@ -68,6 +71,7 @@ impl ApiError {
                 ServiceError::Disabled => "account_disabled",
                 ServiceError::TooManyRequests { .. } => "too_many_requests",
                 ServiceError::Unavailable(_) => "service_unavailable",
+                e if e.is_database_unreachable() => "database_unavailable",
                 ServiceError::Database(_) | ServiceError::Internal(_) => "internal_error",
             },
             Self::MalformedJson(_) => "malformed_json",
@@ -106,6 +110,7 @@ impl ApiError {
             Self::Service(ServiceError::Locked { until }) => {
                 Some(u64::try_from((*until - now).num_seconds().max(1)).unwrap_or(1))
             }
+            Self::Service(e) if e.is_database_unreachable() => Some(DATABASE_RETRY_AFTER_SECS),
             _ => None,
         }
     }
@@ -145,6 +150,7 @@ impl ResponseError for ApiError {
                 ServiceError::Locked { .. } => StatusCode::LOCKED,
                 ServiceError::TooManyRequests { .. } => StatusCode::TOO_MANY_REQUESTS,
                 ServiceError::Unavailable(_) => StatusCode::SERVICE_UNAVAILABLE,
+                e if e.is_database_unreachable() => StatusCode::SERVICE_UNAVAILABLE,
                 ServiceError::Database(_) | ServiceError::Internal(_) => {
                     StatusCode::INTERNAL_SERVER_ERROR
                 }

@@ -98,6 +98,42 @@ impl ServiceError {
     }
 }
 
+impl ServiceError {
+    /// The database could not be reached at all (server down or restarting, connection lost,
+    /// pool timed out), as opposed to a statement that failed: callers may retry shortly, and
+    /// the API answers 503 rather than 500.
+    pub fn is_database_unreachable(&self) -> bool {
+        match self {
+            Self::Database(e) => database_unreachable(e),
+            _ => false,
+        }
+    }
+}
+
+fn database_unreachable(e: &sea_orm::DbErr) -> bool {
+    use sea_orm::{DbErr, RuntimeErr, sqlx};
+    let runtime = match e {
+        DbErr::ConnectionAcquire(_) => return true,
+        DbErr::Conn(r) | DbErr::Exec(r) | DbErr::Query(r) => r,
+        _ => return false,
+    };
+    let RuntimeErr::SqlxError(e) = runtime else {
+        return false;
+    };
+    match &**e {
+        sqlx::Error::Io(_)
+        | sqlx::Error::Tls(_)
+        | sqlx::Error::PoolTimedOut
+        | sqlx::Error::PoolClosed
+        | sqlx::Error::WorkerCrashed => true,
+        // PostgreSQL shutting down, starting up or cut off (classes 57P and 08).
+        sqlx::Error::Database(db) => db
+            .code()
+            .is_some_and(|c| c.starts_with("57P") || c.starts_with("08")),
+        _ => false,
+    }
+}
+
 impl From<sea_orm::TransactionError<ServiceError>> for ServiceError {
     fn from(e: sea_orm::TransactionError<ServiceError>) -> Self {
         match e {
@@ -108,3 +144,28 @@ impl From<sea_orm::TransactionError<ServiceError>> for ServiceError {
 }
 
 pub type ServiceResult<T> = Result<T, ServiceError>;
+
+#[cfg(test)]
+mod tests {
+    use std::sync::Arc;
+
+    use sea_orm::{ConnAcquireErr, DbErr, RuntimeErr, sqlx};
+
+    use super::*;
+
+    fn sqlx_err(e: sqlx::Error) -> ServiceError {
+        ServiceError::Database(DbErr::Query(RuntimeErr::SqlxError(Arc::new(e))))
+    }
+
+    #[test]
+    fn an_unreachable_database_is_told_apart_from_a_failing_statement() {
+        let timeout = ServiceError::Database(DbErr::ConnectionAcquire(ConnAcquireErr::Timeout));
+        assert!(timeout.is_database_unreachable());
+        let refused = std::io::Error::from(std::io::ErrorKind::ConnectionRefused);
+        assert!(sqlx_err(sqlx::Error::Io(refused)).is_database_unreachable());
+        assert!(sqlx_err(sqlx::Error::PoolClosed).is_database_unreachable());
+        assert!(!sqlx_err(sqlx::Error::RowNotFound).is_database_unreachable());
+        assert!(!ServiceError::Database(DbErr::Custom("bad".into())).is_database_unreachable());
+        assert!(!ServiceError::NotFound("task").is_database_unreachable());
+    }
+}

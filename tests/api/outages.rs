@@ -1,19 +1,38 @@
-//! Redis lost in the middle of a broadcast. Redis holds the dispatch queue, the chain marks and
-//! the shared rate-limit slots, not the receivers: while it is away the API keeps answering and
-//! sends stop (nothing is marked failed); when it comes back — empty, as a restarted Redis
-//! without persistence is — the feeder queues the run again and every receiver still gets the
-//! message exactly once.
+//! Dependencies lost in the middle of a broadcast, each on a server of the test's own so the
+//! servers other tests share stay up.
+//!
+//! - Redis holds the dispatch queue, the chain marks and the shared rate-limit slots, not the
+//!   receivers: while it is away the API keeps answering and sends stop (nothing is marked
+//!   failed); when it comes back — empty, as a restarted Redis without persistence is — the
+//!   feeder queues the run again and every receiver still gets the message exactly once.
+//! - The database (PostgreSQL, crashed with an immediate shutdown and started again): requests
+//!   answer 503 `database_unavailable` with Retry-After, sends stop, chunks that were in flight
+//!   keep their leases; after the restart the broadcast finishes exactly once (resends carry
+//!   their idempotency keys) and the access log lines of the outage reach the log store.
 
-use std::{net::TcpListener, process::Stdio, time::Duration};
+use std::{
+    net::TcpListener,
+    path::{Path, PathBuf},
+    process::Stdio,
+    time::Duration,
+};
 
 use reqwest::StatusCode;
 use serde_json::Value;
 use tokio::process::{Child, Command};
 
-use crate::helpers::{TestApp, TestSim};
+use crate::helpers::{TestApp, TestSim, problem};
 
 /// A `redis-server` of this test's own on a fixed port, so it can be killed and started again
 /// without touching the Redis other tests share.
+fn free_port() -> u16 {
+    TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port()
+}
+
 struct PrivateRedis {
     port: u16,
     child: Option<Child>,
@@ -21,11 +40,7 @@ struct PrivateRedis {
 
 impl PrivateRedis {
     async fn start() -> Self {
-        let port = TcpListener::bind("127.0.0.1:0")
-            .unwrap()
-            .local_addr()
-            .unwrap()
-            .port();
+        let port = free_port();
         let mut redis = Self { port, child: None };
         redis.restart().await;
         redis
@@ -122,5 +137,216 @@ async fn a_broadcast_waits_out_a_redis_outage_and_finishes_exactly_once() {
 
     redis.restart().await;
     app.assert_completed_exactly_once(&sim, id, 240).await;
+    app.stop_worker().await;
+}
+
+/// A PostgreSQL cluster of this test's own (initdb in a temporary directory), run as the
+/// `postgres` user when the tests run as root, as PostgreSQL refuses to run as root.
+struct PrivatePostgres {
+    dir: PathBuf,
+    bin: PathBuf,
+    port: u16,
+}
+
+impl PrivatePostgres {
+    async fn start() -> Self {
+        let bin = std::fs::read_dir("/usr/lib/postgresql")
+            .expect("PostgreSQL server binaries under /usr/lib/postgresql")
+            .filter_map(|e| e.ok().map(|e| e.path().join("bin")))
+            .filter(|p| p.join("initdb").exists())
+            .max()
+            .expect("an initdb under /usr/lib/postgresql/*/bin");
+        let dir = std::env::temp_dir()
+            .join("wework-tests")
+            .join(format!("pg-{}", uuid::Uuid::new_v4().simple()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let pg = Self {
+            dir,
+            bin,
+            port: free_port(),
+        };
+        if is_root() {
+            run(
+                "chown",
+                &["-R", "postgres:postgres", &pg.dir.display().to_string()],
+            )
+            .await;
+        }
+        pg.pg(
+            "initdb",
+            &[
+                "-D",
+                &pg.data(),
+                "-A",
+                "trust",
+                "-U",
+                "postgres",
+                "--no-sync",
+            ],
+        )
+        .await;
+        pg.restart().await;
+        pg
+    }
+
+    fn data(&self) -> String {
+        self.dir.join("data").display().to_string()
+    }
+
+    fn url(&self) -> String {
+        format!("postgres://postgres@127.0.0.1:{}/postgres", self.port)
+    }
+
+    async fn restart(&self) {
+        let options = format!(
+            "-p {} -k {} -c listen_addresses=127.0.0.1 -c fsync=off",
+            self.port,
+            self.dir.display()
+        );
+        let log = self.dir.join("server.log").display().to_string();
+        self.pg(
+            "pg_ctl",
+            &[
+                "-D",
+                &self.data(),
+                "-o",
+                &options,
+                "-l",
+                &log,
+                "-w",
+                "start",
+            ],
+        )
+        .await;
+    }
+
+    /// An immediate shutdown: the server stops at once, as in a crash, and recovers from its
+    /// write-ahead log at the next start.
+    async fn crash(&self) {
+        self.pg(
+            "pg_ctl",
+            &["-D", &self.data(), "-m", "immediate", "-w", "stop"],
+        )
+        .await;
+    }
+
+    async fn pg(&self, tool: &str, args: &[&str]) {
+        let tool = self.bin.join(tool).display().to_string();
+        if is_root() {
+            let mut all = vec!["-u", "postgres", "--", tool.as_str()];
+            all.extend_from_slice(args);
+            run("runuser", &all).await;
+        } else {
+            run(&tool, args).await;
+        }
+    }
+}
+
+impl Drop for PrivatePostgres {
+    fn drop(&mut self) {
+        let pg_ctl = self.bin.join("pg_ctl");
+        let data = self.data();
+        let args = ["-D", data.as_str(), "-m", "immediate", "stop"];
+        let _ = if is_root() {
+            std::process::Command::new("runuser")
+                .args(["-u", "postgres", "--"])
+                .arg(&pg_ctl)
+                .args(args)
+                .output()
+        } else {
+            std::process::Command::new(&pg_ctl).args(args).output()
+        };
+        let _ = std::fs::remove_dir_all(&self.dir);
+    }
+}
+
+fn is_root() -> bool {
+    std::process::Command::new("id")
+        .arg("-u")
+        .output()
+        .is_ok_and(|o| o.stdout.starts_with(b"0\n"))
+}
+
+async fn run(program: &str, args: &[&str]) {
+    let out = Command::new(program)
+        .args(args)
+        .current_dir(Path::new("/"))
+        .output()
+        .await
+        .unwrap_or_else(|e| panic!("{program}: {e}"));
+    assert!(
+        out.status.success(),
+        "{program} {args:?}: {}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+}
+
+#[tokio::test]
+async fn a_broadcast_waits_out_a_database_crash_and_finishes_exactly_once() {
+    // One pass is enough (the server is the test's own): the PostgreSQL one.
+    if std::env::var("WEWORK_TEST_BACKEND").as_deref() != Ok("postgres") {
+        return;
+    }
+    let pg = PrivatePostgres::start().await;
+    let sim = TestSim::small();
+    let mut app = TestApp::spawn_with(&format!(
+        "[database]\nurl = \"{}\"\n[dispatch]\nchunk_size = 10\nconcurrency = 2\nlease_secs = 10\nrate_limits = false\n",
+        pg.url()
+    ))
+    .await;
+    let (agent, _) = app.register_sim(&sim, 60).await;
+    app.start_worker();
+    assert_eq!(app.sync(agent).await["status"], "succeeded");
+    let admin = app.admin_token().await;
+    let id = app
+        .start_slow_broadcast(&sim, agent, "数据库故障演练")
+        .await;
+    app.wait_sent(id, 40).await;
+
+    pg.crash().await;
+    let down = app.get(&format!("/api/v1/tasks/{id}"), &admin).await;
+    assert_eq!(down.status(), StatusCode::SERVICE_UNAVAILABLE);
+    assert_eq!(
+        down.headers()
+            .get("retry-after")
+            .and_then(|v| v.to_str().ok()),
+        Some("5")
+    );
+    let request_id = down
+        .headers()
+        .get("x-request-id")
+        .and_then(|v| v.to_str().ok())
+        .map(str::to_owned);
+    let body = problem(down, StatusCode::SERVICE_UNAVAILABLE).await;
+    assert_eq!(body["code"], "database_unavailable", "{body}");
+    let ready = app.anonymous_get("/readyz").await;
+    assert_eq!(ready.status(), StatusCode::SERVICE_UNAVAILABLE);
+    tokio::time::sleep(Duration::from_secs(2)).await;
+
+    pg.restart().await;
+    app.assert_completed_exactly_once(&sim, id, 240).await;
+    let during = app.task(id).await;
+    assert_eq!(during["counts"]["failed"], 0, "nothing is failed for it");
+
+    // The 503's access log line waited in the spool and reached SQL after the restart.
+    let request_id = request_id.or_else(|| body["request_id"].as_str().map(str::to_owned));
+    let request_id = request_id.expect("a request id on the 503");
+    let deadline = std::time::Instant::now() + Duration::from_secs(30);
+    loop {
+        app.ctx.telemetry.flush().await;
+        let found = app
+            .get_json(
+                &format!("/api/v1/logs?kind=access&trace_id={request_id}"),
+                &app.admin_token().await,
+            )
+            .await;
+        if let Some(line) = found["items"].as_array().and_then(|i| i.first()) {
+            assert_eq!(line["status"], 503, "{line}");
+            break;
+        }
+        assert!(std::time::Instant::now() < deadline, "{found}");
+        tokio::time::sleep(Duration::from_millis(300)).await;
+    }
     app.stop_worker().await;
 }
