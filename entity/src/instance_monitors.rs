@@ -15,6 +15,8 @@ pub struct Model {
     pub bucket_seconds: i32,
     pub sample_count: i32,
     pub collected_at: DateTime,
+    /// Set on per-account send counters, empty on instance-wide metrics.
+    pub account_id: Option<i64>,
 }
 
 #[derive(Copy, Clone, Debug, EnumIter, DeriveRelation)]

@@ -19,6 +19,7 @@ mod m20261126_000008_dispatch;
 mod m20261126_000009_status_width;
 mod m20261126_000010_contacts_by_account;
 mod m20261126_000011_task_awaiting;
+mod m20261126_000012_account_metrics;
 
 pub struct Migrator;
 
@@ -37,6 +38,7 @@ impl MigratorTrait for Migrator {
             Box::new(m20261126_000009_status_width::Migration),
             Box::new(m20261126_000010_contacts_by_account::Migration),
             Box::new(m20261126_000011_task_awaiting::Migration),
+            Box::new(m20261126_000012_account_metrics::Migration),
         ]
     }
 }

@@ -129,6 +129,8 @@ pub struct SeriesQuery {
     pub metric: String,
     /// One instance; all instances together when absent.
     pub instance_id: Option<i64>,
+    /// One sending account (`dispatch_sends_*` metrics only); all accounts when absent.
+    pub account_id: Option<i64>,
     /// Inclusive start (RFC 3339; default: 24 hours before `to`).
     pub from: Option<DateTime<Utc>>,
     /// Exclusive end (RFC 3339; default: now).
@@ -154,6 +156,7 @@ pub struct SeriesPoint {
 pub struct Series {
     pub metric: String,
     pub instance_id: Option<i64>,
+    pub account_id: Option<i64>,
     pub step: i64,
     pub from: DateTime<Utc>,
     pub to: DateTime<Utc>,
@@ -169,6 +172,12 @@ pub async fn series(ctx: &Context, actor: &Actor, query: SeriesQuery) -> Service
     let mut v = Violations::new();
     if !METRICS.contains(&query.metric.as_str()) {
         v.add("metric", format!("must be one of {}", METRICS.join(", ")));
+    }
+    if query.account_id.is_some() && !query.metric.starts_with("dispatch_sends_") {
+        v.add(
+            "account_id",
+            "only the dispatch_sends_* metrics are kept per account",
+        );
     }
     if !(60..=86_400).contains(&step) {
         v.add("step", "must be between 60 and 86400 seconds");
@@ -189,6 +198,9 @@ pub async fn series(ctx: &Context, actor: &Actor, query: SeriesQuery) -> Service
         .filter(instance_monitors::Column::CollectedAt.lt(to.naive_utc()));
     if let Some(id) = query.instance_id {
         select = select.filter(instance_monitors::Column::InstanceId.eq(id));
+    }
+    if let Some(id) = query.account_id {
+        select = select.filter(instance_monitors::Column::AccountId.eq(id));
     }
     // (weighted sum, samples, min, max) per step.
     let mut steps: BTreeMap<i64, (f64, i64, f64, f64)> = BTreeMap::new();
@@ -234,6 +246,7 @@ pub async fn series(ctx: &Context, actor: &Actor, query: SeriesQuery) -> Service
     Ok(Series {
         metric: query.metric,
         instance_id: query.instance_id,
+        account_id: query.account_id,
         step,
         from,
         to,
@@ -241,8 +254,8 @@ pub async fn series(ctx: &Context, actor: &Actor, query: SeriesQuery) -> Service
     })
 }
 
-/// (instance, metric, bucket number) of a rollup.
-type BucketKey = (i64, String, i64);
+/// (instance, account, metric, bucket number) of a rollup.
+type BucketKey = (i64, Option<i64>, String, i64);
 /// (weighted sum, samples, unit) of a rollup.
 type Bucket = (f64, i32, Option<String>);
 
@@ -269,7 +282,12 @@ pub async fn roll_up(ctx: &Context, limit: u64) -> ServiceResult<u64> {
             .timestamp()
             .div_euclid(i64::from(ROLLUP_SECONDS));
         let entry = buckets
-            .entry((row.instance_id, row.metric_name.clone(), bucket))
+            .entry((
+                row.instance_id,
+                row.account_id,
+                row.metric_name.clone(),
+                bucket,
+            ))
             .or_insert((0.0, 0, row.metric_unit.clone()));
         let n = row.sample_count.max(1);
         entry.0 += row.metric_value * f64::from(n);
@@ -285,9 +303,10 @@ pub async fn roll_up(ctx: &Context, limit: u64) -> ServiceResult<u64> {
     }
     let rollups: Vec<instance_monitors::ActiveModel> = buckets
         .into_iter()
-        .map(
-            |((instance, metric, bucket), (sum, n, unit))| instance_monitors::ActiveModel {
+        .map(|((instance, account, metric, bucket), (sum, n, unit))| {
+            instance_monitors::ActiveModel {
                 instance_id: Set(instance),
+                account_id: Set(account),
                 metric_name: Set(metric),
                 metric_value: Set(sum / f64::from(n.max(1))),
                 metric_unit: Set(unit),
@@ -299,8 +318,8 @@ pub async fn roll_up(ctx: &Context, limit: u64) -> ServiceResult<u64> {
                         .naive_utc(),
                 ),
                 ..Default::default()
-            },
-        )
+            }
+        })
         .collect();
     for part in rollups.chunks(crate::db::INSERT_BATCH_ROWS) {
         instance_monitors::Entity::insert_many(part.to_vec())

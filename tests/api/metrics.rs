@@ -135,21 +135,24 @@ async fn send_counters_per_instance_and_account_add_up_to_the_task() {
         tokio::time::sleep(Duration::from_millis(500)).await;
     }
     // The embedded default has the counters too, per instance, in SQL.
-    let series = app
+    let (_, total) = sent_series(&app, &format!("instance_id={agent}")).await;
+    assert_eq!(total, target);
+    // And per sending account: the accounts' series add up to the instance's.
+    let listed = app
         .get_json(
-            &format!(
-                "/api/v1/monitoring/series?metric=dispatch_sends_sent&instance_id={agent}&step=60"
-            ),
+            &format!("/api/v1/accounts?instance_id={agent}"),
             &app.admin_token().await,
         )
         .await;
-    let total: f64 = series["points"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .map(|p| p["sum"].as_f64().unwrap())
-        .sum();
-    assert_eq!(total as i64, target, "{series}");
+    let mut per_account = Vec::new();
+    for account in listed["items"].as_array().unwrap() {
+        let (series, sent) = sent_series(&app, &format!("account_id={}", account["id"])).await;
+        assert_eq!(series["account_id"], account["id"]);
+        per_account.push(sent);
+    }
+    assert_eq!(per_account.len(), 2);
+    assert!(per_account.iter().all(|n| *n > 0), "{per_account:?}");
+    assert_eq!(per_account.iter().sum::<i64>(), target, "{per_account:?}");
     let accounts = reqwest::Client::new()
         .get(format!("{}/api/v1/label/account/values", vm.url))
         .send()
@@ -163,6 +166,24 @@ async fn send_counters_per_instance_and_account_add_up_to_the_task() {
         Some(2),
         "one series per sending account: {accounts}"
     );
+}
+
+/// The SQL series of sent messages for `filter` (`instance_id=…` or `account_id=…`), with its
+/// total over every step.
+async fn sent_series(app: &TestApp, filter: &str) -> (Value, i64) {
+    let series = app
+        .get_json(
+            &format!("/api/v1/monitoring/series?metric=dispatch_sends_sent&{filter}&step=60"),
+            &app.admin_token().await,
+        )
+        .await;
+    let total: f64 = series["points"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|p| p["sum"].as_f64().unwrap())
+        .sum();
+    (series, total as i64)
 }
 
 #[tokio::test]

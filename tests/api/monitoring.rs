@@ -101,6 +101,14 @@ async fn series_are_served_from_raw_samples_and_rollups_alike() {
         .await;
     let body = problem(bad, StatusCode::UNPROCESSABLE_ENTITY).await;
     assert_eq!(fields(&body), vec!["metric", "step"]);
+    let per_account = app
+        .get(
+            "/api/v1/monitoring/series?metric=heartbeat_latency_ms&account_id=1",
+            &admin,
+        )
+        .await;
+    let body = problem(per_account, StatusCode::UNPROCESSABLE_ENTITY).await;
+    assert_eq!(fields(&body), vec!["account_id"]);
 }
 
 fn urlencode(text: &str) -> String {

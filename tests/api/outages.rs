@@ -95,6 +95,21 @@ async fn success(app: &TestApp, id: i64) -> i64 {
         .unwrap_or(0)
 }
 
+/// The sent count once it stops moving: two reads a second apart agree.
+async fn settled(app: &TestApp, id: i64) -> i64 {
+    let deadline = std::time::Instant::now() + Duration::from_secs(20);
+    let mut last = success(app, id).await;
+    loop {
+        tokio::time::sleep(Duration::from_secs(1)).await;
+        let now = success(app, id).await;
+        if now == last {
+            return now;
+        }
+        assert!(std::time::Instant::now() < deadline, "sends never stopped");
+        last = now;
+    }
+}
+
 #[tokio::test]
 async fn a_broadcast_waits_out_a_redis_outage_and_finishes_exactly_once() {
     let mut redis = PrivateRedis::start().await;
@@ -111,8 +126,6 @@ async fn a_broadcast_waits_out_a_redis_outage_and_finishes_exactly_once() {
     app.wait_sent(id, 40).await;
 
     redis.kill().await;
-    // The in-flight slices end; then no job can be queued and no chain started.
-    tokio::time::sleep(Duration::from_secs(3)).await;
     let ready = app.anonymous_get("/readyz").await;
     assert_eq!(ready.status(), StatusCode::SERVICE_UNAVAILABLE);
     let checks: Value = ready.json().await.unwrap();
@@ -124,7 +137,8 @@ async fn a_broadcast_waits_out_a_redis_outage_and_finishes_exactly_once() {
             .any(|c| c["component"] == "redis" && c["ok"] == false),
         "{checks}"
     );
-    let stalled = success(&app, id).await;
+    // The slices in flight end; then no job can be queued and no chain started.
+    let stalled = settled(&app, id).await;
     tokio::time::sleep(Duration::from_secs(2)).await;
     let during = app.task(id).await;
     assert_eq!(during["status"], "running", "the API answers without Redis");

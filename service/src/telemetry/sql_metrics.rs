@@ -1,8 +1,9 @@
 //! Metric points in SQL, the embedded default: instance-scoped fields become `instance_monitors`
 //! rows (`{measurement}_{field}`), batched by the shipper — counters (`dispatch_sends`) summed
-//! per instance and batch, gauges averaged — so the health view has more than heartbeat latency
-//! without an external store. Points about no instance (task progress, queue depth) are left to
-//! InfluxDB; heartbeat latency is written by the heartbeat itself.
+//! per instance, account and batch, gauges averaged per instance — so the health view has more
+//! than heartbeat latency, and per-account send series, without an external store. Points about
+//! no instance (task progress, queue depth) are left to InfluxDB; heartbeat latency is written
+//! by the heartbeat itself.
 
 use std::collections::{BTreeMap, HashSet};
 
@@ -22,6 +23,9 @@ pub struct SqlMetricsTarget(pub DatabaseConnection);
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 struct Row {
     instance_id: i64,
+    /// The sending account of a counter; spooled rows of older versions have none.
+    #[serde(default)]
+    account_id: Option<i64>,
     metric: String,
     value: f64,
     samples: i32,
@@ -38,21 +42,31 @@ fn numeric(value: &FieldValue) -> Option<f64> {
     }
 }
 
-/// Rows for a batch of points: one per instance and metric.
+/// A positive id in tag `key` of the point.
+fn id_tag(point: &Point, key: &str) -> Option<i64> {
+    point
+        .tags
+        .iter()
+        .find(|(k, _)| *k == key)
+        .and_then(|(_, v)| v.parse::<i64>().ok())
+        .filter(|id| *id > 0)
+}
+
+/// Rows for a batch of points: one per instance and metric, and per account for counters.
 fn rows(points: &[Point]) -> Vec<Row> {
-    // (sum, samples, last time) per (instance, metric, is counter)
-    let mut acc: BTreeMap<(i64, String, bool), (f64, i32, i64)> = BTreeMap::new();
+    // (sum, samples, last time) per (instance, metric, is counter, account)
+    type Key = (i64, String, bool, Option<i64>);
+    let mut acc: BTreeMap<Key, (f64, i32, i64)> = BTreeMap::new();
     for point in points {
-        let Some(instance) = point
-            .tags
-            .iter()
-            .find(|(k, _)| *k == "instance")
-            .and_then(|(_, v)| v.parse::<i64>().ok())
-            .filter(|id| *id > 0)
-        else {
+        let Some(instance) = id_tag(point, "instance") else {
             continue;
         };
         let counter = point.measurement == "dispatch_sends";
+        let account = if counter {
+            id_tag(point, "account")
+        } else {
+            None
+        };
         for (field, value) in &point.fields {
             if point.measurement == "instance_health" && *field == "latency_ms" {
                 continue;
@@ -61,7 +75,12 @@ fn rows(points: &[Point]) -> Vec<Row> {
                 continue;
             };
             let entry = acc
-                .entry((instance, format!("{}_{field}", point.measurement), counter))
+                .entry((
+                    instance,
+                    format!("{}_{field}", point.measurement),
+                    counter,
+                    account,
+                ))
                 .or_insert((0.0, 0, 0));
             entry.0 += value;
             entry.1 += 1;
@@ -69,17 +88,20 @@ fn rows(points: &[Point]) -> Vec<Row> {
         }
     }
     acc.into_iter()
-        .map(|((instance_id, metric, counter), (sum, n, at))| Row {
-            instance_id,
-            metric,
-            value: if counter {
-                sum
-            } else {
-                sum / f64::from(n.max(1))
+        .map(
+            |((instance_id, metric, counter, account_id), (sum, n, at))| Row {
+                instance_id,
+                account_id,
+                metric,
+                value: if counter {
+                    sum
+                } else {
+                    sum / f64::from(n.max(1))
+                },
+                samples: if counter { 1 } else { n },
+                at,
             },
-            samples: if counter { 1 } else { n },
-            at,
-        })
+        )
         .collect()
 }
 
@@ -125,6 +147,7 @@ impl Target for SqlMetricsTarget {
             .filter(|r| known.contains(&r.instance_id))
             .map(|r| instance_monitors::ActiveModel {
                 instance_id: Set(r.instance_id),
+                account_id: Set(r.account_id),
                 metric_name: Set(r.metric.chars().take(50).collect()),
                 metric_value: Set(r.value),
                 metric_unit: Set(None),
@@ -152,12 +175,12 @@ mod tests {
     use super::*;
 
     #[test]
-    fn counters_are_summed_gauges_averaged_and_instance_less_points_left_out() {
+    fn counters_are_summed_per_account_gauges_averaged_and_instance_less_points_left_out() {
         let now = Utc::now();
-        let sends = |sent| {
+        let sends = |account, sent| {
             Point::new("dispatch_sends", now)
                 .tag("instance", 7)
-                .tag("account", 1)
+                .tag("account", account)
                 .int("sent", sent)
         };
         let health = |online| {
@@ -167,18 +190,42 @@ mod tests {
                 .int("latency_ms", 12)
         };
         let queue = Point::new("dispatch_queue", now).int("pending_receivers", 5);
-        let mut got = rows(&[sends(3), sends(4), health(true), health(false), queue]);
-        got.sort_by(|a, b| a.metric.cmp(&b.metric));
-        let summary: Vec<(i64, &str, f64, i32)> = got
+        let mut got = rows(&[
+            sends(1, 3),
+            sends(2, 5),
+            sends(1, 4),
+            health(true),
+            health(false),
+            queue,
+        ]);
+        got.sort_by(|a, b| (&a.metric, a.account_id).cmp(&(&b.metric, b.account_id)));
+        let summary: Vec<(i64, Option<i64>, &str, f64, i32)> = got
             .iter()
-            .map(|r| (r.instance_id, r.metric.as_str(), r.value, r.samples))
+            .map(|r| {
+                (
+                    r.instance_id,
+                    r.account_id,
+                    r.metric.as_str(),
+                    r.value,
+                    r.samples,
+                )
+            })
             .collect();
         assert_eq!(
             summary,
             vec![
-                (7, "dispatch_sends_sent", 7.0, 1),
-                (7, "instance_health_online", 0.5, 2),
+                (7, Some(1), "dispatch_sends_sent", 7.0, 1),
+                (7, Some(2), "dispatch_sends_sent", 5.0, 1),
+                (7, None, "instance_health_online", 0.5, 2),
             ]
         );
+    }
+
+    #[test]
+    fn rows_spooled_before_accounts_existed_still_decode() {
+        let old =
+            br#"{"instance_id":7,"metric":"dispatch_sends_sent","value":3.0,"samples":1,"at":0}"#;
+        let row: Row = serde_json::from_slice(old).unwrap();
+        assert_eq!(row.account_id, None);
     }
 }
