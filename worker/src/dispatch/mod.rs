@@ -183,7 +183,7 @@ pub async fn run(
             break;
         }
         if started.elapsed() >= HEALTHY_RUN {
-            streak.succeeded();
+            streak.reset();
         }
         let wait = match result {
             Ok(()) => streak.succeeded(),

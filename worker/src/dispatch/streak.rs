@@ -57,6 +57,14 @@ impl FailureStreak {
         self.base
     }
 
+    /// Forgets the streak without a word: for a loop that learns only at its next failure that
+    /// it had been healthy meanwhile (the feeder's own streak already said when dispatch
+    /// recovered).
+    pub fn reset(&mut self) {
+        self.failures = 0;
+        self.last_logged = None;
+    }
+
     /// The wait after the current number of failures.
     pub fn pause(&self) -> Duration {
         let doublings = self.failures.saturating_sub(1).min(16);
@@ -75,6 +83,9 @@ mod tests {
         let pauses: Vec<u128> = (0..8).map(|_| streak.failed(&"down").as_millis()).collect();
         assert_eq!(pauses, [250, 500, 1000, 2000, 4000, 5000, 5000, 5000]);
         assert_eq!(streak.succeeded(), Duration::from_millis(250));
+        assert_eq!(streak.failed(&"down"), Duration::from_millis(250));
+        streak.failed(&"down");
+        streak.reset();
         assert_eq!(streak.failed(&"down"), Duration::from_millis(250));
     }
 
