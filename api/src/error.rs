@@ -25,8 +25,9 @@ pub enum ApiError {
     UnsupportedMediaType,
     #[error("no route matches this path")]
     RouteNotFound,
-    #[error("this method is not allowed here")]
-    MethodNotAllowed,
+    /// `allow` lists the methods the path answers (the `Allow` header RFC 9110 asks for).
+    #[error("this method is not allowed here; allowed: {allow}")]
+    MethodNotAllowed { allow: String },
 }
 
 /// The problem document. `errors` lists every invalid field; `request_id` ties it to server logs.
@@ -80,7 +81,7 @@ impl ApiError {
             Self::PayloadTooLarge(_) => "payload_too_large",
             Self::UnsupportedMediaType => "unsupported_media_type",
             Self::RouteNotFound => "route_not_found",
-            Self::MethodNotAllowed => "method_not_allowed",
+            Self::MethodNotAllowed { .. } => "method_not_allowed",
         }
     }
 
@@ -160,7 +161,7 @@ impl ResponseError for ApiError {
             Self::PayloadTooLarge(_) => StatusCode::PAYLOAD_TOO_LARGE,
             Self::UnsupportedMediaType => StatusCode::UNSUPPORTED_MEDIA_TYPE,
             Self::RouteNotFound => StatusCode::NOT_FOUND,
-            Self::MethodNotAllowed => StatusCode::METHOD_NOT_ALLOWED,
+            Self::MethodNotAllowed { .. } => StatusCode::METHOD_NOT_ALLOWED,
         }
     }
 
@@ -194,6 +195,9 @@ impl ResponseError for ApiError {
         }
         if matches!(self, Self::Service(ServiceError::Unauthenticated(_))) {
             response.insert_header(("WWW-Authenticate", "Bearer"));
+        }
+        if let Self::MethodNotAllowed { allow } = self {
+            response.insert_header(("Allow", allow.as_str()));
         }
         response.body(serde_json::to_string(&problem).unwrap_or_default())
     }

@@ -123,7 +123,7 @@ use crate::{error, routes};
         routes::messages::list_messages,
     ),
     components(schemas(error::Problem)),
-    modifiers(&BearerAuth),
+    modifiers(&BearerAuth, &ProblemResponses),
     tags(
         (name = "auth", description = "Sign in, tokens, own sessions, password and two-factor"),
         (name = "users", description = "User administration"),
@@ -156,5 +156,75 @@ impl Modify for BearerAuth {
                     .build(),
             ),
         );
+    }
+}
+
+/// Error answers are `application/problem+json` (the per-route annotations name the Problem
+/// schema, and utoipa files it under `application/json`). The extractors answer for every route
+/// alike — 400 for a malformed body or path parameter, 422 for a body or query that does not
+/// fit, 413 and 415 for the body — so the document says so once, here.
+struct ProblemResponses;
+
+const PROBLEM_JSON: &str = "application/problem+json";
+
+impl Modify for ProblemResponses {
+    fn modify(&self, openapi: &mut utoipa::openapi::OpenApi) {
+        use utoipa::openapi::{Ref, RefOr, ResponseBuilder, content::Content};
+        for item in openapi.paths.paths.values_mut() {
+            let operations = [
+                &mut item.get,
+                &mut item.post,
+                &mut item.put,
+                &mut item.patch,
+                &mut item.delete,
+            ];
+            for operation in operations.into_iter().flatten() {
+                let responses = &mut operation.responses.responses;
+                for (status, response) in responses.iter_mut() {
+                    let RefOr::T(response) = response else {
+                        continue;
+                    };
+                    if status.starts_with(['4', '5'])
+                        && let Some(content) = response.content.shift_remove("application/json")
+                    {
+                        response.content.insert(PROBLEM_JSON.to_owned(), content);
+                    }
+                }
+                let body = operation.request_body.is_some();
+                let parameters = operation.parameters.as_ref().is_some_and(|p| !p.is_empty());
+                let answers: &[(&str, &str)] = match (body, parameters) {
+                    (true, _) => &[
+                        (
+                            "400",
+                            "The body is not JSON, or a path parameter does not parse",
+                        ),
+                        ("413", "The body is larger than `server.max_body_bytes`"),
+                        (
+                            "415",
+                            "The body is not sent with the content type the operation takes",
+                        ),
+                        ("422", "Invalid fields, each named in `errors`"),
+                    ],
+                    (false, true) => &[
+                        ("400", "A path parameter does not parse"),
+                        ("422", "Invalid parameters, each named in `errors`"),
+                    ],
+                    (false, false) => &[],
+                };
+                for &(status, description) in answers {
+                    responses.entry(status.to_owned()).or_insert_with(|| {
+                        RefOr::T(
+                            ResponseBuilder::new()
+                                .description(description)
+                                .content(
+                                    PROBLEM_JSON,
+                                    Content::new(Some(Ref::from_schema_name("Problem"))),
+                                )
+                                .build(),
+                        )
+                    });
+                }
+            }
+        }
     }
 }

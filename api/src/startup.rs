@@ -34,7 +34,7 @@ impl Application {
         let metrics_enabled = ctx.settings.metrics.enabled;
         let state = web::Data::new(AppState { ctx });
         let metrics = web::Data::new(HttpMetrics::new()?);
-        let openapi = ApiDoc::openapi();
+        let openapi = api_doc().clone();
         let server = HttpServer::new(move || {
             App::new()
                 .app_data(state.clone())
@@ -90,22 +90,45 @@ impl Application {
     }
 }
 
-async fn openapi_json() -> actix_web::HttpResponse {
-    actix_web::HttpResponse::Ok().json(ApiDoc::openapi())
+/// The OpenAPI document, built once.
+fn api_doc() -> &'static utoipa::openapi::OpenApi {
+    static DOC: std::sync::OnceLock<utoipa::openapi::OpenApi> = std::sync::OnceLock::new();
+    DOC.get_or_init(ApiDoc::openapi)
 }
 
-/// Unknown paths and wrong methods answer in problem+json like everything else.
+async fn openapi_json() -> actix_web::HttpResponse {
+    actix_web::HttpResponse::Ok().json(api_doc())
+}
+
+/// Unknown paths and wrong methods answer in problem+json like everything else; a wrong method
+/// names the right ones in `Allow`.
 async fn not_found(req: actix_web::HttpRequest) -> Result<actix_web::HttpResponse, ApiError> {
-    let known_path = ApiDoc::openapi()
+    let item = api_doc()
         .paths
         .paths
-        .keys()
-        .any(|template| matches_template(template, req.path()));
-    Err(if known_path {
-        ApiError::MethodNotAllowed
-    } else {
-        ApiError::RouteNotFound
+        .iter()
+        .find(|(template, _)| matches_template(template, req.path()))
+        .map(|(_, item)| item);
+    Err(match item {
+        Some(item) => ApiError::MethodNotAllowed {
+            allow: allowed_methods(item).join(", "),
+        },
+        None => ApiError::RouteNotFound,
     })
+}
+
+fn allowed_methods(item: &utoipa::openapi::PathItem) -> Vec<&'static str> {
+    [
+        ("GET", &item.get),
+        ("POST", &item.post),
+        ("PUT", &item.put),
+        ("PATCH", &item.patch),
+        ("DELETE", &item.delete),
+    ]
+    .into_iter()
+    .filter(|(_, op)| op.is_some())
+    .map(|(m, _)| m)
+    .collect()
 }
 
 fn matches_template(template: &str, path: &str) -> bool {

@@ -38,6 +38,7 @@ pub struct LogQuery {
     /// Only lines older than this: the previous page's `next_before`.
     pub before: Option<DateTime<Utc>>,
     /// 1–500, default 50.
+    #[param(minimum = 1, maximum = 500)]
     pub limit: Option<u64>,
 }
 

@@ -157,6 +157,7 @@ pub struct MessageFilter {
     pub task_id: Option<i64>,
     /// `in` or `out`.
     pub direction: Option<String>,
+    #[param(minimum = 1, maximum = 200)]
     pub limit: Option<u64>,
     pub cursor: Option<String>,
 }

@@ -188,10 +188,18 @@ async fn unknown_routes_and_methods_are_problems() {
         .send()
         .await
         .unwrap();
+    assert_eq!(method.headers()["allow"], "POST", "RFC 9110 asks for Allow");
     assert_eq!(
         problem(method, StatusCode::METHOD_NOT_ALLOWED).await["code"],
         "method_not_allowed"
     );
+    let admin = app.admin_token().await;
+    let method = app
+        .request(Method::POST, "/api/v1/users/1", Some(&admin))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(method.headers()["allow"], "GET, PATCH, DELETE");
     let missing_user = app
         .get("/api/v1/users/424242", &app.admin_token().await)
         .await;

@@ -79,6 +79,38 @@ async fn openapi_document_and_interactive_docs_are_served() {
     assert!(doc["openapi"].as_str().unwrap().starts_with("3."));
     assert!(doc["paths"]["/api/v1/users"]["get"].is_object());
     assert!(doc["components"]["securitySchemes"]["bearer"].is_object());
+    // Errors are documented as they are served: problem+json, with the extractors' answers.
+    for (path, item) in doc["paths"].as_object().unwrap() {
+        for (method, operation) in item.as_object().unwrap() {
+            for (status, response) in operation["responses"].as_object().unwrap() {
+                if status.starts_with(['4', '5'])
+                    && let Some(content) = response["content"].as_object()
+                {
+                    assert!(
+                        content.keys().all(|k| k == "application/problem+json"),
+                        "{method} {path} {status}: {content:?}"
+                    );
+                }
+            }
+        }
+    }
+    let create_task = &doc["paths"]["/api/v1/tasks"]["post"]["responses"];
+    for status in ["400", "413", "415", "422"] {
+        assert!(create_task[status].is_object(), "POST /tasks {status}");
+    }
+    assert_eq!(
+        doc["paths"]["/api/v1/users"]["get"]["parameters"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|p| p["name"] == "limit")
+            .map(|p| (
+                p["schema"]["minimum"].clone(),
+                p["schema"]["maximum"].clone()
+            )),
+        Some((1.into(), 200.into())),
+        "list limits are declared"
+    );
     let docs = app.anonymous_get("/docs").await;
     assert_eq!(docs.status(), StatusCode::OK);
     assert!(

@@ -23,6 +23,7 @@ pub struct AccountQuery {
     pub status: Option<String>,
     /// Substring of wxid or nickname.
     pub q: Option<String>,
+    #[param(minimum = 1, maximum = 200)]
     pub limit: Option<u64>,
     pub cursor: Option<String>,
 }

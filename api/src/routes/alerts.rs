@@ -86,6 +86,7 @@ pub struct AlertQuery {
     pub status: Option<String>,
     pub rule_id: Option<i64>,
     pub instance_id: Option<i64>,
+    #[param(minimum = 1, maximum = 200)]
     pub limit: Option<u64>,
     pub cursor: Option<String>,
 }

@@ -41,6 +41,7 @@ pub struct ContactQuery {
     pub is_star: Option<bool>,
     /// RFC 3339.
     pub updated_since: Option<chrono::DateTime<chrono::Utc>>,
+    #[param(minimum = 1, maximum = 200)]
     pub limit: Option<u64>,
     pub cursor: Option<String>,
 }

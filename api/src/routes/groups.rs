@@ -22,6 +22,7 @@ pub struct GroupQuery {
     pub q: Option<String>,
     pub account_id: Option<i64>,
     pub instance_id: Option<i64>,
+    #[param(minimum = 1, maximum = 200)]
     pub limit: Option<u64>,
     pub cursor: Option<String>,
 }
@@ -76,6 +77,7 @@ pub async fn update_group(
 pub struct MemberQuery {
     /// Include members who left.
     pub include_left: Option<bool>,
+    #[param(minimum = 1, maximum = 200)]
     pub limit: Option<u64>,
     pub cursor: Option<String>,
 }

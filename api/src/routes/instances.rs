@@ -34,6 +34,7 @@ pub struct InstanceQuery {
     /// agent or wecom.
     pub kind: Option<String>,
     pub enabled: Option<bool>,
+    #[param(minimum = 1, maximum = 200)]
     pub limit: Option<u64>,
     pub cursor: Option<String>,
 }

@@ -23,6 +23,7 @@ use crate::{
 pub struct RoleQuery {
     /// Substring of the name or display name.
     pub q: Option<String>,
+    #[param(minimum = 1, maximum = 200)]
     pub limit: Option<u64>,
     pub cursor: Option<String>,
 }

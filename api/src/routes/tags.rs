@@ -22,6 +22,7 @@ pub struct TagQuery {
     /// Only this instance's synced tags; 0 for local tags.
     pub instance_id: Option<i64>,
     pub q: Option<String>,
+    #[param(minimum = 1, maximum = 200)]
     pub limit: Option<u64>,
     pub cursor: Option<String>,
 }

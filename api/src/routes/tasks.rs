@@ -33,6 +33,7 @@ pub struct TaskQuery {
     pub task_type: Option<String>,
     /// Substring of the name.
     pub q: Option<String>,
+    #[param(minimum = 1, maximum = 200)]
     pub limit: Option<u64>,
     pub cursor: Option<String>,
 }
@@ -226,6 +227,7 @@ pub struct ReceiverQuery {
     pub status: Option<String>,
     pub error_code: Option<String>,
     pub q: Option<String>,
+    #[param(minimum = 1, maximum = 200)]
     pub limit: Option<u64>,
     pub cursor: Option<String>,
 }

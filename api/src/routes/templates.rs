@@ -25,6 +25,7 @@ pub struct TemplateQuery {
     pub message_type: Option<String>,
     /// active or disabled.
     pub status: Option<String>,
+    #[param(minimum = 1, maximum = 200)]
     pub limit: Option<u64>,
     pub cursor: Option<String>,
 }

@@ -28,6 +28,7 @@ pub struct UserQuery {
     pub status: Option<String>,
     /// Only users holding this role.
     pub role_id: Option<i64>,
+    #[param(minimum = 1, maximum = 200)]
     pub limit: Option<u64>,
     pub cursor: Option<String>,
 }
