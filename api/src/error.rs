@@ -60,6 +60,13 @@ pub struct FieldErrorDoc {
 }
 
 impl ApiError {
+    /// The request's method is not one `route` answers.
+    pub fn method_not_allowed(route: &utoipa::openapi::PathItem) -> Self {
+        Self::MethodNotAllowed {
+            allow: crate::openapi::allowed_methods(route).join(", "),
+        }
+    }
+
     fn code(&self) -> &'static str {
         match self {
             Self::Service(e) => match e {

@@ -4,7 +4,10 @@
 
 use utoipa::{
     Modify, OpenApi,
-    openapi::security::{HttpAuthScheme, HttpBuilder, SecurityScheme},
+    openapi::{
+        PathItem,
+        security::{HttpAuthScheme, HttpBuilder, SecurityScheme},
+    },
 };
 
 use crate::{error, routes};
@@ -141,6 +144,52 @@ use crate::{error, routes};
     )
 )]
 pub struct ApiDoc;
+
+/// The document, built once.
+pub fn document() -> &'static utoipa::openapi::OpenApi {
+    static DOC: std::sync::OnceLock<utoipa::openapi::OpenApi> = std::sync::OnceLock::new();
+    DOC.get_or_init(ApiDoc::openapi)
+}
+
+/// The documented route `path` belongs to: its literal path if there is one (`/contacts/tags`
+/// rather than `/contacts/{id}`), else the first template it fits.
+pub fn route_at(path: &str) -> Option<&'static PathItem> {
+    let paths = &document().paths.paths;
+    paths.get(path).or_else(|| {
+        paths
+            .iter()
+            .find(|(template, _)| matches_template(template, path))
+            .map(|(_, item)| item)
+    })
+}
+
+/// A documented path with no parameters, exactly `path`.
+pub fn literal_route(path: &str) -> Option<&'static PathItem> {
+    document().paths.paths.get(path)
+}
+
+/// The methods a documented route answers, for `Allow`.
+pub fn allowed_methods(item: &PathItem) -> Vec<&'static str> {
+    [
+        ("GET", &item.get),
+        ("POST", &item.post),
+        ("PUT", &item.put),
+        ("PATCH", &item.patch),
+        ("DELETE", &item.delete),
+    ]
+    .into_iter()
+    .filter(|(_, op)| op.is_some())
+    .map(|(m, _)| m)
+    .collect()
+}
+
+fn matches_template(template: &str, path: &str) -> bool {
+    let (t, p): (Vec<&str>, Vec<&str>) = (template.split('/').collect(), path.split('/').collect());
+    t.len() == p.len()
+        && t.iter()
+            .zip(&p)
+            .all(|(t, p)| (t.starts_with('{') && !p.is_empty()) || t == p)
+}
 
 struct BearerAuth;
 

@@ -4,14 +4,12 @@ use std::net::TcpListener;
 
 use actix_web::{App, HttpServer, dev::Server, middleware::from_fn, web};
 use service::Context;
-use utoipa::OpenApi;
 use utoipa_scalar::{Scalar, Servable};
 
 use crate::{
     error::ApiError,
     middleware::{self, HttpMetrics},
-    openapi::ApiDoc,
-    routes,
+    openapi, routes,
     state::AppState,
 };
 
@@ -34,7 +32,7 @@ impl Application {
         let metrics_enabled = ctx.settings.metrics.enabled;
         let state = web::Data::new(AppState { ctx });
         let metrics = web::Data::new(HttpMetrics::new()?);
-        let openapi = api_doc().clone();
+        let openapi = openapi::document().clone();
         let server = HttpServer::new(move || {
             App::new()
                 .app_data(state.clone())
@@ -90,51 +88,15 @@ impl Application {
     }
 }
 
-/// The OpenAPI document, built once.
-fn api_doc() -> &'static utoipa::openapi::OpenApi {
-    static DOC: std::sync::OnceLock<utoipa::openapi::OpenApi> = std::sync::OnceLock::new();
-    DOC.get_or_init(ApiDoc::openapi)
-}
-
 async fn openapi_json() -> actix_web::HttpResponse {
-    actix_web::HttpResponse::Ok().json(api_doc())
+    actix_web::HttpResponse::Ok().json(openapi::document())
 }
 
 /// Unknown paths and wrong methods answer in problem+json like everything else; a wrong method
 /// names the right ones in `Allow`.
 async fn not_found(req: actix_web::HttpRequest) -> Result<actix_web::HttpResponse, ApiError> {
-    let item = api_doc()
-        .paths
-        .paths
-        .iter()
-        .find(|(template, _)| matches_template(template, req.path()))
-        .map(|(_, item)| item);
-    Err(match item {
-        Some(item) => ApiError::MethodNotAllowed {
-            allow: allowed_methods(item).join(", "),
-        },
+    Err(match openapi::route_at(req.path()) {
+        Some(item) => ApiError::method_not_allowed(item),
         None => ApiError::RouteNotFound,
     })
-}
-
-fn allowed_methods(item: &utoipa::openapi::PathItem) -> Vec<&'static str> {
-    [
-        ("GET", &item.get),
-        ("POST", &item.post),
-        ("PUT", &item.put),
-        ("PATCH", &item.patch),
-        ("DELETE", &item.delete),
-    ]
-    .into_iter()
-    .filter(|(_, op)| op.is_some())
-    .map(|(m, _)| m)
-    .collect()
-}
-
-fn matches_template(template: &str, path: &str) -> bool {
-    let (t, p): (Vec<&str>, Vec<&str>) = (template.split('/').collect(), path.split('/').collect());
-    t.len() == p.len()
-        && t.iter()
-            .zip(&p)
-            .all(|(t, p)| (t.starts_with('{') && !p.is_empty()) || t == p)
 }

@@ -200,6 +200,23 @@ async fn unknown_routes_and_methods_are_problems() {
         .await
         .unwrap();
     assert_eq!(method.headers()["allow"], "GET, PATCH, DELETE");
+    // A sibling route's name where an id would go is a wrong method there, not a bad id.
+    let method = app
+        .request(Method::PATCH, "/api/v1/contacts/tags", Some(&admin))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(method.status(), StatusCode::METHOD_NOT_ALLOWED);
+    assert_eq!(method.headers()["allow"], "POST");
+    let bad_id = app
+        .request(Method::PATCH, "/api/v1/contacts/abc", Some(&admin))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(
+        problem(bad_id, StatusCode::BAD_REQUEST).await["errors"][0]["field"],
+        "id"
+    );
     let missing_user = app
         .get("/api/v1/users/424242", &app.admin_token().await)
         .await;

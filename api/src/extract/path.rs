@@ -7,6 +7,8 @@ use uuid::Uuid;
 
 use crate::error::ApiError;
 
+/// The parameter, or why not. A segment that is not a parameter at all but names a sibling
+/// route (`PATCH /contacts/tags` reaching `/contacts/{id}`) is a wrong method for that route.
 fn param<T: std::str::FromStr>(
     req: &HttpRequest,
     name: &str,
@@ -15,9 +17,12 @@ fn param<T: std::str::FromStr>(
     req.match_info()
         .get(name)
         .and_then(|raw| raw.parse().ok())
-        .ok_or_else(|| ApiError::BadParameter {
-            field: name.to_owned(),
-            message: format!("must be {expected}"),
+        .ok_or_else(|| match crate::openapi::literal_route(req.path()) {
+            Some(route) => ApiError::method_not_allowed(route),
+            None => ApiError::BadParameter {
+                field: name.to_owned(),
+                message: format!("must be {expected}"),
+            },
         })
 }
 
