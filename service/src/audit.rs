@@ -145,6 +145,22 @@ pub async fn commit_updated<T: Serialize>(
     Ok(after)
 }
 
+/// Audits a deletion (the old view), commits its transaction.
+pub async fn commit_deleted(
+    txn: DatabaseTransaction,
+    actor: &Actor,
+    entry: &AuditEntry,
+    id: i64,
+    name: impl Into<String>,
+    before: &impl Serialize,
+    now: NaiveDateTime,
+) -> ServiceResult<()> {
+    let entry = entry.clone().resource(id, name).old(before);
+    record(&txn, actor, entry, now).await?;
+    txn.commit().await?;
+    Ok(())
+}
+
 /// Writes a refused or failed change. Best effort: a failure here is logged, never masks the
 /// original error.
 pub async fn record_failure(

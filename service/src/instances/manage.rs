@@ -357,15 +357,7 @@ pub async fn delete(ctx: &Context, actor: &Actor, id: i64) -> ServiceResult<()> 
         })
         .exec(&txn)
         .await?;
-        audit::record(
-            &txn,
-            actor,
-            entry.clone().resource(id, current.name).old(&before),
-            now,
-        )
-        .await?;
-        txn.commit().await?;
-        Ok(())
+        audit::commit_deleted(txn, actor, &entry, id, current.name, &before, now).await
     })
     .await
 }

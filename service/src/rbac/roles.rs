@@ -413,15 +413,7 @@ pub async fn delete(ctx: &Context, actor: &Actor, id: i64) -> ServiceResult<()> 
         })
         .exec(&txn)
         .await?;
-        audit::record(
-            &txn,
-            actor,
-            entry.clone().resource(id, role.name).old(&before),
-            now,
-        )
-        .await?;
-        txn.commit().await?;
-        Ok(())
+        audit::commit_deleted(txn, actor, &entry, id, role.name, &before, now).await
     })
     .await
 }

@@ -633,15 +633,7 @@ pub async fn delete(ctx: &Context, actor: &Actor, id: i64) -> ServiceResult<()> 
         .await?;
         sessions::revoke_user(&txn, id, None, "user_deleted", now).await?;
         ensure_super_admin_remains(&txn, now).await?;
-        audit::record(
-            &txn,
-            actor,
-            entry.clone().resource(id, target.username).old(&before),
-            now,
-        )
-        .await?;
-        txn.commit().await?;
-        Ok(())
+        audit::commit_deleted(txn, actor, &entry, id, target.username, &before, now).await
     })
     .await
 }

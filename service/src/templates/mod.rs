@@ -510,15 +510,7 @@ pub async fn delete(ctx: &Context, actor: &Actor, id: i64) -> ServiceResult<()> 
         })
         .exec(&txn)
         .await?;
-        audit::record(
-            &txn,
-            actor,
-            entry.clone().resource(id, before.name.clone()).old(&before),
-            now,
-        )
-        .await?;
-        txn.commit().await?;
-        Ok(())
+        audit::commit_deleted(txn, actor, &entry, id, before.name.clone(), &before, now).await
     })
     .await
 }
