@@ -211,7 +211,8 @@ impl Modify for BearerAuth {
 /// Error answers are `application/problem+json` (the per-route annotations name the Problem
 /// schema, and utoipa files it under `application/json`). The extractors answer for every route
 /// alike — 400 for a malformed body or path parameter, 422 for a body or query that does not
-/// fit, 413 and 415 for the body — so the document says so once, here.
+/// fit, 413 and 415 for the body — and any route on the database answers 503 while it is
+/// unreachable, so the document says so once, here.
 struct ProblemResponses;
 
 const PROBLEM_JSON: &str = "application/problem+json";
@@ -219,7 +220,9 @@ const PROBLEM_JSON: &str = "application/problem+json";
 impl Modify for ProblemResponses {
     fn modify(&self, openapi: &mut utoipa::openapi::OpenApi) {
         use utoipa::openapi::{Ref, RefOr, ResponseBuilder, content::Content};
-        for item in openapi.paths.paths.values_mut() {
+        for (path, item) in openapi.paths.paths.iter_mut() {
+            // Everything under /api/v1 reads the database, so it can find it unreachable.
+            let database = path.starts_with("/api/v1/");
             let operations = [
                 &mut item.get,
                 &mut item.post,
@@ -260,7 +263,15 @@ impl Modify for ProblemResponses {
                     ],
                     (false, false) => &[],
                 };
-                for &(status, description) in answers {
+                let unreachable: &[(&str, &str)] = if database {
+                    &[(
+                        "503",
+                        "The database or another dependency is unreachable; `Retry-After` says when to retry",
+                    )]
+                } else {
+                    &[]
+                };
+                for &(status, description) in answers.iter().chain(unreachable) {
                     responses.entry(status.to_owned()).or_insert_with(|| {
                         RefOr::T(
                             ResponseBuilder::new()

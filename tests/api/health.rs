@@ -95,7 +95,7 @@ async fn openapi_document_and_interactive_docs_are_served() {
         }
     }
     let create_task = &doc["paths"]["/api/v1/tasks"]["post"]["responses"];
-    for status in ["400", "413", "415", "422"] {
+    for status in ["400", "413", "415", "422", "503"] {
         assert!(create_task[status].is_object(), "POST /tasks {status}");
     }
     assert_eq!(
