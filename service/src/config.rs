@@ -43,6 +43,7 @@ pub struct DispatchSettings {
     pub chains_per_run: u32,
     pub job_slice_ms: u64,
     pub lease_secs: i64,
+    pub max_slot_wait_secs: u64,
     pub contact_daily_cap: u32,
     pub customer_monthly_quota: u32,
     pub mass_chunk_size: u64,

@@ -30,6 +30,9 @@ pub struct DeliveryStats {
     pub attempts: u64,
     /// Keys that arrived more than once (replays answered from the first result).
     pub replayed_keys: usize,
+    /// Distinct (account, recipient) pairs reached: fewer than `delivered` means somebody got
+    /// the message twice under two keys.
+    pub recipients: usize,
 }
 
 /// A customer mass message (`add_msg_template`) waiting for the member to confirm.
@@ -154,6 +157,11 @@ impl SimState {
             delivered: deliveries.len(),
             attempts: self.attempts.lock().map(|a| *a).unwrap_or(0),
             replayed_keys: deliveries.iter().filter(|d| d.attempts > 1).count(),
+            recipients: deliveries
+                .iter()
+                .map(|d| (d.account.as_str(), d.to.as_str()))
+                .collect::<std::collections::HashSet<_>>()
+                .len(),
         }
     }
 

@@ -2,27 +2,10 @@
 //! truth: leases of the dead process expire, its receivers are sent again under their original
 //! idempotency keys, so every receiver gets the message exactly once and the counters match.
 
-use std::process::Stdio;
-
-use tokio::process::{Child, Command};
-
-use crate::helpers::{TestApp, TestSim};
-
-const BIN: &str = env!("CARGO_BIN_EXE_wework");
-
-/// A `wework worker` process sharing the app's database, Redis and master key.
-fn spawn_worker(config: &std::path::Path) -> Child {
-    Command::new(BIN)
-        .arg("worker")
-        .env("WEWORK_CONFIG", config)
-        .env("WEWORK__LOG__LEVEL", "warn")
-        .env_remove("WEWORK_ADMIN_PASSWORD")
-        .stdout(Stdio::null())
-        .stderr(Stdio::null())
-        .kill_on_drop(true)
-        .spawn()
-        .unwrap()
-}
+use crate::helpers::{
+    TestApp, TestSim,
+    processes::{ConfigFile, kill, spawn_worker},
+};
 
 #[tokio::test]
 async fn killed_workers_lose_nothing_and_deliver_nothing_twice() {
@@ -35,19 +18,14 @@ async fn killed_workers_lose_nothing_and_deliver_nothing_twice() {
     app.start_worker();
     assert_eq!(app.sync(agent).await["status"], "succeeded");
     app.stop_worker().await;
-    let config = std::env::temp_dir().join(format!(
-        "wework-crash-{}.toml",
-        uuid::Uuid::new_v4().simple()
-    ));
-    std::fs::write(&config, &app.config).unwrap();
+    let config = ConfigFile::of(&app);
     let admin = app.admin_token().await;
     let id = app.start_slow_broadcast(&sim, agent, "断电演练").await;
 
     for kill_at in [30, 90, 150] {
         let mut worker = spawn_worker(&config);
         app.wait_sent(id, kill_at).await;
-        worker.start_kill().unwrap();
-        worker.wait().await.unwrap();
+        kill(&mut worker).await;
     }
 
     let _survivor = spawn_worker(&config);
@@ -64,5 +42,4 @@ async fn killed_workers_lose_nothing_and_deliver_nothing_twice() {
         rows.iter().all(|r| r.contains(",sent,")),
         "every receiver sent"
     );
-    let _ = std::fs::remove_file(&config);
 }

@@ -20,7 +20,7 @@ use sea_orm::{
 };
 use serde_json::{Map, Value};
 
-use super::{finish, limits};
+use super::{finish, limits, ratelimit::Slot};
 use crate::{
     Context, ServiceResult,
     drivers::{Channel, DriverError, InstanceDriver, MassMessage, OutboundMessage},
@@ -81,6 +81,8 @@ struct Shared {
     accounts: HashMap<i64, wework_accounts::Model>,
     drivers: HashMap<i64, Arc<dyn InstanceDriver>>,
     frequency_cap: Option<FrequencyCap>,
+    /// Receivers of this chunk put back to wait for a slot, per rate key (to space them out).
+    deferred: std::sync::Mutex<HashMap<String, u32>>,
 }
 
 fn channel_of(name: &str) -> Channel {
@@ -390,6 +392,7 @@ async fn prepare(
         accounts,
         drivers,
         frequency_cap,
+        deferred: std::sync::Mutex::default(),
     })
 }
 
@@ -417,7 +420,7 @@ async fn send_one(ctx: &Context, shared: &Shared, r: &message_receivers::Model) 
     };
     let account = &shared.accounts[&prepared.account_id];
     let rates = limits::send_rates(ctx, &shared.task, account, &r.receiver_wxid);
-    if let Some(later) = await_slot(ctx, &rates).await {
+    if let Some(later) = await_slot(ctx, shared, &rates).await {
         return later;
     }
     match prepared.driver.send(&prepared.message).await {
@@ -460,7 +463,7 @@ async fn send_mass_chunk(
     for ((account_id, to_group, _), batch) in batches {
         let account = &shared.accounts[&account_id];
         let rates = limits::send_rates(ctx, &shared.task, account, "");
-        if let Some(later) = await_slot(ctx, &rates).await {
+        if let Some(later) = await_slot(ctx, shared, &rates).await {
             outcomes.extend(batch.into_iter().map(|(r, _)| (r, later.clone())));
             continue;
         }
@@ -598,26 +601,48 @@ async fn prepare_send(
     }))
 }
 
-/// Takes a send slot from every limit. Waits when the slot is near; when it is further away
-/// than half the lease, returns the retry to record instead of holding the lease.
-async fn await_slot(ctx: &Context, rates: &[(String, super::ratelimit::Rate)]) -> Option<Outcome> {
-    let wait = limits::reserve(ctx, rates).await;
-    let lease_budget =
-        Duration::from_secs(u64::try_from(ctx.settings.dispatch.lease_secs / 2).unwrap_or(30));
-    if wait > lease_budget {
-        let at = ctx.clock.now_db() + TimeDelta::from_std(wait).unwrap_or(TimeDelta::seconds(60));
-        return Some(Outcome::Retry {
-            at,
-            code: "rate_limit".into(),
-            message: "waiting for a send slot".into(),
-            counts: false,
-            rate_limited: true,
-        });
-    }
-    if !wait.is_zero() {
-        tokio::time::sleep(wait).await;
-    }
-    None
+/// Books a send slot on every limit and waits for it when it is within
+/// `dispatch.max_slot_wait_secs` (at most half the lease). A slot further away is not booked: the receiver goes back to
+/// pending until about when its turn comes (spaced behind the chunk's other receivers already
+/// put back on the same account), so the chunk neither holds its lease idle nor takes capacity
+/// that later sends need.
+async fn await_slot(
+    ctx: &Context,
+    shared: &Shared,
+    rates: &[(String, super::ratelimit::Rate)],
+) -> Option<Outcome> {
+    let settings = &ctx.settings.dispatch;
+    let max_wait = Duration::from_secs(std::cmp::min(
+        settings.max_slot_wait_secs,
+        u64::try_from(settings.lease_secs / 2).unwrap_or(0),
+    ));
+    let wait = match ctx.limiter.acquire(rates, max_wait).await {
+        Slot::Booked(wait) => {
+            if !wait.is_zero() {
+                tokio::time::sleep(wait).await;
+            }
+            return None;
+        }
+        Slot::Later(wait) => wait,
+    };
+    let queued = rates.first().map_or(0, |(key, _)| {
+        let mut deferred = shared
+            .deferred
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
+        let n = deferred.entry(key.clone()).or_default();
+        *n += 1;
+        *n - 1
+    });
+    let interval = rates.iter().map(|(_, r)| r.interval()).fold(0.0, f64::max);
+    let later = wait + Duration::from_secs_f64(interval * f64::from(queued));
+    Some(Outcome::Retry {
+        at: ctx.clock.now_db() + TimeDelta::from_std(later).unwrap_or(TimeDelta::seconds(60)),
+        code: "rate_limit".into(),
+        message: "waiting for a send slot".into(),
+        counts: false,
+        rate_limited: true,
+    })
 }
 
 /// After a rate-limit answer every worker backs off this account, not just this send.

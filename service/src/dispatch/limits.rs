@@ -63,15 +63,6 @@ pub fn send_rates(
     rates
 }
 
-/// Reserves every slot and returns the longest wait.
-pub async fn reserve(ctx: &Context, rates: &[(String, Rate)]) -> Duration {
-    let mut wait = Duration::ZERO;
-    for (key, rate) in rates {
-        wait = wait.max(ctx.limiter.reserve(key, *rate).await);
-    }
-    wait
-}
-
 /// Messages the contact got (or is waiting to confirm) in the last `window_hours`.
 async fn recent_for_contact(
     ctx: &Context,

@@ -7,12 +7,14 @@ use std::collections::BTreeMap;
 use chrono::NaiveDateTime;
 use entity::{message_receivers, message_task_runs, message_tasks};
 use sea_orm::{
-    ActiveValue::Set, ColumnTrait, EntityTrait, PaginatorTrait, QueryFilter, QueryOrder,
-    QuerySelect, sea_query::Expr,
+    ActiveValue::Set,
+    ColumnTrait, DatabaseTransaction, EntityTrait, PaginatorTrait, QueryFilter, QueryOrder,
+    QuerySelect,
+    sea_query::{Expr, ExprTrait},
 };
 use serde::Serialize;
 
-use super::{TaskView, find, view};
+use super::{TaskView, find, schedule, view};
 use crate::{
     Context, ServiceError, ServiceResult,
     audit::{self, AuditEntry, OperationType},
@@ -20,13 +22,22 @@ use crate::{
     dispatch::{confirm, finish},
 };
 
+/// Where a transition takes the task.
+#[derive(Clone, Copy)]
+enum Target {
+    To(&'static str),
+    /// Whatever the current run says (see `schedule::status_after_run`), read under a lock in
+    /// the transition's transaction, so a run that ends meanwhile settles the task either way.
+    AfterRun,
+}
+
 async fn transition(
     ctx: &Context,
     actor: &Actor,
     id: i64,
     operation: &'static str,
     from: &[&str],
-    to: &str,
+    target: Target,
     reason: Option<String>,
 ) -> ServiceResult<TaskView> {
     let entry = AuditEntry::new(operation, OperationType::Update, "task").target(id);
@@ -45,8 +56,12 @@ async fn transition(
         }
         let now = ctx.clock.now_db();
         let txn = crate::db::begin(&ctx.db).await?;
+        let first = match target {
+            Target::To(status) => status,
+            Target::AfterRun => "running",
+        };
         let moved = message_tasks::Entity::update_many()
-            .col_expr(message_tasks::Column::Status, Expr::value(to))
+            .col_expr(message_tasks::Column::Status, Expr::value(first))
             .col_expr(
                 message_tasks::Column::PauseReason,
                 Expr::value(reason.clone()),
@@ -62,6 +77,10 @@ async fn transition(
                 "the task changed meanwhile; reload and retry",
             ));
         }
+        let to = match target {
+            Target::To(status) => status,
+            Target::AfterRun => follow_current_run(&txn, &task, now).await?,
+        };
         let entry = entry
             .clone()
             .resource(id, task.task_name.clone().unwrap_or_default())
@@ -72,6 +91,47 @@ async fn transition(
         view(ctx, &ctx.db, find(&ctx.db, id).await?).await
     })
     .await
+}
+
+/// Inside a resume: the task (claimed as `running`) takes the state of its current run — still
+/// sending, or done while it was paused — or goes back to `scheduled` when it has not run yet.
+async fn follow_current_run(
+    txn: &DatabaseTransaction,
+    task: &message_tasks::Model,
+    now: NaiveDateTime,
+) -> ServiceResult<&'static str> {
+    let Some(run_id) = task.current_run_id else {
+        set_status(txn, task.id, "scheduled", now).await?;
+        return Ok("scheduled");
+    };
+    let mut query = message_task_runs::Entity::find_by_id(run_id);
+    if schedule::row_locks(txn) {
+        query = query.lock_exclusive();
+    }
+    let Some(run) = query.one(txn).await? else {
+        set_status(txn, task.id, "scheduled", now).await?;
+        return Ok("scheduled");
+    };
+    let status = schedule::status_after_run(&run.status, task.cron_expression.is_some());
+    if status != "running" {
+        schedule::set_status_after_run(txn, task.id, &run, status, now).await?;
+    }
+    Ok(status)
+}
+
+async fn set_status(
+    txn: &DatabaseTransaction,
+    task_id: i64,
+    status: &str,
+    now: NaiveDateTime,
+) -> ServiceResult<()> {
+    message_tasks::Entity::update_many()
+        .col_expr(message_tasks::Column::Status, Expr::value(status))
+        .col_expr(message_tasks::Column::UpdatedAt, Expr::value(now))
+        .filter(message_tasks::Column::Id.eq(task_id))
+        .exec(txn)
+        .await?;
+    Ok(())
 }
 
 pub async fn pause(
@@ -95,29 +155,23 @@ pub async fn pause(
         id,
         "task.pause",
         &["running", "scheduled"],
-        "paused",
+        Target::To("paused"),
         reason,
     )
     .await
 }
 
-/// Back to `running` when a run is in progress, else to `scheduled`.
+/// Back to `running` when its run is still in progress; a run that ended while the task was
+/// paused settles it (`completed`, or `scheduled` for a recurring task); a task that has not run
+/// yet goes back to `scheduled`.
 pub async fn resume(ctx: &Context, actor: &Actor, id: i64) -> ServiceResult<TaskView> {
-    let task = find(&ctx.db, id).await?;
-    let active_run = match task.current_run_id {
-        Some(run) => message_task_runs::Entity::find_by_id(run)
-            .one(&ctx.db)
-            .await?
-            .is_some_and(|r| matches!(r.status.as_str(), "expanding" | "running")),
-        None => false,
-    };
     transition(
         ctx,
         actor,
         id,
         "task.resume",
         &["paused"],
-        if active_run { "running" } else { "scheduled" },
+        Target::AfterRun,
         None,
     )
     .await
@@ -131,7 +185,7 @@ pub async fn cancel(ctx: &Context, actor: &Actor, id: i64) -> ServiceResult<Task
         id,
         "task.cancel",
         &["scheduled", "running", "paused", "awaiting_confirmation"],
-        "cancelled",
+        Target::To("cancelled"),
         None,
     )
     .await?;
@@ -218,7 +272,7 @@ async fn unconfirmed(
     for (msgid, account, count, last) in rows {
         let Some(account) = account else { continue };
         let entry = seen.entry((msgid, account)).or_insert((count, last));
-        *entry = (entry.0.max(count), entry.1.max(last));
+        *entry = (std::cmp::max(entry.0, count), std::cmp::max(entry.1, last));
     }
     Ok(seen
         .into_iter()
@@ -322,6 +376,10 @@ pub async fn remind(ctx: &Context, actor: &Actor, id: i64) -> ServiceResult<Remi
 
 /// A new run whose receivers are the failed receivers of the task's latest run. Each keeps its
 /// original idempotency key, so an attempt that did reach the receiver is not delivered twice.
+///
+/// The task's claim, the run (born `running`, never `expanding`: no expander may snapshot the
+/// task's audience into it) and every copied receiver commit in one transaction, so workers see
+/// the run whole or not at all, and two concurrent calls make one run.
 pub async fn retry_failed(ctx: &Context, actor: &Actor, id: i64) -> ServiceResult<TaskView> {
     let entry = AuditEntry::new("task.retry_failed", OperationType::Update, "task").target(id);
     audit::guard(ctx, actor, entry.clone(), async {
@@ -331,29 +389,7 @@ pub async fn retry_failed(ctx: &Context, actor: &Actor, id: i64) -> ServiceResul
             task.status.as_str(),
             "completed" | "scheduled" | "paused" | "failed"
         ) {
-            return Err(ServiceError::conflict(
-                "status",
-                "wait for the current run to finish",
-            ));
-        }
-        let Some(last) = message_task_runs::Entity::find()
-            .filter(message_task_runs::Column::TaskId.eq(id))
-            .order_by_desc(message_task_runs::Column::Id)
-            .one(&ctx.db)
-            .await?
-        else {
-            return Err(ServiceError::conflict("id", "the task has not run yet"));
-        };
-        let failed = message_receivers::Entity::find()
-            .filter(message_receivers::Column::RunId.eq(last.id))
-            .filter(message_receivers::Column::SendStatus.eq("failed"))
-            .count(&ctx.db)
-            .await?;
-        if failed == 0 {
-            return Err(ServiceError::conflict(
-                "id",
-                "the latest run has no failed receivers",
-            ));
+            return Err(wait_for_the_run());
         }
         let now = ctx.clock.now_db();
         let txn = crate::db::begin(&ctx.db).await?;
@@ -365,8 +401,9 @@ pub async fn retry_failed(ctx: &Context, actor: &Actor, id: i64) -> ServiceResul
             )
             .col_expr(
                 message_tasks::Column::CompletedAt,
-                Expr::value(Option::<chrono::NaiveDateTime>::None),
+                Expr::value(Option::<NaiveDateTime>::None),
             )
+            .col_expr(message_tasks::Column::UpdatedAt, Expr::value(now))
             .filter(message_tasks::Column::Id.eq(id))
             .filter(message_tasks::Column::Status.eq(task.status.as_str()))
             .exec(&txn)
@@ -377,28 +414,98 @@ pub async fn retry_failed(ctx: &Context, actor: &Actor, id: i64) -> ServiceResul
                 "the task changed meanwhile; reload and retry",
             ));
         }
-        txn.commit().await?;
-        let Some(run_id) = super::schedule::create_run(ctx, &task, now).await? else {
+        let Some(last) = message_task_runs::Entity::find()
+            .filter(message_task_runs::Column::TaskId.eq(id))
+            .order_by_desc(message_task_runs::Column::Id)
+            .one(&txn)
+            .await?
+        else {
+            return Err(ServiceError::conflict("id", "the task has not run yet"));
+        };
+        if matches!(last.status.as_str(), "expanding" | "running") {
+            return Err(wait_for_the_run());
+        }
+        let taken = message_task_runs::Entity::find()
+            .filter(message_task_runs::Column::TaskId.eq(id))
+            .filter(message_task_runs::Column::ScheduledFor.eq(now))
+            .count(&txn)
+            .await?;
+        if taken > 0 {
             return Err(ServiceError::conflict(
                 "id",
                 "a run for this moment exists; retry in a second",
             ));
+        }
+        let run_id = super::schedule::insert_run(&txn, &task, now, "running", now).await?;
+        let copied = copy_failed(&txn, last.id, run_id, now).await?;
+        if copied == 0 {
+            return Err(ServiceError::conflict(
+                "id",
+                "the latest run has no failed receivers",
+            ));
+        }
+        let target = i32::try_from(copied).unwrap_or(i32::MAX);
+        message_task_runs::Entity::update_many()
+            .col_expr(message_task_runs::Column::TargetCount, Expr::value(target))
+            .filter(message_task_runs::Column::Id.eq(run_id))
+            .exec(&txn)
+            .await?;
+        message_tasks::Entity::update_many()
+            .col_expr(
+                message_tasks::Column::TargetCount,
+                Expr::col(message_tasks::Column::TargetCount).add(target),
+            )
+            .filter(message_tasks::Column::Id.eq(id))
+            .exec(&txn)
+            .await?;
+        let entry = entry
+            .clone()
+            .resource(id, task.task_name.clone().unwrap_or_default())
+            .extra(serde_json::json!({ "run": run_id, "receivers": copied }));
+        audit::record(&txn, actor, entry, now).await?;
+        txn.commit().await?;
+        tracing::info!(
+            task.id = id,
+            run.id = run_id,
+            receivers = copied,
+            "retry run started"
+        );
+        view(ctx, &ctx.db, find(&ctx.db, id).await?).await
+    })
+    .await
+}
+
+fn wait_for_the_run() -> ServiceError {
+    ServiceError::conflict("status", "wait for the current run to finish")
+}
+
+/// Copies the failed receivers of run `from` into run `to` as pending, each with its original
+/// idempotency key; returns how many.
+async fn copy_failed(
+    txn: &DatabaseTransaction,
+    from: i64,
+    to: i64,
+    now: NaiveDateTime,
+) -> ServiceResult<u64> {
+    let mut after = 0i64;
+    let mut copied = 0u64;
+    loop {
+        let rows = message_receivers::Entity::find()
+            .filter(message_receivers::Column::RunId.eq(from))
+            .filter(message_receivers::Column::SendStatus.eq("failed"))
+            .filter(message_receivers::Column::Id.gt(after))
+            .order_by_asc(message_receivers::Column::Id)
+            .limit(500)
+            .all(txn)
+            .await?;
+        let Some(last_id) = rows.last().map(|r| r.id) else {
+            return Ok(copied);
         };
-        let mut after = 0i64;
-        loop {
-            let rows = message_receivers::Entity::find()
-                .filter(message_receivers::Column::RunId.eq(last.id))
-                .filter(message_receivers::Column::SendStatus.eq("failed"))
-                .filter(message_receivers::Column::Id.gt(after))
-                .order_by_asc(message_receivers::Column::Id)
-                .limit(500)
-                .all(&ctx.db)
-                .await?;
-            let Some(last_id) = rows.last().map(|r| r.id) else {
-                break;
-            };
-            after = last_id;
-            let copies = rows.into_iter().map(|r| {
+        after = last_id;
+        copied += rows.len() as u64;
+        let copies: Vec<_> = rows
+            .into_iter()
+            .map(|r| {
                 let mut variables = r.variables.clone().unwrap_or_else(|| serde_json::json!({}));
                 if let Some(map) = variables.as_object_mut() {
                     let key = map
@@ -409,7 +516,7 @@ pub async fn retry_failed(ctx: &Context, actor: &Actor, id: i64) -> ServiceResul
                 }
                 message_receivers::ActiveModel {
                     task_id: Set(r.task_id),
-                    run_id: Set(run_id),
+                    run_id: Set(to),
                     receiver_type: Set(r.receiver_type),
                     contact_id: Set(r.contact_id),
                     group_id: Set(r.group_id),
@@ -425,20 +532,14 @@ pub async fn retry_failed(ctx: &Context, actor: &Actor, id: i64) -> ServiceResul
                     updated_at: Set(now),
                     ..Default::default()
                 }
-            });
-            message_receivers::Entity::insert_many(copies)
-                .exec_without_returning(&ctx.db)
+            })
+            .collect();
+        for chunk in copies.chunks(crate::db::INSERT_BATCH_ROWS) {
+            message_receivers::Entity::insert_many(chunk.to_vec())
+                .exec_without_returning(txn)
                 .await?;
         }
-        super::expand::start(ctx, run_id).await?;
-        let entry = entry
-            .clone()
-            .resource(id, task.task_name.clone().unwrap_or_default())
-            .extra(serde_json::json!({ "run": run_id, "receivers": failed }));
-        audit::record(&ctx.db, actor, entry, ctx.clock.now_db()).await?;
-        view(ctx, &ctx.db, find(&ctx.db, id).await?).await
-    })
-    .await
+    }
 }
 
 /// Soft delete of a task that is not running.

@@ -1,12 +1,13 @@
 //! The scheduler: starts one-shot tasks whose time has come and claims each cron firing exactly
-//! once (a conditional UPDATE on `next_fire_at`, then a run whose (task, scheduled_for) is
-//! unique), so any number of schedulers may run side by side.
+//! once. Claiming the task (a conditional UPDATE on its status and `next_fire_at`) and creating
+//! the firing's run happen in one transaction, so any number of schedulers may run side by side
+//! and a scheduler that dies half-way leaves the task as it was, never `running` without a run.
 
 use chrono::{NaiveDateTime, Utc};
 use entity::{message_task_runs, message_tasks};
 use sea_orm::{
-    ActiveValue::Set, ColumnTrait, Condition, EntityTrait, PaginatorTrait, QueryFilter, QueryOrder,
-    QuerySelect, sea_query::Expr,
+    ActiveValue::Set, ColumnTrait, Condition, ConnectionTrait, DatabaseTransaction, EntityTrait,
+    PaginatorTrait, QueryFilter, QueryOrder, QuerySelect, sea_query::Expr,
 };
 
 use super::spec::CronSchedule;
@@ -31,19 +32,15 @@ pub async fn tick(ctx: &Context) -> ServiceResult<Vec<i64>> {
         .all(&ctx.db)
         .await?;
     for task in one_shot {
-        let claimed = message_tasks::Entity::update_many()
+        let claim = message_tasks::Entity::update_many()
             .col_expr(message_tasks::Column::Status, Expr::value("running"))
             .col_expr(message_tasks::Column::StartedAt, Expr::value(now))
             .col_expr(message_tasks::Column::UpdatedAt, Expr::value(now))
             .filter(message_tasks::Column::Id.eq(task.id))
-            .filter(message_tasks::Column::Status.eq("scheduled"))
-            .exec(&ctx.db)
-            .await?;
-        if claimed.rows_affected == 1 {
-            let at = task.scheduled_time.unwrap_or(task.created_at);
-            if let Some(run) = create_run(ctx, &task, at).await? {
-                runs.push(run);
-            }
+            .filter(message_tasks::Column::Status.eq("scheduled"));
+        let at = task.scheduled_time.unwrap_or(task.created_at);
+        if let Some(run) = start_firing(ctx, &task, claim, at).await? {
+            runs.push(run);
         }
     }
     let recurring = message_tasks::Entity::find()
@@ -68,66 +65,161 @@ pub async fn tick(ctx: &Context) -> ServiceResult<Vec<i64>> {
         let next = schedule
             .next_after(Utc::now().max(fire_at.and_utc()))
             .map(|t| t.naive_utc());
-        let claimed = message_tasks::Entity::update_many()
+        let claim = message_tasks::Entity::update_many()
             .col_expr(message_tasks::Column::NextFireAt, Expr::value(next))
             .col_expr(message_tasks::Column::Status, Expr::value("running"))
             .col_expr(message_tasks::Column::StartedAt, Expr::value(now))
             .col_expr(message_tasks::Column::UpdatedAt, Expr::value(now))
             .filter(message_tasks::Column::Id.eq(task.id))
             .filter(message_tasks::Column::Status.eq("scheduled"))
-            .filter(message_tasks::Column::NextFireAt.eq(fire_at))
-            .exec(&ctx.db)
-            .await?;
-        if claimed.rows_affected == 1
-            && let Some(run) = create_run(ctx, &task, fire_at).await?
-        {
+            .filter(message_tasks::Column::NextFireAt.eq(fire_at));
+        if let Some(run) = start_firing(ctx, &task, claim, fire_at).await? {
             runs.push(run);
         }
     }
     Ok(runs)
 }
 
-/// A new run in `expanding`; `None` when this firing already has one.
-pub async fn create_run(
+/// Claims the task with `claim` and creates the firing's run, both or neither. `None` when
+/// another scheduler claimed it first, or when this firing already ran (a one-shot task resumed
+/// to `scheduled` after its run ended): the task then takes the state that run left it in.
+async fn start_firing(
     ctx: &Context,
     task: &message_tasks::Model,
+    claim: sea_orm::UpdateMany<message_tasks::Entity>,
     scheduled_for: NaiveDateTime,
 ) -> ServiceResult<Option<i64>> {
-    let now = ctx.clock.now_db();
+    let txn = crate::db::begin(&ctx.db).await?;
+    if claim.exec(&txn).await?.rows_affected != 1 {
+        txn.rollback().await?;
+        return Ok(None);
+    }
+    let earlier = message_task_runs::Entity::find()
+        .filter(message_task_runs::Column::TaskId.eq(task.id))
+        .filter(message_task_runs::Column::ScheduledFor.eq(scheduled_for))
+        .one(&txn)
+        .await?;
+    if let Some(run) = earlier {
+        let status = status_after_run(&run.status, task.cron_expression.is_some());
+        set_status_after_run(&txn, task.id, &run, status, ctx.clock.now_db()).await?;
+        txn.commit().await?;
+        tracing::warn!(
+            task.id = task.id,
+            run.id = run.id,
+            status,
+            "this firing already ran; the task follows its run"
+        );
+        return Ok(None);
+    }
+    let run = insert_run(&txn, task, scheduled_for, "expanding", ctx.clock.now_db()).await?;
+    txn.commit().await?;
+    tracing::info!(task.id = task.id, run.id = run, "task run started");
+    Ok(Some(run))
+}
+
+/// Inserts a run of `task` in `status` and makes it the task's current run, inside the caller's
+/// transaction: workers see the run only once everything it needs is committed with it.
+pub(crate) async fn insert_run(
+    txn: &DatabaseTransaction,
+    task: &message_tasks::Model,
+    scheduled_for: NaiveDateTime,
+    status: &str,
+    now: NaiveDateTime,
+) -> ServiceResult<i64> {
     let previous = message_task_runs::Entity::find()
         .filter(message_task_runs::Column::TaskId.eq(task.id))
-        .count(&ctx.db)
+        .count(txn)
         .await?;
     let row = message_task_runs::ActiveModel {
         task_id: Set(task.id),
         run_number: Set(i32::try_from(previous + 1).unwrap_or(i32::MAX)),
         scheduled_for: Set(scheduled_for),
-        status: Set("expanding".to_owned()),
+        status: Set(status.to_owned()),
         target_count: Set(0),
         success_count: Set(0),
         fail_count: Set(0),
         skipped_count: Set(0),
         awaiting_count: Set(0),
+        started_at: Set((status == "running").then_some(now)),
         last_activity_at: Set(Some(now)),
         created_at: Set(now),
         updated_at: Set(now),
         ..Default::default()
     };
-    let id = match message_task_runs::Entity::insert(row).exec(&ctx.db).await {
-        Ok(inserted) => inserted.last_insert_id,
-        Err(e) => {
-            tracing::info!(task.id = task.id, error = %e, "this firing already has a run");
-            return Ok(None);
-        }
-    };
+    let id = message_task_runs::Entity::insert(row)
+        .exec(txn)
+        .await?
+        .last_insert_id;
     message_tasks::Entity::update_many()
         .col_expr(message_tasks::Column::CurrentRunId, Expr::value(id))
         .filter(message_tasks::Column::Id.eq(task.id))
-        .exec(&ctx.db)
+        .exec(txn)
         .await?;
     if let Some(template) = task.template_id {
-        crate::templates::record_use(&ctx.db, template, now).await?;
+        crate::templates::record_use(txn, template, now).await?;
     }
-    tracing::info!(task.id = task.id, run.id = id, "task run started");
-    Ok(Some(id))
+    Ok(id)
+}
+
+/// The state a task takes from its current run: sending while the run expands or sends; done (a
+/// one-shot task) or waiting for the next firing (a recurring one) once the run ended.
+pub(crate) fn status_after_run(run_status: &str, recurring: bool) -> &'static str {
+    match run_status {
+        "expanding" | "running" => "running",
+        _ if recurring => "scheduled",
+        "awaiting_confirmation" => "awaiting_confirmation",
+        _ => "completed",
+    }
+}
+
+/// Moves the task to `status`, taken from `run` (see `status_after_run`).
+pub(crate) async fn set_status_after_run<C: ConnectionTrait>(
+    conn: &C,
+    task_id: i64,
+    run: &message_task_runs::Model,
+    status: &str,
+    now: NaiveDateTime,
+) -> ServiceResult<()> {
+    let mut update = message_tasks::Entity::update_many()
+        .col_expr(message_tasks::Column::Status, Expr::value(status))
+        .col_expr(message_tasks::Column::CurrentRunId, Expr::value(run.id))
+        .col_expr(message_tasks::Column::UpdatedAt, Expr::value(now));
+    if status == "completed" {
+        update = update
+            .col_expr(
+                message_tasks::Column::CompletedAt,
+                Expr::value(run.completed_at.unwrap_or(now)),
+            )
+            .col_expr(message_tasks::Column::Progress, Expr::value(100.0));
+    }
+    update
+        .filter(message_tasks::Column::Id.eq(task_id))
+        .exec(conn)
+        .await?;
+    Ok(())
+}
+
+/// Whether a transaction may lock rows it reads (`SELECT … FOR UPDATE`); SQLite serialises
+/// writers instead and has no such clause.
+pub(crate) fn row_locks(conn: &impl ConnectionTrait) -> bool {
+    conn.get_database_backend() != sea_orm::DatabaseBackend::Sqlite
+}
+
+#[cfg(test)]
+mod tests {
+    use super::status_after_run;
+
+    #[test]
+    fn a_task_follows_its_current_run() {
+        assert_eq!(status_after_run("running", false), "running");
+        assert_eq!(status_after_run("expanding", true), "running");
+        assert_eq!(status_after_run("completed", false), "completed");
+        assert_eq!(status_after_run("cancelled", false), "completed");
+        assert_eq!(status_after_run("completed", true), "scheduled");
+        assert_eq!(
+            status_after_run("awaiting_confirmation", false),
+            "awaiting_confirmation"
+        );
+        assert_eq!(status_after_run("awaiting_confirmation", true), "scheduled");
+    }
 }

@@ -1,0 +1,196 @@
+//! Broadcasts at real per-account rates with backlogs far larger than one rate window, on every
+//! backend with Redis (shared limiter, two worker processes) and without (in-process limiter).
+//!
+//! A send books its rate slot only when it will wait for it (`dispatch.max_slot_wait_secs`,
+//! 1 s here); a receiver whose slot is further away books nothing and goes back to pending. So
+//! the limiter's schedule never runs more than that wait plus one interval ahead of the clock —
+//! checked all through the run — and the broadcast takes what the rate implies, no less (the
+//! limit held) and not minutes more (nothing stalled).
+
+use std::time::{Duration, Instant};
+
+use reqwest::{Method, StatusCode};
+use serde_json::{Value, json};
+use tokio::process::Child;
+
+use crate::helpers::{
+    TestApp, TestSim,
+    processes::{ConfigFile, RemoteApi, kill, spawn_api, spawn_worker},
+};
+
+/// Sends per minute per account: a tenth of a second apart.
+const RATE: u64 = 600;
+const PER_ACCOUNT: u64 = 120;
+const RECEIVERS: i64 = 240;
+/// One rate window (the longest slot wait) holds 10 sends of an account; the backlog is 12×.
+const CONFIG: &str =
+    "[dispatch]\nchunk_size = 50\nconcurrency = 8\nlease_secs = 10\nmax_slot_wait_secs = 1\n";
+
+fn with_redis() -> bool {
+    !std::env::var("WEWORK_TEST_REDIS_URL")
+        .unwrap_or_default()
+        .is_empty()
+}
+
+/// Worker processes a deployment runs on this backend: two sharing Redis, or the one process
+/// that owns the embedded queue and the in-process limiter.
+fn worker_processes() -> usize {
+    if with_redis() { 2 } else { 1 }
+}
+
+/// The app with the simulator's 2 accounts × 120 contacts synced; returns the agent's id and its
+/// account ids.
+async fn synced(app: &mut TestApp, sim: &TestSim) -> (i64, Vec<i64>) {
+    let (agent, _) = app.register_sim(sim, 60).await;
+    app.start_worker();
+    assert_eq!(app.sync(agent).await["status"], "succeeded");
+    let admin = app.admin_token().await;
+    let accounts = app
+        .get_json(&format!("/api/v1/accounts?instance_id={agent}"), &admin)
+        .await;
+    let ids = accounts["items"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|a| a["id"].as_i64().unwrap())
+        .collect();
+    (agent, ids)
+}
+
+fn broadcast(agent: i64) -> Value {
+    json!({ "name": "限速群发", "task_type": "broadcast", "content": "{{ nickname }}，新品上架",
+            "audience": { "filter": { "instance_ids": [agent] } }, "rate_per_minute": RATE })
+}
+
+/// How far the furthest account's rate schedule runs ahead of the clock.
+async fn furthest_ahead(app: &TestApp, accounts: &[i64]) -> Duration {
+    let mut furthest = Duration::ZERO;
+    for account in accounts {
+        furthest = furthest.max(app.ctx.limiter.ahead(&format!("account:{account}")).await);
+    }
+    furthest
+}
+
+#[tokio::test]
+async fn a_backlog_far_beyond_the_rate_window_goes_out_at_the_rate() {
+    let sim = TestSim::small();
+    let mut app = TestApp::spawn_with(CONFIG).await;
+    let (agent, accounts) = synced(&mut app, &sim).await;
+    // With Redis the limiter's state is shared, so this test reads what two worker processes
+    // book; without, it reads the in-process worker's own limiter.
+    let config = ConfigFile::of(&app);
+    let mut workers = Vec::new();
+    if with_redis() {
+        app.stop_worker().await;
+        workers = (0..worker_processes())
+            .map(|_| spawn_worker(&config))
+            .collect();
+    }
+    let admin = app.admin_token().await;
+    let started = Instant::now();
+    let task = app
+        .post_json("/api/v1/tasks", &admin, broadcast(agent))
+        .await;
+    let id = task["id"].as_i64().unwrap();
+    let bound = Duration::from_secs(1) + Duration::from_secs_f64(60.0 / RATE as f64);
+    let mut peak = Duration::ZERO;
+    let deadline = Instant::now() + Duration::from_secs(180);
+    loop {
+        let ahead = furthest_ahead(&app, &accounts).await;
+        peak = peak.max(ahead);
+        assert!(
+            ahead <= bound + Duration::from_millis(20),
+            "a rate schedule ran {ahead:?} ahead of the clock: capacity was booked for sends that did not happen"
+        );
+        if app.task(id).await["status"] == "completed" {
+            break;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "the broadcast stalled: {}",
+            app.task(id).await
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    let elapsed = started.elapsed();
+    // Each account's 120 sends are 0.1 s apart: the last one cannot go before 11.9 s.
+    let floor = Duration::from_secs_f64((PER_ACCOUNT - 1) as f64 * 60.0 / RATE as f64);
+    assert!(
+        elapsed >= floor,
+        "{elapsed:?}: faster than {RATE}/min per account allows"
+    );
+    eprintln!(
+        "{RECEIVERS} receivers at {RATE}/min per account over {} accounts: {elapsed:?} (the rate implies {floor:?}); schedule at most {peak:?} ahead",
+        accounts.len()
+    );
+    app.assert_completed_exactly_once(&sim, id, RECEIVERS).await;
+    for mut worker in workers {
+        kill(&mut worker).await;
+    }
+}
+
+/// A `wework api` and the deployment's worker processes.
+async fn start_all(config: &ConfigFile) -> (Child, String, Vec<Child>) {
+    let (api, base) = spawn_api(config).await;
+    let workers = (0..worker_processes())
+        .map(|_| spawn_worker(config))
+        .collect();
+    (api, base, workers)
+}
+
+async fn sent(app: &TestApp, id: i64) -> i64 {
+    app.task(id).await["counts"]["success"].as_i64().unwrap()
+}
+
+#[tokio::test]
+async fn a_paused_broadcast_survives_killing_every_process_and_resumes_to_completion() {
+    let sim = TestSim::small();
+    sim.control(
+        Method::PUT,
+        "/faults",
+        json!({ "latency_ms_min": 5, "latency_ms_max": 40 }),
+    )
+    .await;
+    let mut app = TestApp::spawn_with(CONFIG).await;
+    let (agent, _) = synced(&mut app, &sim).await;
+    app.stop_worker().await;
+    let config = ConfigFile::of(&app);
+    let (mut api, base, mut workers) = start_all(&config).await;
+    let remote = RemoteApi::login(&base).await;
+    let (status, created) = remote.post("/api/v1/tasks", broadcast(agent)).await;
+    assert_eq!(status, StatusCode::CREATED, "{created}");
+    let id = created["id"].as_i64().unwrap();
+    app.wait_sent(id, 40).await;
+    let (status, paused) = remote
+        .post(&format!("/api/v1/tasks/{id}/pause"), json!({}))
+        .await;
+    assert_eq!(status, StatusCode::OK, "{paused}");
+    assert_eq!(paused["status"], "paused");
+
+    // kill -9 of the API and every worker, with chunks in flight and rate slots booked.
+    kill(&mut api).await;
+    for worker in &mut workers {
+        kill(worker).await;
+    }
+    let at_kill = sent(&app, id).await;
+    assert!(at_kill < RECEIVERS, "the kill landed before the end");
+
+    let (_api, base, _workers) = start_all(&config).await;
+    let remote = RemoteApi::login(&base).await;
+    // Restarted and paused: leases of the dead chunks run out (10 s) and nothing goes out.
+    tokio::time::sleep(Duration::from_secs(12)).await;
+    let view = app.task(id).await;
+    assert_eq!(view["status"], "paused", "{view}");
+    assert_eq!(
+        sent(&app, id).await,
+        at_kill,
+        "nothing is sent while paused"
+    );
+
+    let (status, resumed) = remote
+        .post(&format!("/api/v1/tasks/{id}/resume"), json!({}))
+        .await;
+    assert_eq!(status, StatusCode::OK, "{resumed}");
+    assert_eq!(resumed["status"], "running");
+    app.assert_completed_exactly_once(&sim, id, RECEIVERS).await;
+}
