@@ -83,6 +83,9 @@ struct Shared {
     frequency_cap: Option<FrequencyCap>,
     /// Receivers of this chunk put back to wait for a slot, per rate key (to space them out).
     deferred: std::sync::Mutex<HashMap<String, u32>>,
+    /// No send of the chunk waits for a slot beyond this: the chunk ends well within its lease,
+    /// so the sweeper never hands receivers it still sends to another worker.
+    send_until: tokio::time::Instant,
 }
 
 fn channel_of(name: &str) -> Channel {
@@ -393,6 +396,8 @@ async fn prepare(
         drivers,
         frequency_cap,
         deferred: std::sync::Mutex::default(),
+        send_until: tokio::time::Instant::now()
+            + Duration::from_secs(u64::try_from(ctx.settings.dispatch.lease_secs / 2).unwrap_or(5)),
     })
 }
 
@@ -602,20 +607,21 @@ async fn prepare_send(
 }
 
 /// Books a send slot on every limit and waits for it when it is within
-/// `dispatch.max_slot_wait_secs` (at most half the lease). A slot further away is not booked: the receiver goes back to
-/// pending until about when its turn comes (spaced behind the chunk's other receivers already
-/// put back on the same account), so the chunk neither holds its lease idle nor takes capacity
-/// that later sends need.
+/// `dispatch.max_slot_wait_secs` and before the chunk's sending window (half its lease) closes.
+/// A slot further away is not booked: the receiver goes back to pending until about when its
+/// turn comes (spaced behind the chunk's other receivers already put back on the same account),
+/// so the chunk neither outlives its lease nor takes capacity that later sends need.
 async fn await_slot(
     ctx: &Context,
     shared: &Shared,
     rates: &[(String, super::ratelimit::Rate)],
 ) -> Option<Outcome> {
-    let settings = &ctx.settings.dispatch;
-    let max_wait = Duration::from_secs(std::cmp::min(
-        settings.max_slot_wait_secs,
-        u64::try_from(settings.lease_secs / 2).unwrap_or(0),
-    ));
+    let max_wait = std::cmp::min(
+        Duration::from_secs(ctx.settings.dispatch.max_slot_wait_secs),
+        shared
+            .send_until
+            .saturating_duration_since(tokio::time::Instant::now()),
+    );
     let wait = match ctx.limiter.acquire(rates, max_wait).await {
         Slot::Booked(wait) => {
             if !wait.is_zero() {

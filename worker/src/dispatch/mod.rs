@@ -64,8 +64,8 @@ impl DispatchState {
         let mut after = job.after;
         loop {
             let chunk_started = Instant::now();
-            let report =
-                service::dispatch::run_chunk(&self.ctx, job.run_id, &self.worker, after).await?;
+            let chunk = service::dispatch::run_chunk(&self.ctx, job.run_id, &self.worker, after);
+            let report = self.keeping_mark(job, chunk).await?;
             if let Some(observe) = &self.observer
                 && report.claimed > 0
             {
@@ -84,6 +84,25 @@ impl DispatchState {
                 self.marks.renew(job.run_id, job.chain).await?;
                 let next = DispatchJob { after, ..*job };
                 return self.queue.push(next).await;
+            }
+        }
+    }
+
+    /// Runs `work` while renewing the chain's mark, so a chunk that waits on rate slots for
+    /// longer than the mark lives does not make the feeder start another chain on the run (each
+    /// would claim a chunk more and only wait on the same slots).
+    async fn keeping_mark<T>(&self, job: &DispatchJob, work: impl Future<Output = T>) -> T {
+        let every = chains::MARK_TTL / 4;
+        let mut renew = tokio::time::interval_at(tokio::time::Instant::now() + every, every);
+        tokio::pin!(work);
+        loop {
+            tokio::select! {
+                done = &mut work => return done,
+                _ = renew.tick() => {
+                    if let Err(e) = self.marks.renew(job.run_id, job.chain).await {
+                        tracing::debug!(run.id = job.run_id, error = %e, "chain mark not renewed");
+                    }
+                }
             }
         }
     }
