@@ -608,7 +608,7 @@ async fn prepare_send(
 
 /// Books a send slot on every limit and waits for it when it is within
 /// `dispatch.max_slot_wait_secs` and before the chunk's sending window (half its lease) closes.
-/// A slot further away is not booked: the receiver goes back to pending until about when its
+/// A slot further away is not booked: the receiver goes back to pending until shortly before its
 /// turn comes (spaced behind the chunk's other receivers already put back on the same account),
 /// so the chunk neither outlives its lease nor takes capacity that later sends need.
 async fn await_slot(
@@ -641,7 +641,11 @@ async fn await_slot(
         *n - 1
     });
     let interval = rates.iter().map(|(_, r)| r.interval()).fold(0.0, f64::max);
-    let later = wait + Duration::from_secs_f64(interval * f64::from(queued));
+    // Ready a little before its turn (half the longest slot wait), so claiming it again overlaps
+    // the wait instead of adding to it.
+    let lead = Duration::from_secs(ctx.settings.dispatch.max_slot_wait_secs) / 2;
+    let later =
+        (wait + Duration::from_secs_f64(interval * f64::from(queued))).saturating_sub(lead);
     Some(Outcome::Retry {
         at: ctx.clock.now_db() + TimeDelta::from_std(later).unwrap_or(TimeDelta::seconds(60)),
         code: "rate_limit".into(),
