@@ -104,6 +104,8 @@ async fn retry_failed_reaches_exactly_the_failed_receivers_while_expanders_race(
         json!({ "wxids": refused }),
     )
     .await;
+    // Expanders and sweepers race the worker from the first run on.
+    let racers = Racers::start(&app.ctx);
     let task = app
         .post_json("/api/v1/tasks", &admin, json!({ "name": "重试竞争", "task_type": "broadcast", "content": "{{ nickname }}，会员日", "audience": { "filter": { "instance_ids": [agent] } } }))
         .await;
@@ -122,7 +124,6 @@ async fn retry_failed_reaches_exactly_the_failed_receivers_while_expanders_race(
     )
     .await;
 
-    let racers = Racers::start(&app.ctx);
     let path = format!("/api/v1/tasks/{id}/retry-failed");
     let calls = (0..4).map(|_| app.post(&path, &admin, json!({})));
     let statuses: Vec<StatusCode> = futures_util::future::join_all(calls)
@@ -294,4 +295,45 @@ async fn a_task_paused_as_its_run_ended_resumes_to_the_run_outcome() {
     assert_eq!(view["status"], "completed", "{view}");
     assert_eq!(runs_of(&app, id).await.len(), 1);
     assert_eq!(sim.deliveries().await["delivered"], 3);
+}
+
+#[tokio::test]
+async fn a_task_cancelled_while_its_audience_expands_settles_every_receiver() {
+    let sim = TestSim::small();
+    let mut app = TestApp::spawn().await;
+    let (agent, _) = app.register_sim(&sim, 60).await;
+    app.start_worker();
+    assert_eq!(app.sync(agent).await["status"], "succeeded");
+    // The test is the scheduler and the expander from here on.
+    app.stop_worker().await;
+    let admin = app.admin_token().await;
+    let task = app
+        .post_json("/api/v1/tasks", &admin, json!({ "name": "展开中取消", "task_type": "broadcast", "content": "x", "audience": { "filter": { "instance_ids": [agent] } } }))
+        .await;
+    let id = task["id"].as_i64().unwrap();
+    assert_eq!(concurrent_ticks(&app, 2).await.len(), 1);
+    let run = service::tasks::expand::claim(&app.ctx, "expander")
+        .await
+        .unwrap()
+        .unwrap();
+    let cancelled = app
+        .post(&format!("/api/v1/tasks/{id}/cancel"), &admin, json!({}))
+        .await;
+    assert_eq!(cancelled.status(), StatusCode::OK);
+    // The expander, unaware, writes the audience and finishes.
+    service::tasks::expand::expand(&app.ctx, &run)
+        .await
+        .unwrap();
+    let view = app.task(id).await;
+    assert_eq!(view["status"], "cancelled");
+    let c = &view["counts"];
+    assert_eq!(c["target"], 240, "{c}");
+    assert_eq!(
+        c["skipped"], 240,
+        "every receiver is counted as skipped: {c}"
+    );
+    assert_eq!(c["pending"], 0, "{c}");
+    let runs = runs_of(&app, id).await;
+    assert_eq!(runs[0].status, "cancelled");
+    assert_eq!(sim.deliveries().await["delivered"], 0);
 }

@@ -644,8 +644,7 @@ async fn await_slot(
     // Ready a little before its turn (half the longest slot wait), so claiming it again overlaps
     // the wait instead of adding to it.
     let lead = Duration::from_secs(ctx.settings.dispatch.max_slot_wait_secs) / 2;
-    let later =
-        (wait + Duration::from_secs_f64(interval * f64::from(queued))).saturating_sub(lead);
+    let later = (wait + Duration::from_secs_f64(interval * f64::from(queued))).saturating_sub(lead);
     Some(Outcome::Retry {
         at: ctx.clock.now_db() + TimeDelta::from_std(later).unwrap_or(TimeDelta::seconds(60)),
         code: "rate_limit".into(),

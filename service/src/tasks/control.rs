@@ -229,7 +229,7 @@ pub async fn cancel(ctx: &Context, actor: &Actor, id: i64) -> ServiceResult<Task
             .col_expr(message_task_runs::Column::Status, Expr::value("cancelled"))
             .col_expr(message_task_runs::Column::CompletedAt, Expr::value(now))
             .filter(message_task_runs::Column::Id.eq(run.id))
-            .filter(message_task_runs::Column::Status.eq("running"))
+            .filter(message_task_runs::Column::Status.is_in(["expanding", "running"]))
             .exec(&txn)
             .await?;
         txn.commit().await?;

@@ -10,8 +10,7 @@ use entity::{
 };
 use sea_orm::{
     ActiveValue::Set,
-    ColumnTrait, Condition, ConnectionTrait, EntityTrait, PaginatorTrait, QueryFilter, QueryOrder,
-    QuerySelect,
+    ColumnTrait, Condition, ConnectionTrait, EntityTrait, QueryFilter, QueryOrder, QuerySelect,
     sea_query::{Expr, ExprTrait, OnConflict, Query},
 };
 use serde_json::{Value, json};
@@ -380,8 +379,41 @@ pub async fn expand(ctx: &Context, run: &message_task_runs::Model) -> ServiceRes
     start(ctx, run.id).await
 }
 
-/// Counts the written receivers and moves the run (and its task's totals) on, once.
+/// Counts the written receivers and moves the run (and its task's totals) on, once. A run
+/// cancelled while it expanded is settled instead: the receivers written after the cancel are
+/// skipped as `cancelled` and counted, so its counters add up like any other run's.
 pub async fn start(ctx: &Context, run_id: i64) -> ServiceResult<()> {
+    let now = ctx.clock.now_db();
+    let txn = crate::db::begin(&ctx.db).await?;
+    // Locked: a cancel committing meanwhile is seen, not overwritten.
+    let mut query = message_task_runs::Entity::find_by_id(run_id);
+    if super::schedule::row_locks(&txn) {
+        query = query.lock_exclusive();
+    }
+    let Some(run) = query.one(&txn).await? else {
+        return Ok(());
+    };
+    let status = match run.status.as_str() {
+        "expanding" => "running",
+        "cancelled" if run.started_at.is_none() => {
+            message_receivers::Entity::update_many()
+                .col_expr(
+                    message_receivers::Column::SendStatus,
+                    Expr::value("skipped"),
+                )
+                .col_expr(
+                    message_receivers::Column::SkipReason,
+                    Expr::value("cancelled"),
+                )
+                .col_expr(message_receivers::Column::UpdatedAt, Expr::value(now))
+                .filter(message_receivers::Column::RunId.eq(run_id))
+                .filter(message_receivers::Column::SendStatus.eq("pending"))
+                .exec(&txn)
+                .await?;
+            "cancelled"
+        }
+        _ => return Ok(()),
+    };
     let counts: BTreeMap<String, i64> = message_receivers::Entity::find()
         .select_only()
         .column(message_receivers::Column::SendStatus)
@@ -389,16 +421,14 @@ pub async fn start(ctx: &Context, run_id: i64) -> ServiceResult<()> {
         .filter(message_receivers::Column::RunId.eq(run_id))
         .group_by(message_receivers::Column::SendStatus)
         .into_tuple::<(String, i64)>()
-        .all(&ctx.db)
+        .all(&txn)
         .await?
         .into_iter()
         .collect();
     let target = i32::try_from(counts.values().sum::<i64>()).unwrap_or(i32::MAX);
     let skipped = i32::try_from(counts.get("skipped").copied().unwrap_or(0)).unwrap_or(i32::MAX);
-    let now = ctx.clock.now_db();
-    let txn = crate::db::begin(&ctx.db).await?;
-    let moved = message_task_runs::Entity::update_many()
-        .col_expr(message_task_runs::Column::Status, Expr::value("running"))
+    message_task_runs::Entity::update_many()
+        .col_expr(message_task_runs::Column::Status, Expr::value(status))
         .col_expr(message_task_runs::Column::TargetCount, Expr::value(target))
         .col_expr(
             message_task_runs::Column::SkippedCount,
@@ -415,34 +445,30 @@ pub async fn start(ctx: &Context, run_id: i64) -> ServiceResult<()> {
             Expr::value(Option::<chrono::NaiveDateTime>::None),
         )
         .filter(message_task_runs::Column::Id.eq(run_id))
-        .filter(message_task_runs::Column::Status.eq("expanding"))
         .exec(&txn)
         .await?;
-    if moved.rows_affected == 1 {
-        let run = message_task_runs::Entity::find_by_id(run_id)
-            .one(&txn)
-            .await?;
-        if let Some(run) = run {
-            message_tasks::Entity::update_many()
-                .col_expr(
-                    message_tasks::Column::TargetCount,
-                    Expr::col(message_tasks::Column::TargetCount).add(target),
-                )
-                .col_expr(
-                    message_tasks::Column::SkippedCount,
-                    Expr::col(message_tasks::Column::SkippedCount).add(skipped),
-                )
-                .col_expr(message_tasks::Column::UpdatedAt, Expr::value(now))
-                .filter(message_tasks::Column::Id.eq(run.task_id))
-                .exec(&txn)
-                .await?;
-        }
-    }
+    // A cancel already added the skips it made to the task.
+    let newly_skipped = skipped - run.skipped_count;
+    message_tasks::Entity::update_many()
+        .col_expr(
+            message_tasks::Column::TargetCount,
+            Expr::col(message_tasks::Column::TargetCount).add(target),
+        )
+        .col_expr(
+            message_tasks::Column::SkippedCount,
+            Expr::col(message_tasks::Column::SkippedCount).add(newly_skipped),
+        )
+        .col_expr(message_tasks::Column::UpdatedAt, Expr::value(now))
+        .filter(message_tasks::Column::Id.eq(run.task_id))
+        .exec(&txn)
+        .await?;
     txn.commit().await?;
-    tracing::info!(run.id = run_id, target, skipped, "audience expanded");
-    let _ = message_receivers::Entity::find()
-        .filter(message_receivers::Column::RunId.eq(run_id))
-        .count(&ctx.db)
-        .await;
+    tracing::info!(
+        run.id = run_id,
+        target,
+        skipped,
+        status,
+        "audience expanded"
+    );
     Ok(())
 }
