@@ -340,3 +340,64 @@ async fn export_streams_the_filtered_contacts_as_csv() {
         vec!["friend_status"]
     );
 }
+
+/// Crafted spreadsheets sent at once: cells at A1 and XFD1048576 (a 17-billion-cell bounding
+/// box in 2 KB), a zip bomb (260 MiB of shared strings in 260 KB), a CSV 65 columns wide and
+/// one with a 5,000-character cell. Each is refused with a 422 naming the problem, and the
+/// process goes on answering.
+#[tokio::test]
+async fn crafted_files_are_refused_and_the_process_survives() {
+    let sim = TestSim::small();
+    let mut app = TestApp::spawn().await;
+    let (agent, _) = app.register_sim(&sim, 60).await;
+    app.start_worker();
+    assert_eq!(app.sync(agent).await["status"], "succeeded");
+    let admin = app.admin_token().await;
+    let account = app
+        .get_json(&format!("/api/v1/accounts?instance_id={agent}"), &admin)
+        .await["items"][0]["id"]
+        .as_i64()
+        .unwrap();
+    let fixture = |name: &str| {
+        std::fs::read(format!(
+            "{}/tests/fixtures/{name}",
+            env!("CARGO_MANIFEST_DIR")
+        ))
+        .unwrap()
+    };
+    const XLSX: &str = "application/vnd.openxmlformats-officedocument.spreadsheetml.sheet";
+    let files: Vec<(&str, Vec<u8>, &str)> = vec![
+        (XLSX, fixture("far-corner.xlsx"), "rows"),
+        (XLSX, fixture("zip-bomb.xlsx"), "unpacks to more than"),
+        (
+            "text/csv",
+            format!("{}\n", vec!["x"; 65].join(",")).into_bytes(),
+            "column 65",
+        ),
+        (
+            "text/csv",
+            format!("wxid\n{}\n", "长".repeat(5_000)).into_bytes(),
+            "characters",
+        ),
+    ];
+    let path = format!("/api/v1/contacts/import?account_id={account}");
+    let sends = files.iter().map(|(content_type, body, _)| {
+        app.request(Method::POST, &path, Some(&admin))
+            .header("content-type", *content_type)
+            .body(body.clone())
+            .send()
+    });
+    let answers = futures_util::future::join_all(sends).await;
+    for ((_, _, expected), answer) in files.iter().zip(answers) {
+        let answer = answer.expect("the server answered instead of dying");
+        let status = answer.status();
+        let body: Value = answer.json().await.unwrap();
+        assert_eq!(status, StatusCode::UNPROCESSABLE_ENTITY, "{body}");
+        assert!(body.to_string().contains(expected), "{expected}: {body}");
+    }
+    assert_eq!(
+        app.get("/api/v1/auth/me", &admin).await.status(),
+        StatusCode::OK,
+        "still serving"
+    );
+}

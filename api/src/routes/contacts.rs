@@ -194,7 +194,7 @@ pub async fn import_contacts(
         body.extend_from_slice(&chunk);
     }
     Ok(web::Json(
-        import::import(&state.ctx, &auth.actor, q.account_id, format, &body).await?,
+        import::import(&state.ctx, &auth.actor, q.account_id, format, body.to_vec()).await?,
     ))
 }
 

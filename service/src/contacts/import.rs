@@ -15,14 +15,9 @@ use crate::{
     auth::actor::Actor,
 };
 
-pub const MAX_ROWS: usize = 100_000;
-const MAX_REPORTED_ERRORS: usize = 1_000;
+pub use super::import_file::{Format, MAX_ROWS, read};
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Format {
-    Csv,
-    Xlsx,
-}
+const MAX_REPORTED_ERRORS: usize = 1_000;
 
 #[derive(Debug, Clone, Serialize, utoipa::ToSchema)]
 pub struct ImportReport {
@@ -72,59 +67,6 @@ fn column_name(c: Column) -> &'static str {
         Column::CorpName => "corp_name",
         Column::Tags => "tags",
         Column::IsStar => "is_star",
-    }
-}
-
-/// Reads a file into rows of cells (the first row is the header).
-pub fn read(format: Format, bytes: &[u8]) -> Result<Vec<Vec<String>>, FieldError> {
-    match format {
-        Format::Csv => {
-            let text = bytes.strip_prefix(b"\xEF\xBB\xBF").unwrap_or(bytes);
-            let mut reader = csv::ReaderBuilder::new()
-                .has_headers(false)
-                .flexible(true)
-                .from_reader(text);
-            let mut rows = Vec::new();
-            for (i, record) in reader.records().enumerate() {
-                let record = record.map_err(|e| {
-                    FieldError::new(format!("rows[{}]", i + 1), format!("is not valid CSV: {e}"))
-                })?;
-                rows.push(record.iter().map(str::to_owned).collect());
-                if rows.len() > MAX_ROWS + 1 {
-                    return Err(FieldError::new(
-                        "file",
-                        format!("has more than {MAX_ROWS} rows; split it"),
-                    ));
-                }
-            }
-            Ok(rows)
-        }
-        Format::Xlsx => {
-            use calamine::{Reader, Xlsx};
-            let mut book: Xlsx<_> = Xlsx::new(std::io::Cursor::new(bytes))
-                .map_err(|e| FieldError::new("file", format!("is not an XLSX workbook: {e}")))?;
-            let sheet = book
-                .worksheet_range_at(0)
-                .ok_or_else(|| FieldError::new("file", "has no worksheet"))?
-                .map_err(|e| FieldError::new("file", format!("cannot be read: {e}")))?;
-            if sheet.height() > MAX_ROWS + 1 {
-                return Err(FieldError::new(
-                    "file",
-                    format!("has more than {MAX_ROWS} rows; split it"),
-                ));
-            }
-            Ok(sheet
-                .rows()
-                .map(|row| row.iter().map(cell_text).collect())
-                .collect())
-        }
-    }
-}
-
-fn cell_text(cell: &calamine::Data) -> String {
-    match cell {
-        calamine::Data::Float(f) if f.fract() == 0.0 && f.abs() < 1e15 => format!("{f:.0}"),
-        other => other.to_string(),
     }
 }
 
@@ -302,7 +244,7 @@ pub async fn import(
     actor: &Actor,
     account_id: i64,
     format: Format,
-    bytes: &[u8],
+    bytes: Vec<u8>,
 ) -> ServiceResult<ImportReport> {
     let entry = AuditEntry::new("contact.import", OperationType::Create, "contact");
     audit::guard(ctx, actor, entry.clone(), async {
@@ -310,7 +252,11 @@ pub async fn import(
         let account = crate::instances::accounts::find(&ctx.db, account_id)
             .await
             .map_err(|_| ServiceError::invalid("account_id", "no such account"))?;
-        let cells = read(format, bytes).map_err(|e| ServiceError::Validation(vec![e]))?;
+        // Unpacking and parsing is CPU work: off the async executor.
+        let cells = tokio::task::spawn_blocking(move || read(format, &bytes))
+            .await
+            .map_err(|e| ServiceError::Internal(anyhow::anyhow!("import parser stopped: {e}")))?
+            .map_err(|e| ServiceError::Validation(vec![e]))?;
         let (columns, rows) = check(&cells).map_err(ServiceError::Validation)?;
         let now = ctx.clock.now_db();
         let txn = crate::db::begin(&ctx.db).await?;

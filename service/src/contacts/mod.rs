@@ -4,6 +4,7 @@
 pub mod export;
 pub mod groups;
 pub mod import;
+mod import_file;
 pub mod tags;
 
 use std::collections::{BTreeMap, BTreeSet};

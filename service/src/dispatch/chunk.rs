@@ -148,6 +148,9 @@ pub async fn run_chunk(
         return Ok(report);
     }
     let token = format!("{worker}:{}", uuid::Uuid::new_v4().simple());
+    // Sends wait for slots only within the first half of the lease taken now.
+    let send_until = tokio::time::Instant::now()
+        + Duration::from_secs(u64::try_from(ctx.settings.dispatch.lease_secs / 2).unwrap_or(5));
     let limit = if task.channel == "customer_mass" {
         ctx.settings.dispatch.mass_chunk_size
     } else {
@@ -163,7 +166,7 @@ pub async fn run_chunk(
         finish::finish_if_done(ctx, run_id).await?;
         return Ok(report);
     }
-    let shared = match prepare(ctx, task, &claimed).await {
+    let shared = match prepare(ctx, task, &claimed, send_until).await {
         Ok(shared) => Arc::new(shared),
         Err(e) => {
             release(ctx, &token).await?;
@@ -338,6 +341,7 @@ async fn prepare(
     ctx: &Context,
     task: message_tasks::Model,
     claimed: &[message_receivers::Model],
+    send_until: tokio::time::Instant,
 ) -> ServiceResult<Shared> {
     let (content, payload, defaults) = match task.template_id {
         Some(id) => {
@@ -396,8 +400,7 @@ async fn prepare(
         drivers,
         frequency_cap,
         deferred: std::sync::Mutex::default(),
-        send_until: tokio::time::Instant::now()
-            + Duration::from_secs(u64::try_from(ctx.settings.dispatch.lease_secs / 2).unwrap_or(5)),
+        send_until,
     })
 }
 
