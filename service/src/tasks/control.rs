@@ -199,21 +199,7 @@ pub async fn cancel(ctx: &Context, actor: &Actor, id: i64) -> ServiceResult<Task
     for run in runs {
         let txn = crate::db::begin(&ctx.db).await?;
         // Claimed receivers are left to their chunk (it may be sending right now); pending ones stop.
-        let skipped = message_receivers::Entity::update_many()
-            .col_expr(
-                message_receivers::Column::SendStatus,
-                Expr::value("skipped"),
-            )
-            .col_expr(
-                message_receivers::Column::SkipReason,
-                Expr::value("cancelled"),
-            )
-            .col_expr(message_receivers::Column::UpdatedAt, Expr::value(now))
-            .filter(message_receivers::Column::RunId.eq(run.id))
-            .filter(message_receivers::Column::SendStatus.eq("pending"))
-            .exec(&txn)
-            .await?
-            .rows_affected;
+        let skipped = skip_pending_as_cancelled(&txn, run.id, now).await?;
         finish::add_counts(
             &txn,
             id,
@@ -235,6 +221,29 @@ pub async fn cancel(ctx: &Context, actor: &Actor, id: i64) -> ServiceResult<Task
         txn.commit().await?;
     }
     view(ctx, &ctx.db, find(&ctx.db, id).await?).await
+}
+
+/// The run's receivers still pending are skipped as `cancelled`; returns how many.
+pub(crate) async fn skip_pending_as_cancelled(
+    txn: &DatabaseTransaction,
+    run_id: i64,
+    now: NaiveDateTime,
+) -> ServiceResult<u64> {
+    Ok(message_receivers::Entity::update_many()
+        .col_expr(
+            message_receivers::Column::SendStatus,
+            Expr::value("skipped"),
+        )
+        .col_expr(
+            message_receivers::Column::SkipReason,
+            Expr::value("cancelled"),
+        )
+        .col_expr(message_receivers::Column::UpdatedAt, Expr::value(now))
+        .filter(message_receivers::Column::RunId.eq(run_id))
+        .filter(message_receivers::Column::SendStatus.eq("pending"))
+        .exec(txn)
+        .await?
+        .rows_affected)
 }
 
 /// Customer mass messages of the task that members have not confirmed are withdrawn; what they

@@ -396,20 +396,7 @@ pub async fn start(ctx: &Context, run_id: i64) -> ServiceResult<()> {
     let status = match run.status.as_str() {
         "expanding" => "running",
         "cancelled" if run.started_at.is_none() => {
-            message_receivers::Entity::update_many()
-                .col_expr(
-                    message_receivers::Column::SendStatus,
-                    Expr::value("skipped"),
-                )
-                .col_expr(
-                    message_receivers::Column::SkipReason,
-                    Expr::value("cancelled"),
-                )
-                .col_expr(message_receivers::Column::UpdatedAt, Expr::value(now))
-                .filter(message_receivers::Column::RunId.eq(run_id))
-                .filter(message_receivers::Column::SendStatus.eq("pending"))
-                .exec(&txn)
-                .await?;
+            super::control::skip_pending_as_cancelled(&txn, run_id, now).await?;
             "cancelled"
         }
         _ => return Ok(()),
