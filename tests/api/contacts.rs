@@ -211,11 +211,7 @@ async fn an_expired_wecom_token_is_refreshed_once_and_the_call_retried() {
 async fn import_reports_every_bad_cell_and_imports_nothing_until_all_rows_are_good() {
     let (_sim, app, agent, _) = synced().await;
     let admin = app.admin_token().await;
-    let account = app
-        .get_json(&format!("/api/v1/accounts?instance_id={agent}"), &admin)
-        .await["items"][0]["id"]
-        .as_i64()
-        .unwrap();
+    let account = app.account_ids(agent).await[0];
     let before = count(&app, &format!("account_id={account}")).await;
     let bad = "wxid,昵称,手机号,性别,标签\nimp_1,王小明,13800000000,男,\"导入,VIP客户\"\n,缺少ID,,,\nimp_3,张三,not-a-phone,外星,\n";
     let response = app
@@ -353,11 +349,7 @@ async fn crafted_files_are_refused_and_the_process_survives() {
     app.start_worker();
     assert_eq!(app.sync(agent).await["status"], "succeeded");
     let admin = app.admin_token().await;
-    let account = app
-        .get_json(&format!("/api/v1/accounts?instance_id={agent}"), &admin)
-        .await["items"][0]["id"]
-        .as_i64()
-        .unwrap();
+    let account = app.account_ids(agent).await[0];
     let fixture = |name: &str| {
         std::fs::read(format!(
             "{}/tests/fixtures/{name}",

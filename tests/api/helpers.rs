@@ -301,6 +301,20 @@ impl TestApp {
         created["id"].as_i64().unwrap()
     }
 
+    /// Ids of the accounts synced from `instance`.
+    pub async fn account_ids(&self, instance: i64) -> Vec<i64> {
+        let admin = self.admin_token().await;
+        let listed = self
+            .get_json(&format!("/api/v1/accounts?instance_id={instance}"), &admin)
+            .await;
+        listed["items"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|a| a["id"].as_i64().unwrap())
+            .collect()
+    }
+
     pub async fn task(&self, id: i64) -> Value {
         self.get_json(&format!("/api/v1/tasks/{id}"), &self.admin_token().await)
             .await

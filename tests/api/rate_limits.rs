@@ -57,17 +57,7 @@ async fn synced(app: &mut TestApp, sim: &TestSim) -> (i64, Vec<i64>) {
     let (agent, _) = app.register_sim(sim, 60).await;
     app.start_worker();
     assert_eq!(app.sync(agent).await["status"], "succeeded");
-    let admin = app.admin_token().await;
-    let accounts = app
-        .get_json(&format!("/api/v1/accounts?instance_id={agent}"), &admin)
-        .await;
-    let ids = accounts["items"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .map(|a| a["id"].as_i64().unwrap())
-        .collect();
-    (agent, ids)
+    (agent, app.account_ids(agent).await)
 }
 
 fn broadcast(agent: i64) -> Value {
