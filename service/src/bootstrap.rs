@@ -54,7 +54,7 @@ pub async fn ensure_admin(
     let txn = crate::db::begin(&ctx.db).await?;
     let row = users::ActiveModel {
         username: Set(ADMIN_USERNAME.to_owned()),
-        password_hash: Set(pw::hash(&password)?),
+        password_hash: Set(pw::hash(&password).await?),
         nickname: Set(Some("Administrator".to_owned())),
         status: Set("active".to_owned()),
         failed_login_count: Set(0),
@@ -123,7 +123,7 @@ pub async fn recover_account(
     let txn = crate::db::begin(&ctx.db).await?;
     users::Entity::update(users::ActiveModel {
         id: Set(user.id),
-        password_hash: Set(pw::hash(&password)?),
+        password_hash: Set(pw::hash(&password).await?),
         password_changed_at: Set(Some(now)),
         failed_login_count: Set(0),
         locked_until: Set(None),

@@ -54,7 +54,7 @@ impl Context {
         let login_throttle = FailureThrottle::new(
             settings.auth.ip_failures_per_minute,
             redis.clone(),
-            format!("{}login-fail:", settings.redis.key_prefix),
+            &format!("{}login-", settings.redis.key_prefix),
         );
         let outbound = OutboundClient::new(&settings.outbound).map_err(|e| anyhow::anyhow!(e))?;
         let tokens = TokenCache::new(redis.clone(), settings.redis.key_prefix.clone());

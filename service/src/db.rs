@@ -4,7 +4,7 @@ use std::{path::Path, time::Duration};
 
 use anyhow::Context as _;
 use sea_orm::{
-    ConnectOptions, Database, DatabaseConnection, DatabaseTransaction, DbErr,
+    ConnectOptions, ConnectionTrait, Database, DatabaseConnection, DatabaseTransaction, DbErr,
     SqliteTransactionMode, TransactionOptions, TransactionTrait,
 };
 use secrecy::ExposeSecret;
@@ -137,4 +137,10 @@ mod tests {
         assert_eq!(sqlite_path("sqlite::memory:"), None);
         assert_eq!(sqlite_path("postgres://x/y"), None);
     }
+}
+
+/// Whether a transaction may lock rows it reads (`SELECT … FOR UPDATE`); SQLite serialises
+/// writers instead and has no such clause.
+pub fn row_locks(conn: &impl ConnectionTrait) -> bool {
+    conn.get_database_backend() != sea_orm::DatabaseBackend::Sqlite
 }

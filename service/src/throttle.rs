@@ -1,103 +1,67 @@
-//! Per-IP throttling of failed logins: a fixed one-minute window, counted in Redis when configured
-//! (so every API process sees the same count) and in-process otherwise or while Redis is down.
+//! Per-address throttling of failed logins, as GCRA (a sliding allowance rather than calendar
+//! minutes, so no burst of twice the limit around a minute boundary): `limit` failures a minute,
+//! all of them at once at most. An attempt is booked when it is admitted — before its password is
+//! checked, so parallel guesses cannot all pass the check first — and given back when it
+//! proves right. Counted in Redis when configured (every API process sees the same allowance) and
+//! in-process otherwise or while Redis is down. IPv6 clients are counted per /64, the block one
+//! subscriber holds.
 
-use std::{
-    collections::HashMap,
-    sync::{Arc, Mutex},
-};
+use std::{net::IpAddr, time::Duration};
 
-use redis::AsyncCommands;
+use crate::dispatch::ratelimit::{Rate, RateLimiter, Slot};
 
-const WINDOW_SECS: i64 = 60;
-
-#[derive(Clone)]
+#[derive(Clone, Debug)]
 pub struct FailureThrottle {
-    limit: u32,
-    local: Arc<Mutex<HashMap<String, (i64, u32)>>>,
-    redis: Option<redis::aio::ConnectionManager>,
-    prefix: String,
+    rate: Rate,
+    limiter: RateLimiter,
 }
 
-impl std::fmt::Debug for FailureThrottle {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("FailureThrottle")
-            .field("limit", &self.limit)
-            .finish_non_exhaustive()
-    }
+/// An admitted attempt's booking, to give back if the attempt succeeds.
+#[derive(Debug)]
+#[must_use]
+pub struct Booking {
+    key: String,
 }
 
 impl FailureThrottle {
-    pub fn new(limit: u32, redis: Option<redis::aio::ConnectionManager>, prefix: String) -> Self {
+    pub fn new(limit: u32, redis: Option<redis::aio::ConnectionManager>, prefix: &str) -> Self {
         Self {
-            limit,
-            local: Arc::default(),
-            redis,
-            prefix,
+            rate: Rate::per_minute(limit).with_burst(limit),
+            limiter: RateLimiter::new(redis, prefix),
         }
     }
 
-    /// Seconds until `key` may try again, when it has used up this window.
-    pub async fn retry_after(&self, key: &str, now_unix: i64) -> Option<u64> {
-        let window = now_unix.div_euclid(WINDOW_SECS);
-        let count = match self.redis_count(key, window).await {
-            Some(count) => count,
-            None => self.local_count(key, window),
-        };
-        (count >= self.limit)
-            .then(|| u64::try_from((window + 1) * WINDOW_SECS - now_unix).unwrap_or(1))
+    /// Admits one attempt from `ip`, or says in how many seconds the next one may come.
+    pub async fn admit(&self, ip: &str) -> Result<Booking, u64> {
+        let key = throttle_key(ip);
+        match self
+            .limiter
+            .acquire(&[(key.clone(), self.rate)], Duration::ZERO)
+            .await
+        {
+            Slot::Booked(_) => Ok(Booking { key }),
+            Slot::Later(wait) => Err(wait.as_secs_f64().ceil().max(1.0) as u64),
+        }
     }
 
-    pub async fn record_failure(&self, key: &str, now_unix: i64) {
-        let window = now_unix.div_euclid(WINDOW_SECS);
-        if let Some(mut redis) = self.redis.clone() {
-            let redis_key = self.redis_key(key, window);
-            let result: redis::RedisResult<()> = redis::pipe()
-                .incr(&redis_key, 1)
-                .expire(&redis_key, WINDOW_SECS * 2)
-                .query_async(&mut redis)
-                .await;
-            match result {
-                Ok(()) => return,
-                Err(e) => {
-                    tracing::warn!(error = %e, "redis unavailable for login throttling; counting in-process")
-                }
+    /// The attempt was right: it does not count against its address.
+    pub async fn give_back(&self, booking: Booking) {
+        self.limiter.release(&booking.key, self.rate).await;
+    }
+}
+
+/// The address a client is counted under: IPv4 as is (IPv4-mapped IPv6 too), IPv6 by its /64.
+pub fn throttle_key(ip: &str) -> String {
+    match ip.parse::<IpAddr>() {
+        Ok(IpAddr::V6(v6)) => match v6.to_ipv4_mapped() {
+            Some(v4) => v4.to_string(),
+            None => {
+                let s = v6.segments();
+                format!("{:x}:{:x}:{:x}:{:x}::/64", s[0], s[1], s[2], s[3])
             }
-        }
-        let Ok(mut map) = self.local.lock() else {
-            return;
-        };
-        if map.len() > 100_000 {
-            map.retain(|_, (w, _)| *w >= window);
-        }
-        let entry = map.entry(key.to_owned()).or_insert((window, 0));
-        if entry.0 != window {
-            *entry = (window, 0);
-        }
-        entry.1 += 1;
-    }
-
-    fn local_count(&self, key: &str, window: i64) -> u32 {
-        self.local
-            .lock()
-            .ok()
-            .and_then(|map| map.get(key).filter(|(w, _)| *w == window).map(|(_, c)| *c))
-            .unwrap_or(0)
-    }
-
-    async fn redis_count(&self, key: &str, window: i64) -> Option<u32> {
-        let mut redis = self.redis.clone()?;
-        let count: redis::RedisResult<Option<u32>> = redis.get(self.redis_key(key, window)).await;
-        match count {
-            Ok(c) => Some(c.unwrap_or(0).max(self.local_count(key, window))),
-            Err(e) => {
-                tracing::warn!(error = %e, "redis unavailable for login throttling; counting in-process");
-                None
-            }
-        }
-    }
-
-    fn redis_key(&self, key: &str, window: i64) -> String {
-        format!("{}{key}:{window}", self.prefix)
+        },
+        Ok(IpAddr::V4(v4)) => v4.to_string(),
+        Err(_) => ip.to_owned(),
     }
 }
 
@@ -106,19 +70,37 @@ mod tests {
     use super::*;
 
     #[tokio::test]
-    async fn blocks_after_limit_until_the_window_ends() {
-        let throttle = FailureThrottle::new(3, None, String::new());
-        let t = 1_700_000_000 - 1_700_000_000 % 60 + 10;
+    async fn blocks_after_the_limit_and_lets_one_more_through_each_interval() {
+        let throttle = FailureThrottle::new(3, None, "t:");
         for _ in 0..3 {
-            assert_eq!(throttle.retry_after("1.2.3.4", t).await, None);
-            throttle.record_failure("1.2.3.4", t).await;
+            assert!(throttle.admit("1.2.3.4").await.is_ok());
         }
-        assert_eq!(throttle.retry_after("1.2.3.4", t).await, Some(50));
-        assert_eq!(throttle.retry_after("5.6.7.8", t).await, None);
+        let retry = throttle.admit("1.2.3.4").await.expect_err("over the limit");
+        assert!((1..=20).contains(&retry), "one more in 20 s, not {retry}");
+        assert!(throttle.admit("5.6.7.8").await.is_ok(), "another address");
+    }
+
+    #[tokio::test]
+    async fn a_right_attempt_gives_its_booking_back() {
+        let throttle = FailureThrottle::new(2, None, "t:");
+        for _ in 0..5 {
+            let booking = throttle.admit("1.2.3.4").await.expect("admitted");
+            throttle.give_back(booking).await;
+        }
+        assert!(throttle.admit("1.2.3.4").await.is_ok());
+        assert!(throttle.admit("1.2.3.4").await.is_ok());
+        assert!(throttle.admit("1.2.3.4").await.is_err());
+    }
+
+    #[test]
+    fn ipv6_is_counted_per_slash_64() {
+        assert_eq!(throttle_key("2001:db8:1:2:aaaa::1"), "2001:db8:1:2::/64");
         assert_eq!(
-            throttle.retry_after("1.2.3.4", t + 50).await,
-            None,
-            "next window"
+            throttle_key("2001:db8:1:2:ffff:ffff:ffff:ffff"),
+            "2001:db8:1:2::/64"
         );
+        assert_ne!(throttle_key("2001:db8:1:3::1"), "2001:db8:1:2::/64");
+        assert_eq!(throttle_key("::ffff:10.0.0.1"), "10.0.0.1");
+        assert_eq!(throttle_key("10.0.0.1"), "10.0.0.1");
     }
 }

@@ -123,6 +123,126 @@ async fn unknown_users_get_the_same_answer_and_ips_are_throttled() {
     );
 }
 
+/// A login as seen from `ip` (the app trusts 127.0.0.1 as its proxy in these tests).
+async fn login_from(app: &TestApp, ip: &str, login: &str, password: &str) -> StatusCode {
+    app.request(Method::POST, "/api/v1/auth/login", None)
+        .header("x-forwarded-for", ip)
+        .json(&json!({ "login": login, "password": password }))
+        .send()
+        .await
+        .unwrap()
+        .status()
+}
+
+/// Counts each status among `answers`.
+fn tally(answers: &[StatusCode]) -> std::collections::BTreeMap<u16, usize> {
+    let mut counts = std::collections::BTreeMap::new();
+    for status in answers {
+        *counts.entry(status.as_u16()).or_default() += 1;
+    }
+    counts
+}
+
+#[tokio::test]
+async fn parallel_guesses_from_many_addresses_evaluate_at_most_the_threshold() {
+    let app = TestApp::spawn_with(
+        "[server]\ntrusted_proxies = [\"127.0.0.1\"]\n[auth]\nip_failures_per_minute = 1000",
+    )
+    .await;
+    let (user_id, _) = app.user_with(&["profile:self"]).await;
+    let admin = app.admin_token().await;
+    let user: Value = app
+        .get_json(&format!("/api/v1/users/{user_id}"), &admin)
+        .await;
+    let name = user["username"].as_str().unwrap().to_owned();
+    let mut answers = Vec::new();
+    for wave in 0..2 {
+        let guesses = (0..30).map(|i| {
+            let ip = format!("198.51.100.{}", wave * 30 + i + 1);
+            let (app, name) = (&app, name.clone());
+            async move { login_from(app, &ip, &name, "not-the-password").await }
+        });
+        answers.extend(futures_util::future::join_all(guesses).await);
+    }
+    assert_eq!(
+        tally(&answers),
+        [(401, 5), (423, 55)].into(),
+        "threshold 5: five guesses evaluated, every other one refused by the lock"
+    );
+    let audit: Value = app
+        .get_json("/api/v1/audit-logs?operation=user.locked", &admin)
+        .await;
+    assert_eq!(audit["items"].as_array().unwrap().len(), 1, "locked once");
+    assert_eq!(
+        login_from(&app, "198.51.100.99", &name, "user-test-password-1").await,
+        StatusCode::LOCKED,
+        "the right password waits for the lock too"
+    );
+}
+
+#[tokio::test]
+async fn the_right_password_after_a_missing_code_or_a_near_lock_does_not_count_as_a_failure() {
+    let app = TestApp::spawn().await;
+    let (user_id, _) = app.user_with(&["profile:self"]).await;
+    let admin = app.admin_token().await;
+    let user: Value = app
+        .get_json(&format!("/api/v1/users/{user_id}"), &admin)
+        .await;
+    let name = user["username"].as_str().unwrap().to_owned();
+    for _ in 0..4 {
+        assert_eq!(
+            app.login(&name, "not-the-password").await.status(),
+            StatusCode::UNAUTHORIZED
+        );
+    }
+    // The fifth attempt would lock, but it is right: the user gets in and the count starts over.
+    assert_eq!(
+        app.login(&name, "user-test-password-1").await.status(),
+        StatusCode::OK
+    );
+    for _ in 0..4 {
+        assert_eq!(
+            app.login(&name, "not-the-password").await.status(),
+            StatusCode::UNAUTHORIZED
+        );
+    }
+    assert_eq!(
+        app.login(&name, "user-test-password-1").await.status(),
+        StatusCode::OK
+    );
+}
+
+#[tokio::test]
+async fn parallel_failures_from_one_address_pass_the_throttle_at_most_its_limit_and_ipv6_counts_per_64()
+ {
+    let app = TestApp::spawn_with(
+        "[server]\ntrusted_proxies = [\"127.0.0.1\"]\n[auth]\nip_failures_per_minute = 5",
+    )
+    .await;
+    let guesses = (0..20).map(|_| login_from(&app, "203.0.113.7", "nobody-here", "whatever"));
+    let answers = futures_util::future::join_all(guesses).await;
+    assert_eq!(tally(&answers), [(401, 5), (429, 15)].into());
+
+    // One subscriber's /64 is one address; the next /64 is someone else.
+    let mut same_block = Vec::new();
+    for host in 1..=6 {
+        let ip = format!("2001:db8:aa:bb::{host:x}");
+        same_block.push(login_from(&app, &ip, "nobody-here", "whatever").await);
+    }
+    assert_eq!(tally(&same_block), [(401, 5), (429, 1)].into());
+    assert_eq!(
+        login_from(&app, "2001:db8:aa:bc::1", "nobody-here", "whatever").await,
+        StatusCode::UNAUTHORIZED
+    );
+    // A right password does not use up its address's allowance.
+    for _ in 0..6 {
+        assert_eq!(
+            login_from(&app, "192.0.2.1", "admin", ADMIN_PASSWORD).await,
+            StatusCode::OK
+        );
+    }
+}
+
 #[tokio::test]
 async fn refresh_rotates_and_a_reused_refresh_token_revokes_the_session() {
     let app = TestApp::spawn().await;

@@ -2,6 +2,7 @@
 //! rotation and reuse detection; session lookup for every request.
 
 pub mod actor;
+mod attempt;
 pub mod lockout;
 pub mod login_log;
 pub mod password;
@@ -18,7 +19,6 @@ use uuid::Uuid;
 
 use self::{
     actor::{Actor, RequestMeta},
-    lockout::{Gate, LockoutPolicy},
     login_log::LoginOutcome,
 };
 use crate::{
@@ -54,13 +54,6 @@ pub struct TokenPair {
     pub session_id: Uuid,
 }
 
-fn policy(ctx: &Context) -> LockoutPolicy {
-    LockoutPolicy {
-        threshold: ctx.settings.auth.lockout_threshold,
-        duration: TimeDelta::minutes(ctx.settings.auth.lockout_minutes),
-    }
-}
-
 /// Finds a live user by login name or email (case-insensitive for email).
 async fn find_login_user(ctx: &Context, login: &str) -> ServiceResult<Option<users::Model>> {
     let login = login.trim();
@@ -81,68 +74,41 @@ pub async fn login(
     input: LoginInput,
     meta: &RequestMeta,
 ) -> ServiceResult<TokenPair> {
-    let now = ctx.clock.now();
     let login_name: String = input.login.trim().chars().take(100).collect();
-    if let Some(retry_after_secs) = ctx
-        .login_throttle
-        .retry_after(&meta.ip, now.timestamp())
-        .await
-    {
-        login_log::write(
-            ctx,
-            None,
-            &login_name,
-            meta,
-            LoginOutcome::Failure("ip_throttled"),
-        )
-        .await;
-        return Err(ServiceError::TooManyRequests { retry_after_secs });
-    }
+    let log = |user_id, outcome| login_log::write(ctx, user_id, &login_name, meta, outcome);
+    let booking = match ctx.login_throttle.admit(&meta.ip).await {
+        Ok(booking) => booking,
+        Err(retry_after_secs) => {
+            log(None, LoginOutcome::Failure("ip_throttled")).await;
+            return Err(ServiceError::TooManyRequests { retry_after_secs });
+        }
+    };
     let Some(user) = find_login_user(ctx, &login_name).await? else {
         // Same work as a real check, so response times do not reveal which names exist.
-        let _ = pw::verify(&input.password, pw::dummy_hash());
-        return fail(
-            ctx,
-            None,
-            &login_name,
-            meta,
-            "unknown_user",
+        pw::verify_dummy(&input.password).await;
+        log(None, LoginOutcome::Failure("unknown_user")).await;
+        return Err(ServiceError::Unauthenticated(
             AuthFailure::InvalidCredentials,
-        )
-        .await;
+        ));
     };
-    if let Gate::Locked { until } = lockout::gate(user.locked_until.map(to_utc), now) {
-        login_log::write(
-            ctx,
-            Some(user.id),
-            &login_name,
-            meta,
-            LoginOutcome::Failure("locked"),
-        )
-        .await;
-        return Err(ServiceError::Locked { until });
-    }
-    if !pw::verify(&input.password, &user.password_hash) {
-        count_failure(ctx, &user).await?;
-        return fail(
-            ctx,
-            Some(user.id),
-            &login_name,
-            meta,
-            "bad_password",
+    let attempt = match attempt::admit(ctx, &user).await? {
+        Ok(attempt) => attempt,
+        Err(until) => {
+            log(Some(user.id), LoginOutcome::Failure("locked")).await;
+            return Err(ServiceError::Locked { until });
+        }
+    };
+    if !pw::verify(&input.password, &user.password_hash).await {
+        attempt.failed(ctx).await?;
+        log(Some(user.id), LoginOutcome::Failure("bad_password")).await;
+        return Err(ServiceError::Unauthenticated(
             AuthFailure::InvalidCredentials,
-        )
-        .await;
+        ));
     }
+    ctx.login_throttle.give_back(booking).await;
     if user.status != "active" {
-        login_log::write(
-            ctx,
-            Some(user.id),
-            &login_name,
-            meta,
-            LoginOutcome::Failure("disabled"),
-        )
-        .await;
+        attempt.give_back(ctx).await?;
+        log(Some(user.id), LoginOutcome::Failure("disabled")).await;
         return Err(ServiceError::Disabled);
     }
     if user.totp_enabled {
@@ -152,107 +118,20 @@ pub async fn login(
             .map(str::trim)
             .filter(|c| !c.is_empty())
         else {
-            login_log::write(
-                ctx,
-                Some(user.id),
-                &login_name,
-                meta,
-                LoginOutcome::Failure("totp_required"),
-            )
-            .await;
+            attempt.give_back(ctx).await?;
+            log(Some(user.id), LoginOutcome::Failure("totp_required")).await;
             return Err(ServiceError::Unauthenticated(AuthFailure::TotpRequired));
         };
         if !two_factor::consume_code(ctx, &user, code).await? {
-            count_failure(ctx, &user).await?;
-            return fail(
-                ctx,
-                Some(user.id),
-                &login_name,
-                meta,
-                "bad_totp",
-                AuthFailure::TotpInvalid,
-            )
-            .await;
+            attempt.failed(ctx).await?;
+            log(Some(user.id), LoginOutcome::Failure("bad_totp")).await;
+            return Err(ServiceError::Unauthenticated(AuthFailure::TotpInvalid));
         }
     }
-    users::Entity::update_many()
-        .col_expr(users::Column::FailedLoginCount, Expr::value(0))
-        .col_expr(
-            users::Column::LockedUntil,
-            Expr::value(Option::<chrono::NaiveDateTime>::None),
-        )
-        .col_expr(users::Column::LastLoginAt, Expr::value(ctx.clock.now_db()))
-        .col_expr(
-            users::Column::LastLoginIp,
-            Expr::value(meta.ip.chars().take(45).collect::<String>()),
-        )
-        .filter(users::Column::Id.eq(user.id))
-        .exec(&ctx.db)
-        .await?;
+    attempt.succeeded(ctx, meta).await?;
     let tokens = sessions::create(ctx, user.id, meta).await?;
-    login_log::write(ctx, Some(user.id), &login_name, meta, LoginOutcome::Success).await;
+    log(Some(user.id), LoginOutcome::Success).await;
     Ok(tokens)
-}
-
-async fn fail<T>(
-    ctx: &Context,
-    user_id: Option<i64>,
-    login_name: &str,
-    meta: &RequestMeta,
-    reason: &'static str,
-    failure: AuthFailure,
-) -> ServiceResult<T> {
-    ctx.login_throttle
-        .record_failure(&meta.ip, ctx.clock.now().timestamp())
-        .await;
-    login_log::write(
-        ctx,
-        user_id,
-        login_name,
-        meta,
-        LoginOutcome::Failure(reason),
-    )
-    .await;
-    Err(ServiceError::Unauthenticated(failure))
-}
-
-/// Counts one failure atomically; the failure that reaches the threshold locks the account.
-async fn count_failure(ctx: &Context, user: &users::Model) -> ServiceResult<()> {
-    use sea_orm::sea_query::ExprTrait;
-    let policy = policy(ctx);
-    let txn = crate::db::begin(&ctx.db).await?;
-    users::Entity::update_many()
-        .col_expr(
-            users::Column::FailedLoginCount,
-            Expr::col(users::Column::FailedLoginCount).add(1),
-        )
-        .filter(users::Column::Id.eq(user.id))
-        .exec(&txn)
-        .await?;
-    let count_before = users::Entity::find_by_id(user.id)
-        .one(&txn)
-        .await?
-        .map_or(0, |u| u.failed_login_count - 1);
-    let next = lockout::after_failure(policy, count_before, ctx.clock.now());
-    if let Some(until) = next.locked_until {
-        users::Entity::update_many()
-            .col_expr(users::Column::FailedLoginCount, Expr::value(0))
-            .col_expr(users::Column::LockedUntil, Expr::value(until.naive_utc()))
-            .filter(users::Column::Id.eq(user.id))
-            .exec(&txn)
-            .await?;
-        let actor = Actor::system(RequestMeta::default());
-        let entry = AuditEntry::new("user.locked", OperationType::Security, "user")
-            .resource(user.id, user.username.clone())
-            .extra(serde_json::json!({ "locked_until": until, "failures": policy.threshold }));
-        audit::record(&txn, &actor, entry, ctx.clock.now_db()).await?;
-        tracing::warn!(
-            user.id = user.id,
-            "account locked after repeated login failures"
-        );
-    }
-    txn.commit().await?;
-    Ok(())
 }
 
 /// Resolves a bearer access token to the acting user and their effective permissions.

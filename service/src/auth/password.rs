@@ -19,7 +19,7 @@ pub async fn change_own(
 ) -> ServiceResult<()> {
     actor.require("profile:self")?;
     let user = crate::rbac::users::find_live(&ctx.db, actor.user_id()?).await?;
-    if !pw::verify(current, &user.password_hash) {
+    if !pw::verify(current, &user.password_hash).await {
         return Err(ServiceError::invalid(
             "current_password",
             "is not your current password",
@@ -27,7 +27,7 @@ pub async fn change_own(
     }
     validate::password("new_password", new, Some(&user.username))
         .map_err(|e| ServiceError::Validation(vec![e]))?;
-    if pw::verify(new, &user.password_hash) {
+    if pw::verify(new, &user.password_hash).await {
         return Err(ServiceError::invalid(
             "new_password",
             "must differ from the current password",
@@ -53,7 +53,7 @@ pub async fn set_password(
     keep: Option<i64>,
     operation: &'static str,
 ) -> ServiceResult<()> {
-    let hash = pw::hash(new)?;
+    let hash = pw::hash(new).await?;
     let now = ctx.clock.now_db();
     let txn = crate::db::begin(&ctx.db).await?;
     users::Entity::update(users::ActiveModel {

@@ -107,7 +107,7 @@ pub async fn disable_own(
             "two-factor authentication is not enabled",
         ));
     }
-    if !pw::verify(password, &user.password_hash) {
+    if !pw::verify(password, &user.password_hash).await {
         return Err(ServiceError::invalid(
             "password",
             "is not your current password",

@@ -142,6 +142,16 @@ end
 return 1
 ";
 
+/// Lua: gives back one booked slot (`ARGV[1]` is the interval in seconds), for an event that was
+/// admitted but turned out not to count.
+const RELEASE: &str = r"
+local tat = tonumber(redis.call('GET', KEYS[1]) or 0)
+if tat > 0 then
+  redis.call('SET', KEYS[1], tostring(tat - tonumber(ARGV[1])), 'KEEPTTL')
+end
+return 1
+";
+
 #[derive(Clone)]
 pub struct RateLimiter {
     local: Arc<Mutex<HashMap<String, f64>>>,
@@ -253,6 +263,23 @@ impl RateLimiter {
         let tat = map.entry(key.to_owned()).or_insert(until);
         if *tat < until {
             *tat = until;
+        }
+    }
+
+    /// Gives back one slot booked on `key` at `rate`.
+    pub async fn release(&self, key: &str, rate: Rate) {
+        if let Some(mut redis) = self.redis.clone() {
+            let result: redis::RedisResult<i64> = redis::Script::new(RELEASE)
+                .key(format!("{}{key}", self.prefix))
+                .arg(rate.interval())
+                .invoke_async(&mut redis)
+                .await;
+            if result.is_ok() {
+                return;
+            }
+        }
+        if let Some(tat) = self.lock().get_mut(key) {
+            *tat -= rate.interval();
         }
     }
 

@@ -367,7 +367,7 @@ pub async fn create(ctx: &Context, actor: &Actor, input: UserInput) -> ServiceRe
         };
         let email = email.flatten();
         check_grants(ctx, actor, &input.roles).await?;
-        let hash = pw::hash(&input.password)?;
+        let hash = pw::hash(&input.password).await?;
         let now = ctx.clock.now_db();
         let txn = crate::db::begin(&ctx.db).await?;
         unique_conflicts(&txn, Some(&username), email.as_deref(), None).await?;

@@ -105,7 +105,7 @@ async fn follow_current_run(
         return Ok("scheduled");
     };
     let mut query = message_task_runs::Entity::find_by_id(run_id);
-    if schedule::row_locks(txn) {
+    if crate::db::row_locks(txn) {
         query = query.lock_exclusive();
     }
     let Some(run) = query.one(txn).await? else {

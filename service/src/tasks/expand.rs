@@ -387,7 +387,7 @@ pub async fn start(ctx: &Context, run_id: i64) -> ServiceResult<()> {
     let txn = crate::db::begin(&ctx.db).await?;
     // Locked: a cancel committing meanwhile is seen, not overwritten.
     let mut query = message_task_runs::Entity::find_by_id(run_id);
-    if super::schedule::row_locks(&txn) {
+    if crate::db::row_locks(&txn) {
         query = query.lock_exclusive();
     }
     let Some(run) = query.one(&txn).await? else {

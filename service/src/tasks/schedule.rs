@@ -199,12 +199,6 @@ pub(crate) async fn set_status_after_run<C: ConnectionTrait>(
     Ok(())
 }
 
-/// Whether a transaction may lock rows it reads (`SELECT … FOR UPDATE`); SQLite serialises
-/// writers instead and has no such clause.
-pub(crate) fn row_locks(conn: &impl ConnectionTrait) -> bool {
-    conn.get_database_backend() != sea_orm::DatabaseBackend::Sqlite
-}
-
 #[cfg(test)]
 mod tests {
     use super::status_after_run;
