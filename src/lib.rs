@@ -18,7 +18,7 @@ pub async fn prepare(
 ) -> anyhow::Result<(Context, Bootstrap)> {
     let db = service::db::connect(&settings.database).await?;
     if settings.database.auto_migrate {
-        Migrator::up(&db, None)
+        migration::up_locked::<Migrator>(&db, None)
             .await
             .map_err(|e| anyhow::anyhow!("applying migrations: {e}"))?;
     } else {

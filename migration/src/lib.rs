@@ -7,7 +7,10 @@
 
 pub use sea_orm_migration::prelude::*;
 
+pub use lock::up_locked;
+
 mod builders;
+mod lock;
 mod m20261126_000001_auth;
 mod m20261126_000002_instances;
 mod m20261126_000003_contacts;

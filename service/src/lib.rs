@@ -10,6 +10,7 @@ pub mod config;
 pub mod contacts;
 pub mod context;
 pub mod crypto;
+pub mod csv_out;
 pub mod db;
 pub mod dispatch;
 

@@ -3,7 +3,7 @@
 //! `bench contacts` seeds N contacts into a fresh database and times the searches the API offers
 //! (keyset pages, filters, tags any/all, keyword). `bench sync` starts a simulator and times a
 //! full sync of N contacts through the real driver and sync code. `bench broadcast` lives in
-//! `bench_broadcast`.
+//! `bench_broadcast`, `bench login-flood` in `bench_login`.
 
 use std::{
     collections::BTreeSet,
@@ -30,6 +30,8 @@ pub enum Action {
     Sync(SyncArgs),
     /// One broadcast to N receivers through the engine, against a simulator process.
     Broadcast(super::bench_broadcast::BroadcastArgs),
+    /// Latency of an authenticated request while many clients log in at once.
+    LoginFlood(super::bench_login::LoginFloodArgs),
 }
 
 #[derive(Debug, ClapArgs)]
@@ -62,6 +64,7 @@ pub async fn run(action: Action) -> anyhow::Result<()> {
         Action::Contacts(args) => contacts_bench(args).await,
         Action::Sync(args) => sync_bench(args).await,
         Action::Broadcast(args) => super::bench_broadcast::broadcast_bench(args).await,
+        Action::LoginFlood(args) => super::bench_login::login_flood_bench(args).await,
     }
 }
 
@@ -70,6 +73,16 @@ pub(super) async fn fresh_context(
     database_url: Option<String>,
     tag: &str,
     extra: &str,
+) -> anyhow::Result<Context> {
+    fresh_context_as(database_url, tag, extra, &uuid::Uuid::new_v4().to_string()).await
+}
+
+/// `fresh_context` with a known admin password.
+pub(super) async fn fresh_context_as(
+    database_url: Option<String>,
+    tag: &str,
+    extra: &str,
+    admin_password: &str,
 ) -> anyhow::Result<Context> {
     let url = database_url.unwrap_or_else(|| {
         let path =
@@ -83,7 +96,7 @@ pub(super) async fn fresh_context(
         "[database]\nurl = \"{url}\"\nmax_connections = 8\n[secrets]\nmaster_key = \"{key}\"\n[outbound]\nallowed_networks = [\"127.0.0.1\"]\n[log]\nlevel = \"warn\"\n[elasticsearch]\nspool_dir = \"{spool}/logs\"\n[influxdb]\nspool_dir = \"{spool}/metrics\"\n[instances]\nmetrics_spool_dir = \"{spool}/sql-metrics\"\n{extra}"
     ))?;
     println!("database: {}", settings.backend_label());
-    let (ctx, _) = crate::prepare(settings, Some(uuid::Uuid::new_v4().to_string())).await?;
+    let (ctx, _) = crate::prepare(settings, Some(admin_password.to_owned())).await?;
     Ok(ctx)
 }
 

@@ -24,7 +24,7 @@ pub async fn run(settings: Settings, action: Action) -> anyhow::Result<()> {
     let db = service::db::connect(&settings.database).await?;
     match action {
         Action::Up { steps } => {
-            Migrator::up(&db, steps).await?;
+            migration::up_locked::<Migrator>(&db, steps).await?;
             println!("migrations applied");
         }
         Action::Down { steps } => {

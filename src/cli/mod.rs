@@ -2,6 +2,7 @@
 
 mod bench;
 mod bench_broadcast;
+mod bench_login;
 mod config;
 mod migrate;
 mod run;

@@ -14,16 +14,16 @@ use serde_json::{Value, json};
 use crate::helpers::{TestApp, TestSim, fields, problem};
 
 /// One call a webhook received: its headers and body.
-type Call = (Vec<(String, String)>, String);
+pub type Call = (Vec<(String, String)>, String);
 
 /// A webhook receiver that keeps what it got.
-struct Hook {
-    url: String,
+pub struct Hook {
+    pub url: String,
     got: Arc<Mutex<Vec<Call>>>,
 }
 
 impl Hook {
-    fn start() -> Self {
+    pub fn start() -> Self {
         let got: Arc<Mutex<Vec<Call>>> = Arc::default();
         let sink = got.clone();
         let server = HttpServer::new(move || {
@@ -52,7 +52,7 @@ impl Hook {
         }
     }
 
-    fn received(&self) -> Vec<Call> {
+    pub fn received(&self) -> Vec<Call> {
         self.got.lock().unwrap().clone()
     }
 }

@@ -144,3 +144,26 @@ async fn migrate_up_and_status() {
         "{text}"
     );
 }
+
+/// Two APIs and three workers started at the same moment on an empty database: they take turns
+/// on the migrations (a database lock) and on creating the administrator, and every one runs.
+#[tokio::test]
+async fn processes_started_together_on_a_fresh_database_all_run() {
+    use crate::helpers::{processes, test_config};
+    let config = processes::ConfigFile::with(&test_config("").await);
+    let mut workers: Vec<_> = (0..3).map(|_| processes::spawn_worker(&config)).collect();
+    let (first, second) =
+        tokio::join!(processes::spawn_api(&config), processes::spawn_api(&config));
+    for base in [&first.1, &second.1] {
+        let ready = reqwest::get(format!("{base}/readyz")).await.unwrap();
+        assert_eq!(ready.status(), StatusCode::OK);
+    }
+    tokio::time::sleep(Duration::from_secs(3)).await;
+    for worker in &mut workers {
+        assert!(
+            worker.try_wait().unwrap().is_none(),
+            "a worker died at start: {:?}",
+            worker.try_wait()
+        );
+    }
+}

@@ -337,6 +337,61 @@ async fn export_streams_the_filtered_contacts_as_csv() {
     );
 }
 
+/// Any WeChat user picks their own nickname; a spreadsheet opening the export must show a
+/// formula-looking one as text (OWASP CSV injection), while phone numbers stay numbers.
+#[tokio::test]
+async fn formula_nicknames_are_exported_as_text() {
+    let (_sim, app, agent, _) = synced().await;
+    let admin = app.admin_token().await;
+    let account = app.account_ids(agent).await[0];
+    let rows = "wxid,昵称,手机号\nformula_1,\"=HYPERLINK(\"\"http://evil.example\"\",\"\"领奖\"\")\",\nformula_2,@SUM(1+1),\nformula_3,-2+3,+8613800000000\n";
+    let imported = app
+        .request(
+            Method::POST,
+            &format!("/api/v1/contacts/import?account_id={account}&format=csv"),
+            Some(&admin),
+        )
+        .body(rows)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(
+        imported.status(),
+        StatusCode::OK,
+        "{:?}",
+        imported.text().await
+    );
+    let export = app
+        .get("/api/v1/contacts/export?q=formula_", &admin)
+        .await
+        .text()
+        .await
+        .unwrap();
+    let mut reader = csv::Reader::from_reader(export.trim_start_matches('\u{feff}').as_bytes());
+    let headers = reader.headers().unwrap().clone();
+    let column = |name: &str| headers.iter().position(|h| h == name).unwrap();
+    let (nickname, phone) = (column("nickname"), column("phone"));
+    let mut cells: Vec<(String, String)> = reader
+        .records()
+        .map(|r| {
+            let r = r.unwrap();
+            (r[nickname].to_owned(), r[phone].to_owned())
+        })
+        .collect();
+    cells.sort();
+    assert_eq!(
+        cells,
+        vec![
+            ("'-2+3".to_owned(), "+8613800000000".to_owned()),
+            (
+                "'=HYPERLINK(\"http://evil.example\",\"领奖\")".to_owned(),
+                String::new()
+            ),
+            ("'@SUM(1+1)".to_owned(), String::new()),
+        ]
+    );
+}
+
 /// Crafted spreadsheets sent at once: cells at A1 and XFD1048576 (a 17-billion-cell bounding
 /// box in 2 KB), a zip bomb (260 MiB of shared strings in 260 KB), a CSV 65 columns wide and
 /// one with a 5,000-character cell. Each is refused with a 422 naming the problem, and the

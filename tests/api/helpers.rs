@@ -622,11 +622,15 @@ pub mod processes {
 
     impl ConfigFile {
         pub fn of(app: &TestApp) -> Self {
+            Self::with(&app.config)
+        }
+
+        pub fn with(config: &str) -> Self {
             let path = std::env::temp_dir().join(format!(
                 "wework-test-{}.toml",
                 uuid::Uuid::new_v4().simple()
             ));
-            std::fs::write(&path, &app.config).unwrap();
+            std::fs::write(&path, config).unwrap();
             Self(path)
         }
     }

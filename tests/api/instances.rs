@@ -108,6 +108,118 @@ async fn secrets_are_sealed_masked_and_audited_without_their_values() {
 }
 
 #[tokio::test]
+async fn pointing_an_instance_elsewhere_needs_its_secrets_again() {
+    let (sim, elsewhere) = (TestSim::small(), TestSim::small());
+    let app = TestApp::spawn().await;
+    let (agent, wecom) = app.register_sim(&sim, 30).await;
+    let admin = app.admin_token().await;
+    let patch = |id: i64, body: Value| {
+        let (app, admin) = (&app, &admin);
+        async move {
+            app.send_json(
+                Method::PATCH,
+                &format!("/api/v1/instances/{id}"),
+                admin,
+                body,
+            )
+            .await
+        }
+    };
+    let put = app
+        .send_json(
+            Method::PUT,
+            &format!("/api/v1/instances/{wecom}/configs/robot_key"),
+            &admin,
+            json!({ "value": "robot-key-kept-at-home" }),
+        )
+        .await;
+    assert_eq!(put.status(), StatusCode::OK);
+
+    // Another host may not inherit the corp secret and the robot key.
+    let elsewhere_url = format!("{}/cgi-bin", elsewhere.base);
+    let refused = patch(wecom, json!({ "api_url": elsewhere_url })).await;
+    let mut refused_fields = fields(&problem(refused, StatusCode::UNPROCESSABLE_ENTITY).await);
+    refused_fields.sort();
+    assert_eq!(
+        refused_fields,
+        vec!["config.corp_secret", "config.robot_key"]
+    );
+    // Even when told to forget, a required secret must be given again.
+    let refused = patch(
+        wecom,
+        json!({ "api_url": elsewhere_url, "forget_secrets": true }),
+    )
+    .await;
+    assert_eq!(
+        fields(&problem(refused, StatusCode::UNPROCESSABLE_ENTITY).await),
+        vec!["config.corp_secret"]
+    );
+    // Another path on the same origin is not a move.
+    let same_host = patch(
+        wecom,
+        json!({ "api_url": format!("{}/cgi-bin/", sim.base) }),
+    )
+    .await;
+    assert_eq!(same_host.status(), StatusCode::OK);
+
+    let moved = patch(
+        wecom,
+        json!({ "api_url": elsewhere_url, "forget_secrets": true, "config": { "corp_secret": "sim-corp-secret" } }),
+    )
+    .await;
+    assert_eq!(moved.status(), StatusCode::OK, "{:?}", moved.text().await);
+    let view = app
+        .get_json(&format!("/api/v1/instances/{wecom}"), &admin)
+        .await;
+    let keys: Vec<&str> = view["config"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|c| c["key"].as_str().unwrap())
+        .collect();
+    assert!(
+        keys.contains(&"corp_secret") && !keys.contains(&"robot_key"),
+        "{keys:?}"
+    );
+    let instance = service::instances::find_live(&app.ctx.db, wecom)
+        .await
+        .unwrap();
+    let driver = service::drivers::for_instance(&app.ctx, &instance)
+        .await
+        .unwrap();
+    assert!(driver.health().await.is_ok(), "it works at the new host");
+
+    // A proxy carries the proxy password and, over plain HTTP, the agent secret's signatures.
+    let proxied = patch(
+        agent,
+        json!({ "proxy_host": "127.0.0.1", "proxy_port": 3128, "proxy_password": "proxy-pass", "config": { "agent_secret": "sim-agent-secret" } }),
+    )
+    .await;
+    assert_eq!(
+        proxied.status(),
+        StatusCode::OK,
+        "{:?}",
+        proxied.text().await
+    );
+    let refused = patch(agent, json!({ "proxy_port": 3129 })).await;
+    let mut refused_fields = fields(&problem(refused, StatusCode::UNPROCESSABLE_ENTITY).await);
+    refused_fields.sort();
+    assert_eq!(
+        refused_fields,
+        vec!["config.agent_secret", "proxy_password"]
+    );
+    let forgotten = patch(
+        agent,
+        json!({ "proxy_port": 3129, "forget_secrets": true, "config": { "agent_secret": "sim-agent-secret" } }),
+    )
+    .await;
+    assert_eq!(forgotten.status(), StatusCode::OK);
+    let view: Value = forgotten.json().await.unwrap();
+    assert_eq!(view["proxy_password_set"], false);
+    assert_eq!(view["proxy_port"], 3129);
+}
+
+#[tokio::test]
 async fn the_outbound_policy_refuses_private_and_special_addresses() {
     let app = TestApp::spawn_with("[outbound]\nallowed_networks = []").await;
     let admin = app.admin_token().await;

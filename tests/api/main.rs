@@ -24,6 +24,7 @@ mod rate_limits;
 mod rbac;
 mod runs;
 mod schema;
+mod secret_leaks;
 mod tasks;
 mod telemetry_servers;
 mod totp;

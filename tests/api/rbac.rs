@@ -323,6 +323,26 @@ async fn users_are_soft_deleted_and_the_last_super_admin_stays() {
             json!({ "roles": [] }),
         )
         .await;
+    problem(strip, StatusCode::FORBIDDEN).await;
+    // Someone holding every permission but not the super_admin role may manage the admin, yet
+    // not strip the last super_admin.
+    let catalogue: Value = app.get_json("/api/v1/permissions", &admin).await;
+    let all: Vec<&str> = catalogue
+        .as_array()
+        .or_else(|| catalogue["items"].as_array())
+        .unwrap()
+        .iter()
+        .map(|p| p["name"].as_str().unwrap())
+        .collect();
+    let (_, deputy) = app.user_with(&all).await;
+    let strip = app
+        .send_json(
+            Method::PUT,
+            &format!("/api/v1/users/{admin_id}/roles"),
+            &deputy,
+            json!({ "roles": [] }),
+        )
+        .await;
     assert_eq!(
         problem(strip, StatusCode::CONFLICT).await["errors"][0]["field"],
         "roles"
@@ -421,4 +441,109 @@ async fn lists_page_with_cursors() {
         }
     }
     assert_eq!(seen, vec!["pager4", "pager3", "pager2", "pager1", "pager0"]);
+}
+
+/// A temporary administrator can neither make their grant permanent (on themselves or through
+/// someone else) nor use the admin routes on their own account; password and 2FA changes ask for
+/// the current password and wrong answers lock like failed logins.
+#[tokio::test]
+async fn a_temporary_admin_cannot_entrench_themselves() {
+    let app = TestApp::spawn().await;
+    let admin = app.admin_token().await;
+    let super_admin = app.role_id("super_admin").await;
+    let in_4_hours = (chrono::Utc::now() + chrono::TimeDelta::hours(4)).to_rfc3339();
+    let created = app
+        .post(
+            "/api/v1/users",
+            &admin,
+            json!({ "username": "temp_admin", "password": "temp-admin-password-1", "roles": [{ "role_id": super_admin, "expires_at": in_4_hours }] }),
+        )
+        .await;
+    assert_eq!(created.status(), StatusCode::CREATED);
+    let temp_id = created.json::<Value>().await.unwrap()["id"]
+        .as_i64()
+        .unwrap();
+    let temp = app.token("temp_admin", "temp-admin-password-1").await;
+
+    let forever = json!({ "roles": [{ "role_id": super_admin }] });
+    let own_roles = app
+        .send_json(
+            Method::PUT,
+            &format!("/api/v1/users/{temp_id}/roles"),
+            &temp,
+            forever.clone(),
+        )
+        .await;
+    problem(own_roles, StatusCode::FORBIDDEN).await;
+    for route in ["password", "reset-totp", "unlock"] {
+        let body = json!({ "password": "another-password-123" });
+        let own = app
+            .post(
+                &format!("/api/v1/users/{temp_id}/{route}"),
+                &temp,
+                if route == "password" { body } else { json!({}) },
+            )
+            .await;
+        assert_eq!(own.status(), StatusCode::FORBIDDEN, "{route} on oneself");
+    }
+
+    // Through an accomplice: the grant may not outlive the granter's own.
+    let (accomplice, _) = app.user_with(&["profile:self"]).await;
+    let permanent = app
+        .send_json(
+            Method::PUT,
+            &format!("/api/v1/users/{accomplice}/roles"),
+            &temp,
+            forever,
+        )
+        .await;
+    assert_eq!(
+        fields(&problem(permanent, StatusCode::UNPROCESSABLE_ENTITY).await),
+        vec!["roles[0].expires_at"]
+    );
+    let in_5_hours = (chrono::Utc::now() + chrono::TimeDelta::hours(5)).to_rfc3339();
+    let longer = app
+        .send_json(
+            Method::PUT,
+            &format!("/api/v1/users/{accomplice}/roles"),
+            &temp,
+            json!({ "roles": [{ "role_id": super_admin, "expires_at": in_5_hours }] }),
+        )
+        .await;
+    assert_eq!(longer.status(), StatusCode::UNPROCESSABLE_ENTITY);
+    let in_2_hours = (chrono::Utc::now() + chrono::TimeDelta::hours(2)).to_rfc3339();
+    let within = app
+        .send_json(
+            Method::PUT,
+            &format!("/api/v1/users/{accomplice}/roles"),
+            &temp,
+            json!({ "roles": [{ "role_id": super_admin, "expires_at": in_2_hours }] }),
+        )
+        .await;
+    assert_eq!(within.status(), StatusCode::OK, "{:?}", within.text().await);
+
+    // 2FA enrolment needs the password; wrong passwords count towards the lock.
+    let no_password = app.post("/api/v1/auth/totp/enroll", &temp, json!({})).await;
+    assert!(no_password.status().is_client_error());
+    for _ in 0..5 {
+        let wrong = app
+            .post(
+                "/api/v1/auth/password",
+                &temp,
+                json!({ "current_password": "a-wrong-guess", "new_password": "a-new-password-123" }),
+            )
+            .await;
+        assert_eq!(
+            fields(&problem(wrong, StatusCode::UNPROCESSABLE_ENTITY).await),
+            vec!["current_password"]
+        );
+    }
+    let locked = app
+        .post(
+            "/api/v1/auth/totp/enroll",
+            &temp,
+            json!({ "current_password": "temp-admin-password-1" }),
+        )
+        .await;
+    problem(locked, StatusCode::LOCKED).await;
 }

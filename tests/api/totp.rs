@@ -62,7 +62,11 @@ async fn enrolled_user(app: &TestApp) -> Enrolled {
     let me: Value = app.get_json("/api/v1/auth/me", &token).await;
     let name = me["user"]["username"].as_str().unwrap().to_owned();
     let enrollment: Value = app
-        .post_json("/api/v1/auth/totp/enroll", &token, json!({}))
+        .post_json(
+            "/api/v1/auth/totp/enroll",
+            &token,
+            json!({ "current_password": "user-test-password-1" }),
+        )
         .await;
     let secret = enrollment["secret"].as_str().unwrap().to_owned();
     assert!(
@@ -189,7 +193,11 @@ async fn disabling_needs_password_and_code_and_admins_can_reset() {
     // Enrol again, then an administrator resets it (lost phone).
     let token = app.token(&name, "user-test-password-1").await;
     let enrollment: Value = app
-        .post_json("/api/v1/auth/totp/enroll", &token, json!({}))
+        .post_json(
+            "/api/v1/auth/totp/enroll",
+            &token,
+            json!({ "current_password": "user-test-password-1" }),
+        )
         .await;
     let secret = enrollment["secret"].as_str().unwrap();
     let step = settled_step().await;

@@ -166,19 +166,14 @@ pub struct ChangePasswordIn {
 }
 
 #[utoipa::path(post, path = "/api/v1/auth/password", tag = "auth", request_body = ChangePasswordIn,
-    responses((status = 204, description = "Changed; your other sessions are signed out"), (status = 401, body = Problem), (status = 403, body = Problem), (status = 422, body = Problem)),
+    responses((status = 204, description = "Changed; your other sessions are signed out"), (status = 401, body = Problem), (status = 403, body = Problem), (status = 422, body = Problem), (status = 423, description = "Locked after repeated wrong passwords", body = Problem)),
     security(("bearer" = ["profile:self"])))]
 pub async fn change_password(
     auth: Authorized<perm::ProfileSelf>,
     state: web::Data<AppState>,
     ValidJson(body): ValidJson<ChangePasswordIn>,
 ) -> Result<HttpResponse, ApiError> {
-    if body.current_password.chars().count() > 1024 {
-        return Err(ApiError::Validation(vec![FieldError::new(
-            "current_password",
-            "must be at most 1024 characters",
-        )]));
-    }
+    check_password_length("current_password", &body.current_password)?;
     auth_service::password::change_own(
         &state.ctx,
         &auth.actor,
@@ -189,15 +184,25 @@ pub async fn change_password(
     Ok(no_content())
 }
 
-#[utoipa::path(post, path = "/api/v1/auth/totp/enroll", tag = "auth",
-    responses((status = 200, description = "A new seed; confirm it with a code to turn 2FA on", body = Enrollment), (status = 401, body = Problem), (status = 403, body = Problem), (status = 409, body = Problem)),
+#[derive(Debug, Deserialize, utoipa::ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct TotpEnrollIn {
+    /// Your password, again: a wrong one counts as a failed login.
+    #[schema(max_length = 1024)]
+    pub current_password: String,
+}
+
+#[utoipa::path(post, path = "/api/v1/auth/totp/enroll", tag = "auth", request_body = TotpEnrollIn,
+    responses((status = 200, description = "A new seed; confirm it with a code to turn 2FA on", body = Enrollment), (status = 401, body = Problem), (status = 403, body = Problem), (status = 409, body = Problem), (status = 422, body = Problem), (status = 423, description = "Locked after repeated wrong passwords", body = Problem)),
     security(("bearer" = ["profile:self"])))]
 pub async fn totp_enroll(
     auth: Authorized<perm::ProfileSelf>,
     state: web::Data<AppState>,
+    ValidJson(body): ValidJson<TotpEnrollIn>,
 ) -> Result<web::Json<Enrollment>, ApiError> {
+    check_password_length("current_password", &body.current_password)?;
     Ok(web::Json(
-        auth_service::two_factor::enroll(&state.ctx, &auth.actor).await?,
+        auth_service::two_factor::enroll(&state.ctx, &auth.actor, &body.current_password).await?,
     ))
 }
 
@@ -228,22 +233,28 @@ pub struct TotpDisableIn {
 }
 
 #[utoipa::path(post, path = "/api/v1/auth/totp/disable", tag = "auth", request_body = TotpDisableIn,
-    responses((status = 204), (status = 401, body = Problem), (status = 403, body = Problem), (status = 409, body = Problem), (status = 422, body = Problem)),
+    responses((status = 204), (status = 401, body = Problem), (status = 403, body = Problem), (status = 409, body = Problem), (status = 422, body = Problem), (status = 423, description = "Locked after repeated wrong passwords", body = Problem)),
     security(("bearer" = ["profile:self"])))]
 pub async fn totp_disable(
     auth: Authorized<perm::ProfileSelf>,
     state: web::Data<AppState>,
     ValidJson(body): ValidJson<TotpDisableIn>,
 ) -> Result<HttpResponse, ApiError> {
-    if body.password.chars().count() > 1024 {
-        return Err(ApiError::Validation(vec![FieldError::new(
-            "password",
-            "must be at most 1024 characters",
-        )]));
-    }
+    check_password_length("password", &body.password)?;
     auth_service::two_factor::disable_own(&state.ctx, &auth.actor, &body.password, &body.code)
         .await?;
     Ok(no_content())
+}
+
+/// A password to check is bounded before it reaches argon2.
+fn check_password_length(field: &str, password: &str) -> Result<(), ApiError> {
+    if password.chars().count() > 1024 {
+        return Err(ApiError::Validation(vec![FieldError::new(
+            field,
+            "must be at most 1024 characters",
+        )]));
+    }
+    Ok(())
 }
 
 pub fn configure(cfg: &mut web::ServiceConfig) {

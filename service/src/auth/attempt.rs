@@ -135,20 +135,46 @@ impl Attempt {
 
     /// Signed in: the count and any lock are cleared, and the sign-in is noted on the user.
     pub async fn succeeded(self, ctx: &Context, meta: &RequestMeta) -> ServiceResult<()> {
-        users::Entity::update_many()
-            .col_expr(users::Column::FailedLoginCount, Expr::value(0))
-            .col_expr(
-                users::Column::LockedUntil,
-                Expr::value(Option::<chrono::NaiveDateTime>::None),
-            )
+        cleared(self.user_id)
             .col_expr(users::Column::LastLoginAt, Expr::value(ctx.clock.now_db()))
             .col_expr(
                 users::Column::LastLoginIp,
                 Expr::value(meta.ip.chars().take(45).collect::<String>()),
             )
-            .filter(users::Column::Id.eq(self.user_id))
             .exec(&ctx.db)
             .await?;
         Ok(())
+    }
+}
+
+/// The update that clears a user's failure count and lock.
+fn cleared(user_id: i64) -> sea_orm::UpdateMany<users::Entity> {
+    users::Entity::update_many()
+        .col_expr(users::Column::FailedLoginCount, Expr::value(0))
+        .col_expr(
+            users::Column::LockedUntil,
+            Expr::value(Option::<chrono::NaiveDateTime>::None),
+        )
+        .filter(users::Column::Id.eq(user_id))
+}
+
+/// A signed-in user proves it is still them before a sensitive change (password, 2FA). A wrong
+/// password counts like a failed login, so a stolen session cannot guess its way in either;
+/// a locked account answers 423.
+pub async fn confirm_password(
+    ctx: &Context,
+    user: &users::Model,
+    password: &str,
+    field: &str,
+) -> ServiceResult<()> {
+    let attempt = admit(ctx, user)
+        .await?
+        .map_err(|until| ServiceError::Locked { until })?;
+    if crate::crypto::password::verify(password, &user.password_hash).await {
+        cleared(user.id).exec(&ctx.db).await?;
+        Ok(())
+    } else {
+        attempt.failed(ctx).await?;
+        Err(ServiceError::invalid(field, "is not your current password"))
     }
 }

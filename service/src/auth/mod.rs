@@ -2,7 +2,7 @@
 //! rotation and reuse detection; session lookup for every request.
 
 pub mod actor;
-mod attempt;
+pub mod attempt;
 pub mod lockout;
 pub mod login_log;
 pub mod password;

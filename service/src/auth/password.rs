@@ -19,12 +19,7 @@ pub async fn change_own(
 ) -> ServiceResult<()> {
     actor.require("profile:self")?;
     let user = crate::rbac::users::find_live(&ctx.db, actor.user_id()?).await?;
-    if !pw::verify(current, &user.password_hash).await {
-        return Err(ServiceError::invalid(
-            "current_password",
-            "is not your current password",
-        ));
-    }
+    super::attempt::confirm_password(ctx, &user, current, "current_password").await?;
     validate::password("new_password", new, Some(&user.username))
         .map_err(|e| ServiceError::Validation(vec![e]))?;
     if pw::verify(new, &user.password_hash).await {

@@ -14,7 +14,7 @@ use super::{actor::Actor, sessions};
 use crate::{
     Context, ServiceError, ServiceResult,
     audit::{self, AuditEntry, OperationType},
-    crypto::{password as pw, totp},
+    crypto::totp,
 };
 
 #[derive(Debug, Clone, Serialize, utoipa::ToSchema)]
@@ -25,7 +25,13 @@ pub struct Enrollment {
     pub otpauth_uri: String,
 }
 
-pub async fn enroll(ctx: &Context, actor: &Actor) -> ServiceResult<Enrollment> {
+/// Starts enrolment; the current password is asked for, so a stolen session cannot bind the
+/// account to the thief's authenticator.
+pub async fn enroll(
+    ctx: &Context,
+    actor: &Actor,
+    current_password: &str,
+) -> ServiceResult<Enrollment> {
     actor.require("profile:self")?;
     let user = crate::rbac::users::find_live(&ctx.db, actor.user_id()?).await?;
     if user.totp_enabled {
@@ -34,6 +40,7 @@ pub async fn enroll(ctx: &Context, actor: &Actor) -> ServiceResult<Enrollment> {
             "two-factor authentication is already enabled; disable it first",
         ));
     }
+    super::attempt::confirm_password(ctx, &user, current_password, "current_password").await?;
     let secret = totp::generate_secret();
     let now = ctx.clock.now_db();
     users::Entity::update(users::ActiveModel {
@@ -107,12 +114,7 @@ pub async fn disable_own(
             "two-factor authentication is not enabled",
         ));
     }
-    if !pw::verify(password, &user.password_hash).await {
-        return Err(ServiceError::invalid(
-            "password",
-            "is not your current password",
-        ));
-    }
+    super::attempt::confirm_password(ctx, &user, password, "password").await?;
     if !consume_code(ctx, &user, code).await? {
         return Err(ServiceError::invalid(
             "code",

@@ -36,12 +36,6 @@ struct Cursor {
     done: bool,
 }
 
-fn csv_line(fields: &[String]) -> Vec<u8> {
-    let mut writer = csv::WriterBuilder::new().from_writer(Vec::new());
-    let _ = writer.write_record(fields);
-    writer.into_inner().unwrap_or_default()
-}
-
 /// Validates the filter up front (a bad filter is a 422, not a broken download), then streams.
 pub fn stream(
     ctx: &Context,
@@ -67,7 +61,7 @@ pub fn stream(
                 cursor.header_sent = true;
                 // A byte-order mark so spreadsheet programs read the Chinese text as UTF-8.
                 let mut bytes = b"\xEF\xBB\xBF".to_vec();
-                bytes.extend(csv_line(
+                bytes.extend(crate::csv_out::csv_line(
                     &HEADER.iter().map(|h| (*h).to_owned()).collect::<Vec<_>>(),
                 ));
                 return Some((Ok(bytes), cursor));
@@ -113,7 +107,7 @@ async fn next_batch(cursor: &mut Cursor) -> ServiceResult<Option<Vec<u8>>> {
             })
             .collect::<Vec<_>>()
             .join(";");
-        out.extend(csv_line(&[
+        out.extend(crate::csv_out::csv_line(&[
             c.id.to_string(),
             c.instance_id.to_string(),
             c.account_id.to_string(),

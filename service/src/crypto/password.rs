@@ -21,10 +21,8 @@ static HASH_PERMITS: LazyLock<Semaphore> = LazyLock::new(|| {
 
 /// Runs `work` on the blocking pool once a permit is free.
 async fn off_executor<T: Send + 'static>(work: impl FnOnce() -> T + Send + 'static) -> T {
-    let _permit = HASH_PERMITS
-        .acquire()
-        .await
-        .expect("the hash semaphore is never closed");
+    // The semaphore is never closed; were it, hashing would go on unbounded rather than fail.
+    let _permit = HASH_PERMITS.acquire().await.ok();
     match tokio::task::spawn_blocking(work).await {
         Ok(value) => value,
         Err(e) => std::panic::resume_unwind(e.into_panic()),

@@ -383,6 +383,23 @@ pub async fn delete(
     .await
 }
 
+/// Deletes `keys` of an instance inside `txn`.
+pub async fn remove(
+    txn: &DatabaseTransaction,
+    instance_id: i64,
+    keys: &[String],
+) -> ServiceResult<()> {
+    if keys.is_empty() {
+        return Ok(());
+    }
+    instance_configs::Entity::delete_many()
+        .filter(instance_configs::Column::InstanceId.eq(instance_id))
+        .filter(instance_configs::Column::ConfigKey.is_in(keys.iter().cloned()))
+        .exec(txn)
+        .await?;
+    Ok(())
+}
+
 async fn find_entry<C: ConnectionTrait>(
     conn: &C,
     instance_id: i64,

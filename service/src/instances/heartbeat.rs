@@ -164,6 +164,8 @@ pub async fn beat(ctx: &Context, instance: &wework_instances::Model) -> ServiceR
                 .await?;
             if status != instance.status {
                 tracing::warn!(instance.id = instance.id, status, error = %error, "instance status changed");
+            } else {
+                tracing::debug!(instance.id = instance.id, missed, error = %error, "heartbeat failed");
             }
             ctx.telemetry
                 .metric(health_point(ctx, instance, false, missed).int("errors", 1));

@@ -9,7 +9,9 @@ use sea_orm::{
 };
 use serde::Deserialize;
 
-use super::{InstanceKind, InstanceView, OFFICIAL_WECOM_API, STATUSES, configs, find_live, view};
+use super::{
+    InstanceKind, InstanceView, OFFICIAL_WECOM_API, STATUSES, configs, destination, find_live, view,
+};
 use crate::{
     Context, ServiceError, ServiceResult,
     audit::{self, AuditEntry, OperationType},
@@ -68,6 +70,15 @@ pub struct InstancePatch {
     pub max_accounts: Option<i32>,
     pub heartbeat_interval: Option<i32>,
     pub enabled: Option<bool>,
+    /// Configuration entries to set, by key, as in creation. When `api_url`, `proxy_host` or
+    /// `proxy_port` changes where the instance connects, every stored secret must be given here
+    /// again (and `proxy_password` above), or `forget_secrets` set.
+    #[serde(default)]
+    #[schema(value_type = Object)]
+    pub config: BTreeMap<String, serde_json::Value>,
+    /// With a change of destination: drop the stored secrets not given again instead of
+    /// refusing the change. Required ones (`corp_secret`) must always be given.
+    pub forget_secrets: Option<bool>,
 }
 
 #[derive(Debug, Clone, Default)]
@@ -93,6 +104,27 @@ async fn check_proxy_host(ctx: &Context, v: &mut Violations, host: &str, port: O
     if let Err(refused) = ctx.outbound.policy.resolve(host, port).await {
         v.add("proxy_host", refused.0);
     }
+}
+
+/// Checks configuration entries given with an instance (as `config.<key>`), keeping the valid ones.
+fn checked_config(
+    kind: InstanceKind,
+    config: &BTreeMap<String, serde_json::Value>,
+    v: &mut Violations,
+) -> Vec<(String, configs::ConfigValue)> {
+    let mut values = Vec::new();
+    for (key, value) in config {
+        let put = configs::ConfigPut {
+            value: value.clone(),
+            value_type: None,
+            secret: None,
+            description: None,
+        };
+        if let Some(checked) = v.take(configs::check(kind, key, &put, &format!("config.{key}"))) {
+            values.push((key.clone(), checked));
+        }
+    }
+    values
 }
 
 fn range(v: &mut Violations, field: &str, value: Option<i32>, min: i32, max: i32) {
@@ -155,23 +187,7 @@ pub async fn create(
             1,
             3_600,
         );
-        let mut values = Vec::new();
-        for (key, value) in &input.config {
-            let put = configs::ConfigPut {
-                value: value.clone(),
-                value_type: None,
-                secret: None,
-                description: None,
-            };
-            if let Some(checked) = v.take(configs::check(
-                input.kind,
-                key,
-                &put,
-                &format!("config.{key}"),
-            )) {
-                values.push((key.clone(), checked));
-            }
-        }
+        let values = checked_config(input.kind, &input.config, &mut v);
         for missing in
             configs::missing_required(input.kind, input.config.keys().map(String::as_str))
         {
@@ -271,6 +287,30 @@ pub async fn update(
             1,
             3_600,
         );
+        let kind = InstanceKind::parse(&current.kind).unwrap_or(InstanceKind::Agent);
+        let values = checked_config(kind, &patch.config, &mut v);
+        let proxy_password_given = matches!(&patch.proxy_password, Some(Some(p)) if !p.is_empty());
+        let moving = destination::Move {
+            new_api_url: patch.api_url.as_deref(),
+            new_proxy_host: patch.proxy_host.as_ref().map(Option::as_deref),
+            new_proxy_port: patch.proxy_port,
+        }
+        .changes(&current);
+        let forget = patch.forget_secrets.unwrap_or(false);
+        let forgotten = if moving {
+            let given = patch.config.keys().map(String::as_str).collect();
+            destination::secrets_left_behind(
+                &ctx.db,
+                &current,
+                &given,
+                proxy_password_given,
+                forget,
+                &mut v,
+            )
+            .await?
+        } else {
+            Vec::new()
+        };
         v.finish()?;
         let now = ctx.clock.now_db();
         let txn = crate::db::begin(&ctx.db).await?;
@@ -310,6 +350,8 @@ pub async fn update(
             changes.proxy_password_encrypted = Set(password
                 .filter(|p| !p.is_empty())
                 .map(|p| ctx.sealer.seal(&p)));
+        } else if moving && forget {
+            changes.proxy_password_encrypted = Set(None);
         }
         if let Some(max) = patch.max_accounts {
             changes.max_accounts = Set(max);
@@ -322,6 +364,10 @@ pub async fn update(
             changes.enabled = Set(enabled);
         }
         wework_instances::Entity::update(changes).exec(&txn).await?;
+        for (key, value) in &values {
+            configs::upsert(ctx, &txn, id, key, value).await?;
+        }
+        configs::remove(&txn, id, &forgotten).await?;
         let after = view(ctx, &txn, find_live(&txn, id).await?).await?;
         audit::commit_updated(
             txn,

@@ -3,6 +3,7 @@
 
 pub mod accounts;
 pub mod configs;
+pub mod destination;
 pub mod heartbeat;
 pub mod manage;
 

@@ -74,7 +74,8 @@ impl OutboundClient {
 }
 
 /// A transport error with its cause chain (reqwest's own message hides why a connection failed,
-/// e.g. that the SSRF policy refused the address).
+/// e.g. that the SSRF policy refused the address), with every URL in it redacted: WeCom puts
+/// secrets in query strings, and this text is stored and shown.
 pub fn describe(error: &reqwest::Error) -> String {
     let mut text = error.to_string();
     let mut source = std::error::Error::source(error);
@@ -83,5 +84,5 @@ pub fn describe(error: &reqwest::Error) -> String {
         text.push_str(&cause.to_string());
         source = cause.source();
     }
-    text
+    super::redact::redact_urls_in(&text)
 }

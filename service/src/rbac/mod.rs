@@ -4,7 +4,7 @@ pub mod perm;
 pub mod roles;
 pub mod users;
 
-use std::collections::BTreeSet;
+use std::collections::{BTreeMap, BTreeSet};
 
 use chrono::NaiveDateTime;
 use entity::{permissions, role_permissions, roles as role_entity, user_roles};
@@ -43,6 +43,51 @@ pub async fn effective_permissions<C: ConnectionTrait>(
         .all(conn)
         .await?;
     Ok(names.into_iter().collect())
+}
+
+/// How long a user holds each permission now: the latest expiry among the unexpired grants that
+/// give it (`None`: a grant without end). A grant this user makes must not outlive this.
+pub async fn permission_holds<C: ConnectionTrait>(
+    conn: &C,
+    user_id: i64,
+    now: NaiveDateTime,
+) -> ServiceResult<BTreeMap<String, Option<NaiveDateTime>>> {
+    let rows: Vec<(String, Option<NaiveDateTime>)> = permissions::Entity::find()
+        .select_only()
+        .column(permissions::Column::Name)
+        .column(user_roles::Column::ExpiresAt)
+        .join(
+            JoinType::InnerJoin,
+            permissions::Relation::RolePermissions.def(),
+        )
+        .join(JoinType::InnerJoin, role_permissions::Relation::Roles.def())
+        .join(JoinType::InnerJoin, role_entity::Relation::UserRoles.def())
+        .filter(user_roles::Column::UserId.eq(user_id))
+        .filter(
+            Condition::any()
+                .add(user_roles::Column::ExpiresAt.is_null())
+                .add(user_roles::Column::ExpiresAt.gt(now)),
+        )
+        .filter(role_entity::Column::DeletedAt.is_null())
+        .into_tuple()
+        .all(conn)
+        .await?;
+    let mut holds: BTreeMap<String, Option<NaiveDateTime>> = BTreeMap::new();
+    for (name, expires) in rows {
+        holds
+            .entry(name)
+            .and_modify(|held| *held = latest(*held, expires))
+            .or_insert(expires);
+    }
+    Ok(holds)
+}
+
+/// The later of two ends, `None` being no end.
+fn latest(a: Option<NaiveDateTime>, b: Option<NaiveDateTime>) -> Option<NaiveDateTime> {
+    match (a, b) {
+        (Some(a), Some(b)) => Some(a.max(b)),
+        _ => None,
+    }
 }
 
 #[derive(Debug, Clone, Serialize, utoipa::ToSchema)]

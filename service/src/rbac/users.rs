@@ -259,9 +259,30 @@ async fn unique_conflicts<C: ConnectionTrait>(
     Ok(())
 }
 
-/// Checks grants: roles exist, expiries lie ahead, and the actor holds every permission granted.
-async fn check_grants(ctx: &Context, actor: &Actor, grants: &[RoleGrant]) -> ServiceResult<()> {
+/// Checks grants: roles exist, expiries lie ahead, the actor holds every permission granted, and
+/// no new grant outlives the actor's own hold on what it gives (a 4-hour grant cannot be passed
+/// on for good). Grants the target already has, unchanged, are kept as they are.
+async fn check_grants(
+    ctx: &Context,
+    actor: &Actor,
+    target: Option<i64>,
+    grants: &[RoleGrant],
+) -> ServiceResult<()> {
     let now = ctx.clock.now();
+    let existing: BTreeSet<(i64, Option<NaiveDateTime>)> = match target {
+        Some(target) => user_roles::Entity::find()
+            .filter(user_roles::Column::UserId.eq(target))
+            .all(&ctx.db)
+            .await?
+            .into_iter()
+            .map(|g| (g.role_id, g.expires_at))
+            .collect(),
+        None => BTreeSet::new(),
+    };
+    let holds = match actor.user_id {
+        Some(granter) => Some(super::permission_holds(&ctx.db, granter, now.naive_utc()).await?),
+        None => None,
+    };
     let mut v = Violations::new();
     let mut seen = BTreeSet::new();
     let mut granted: BTreeSet<String> = BTreeSet::new();
@@ -273,14 +294,47 @@ async fn check_grants(ctx: &Context, actor: &Actor, grants: &[RoleGrant]) -> Ser
         if grant.expires_at.is_some_and(|e| e <= now) {
             v.add(format!("roles[{i}].expires_at"), "must be in the future");
         }
-        match super::roles::find_live(&ctx.db, grant.role_id).await {
-            Ok(role) => granted.extend(permissions_of(&ctx.db, role.id).await?),
-            Err(ServiceError::NotFound(_)) => v.add(format!("roles[{i}].role_id"), "no such role"),
+        let role = match super::roles::find_live(&ctx.db, grant.role_id).await {
+            Ok(role) => role,
+            Err(ServiceError::NotFound(_)) => {
+                v.add(format!("roles[{i}].role_id"), "no such role");
+                continue;
+            }
             Err(e) => return Err(e),
+        };
+        let permissions = permissions_of(&ctx.db, role.id).await?;
+        let expires = grant.expires_at.map(|e| e.naive_utc());
+        if let Some(holds) = &holds
+            && !existing.contains(&(grant.role_id, expires))
+            && let Some(until) = permissions
+                .iter()
+                .filter_map(|p| holds.get(p).copied().flatten())
+                .min()
+            && expires.is_none_or(|e| e > until)
+        {
+            v.add(
+                format!("roles[{i}].expires_at"),
+                format!(
+                    "must be no later than {}, when your own grant of these permissions ends",
+                    to_utc(until).to_rfc3339()
+                ),
+            );
         }
+        granted.extend(permissions);
     }
     v.finish()?;
     actor.require_all(granted.iter().map(String::as_str), "granting these roles")
+}
+
+/// Administrators act on other users; on themselves they use the self-service routes (which
+/// ask for the current password), so a stolen session or a short grant cannot entrench itself.
+fn refuse_self(actor: &Actor, id: i64, what: &str) -> ServiceResult<()> {
+    if actor.user_id == Some(id) {
+        return Err(ServiceError::Forbidden(format!(
+            "you cannot {what} on your own account; another administrator must"
+        )));
+    }
+    Ok(())
 }
 
 async fn write_grants(
@@ -366,7 +420,7 @@ pub async fn create(ctx: &Context, actor: &Actor, input: UserInput) -> ServiceRe
             return Err(ServiceError::invalid("username", "is invalid"));
         };
         let email = email.flatten();
-        check_grants(ctx, actor, &input.roles).await?;
+        check_grants(ctx, actor, None, &input.roles).await?;
         let hash = pw::hash(&input.password).await?;
         let now = ctx.clock.now_db();
         let txn = crate::db::begin(&ctx.db).await?;
@@ -493,6 +547,7 @@ where
 {
     audit::guard(ctx, actor, entry.clone().target(id), async {
         actor.require(permission)?;
+        refuse_self(actor, id, &format!("use `{}`", entry.operation))?;
         let target = find_manageable(ctx, actor, id).await?;
         let now = ctx.clock.now_db();
         let txn = crate::db::begin(&ctx.db).await?;
@@ -590,7 +645,8 @@ pub async fn set_roles(
     id: i64,
     grants: Vec<RoleGrant>,
 ) -> ServiceResult<UserView> {
-    check_grants(ctx, actor, &grants).await?;
+    refuse_self(actor, id, "change the roles")?;
+    check_grants(ctx, actor, Some(id), &grants).await?;
     let granted_by = actor.user_id;
     admin_action(
         ctx,
@@ -643,6 +699,7 @@ pub async fn reset_password(ctx: &Context, actor: &Actor, id: i64, new: &str) ->
     let entry = AuditEntry::new("user.password.reset", OperationType::Update, "user").target(id);
     audit::guard(ctx, actor, entry, async {
         actor.require("users:update")?;
+        refuse_self(actor, id, "reset the password")?;
         let target = find_manageable(ctx, actor, id).await?;
         validate::password("password", new, Some(&target.username))
             .map_err(|e| ServiceError::Validation(vec![e]))?;
@@ -656,6 +713,7 @@ pub async fn reset_totp(ctx: &Context, actor: &Actor, id: i64) -> ServiceResult<
     let entry = AuditEntry::new("user.totp.reset", OperationType::Security, "user").target(id);
     audit::guard(ctx, actor, entry, async {
         actor.require("users:update")?;
+        refuse_self(actor, id, "reset two-factor authentication")?;
         let target = find_manageable(ctx, actor, id).await?;
         two_factor::clear(ctx, actor, &target, None, "user.totp.reset").await
     })

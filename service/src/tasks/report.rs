@@ -217,12 +217,6 @@ const HEADER: &[&str] = &[
     "message_uuid",
 ];
 
-fn csv_line(fields: &[String]) -> Vec<u8> {
-    let mut writer = csv::WriterBuilder::new().from_writer(Vec::new());
-    let _ = writer.write_record(fields);
-    writer.into_inner().unwrap_or_default()
-}
-
 /// The report as CSV, streamed in keyset batches (validated before the first byte).
 pub async fn report_csv(
     ctx: &Context,
@@ -242,7 +236,7 @@ pub async fn report_csv(
             }
             if !header_sent {
                 let mut bytes = b"\xEF\xBB\xBF".to_vec();
-                bytes.extend(csv_line(
+                bytes.extend(crate::csv_out::csv_line(
                     &HEADER.iter().map(|h| (*h).to_owned()).collect::<Vec<_>>(),
                 ));
                 return Some((Ok(bytes), (ctx, filter, after, true, false)));
@@ -265,7 +259,7 @@ pub async fn report_csv(
                     let finished = rows.len() < 1000;
                     let mut out = Vec::new();
                     for r in rows {
-                        out.extend(csv_line(&[
+                        out.extend(crate::csv_out::csv_line(&[
                             r.id.to_string(),
                             r.run_id.to_string(),
                             r.receiver_type,

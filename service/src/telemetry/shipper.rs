@@ -183,7 +183,7 @@ impl<T: Target> Worker<T> {
                 self.backoff = Duration::from_millis(500);
                 return true;
             }
-            Ok(Err(e)) => format!("{e:#}"),
+            Ok(Err(e)) => crate::net::redact::redact_urls_in(&format!("{e:#}")),
             Err(_) => "timed out".to_owned(),
         };
         if self.retry_at.is_none() {
