@@ -54,7 +54,7 @@ fn s(v: &Value, key: &str) -> Option<String> {
 
 impl WecomDriver {
     pub fn new(client: OutboundClient, settings: WecomSettings, tokens: TokenCache) -> Self {
-        let token_key = token::key_for(&settings.corp_id, &settings.corp_secret);
+        let token_key = token::key_for(&settings.base, &settings.corp_id, &settings.corp_secret);
         Self {
             client,
             settings,

@@ -30,9 +30,11 @@ impl std::fmt::Debug for TokenCache {
     }
 }
 
-/// The cache key: never the secret itself.
-pub fn key_for(corp_id: &str, secret: &str) -> String {
-    let digest = Sha256::digest(format!("{corp_id}:{secret}").as_bytes());
+/// The cache key: never the secret itself. The API base is part of it — a token from one host
+/// (a relay, a test double) means nothing at another, and instances pointing at different hosts
+/// must not wait on each other's refreshes.
+pub fn key_for(base: &str, corp_id: &str, secret: &str) -> String {
+    let digest = Sha256::digest(format!("{base}\n{corp_id}:{secret}").as_bytes());
     digest.iter().take(12).map(|b| format!("{b:02x}")).collect()
 }
 
@@ -105,12 +107,16 @@ impl TokenCache {
         }
         let locked = self.lock_across_processes(key).await;
         if !locked {
-            // Another process is refreshing: wait briefly for its token.
-            for _ in 0..50 {
+            // Another process is refreshing: wait for its token while it holds the lock (at
+            // most the lock's 10 s); if it lets go without one, its fetch failed — try ourselves.
+            for _ in 0..100 {
                 tokio::time::sleep(Duration::from_millis(100)).await;
                 if let Some(token) = self.redis_get(key).await {
                     self.remember(key, &token, 60);
                     return Ok(token);
+                }
+                if !self.lock_held(key).await {
+                    break;
                 }
             }
         }
@@ -135,6 +141,17 @@ impl TokenCache {
             let _: redis::RedisResult<()> = redis.del(format!("{}{key}:lock", self.prefix)).await;
         }
         result.map(|(token, _)| token)
+    }
+
+    /// Whether some process holds the refresh lock of `key` (`false` without Redis or on error).
+    async fn lock_held(&self, key: &str) -> bool {
+        let Some(mut redis) = self.redis.clone() else {
+            return false;
+        };
+        redis
+            .exists::<_, bool>(format!("{}{key}:lock", self.prefix))
+            .await
+            .unwrap_or(false)
     }
 
     /// `true` when this process may refresh (it holds the lock, or there is no Redis).
@@ -209,7 +226,11 @@ mod tests {
 
     #[test]
     fn keys_hide_the_secret() {
-        let key = key_for("corp", "very-secret");
+        let key = key_for("https://qyapi.weixin.qq.com/cgi-bin", "corp", "very-secret");
+        assert_ne!(
+            key,
+            key_for("http://relay:8080/cgi-bin", "corp", "very-secret")
+        );
         assert!(!key.contains("secret") && key.len() == 24);
     }
 }
