@@ -11,6 +11,7 @@ use crate::{
     middleware::{self, HttpMetrics},
     openapi, routes,
     state::AppState,
+    stream_slots::StreamSlots,
 };
 
 pub struct Application {
@@ -30,7 +31,10 @@ impl Application {
             n => n,
         };
         let metrics_enabled = ctx.settings.metrics.enabled;
-        let state = web::Data::new(AppState { ctx });
+        let state = web::Data::new(AppState {
+            ctx,
+            streams: StreamSlots::default(),
+        });
         let metrics = web::Data::new(HttpMetrics::new()?);
         let openapi = openapi::document().clone();
         let server = HttpServer::new(move || {

@@ -2,7 +2,11 @@
 
 use service::Context;
 
+use crate::stream_slots::StreamSlots;
+
 #[derive(Clone, Debug)]
 pub struct AppState {
     pub ctx: Context,
+    /// Open progress streams per user (capped).
+    pub streams: StreamSlots,
 }

@@ -37,6 +37,59 @@ async fn stats(sim: &TestSim) -> Value {
         .clone()
 }
 
+/// An agent answering with more than the 16 MiB any answer may hold — declared up front, or
+/// streamed without a length — is refused without buffering it all.
+#[tokio::test]
+async fn oversized_answers_are_refused() {
+    use actix_web::{App, HttpResponse, HttpServer, web};
+    let server = HttpServer::new(|| {
+        App::new()
+            .route(
+                "/declared/{tail:.*}",
+                web::to(|| async { HttpResponse::Ok().body(vec![b' '; 17 << 20]) }),
+            )
+            .route(
+                "/streamed/{tail:.*}",
+                web::to(|| async {
+                    let chunks =
+                        futures_util::stream::iter((0..17).map(|_| {
+                            Ok::<_, std::io::Error>(web::Bytes::from(vec![b' '; 1 << 20]))
+                        }));
+                    HttpResponse::Ok().streaming(chunks)
+                }),
+            )
+    })
+    .workers(1)
+    .bind("127.0.0.1:0")
+    .unwrap();
+    let port = server.addrs()[0].port();
+    tokio::spawn(server.run());
+    let app = TestApp::spawn().await;
+    let admin = app.admin_token().await;
+    for how in ["declared", "streamed"] {
+        let created = app
+            .post_json(
+                "/api/v1/instances",
+                &admin,
+                json!({ "name": format!("big {how}"), "kind": "agent", "api_url": format!("http://127.0.0.1:{port}/{how}"),
+                        "config": { "agent_secret": "agent-secret-for-big" } }),
+            )
+            .await;
+        let id = created["id"]
+            .as_i64()
+            .unwrap_or_else(|| panic!("{created}"));
+        let failure = driver(&app, id)
+            .await
+            .health()
+            .await
+            .expect_err("too large");
+        assert!(
+            matches!(&failure, DriverError::Permanent { code, .. } if code == "response_too_large"),
+            "{how}: {failure:?}"
+        );
+    }
+}
+
 #[tokio::test]
 async fn agent_sends_are_idempotent_and_failures_classified() {
     let sim = TestSim::small();

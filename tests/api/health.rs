@@ -5,10 +5,23 @@ use crate::helpers::TestApp;
 
 #[tokio::test]
 async fn probes_answer_and_ready_checks_the_database() {
-    let app = TestApp::spawn().await;
+    let app = TestApp::spawn_with("[metrics]\nbearer_token = \"ops-token\"").await;
     let live = app.anonymous_get("/healthz").await;
     assert_eq!(live.status(), StatusCode::OK);
-    let ready: Value = app.anonymous_get("/readyz").await.json().await.unwrap();
+    let anonymous: Value = app.anonymous_get("/readyz").await.json().await.unwrap();
+    assert_eq!(
+        anonymous,
+        serde_json::json!({ "status": "ready" }),
+        "anonymous probes learn up or down, nothing else"
+    );
+    let ready: Value = app
+        .request(reqwest::Method::GET, "/readyz", Some("ops-token"))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
     assert_eq!(ready["status"], "ready");
     let components: Vec<&str> = ready["checks"]
         .as_array()

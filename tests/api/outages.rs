@@ -122,7 +122,7 @@ async fn a_broadcast_waits_out_a_redis_outage_and_finishes_exactly_once() {
     let mut redis = PrivateRedis::start().await;
     let sim = TestSim::small();
     let mut app = TestApp::spawn_with(&format!(
-        "[redis]\nurl = \"{}\"\n[dispatch]\nchunk_size = 10\nconcurrency = 2\njob_slice_ms = 500\nrate_limits = false\n",
+        "[redis]\nurl = \"{}\"\n[dispatch]\nchunk_size = 10\nconcurrency = 2\njob_slice_ms = 500\nrate_limits = false\n[metrics]\nbearer_token = \"ops-token\"\n",
         redis.url()
     ))
     .await;
@@ -133,7 +133,11 @@ async fn a_broadcast_waits_out_a_redis_outage_and_finishes_exactly_once() {
     app.wait_sent(id, 40).await;
 
     redis.kill().await;
-    let ready = app.anonymous_get("/readyz").await;
+    let ready = app
+        .request(reqwest::Method::GET, "/readyz", Some("ops-token"))
+        .send()
+        .await
+        .unwrap();
     assert_eq!(ready.status(), StatusCode::SERVICE_UNAVAILABLE);
     let checks: Value = ready.json().await.unwrap();
     assert!(

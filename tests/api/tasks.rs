@@ -623,6 +623,57 @@ async fn progress_streams_as_server_sent_events() {
     assert!(text.matches("event: progress").count() >= 2);
 }
 
+/// Whether `response`'s body ends within `secs` seconds (frames keep arriving meanwhile).
+async fn ends_within(response: &mut reqwest::Response, secs: u64) -> bool {
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(secs);
+    loop {
+        match tokio::time::timeout_at(deadline, response.chunk()).await {
+            Err(_) => return false,
+            Ok(Ok(Some(_))) => {}
+            Ok(_) => return true,
+        }
+    }
+}
+
+#[tokio::test]
+async fn progress_streams_end_with_the_session_and_are_capped_per_user() {
+    let (_sim, app, agent) = ready("").await;
+    let task = create(&app, json!({ "name": "慢速", "task_type": "broadcast", "content": "x", "audience": { "filter": { "instance_ids": [agent] } }, "rate_per_minute": 1 })).await;
+    let id = task["id"].as_i64().unwrap();
+    let admin = app.admin_token().await;
+    app.wait_for(&format!("/api/v1/tasks/{id}"), 30, |t| {
+        t["status"] == "running"
+    })
+    .await;
+    let (_, token) = app.user_with(&["tasks:read"]).await;
+    let path = format!("/api/v1/tasks/{id}/progress");
+    let mut streams = Vec::new();
+    for _ in 0..8 {
+        let stream = app.get(&path, &token).await;
+        assert_eq!(stream.status(), StatusCode::OK);
+        streams.push(stream);
+    }
+    problem(app.get(&path, &token).await, StatusCode::TOO_MANY_REQUESTS).await;
+    assert_eq!(
+        app.get(&path, &admin).await.status(),
+        StatusCode::OK,
+        "another user has slots of their own"
+    );
+    assert!(
+        !ends_within(&mut streams[0], 3).await,
+        "the task is still running"
+    );
+
+    let out = app.post("/api/v1/auth/logout", &token, json!({})).await;
+    assert!(out.status().is_success());
+    for stream in &mut streams {
+        assert!(
+            ends_within(stream, 10).await,
+            "a signed-out session stops streaming"
+        );
+    }
+}
+
 /// The sim's customer mass messages, oldest first.
 async fn mass_messages(sim: &TestSim) -> Vec<Value> {
     sim.control(Method::GET, "/mass", json!({}))

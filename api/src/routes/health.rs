@@ -11,6 +11,9 @@ use crate::{middleware::HttpMetrics, state::AppState};
 #[derive(Serialize, utoipa::ToSchema)]
 pub struct Health {
     pub status: &'static str,
+    /// Each dependency and why it failed: only for callers sending `metrics.bearer_token`
+    /// (error texts name hosts and versions); anonymous probes get up or down.
+    #[serde(skip_serializing_if = "Vec::is_empty")]
     pub checks: Vec<Check>,
 }
 
@@ -24,11 +27,17 @@ pub async fn healthz() -> HttpResponse {
 }
 
 #[utoipa::path(get, path = "/readyz", tag = "health",
-    responses((status = 200, description = "Database (and Redis when configured) reachable", body = Health),
+    responses((status = 200, description = "Database (and Redis when configured) reachable; the checks only with `Authorization: Bearer <metrics.bearer_token>`", body = Health),
               (status = 503, description = "A dependency is down", body = Health)), security(()))]
-pub async fn readyz(state: web::Data<AppState>) -> HttpResponse {
-    let checks = health::readiness(&state.ctx).await;
-    if checks.iter().all(|c| c.ok) {
+pub async fn readyz(req: HttpRequest, state: web::Data<AppState>) -> HttpResponse {
+    let all = health::readiness(&state.ctx).await;
+    let up = all.iter().all(|c| c.ok);
+    let checks = if holds_ops_token(&req, &state) {
+        all
+    } else {
+        Vec::new()
+    };
+    if up {
         HttpResponse::Ok().json(Health {
             status: "ready",
             checks,
@@ -50,20 +59,17 @@ pub async fn metrics(
     state: web::Data<AppState>,
     metrics: web::Data<HttpMetrics>,
 ) -> HttpResponse {
-    let expected = state.ctx.settings.metrics.bearer_token.expose_secret();
-    if !expected.is_empty() {
-        let sent = req
-            .headers()
-            .get(actix_web::http::header::AUTHORIZATION)
-            .and_then(|v| v.to_str().ok())
-            .and_then(|v| v.strip_prefix("Bearer "))
-            .unwrap_or_default();
-        let matches: bool = subtle_eq(sent.as_bytes(), expected.as_bytes());
-        if !matches {
-            return HttpResponse::Unauthorized()
-                .insert_header(("WWW-Authenticate", "Bearer"))
-                .finish();
-        }
+    let open = state
+        .ctx
+        .settings
+        .metrics
+        .bearer_token
+        .expose_secret()
+        .is_empty();
+    if !open && !holds_ops_token(&req, &state) {
+        return HttpResponse::Unauthorized()
+            .insert_header(("WWW-Authenticate", "Bearer"))
+            .finish();
     }
     let encoder = prometheus::TextEncoder::new();
     match encoder.encode_to_string(&metrics.registry.gather()) {
@@ -75,6 +81,18 @@ pub async fn metrics(
             HttpResponse::InternalServerError().finish()
         }
     }
+}
+
+/// Whether the request carries `metrics.bearer_token` (never, when none is configured).
+fn holds_ops_token(req: &HttpRequest, state: &AppState) -> bool {
+    let expected = state.ctx.settings.metrics.bearer_token.expose_secret();
+    let sent = req
+        .headers()
+        .get(actix_web::http::header::AUTHORIZATION)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.strip_prefix("Bearer "))
+        .unwrap_or_default();
+    !expected.is_empty() && subtle_eq(sent.as_bytes(), expected.as_bytes())
 }
 
 /// Constant-time equality, so the token cannot be guessed byte by byte from response times.

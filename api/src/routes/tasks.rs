@@ -278,7 +278,7 @@ pub async fn report_csv(
 }
 
 #[utoipa::path(get, path = "/api/v1/tasks/{id}/progress", tag = "messaging", params(("id" = i64, Path)),
-    responses((status = 200, description = "Server-sent events: a `progress` event with the task every second until it stops running", content_type = "text/event-stream"), (status = 400, body = Problem), (status = 401, body = Problem), (status = 403, body = Problem), (status = 404, body = Problem)),
+    responses((status = 200, description = "Server-sent events: a `progress` event with the task every second until it stops running, or until the session ends or loses `tasks:read`", content_type = "text/event-stream"), (status = 400, body = Problem), (status = 401, body = Problem), (status = 403, body = Problem), (status = 404, body = Problem), (status = 429, description = "You hold the maximum of open progress streams", body = Problem)),
     security(("bearer" = ["tasks:read"])))]
 pub async fn progress_stream(
     auth: Authorized<perm::TasksRead>,
@@ -286,35 +286,50 @@ pub async fn progress_stream(
     Id(id): Id,
 ) -> Result<HttpResponse, ApiError> {
     let first = task_service::get(&state.ctx, &auth.actor, id).await?;
+    let slot = state.streams.take(auth.actor.user_id()?).ok_or(
+        service::error::ServiceError::TooManyRequests {
+            retry_after_secs: 5,
+        },
+    )?;
     let (ctx, actor) = (state.ctx.clone(), auth.actor.clone());
-    let events = futures_util::stream::unfold((Some(first), 0u32), move |(pending, ticks)| {
-        let (ctx, actor) = (ctx.clone(), actor.clone());
-        async move {
-            let view = match pending {
-                Some(view) => view,
-                None => {
-                    if ticks >= 3600 {
-                        return None;
+    // The slot lives in the stream's state: dropped, with the stream, when it ends or the
+    // client goes away.
+    let events =
+        futures_util::stream::unfold((Some(first), 0u32, slot), move |(pending, ticks, slot)| {
+            let (ctx, actor) = (ctx.clone(), actor.clone());
+            async move {
+                let view = match pending {
+                    Some(view) => view,
+                    None => {
+                        if ticks >= 3600 {
+                            return None;
+                        }
+                        tokio::time::sleep(Duration::from_secs(1)).await;
+                        // Signed out, disabled or stripped of the permission since: the stream ends.
+                        if !service::auth::still_allowed(&ctx, &actor, "tasks:read")
+                            .await
+                            .ok()?
+                        {
+                            return None;
+                        }
+                        task_service::get(&ctx, &actor, id).await.ok()?
                     }
-                    tokio::time::sleep(Duration::from_secs(1)).await;
-                    task_service::get(&ctx, &actor, id).await.ok()?
+                };
+                let settled = ticks > 0 && !matches!(view.status.as_str(), "running" | "paused");
+                let frame = format!(
+                    "event: progress\ndata: {}\n\n",
+                    serde_json::to_string(&view).unwrap_or_default()
+                );
+                if settled {
+                    // The last frame, then the stream ends.
+                    return Some((
+                        Ok::<_, std::io::Error>(web::Bytes::from(frame)),
+                        (None, u32::MAX, slot),
+                    ));
                 }
-            };
-            let settled = ticks > 0 && !matches!(view.status.as_str(), "running" | "paused");
-            let frame = format!(
-                "event: progress\ndata: {}\n\n",
-                serde_json::to_string(&view).unwrap_or_default()
-            );
-            if settled {
-                // The last frame, then the stream ends.
-                return Some((
-                    Ok::<_, std::io::Error>(web::Bytes::from(frame)),
-                    (None, u32::MAX),
-                ));
+                Some((Ok(web::Bytes::from(frame)), (None, ticks + 1, slot)))
             }
-            Some((Ok(web::Bytes::from(frame)), (None, ticks + 1)))
-        }
-    });
+        });
     Ok(HttpResponse::Ok()
         .content_type("text/event-stream")
         .insert_header(("Cache-Control", "no-cache"))

@@ -148,7 +148,11 @@ async fn send(
     }
     let response = request.send().await.map_err(|e| describe(&e))?;
     let status = response.status();
-    let text = response.text().await.unwrap_or_default();
+    // What a webhook answers is only looked at for its status and, for robots, `errcode`.
+    let text = crate::net::client::read_body(response, 64 * 1024)
+        .await
+        .map(|body| String::from_utf8_lossy(&body).into_owned())
+        .unwrap_or_default();
     if !status.is_success() {
         return Err(format!(
             "answered {status}: {}",

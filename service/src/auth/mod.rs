@@ -174,6 +174,28 @@ pub async fn authenticate(
     })
 }
 
+/// Whether a long-lived request (a progress stream) may go on: its session is neither revoked
+/// nor past its absolute end, its user is still active and still holds `permission`. A system
+/// actor (no session) always may.
+pub async fn still_allowed(ctx: &Context, actor: &Actor, permission: &str) -> ServiceResult<bool> {
+    let (Some(session_id), Some(user_id)) = (actor.session_id, actor.user_id) else {
+        return Ok(true);
+    };
+    let now = ctx.clock.now_db();
+    let live = user_sessions::Entity::find_by_id(session_id)
+        .filter(user_sessions::Column::RevokedAt.is_null())
+        .filter(user_sessions::Column::AbsoluteExpiresAt.gt(now))
+        .one(&ctx.db)
+        .await?
+        .is_some();
+    if !live || active_user(ctx, user_id).await?.is_none() {
+        return Ok(false);
+    }
+    Ok(rbac::effective_permissions(&ctx.db, user_id, now)
+        .await?
+        .contains(permission))
+}
+
 async fn active_user(ctx: &Context, user_id: i64) -> ServiceResult<Option<users::Model>> {
     Ok(users::Entity::find_by_id(user_id)
         .filter(users::Column::DeletedAt.is_null())

@@ -85,10 +85,10 @@ impl AgentDriver {
             .and_then(|v| v.to_str().ok())
             .and_then(|v| v.parse::<u64>().ok())
             .map(Duration::from_secs);
-        let text = response
-            .text()
+        let body = crate::net::client::read_body(response, crate::net::client::MAX_RESPONSE_BYTES)
             .await
-            .map_err(|e| DriverError::from_http(&e))?;
+            .map_err(DriverError::from_body)?;
+        let text = String::from_utf8_lossy(&body);
         if status.is_success() {
             let value = serde_json::from_str(&text).map_err(|e| DriverError::Transient {
                 code: "bad_response".into(),

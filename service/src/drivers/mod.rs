@@ -251,6 +251,18 @@ impl DriverError {
         }
     }
 
+    /// An answer whose body could not be read: too large is permanent (the peer is not what it
+    /// should be), a broken transfer transient.
+    pub fn from_body(e: crate::net::client::BodyError) -> Self {
+        match e {
+            crate::net::client::BodyError::TooLarge(_) => Self::Permanent {
+                code: "response_too_large".into(),
+                message: e.to_string(),
+            },
+            crate::net::client::BodyError::Http(e) => Self::from_http(&e),
+        }
+    }
+
     /// Classifies a transport error (no HTTP answer, or a broken one).
     pub fn from_http(e: &reqwest::Error) -> Self {
         let code = if e.is_timeout() {

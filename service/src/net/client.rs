@@ -18,9 +18,19 @@ impl OutboundClient {
         let redirect_policy = policy.clone();
         let http = reqwest::Client::builder()
             .dns_resolver(Arc::new(GuardedResolver(policy.clone())))
+            // The environment's HTTP(S)_PROXY would carry requests past the guarded resolver.
+            .no_proxy()
             .redirect(reqwest::redirect::Policy::custom(move |attempt| {
+                let cross_origin = attempt
+                    .previous()
+                    .last()
+                    .is_some_and(|from| from.origin() != attempt.url().origin());
                 if attempt.previous().len() > 3 {
                     attempt.error("too many redirects")
+                } else if cross_origin {
+                    // Signature headers and bodies must not reach another host: the 3xx
+                    // answer is returned as it is, and callers treat it as a failure.
+                    attempt.stop()
                 } else if let Err(refused) =
                     redirect_policy.check_url_syntax(attempt.url().as_str())
                 {
@@ -71,6 +81,49 @@ impl OutboundClient {
         let url = self.policy.check_url_syntax(url)?;
         Ok(self.http.request(method, url))
     }
+}
+
+/// The most read of one answer from an instance, WeCom or a webhook: a page of 500 contacts fits
+/// many times over, and a broken or hostile peer cannot make us buffer more.
+pub const MAX_RESPONSE_BYTES: usize = 16 * 1024 * 1024;
+
+/// Why an answer's body could not be read.
+#[derive(Debug)]
+pub enum BodyError {
+    /// Larger than the limit, as declared (`Content-Length`) or as sent.
+    TooLarge(usize),
+    Http(reqwest::Error),
+}
+
+impl std::fmt::Display for BodyError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Self::TooLarge(limit) => write!(f, "the answer is larger than {limit} bytes"),
+            Self::Http(e) => f.write_str(&describe(e)),
+        }
+    }
+}
+
+/// Reads `response`'s body up to `limit` bytes, refusing a larger one — by its declared length
+/// before reading anything, or as soon as what arrives passes the limit.
+pub async fn read_body(
+    mut response: reqwest::Response,
+    limit: usize,
+) -> Result<Vec<u8>, BodyError> {
+    if response
+        .content_length()
+        .is_some_and(|declared| declared > limit as u64)
+    {
+        return Err(BodyError::TooLarge(limit));
+    }
+    let mut body = Vec::new();
+    while let Some(chunk) = response.chunk().await.map_err(BodyError::Http)? {
+        if body.len() + chunk.len() > limit {
+            return Err(BodyError::TooLarge(limit));
+        }
+        body.extend_from_slice(&chunk);
+    }
+    Ok(body)
 }
 
 /// A transport error with its cause chain (reqwest's own message hides why a connection failed,

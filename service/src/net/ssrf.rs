@@ -211,9 +211,13 @@ fn is_public_v4(ip: Ipv4Addr) -> bool {
 
 fn is_public_v6(ip: Ipv6Addr) -> bool {
     let special = [
-        "::/128",
+        "::/96",
         "::1/128",
         "64:ff9b::/96",
+        "64:ff9b:1::/48",
+        "2001::/32",
+        "2002::/16",
+        "fec0::/10",
         "100::/64",
         "2001:db8::/32",
         "fc00::/7",
@@ -275,6 +279,14 @@ mod tests {
             "::ffff:127.0.0.1",
             "::ffff:10.0.0.1",
             "224.0.0.1",
+            // IPv4-compatible, 6to4 and Teredo of loopback, site-local, NAT64 (both prefixes):
+            // each can reach an inside address.
+            "::127.0.0.1",
+            "2002:7f00:1::1",
+            "2001:0:4136:e378:8000:63bf:3fff:fdd2",
+            "fec0::1",
+            "64:ff9b::7f00:1",
+            "64:ff9b:1::a00:1",
         ] {
             assert!(!policy.allows(refused.parse().unwrap()), "{refused}");
         }

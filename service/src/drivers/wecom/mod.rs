@@ -96,17 +96,14 @@ impl WecomDriver {
                 retry_after: None,
             });
         }
-        response
-            .json::<Value>()
+        let body = crate::net::client::read_body(response, crate::net::client::MAX_RESPONSE_BYTES)
             .await
-            .map_err(|e| DriverError::Transient {
-                code: "bad_response".into(),
-                message: format!(
-                    "unreadable WeCom response ({status}): {}",
-                    crate::net::client::describe(&e)
-                ),
-                retry_after: None,
-            })
+            .map_err(DriverError::from_body)?;
+        serde_json::from_slice::<Value>(&body).map_err(|e| DriverError::Transient {
+            code: "bad_response".into(),
+            message: format!("unreadable WeCom response ({status}): {e}"),
+            retry_after: None,
+        })
     }
 
     async fn fetch_token(&self) -> Result<(String, i64), DriverError> {
