@@ -124,6 +124,12 @@ fn write_private(path: &Path, contents: &str) -> std::io::Result<()> {
     options.open(path)?.write_all(contents.as_bytes())
 }
 
+/// Whether a transaction may lock rows it reads (`SELECT … FOR UPDATE`); SQLite serialises
+/// writers instead and has no such clause.
+pub fn row_locks(conn: &impl ConnectionTrait) -> bool {
+    conn.get_database_backend() != sea_orm::DatabaseBackend::Sqlite
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -137,10 +143,4 @@ mod tests {
         assert_eq!(sqlite_path("sqlite::memory:"), None);
         assert_eq!(sqlite_path("postgres://x/y"), None);
     }
-}
-
-/// Whether a transaction may lock rows it reads (`SELECT … FOR UPDATE`); SQLite serialises
-/// writers instead and has no such clause.
-pub fn row_locks(conn: &impl ConnectionTrait) -> bool {
-    conn.get_database_backend() != sea_orm::DatabaseBackend::Sqlite
 }

@@ -547,3 +547,59 @@ async fn a_temporary_admin_cannot_entrench_themselves() {
         .await;
     problem(locked, StatusCode::LOCKED).await;
 }
+
+/// Two super admins disabling each other at the same moment, round after round: one of them
+/// must always remain (each change takes the super_admin lock before its last-admin check).
+#[tokio::test]
+async fn super_admins_disabling_each_other_at_once_leave_one() {
+    let app = TestApp::spawn().await;
+    let super_admin = app.role_id("super_admin").await;
+    let mut survivor = app.admin_token().await;
+    for round in 0..8 {
+        let mut pair = Vec::new();
+        for who in ["p", "q"] {
+            let name = format!("admin_{who}{round}");
+            let created = app
+                .post(
+                    "/api/v1/users",
+                    &survivor,
+                    json!({ "username": name, "password": "super-admin-pass-1", "roles": [{ "role_id": super_admin }] }),
+                )
+                .await;
+            assert_eq!(created.status(), StatusCode::CREATED, "round {round}");
+            let id = created.json::<Value>().await.unwrap()["id"]
+                .as_i64()
+                .unwrap();
+            pair.push((id, app.token(&name, "super-admin-pass-1").await));
+        }
+        // The previous survivor steps aside, leaving exactly two super admins.
+        let me: Value = app.get_json("/api/v1/auth/me", &survivor).await;
+        let previous = me["user"]["id"].as_i64().unwrap();
+        let aside = app
+            .post(
+                &format!("/api/v1/users/{previous}/disable"),
+                &pair[0].1,
+                json!({}),
+            )
+            .await;
+        assert_eq!(aside.status(), StatusCode::OK, "round {round}");
+
+        let ((p, p_token), (q, q_token)) = (&pair[0], &pair[1]);
+        let (disable_q, disable_p) = (
+            format!("/api/v1/users/{q}/disable"),
+            format!("/api/v1/users/{p}/disable"),
+        );
+        let (p_disables_q, q_disables_p) = tokio::join!(
+            app.post(&disable_q, p_token, json!({})),
+            app.post(&disable_p, q_token, json!({})),
+        );
+        let outcomes = [p_disables_q.status(), q_disables_p.status()];
+        let succeeded = outcomes.iter().filter(|s| s.is_success()).count();
+        assert_eq!(succeeded, 1, "round {round}: {outcomes:?}");
+        survivor = if outcomes[0].is_success() {
+            p_token.clone()
+        } else {
+            q_token.clone()
+        };
+    }
+}

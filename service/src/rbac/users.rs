@@ -365,6 +365,22 @@ async fn write_grants(
     Ok(())
 }
 
+/// Serialises the changes that could remove the last super admin (disable, delete, role
+/// changes): each takes the `super_admin` role row's lock before reading anything, so the check
+/// at its end sees what the others committed. Without it two administrators disabling each
+/// other at the same moment each see the other still active, and both commit. SQLite's write
+/// transactions are serial already.
+async fn lock_super_admins(txn: &DatabaseTransaction) -> ServiceResult<()> {
+    if crate::db::row_locks(txn) {
+        roles::Entity::find()
+            .filter(roles::Column::Name.eq(SUPER_ADMIN))
+            .lock_exclusive()
+            .one(txn)
+            .await?;
+    }
+    Ok(())
+}
+
 /// Refuses a change that would leave no active user holding `super_admin`.
 async fn ensure_super_admin_remains(
     txn: &DatabaseTransaction,
@@ -551,6 +567,7 @@ where
         let target = find_manageable(ctx, actor, id).await?;
         let now = ctx.clock.now_db();
         let txn = crate::db::begin(&ctx.db).await?;
+        lock_super_admins(&txn).await?;
         let before = view(&txn, target.clone(), now).await?;
         apply(&txn, &target, now).await?;
         let after = view(&txn, find_live(&txn, id).await?, now).await?;
@@ -677,6 +694,7 @@ pub async fn delete(ctx: &Context, actor: &Actor, id: i64) -> ServiceResult<()> 
         let target = find_manageable(ctx, actor, id).await?;
         let now = ctx.clock.now_db();
         let txn = crate::db::begin(&ctx.db).await?;
+        lock_super_admins(&txn).await?;
         let before = view(&txn, target.clone(), now).await?;
         users::Entity::update(users::ActiveModel {
             id: Set(id),
