@@ -37,6 +37,77 @@ async fn stats(sim: &TestSim) -> Value {
         .clone()
 }
 
+/// A redirect to another host is not followed: the signed request (its `webhook-signature` and
+/// body) must not reach a host the instance was not configured with. Within one origin it is.
+#[tokio::test]
+async fn redirects_to_another_host_are_not_followed() {
+    use actix_web::{App, HttpResponse, HttpServer, web};
+    let elsewhere = crate::alerts::Hook::start();
+    let target = elsewhere.url.clone();
+    let hits = std::sync::Arc::new(std::sync::atomic::AtomicUsize::new(0));
+    let counted = hits.clone();
+    let server = HttpServer::new(move || {
+        let (target, counted) = (target.clone(), counted.clone());
+        App::new()
+            .route(
+                "/away/{tail:.*}",
+                web::to(move || {
+                    let target = target.clone();
+                    async move {
+                        HttpResponse::TemporaryRedirect()
+                            .insert_header(("location", target))
+                            .finish()
+                    }
+                }),
+            )
+            .route(
+                "/here/{tail:.*}",
+                web::to(|| async {
+                    HttpResponse::TemporaryRedirect()
+                        .insert_header(("location", "/landed"))
+                        .finish()
+                }),
+            )
+            .route(
+                "/landed",
+                web::to(move || {
+                    counted.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+                    async { HttpResponse::ServiceUnavailable().finish() }
+                }),
+            )
+    })
+    .workers(1)
+    .bind("127.0.0.1:0")
+    .unwrap();
+    let port = server.addrs()[0].port();
+    tokio::spawn(server.run());
+    let app = TestApp::spawn().await;
+    let admin = app.admin_token().await;
+    for how in ["away", "here"] {
+        let created = app
+            .post_json(
+                "/api/v1/instances",
+                &admin,
+                json!({ "name": format!("redirect {how}"), "kind": "agent", "api_url": format!("http://127.0.0.1:{port}/{how}"),
+                        "config": { "agent_secret": "agent-secret-redirect" } }),
+            )
+            .await;
+        let id = created["id"]
+            .as_i64()
+            .unwrap_or_else(|| panic!("{created}"));
+        assert!(driver(&app, id).await.health().await.is_err(), "{how}");
+    }
+    assert!(
+        elsewhere.received().is_empty(),
+        "the other host got nothing: {:?}",
+        elsewhere.received()
+    );
+    assert!(
+        hits.load(std::sync::atomic::Ordering::SeqCst) >= 1,
+        "a same-origin redirect is followed"
+    );
+}
+
 /// An agent answering with more than the 16 MiB any answer may hold — declared up front, or
 /// streamed without a length — is refused without buffering it all.
 #[tokio::test]

@@ -32,12 +32,27 @@ impl Backend {
 
 /// Creates an empty database of the chosen backend and returns its URL. A backend that was asked
 /// for but cannot be reached fails the test: it is never skipped.
+/// This run's tag: `WEWORK_TEST_RUN` (hex, set by `scripts/test`) or `local`. Databases and
+/// files carry it, so clean-up after one run leaves another run's alone.
+pub fn run_tag() -> String {
+    std::env::var("WEWORK_TEST_RUN")
+        .ok()
+        .filter(|t| !t.is_empty() && t.len() <= 16 && t.bytes().all(|b| b.is_ascii_hexdigit()))
+        .unwrap_or_else(|| "local".to_owned())
+}
+
+/// The directory this run's test files go in (created).
+pub fn tests_dir() -> std::path::PathBuf {
+    let dir = std::env::temp_dir().join(format!("wework-tests-{}", run_tag()));
+    std::fs::create_dir_all(&dir).unwrap();
+    dir
+}
+
 pub async fn fresh_database(backend: Backend) -> String {
-    let name = format!("wework_t_{}", uuid::Uuid::new_v4().simple());
+    let name = format!("wework_t_{}_{}", run_tag(), uuid::Uuid::new_v4().simple());
     match backend {
         Backend::Sqlite => {
-            let dir = std::env::temp_dir().join("wework-tests");
-            std::fs::create_dir_all(&dir).unwrap();
+            let dir = tests_dir();
             format!(
                 "sqlite://{}?mode=rwc",
                 dir.join(format!("{name}.db")).display()
@@ -79,9 +94,7 @@ pub async fn test_config(extra_toml: &str) -> String {
     let url = fresh_database(Backend::from_env()).await;
     let redis = std::env::var("WEWORK_TEST_REDIS_URL").unwrap_or_default();
     let prefix = format!("wework-test:{}:", uuid::Uuid::new_v4().simple());
-    let queue = std::env::temp_dir()
-        .join("wework-tests")
-        .join(format!("{}.queue.db", uuid::Uuid::new_v4().simple()));
+    let queue = tests_dir().join(format!("{}.queue.db", uuid::Uuid::new_v4().simple()));
     std::fs::create_dir_all(queue.parent().unwrap()).unwrap();
     let spool = queue.with_extension("spool");
     let (queue, spool) = (queue.display(), spool.display());

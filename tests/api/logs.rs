@@ -98,9 +98,8 @@ async fn worker_errors_reach_elasticsearch_and_survive_its_outage() {
     ))
     .await;
     let (agent, _) = app.register_sim(&sim, 1).await;
-    let config = std::env::temp_dir()
-        .join("wework-tests")
-        .join(format!("logs-{}.toml", uuid::Uuid::new_v4().simple()));
+    let config =
+        crate::helpers::tests_dir().join(format!("logs-{}.toml", uuid::Uuid::new_v4().simple()));
     std::fs::write(&config, &app.config).unwrap();
     // A separate `wework worker` process: its warnings are what gets shipped.
     let _worker = Command::new(env!("CARGO_BIN_EXE_wework"))

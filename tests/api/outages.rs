@@ -181,9 +181,7 @@ impl PrivatePostgres {
             .filter(|p| p.join("initdb").exists())
             .max()
             .expect("an initdb under /usr/lib/postgresql/*/bin");
-        let dir = std::env::temp_dir()
-            .join("wework-tests")
-            .join(format!("pg-{}", uuid::Uuid::new_v4().simple()));
+        let dir = crate::helpers::tests_dir().join(format!("pg-{}", uuid::Uuid::new_v4().simple()));
         std::fs::create_dir_all(&dir).unwrap();
         let pg = Self {
             dir,

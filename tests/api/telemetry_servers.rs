@@ -16,9 +16,7 @@ fn free_port() -> u16 {
 }
 
 fn temp_dir(tag: &str) -> PathBuf {
-    let dir = std::env::temp_dir()
-        .join("wework-tests")
-        .join(format!("{tag}-{}", uuid::Uuid::new_v4().simple()));
+    let dir = crate::helpers::tests_dir().join(format!("{tag}-{}", uuid::Uuid::new_v4().simple()));
     std::fs::create_dir_all(&dir).unwrap();
     dir
 }
