@@ -37,6 +37,26 @@ async fn stats(sim: &TestSim) -> Value {
         .clone()
 }
 
+/// An agent instance named `name` at `api_url`, created through the API, and its driver.
+async fn agent_at(
+    app: &TestApp,
+    name: &str,
+    api_url: String,
+) -> Box<dyn service::drivers::InstanceDriver> {
+    let admin = app.admin_token().await;
+    let created = app
+        .post_json(
+            "/api/v1/instances",
+            &admin,
+            json!({ "name": name, "kind": "agent", "api_url": api_url, "config": { "agent_secret": "agent-secret-for-tests" } }),
+        )
+        .await;
+    let id = created["id"]
+        .as_i64()
+        .unwrap_or_else(|| panic!("{created}"));
+    driver(app, id).await
+}
+
 /// A redirect to another host is not followed: the signed request (its `webhook-signature` and
 /// body) must not reach a host the instance was not configured with. Within one origin it is.
 #[tokio::test]
@@ -82,20 +102,14 @@ async fn redirects_to_another_host_are_not_followed() {
     let port = server.addrs()[0].port();
     tokio::spawn(server.run());
     let app = TestApp::spawn().await;
-    let admin = app.admin_token().await;
     for how in ["away", "here"] {
-        let created = app
-            .post_json(
-                "/api/v1/instances",
-                &admin,
-                json!({ "name": format!("redirect {how}"), "kind": "agent", "api_url": format!("http://127.0.0.1:{port}/{how}"),
-                        "config": { "agent_secret": "agent-secret-redirect" } }),
-            )
-            .await;
-        let id = created["id"]
-            .as_i64()
-            .unwrap_or_else(|| panic!("{created}"));
-        assert!(driver(&app, id).await.health().await.is_err(), "{how}");
+        let agent = agent_at(
+            &app,
+            &format!("redirect {how}"),
+            format!("http://127.0.0.1:{port}/{how}"),
+        )
+        .await;
+        assert!(agent.health().await.is_err(), "{how}");
     }
     assert!(
         elsewhere.received().is_empty(),
@@ -136,24 +150,14 @@ async fn oversized_answers_are_refused() {
     let port = server.addrs()[0].port();
     tokio::spawn(server.run());
     let app = TestApp::spawn().await;
-    let admin = app.admin_token().await;
     for how in ["declared", "streamed"] {
-        let created = app
-            .post_json(
-                "/api/v1/instances",
-                &admin,
-                json!({ "name": format!("big {how}"), "kind": "agent", "api_url": format!("http://127.0.0.1:{port}/{how}"),
-                        "config": { "agent_secret": "agent-secret-for-big" } }),
-            )
-            .await;
-        let id = created["id"]
-            .as_i64()
-            .unwrap_or_else(|| panic!("{created}"));
-        let failure = driver(&app, id)
-            .await
-            .health()
-            .await
-            .expect_err("too large");
+        let agent = agent_at(
+            &app,
+            &format!("big {how}"),
+            format!("http://127.0.0.1:{port}/{how}"),
+        )
+        .await;
+        let failure = agent.health().await.expect_err("too large");
         assert!(
             matches!(&failure, DriverError::Permanent { code, .. } if code == "response_too_large"),
             "{how}: {failure:?}"
