@@ -181,7 +181,7 @@ async fn parallel_guesses_from_many_addresses_evaluate_at_most_the_threshold() {
 }
 
 #[tokio::test]
-async fn the_right_password_after_a_missing_code_or_a_near_lock_does_not_count_as_a_failure() {
+async fn the_right_password_near_the_lock_does_not_count_as_a_failure() {
     let app = TestApp::spawn().await;
     let (user_id, _) = app.user_with(&["profile:self"]).await;
     let admin = app.admin_token().await;
@@ -189,27 +189,21 @@ async fn the_right_password_after_a_missing_code_or_a_near_lock_does_not_count_a
         .get_json(&format!("/api/v1/users/{user_id}"), &admin)
         .await;
     let name = user["username"].as_str().unwrap().to_owned();
-    for _ in 0..4 {
+    // Each time the fifth attempt would lock, but it is right: the user gets in and the count
+    // starts over.
+    for round in 0..2 {
+        for _ in 0..4 {
+            assert_eq!(
+                app.login(&name, "not-the-password").await.status(),
+                StatusCode::UNAUTHORIZED
+            );
+        }
         assert_eq!(
-            app.login(&name, "not-the-password").await.status(),
-            StatusCode::UNAUTHORIZED
+            app.login(&name, "user-test-password-1").await.status(),
+            StatusCode::OK,
+            "round {round}"
         );
     }
-    // The fifth attempt would lock, but it is right: the user gets in and the count starts over.
-    assert_eq!(
-        app.login(&name, "user-test-password-1").await.status(),
-        StatusCode::OK
-    );
-    for _ in 0..4 {
-        assert_eq!(
-            app.login(&name, "not-the-password").await.status(),
-            StatusCode::UNAUTHORIZED
-        );
-    }
-    assert_eq!(
-        app.login(&name, "user-test-password-1").await.status(),
-        StatusCode::OK
-    );
 }
 
 #[tokio::test]

@@ -16,16 +16,12 @@ use serde::Serialize;
 
 use crate::{Context, ServiceResult, auth::actor::Actor};
 
-/// The names a user holds now through their unexpired grants of live roles.
-pub async fn effective_permissions<C: ConnectionTrait>(
-    conn: &C,
-    user_id: i64,
-    now: NaiveDateTime,
-) -> ServiceResult<BTreeSet<String>> {
-    let names: Vec<String> = permissions::Entity::find()
+/// Permissions joined to the user's unexpired grants of live roles (one row per grant and
+/// permission); callers pick the columns.
+fn current_grants(user_id: i64, now: NaiveDateTime) -> sea_orm::Select<permissions::Entity> {
+    permissions::Entity::find()
         .select_only()
         .column(permissions::Column::Name)
-        .distinct()
         .join(
             JoinType::InnerJoin,
             permissions::Relation::RolePermissions.def(),
@@ -39,6 +35,16 @@ pub async fn effective_permissions<C: ConnectionTrait>(
                 .add(user_roles::Column::ExpiresAt.gt(now)),
         )
         .filter(role_entity::Column::DeletedAt.is_null())
+}
+
+/// The names a user holds now through their unexpired grants of live roles.
+pub async fn effective_permissions<C: ConnectionTrait>(
+    conn: &C,
+    user_id: i64,
+    now: NaiveDateTime,
+) -> ServiceResult<BTreeSet<String>> {
+    let names: Vec<String> = current_grants(user_id, now)
+        .distinct()
         .into_tuple()
         .all(conn)
         .await?;
@@ -52,23 +58,8 @@ pub async fn permission_holds<C: ConnectionTrait>(
     user_id: i64,
     now: NaiveDateTime,
 ) -> ServiceResult<BTreeMap<String, Option<NaiveDateTime>>> {
-    let rows: Vec<(String, Option<NaiveDateTime>)> = permissions::Entity::find()
-        .select_only()
-        .column(permissions::Column::Name)
+    let rows: Vec<(String, Option<NaiveDateTime>)> = current_grants(user_id, now)
         .column(user_roles::Column::ExpiresAt)
-        .join(
-            JoinType::InnerJoin,
-            permissions::Relation::RolePermissions.def(),
-        )
-        .join(JoinType::InnerJoin, role_permissions::Relation::Roles.def())
-        .join(JoinType::InnerJoin, role_entity::Relation::UserRoles.def())
-        .filter(user_roles::Column::UserId.eq(user_id))
-        .filter(
-            Condition::any()
-                .add(user_roles::Column::ExpiresAt.is_null())
-                .add(user_roles::Column::ExpiresAt.gt(now)),
-        )
-        .filter(role_entity::Column::DeletedAt.is_null())
         .into_tuple()
         .all(conn)
         .await?;
