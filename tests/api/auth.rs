@@ -28,15 +28,21 @@ async fn login_by_name_or_email_and_me() {
     );
 }
 
-#[tokio::test]
-async fn wrong_passwords_lock_the_account_until_an_admin_unlocks_it() {
-    let app = TestApp::spawn().await;
+/// A user holding only `profile:self` (password `user-test-password-1`): their id and name.
+async fn signed_up_user(app: &TestApp) -> (i64, String) {
     let (user_id, _) = app.user_with(&["profile:self"]).await;
     let admin = app.admin_token().await;
     let user: Value = app
         .get_json(&format!("/api/v1/users/{user_id}"), &admin)
         .await;
-    let name = user["username"].as_str().unwrap().to_owned();
+    (user_id, user["username"].as_str().unwrap().to_owned())
+}
+
+#[tokio::test]
+async fn wrong_passwords_lock_the_account_until_an_admin_unlocks_it() {
+    let app = TestApp::spawn().await;
+    let (user_id, name) = signed_up_user(&app).await;
+    let admin = app.admin_token().await;
     for _ in 0..5 {
         let wrong = app.login(&name, "not-the-password").await;
         assert_eq!(
@@ -149,12 +155,8 @@ async fn parallel_guesses_from_many_addresses_evaluate_at_most_the_threshold() {
         "[server]\ntrusted_proxies = [\"127.0.0.1\"]\n[auth]\nip_failures_per_minute = 1000",
     )
     .await;
-    let (user_id, _) = app.user_with(&["profile:self"]).await;
+    let (_, name) = signed_up_user(&app).await;
     let admin = app.admin_token().await;
-    let user: Value = app
-        .get_json(&format!("/api/v1/users/{user_id}"), &admin)
-        .await;
-    let name = user["username"].as_str().unwrap().to_owned();
     let mut answers = Vec::new();
     for wave in 0..2 {
         let guesses = (0..30).map(|i| {
@@ -183,12 +185,7 @@ async fn parallel_guesses_from_many_addresses_evaluate_at_most_the_threshold() {
 #[tokio::test]
 async fn the_right_password_near_the_lock_does_not_count_as_a_failure() {
     let app = TestApp::spawn().await;
-    let (user_id, _) = app.user_with(&["profile:self"]).await;
-    let admin = app.admin_token().await;
-    let user: Value = app
-        .get_json(&format!("/api/v1/users/{user_id}"), &admin)
-        .await;
-    let name = user["username"].as_str().unwrap().to_owned();
+    let (_, name) = signed_up_user(&app).await;
     // Each time the fifth attempt would lock, but it is right: the user gets in and the count
     // starts over.
     for round in 0..2 {
