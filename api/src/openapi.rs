@@ -45,6 +45,7 @@ use crate::{error, routes};
         routes::users::reset_totp,
         routes::users::set_password,
         routes::users::set_roles,
+        routes::users::set_instances,
         routes::users::list_user_sessions,
         routes::users::revoke_user_sessions,
         routes::roles::list_roles,

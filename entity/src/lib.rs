@@ -29,6 +29,7 @@ pub mod session_rotated_tokens;
 pub mod sync_runs;
 pub mod system_logs;
 pub mod tags;
+pub mod user_instances;
 pub mod user_roles;
 pub mod user_sessions;
 pub mod users;

@@ -26,6 +26,7 @@ pub use super::session_rotated_tokens::Entity as SessionRotatedTokens;
 pub use super::sync_runs::Entity as SyncRuns;
 pub use super::system_logs::Entity as SystemLogs;
 pub use super::tags::Entity as Tags;
+pub use super::user_instances::Entity as UserInstances;
 pub use super::user_roles::Entity as UserRoles;
 pub use super::user_sessions::Entity as UserSessions;
 pub use super::users::Entity as Users;

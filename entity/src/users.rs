@@ -36,6 +36,8 @@ pub enum Relation {
     MessageTasks,
     #[sea_orm(has_many = "super::message_templates::Entity")]
     MessageTemplates,
+    #[sea_orm(has_many = "super::user_instances::Entity")]
+    UserInstances,
     #[sea_orm(has_many = "super::user_roles::Entity")]
     UserRoles,
     #[sea_orm(has_many = "super::user_sessions::Entity")]
@@ -71,6 +73,12 @@ impl Related<super::user_sessions::Entity> for Entity {
 impl Related<super::wework_instances::Entity> for Entity {
     fn to() -> RelationDef {
         Relation::WeworkInstances.def()
+    }
+}
+
+impl Related<super::user_instances::Entity> for Entity {
+    fn to() -> RelationDef {
+        Relation::UserInstances.def()
     }
 }
 

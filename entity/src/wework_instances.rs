@@ -61,6 +61,8 @@ pub enum Relation {
         on_delete = "Restrict"
     )]
     Users,
+    #[sea_orm(has_many = "super::user_instances::Entity")]
+    UserInstances,
     #[sea_orm(has_many = "super::wework_accounts::Entity")]
     WeworkAccounts,
 }
@@ -98,6 +100,12 @@ impl Related<super::users::Entity> for Entity {
 impl Related<super::wework_accounts::Entity> for Entity {
     fn to() -> RelationDef {
         Relation::WeworkAccounts.def()
+    }
+}
+
+impl Related<super::user_instances::Entity> for Entity {
+    fn to() -> RelationDef {
+        Relation::UserInstances.def()
     }
 }
 

@@ -23,6 +23,7 @@ mod m20261126_000009_status_width;
 mod m20261126_000010_contacts_by_account;
 mod m20261126_000011_task_awaiting;
 mod m20261126_000012_account_metrics;
+mod m20261202_000013_data_scopes;
 
 pub struct Migrator;
 
@@ -42,6 +43,7 @@ impl MigratorTrait for Migrator {
             Box::new(m20261126_000010_contacts_by_account::Migration),
             Box::new(m20261126_000011_task_awaiting::Migration),
             Box::new(m20261126_000012_account_metrics::Migration),
+            Box::new(m20261202_000013_data_scopes::Migration),
         ]
     }
 }

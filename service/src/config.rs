@@ -151,6 +151,10 @@ pub struct AuthSettings {
 pub struct SecretSettings {
     pub master_key: SecretString,
     pub master_key_file: String,
+    /// Earlier master keys (base64), for opening values sealed under them while a rotation is
+    /// under way; nothing is sealed under them.
+    #[serde(default)]
+    pub previous_keys: Vec<SecretString>,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]

@@ -93,6 +93,16 @@ pub async fn connect_redis(url: &str) -> anyhow::Result<redis::aio::ConnectionMa
 /// The master key from `secrets.master_key`, or from `secrets.master_key_file`, creating that file
 /// (mode 0600) with a fresh key on first start.
 pub fn load_master_key(settings: &SecretSettings) -> anyhow::Result<Sealer> {
+    let mut sealer = load_current_key(settings)?;
+    for (i, key) in settings.previous_keys.iter().enumerate() {
+        let older = Sealer::from_base64(key.expose_secret())
+            .with_context(|| format!("`secrets.previous_keys[{i}]`"))?;
+        sealer = sealer.opening_also(&older);
+    }
+    Ok(sealer)
+}
+
+fn load_current_key(settings: &SecretSettings) -> anyhow::Result<Sealer> {
     let inline = settings.master_key.expose_secret();
     if !inline.is_empty() {
         return Sealer::from_base64(inline).context("`secrets.master_key`");

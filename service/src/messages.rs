@@ -179,7 +179,11 @@ pub async fn list(
             format!("`{d}` is not in or out"),
         ));
     }
-    let mut query = messages::Entity::find();
+    let mut query = messages::Entity::find().filter(
+        actor
+            .reach
+            .on_authored(messages::Column::CreatedBy, messages::Column::InstanceId),
+    );
     if let Some(c) = filter.contact_id {
         query = query.filter(messages::Column::ContactId.eq(c));
     }

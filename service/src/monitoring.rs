@@ -188,6 +188,9 @@ pub async fn series(ctx: &Context, actor: &Actor, query: SeriesQuery) -> Service
         v.add("step", "too small for the range: at most 2000 points");
     }
     v.finish()?;
+    if let Some(id) = query.instance_id {
+        actor.reach.check_instance(id, "instance")?;
+    }
     // Steps are aligned to multiples of `step` since the epoch (as Grafana and Prometheus do),
     // so a five-minute rollup falls wholly in one step whenever `step` is a multiple of 300.
     let first = from.timestamp().div_euclid(step) * step;
@@ -195,7 +198,12 @@ pub async fn series(ctx: &Context, actor: &Actor, query: SeriesQuery) -> Service
     let mut select = instance_monitors::Entity::find()
         .filter(instance_monitors::Column::MetricName.eq(query.metric.as_str()))
         .filter(instance_monitors::Column::CollectedAt.gte(aligned.naive_utc()))
-        .filter(instance_monitors::Column::CollectedAt.lt(to.naive_utc()));
+        .filter(instance_monitors::Column::CollectedAt.lt(to.naive_utc()))
+        .filter(
+            actor
+                .reach
+                .on_instances(instance_monitors::Column::InstanceId),
+        );
     if let Some(id) = query.instance_id {
         select = select.filter(instance_monitors::Column::InstanceId.eq(id));
     }

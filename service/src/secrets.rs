@@ -1,10 +1,18 @@
 //! Master-key rotation: every sealed value (instance secrets, proxy passwords, TOTP seeds, alert
-//! channel URLs and webhook secrets) is
-//! opened with the current key and sealed with the new one, in one transaction: either all move
-//! or none does. Values already under the new key are left alone, so a rerun is harmless.
+//! channel URLs and webhook secrets) is opened with any key of the target sealer's ring and
+//! sealed under its current key, in one transaction: either all move or none does. Values
+//! already under the target key are left alone, so a rerun is harmless.
+//!
+//! The rows are read under lock (`SELECT … FOR UPDATE`; SQLite's write transaction), so a
+//! change an administrator saves meanwhile waits for the rotation instead of being overwritten
+//! by the re-sealed old value; values written after it, under whichever key their process
+//! holds, stay readable through the ring until the next `reseal`.
 
 use entity::{alert_rules, instance_configs, users, wework_instances};
-use sea_orm::{ActiveValue::Set, ColumnTrait, EntityTrait, QueryFilter};
+use sea_orm::{
+    ActiveValue::Set, ColumnTrait, DatabaseTransaction, EntityTrait, QueryFilter, QuerySelect,
+    Select,
+};
 use serde::Serialize;
 
 use crate::{
@@ -22,35 +30,42 @@ pub struct Rotated {
     pub alert_channels: usize,
 }
 
-fn reseal(
-    current: &Sealer,
-    new: &Sealer,
-    sealed: &str,
-    what: &str,
-) -> ServiceResult<Option<String>> {
-    if sealed.split('.').nth(1) == Some(new.key_id()) {
+/// `sealed` under `target`'s current key, or `None` when it is already.
+fn reseal(target: &Sealer, sealed: &str, what: &str) -> ServiceResult<Option<String>> {
+    if target.is_current(sealed) {
         return Ok(None);
     }
-    let plain = current
+    let plain = target
         .open(sealed)
         .map_err(|e| ServiceError::Internal(anyhow::anyhow!("{what}: {e}")))?;
-    Ok(Some(new.seal(&plain)))
+    Ok(Some(target.seal(&plain)))
 }
 
-pub async fn rotate(ctx: &Context, new: &Sealer) -> ServiceResult<Rotated> {
-    let current = &ctx.sealer;
+/// The rows, locked until the rotation commits.
+fn locked<E: EntityTrait>(query: Select<E>, txn: &DatabaseTransaction) -> Select<E> {
+    if crate::db::row_locks(txn) {
+        query.lock_exclusive()
+    } else {
+        query
+    }
+}
+
+/// Re-seals every sealed value under `target`'s current key (`target` opens the older ones).
+pub async fn rotate(ctx: &Context, target: &Sealer) -> ServiceResult<Rotated> {
+    let (current, new) = (&ctx.sealer, target);
     let mut rotated = Rotated::default();
     let txn = crate::db::begin(&ctx.db).await?;
-    for row in instance_configs::Entity::find()
-        .filter(instance_configs::Column::IsEncrypted.eq(true))
-        .all(&txn)
-        .await?
+    for row in locked(
+        instance_configs::Entity::find().filter(instance_configs::Column::IsEncrypted.eq(true)),
+        &txn,
+    )
+    .all(&txn)
+    .await?
     {
         let Some(value) = &row.config_value else {
             continue;
         };
         if let Some(resealed) = reseal(
-            current,
             new,
             value,
             &format!(
@@ -68,16 +83,18 @@ pub async fn rotate(ctx: &Context, new: &Sealer) -> ServiceResult<Rotated> {
             rotated.instance_configs += 1;
         }
     }
-    for row in wework_instances::Entity::find()
-        .filter(wework_instances::Column::ProxyPasswordEncrypted.is_not_null())
-        .all(&txn)
-        .await?
+    for row in locked(
+        wework_instances::Entity::find()
+            .filter(wework_instances::Column::ProxyPasswordEncrypted.is_not_null()),
+        &txn,
+    )
+    .all(&txn)
+    .await?
     {
         let Some(value) = &row.proxy_password_encrypted else {
             continue;
         };
         if let Some(resealed) = reseal(
-            current,
             new,
             value,
             &format!("proxy password of instance {}", row.id),
@@ -92,20 +109,17 @@ pub async fn rotate(ctx: &Context, new: &Sealer) -> ServiceResult<Rotated> {
             rotated.proxy_passwords += 1;
         }
     }
-    for row in users::Entity::find()
-        .filter(users::Column::TotpSecret.is_not_null())
-        .all(&txn)
-        .await?
+    for row in locked(
+        users::Entity::find().filter(users::Column::TotpSecret.is_not_null()),
+        &txn,
+    )
+    .all(&txn)
+    .await?
     {
         let Some(value) = &row.totp_secret else {
             continue;
         };
-        if let Some(resealed) = reseal(
-            current,
-            new,
-            value,
-            &format!("TOTP seed of user {}", row.id),
-        )? {
+        if let Some(resealed) = reseal(new, value, &format!("TOTP seed of user {}", row.id))? {
             users::Entity::update(users::ActiveModel {
                 id: Set(row.id),
                 totp_secret: Set(Some(resealed)),
@@ -116,23 +130,30 @@ pub async fn rotate(ctx: &Context, new: &Sealer) -> ServiceResult<Rotated> {
             rotated.totp_seeds += 1;
         }
     }
-    for row in alert_rules::Entity::find()
-        .filter(alert_rules::Column::Channels.is_not_null())
-        .all(&txn)
-        .await?
+    for row in locked(
+        alert_rules::Entity::find().filter(alert_rules::Column::Channels.is_not_null()),
+        &txn,
+    )
+    .all(&txn)
+    .await?
     {
         let mut channels = crate::alerts::rules::stored_channels(&row);
         let mut changed = 0;
         for (i, channel) in channels.iter_mut().enumerate() {
             let what = format!("channel {i} of alert rule {}", row.id);
-            if let Some(url) = reseal(current, new, &channel.url, &what)? {
-                channel.url = url;
+            let url = reseal(new, &channel.url, &what)?;
+            let secret = match &channel.secret {
+                Some(secret) => reseal(new, secret, &what)?,
+                None => None,
+            };
+            if url.is_some() || secret.is_some() {
                 changed += 1;
             }
-            if let Some(secret) = &channel.secret
-                && let Some(resealed) = reseal(current, new, secret, &what)?
-            {
-                channel.secret = Some(resealed);
+            if let Some(url) = url {
+                channel.url = url;
+            }
+            if secret.is_some() {
+                channel.secret = secret;
             }
         }
         if changed > 0 {

@@ -26,7 +26,7 @@ use crate::{
     clock::to_utc,
     contacts::tags::{link, upsert_remote},
     drivers::{InstanceDriver, RemoteContact, RemoteGroup, RemoteMember, with_retries},
-    instances::{accounts, find_live},
+    instances::{accounts, find_live, find_visible},
     pagination::{Page, PageRequest},
 };
 
@@ -137,7 +137,7 @@ pub async fn request(ctx: &Context, actor: &Actor, instance_id: i64) -> ServiceR
         AuditEntry::new("instance.sync", OperationType::Update, "instance").target(instance_id);
     audit::guard(ctx, actor, entry.clone(), async {
         actor.require("instances:control")?;
-        let instance = find_live(&ctx.db, instance_id).await?;
+        let instance = find_visible(&ctx.db, actor, instance_id).await?;
         let run = queue(ctx, instance_id, actor.user_id).await?;
         let entry = entry
             .clone()
@@ -163,7 +163,7 @@ pub async fn list(
     page: PageRequest,
 ) -> ServiceResult<Page<SyncRunView>> {
     actor.require("instances:read")?;
-    find_live(&ctx.db, instance_id).await?;
+    find_visible(&ctx.db, actor, instance_id).await?;
     let mut query = sync_runs::Entity::find().filter(sync_runs::Column::InstanceId.eq(instance_id));
     if let Some(before) = page.before {
         query = query.filter(sync_runs::Column::Id.lt(before));

@@ -2,7 +2,9 @@
 //! failures classified, WeCom channels; master-key rotation keeps every secret readable.
 
 use reqwest::Method;
+use sea_orm::{ColumnTrait, EntityTrait, QueryFilter};
 use serde_json::{Value, json};
+use service::crypto::sealer::Sealer;
 use service::drivers::{Channel, DriverError, OutboundMessage};
 
 use crate::helpers::{TestApp, TestSim};
@@ -367,10 +369,10 @@ async fn rotating_the_master_key_keeps_every_secret_readable() {
                     "channels": [{ "kind": "webhook", "url": "http://127.0.0.1:9/hook", "secret": "s" }] }),
         )
         .await;
-    let new = service::crypto::sealer::Sealer::from_base64(
-        &service::crypto::sealer::Sealer::generate_key(),
-    )
-    .unwrap();
+    let key = Sealer::generate_key();
+    let new = Sealer::from_base64(&key)
+        .unwrap()
+        .opening_also(&app.ctx.sealer);
     let rotated = service::secrets::rotate(&app.ctx, &new).await.unwrap();
     assert_eq!(rotated.instance_configs, 2, "agent_secret and corp_secret");
     assert_eq!(rotated.alert_channels, 1, "{rule}");
@@ -379,8 +381,9 @@ async fn rotating_the_master_key_keeps_every_secret_readable() {
         again.instance_configs, 0,
         "a rerun finds nothing left under the old key"
     );
+    // Everything moved: the new key alone opens every value.
     let mut ctx = app.ctx.clone();
-    ctx.sealer = new;
+    ctx.sealer = Sealer::from_base64(&key).unwrap();
     let stored = service::alerts::rules::find(&ctx.db, rule["id"].as_i64().unwrap())
         .await
         .unwrap();
@@ -399,5 +402,55 @@ async fn rotating_the_master_key_keeps_every_secret_readable() {
             .await
             .unwrap();
         driver.health().await.unwrap();
+    }
+}
+
+/// `wework secrets reseal` while an administrator changes a secret: the change survives
+/// whichever commits first, because the rotation holds the rows it rewrites locked (without
+/// the lock, a change landing between its read and its write was overwritten by the re-sealed
+/// old value).
+#[tokio::test]
+async fn resealing_while_a_secret_changes_loses_no_change() {
+    let sim = TestSim::small();
+    let app = TestApp::spawn().await;
+    let admin = app.admin_token().await;
+    let mut instances = Vec::new();
+    for i in 0..20 {
+        let created = app
+            .post_json(
+                "/api/v1/instances",
+                &admin,
+                json!({ "name": format!("agent {i}"), "kind": "agent", "api_url": format!("{}/agent", sim.base), "config": { "agent_secret": "first" } }),
+            )
+            .await;
+        instances.push(created["id"].as_i64().unwrap());
+    }
+    let changed = *instances.last().unwrap();
+    let mut ring = app.ctx.sealer.clone();
+    for round in 0..15 {
+        let target = Sealer::from_base64(&Sealer::generate_key())
+            .unwrap()
+            .opening_also(&ring);
+        ring = target.clone();
+        let value = format!("changed in round {round}");
+        let path = format!("/api/v1/instances/{changed}/configs/agent_secret");
+        let (rotated, saved) = tokio::join!(
+            service::secrets::rotate(&app.ctx, &target),
+            app.send_json(Method::PUT, &path, &admin, json!({ "value": value })),
+        );
+        rotated.unwrap();
+        assert!(saved.status().is_success(), "{:?}", saved.text().await);
+        let stored = entity::instance_configs::Entity::find()
+            .filter(entity::instance_configs::Column::InstanceId.eq(changed))
+            .filter(entity::instance_configs::Column::ConfigKey.eq("agent_secret"))
+            .one(&app.ctx.db)
+            .await
+            .unwrap()
+            .unwrap();
+        let opened = ring.open(stored.config_value.as_deref().unwrap()).unwrap();
+        assert_eq!(
+            opened, value,
+            "round {round}: the change made during the re-seal survives"
+        );
     }
 }

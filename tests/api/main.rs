@@ -11,6 +11,7 @@ mod callbacks;
 mod cli;
 mod contacts;
 mod crash;
+mod data_scopes;
 mod drivers;
 mod errors;
 mod health;

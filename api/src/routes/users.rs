@@ -195,6 +195,30 @@ pub async fn set_roles(
     ))
 }
 
+#[derive(Debug, Deserialize, utoipa::ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct SetInstancesIn {
+    /// The complete set of instances assigned to the user (what a role with data scope
+    /// `assigned` or `own` reaches); instances not listed are unassigned. Only instances you
+    /// see can be assigned.
+    #[schema(max_items = 1000)]
+    pub instance_ids: Vec<i64>,
+}
+
+#[utoipa::path(put, path = "/api/v1/users/{id}/instances", tag = "users", params(("id" = i64, Path)), request_body = SetInstancesIn,
+    responses((status = 200, body = UserView), (status = 400, body = Problem), (status = 401, body = Problem), (status = 403, body = Problem), (status = 404, body = Problem), (status = 422, body = Problem)),
+    security(("bearer" = ["users:update"])))]
+pub async fn set_instances(
+    auth: Authorized<perm::UsersUpdate>,
+    state: web::Data<AppState>,
+    Id(id): Id,
+    ValidJson(body): ValidJson<SetInstancesIn>,
+) -> Result<web::Json<UserView>, ApiError> {
+    Ok(web::Json(
+        user_service::set_instances(&state.ctx, &auth.actor, id, body.instance_ids).await?,
+    ))
+}
+
 #[utoipa::path(get, path = "/api/v1/users/{id}/sessions", tag = "users", params(("id" = i64, Path)),
     responses((status = 200, body = Vec<SessionView>), (status = 400, body = Problem), (status = 401, body = Problem), (status = 403, body = Problem), (status = 404, body = Problem)),
     security(("bearer" = ["users:read"])))]
@@ -234,6 +258,7 @@ pub fn configure(cfg: &mut web::ServiceConfig) {
             .route("/{id}/reset-totp", web::post().to(reset_totp))
             .route("/{id}/password", web::post().to(set_password))
             .route("/{id}/roles", web::put().to(set_roles))
+            .route("/{id}/instances", web::put().to(set_instances))
             .route("/{id}/sessions", web::get().to(list_user_sessions))
             .route("/{id}/sessions", web::delete().to(revoke_user_sessions)),
     );

@@ -2,7 +2,7 @@
 
 use std::{collections::BTreeSet, sync::Arc};
 
-use crate::{ServiceError, ServiceResult};
+use crate::{ServiceError, ServiceResult, rbac::scope::Reach};
 
 /// Where a request came from, for audit rows and login history.
 #[derive(Debug, Clone, Default)]
@@ -20,6 +20,8 @@ pub struct Actor {
     pub session_id: Option<i64>,
     pub session_uuid: Option<String>,
     pub permissions: Arc<BTreeSet<String>>,
+    /// Which records the user sees (their data scope and instance assignments).
+    pub reach: Reach,
     pub meta: RequestMeta,
 }
 
@@ -33,6 +35,7 @@ impl Actor {
             session_id: None,
             session_uuid: None,
             permissions: Arc::default(),
+            reach: Reach::All,
             meta,
         }
     }

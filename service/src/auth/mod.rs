@@ -163,13 +163,15 @@ pub async fn authenticate(
             .exec(&ctx.db)
             .await?;
     }
-    let permissions = rbac::effective_permissions(&ctx.db, user.id, now).await?;
+    let (permissions, scope) = rbac::effective_access(&ctx.db, user.id, now).await?;
+    let reach = rbac::scope::Reach::resolve(&ctx.db, user.id, scope).await?;
     Ok(Actor {
         user_id: Some(user.id),
         username: Some(user.username),
         session_id: Some(session.id),
         session_uuid: Some(session.session_uuid.to_string()),
         permissions: std::sync::Arc::new(permissions),
+        reach,
         meta,
     })
 }

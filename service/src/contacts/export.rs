@@ -5,7 +5,7 @@ use futures_util::Stream;
 use sea_orm::{ColumnTrait, EntityTrait, QueryFilter, QueryOrder, QuerySelect};
 
 use super::{ContactFilter, views};
-use crate::{Context, ServiceError, ServiceResult, auth::actor::Actor};
+use crate::{Context, ServiceError, ServiceResult, auth::actor::Actor, rbac::scope::Reach};
 
 const BATCH: u64 = 1000;
 const HEADER: &[&str] = &[
@@ -31,6 +31,7 @@ const HEADER: &[&str] = &[
 struct Cursor {
     ctx: Context,
     filter: ContactFilter,
+    reach: Reach,
     before: Option<i64>,
     header_sent: bool,
     done: bool,
@@ -43,10 +44,11 @@ pub fn stream(
     filter: ContactFilter,
 ) -> ServiceResult<impl Stream<Item = Result<Vec<u8>, ServiceError>> + use<>> {
     actor.require("contacts:export")?;
-    filter.apply(contacts::Entity::find())?;
+    filter.apply(&actor.reach, contacts::Entity::find())?;
     let cursor = Cursor {
         ctx: ctx.clone(),
         filter,
+        reach: actor.reach.clone(),
         before: None,
         header_sent: false,
         done: false,
@@ -79,7 +81,9 @@ pub fn stream(
 }
 
 async fn next_batch(cursor: &mut Cursor) -> ServiceResult<Option<Vec<u8>>> {
-    let mut query = cursor.filter.apply(contacts::Entity::find())?;
+    let mut query = cursor
+        .filter
+        .apply(&cursor.reach, contacts::Entity::find())?;
     if let Some(before) = cursor.before {
         query = query.filter(contacts::Column::Id.lt(before));
     }

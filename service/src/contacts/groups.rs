@@ -106,6 +106,17 @@ pub async fn find<C: ConnectionTrait>(conn: &C, id: i64) -> ServiceResult<chat_g
         .ok_or(ServiceError::NotFound("group"))
 }
 
+/// A live group on an instance the actor may see; otherwise the same 404 as a missing one.
+pub async fn find_visible<C: ConnectionTrait>(
+    conn: &C,
+    actor: &Actor,
+    id: i64,
+) -> ServiceResult<chat_groups::Model> {
+    let group = find(conn, id).await?;
+    actor.reach.check_instance(group.instance_id, "group")?;
+    Ok(group)
+}
+
 pub async fn list(
     ctx: &Context,
     actor: &Actor,
@@ -113,7 +124,9 @@ pub async fn list(
     page: PageRequest,
 ) -> ServiceResult<Page<GroupView>> {
     actor.require("groups:read")?;
-    let mut query = chat_groups::Entity::find().filter(chat_groups::Column::DeletedAt.is_null());
+    let mut query = chat_groups::Entity::find()
+        .filter(chat_groups::Column::DeletedAt.is_null())
+        .filter(actor.reach.on_instances(chat_groups::Column::InstanceId));
     if let Some(m) = crate::search::contains_any(
         &[
             chat_groups::Column::GroupName,
@@ -142,7 +155,7 @@ pub async fn list(
 
 pub async fn get(ctx: &Context, actor: &Actor, id: i64) -> ServiceResult<GroupView> {
     actor.require("groups:read")?;
-    Ok(find(&ctx.db, id).await?.into())
+    Ok(find_visible(&ctx.db, actor, id).await?.into())
 }
 
 /// Current members by default; `include_left` adds those who left.
@@ -154,7 +167,7 @@ pub async fn members(
     page: PageRequest,
 ) -> ServiceResult<Page<MemberView>> {
     actor.require("groups:read")?;
-    find(&ctx.db, group_id).await?;
+    find_visible(&ctx.db, actor, group_id).await?;
     let mut query =
         group_members::Entity::find().filter(group_members::Column::GroupId.eq(group_id));
     if !include_left {
@@ -203,7 +216,7 @@ pub async fn update(
         v.finish()?;
         let now = ctx.clock.now_db();
         let txn = crate::db::begin(&ctx.db).await?;
-        let before: GroupView = find(&txn, id).await?.into();
+        let before: GroupView = find_visible(&txn, actor, id).await?.into();
         let mut changes = chat_groups::ActiveModel {
             id: Set(id),
             updated_at: Set(now),

@@ -249,7 +249,7 @@ pub async fn import(
     let entry = AuditEntry::new("contact.import", OperationType::Create, "contact");
     audit::guard(ctx, actor, entry.clone(), async {
         actor.require("contacts:import")?;
-        let account = crate::instances::accounts::find(&ctx.db, account_id)
+        let account = crate::instances::accounts::find_visible(&ctx.db, actor, account_id)
             .await
             .map_err(|_| ServiceError::invalid("account_id", "no such account"))?;
         // Unpacking and parsing is CPU work: off the async executor.

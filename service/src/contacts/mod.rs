@@ -23,6 +23,7 @@ use crate::{
     auth::actor::Actor,
     clock::to_utc,
     pagination::{Page, PageRequest},
+    rbac::scope::Reach,
     validate::{self, Violations},
 };
 
@@ -197,9 +198,10 @@ fn contacts_with_tag(tag_ids: Vec<i64>) -> sea_orm::sea_query::SelectStatement {
 }
 
 impl ContactFilter {
-    /// The filtered query (live contacts only), or the bad fields.
+    /// The filtered query (live contacts in `reach` only), or the bad fields.
     pub fn apply(
         &self,
+        reach: &Reach,
         mut query: Select<contacts::Entity>,
     ) -> ServiceResult<Select<contacts::Entity>> {
         let mut v = Violations::new();
@@ -229,7 +231,9 @@ impl ContactFilter {
             v.add("q", "must be at most 100 characters");
         }
         v.finish()?;
-        query = query.filter(contacts::Column::DeletedAt.is_null());
+        query = query
+            .filter(contacts::Column::DeletedAt.is_null())
+            .filter(reach.on_instances(contacts::Column::InstanceId));
         let searched = [
             contacts::Column::Nickname,
             contacts::Column::Remark,
@@ -277,7 +281,7 @@ pub async fn list(
     page: PageRequest,
 ) -> ServiceResult<Page<ContactView>> {
     actor.require("contacts:read")?;
-    let mut query = filter.apply(contacts::Entity::find())?;
+    let mut query = filter.apply(&actor.reach, contacts::Entity::find())?;
     if let Some(before) = page.before {
         query = query.filter(contacts::Column::Id.lt(before));
     }
@@ -301,9 +305,20 @@ pub async fn find<C: ConnectionTrait>(conn: &C, id: i64) -> ServiceResult<contac
         .ok_or(ServiceError::NotFound("contact"))
 }
 
+/// A live contact on an instance the actor may see; otherwise the same 404 as a missing one.
+pub async fn find_visible<C: ConnectionTrait>(
+    conn: &C,
+    actor: &Actor,
+    id: i64,
+) -> ServiceResult<contacts::Model> {
+    let contact = find(conn, id).await?;
+    actor.reach.check_instance(contact.instance_id, "contact")?;
+    Ok(contact)
+}
+
 pub async fn get(ctx: &Context, actor: &Actor, id: i64) -> ServiceResult<ContactView> {
     actor.require("contacts:read")?;
-    let row = find(&ctx.db, id).await?;
+    let row = find_visible(&ctx.db, actor, id).await?;
     Ok(views(&ctx.db, vec![row]).await?.remove(0))
 }
 
@@ -411,7 +426,7 @@ pub async fn create(
         let Some(wxid) = wxid else {
             return Err(ServiceError::invalid("wxid", "is invalid"));
         };
-        let account = crate::instances::accounts::find(&ctx.db, input.account_id)
+        let account = crate::instances::accounts::find_visible(&ctx.db, actor, input.account_id)
             .await
             .map_err(|_| ServiceError::invalid("account_id", "no such account"))?;
         tags::check_local_ids(&ctx.db, "tag_ids", &input.tag_ids).await?;
@@ -484,7 +499,9 @@ pub async fn update(
         }
         let now = ctx.clock.now_db();
         let txn = crate::db::begin(&ctx.db).await?;
-        let before = views(&txn, vec![find(&txn, id).await?]).await?.remove(0);
+        let before = views(&txn, vec![find_visible(&txn, actor, id).await?])
+            .await?
+            .remove(0);
         let mut changes = contacts::ActiveModel {
             id: Set(id),
             updated_at: Set(now),
@@ -531,7 +548,9 @@ pub async fn delete(ctx: &Context, actor: &Actor, id: i64) -> ServiceResult<()> 
         actor.require("contacts:delete")?;
         let now = ctx.clock.now_db();
         let txn = crate::db::begin(&ctx.db).await?;
-        let before = views(&txn, vec![find(&txn, id).await?]).await?.remove(0);
+        let before = views(&txn, vec![find_visible(&txn, actor, id).await?])
+            .await?
+            .remove(0);
         contacts::Entity::update(contacts::ActiveModel {
             id: Set(id),
             deleted_at: Set(Some(now)),
@@ -545,15 +564,17 @@ pub async fn delete(ctx: &Context, actor: &Actor, id: i64) -> ServiceResult<()> 
     .await
 }
 
-/// Ids that exist among `ids` (for bulk operations).
+/// Ids that exist among `ids` and are in `reach` (for bulk operations).
 pub async fn existing_ids<C: ConnectionTrait>(
     conn: &C,
+    reach: &Reach,
     ids: &[i64],
 ) -> ServiceResult<BTreeSet<i64>> {
     let found: Vec<i64> = contacts::Entity::find()
         .select_only()
         .column(contacts::Column::Id)
         .filter(contacts::Column::Id.is_in(ids.iter().copied()))
+        .filter(reach.on_instances(contacts::Column::InstanceId))
         .filter(contacts::Column::DeletedAt.is_null())
         .into_tuple()
         .all(conn)

@@ -7,8 +7,8 @@ use chrono::NaiveDateTime;
 use entity::{contact_tags, tags};
 use sea_orm::{
     ActiveValue::Set,
-    ColumnTrait, ConnectionTrait, DatabaseTransaction, EntityTrait, PaginatorTrait, QueryFilter,
-    QueryOrder, QuerySelect,
+    ColumnTrait, Condition, ConnectionTrait, DatabaseTransaction, EntityTrait, PaginatorTrait,
+    QueryFilter, QueryOrder, QuerySelect,
     sea_query::{OnConflict, Query},
 };
 use serde::{Deserialize, Serialize};
@@ -90,9 +90,15 @@ async fn find<C: ConnectionTrait>(conn: &C, id: i64) -> ServiceResult<tags::Mode
         .ok_or(ServiceError::NotFound("tag"))
 }
 
-async fn find_local<C: ConnectionTrait>(conn: &C, id: i64) -> ServiceResult<tags::Model> {
+/// A local tag; a synced one in the actor's reach is a conflict, one out of reach a 404.
+async fn find_local<C: ConnectionTrait>(
+    conn: &C,
+    actor: &Actor,
+    id: i64,
+) -> ServiceResult<tags::Model> {
     let tag = find(conn, id).await?;
     if tag.instance_id != LOCAL {
+        actor.reach.check_instance(tag.instance_id, "tag")?;
         return Err(ServiceError::conflict(
             "id",
             "this tag is synced from its instance; change it there",
@@ -110,6 +116,13 @@ pub async fn list(
 ) -> ServiceResult<Page<TagView>> {
     actor.require("tags:read")?;
     let mut query = tags::Entity::find();
+    if !actor.reach.is_all() {
+        query = query.filter(
+            Condition::any()
+                .add(tags::Column::InstanceId.eq(LOCAL))
+                .add(actor.reach.on_instances(tags::Column::InstanceId)),
+        );
+    }
     if let Some(id) = instance_id {
         query = query.filter(tags::Column::InstanceId.eq(id));
     }
@@ -222,7 +235,7 @@ pub async fn update(
         v.finish()?;
         let now = ctx.clock.now_db();
         let txn = crate::db::begin(&ctx.db).await?;
-        let current = find_local(&txn, id).await?;
+        let current = find_local(&txn, actor, id).await?;
         let before = view(&txn, current.clone()).await?;
         let new_group = group.clone().unwrap_or(current.group_name.clone());
         let new_name = name.clone().unwrap_or(current.name.clone());
@@ -264,7 +277,7 @@ pub async fn delete(ctx: &Context, actor: &Actor, id: i64) -> ServiceResult<()> 
         actor.require("tags:delete")?;
         let now = ctx.clock.now_db();
         let txn = crate::db::begin(&ctx.db).await?;
-        let before = view(&txn, find_local(&txn, id).await?).await?;
+        let before = view(&txn, find_local(&txn, actor, id).await?).await?;
         contact_tags::Entity::delete_many()
             .filter(contact_tags::Column::TagId.eq(id))
             .exec(&txn)
@@ -390,7 +403,7 @@ pub async fn bulk(
         }
         check_local_ids(&ctx.db, "add", &input.add).await?;
         check_local_ids(&ctx.db, "remove", &input.remove).await?;
-        let existing = super::existing_ids(&ctx.db, &input.contact_ids).await?;
+        let existing = super::existing_ids(&ctx.db, &actor.reach, &input.contact_ids).await?;
         let mut v = Violations::new();
         for (i, id) in input.contact_ids.iter().enumerate() {
             if !existing.contains(id) {

@@ -10,7 +10,6 @@ use sea_orm::{
 };
 use serde::{Deserialize, Serialize};
 
-use super::find_live;
 use crate::{
     Context, ServiceError, ServiceResult,
     audit::{self, AuditEntry, OperationType},
@@ -103,6 +102,17 @@ pub async fn find<C: ConnectionTrait>(conn: &C, id: i64) -> ServiceResult<wework
         .ok_or(ServiceError::NotFound("account"))
 }
 
+/// A live account on an instance the actor may see; otherwise the same 404 as a missing one.
+pub async fn find_visible<C: ConnectionTrait>(
+    conn: &C,
+    actor: &Actor,
+    id: i64,
+) -> ServiceResult<wework_accounts::Model> {
+    let account = find(conn, id).await?;
+    actor.reach.check_instance(account.instance_id, "account")?;
+    Ok(account)
+}
+
 pub async fn list(
     ctx: &Context,
     actor: &Actor,
@@ -112,6 +122,11 @@ pub async fn list(
     actor.require("accounts:read")?;
     let mut query =
         wework_accounts::Entity::find().filter(wework_accounts::Column::DeletedAt.is_null());
+    query = query.filter(
+        actor
+            .reach
+            .on_instances(wework_accounts::Column::InstanceId),
+    );
     if let Some(id) = filter.instance_id {
         query = query.filter(wework_accounts::Column::InstanceId.eq(id));
     }
@@ -140,7 +155,7 @@ pub async fn list(
 
 pub async fn get(ctx: &Context, actor: &Actor, id: i64) -> ServiceResult<AccountView> {
     actor.require("accounts:read")?;
-    Ok(find(&ctx.db, id).await?.into())
+    Ok(find_visible(&ctx.db, actor, id).await?.into())
 }
 
 pub async fn update(
@@ -170,7 +185,7 @@ pub async fn update(
         v.finish()?;
         let now = ctx.clock.now_db();
         let txn = crate::db::begin(&ctx.db).await?;
-        let before: AccountView = find(&txn, id).await?.into();
+        let before: AccountView = find_visible(&txn, actor, id).await?.into();
         let mut changes = wework_accounts::ActiveModel {
             id: Set(id),
             updated_at: Set(now),
@@ -213,7 +228,7 @@ pub async fn login_qr(
         .target(instance_id);
     audit::guard(ctx, actor, entry.clone(), async {
         actor.require("accounts:control")?;
-        let instance = find_live(&ctx.db, instance_id).await?;
+        let instance = super::find_visible(&ctx.db, actor, instance_id).await?;
         let driver = crate::drivers::for_instance(ctx, &instance).await?;
         let qr = driver
             .login_qr(account.as_deref())

@@ -10,7 +10,7 @@ use sea_orm::{
 use serde::Deserialize;
 use serde_json::Value;
 
-use super::{ConfigEntryView, InstanceKind, find_live};
+use super::{ConfigEntryView, InstanceKind, find_live, find_visible};
 use crate::{
     Context, FieldError, ServiceError, ServiceResult,
     audit::{self, AuditEntry, OperationType},
@@ -303,7 +303,7 @@ pub async fn list(
     instance_id: i64,
 ) -> ServiceResult<Vec<ConfigEntryView>> {
     actor.require("instances:read")?;
-    find_live(&ctx.db, instance_id).await?;
+    find_visible(&ctx.db, actor, instance_id).await?;
     Ok(
         super::view(ctx, &ctx.db, find_live(&ctx.db, instance_id).await?)
             .await?
@@ -322,7 +322,7 @@ pub async fn put(
         .target(instance_id);
     audit::guard(ctx, actor, entry.clone(), async {
         actor.require("instances:update")?;
-        let instance = find_live(&ctx.db, instance_id).await?;
+        let instance = find_visible(&ctx.db, actor, instance_id).await?;
         let kind = InstanceKind::parse(&instance.kind).unwrap_or(InstanceKind::Agent);
         let value = check(kind, key, &input, key).map_err(|e| ServiceError::Validation(vec![e]))?;
         let txn = crate::db::begin(&ctx.db).await?;
@@ -356,7 +356,7 @@ pub async fn delete(
         .target(instance_id);
     audit::guard(ctx, actor, entry.clone(), async {
         actor.require("instances:update")?;
-        let instance = find_live(&ctx.db, instance_id).await?;
+        let instance = find_visible(&ctx.db, actor, instance_id).await?;
         if known(key).is_some_and(|k| k.required) {
             return Err(ServiceError::conflict(
                 "key",

@@ -10,7 +10,8 @@ use sea_orm::{
 use serde::Deserialize;
 
 use super::{
-    InstanceKind, InstanceView, OFFICIAL_WECOM_API, STATUSES, configs, destination, find_live, view,
+    InstanceKind, InstanceView, OFFICIAL_WECOM_API, STATUSES, configs, destination, find_live,
+    find_visible, view,
 };
 use crate::{
     Context, ServiceError, ServiceResult,
@@ -240,6 +241,10 @@ pub async fn create(
         for (key, value) in &values {
             configs::upsert(ctx, &txn, id, key, value).await?;
         }
+        if !actor.reach.is_all() {
+            // A user limited to assigned instances keeps sight of what they create.
+            crate::rbac::assignments::assign_created(&txn, actor.user_id()?, id, now).await?;
+        }
         let created = view(ctx, &txn, find_live(&txn, id).await?).await?;
         audit::commit_created(txn, actor, &entry, id, created.name.clone(), created, now).await
     })
@@ -255,7 +260,7 @@ pub async fn update(
     let entry = AuditEntry::new("instance.update", OperationType::Update, "instance").target(id);
     audit::guard(ctx, actor, entry.clone(), async {
         actor.require("instances:update")?;
-        let current = find_live(&ctx.db, id).await?;
+        let current = find_visible(&ctx.db, actor, id).await?;
         let mut v = Violations::new();
         let name = patch
             .name
@@ -389,7 +394,7 @@ pub async fn delete(ctx: &Context, actor: &Actor, id: i64) -> ServiceResult<()> 
     let entry = AuditEntry::new("instance.delete", OperationType::Delete, "instance").target(id);
     audit::guard(ctx, actor, entry.clone(), async {
         actor.require("instances:delete")?;
-        let current = find_live(&ctx.db, id).await?;
+        let current = find_visible(&ctx.db, actor, id).await?;
         let now = ctx.clock.now_db();
         let txn = crate::db::begin(&ctx.db).await?;
         let before = view(ctx, &txn, current.clone()).await?;
@@ -427,7 +432,7 @@ pub async fn set_maintenance(
     .target(id);
     audit::guard(ctx, actor, entry.clone(), async {
         actor.require("instances:control")?;
-        let current = find_live(&ctx.db, id).await?;
+        let current = find_visible(&ctx.db, actor, id).await?;
         let now = ctx.clock.now_db();
         let txn = crate::db::begin(&ctx.db).await?;
         wework_instances::Entity::update(wework_instances::ActiveModel {
@@ -460,7 +465,7 @@ pub async fn set_maintenance(
 
 pub async fn get(ctx: &Context, actor: &Actor, id: i64) -> ServiceResult<InstanceView> {
     actor.require("instances:read")?;
-    view(ctx, &ctx.db, find_live(&ctx.db, id).await?).await
+    view(ctx, &ctx.db, find_visible(&ctx.db, actor, id).await?).await
 }
 
 pub async fn list(
@@ -487,6 +492,7 @@ pub async fn list(
     v.finish()?;
     let mut query =
         wework_instances::Entity::find().filter(wework_instances::Column::DeletedAt.is_null());
+    query = query.filter(actor.reach.on_instances(wework_instances::Column::Id));
     if let Some(matches) =
         crate::search::contains_any(&[wework_instances::Column::Name], filter.q.as_deref())
     {
@@ -527,7 +533,7 @@ pub async fn check(
     id: i64,
 ) -> ServiceResult<(super::heartbeat::Beat, InstanceView)> {
     actor.require("instances:control")?;
-    let instance = find_live(&ctx.db, id).await?;
+    let instance = find_visible(&ctx.db, actor, id).await?;
     let beat = super::heartbeat::beat(ctx, &instance).await?;
     Ok((
         beat,

@@ -153,6 +153,16 @@ pub async fn find_live<C: ConnectionTrait>(
         .ok_or(ServiceError::NotFound("instance"))
 }
 
+/// A live instance the actor may see; one out of their reach answers as one that does not exist.
+pub async fn find_visible<C: ConnectionTrait>(
+    conn: &C,
+    actor: &crate::auth::actor::Actor,
+    id: i64,
+) -> ServiceResult<wework_instances::Model> {
+    actor.reach.check_instance(id, "instance")?;
+    find_live(conn, id).await
+}
+
 pub async fn find_by_uuid<C: ConnectionTrait>(
     conn: &C,
     uuid: uuid::Uuid,

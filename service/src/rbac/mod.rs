@@ -1,7 +1,9 @@
 //! Role-based access control: the permission catalogue, roles, users and role grants.
 
+pub mod assignments;
 pub mod perm;
 pub mod roles;
+pub mod scope;
 pub mod users;
 
 use std::collections::{BTreeMap, BTreeSet};
@@ -15,6 +17,7 @@ use sea_orm::{
 use serde::Serialize;
 
 use crate::{Context, ServiceResult, auth::actor::Actor};
+use scope::DataScope;
 
 /// Permissions joined to the user's unexpired grants of live roles (one row per grant and
 /// permission); callers pick the columns.
@@ -43,12 +46,37 @@ pub async fn effective_permissions<C: ConnectionTrait>(
     user_id: i64,
     now: NaiveDateTime,
 ) -> ServiceResult<BTreeSet<String>> {
-    let names: Vec<String> = current_grants(user_id, now)
+    Ok(effective_access(conn, user_id, now).await?.0)
+}
+
+/// The permissions a user holds now and the widest data scope among the roles giving them, in
+/// one query. A user without grants has the narrowest scope.
+pub async fn effective_access<C: ConnectionTrait>(
+    conn: &C,
+    user_id: i64,
+    now: NaiveDateTime,
+) -> ServiceResult<(BTreeSet<String>, DataScope)> {
+    let rows: Vec<(String, String)> = current_grants(user_id, now)
+        .column(role_entity::Column::DataScope)
         .distinct()
         .into_tuple()
         .all(conn)
         .await?;
-    Ok(names.into_iter().collect())
+    let scope = rows
+        .iter()
+        .map(|(_, scope)| DataScope::from_stored(scope))
+        .max()
+        .unwrap_or(DataScope::Own);
+    Ok((rows.into_iter().map(|(name, _)| name).collect(), scope))
+}
+
+/// The widest data scope among a user's current roles.
+pub async fn effective_scope<C: ConnectionTrait>(
+    conn: &C,
+    user_id: i64,
+    now: NaiveDateTime,
+) -> ServiceResult<DataScope> {
+    Ok(effective_access(conn, user_id, now).await?.1)
 }
 
 /// How long a user holds each permission now: the latest expiry among the unexpired grants that

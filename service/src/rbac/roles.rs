@@ -2,6 +2,7 @@
 
 use std::collections::BTreeSet;
 
+use super::scope::DataScope;
 use chrono::{DateTime, Utc};
 use entity::{permissions, role_permissions, roles, user_roles};
 use sea_orm::{
@@ -29,6 +30,8 @@ pub struct RoleView {
     pub description: Option<String>,
     pub is_system: bool,
     pub permissions: Vec<String>,
+    /// Which records holders of this role see.
+    pub data_scope: DataScope,
     pub created_at: DateTime<Utc>,
     pub updated_at: DateTime<Utc>,
 }
@@ -43,6 +46,8 @@ pub struct RoleInput {
     /// Permission names (`resource:action`); you can only grant permissions you hold.
     #[serde(default)]
     pub permissions: Vec<String>,
+    /// Which records holders see; at most your own data scope, which is also the default.
+    pub data_scope: Option<DataScope>,
 }
 
 /// Absent fields stay as they are; `null` clears the description.
@@ -54,6 +59,8 @@ pub struct RolePatch {
     #[serde(default, deserialize_with = "crate::serde_util::double_option")]
     #[schema(value_type = Option<String>)]
     pub description: Option<Option<String>>,
+    /// At most your own data scope.
+    pub data_scope: Option<DataScope>,
 }
 
 pub async fn permissions_of<C: ConnectionTrait>(
@@ -82,10 +89,22 @@ async fn view<C: ConnectionTrait>(conn: &C, role: roles::Model) -> ServiceResult
         display_name: role.display_name,
         description: role.description,
         is_system: role.is_system,
+        data_scope: DataScope::from_stored(&role.data_scope),
         permissions,
         created_at: to_utc(role.created_at),
         updated_at: to_utc(role.updated_at),
     })
+}
+
+/// Nobody gives or edits a role that sees more than they do.
+fn within_own_scope(actor: &Actor, scope: DataScope) -> ServiceResult<()> {
+    if scope > actor.reach.scope() {
+        return Err(ServiceError::Forbidden(format!(
+            "a role seeing `{}` records is wider than your own data scope",
+            scope.as_str()
+        )));
+    }
+    Ok(())
 }
 
 pub async fn find_live<C: ConnectionTrait>(conn: &C, id: i64) -> ServiceResult<roles::Model> {
@@ -238,6 +257,8 @@ pub async fn create(ctx: &Context, actor: &Actor, input: RoleInput) -> ServiceRe
             perms.iter().map(|(_, n)| n.as_str()),
             "granting these permissions",
         )?;
+        let data_scope = input.data_scope.unwrap_or(actor.reach.scope());
+        within_own_scope(actor, data_scope)?;
         let now = ctx.clock.now_db();
         let txn = crate::db::begin(&ctx.db).await?;
         if name_taken(&txn, &name, None).await? {
@@ -251,6 +272,7 @@ pub async fn create(ctx: &Context, actor: &Actor, input: RoleInput) -> ServiceRe
             display_name: Set(display_name),
             description: Set(description),
             is_system: Set(false),
+            data_scope: Set(data_scope.as_str().to_owned()),
             sort_order: Set(100),
             deletion_token: Set(0),
             created_at: Set(now),
@@ -294,11 +316,22 @@ pub async fn update(
             before.permissions.iter().map(String::as_str),
             "editing this role",
         )?;
+        within_own_scope(actor, before.data_scope)?;
         let mut changes = roles::ActiveModel {
             id: Set(id),
             updated_at: Set(now),
             ..Default::default()
         };
+        if let Some(scope) = patch.data_scope.filter(|s| *s != before.data_scope) {
+            if role.name == SUPER_ADMIN {
+                return Err(ServiceError::conflict(
+                    "data_scope",
+                    "super_admin always sees every record",
+                ));
+            }
+            within_own_scope(actor, scope)?;
+            changes.data_scope = Set(scope.as_str().to_owned());
+        }
         if let Some(Some(name)) = name.filter(|n| n.as_deref() != Some(role.name.as_str())) {
             if role.is_system {
                 return Err(ServiceError::conflict(

@@ -14,7 +14,10 @@ use sea_orm::{
 };
 use serde::{Deserialize, Serialize};
 
-use super::roles::{SUPER_ADMIN, permissions_of};
+use super::{
+    roles::{SUPER_ADMIN, permissions_of},
+    scope::DataScope,
+};
 use crate::{
     Context, ServiceError, ServiceResult,
     audit::{self, AuditEntry, OperationType},
@@ -49,6 +52,10 @@ pub struct UserView {
     pub last_login_at: Option<DateTime<Utc>>,
     pub last_login_ip: Option<String>,
     pub roles: Vec<UserRoleView>,
+    /// The widest data scope among the user's current roles: which records they see.
+    pub data_scope: DataScope,
+    /// Instances assigned to the user (what an `assigned` or `own` scope reaches).
+    pub instance_ids: Vec<i64>,
     pub created_at: DateTime<Utc>,
     pub updated_at: DateTime<Utc>,
 }
@@ -147,6 +154,8 @@ async fn view<C: ConnectionTrait>(
     now: NaiveDateTime,
 ) -> ServiceResult<UserView> {
     let roles = roles_of(conn, user.id).await?;
+    let data_scope = super::effective_scope(conn, user.id, now).await?;
+    let instance_ids = super::assignments::of_user(conn, user.id).await?;
     Ok(UserView {
         id: user.id,
         username: user.username,
@@ -160,6 +169,8 @@ async fn view<C: ConnectionTrait>(
         last_login_at: user.last_login_at.map(to_utc),
         last_login_ip: user.last_login_ip,
         roles,
+        data_scope,
+        instance_ids,
         created_at: to_utc(user.created_at),
         updated_at: to_utc(user.updated_at),
     })
@@ -303,6 +314,15 @@ async fn check_grants(
             Err(e) => return Err(e),
         };
         let permissions = permissions_of(&ctx.db, role.id).await?;
+        if DataScope::from_stored(&role.data_scope) > actor.reach.scope() {
+            v.add(
+                format!("roles[{i}].role_id"),
+                format!(
+                    "this role sees `{}` records, more than your own data scope",
+                    role.data_scope
+                ),
+            );
+        }
         let expires = grant.expires_at.map(|e| e.naive_utc());
         if let Some(holds) = &holds
             && !existing.contains(&(grant.role_id, expires))
@@ -675,6 +695,32 @@ pub async fn set_roles(
             Box::pin(async move {
                 write_grants(txn, granted_by, user.id, &grants, now).await?;
                 ensure_super_admin_remains(txn, now).await
+            })
+        },
+    )
+    .await
+}
+
+/// Replaces the instances assigned to a user. Only instances the administrator sees can be
+/// assigned, and nobody assigns instances to themselves.
+pub async fn set_instances(
+    ctx: &Context,
+    actor: &Actor,
+    id: i64,
+    instance_ids: Vec<i64>,
+) -> ServiceResult<UserView> {
+    refuse_self(actor, id, "change the assigned instances")?;
+    super::assignments::check(&ctx.db, actor, &instance_ids).await?;
+    let assigned_by = actor.user_id;
+    admin_action(
+        ctx,
+        actor,
+        id,
+        "users:update",
+        AuditEntry::new("user.instances.set", OperationType::Update, "user"),
+        move |txn, user, now| {
+            Box::pin(async move {
+                super::assignments::replace(txn, assigned_by, user.id, &instance_ids, now).await
             })
         },
     )

@@ -14,7 +14,7 @@ use sea_orm::{
 };
 use serde::Serialize;
 
-use super::{TaskView, find, schedule, view};
+use super::{TaskView, find, find_visible, schedule, view};
 use crate::{
     Context, ServiceError, ServiceResult,
     audit::{self, AuditEntry, OperationType},
@@ -43,7 +43,7 @@ async fn transition(
     let entry = AuditEntry::new(operation, OperationType::Update, "task").target(id);
     audit::guard(ctx, actor, entry.clone(), async {
         actor.require("tasks:control")?;
-        let task = find(&ctx.db, id).await?;
+        let task = find_visible(&ctx.db, actor, id).await?;
         if !from.contains(&task.status.as_str()) {
             return Err(ServiceError::conflict(
                 "status",
@@ -314,7 +314,7 @@ pub async fn remind(ctx: &Context, actor: &Actor, id: i64) -> ServiceResult<Remi
     let entry = AuditEntry::new("task.remind", OperationType::Update, "task").target(id);
     audit::guard(ctx, actor, entry.clone(), async {
         actor.require("tasks:control")?;
-        let task = find(&ctx.db, id).await?;
+        let task = find_visible(&ctx.db, actor, id).await?;
         if task.channel != "customer_mass" {
             return Err(ServiceError::conflict(
                 "channel",
@@ -393,7 +393,7 @@ pub async fn retry_failed(ctx: &Context, actor: &Actor, id: i64) -> ServiceResul
     let entry = AuditEntry::new("task.retry_failed", OperationType::Update, "task").target(id);
     audit::guard(ctx, actor, entry.clone(), async {
         actor.require("tasks:control")?;
-        let task = find(&ctx.db, id).await?;
+        let task = find_visible(&ctx.db, actor, id).await?;
         if !matches!(
             task.status.as_str(),
             "completed" | "scheduled" | "paused" | "failed"
@@ -556,7 +556,7 @@ pub async fn delete(ctx: &Context, actor: &Actor, id: i64) -> ServiceResult<()> 
     let entry = AuditEntry::new("task.delete", OperationType::Delete, "task").target(id);
     audit::guard(ctx, actor, entry.clone(), async {
         actor.require("tasks:delete")?;
-        let task = find(&ctx.db, id).await?;
+        let task = find_visible(&ctx.db, actor, id).await?;
         if task.status == "running" {
             return Err(ServiceError::conflict(
                 "status",

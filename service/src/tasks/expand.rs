@@ -16,7 +16,7 @@ use sea_orm::{
 use serde_json::{Value, json};
 
 use super::spec::Audience;
-use crate::{Context, ServiceResult, contacts::tags_of};
+use crate::{Context, ServiceResult, contacts::tags_of, rbac::scope::Reach};
 
 /// An expansion lease: renewed with every batch written, so a dead worker's run is taken over soon.
 const LEASE_SECS: i64 = 60;
@@ -304,15 +304,21 @@ async fn expand_by_account(
 pub async fn expand(ctx: &Context, run: &message_task_runs::Model) -> ServiceResult<()> {
     let task = super::find(&ctx.db, run.task_id).await?;
     let audience: Audience = serde_json::from_value(task.audience.clone()).unwrap_or_default();
+    // The audience is taken in with the creator's data scope as it stands now: contacts and
+    // groups on instances out of their reach never become receivers.
+    let reach = Reach::of_user(&ctx.db, task.created_by, ctx.clock.now_db()).await?;
     for ids in audience.contact_ids.chunks(BATCH as usize) {
         let rows = contacts::Entity::find()
             .filter(contacts::Column::Id.is_in(ids.iter().copied()))
+            .filter(reach.on_instances(contacts::Column::InstanceId))
             .all(&ctx.db)
             .await?;
         insert(ctx, run, contact_receivers(ctx, &task, rows).await?).await?;
     }
     if let Some(filter) = &audience.filter {
-        let mut query = contacts::Entity::find().filter(contacts::Column::DeletedAt.is_null());
+        let mut query = contacts::Entity::find()
+            .filter(contacts::Column::DeletedAt.is_null())
+            .filter(reach.on_instances(contacts::Column::InstanceId));
         if let Some(m) = crate::search::contains_any(
             &[
                 contacts::Column::Nickname,
@@ -360,13 +366,15 @@ pub async fn expand(ctx: &Context, run: &message_task_runs::Model) -> ServiceRes
     for ids in audience.group_ids.chunks(BATCH as usize) {
         let rows = chat_groups::Entity::find()
             .filter(chat_groups::Column::Id.is_in(ids.iter().copied()))
+            .filter(reach.on_instances(chat_groups::Column::InstanceId))
             .all(&ctx.db)
             .await?;
         insert(ctx, run, group_receivers(ctx, &task, rows).await?).await?;
     }
     if let Some(g) = &audience.group_filter {
-        let mut query =
-            chat_groups::Entity::find().filter(chat_groups::Column::DeletedAt.is_null());
+        let mut query = chat_groups::Entity::find()
+            .filter(chat_groups::Column::DeletedAt.is_null())
+            .filter(reach.on_instances(chat_groups::Column::InstanceId));
         if !g.account_ids.is_empty() {
             query = query.filter(chat_groups::Column::AccountId.is_in(g.account_ids.clone()));
         }

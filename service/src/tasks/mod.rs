@@ -263,6 +263,7 @@ fn range(v: &mut Violations, field: &str, value: Option<i32>, min: i32, max: i32
 /// template's variables spec for later checks.
 async fn check_input(
     ctx: &Context,
+    actor: &Actor,
     input: &TaskInput,
     v: &mut Violations,
 ) -> ServiceResult<String> {
@@ -296,7 +297,7 @@ async fn check_input(
         _ => {}
     }
     let message_type = match input.template_id {
-        Some(id) => match templates::find(&ctx.db, id).await {
+        Some(id) => match templates::find_visible(&ctx.db, actor, id).await {
             Ok(t) if t.status != "active" => {
                 v.add("template_id", "the template is disabled");
                 t.message_type
@@ -399,7 +400,7 @@ async fn check_input(
     range(v, "rate_per_minute", input.rate_per_minute, 1, 6000);
     range(v, "max_retry", input.max_retry, 0, 10);
     if let Some(account) = input.account_id {
-        match crate::instances::accounts::find(&ctx.db, account).await {
+        match crate::instances::accounts::find_visible(&ctx.db, actor, account).await {
             Err(_) => v.add("account_id", "no such account"),
             Ok(a) => {
                 let instance = crate::instances::find_live(&ctx.db, a.instance_id).await?;
@@ -451,8 +452,16 @@ pub async fn create(ctx: &Context, actor: &Actor, input: TaskInput) -> ServiceRe
     audit::guard(ctx, actor, entry.clone(), async {
         actor.require("tasks:create")?;
         let mut v = Violations::new();
-        let message_type = check_input(ctx, &input, &mut v).await?;
+        let message_type = check_input(ctx, actor, &input, &mut v).await?;
         v.finish()?;
+        let instance_id = match input.account_id {
+            Some(account) => Some(
+                crate::instances::accounts::find(&ctx.db, account)
+                    .await?
+                    .instance_id,
+            ),
+            None => None,
+        };
         let now = ctx.clock.now();
         let next_fire_at = match &input.cron {
             Some(cron) => CronSchedule::parse(cron, input.timezone.as_deref().unwrap_or("UTC"))
@@ -467,6 +476,7 @@ pub async fn create(ctx: &Context, actor: &Actor, input: TaskInput) -> ServiceRe
             task_type: Set(input.task_type.clone()),
             channel: Set(input.channel.clone()),
             account_id: Set(input.account_id),
+            instance_id: Set(instance_id),
             message_type: Set(message_type),
             message_content: Set(input.content.clone()),
             message_payload: Set(input.payload.clone()),
@@ -536,6 +546,22 @@ pub async fn find<C: ConnectionTrait>(conn: &C, id: i64) -> ServiceResult<messag
         .ok_or(ServiceError::NotFound("task"))
 }
 
+/// A live task the actor may see (see [`Reach::on_authored`]); otherwise the same 404 as a
+/// missing one.
+///
+/// [`Reach::on_authored`]: crate::rbac::scope::Reach::on_authored
+pub async fn find_visible<C: ConnectionTrait>(
+    conn: &C,
+    actor: &Actor,
+    id: i64,
+) -> ServiceResult<message_tasks::Model> {
+    let task = find(conn, id).await?;
+    actor
+        .reach
+        .check_authored(Some(task.created_by), task.instance_id, "task")?;
+    Ok(task)
+}
+
 #[derive(Debug, Clone, Default)]
 pub struct TaskFilter {
     pub status: Option<String>,
@@ -560,6 +586,10 @@ pub async fn list(
     v.finish()?;
     let mut query =
         message_tasks::Entity::find().filter(message_tasks::Column::DeletedAt.is_null());
+    query = query.filter(actor.reach.on_authored(
+        message_tasks::Column::CreatedBy,
+        message_tasks::Column::InstanceId,
+    ));
     if let Some(s) = filter.status {
         query = query.filter(message_tasks::Column::Status.eq(s));
     }
@@ -592,5 +622,5 @@ pub async fn list(
 
 pub async fn get(ctx: &Context, actor: &Actor, id: i64) -> ServiceResult<TaskView> {
     actor.require("tasks:read")?;
-    view(ctx, &ctx.db, find(&ctx.db, id).await?).await
+    view(ctx, &ctx.db, find_visible(&ctx.db, actor, id).await?).await
 }

@@ -6,7 +6,7 @@ use futures_util::Stream;
 use sea_orm::{ColumnTrait, EntityTrait, QueryFilter, QueryOrder, QuerySelect};
 use serde::Serialize;
 
-use super::{Counts, find};
+use super::{Counts, find_visible};
 use crate::{
     Context, ServiceError, ServiceResult,
     auth::actor::Actor,
@@ -66,7 +66,7 @@ pub async fn runs(
     page: PageRequest,
 ) -> ServiceResult<Page<RunView>> {
     actor.require("tasks:read")?;
-    find(&ctx.db, task_id).await?;
+    find_visible(&ctx.db, actor, task_id).await?;
     let mut query =
         message_task_runs::Entity::find().filter(message_task_runs::Column::TaskId.eq(task_id));
     if let Some(before) = page.before {
@@ -188,7 +188,7 @@ pub async fn receivers(
     page: PageRequest,
 ) -> ServiceResult<Page<ReceiverView>> {
     actor.require("tasks:read")?;
-    find(&ctx.db, task_id).await?;
+    find_visible(&ctx.db, actor, task_id).await?;
     let mut query = filtered(task_id, filter)?;
     if let Some(before) = page.before {
         query = query.filter(message_receivers::Column::Id.lt(before));
@@ -225,7 +225,7 @@ pub async fn report_csv(
     filter: ReceiverFilter,
 ) -> ServiceResult<impl Stream<Item = Result<Vec<u8>, ServiceError>> + use<>> {
     actor.require("tasks:export")?;
-    find(&ctx.db, task_id).await?;
+    find_visible(&ctx.db, actor, task_id).await?;
     filtered(task_id, &filter)?;
     let state = (ctx.clone(), filter, 0i64, false, false);
     Ok(futures_util::stream::unfold(

@@ -274,6 +274,35 @@ pub async fn find<C: ConnectionTrait>(
         .ok_or(ServiceError::NotFound("template"))
 }
 
+/// A live template the actor may see: under a limited scope, their own and public ones.
+pub async fn find_visible<C: ConnectionTrait>(
+    conn: &C,
+    actor: &Actor,
+    id: i64,
+) -> ServiceResult<message_templates::Model> {
+    let template = find(conn, id).await?;
+    actor
+        .reach
+        .check_template(template.created_by, template.is_public)?;
+    Ok(template)
+}
+
+/// A template the actor may change: under a limited scope, only their own (a public template
+/// of someone else's is visible, so refusing it is a 403, not a 404).
+async fn find_changeable<C: ConnectionTrait>(
+    conn: &C,
+    actor: &Actor,
+    id: i64,
+) -> ServiceResult<message_templates::Model> {
+    let template = find_visible(conn, actor, id).await?;
+    if !actor.reach.is_all() && Some(template.created_by) != actor.user_id {
+        return Err(ServiceError::Forbidden(
+            "your data scope lets you change only the templates you created".to_owned(),
+        ));
+    }
+    Ok(template)
+}
+
 #[derive(Debug, Clone, Default)]
 pub struct TemplateFilter {
     pub q: Option<String>,
@@ -291,6 +320,10 @@ pub async fn list(
     actor.require("templates:read")?;
     let mut query =
         message_templates::Entity::find().filter(message_templates::Column::DeletedAt.is_null());
+    query = query.filter(actor.reach.on_templates(
+        message_templates::Column::CreatedBy,
+        message_templates::Column::IsPublic,
+    ));
     if let Some(m) = crate::search::contains_any(
         &[
             message_templates::Column::Name,
@@ -322,7 +355,7 @@ pub async fn list(
 
 pub async fn get(ctx: &Context, actor: &Actor, id: i64) -> ServiceResult<TemplateView> {
     actor.require("templates:read")?;
-    Ok(find(&ctx.db, id).await?.into())
+    Ok(find_visible(&ctx.db, actor, id).await?.into())
 }
 
 fn check_tags(v: &mut Violations, tags: &[String]) {
@@ -417,7 +450,7 @@ pub async fn update(
     let entry = AuditEntry::new("template.update", OperationType::Update, "template").target(id);
     audit::guard(ctx, actor, entry.clone(), async {
         actor.require("templates:update")?;
-        let current = find(&ctx.db, id).await?;
+        let current = find_changeable(&ctx.db, actor, id).await?;
         let before: TemplateView = current.clone().into();
         let content = patch.content.clone().unwrap_or(current.content.clone());
         let payload = patch.payload.clone().unwrap_or(current.payload.clone());
@@ -501,7 +534,7 @@ pub async fn delete(ctx: &Context, actor: &Actor, id: i64) -> ServiceResult<()> 
         actor.require("templates:delete")?;
         let now = ctx.clock.now_db();
         let txn = crate::db::begin(&ctx.db).await?;
-        let before: TemplateView = find(&txn, id).await?.into();
+        let before: TemplateView = find_changeable(&txn, actor, id).await?.into();
         message_templates::Entity::update(message_templates::ActiveModel {
             id: Set(id),
             deleted_at: Set(Some(now)),
@@ -568,7 +601,7 @@ pub async fn preview(
     sample: Map<String, Value>,
 ) -> ServiceResult<Preview> {
     actor.require("templates:read")?;
-    let template: TemplateView = find(&ctx.db, id).await?.into();
+    let template: TemplateView = find_visible(&ctx.db, actor, id).await?.into();
     let context = sample_context(&template.variables, &sample);
     let content = render::render(&template.content, &context)
         .map_err(|e| ServiceError::Validation(vec![FieldError::new("content", e.message)]))?;
