@@ -55,6 +55,30 @@ pub async fn rotate(ctx: &Context, target: &Sealer) -> ServiceResult<Rotated> {
     let (current, new) = (&ctx.sealer, target);
     let mut rotated = Rotated::default();
     let txn = crate::db::begin(&ctx.db).await?;
+    // Every instance row first, then its configs: the order writers lock them in (an instance
+    // update or config write locks the instance, then writes configs), so none deadlock.
+    for row in locked(wework_instances::Entity::find(), &txn)
+        .all(&txn)
+        .await?
+    {
+        let Some(value) = &row.proxy_password_encrypted else {
+            continue;
+        };
+        if let Some(resealed) = reseal(
+            new,
+            value,
+            &format!("proxy password of instance {}", row.id),
+        )? {
+            wework_instances::Entity::update(wework_instances::ActiveModel {
+                id: Set(row.id),
+                proxy_password_encrypted: Set(Some(resealed)),
+                ..Default::default()
+            })
+            .exec(&txn)
+            .await?;
+            rotated.proxy_passwords += 1;
+        }
+    }
     for row in locked(
         instance_configs::Entity::find().filter(instance_configs::Column::IsEncrypted.eq(true)),
         &txn,
@@ -81,32 +105,6 @@ pub async fn rotate(ctx: &Context, target: &Sealer) -> ServiceResult<Rotated> {
             .exec(&txn)
             .await?;
             rotated.instance_configs += 1;
-        }
-    }
-    for row in locked(
-        wework_instances::Entity::find()
-            .filter(wework_instances::Column::ProxyPasswordEncrypted.is_not_null()),
-        &txn,
-    )
-    .all(&txn)
-    .await?
-    {
-        let Some(value) = &row.proxy_password_encrypted else {
-            continue;
-        };
-        if let Some(resealed) = reseal(
-            new,
-            value,
-            &format!("proxy password of instance {}", row.id),
-        )? {
-            wework_instances::Entity::update(wework_instances::ActiveModel {
-                id: Set(row.id),
-                proxy_password_encrypted: Set(Some(resealed)),
-                ..Default::default()
-            })
-            .exec(&txn)
-            .await?;
-            rotated.proxy_passwords += 1;
         }
     }
     for row in locked(

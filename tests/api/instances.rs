@@ -219,6 +219,82 @@ async fn pointing_an_instance_elsewhere_needs_its_secrets_again() {
     assert_eq!(view["proxy_port"], 3129);
 }
 
+/// A secret stored while the instance moves elsewhere: either the move sees it (and, not given
+/// again, is refused) or the secret is stored after the move, for the new host — never carried
+/// off unseen. Without the instance row lock the move checked the secrets before its
+/// transaction and the other write landed in between.
+#[tokio::test]
+async fn a_secret_stored_while_the_instance_moves_is_never_carried_off() {
+    let (sim, elsewhere) = (TestSim::small(), TestSim::small());
+    let app = TestApp::spawn().await;
+    let (_, wecom) = app.register_sim(&sim, 30).await;
+    let admin = app.admin_token().await;
+    let (instance_path, key_path) = (
+        format!("/api/v1/instances/{wecom}"),
+        format!("/api/v1/instances/{wecom}/configs/robot_key"),
+    );
+    let mut moved = 0;
+    for round in 0..20 {
+        let removed = app
+            .request(Method::DELETE, &key_path, Some(&admin))
+            .send()
+            .await
+            .unwrap();
+        assert!(matches!(
+            removed.status(),
+            StatusCode::NO_CONTENT | StatusCode::NOT_FOUND
+        ));
+        let origin = if round % 2 == 0 {
+            &elsewhere.base
+        } else {
+            &sim.base
+        };
+        let move_body = json!({ "api_url": format!("{origin}/cgi-bin"), "config": { "corp_secret": "sim-corp-secret" } });
+        let (patched, put) = tokio::join!(
+            app.send_json(Method::PATCH, &instance_path, &admin, move_body),
+            app.send_json(
+                Method::PUT,
+                &key_path,
+                &admin,
+                json!({ "value": format!("robot key {round}") })
+            ),
+        );
+        assert_eq!(put.status(), StatusCode::OK);
+        match patched.status() {
+            StatusCode::OK => {
+                moved += 1;
+                let audit = app
+                    .get_json(
+                        &format!("/api/v1/audit-logs?operation=instance.update&resource_id={wecom}&limit=1"),
+                        &admin,
+                    )
+                    .await;
+                let before = &audit["items"][0]["old_values"]["config"];
+                assert!(
+                    !before
+                        .as_array()
+                        .unwrap()
+                        .iter()
+                        .any(|c| c["key"] == "robot_key"),
+                    "round {round}: the move carried off a secret it never saw: {before}"
+                );
+            }
+            StatusCode::UNPROCESSABLE_ENTITY => {
+                let problem = problem(patched, StatusCode::UNPROCESSABLE_ENTITY).await;
+                assert_eq!(fields(&problem), vec!["config.robot_key"]);
+                // Nothing moved: the next round moves to the same place again.
+                let put_back = json!({ "api_url": format!("{origin}/cgi-bin"), "forget_secrets": true, "config": { "corp_secret": "sim-corp-secret" } });
+                let forced = app
+                    .send_json(Method::PATCH, &instance_path, &admin, put_back)
+                    .await;
+                assert_eq!(forced.status(), StatusCode::OK);
+            }
+            other => panic!("round {round}: the move answered {other}"),
+        }
+    }
+    assert!(moved > 0, "some moves went first");
+}
+
 #[tokio::test]
 async fn the_outbound_policy_refuses_private_and_special_addresses() {
     let app = TestApp::spawn_with("[outbound]\nallowed_networks = []").await;

@@ -326,6 +326,8 @@ pub async fn put(
         let kind = InstanceKind::parse(&instance.kind).unwrap_or(InstanceKind::Agent);
         let value = check(kind, key, &input, key).map_err(|e| ServiceError::Validation(vec![e]))?;
         let txn = crate::db::begin(&ctx.db).await?;
+        // Waits for a move of the instance in flight, so it checks the secrets stored after this.
+        super::lock_live(&txn, instance_id).await?;
         upsert(ctx, &txn, instance_id, key, &value).await?;
         let shown = if value.secret {
             Value::String(MASK.to_owned())

@@ -295,6 +295,11 @@ pub async fn update(
         let kind = InstanceKind::parse(&current.kind).unwrap_or(InstanceKind::Agent);
         let values = checked_config(kind, &patch.config, &mut v);
         let proxy_password_given = matches!(&patch.proxy_password, Some(Some(p)) if !p.is_empty());
+        let now = ctx.clock.now_db();
+        let txn = crate::db::begin(&ctx.db).await?;
+        // The secrets a move must carry are read under the instance's row lock, so a secret
+        // stored meanwhile by someone else is counted rather than carried off unseen.
+        let current = super::lock_live(&txn, id).await?;
         let moving = destination::Move {
             new_api_url: patch.api_url.as_deref(),
             new_proxy_host: patch.proxy_host.as_ref().map(Option::as_deref),
@@ -305,7 +310,7 @@ pub async fn update(
         let forgotten = if moving {
             let given = patch.config.keys().map(String::as_str).collect();
             destination::secrets_left_behind(
-                &ctx.db,
+                &txn,
                 &current,
                 &given,
                 proxy_password_given,
@@ -317,8 +322,6 @@ pub async fn update(
             Vec::new()
         };
         v.finish()?;
-        let now = ctx.clock.now_db();
-        let txn = crate::db::begin(&ctx.db).await?;
         let before = view(ctx, &txn, current.clone()).await?;
         if let Some(name) = &name
             && name_taken(&txn, name, Some(id)).await?

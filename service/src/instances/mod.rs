@@ -163,6 +163,23 @@ pub async fn find_visible<C: ConnectionTrait>(
     find_live(conn, id).await
 }
 
+/// A live instance, its row locked until `txn` ends (SQLite's write transaction serialises
+/// instead): changes to where it connects and to its secrets happen one after the other.
+pub async fn lock_live(
+    txn: &sea_orm::DatabaseTransaction,
+    id: i64,
+) -> ServiceResult<wework_instances::Model> {
+    let mut query = wework_instances::Entity::find_by_id(id)
+        .filter(wework_instances::Column::DeletedAt.is_null());
+    if crate::db::row_locks(txn) {
+        query = sea_orm::QuerySelect::lock_exclusive(query);
+    }
+    query
+        .one(txn)
+        .await?
+        .ok_or(ServiceError::NotFound("instance"))
+}
+
 pub async fn find_by_uuid<C: ConnectionTrait>(
     conn: &C,
     uuid: uuid::Uuid,
