@@ -8,6 +8,5 @@ pub mod openapi;
 pub mod routes;
 pub mod startup;
 pub mod state;
-pub mod stream_slots;
 
 pub use startup::Application;

@@ -11,8 +11,8 @@ use crate::{
     middleware::{self, HttpMetrics},
     openapi, routes,
     state::AppState,
-    stream_slots::StreamSlots,
 };
+use service::stream_slots::StreamSlots;
 
 pub struct Application {
     server: Server,
@@ -31,10 +31,8 @@ impl Application {
             n => n,
         };
         let metrics_enabled = ctx.settings.metrics.enabled;
-        let state = web::Data::new(AppState {
-            ctx,
-            streams: StreamSlots::default(),
-        });
+        let streams = StreamSlots::new(ctx.redis.clone(), &ctx.settings.redis.key_prefix);
+        let state = web::Data::new(AppState { ctx, streams });
         let metrics = web::Data::new(HttpMetrics::new()?);
         let openapi = openapi::document().clone();
         let server = HttpServer::new(move || {

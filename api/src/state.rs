@@ -2,7 +2,7 @@
 
 use service::Context;
 
-use crate::stream_slots::StreamSlots;
+use service::stream_slots::StreamSlots;
 
 #[derive(Clone, Debug)]
 pub struct AppState {

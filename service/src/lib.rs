@@ -31,6 +31,7 @@ pub mod rbac;
 pub mod search;
 pub mod secrets;
 pub mod serde_util;
+pub mod stream_slots;
 pub mod sync;
 pub mod tasks;
 pub mod telemetry;

@@ -286,7 +286,7 @@ pub async fn progress_stream(
     Id(id): Id,
 ) -> Result<HttpResponse, ApiError> {
     let first = task_service::get(&state.ctx, &auth.actor, id).await?;
-    let slot = state.streams.take(auth.actor.user_id()?).ok_or(
+    let slot = state.streams.take(auth.actor.user_id()?).await.ok_or(
         service::error::ServiceError::TooManyRequests {
             retry_after_secs: 5,
         },
@@ -305,6 +305,9 @@ pub async fn progress_stream(
                             return None;
                         }
                         tokio::time::sleep(Duration::from_secs(1)).await;
+                        if ticks % 10 == 0 {
+                            slot.renew().await;
+                        }
                         // Signed out, disabled or stripped of the permission since: the stream ends.
                         if !service::auth::still_allowed(&ctx, &actor, "tasks:read")
                             .await
