@@ -47,7 +47,8 @@ pub struct Problem {
     #[serde(skip_serializing_if = "Vec::is_empty")]
     #[schema(value_type = Vec<FieldErrorDoc>)]
     pub errors: Vec<FieldError>,
-    /// Seconds to wait before retrying (429, 423, and 503 while the database is unreachable).
+    /// Seconds to wait before retrying (429, 423, and 503 while the database is unreachable or
+    /// after a lost lock conflict).
     #[serde(skip_serializing_if = "Option::is_none")]
     pub retry_after: Option<u64>,
 }
@@ -67,29 +68,47 @@ impl ApiError {
         }
     }
 
-    fn code(&self) -> &'static str {
+    /// The status and the stable code of each error, decided in one place.
+    fn kind(&self) -> (StatusCode, &'static str) {
         match self {
             Self::Service(e) => match e {
-                ServiceError::NotFound(_) => "not_found",
-                ServiceError::Conflict { .. } => "conflict",
-                ServiceError::Validation(_) => "validation_failed",
-                ServiceError::Unauthenticated(f) => f.code(),
-                ServiceError::Forbidden(_) => "forbidden",
-                ServiceError::Locked { .. } => "account_locked",
-                ServiceError::Disabled => "account_disabled",
-                ServiceError::TooManyRequests { .. } => "too_many_requests",
-                ServiceError::Unavailable(_) => "service_unavailable",
-                e if e.is_database_unreachable() => "database_unavailable",
-                ServiceError::Database(_) | ServiceError::Internal(_) => "internal_error",
+                ServiceError::NotFound(_) => (StatusCode::NOT_FOUND, "not_found"),
+                ServiceError::Conflict { .. } => (StatusCode::CONFLICT, "conflict"),
+                ServiceError::Validation(_) => {
+                    (StatusCode::UNPROCESSABLE_ENTITY, "validation_failed")
+                }
+                ServiceError::Unauthenticated(f) => (StatusCode::UNAUTHORIZED, f.code()),
+                ServiceError::Forbidden(_) => (StatusCode::FORBIDDEN, "forbidden"),
+                ServiceError::Disabled => (StatusCode::FORBIDDEN, "account_disabled"),
+                ServiceError::Locked { .. } => (StatusCode::LOCKED, "account_locked"),
+                ServiceError::TooManyRequests { .. } => {
+                    (StatusCode::TOO_MANY_REQUESTS, "too_many_requests")
+                }
+                ServiceError::Unavailable(_) => {
+                    (StatusCode::SERVICE_UNAVAILABLE, "service_unavailable")
+                }
+                e if e.is_database_unreachable() => {
+                    (StatusCode::SERVICE_UNAVAILABLE, "database_unavailable")
+                }
+                e if e.is_lock_conflict() => (StatusCode::SERVICE_UNAVAILABLE, "lock_conflict"),
+                ServiceError::Database(_) | ServiceError::Internal(_) => {
+                    (StatusCode::INTERNAL_SERVER_ERROR, "internal_error")
+                }
             },
-            Self::MalformedJson(_) => "malformed_json",
-            Self::Validation(_) => "validation_failed",
-            Self::BadParameter { .. } => "invalid_parameter",
-            Self::PayloadTooLarge(_) => "payload_too_large",
-            Self::UnsupportedMediaType => "unsupported_media_type",
-            Self::RouteNotFound => "route_not_found",
-            Self::MethodNotAllowed { .. } => "method_not_allowed",
+            Self::MalformedJson(_) => (StatusCode::BAD_REQUEST, "malformed_json"),
+            Self::BadParameter { .. } => (StatusCode::BAD_REQUEST, "invalid_parameter"),
+            Self::Validation(_) => (StatusCode::UNPROCESSABLE_ENTITY, "validation_failed"),
+            Self::PayloadTooLarge(_) => (StatusCode::PAYLOAD_TOO_LARGE, "payload_too_large"),
+            Self::UnsupportedMediaType => {
+                (StatusCode::UNSUPPORTED_MEDIA_TYPE, "unsupported_media_type")
+            }
+            Self::RouteNotFound => (StatusCode::NOT_FOUND, "route_not_found"),
+            Self::MethodNotAllowed { .. } => (StatusCode::METHOD_NOT_ALLOWED, "method_not_allowed"),
         }
+    }
+
+    fn code(&self) -> &'static str {
+        self.kind().1
     }
 
     fn title(&self) -> &'static str {
@@ -119,6 +138,8 @@ impl ApiError {
                 Some(u64::try_from((*until - now).num_seconds().max(1)).unwrap_or(1))
             }
             Self::Service(e) if e.is_database_unreachable() => Some(DATABASE_RETRY_AFTER_SECS),
+            // Lost a lock conflict: nothing changed, and the next attempt usually wins.
+            Self::Service(e) if e.is_lock_conflict() => Some(1),
             _ => None,
         }
     }
@@ -148,28 +169,7 @@ impl ApiError {
 
 impl ResponseError for ApiError {
     fn status_code(&self) -> StatusCode {
-        match self {
-            Self::Service(e) => match e {
-                ServiceError::NotFound(_) => StatusCode::NOT_FOUND,
-                ServiceError::Conflict { .. } => StatusCode::CONFLICT,
-                ServiceError::Validation(_) => StatusCode::UNPROCESSABLE_ENTITY,
-                ServiceError::Unauthenticated(_) => StatusCode::UNAUTHORIZED,
-                ServiceError::Forbidden(_) | ServiceError::Disabled => StatusCode::FORBIDDEN,
-                ServiceError::Locked { .. } => StatusCode::LOCKED,
-                ServiceError::TooManyRequests { .. } => StatusCode::TOO_MANY_REQUESTS,
-                ServiceError::Unavailable(_) => StatusCode::SERVICE_UNAVAILABLE,
-                e if e.is_database_unreachable() => StatusCode::SERVICE_UNAVAILABLE,
-                ServiceError::Database(_) | ServiceError::Internal(_) => {
-                    StatusCode::INTERNAL_SERVER_ERROR
-                }
-            },
-            Self::MalformedJson(_) | Self::BadParameter { .. } => StatusCode::BAD_REQUEST,
-            Self::Validation(_) => StatusCode::UNPROCESSABLE_ENTITY,
-            Self::PayloadTooLarge(_) => StatusCode::PAYLOAD_TOO_LARGE,
-            Self::UnsupportedMediaType => StatusCode::UNSUPPORTED_MEDIA_TYPE,
-            Self::RouteNotFound => StatusCode::NOT_FOUND,
-            Self::MethodNotAllowed { .. } => StatusCode::METHOD_NOT_ALLOWED,
-        }
+        self.kind().0
     }
 
     fn error_response(&self) -> HttpResponse {

@@ -108,6 +108,57 @@ impl ServiceError {
             _ => false,
         }
     }
+
+    /// The statement lost a lock conflict (a deadlock, a lock wait timeout, a serialization
+    /// failure, a busy SQLite): nothing was changed and the same request may simply run again.
+    pub fn is_lock_conflict(&self) -> bool {
+        let Self::Database(e) = self else {
+            return false;
+        };
+        database_error(e).is_some_and(|db| {
+            lock_conflict_code(
+                db.code().as_deref(),
+                db.try_downcast_ref::<sea_orm::sqlx::mysql::MySqlDatabaseError>()
+                    .map(sea_orm::sqlx::mysql::MySqlDatabaseError::number),
+                db.try_downcast_ref::<sea_orm::sqlx::sqlite::SqliteError>()
+                    .is_some(),
+            )
+        })
+    }
+}
+
+/// The error the database server reported, if that is what `e` is.
+fn database_error(
+    e: &sea_orm::DbErr,
+) -> Option<&(dyn sea_orm::sqlx::error::DatabaseError + 'static)> {
+    use sea_orm::{DbErr, RuntimeErr, sqlx};
+    let (DbErr::Conn(RuntimeErr::SqlxError(e))
+    | DbErr::Exec(RuntimeErr::SqlxError(e))
+    | DbErr::Query(RuntimeErr::SqlxError(e))) = e
+    else {
+        return None;
+    };
+    match &**e {
+        sqlx::Error::Database(db) => Some(&**db),
+        _ => None,
+    }
+}
+
+/// Classifies by SQLSTATE and, where SQLSTATE is too coarse, the vendor's code: `40001`
+/// (serialization failure; MySQL reports its deadlock 1213 under it too), `40P01` (PostgreSQL
+/// deadlock), `55P03` (PostgreSQL lock not available), MySQL 1205 (lock wait timeout, `HY000`),
+/// and SQLite's `SQLITE_BUSY` / `SQLITE_LOCKED` with any extended code.
+fn lock_conflict_code(code: Option<&str>, mysql_number: Option<u16>, sqlite: bool) -> bool {
+    if let Some(number) = mysql_number {
+        return matches!(number, 1205 | 1213);
+    }
+    let Some(code) = code else {
+        return false;
+    };
+    if sqlite {
+        return code.parse::<i32>().is_ok_and(|c| matches!(c & 0xff, 5 | 6));
+    }
+    matches!(code, "40001" | "40P01" | "55P03")
 }
 
 fn database_unreachable(e: &sea_orm::DbErr) -> bool {
@@ -155,6 +206,47 @@ mod tests {
 
     fn sqlx_err(e: sqlx::Error) -> ServiceError {
         ServiceError::Database(DbErr::Query(RuntimeErr::SqlxError(Arc::new(e))))
+    }
+
+    #[test]
+    fn lock_conflicts_are_told_by_their_codes() {
+        // (SQLSTATE or SQLite code, MySQL number, from SQLite, lost a lock conflict, what)
+        let cases = [
+            (Some("40P01"), None, false, true, "PostgreSQL deadlock"),
+            (Some("40001"), None, false, true, "serialization failure"),
+            (
+                Some("55P03"),
+                None,
+                false,
+                true,
+                "NOWAIT lock not available",
+            ),
+            (Some("23505"), None, false, false, "unique violation"),
+            (Some("40001"), Some(1213), false, true, "MySQL deadlock"),
+            (
+                Some("HY000"),
+                Some(1205),
+                false,
+                true,
+                "MySQL lock wait timeout",
+            ),
+            (
+                Some("23000"),
+                Some(1062),
+                false,
+                false,
+                "MySQL duplicate key",
+            ),
+            (Some("5"), None, true, true, "SQLITE_BUSY"),
+            (Some("517"), None, true, true, "SQLITE_BUSY_SNAPSHOT"),
+            (Some("262"), None, true, true, "SQLITE_LOCKED_SHAREDCACHE"),
+            (Some("2067"), None, true, false, "SQLITE_CONSTRAINT_UNIQUE"),
+            (None, None, false, false, "no code"),
+        ];
+        for (code, number, sqlite, conflict, what) in cases {
+            assert_eq!(lock_conflict_code(code, number, sqlite), conflict, "{what}");
+        }
+        assert!(!ServiceError::NotFound("task").is_lock_conflict());
     }
 
     #[test]

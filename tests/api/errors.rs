@@ -225,3 +225,50 @@ async fn unknown_routes_and_methods_are_problems() {
         "not_found"
     );
 }
+
+/// Two transactions taking the same rows in opposite order: the database picks one to fail
+/// (a deadlock on MariaDB and PostgreSQL, a busy write lock on SQLite). That failure is told
+/// apart by its codes and answered `503 lock_conflict` with `Retry-After: 1`, not a 500.
+#[tokio::test]
+async fn a_lost_lock_conflict_is_a_503_to_retry_not_a_500() {
+    use actix_web::ResponseError;
+    use sea_orm::{ConnectionTrait, DatabaseBackend, Statement, TransactionTrait};
+
+    let app = TestApp::spawn().await;
+    let (second, _) = app.user_with(&[]).await;
+    let db = &app.ctx.db;
+    let backend = db.get_database_backend();
+    let lock = |id: i64| {
+        let sql = match backend {
+            DatabaseBackend::Postgres => format!("SELECT id FROM users WHERE id = {id} FOR UPDATE"),
+            _ => format!("UPDATE users SET updated_at = updated_at WHERE id = {id}"),
+        };
+        Statement::from_string(backend, sql)
+    };
+    let error = if backend == DatabaseBackend::Sqlite {
+        // SQLite has one writer: a second write transaction waits out the busy timeout.
+        let first = service::db::begin(db).await.unwrap();
+        first.execute_raw(lock(1)).await.unwrap();
+        let second = service::db::begin(db).await;
+        drop(first);
+        let Err(refused) = second else {
+            panic!("the second writer is refused")
+        };
+        service::ServiceError::Database(refused)
+    } else {
+        let (a, b) = (db.begin().await.unwrap(), db.begin().await.unwrap());
+        a.execute_raw(lock(1)).await.unwrap();
+        b.execute_raw(lock(second)).await.unwrap();
+        let (x, y) = tokio::join!(a.execute_raw(lock(second)), b.execute_raw(lock(1)));
+        let lost = x
+            .err()
+            .or(y.err())
+            .expect("one of them is chosen as the deadlock victim");
+        service::ServiceError::Database(lost)
+    };
+    assert!(error.is_lock_conflict(), "{error:?}");
+    let answer = api::error::ApiError::from(error);
+    assert_eq!(answer.status_code().as_u16(), 503);
+    let response = answer.error_response();
+    assert_eq!(response.headers().get("retry-after").unwrap(), "1");
+}

@@ -724,6 +724,49 @@ async fn the_stream_cap_spans_api_processes_when_redis_is_configured() {
     crate::helpers::processes::kill(&mut other).await;
 }
 
+/// A stored setting that no longer reads (a bad time zone in quiet hours, a cap out of bounds)
+/// pauses the task and says which, instead of quietly switching the setting off and sending.
+#[tokio::test]
+async fn an_unreadable_stored_setting_pauses_the_task_and_names_it() {
+    use sea_orm::{ColumnTrait, EntityTrait, QueryFilter, sea_query::Expr};
+
+    let (sim, app, agent) = ready("").await;
+    for (column, name, corrupt) in [
+        (
+            entity::message_tasks::Column::QuietHours,
+            "quiet_hours",
+            json!({ "start": "22:00", "end": "08:00", "timezone": "Mars/Olympus_Mons" }),
+        ),
+        (
+            entity::message_tasks::Column::FrequencyCap,
+            "frequency_cap",
+            json!({ "max": 0, "window_hours": 24 }),
+        ),
+    ] {
+        let task = create(&app, json!({ "name": "慢速", "task_type": "broadcast", "content": "x", "audience": { "filter": { "instance_ids": [agent] } }, "rate_per_minute": 6 })).await;
+        let id = task["id"].as_i64().unwrap();
+        app.wait_sent(id, 1).await;
+        entity::message_tasks::Entity::update_many()
+            .col_expr(column, Expr::value(corrupt))
+            .filter(entity::message_tasks::Column::Id.eq(id))
+            .exec(&app.ctx.db)
+            .await
+            .unwrap();
+        let paused = wait_status(&app, id, "paused", 30).await;
+        let reason = paused["pause_reason"].as_str().unwrap();
+        assert!(reason.contains(name), "{reason}");
+        let sent = paused["counts"]["success"].as_i64().unwrap();
+        tokio::time::sleep(Duration::from_secs(3)).await;
+        assert_eq!(
+            app.task(id).await["counts"]["success"],
+            sent,
+            "nothing more is sent"
+        );
+        assert!(sent < 240, "the broadcast stopped: {sent}");
+    }
+    drop(sim);
+}
+
 /// The sim's customer mass messages, oldest first.
 async fn mass_messages(sim: &TestSim) -> Vec<Value> {
     sim.control(Method::GET, "/mass", json!({}))

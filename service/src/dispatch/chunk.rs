@@ -26,7 +26,7 @@ use crate::{
     drivers::{Channel, DriverError, InstanceDriver, MassMessage, OutboundMessage},
     tasks::{
         self,
-        spec::{AutoPause, FrequencyCap, QuietHours},
+        spec::{FrequencyCap, TaskSettings, stored},
     },
     templates::{self, render},
 };
@@ -124,10 +124,15 @@ pub async fn run_chunk(
         return Ok(report);
     }
     let now = ctx.clock.now_db();
-    if let Some(quiet) = task
-        .quiet_hours
-        .clone()
-        .and_then(|q| serde_json::from_value::<QuietHours>(q).ok())
+    let settings = match TaskSettings::of(&task) {
+        Ok(settings) => settings,
+        Err(why) => {
+            tracing::error!(task.id = task.id, %why, "a stored task setting is unreadable");
+            finish::pause_with_reason(ctx, task.id, format!("paused: {why}")).await?;
+            return Ok(report);
+        }
+    };
+    if let Some(quiet) = &settings.quiet_hours
         && let Some(end) = quiet.ends_after(ctx.clock.now())
     {
         // Nothing goes out in the quiet window: pending receivers wait for its end.
@@ -166,8 +171,15 @@ pub async fn run_chunk(
         finish::finish_if_done(ctx, run_id).await?;
         return Ok(report);
     }
-    let shared = match prepare(ctx, task, &claimed, send_until).await {
-        Ok(shared) => Arc::new(shared),
+    let task_id = task.id;
+    let shared = match prepare(ctx, task, settings.frequency_cap, &claimed, send_until).await {
+        Ok(Ok(shared)) => Arc::new(shared),
+        Ok(Err(why)) => {
+            release(ctx, &token).await?;
+            tracing::error!(task.id = task_id, %why, "the task's template is unreadable");
+            finish::pause_with_reason(ctx, task_id, format!("paused: {why}")).await?;
+            return Ok(report);
+        }
         Err(e) => {
             release(ctx, &token).await?;
             return Err(e);
@@ -192,12 +204,7 @@ pub async fn run_chunk(
         };
     record(ctx, &shared.task, run_id, &token, outcomes, &mut report).await?;
     record_send_metrics(ctx, &shared, &report);
-    if let Some(rule) = shared
-        .task
-        .auto_pause
-        .clone()
-        .and_then(|a| serde_json::from_value::<AutoPause>(a).ok())
-    {
+    if let Some(rule) = settings.auto_pause {
         finish::auto_pause(ctx, &shared.task, run_id, rule).await?;
     }
     if report.claimed as u64 == limit {
@@ -337,20 +344,22 @@ async fn release(ctx: &Context, token: &str) -> ServiceResult<()> {
     Ok(())
 }
 
+/// What every send of the chunk shares, or why the task's template cannot be used.
 async fn prepare(
     ctx: &Context,
     task: message_tasks::Model,
+    frequency_cap: Option<FrequencyCap>,
     claimed: &[message_receivers::Model],
     send_until: tokio::time::Instant,
-) -> ServiceResult<Shared> {
+) -> ServiceResult<Result<Shared, String>> {
     let (content, payload, defaults) = match task.template_id {
         Some(id) => {
             let t = templates::find(&ctx.db, id).await?;
-            let spec: Vec<templates::VariableSpec> = t
-                .variables
-                .clone()
-                .and_then(|s| serde_json::from_value(s).ok())
-                .unwrap_or_default();
+            let spec: Vec<templates::VariableSpec> = match stored(t.variables.as_ref(), "variables")
+            {
+                Ok(spec) => spec.unwrap_or_default(),
+                Err(why) => return Ok(Err(format!("template {id}: {why}"))),
+            };
             let defaults = spec
                 .into_iter()
                 .filter_map(|s| s.default.map(|d| (s.name, d)))
@@ -387,11 +396,7 @@ async fn prepare(
             }
         }
     }
-    let frequency_cap = task
-        .frequency_cap
-        .clone()
-        .and_then(|c| serde_json::from_value(c).ok());
-    Ok(Shared {
+    Ok(Ok(Shared {
         task,
         content,
         payload,
@@ -401,7 +406,7 @@ async fn prepare(
         frequency_cap,
         deferred: std::sync::Mutex::default(),
         send_until,
-    })
+    }))
 }
 
 /// Defaults, then the task's values, then the receiver's snapshot.
@@ -727,7 +732,7 @@ async fn record(
     let mut attempt = 0u64;
     loop {
         match record_once(ctx, task, run_id, token, outcomes.clone(), report).await {
-            Err(e) if attempt < 4 && is_lock_conflict(&e) => {
+            Err(e) if attempt < 4 && e.is_lock_conflict() => {
                 attempt += 1;
                 tracing::debug!(run.id = run_id, attempt, error = %e, "chunk record retried");
                 tokio::time::sleep(Duration::from_millis(25 * attempt)).await;
@@ -735,16 +740,6 @@ async fn record(
             other => return other,
         }
     }
-}
-
-fn is_lock_conflict(e: &crate::ServiceError) -> bool {
-    let crate::ServiceError::Database(db) = e else {
-        return false;
-    };
-    let text = db.to_string();
-    ["Deadlock", "1213", "40P01", "40001", "database is locked"]
-        .iter()
-        .any(|needle| text.contains(needle))
 }
 
 /// Writes every outcome of the chunk, the counters and the outbound message rows in one

@@ -236,6 +236,12 @@ pub async fn auto_pause(
         rate * 100.0,
         rule.failure_rate * 100.0
     );
+    pause_with_reason(ctx, task.id, reason).await
+}
+
+/// Pauses a running task, saying why (shown as its `pause_reason`); an operator resumes or
+/// cancels it.
+pub async fn pause_with_reason(ctx: &Context, task_id: i64, reason: String) -> ServiceResult<()> {
     let paused = message_tasks::Entity::update_many()
         .col_expr(message_tasks::Column::Status, Expr::value("paused"))
         .col_expr(
@@ -246,12 +252,12 @@ pub async fn auto_pause(
             message_tasks::Column::UpdatedAt,
             Expr::value(ctx.clock.now_db()),
         )
-        .filter(message_tasks::Column::Id.eq(task.id))
+        .filter(message_tasks::Column::Id.eq(task_id))
         .filter(message_tasks::Column::Status.eq("running"))
         .exec(&ctx.db)
         .await?;
     if paused.rows_affected == 1 {
-        tracing::warn!(task.id = task.id, %reason, "task auto-paused");
+        tracing::warn!(task.id = task_id, %reason, "task paused");
     }
     Ok(())
 }

@@ -16,7 +16,7 @@ use sea_orm::{
 use serde_json::{Value, json};
 
 use super::spec::Audience;
-use crate::{Context, ServiceResult, contacts::tags_of, rbac::scope::Reach};
+use crate::{Context, ServiceError, ServiceResult, contacts::tags_of, rbac::scope::Reach};
 
 /// An expansion lease: renewed with every batch written, so a dead worker's run is taken over soon.
 const LEASE_SECS: i64 = 60;
@@ -303,7 +303,11 @@ async fn expand_by_account(
 /// transaction (only once, whoever finishes an expansion first).
 pub async fn expand(ctx: &Context, run: &message_task_runs::Model) -> ServiceResult<()> {
     let task = super::find(&ctx.db, run.task_id).await?;
-    let audience: Audience = serde_json::from_value(task.audience.clone()).unwrap_or_default();
+    // An unreadable audience is an error (the expansion is retried and logged), never an empty
+    // audience that would settle the run as sent to nobody.
+    let audience: Audience = super::spec::stored(Some(&task.audience), "audience")
+        .map_err(|why| ServiceError::Internal(anyhow::anyhow!("task {}: {why}", task.id)))?
+        .unwrap_or_default();
     // The audience is taken in with the creator's data scope as it stands now: contacts and
     // groups on instances out of their reach never become receivers.
     let reach = Reach::of_user(&ctx.db, task.created_by, ctx.clock.now_db()).await?;

@@ -4,9 +4,69 @@
 use std::str::FromStr;
 
 use chrono::{DateTime, NaiveTime, Timelike, Utc};
-use serde::{Deserialize, Serialize};
+use serde::{Deserialize, Serialize, de::DeserializeOwned};
+use serde_json::Value;
 
 use crate::validate::Violations;
+
+/// A JSON column read into its type. A stored value that does not fit is an error naming the
+/// column, never `None`: a corrupt quiet-hours or frequency-cap setting must stop the sends it
+/// governs, not quietly switch itself off.
+pub fn stored<T: DeserializeOwned>(
+    value: Option<&Value>,
+    column: &str,
+) -> Result<Option<T>, String> {
+    match value {
+        None | Some(Value::Null) => Ok(None),
+        Some(v) => serde_json::from_value(v.clone())
+            .map(Some)
+            .map_err(|e| format!("the stored `{column}` cannot be read ({e})")),
+    }
+}
+
+/// The settings dispatch obeys, read together from a task row.
+#[derive(Debug, Clone, Default)]
+pub struct TaskSettings {
+    pub quiet_hours: Option<QuietHours>,
+    pub frequency_cap: Option<FrequencyCap>,
+    pub auto_pause: Option<AutoPause>,
+}
+
+impl TaskSettings {
+    /// The settings, each also held to the checks its input passed when the task was created.
+    pub fn of(task: &entity::message_tasks::Model) -> Result<Self, String> {
+        let quiet_hours: Option<QuietHours> = stored(task.quiet_hours.as_ref(), "quiet_hours")?;
+        let frequency_cap: Option<FrequencyCap> =
+            stored(task.frequency_cap.as_ref(), "frequency_cap")?;
+        let auto_pause: Option<AutoPause> = stored(task.auto_pause.as_ref(), "auto_pause")?;
+        let mut v = Violations::new();
+        if let Some(q) = &quiet_hours {
+            q.check(&mut v);
+        }
+        if let Some(c) = &frequency_cap {
+            c.check(&mut v);
+        }
+        if let Some(a) = &auto_pause {
+            a.check(&mut v);
+        }
+        match v.finish() {
+            Ok(()) => Ok(Self {
+                quiet_hours,
+                frequency_cap,
+                auto_pause,
+            }),
+            Err(crate::ServiceError::Validation(errors)) => Err(format!(
+                "the stored settings are invalid: {}",
+                errors
+                    .iter()
+                    .map(|e| format!("{} {}", e.field, e.message))
+                    .collect::<Vec<_>>()
+                    .join("; ")
+            )),
+            Err(other) => Err(other.to_string()),
+        }
+    }
+}
 
 /// Who receives a task: explicit contacts and groups, and/or every contact matching a filter,
 /// and/or every group of some accounts or instances. Resolved into receivers when a run starts.
@@ -236,6 +296,26 @@ mod tests {
     use chrono::TimeZone;
 
     use super::*;
+
+    #[test]
+    fn stored_settings_that_do_not_fit_name_their_column() {
+        let good = serde_json::json!({ "max": 2, "window_hours": 24 });
+        let cap: Option<FrequencyCap> = stored(Some(&good), "frequency_cap").unwrap();
+        assert_eq!(
+            cap,
+            Some(FrequencyCap {
+                max: 2,
+                window_hours: 24
+            })
+        );
+        assert_eq!(
+            stored::<FrequencyCap>(Some(&Value::Null), "frequency_cap"),
+            Ok(None)
+        );
+        let corrupt = serde_json::json!({ "start": "25:99" });
+        let why = stored::<QuietHours>(Some(&corrupt), "quiet_hours").unwrap_err();
+        assert!(why.contains("`quiet_hours`"), "{why}");
+    }
 
     #[test]
     fn quiet_hours_across_midnight() {
