@@ -292,7 +292,13 @@ pub async fn apply(
                 Resolution::Failed { .. } => (0, n, 0),
                 Resolution::Cancelled => (0, 0, n),
             };
-            finish::add_counts(&txn, task, run, sent, failed, skipped, -n, now).await?;
+            let change = finish::CountChange {
+                sent,
+                failed,
+                skipped,
+                awaiting: -n,
+            };
+            finish::add_counts(&txn, task, run, change, now).await?;
             let moved = usize::try_from(moved).unwrap_or(0);
             match resolution {
                 Resolution::Sent => report.sent += moved,

@@ -10,18 +10,29 @@ use sea_orm::{
 
 use crate::{Context, ServiceResult, tasks::spec::AutoPause};
 
+/// How much each counter of a run (and its task) moves; negative moves take receivers out.
+#[derive(Debug, Default, Clone, Copy, PartialEq, Eq)]
+pub struct CountChange {
+    pub sent: i32,
+    pub failed: i32,
+    pub skipped: i32,
+    pub awaiting: i32,
+}
+
 /// Moves a run's and its task's counters, inside the transaction that moved the receivers.
-#[allow(clippy::too_many_arguments)]
 pub async fn add_counts<C: ConnectionTrait>(
     conn: &C,
     task_id: i64,
     run_id: i64,
-    sent: i32,
-    failed: i32,
-    skipped: i32,
-    awaiting: i32,
+    change: CountChange,
     now: NaiveDateTime,
 ) -> ServiceResult<()> {
+    let CountChange {
+        sent,
+        failed,
+        skipped,
+        awaiting,
+    } = change;
     message_task_runs::Entity::update_many()
         .col_expr(
             message_task_runs::Column::SuccessCount,

@@ -12,6 +12,17 @@ use super::{
 };
 use crate::net::client::OutboundClient;
 
+/// The longest `Retry-After` taken from an agent (one day).
+const MAX_RETRY_AFTER_SECS: u64 = 86_400;
+
+/// An agent's `Retry-After` in seconds, bounded: a day-long wait is already an outage to look
+/// at, and a vast one would overflow the time of the retry.
+fn retry_after(header: Option<&str>) -> Option<Duration> {
+    header
+        .and_then(|v| v.trim().parse::<u64>().ok())
+        .map(|secs| Duration::from_secs(secs.min(MAX_RETRY_AFTER_SECS)))
+}
+
 pub struct AgentDriver {
     client: OutboundClient,
     base: String,
@@ -79,12 +90,12 @@ impl AgentDriver {
             .headers()
             .get("idempotent-replayed")
             .is_some_and(|v| v == "true");
-        let retry_after = response
-            .headers()
-            .get("retry-after")
-            .and_then(|v| v.to_str().ok())
-            .and_then(|v| v.parse::<u64>().ok())
-            .map(Duration::from_secs);
+        let retry_after = retry_after(
+            response
+                .headers()
+                .get("retry-after")
+                .and_then(|v| v.to_str().ok()),
+        );
         let body = crate::net::client::read_body(response, crate::net::client::MAX_RESPONSE_BYTES)
             .await
             .map_err(DriverError::from_body)?;
@@ -269,5 +280,21 @@ impl InstanceDriver for AgentDriver {
             awaiting_confirmation: out.status.as_deref() == Some("pending"),
             replayed,
         })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn retry_after_is_bounded() {
+        assert_eq!(retry_after(Some("30")), Some(Duration::from_secs(30)));
+        assert_eq!(
+            retry_after(Some("99999999999999")),
+            Some(Duration::from_secs(MAX_RETRY_AFTER_SECS))
+        );
+        assert_eq!(retry_after(Some("Wed, 21 Oct 2015 07:28:00 GMT")), None);
+        assert_eq!(retry_after(None), None);
     }
 }

@@ -200,17 +200,11 @@ pub async fn cancel(ctx: &Context, actor: &Actor, id: i64) -> ServiceResult<Task
         let txn = crate::db::begin(&ctx.db).await?;
         // Claimed receivers are left to their chunk (it may be sending right now); pending ones stop.
         let skipped = skip_pending_as_cancelled(&txn, run.id, now).await?;
-        finish::add_counts(
-            &txn,
-            id,
-            run.id,
-            0,
-            0,
-            i32::try_from(skipped).unwrap_or(i32::MAX),
-            0,
-            now,
-        )
-        .await?;
+        let change = finish::CountChange {
+            skipped: i32::try_from(skipped).unwrap_or(i32::MAX),
+            ..Default::default()
+        };
+        finish::add_counts(&txn, id, run.id, change, now).await?;
         message_task_runs::Entity::update_many()
             .col_expr(message_task_runs::Column::Status, Expr::value("cancelled"))
             .col_expr(message_task_runs::Column::CompletedAt, Expr::value(now))

@@ -1,0 +1,229 @@
+//! One chunk: claim, prepare, send, record.
+
+mod claim;
+mod prepare;
+mod record;
+mod send;
+
+use std::{
+    collections::{BTreeMap, HashMap},
+    sync::Arc,
+    time::Duration,
+};
+
+use chrono::NaiveDateTime;
+use entity::{message_receivers, message_task_runs, message_tasks, wework_accounts};
+use futures_util::StreamExt;
+use sea_orm::{ColumnTrait, Condition, EntityTrait, QueryFilter, sea_query::Expr};
+use serde_json::{Map, Value};
+
+use self::{
+    claim::{claim, ready_ids, release},
+    prepare::prepare,
+    record::{record, record_send_metrics},
+    send::{send_mass_chunk, send_one},
+};
+use super::finish;
+use crate::{
+    Context, ServiceResult,
+    drivers::{Channel, InstanceDriver},
+    tasks::{
+        self,
+        spec::{FrequencyCap, TaskSettings},
+    },
+};
+
+#[derive(Debug, Default, Clone, PartialEq, Eq)]
+pub struct ChunkReport {
+    pub claimed: usize,
+    pub sent: usize,
+    pub awaiting: usize,
+    pub failed: usize,
+    pub skipped: usize,
+    pub retried: usize,
+    /// More receivers of the run are ready now.
+    pub more: bool,
+    /// The highest receiver id claimed so far: pass it as `after` to the next chunk.
+    pub last_id: i64,
+    /// Recorded outcomes per sending account.
+    pub per_account: BTreeMap<i64, AccountTally>,
+}
+
+/// What one sending account's receivers came to in a chunk.
+#[derive(Debug, Default, Clone, Copy, PartialEq, Eq)]
+pub struct AccountTally {
+    pub sent: i64,
+    pub failed: i64,
+    pub retried: i64,
+    /// Of the retried, those held back for sending too fast.
+    pub rate_limited: i64,
+}
+
+#[derive(Debug, Clone)]
+enum Outcome {
+    Sent {
+        remote: Option<String>,
+        awaiting: bool,
+        content: String,
+    },
+    Failed {
+        code: String,
+        message: String,
+    },
+    Skipped {
+        reason: &'static str,
+    },
+    /// Back to pending at `at`; `counts` says whether it used up a retry.
+    Retry {
+        at: NaiveDateTime,
+        code: String,
+        message: String,
+        counts: bool,
+        /// Held back for sending too fast (our limiter or the instance's), for the metrics.
+        rate_limited: bool,
+    },
+}
+
+/// What every send of the chunk shares.
+struct Shared {
+    task: message_tasks::Model,
+    content: String,
+    payload: Option<Value>,
+    defaults: Map<String, Value>,
+    accounts: HashMap<i64, wework_accounts::Model>,
+    drivers: HashMap<i64, Arc<dyn InstanceDriver>>,
+    frequency_cap: Option<FrequencyCap>,
+    /// Receivers of this chunk put back to wait for a slot, per rate key (to space them out).
+    deferred: std::sync::Mutex<HashMap<String, u32>>,
+    /// No send of the chunk waits for a slot beyond this: the chunk ends well within its lease,
+    /// so the sweeper never hands receivers it still sends to another worker.
+    send_until: tokio::time::Instant,
+}
+
+fn channel_of(name: &str) -> Channel {
+    match name {
+        "app_message" => Channel::AppMessage,
+        "app_chat" => Channel::AppChat,
+        "customer_mass" => Channel::CustomerMass,
+        "robot" => Channel::Robot,
+        _ => Channel::Direct,
+    }
+}
+
+/// Claims up to a chunk of ready receivers of `run_id`, sends them, records the outcomes.
+/// `after` is the highest receiver id this worker claimed in the run so far (0 at first): ready
+/// receivers are claimed in id order, so looking above it first keeps each claim cheap however
+/// many receivers are already done, whatever the planner's statistics say. Receivers below it
+/// (retries, leases returned by the sweeper) are found when nothing is left above.
+pub async fn run_chunk(
+    ctx: &Context,
+    run_id: i64,
+    worker: &str,
+    after: i64,
+) -> ServiceResult<ChunkReport> {
+    let mut report = ChunkReport::default();
+    let Some(run) = message_task_runs::Entity::find_by_id(run_id)
+        .one(&ctx.db)
+        .await?
+    else {
+        return Ok(report);
+    };
+    if run.status != "running" {
+        return Ok(report);
+    }
+    let task = tasks::find(&ctx.db, run.task_id).await?;
+    if task.status != "running" {
+        return Ok(report);
+    }
+    let now = ctx.clock.now_db();
+    let settings = match TaskSettings::of(&task) {
+        Ok(settings) => settings,
+        Err(why) => {
+            tracing::error!(task.id = task.id, %why, "a stored task setting is unreadable");
+            finish::pause_with_reason(ctx, task.id, format!("paused: {why}")).await?;
+            return Ok(report);
+        }
+    };
+    if let Some(quiet) = &settings.quiet_hours
+        && let Some(end) = quiet.ends_after(ctx.clock.now())
+    {
+        // Nothing goes out in the quiet window: pending receivers wait for its end.
+        message_receivers::Entity::update_many()
+            .col_expr(
+                message_receivers::Column::NextAttemptAt,
+                Expr::value(end.naive_utc()),
+            )
+            .filter(message_receivers::Column::RunId.eq(run_id))
+            .filter(message_receivers::Column::SendStatus.eq("pending"))
+            .filter(
+                Condition::any()
+                    .add(message_receivers::Column::NextAttemptAt.is_null())
+                    .add(message_receivers::Column::NextAttemptAt.lt(end.naive_utc())),
+            )
+            .exec(&ctx.db)
+            .await?;
+        return Ok(report);
+    }
+    let token = format!("{worker}:{}", uuid::Uuid::new_v4().simple());
+    // Sends wait for slots only within the first half of the lease taken now.
+    let send_until = tokio::time::Instant::now()
+        + Duration::from_secs(u64::try_from(ctx.settings.dispatch.lease_secs / 2).unwrap_or(5));
+    let limit = if task.channel == "customer_mass" {
+        ctx.settings.dispatch.mass_chunk_size
+    } else {
+        ctx.settings.dispatch.chunk_size
+    };
+    let mut claimed = claim(ctx, run_id, after, limit, &token, now).await?;
+    if claimed.is_empty() && after > 0 {
+        claimed = claim(ctx, run_id, 0, limit, &token, now).await?;
+    }
+    report.claimed = claimed.len();
+    report.last_id = claimed.iter().map(|r| r.id).max().unwrap_or(after);
+    if claimed.is_empty() {
+        finish::finish_if_done(ctx, run_id).await?;
+        return Ok(report);
+    }
+    let task_id = task.id;
+    let shared = match prepare(ctx, task, settings.frequency_cap, &claimed, send_until).await {
+        Ok(Ok(shared)) => Arc::new(shared),
+        Ok(Err(why)) => {
+            release(ctx, &token).await?;
+            tracing::error!(task.id = task_id, %why, "the task's template is unreadable");
+            finish::pause_with_reason(ctx, task_id, format!("paused: {why}")).await?;
+            return Ok(report);
+        }
+        Err(e) => {
+            release(ctx, &token).await?;
+            return Err(e);
+        }
+    };
+    let concurrency = ctx.settings.dispatch.concurrency;
+    let outcomes: Vec<(message_receivers::Model, Outcome)> =
+        if shared.task.channel == "customer_mass" {
+            send_mass_chunk(ctx, &shared, claimed).await
+        } else {
+            futures_util::stream::iter(claimed)
+                .map(|r| {
+                    let shared = shared.clone();
+                    async move {
+                        let outcome = send_one(ctx, &shared, &r).await;
+                        (r, outcome)
+                    }
+                })
+                .buffer_unordered(concurrency)
+                .collect()
+                .await
+        };
+    record(ctx, &shared.task, run_id, &token, outcomes, &mut report).await?;
+    record_send_metrics(ctx, &shared, &report);
+    if let Some(rule) = settings.auto_pause {
+        finish::auto_pause(ctx, &shared.task, run_id, rule).await?;
+    }
+    if report.claimed as u64 == limit {
+        report.more = true;
+    } else {
+        finish::finish_if_done(ctx, run_id).await?;
+        report.more = !ready_ids(ctx, run_id, 0, 1).await?.is_empty();
+    }
+    Ok(report)
+}

@@ -1,0 +1,192 @@
+//! Before sending: what the chunk's sends share, and each receiver's checks and rendering.
+
+use std::{collections::HashMap, sync::Arc};
+
+use chrono::TimeDelta;
+use entity::{message_receivers, message_tasks, wework_accounts, wework_instances};
+use sea_orm::{ColumnTrait, EntityTrait, QueryFilter};
+use serde_json::{Map, Value};
+
+use super::{Outcome, Shared, channel_of};
+use crate::{
+    Context, ServiceResult,
+    dispatch::limits,
+    drivers::{InstanceDriver, OutboundMessage},
+    tasks::spec::{FrequencyCap, stored},
+    templates::{self, render},
+};
+
+/// What every send of the chunk shares, or why the task's template cannot be used.
+pub(super) async fn prepare(
+    ctx: &Context,
+    task: message_tasks::Model,
+    frequency_cap: Option<FrequencyCap>,
+    claimed: &[message_receivers::Model],
+    send_until: tokio::time::Instant,
+) -> ServiceResult<Result<Shared, String>> {
+    let (content, payload, defaults) = match task.template_id {
+        Some(id) => {
+            let t = templates::find(&ctx.db, id).await?;
+            let spec: Vec<templates::VariableSpec> = match stored(t.variables.as_ref(), "variables")
+            {
+                Ok(spec) => spec.unwrap_or_default(),
+                Err(why) => return Ok(Err(format!("template {id}: {why}"))),
+            };
+            let defaults = spec
+                .into_iter()
+                .filter_map(|s| s.default.map(|d| (s.name, d)))
+                .collect();
+            (t.content, t.payload, defaults)
+        }
+        None => (
+            task.message_content.clone().unwrap_or_default(),
+            task.message_payload.clone(),
+            Map::new(),
+        ),
+    };
+    let account_ids: Vec<i64> = claimed.iter().filter_map(|r| r.account_id).collect();
+    let accounts: HashMap<i64, wework_accounts::Model> = wework_accounts::Entity::find()
+        .filter(wework_accounts::Column::Id.is_in(account_ids))
+        .all(&ctx.db)
+        .await?
+        .into_iter()
+        .map(|a| (a.id, a))
+        .collect();
+    let instance_ids: Vec<i64> = accounts.values().map(|a| a.instance_id).collect();
+    let mut drivers = HashMap::new();
+    for instance in wework_instances::Entity::find()
+        .filter(wework_instances::Column::Id.is_in(instance_ids))
+        .all(&ctx.db)
+        .await?
+    {
+        match crate::drivers::for_instance(ctx, &instance).await {
+            Ok(driver) => {
+                drivers.insert(instance.id, Arc::from(driver));
+            }
+            Err(e) => {
+                tracing::warn!(instance.id = instance.id, error = %e, "no driver for the instance; its receivers fail")
+            }
+        }
+    }
+    Ok(Ok(Shared {
+        task,
+        content,
+        payload,
+        defaults,
+        accounts,
+        drivers,
+        frequency_cap,
+        deferred: std::sync::Mutex::default(),
+        send_until,
+    }))
+}
+
+/// Defaults, then the task's values, then the receiver's snapshot.
+pub(super) fn context_for(shared: &Shared, receiver: &message_receivers::Model) -> Value {
+    let mut context = shared.defaults.clone();
+    if let Some(Value::Object(vars)) = &shared.task.template_variables {
+        context.extend(vars.clone());
+    }
+    if let Some(Value::Object(vars)) = &receiver.variables {
+        context.extend(
+            vars.iter()
+                .filter(|(k, _)| !k.starts_with('_'))
+                .map(|(k, v)| (k.clone(), v.clone())),
+        );
+    }
+    Value::Object(context)
+}
+
+/// A receiver that passed its checks, with its message rendered.
+pub(super) struct Prepared {
+    pub(super) account_id: i64,
+    pub(super) driver: Arc<dyn InstanceDriver>,
+    pub(super) message: OutboundMessage,
+    pub(super) content: String,
+}
+
+/// A database hiccup while checking caps: try again shortly, without using a retry.
+pub(super) fn internal_retry(ctx: &Context, e: &crate::ServiceError) -> Outcome {
+    Outcome::Retry {
+        at: ctx.clock.now_db() + TimeDelta::seconds(10),
+        code: "internal".into(),
+        message: e.to_string(),
+        counts: false,
+        rate_limited: false,
+    }
+}
+
+/// Checks the receiver (account, caps, quota) and renders its message; `Err` is the final
+/// outcome when it must not be sent.
+pub(super) async fn prepare_send(
+    ctx: &Context,
+    shared: &Shared,
+    r: &message_receivers::Model,
+) -> ServiceResult<Result<Prepared, Outcome>> {
+    let task = &shared.task;
+    let Some(account) = r.account_id.and_then(|a| shared.accounts.get(&a)) else {
+        return Ok(Err(Outcome::Failed {
+            code: "no_account".into(),
+            message: "the sending account no longer exists".into(),
+        }));
+    };
+    let Some(driver) = shared.drivers.get(&account.instance_id) else {
+        return Ok(Err(Outcome::Failed {
+            code: "no_instance".into(),
+            message: "the account's instance is gone or misconfigured".into(),
+        }));
+    };
+    if let Some(contact) = r.contact_id {
+        if let Some(reason) = limits::capped(ctx, shared.frequency_cap, contact).await? {
+            return Ok(Err(Outcome::Skipped { reason }));
+        }
+        if task.channel == "customer_mass" && limits::over_monthly_quota(ctx, contact).await? {
+            return Ok(Err(Outcome::Skipped {
+                reason: "monthly_quota",
+            }));
+        }
+    }
+    let context = context_for(shared, r);
+    let render_failed = |e: render::RenderError| Outcome::Failed {
+        code: "render_error".into(),
+        message: e.message,
+    };
+    let content = match render::render(&shared.content, &context) {
+        Ok(text) => text,
+        Err(e) => return Ok(Err(render_failed(e))),
+    };
+    let payload = match &shared.payload {
+        Some(p) => match render::render_payload(p, &context) {
+            Ok(mut rendered) => {
+                if task.message_type == "text"
+                    && let Some(map) = rendered.as_object_mut()
+                {
+                    map.insert("content".into(), Value::String(content.clone()));
+                }
+                rendered
+            }
+            Err(e) => return Ok(Err(render_failed(e))),
+        },
+        None => serde_json::json!({ "content": content }),
+    };
+    let key = r
+        .variables
+        .as_ref()
+        .and_then(|v| v.get("_idempotency_key"))
+        .and_then(Value::as_str)
+        .map_or_else(|| r.message_uuid.to_string(), str::to_owned);
+    Ok(Ok(Prepared {
+        account_id: account.id,
+        driver: driver.clone(),
+        message: OutboundMessage {
+            account_wxid: account.wxid.clone(),
+            to: r.receiver_wxid.clone(),
+            to_group: r.receiver_type == "group",
+            channel: channel_of(&task.channel),
+            msgtype: task.message_type.clone(),
+            payload,
+            idempotency_key: key,
+        },
+        content,
+    }))
+}

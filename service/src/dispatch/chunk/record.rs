@@ -1,0 +1,417 @@
+//! Recording a chunk: every outcome, the counters and the outbound messages in one
+//! transaction, and the send metrics.
+
+use std::{
+    collections::{BTreeMap, HashMap, HashSet},
+    time::Duration,
+};
+
+use chrono::NaiveDateTime;
+use entity::{message_receivers, message_tasks, messages, wework_accounts};
+use sea_orm::{
+    ActiveValue::Set,
+    ColumnTrait, Condition, EntityTrait, QueryFilter, QuerySelect,
+    sea_query::{CaseStatement, Expr, ExprTrait},
+};
+use serde_json::Value;
+
+use super::{AccountTally, ChunkReport, Outcome, Shared};
+use crate::{Context, ServiceResult, dispatch::finish};
+
+/// Records the chunk; a transaction that lost a lock conflict (a deadlock on MySQL, a busy
+/// SQLite) is simply run again — it only touches rows this chunk still leases.
+pub(super) async fn record(
+    ctx: &Context,
+    task: &message_tasks::Model,
+    run_id: i64,
+    token: &str,
+    outcomes: Vec<(message_receivers::Model, Outcome)>,
+    report: &mut ChunkReport,
+) -> ServiceResult<()> {
+    let mut attempt = 0u64;
+    loop {
+        match record_once(ctx, task, run_id, token, outcomes.clone(), report).await {
+            Err(e) if attempt < 4 && e.is_lock_conflict() => {
+                attempt += 1;
+                tracing::debug!(run.id = run_id, attempt, error = %e, "chunk record retried");
+                tokio::time::sleep(Duration::from_millis(25 * attempt)).await;
+            }
+            other => return other,
+        }
+    }
+}
+
+/// Writes every outcome of the chunk, the counters and the outbound message rows in one
+/// transaction, with one statement per kind of outcome rather than one per receiver. Rows are
+/// only touched while this chunk still holds their lease.
+pub(super) async fn record_once(
+    ctx: &Context,
+    task: &message_tasks::Model,
+    run_id: i64,
+    token: &str,
+    outcomes: Vec<(message_receivers::Model, Outcome)>,
+    report: &mut ChunkReport,
+) -> ServiceResult<()> {
+    let now = ctx.clock.now_db();
+    let txn = crate::db::begin(&ctx.db).await?;
+    let ids: Vec<i64> = outcomes.iter().map(|(r, _)| r.id).collect();
+    let still_ours = || {
+        Condition::all()
+            .add(message_receivers::Column::LeaseOwner.eq(token))
+            .add(message_receivers::Column::SendStatus.eq("claimed"))
+    };
+    // The first statement writes: it takes SQLite's write lock and locks the rows on MySQL and
+    // PostgreSQL, so the set read next cannot change before the commit.
+    message_receivers::Entity::update_many()
+        .col_expr(message_receivers::Column::UpdatedAt, Expr::value(now))
+        .filter(message_receivers::Column::Id.is_in(ids.clone()))
+        .filter(still_ours())
+        .exec(&txn)
+        .await?;
+    let owned: HashSet<i64> = message_receivers::Entity::find()
+        .select_only()
+        .column(message_receivers::Column::Id)
+        .filter(message_receivers::Column::Id.is_in(ids))
+        .filter(still_ours())
+        .into_tuple::<i64>()
+        .all(&txn)
+        .await?
+        .into_iter()
+        .collect();
+    // A receiver whose lease expired belongs to another worker now: its outcome wins.
+    let outcomes: Vec<_> = outcomes
+        .into_iter()
+        .filter(|(r, _)| owned.contains(&r.id))
+        .collect();
+    let mut sent = Vec::new();
+    let mut failed = Vec::new();
+    let mut skipped = Vec::new();
+    let mut retried = Vec::new();
+    for (r, outcome) in &outcomes {
+        match outcome {
+            Outcome::Sent { .. } => sent.push((r, outcome)),
+            Outcome::Failed { .. } => failed.push((r, outcome)),
+            Outcome::Skipped { .. } => skipped.push((r, outcome)),
+            Outcome::Retry { .. } => retried.push((r, outcome)),
+        }
+    }
+    let released = |rows: &[(&message_receivers::Model, &Outcome)]| {
+        message_receivers::Entity::update_many()
+            .col_expr(
+                message_receivers::Column::LeaseOwner,
+                Expr::value(Option::<String>::None),
+            )
+            .col_expr(
+                message_receivers::Column::LeaseExpiresAt,
+                Expr::value(Option::<NaiveDateTime>::None),
+            )
+            .filter(message_receivers::Column::Id.is_in(rows.iter().map(|(r, _)| r.id)))
+    };
+    let per_row =
+        |rows: &[(&message_receivers::Model, &Outcome)],
+         value: &dyn Fn(&message_receivers::Model, &Outcome) -> sea_orm::Value| {
+            rows.iter()
+                .fold(CaseStatement::new(), |case, (r, outcome)| {
+                    case.case(
+                        message_receivers::Column::Id.eq(r.id),
+                        Expr::val(value(r, outcome)),
+                    )
+                })
+                .finally(Expr::val(value(rows[0].0, rows[0].1)))
+        };
+    let awaiting_count = sent
+        .iter()
+        .filter(|(_, o)| matches!(o, Outcome::Sent { awaiting: true, .. }))
+        .count();
+    if !sent.is_empty() {
+        released(&sent)
+            .col_expr(
+                message_receivers::Column::SendStatus,
+                per_row(&sent, &|_, o| {
+                    let waits = matches!(o, Outcome::Sent { awaiting: true, .. });
+                    (if waits {
+                        "awaiting_confirmation"
+                    } else {
+                        "sent"
+                    })
+                    .into()
+                })
+                .into(),
+            )
+            .col_expr(
+                message_receivers::Column::RemoteMsgId,
+                per_row(&sent, &|_, o| match o {
+                    Outcome::Sent { remote, .. } => remote
+                        .as_ref()
+                        .map(|m| m.chars().take(100).collect::<String>())
+                        .into(),
+                    _ => Option::<String>::None.into(),
+                })
+                .into(),
+            )
+            .col_expr(message_receivers::Column::SendTime, Expr::value(now))
+            .col_expr(
+                message_receivers::Column::ErrorCode,
+                Expr::value(Option::<String>::None),
+            )
+            .col_expr(
+                message_receivers::Column::ErrorMessage,
+                Expr::value(Option::<String>::None),
+            )
+            .exec(&txn)
+            .await?;
+    }
+    let error_of = |o: &Outcome| match o {
+        Outcome::Failed { code, message } | Outcome::Retry { code, message, .. } => {
+            (code.chars().take(50).collect::<String>(), message.clone())
+        }
+        _ => (String::new(), String::new()),
+    };
+    if !failed.is_empty() {
+        released(&failed)
+            .col_expr(message_receivers::Column::SendStatus, Expr::value("failed"))
+            .col_expr(
+                message_receivers::Column::ErrorCode,
+                per_row(&failed, &|_, o| error_of(o).0.into()).into(),
+            )
+            .col_expr(
+                message_receivers::Column::ErrorMessage,
+                per_row(&failed, &|_, o| error_of(o).1.into()).into(),
+            )
+            .exec(&txn)
+            .await?;
+    }
+    if !skipped.is_empty() {
+        released(&skipped)
+            .col_expr(
+                message_receivers::Column::SendStatus,
+                Expr::value("skipped"),
+            )
+            .col_expr(
+                message_receivers::Column::SkipReason,
+                per_row(&skipped, &|_, o| match o {
+                    Outcome::Skipped { reason } => (*reason).into(),
+                    _ => "".into(),
+                })
+                .into(),
+            )
+            .exec(&txn)
+            .await?;
+    }
+    if !retried.is_empty() {
+        released(&retried)
+            .col_expr(
+                message_receivers::Column::SendStatus,
+                Expr::value("pending"),
+            )
+            .col_expr(
+                message_receivers::Column::NextAttemptAt,
+                per_row(&retried, &|_, o| match o {
+                    Outcome::Retry { at, .. } => (*at).into(),
+                    _ => now.into(),
+                })
+                .into(),
+            )
+            .col_expr(
+                message_receivers::Column::ErrorCode,
+                per_row(&retried, &|_, o| error_of(o).0.into()).into(),
+            )
+            .col_expr(
+                message_receivers::Column::ErrorMessage,
+                per_row(&retried, &|_, o| error_of(o).1.into()).into(),
+            )
+            .col_expr(
+                message_receivers::Column::RetryCount,
+                per_row(&retried, &|r, o| {
+                    let uses_a_retry = matches!(o, Outcome::Retry { counts: true, .. });
+                    (r.retry_count + i32::from(uses_a_retry)).into()
+                })
+                .into(),
+            )
+            .exec(&txn)
+            .await?;
+    }
+    let mut per_account: BTreeMap<i64, i64> = BTreeMap::new();
+    let mut message_rows = Vec::new();
+    for (r, outcome) in &sent {
+        if let (
+            Outcome::Sent {
+                remote,
+                awaiting,
+                content,
+            },
+            Some(account),
+        ) = (outcome, r.account_id)
+        {
+            *per_account.entry(account).or_default() += 1;
+            message_rows.push(message_row(
+                task, r, account, remote, *awaiting, content, now,
+            ));
+        }
+    }
+    // Lock order, the same in every chunk: receivers (above), accounts by id, then the message
+    // rows (whose foreign-key checks on those accounts then need no further lock on MySQL), then
+    // the run and the task. Concurrent chunks cannot deadlock on it.
+    for (account, n) in per_account {
+        wework_accounts::Entity::update_many()
+            .col_expr(
+                wework_accounts::Column::TotalMessages,
+                Expr::col(wework_accounts::Column::TotalMessages).add(n),
+            )
+            .col_expr(
+                wework_accounts::Column::TodayMessages,
+                Expr::col(wework_accounts::Column::TodayMessages).add(n),
+            )
+            .filter(wework_accounts::Column::Id.eq(account))
+            .exec(&txn)
+            .await?;
+    }
+    if !message_rows.is_empty() {
+        fill_instances(&txn, &mut message_rows).await?;
+        let on_conflict = sea_orm::sea_query::OnConflict::column(messages::Column::MessageUuid)
+            .update_column(messages::Column::MessageUuid)
+            .to_owned();
+        for chunk in message_rows.chunks(crate::db::INSERT_BATCH_ROWS) {
+            messages::Entity::insert_many(chunk.to_vec())
+                .on_conflict(on_conflict.clone())
+                .exec_without_returning(&txn)
+                .await?;
+        }
+    }
+    let count = |n: usize| i32::try_from(n).unwrap_or(i32::MAX);
+    let delivered = sent.len() - awaiting_count;
+    let change = finish::CountChange {
+        sent: count(delivered),
+        failed: count(failed.len()),
+        skipped: count(skipped.len()),
+        awaiting: count(awaiting_count),
+    };
+    finish::add_counts(&txn, task.id, run_id, change, now).await?;
+    txn.commit().await?;
+    report.per_account = tally(&outcomes);
+    report.sent = delivered;
+    report.awaiting = awaiting_count;
+    report.failed = failed.len();
+    report.skipped = skipped.len();
+    report.retried = retried.len();
+    Ok(())
+}
+
+/// Outcomes per sending account.
+pub(super) fn tally(
+    outcomes: &[(message_receivers::Model, Outcome)],
+) -> BTreeMap<i64, AccountTally> {
+    let mut tallies: BTreeMap<i64, AccountTally> = BTreeMap::new();
+    for (r, outcome) in outcomes {
+        let tally = tallies.entry(r.account_id.unwrap_or(0)).or_default();
+        match outcome {
+            Outcome::Sent { .. } => tally.sent += 1,
+            Outcome::Failed { .. } => tally.failed += 1,
+            Outcome::Retry { rate_limited, .. } => {
+                tally.retried += 1;
+                tally.rate_limited += i64::from(*rate_limited);
+            }
+            Outcome::Skipped { .. } => {}
+        }
+    }
+    tallies
+}
+
+/// The chunk's send counters as metric points, one per instance and account.
+pub(super) fn record_send_metrics(ctx: &Context, shared: &Shared, report: &ChunkReport) {
+    let now = ctx.clock.now();
+    for (account, tally) in &report.per_account {
+        let instance = shared.accounts.get(account).map(|a| a.instance_id);
+        ctx.telemetry.metric(
+            crate::telemetry::Point::new("dispatch_sends", now)
+                .tag("task", shared.task.id)
+                .tag(
+                    "instance",
+                    instance.map(|i| i.to_string()).unwrap_or_default(),
+                )
+                .tag("account", account)
+                .int("sent", tally.sent)
+                .int("failed", tally.failed)
+                .int("retried", tally.retried)
+                .int("rate_limited", tally.rate_limited),
+        );
+    }
+}
+
+/// The outbound message row of a sent receiver (the conversation log).
+pub(super) fn message_row(
+    task: &message_tasks::Model,
+    r: &message_receivers::Model,
+    account: i64,
+    remote: &Option<String>,
+    awaiting: bool,
+    content: &str,
+    now: NaiveDateTime,
+) -> messages::ActiveModel {
+    messages::ActiveModel {
+        message_uuid: Set(r.message_uuid),
+        direction: Set("out".to_owned()),
+        instance_id: Set(r
+            .variables
+            .as_ref()
+            .and_then(|v| v.get("_instance"))
+            .and_then(Value::as_i64)
+            .unwrap_or(0)),
+        account_id: Set(account),
+        chat_type: Set(if r.receiver_type == "group" {
+            "group"
+        } else {
+            "private"
+        }
+        .to_owned()),
+        chat_wxid: Set(r.receiver_wxid.clone()),
+        contact_id: Set(r.contact_id),
+        group_id: Set(r.group_id),
+        remote_msg_id: Set(remote.clone().map(|m| m.chars().take(100).collect())),
+        message_type: Set(task.message_type.clone()),
+        message_content: Set(Some(content.to_owned())),
+        send_status: Set(if awaiting {
+            "awaiting_confirmation"
+        } else {
+            "sent"
+        }
+        .to_owned()),
+        send_time: Set(Some(now)),
+        retry_count: Set(r.retry_count),
+        task_id: Set(Some(task.id)),
+        is_scheduled: Set(task.scheduled_time.is_some()),
+        created_by: Set(Some(task.created_by)),
+        created_at: Set(now),
+        updated_at: Set(now),
+        ..Default::default()
+    }
+}
+
+/// Fills `instance_id` of message rows from their accounts.
+pub(super) async fn fill_instances<C: sea_orm::ConnectionTrait>(
+    conn: &C,
+    rows: &mut [messages::ActiveModel],
+) -> ServiceResult<()> {
+    let ids: Vec<i64> = rows
+        .iter()
+        .filter_map(|r| r.account_id.clone().take())
+        .collect();
+    let instances: HashMap<i64, i64> = wework_accounts::Entity::find()
+        .select_only()
+        .column(wework_accounts::Column::Id)
+        .column(wework_accounts::Column::InstanceId)
+        .filter(wework_accounts::Column::Id.is_in(ids))
+        .into_tuple::<(i64, i64)>()
+        .all(conn)
+        .await?
+        .into_iter()
+        .collect();
+    for row in rows {
+        if let Some(account) = row.account_id.clone().take()
+            && let Some(instance) = instances.get(&account)
+        {
+            row.instance_id = Set(*instance);
+        }
+    }
+    Ok(())
+}

@@ -1,0 +1,351 @@
+//! Sync runs: pull accounts, contacts (with tags) and groups (with members) from an instance.
+//!
+//! A run is requested through the API and executed by a worker that claims it with a lease; a
+//! worker that dies leaves an expired lease and the run is claimed again. Upserts are idempotent,
+//! so a repeated page changes nothing. Contacts the instance no longer lists become
+//! `friend_status = deleted`; members no longer listed get `left_at`.
+
+mod contacts;
+mod groups;
+
+use chrono::{DateTime, NaiveDateTime, TimeDelta, Utc};
+use entity::{sync_runs, wework_instances};
+use sea_orm::{
+    ActiveValue::Set, ColumnTrait, Condition, EntityTrait, PaginatorTrait, QueryFilter, QueryOrder,
+    QuerySelect, sea_query::Expr,
+};
+use serde::Serialize;
+
+use crate::{
+    Context, ServiceError, ServiceResult,
+    audit::{self, AuditEntry, OperationType},
+    auth::actor::Actor,
+    clock::to_utc,
+    drivers::with_retries,
+    instances::{accounts, find_live, find_visible},
+    pagination::{Page, PageRequest},
+};
+
+pub(crate) use self::contacts::upsert_contacts;
+use self::{
+    contacts::{mark_unlisted_contacts, newly_deleted},
+    groups::{account_counts, pull_groups},
+};
+
+const LEASE_SECS: i64 = 300;
+
+#[derive(Debug, Clone, Serialize, utoipa::ToSchema)]
+pub struct SyncRunView {
+    pub id: i64,
+    pub instance_id: i64,
+    /// `pending`, `running`, `succeeded` or `failed`.
+    pub status: String,
+    pub accounts: i32,
+    pub contacts: i32,
+    pub groups: i32,
+    pub members: i32,
+    /// Contacts marked deleted because the instance no longer lists them.
+    pub removed: i32,
+    pub error_message: Option<String>,
+    pub created_at: DateTime<Utc>,
+    pub started_at: Option<DateTime<Utc>>,
+    pub finished_at: Option<DateTime<Utc>>,
+}
+
+impl From<sync_runs::Model> for SyncRunView {
+    fn from(m: sync_runs::Model) -> Self {
+        Self {
+            id: m.id,
+            instance_id: m.instance_id,
+            status: m.status,
+            accounts: m.accounts,
+            contacts: m.contacts,
+            groups: m.groups,
+            members: m.members,
+            removed: m.removed,
+            error_message: m.error_message,
+            created_at: to_utc(m.created_at),
+            started_at: m.started_at.map(to_utc),
+            finished_at: m.finished_at.map(to_utc),
+        }
+    }
+}
+
+/// Queues a sync unless one is queued or running; returns the run either way.
+pub async fn queue(
+    ctx: &Context,
+    instance_id: i64,
+    requested_by: Option<i64>,
+) -> ServiceResult<sync_runs::Model> {
+    let open = sync_runs::Entity::find()
+        .filter(sync_runs::Column::InstanceId.eq(instance_id))
+        .filter(sync_runs::Column::Status.is_in(["pending", "running"]))
+        .one(&ctx.db)
+        .await?;
+    if let Some(open) = open {
+        return Ok(open);
+    }
+    let row = sync_runs::ActiveModel {
+        instance_id: Set(instance_id),
+        status: Set("pending".to_owned()),
+        requested_by: Set(requested_by),
+        accounts: Set(0),
+        contacts: Set(0),
+        groups: Set(0),
+        members: Set(0),
+        removed: Set(0),
+        created_at: Set(ctx.clock.now_db()),
+        ..Default::default()
+    };
+    let id = sync_runs::Entity::insert(row)
+        .exec(&ctx.db)
+        .await?
+        .last_insert_id;
+    find_run(ctx, id).await
+}
+
+/// Queues a sync of every online instance whose last sync is older than
+/// `instances.auto_sync_minutes`. Returns how many were queued.
+pub async fn queue_due(ctx: &Context) -> ServiceResult<usize> {
+    let minutes = ctx.settings.instances.auto_sync_minutes;
+    if minutes <= 0 {
+        return Ok(0);
+    }
+    let since = ctx.clock.now_db() - TimeDelta::minutes(minutes);
+    let online = wework_instances::Entity::find()
+        .filter(wework_instances::Column::DeletedAt.is_null())
+        .filter(wework_instances::Column::Enabled.eq(true))
+        .filter(wework_instances::Column::Status.eq("online"))
+        .all(&ctx.db)
+        .await?;
+    let mut queued = 0;
+    for instance in online {
+        let recent = sync_runs::Entity::find()
+            .filter(sync_runs::Column::InstanceId.eq(instance.id))
+            .filter(sync_runs::Column::CreatedAt.gte(since))
+            .count(&ctx.db)
+            .await?;
+        if recent == 0 {
+            queue(ctx, instance.id, None).await?;
+            queued += 1;
+        }
+    }
+    Ok(queued)
+}
+
+/// Queues a sync of the instance, or returns the one already queued or running.
+pub async fn request(ctx: &Context, actor: &Actor, instance_id: i64) -> ServiceResult<SyncRunView> {
+    let entry =
+        AuditEntry::new("instance.sync", OperationType::Update, "instance").target(instance_id);
+    audit::guard(ctx, actor, entry.clone(), async {
+        actor.require("instances:control")?;
+        let instance = find_visible(&ctx.db, actor, instance_id).await?;
+        let run = queue(ctx, instance_id, actor.user_id).await?;
+        let entry = entry
+            .clone()
+            .resource(instance_id, instance.name)
+            .extra(serde_json::json!({ "sync_run": run.id }));
+        audit::record(&ctx.db, actor, entry, ctx.clock.now_db()).await?;
+        Ok(run.into())
+    })
+    .await
+}
+
+async fn find_run(ctx: &Context, id: i64) -> ServiceResult<sync_runs::Model> {
+    sync_runs::Entity::find_by_id(id)
+        .one(&ctx.db)
+        .await?
+        .ok_or(ServiceError::NotFound("sync run"))
+}
+
+pub async fn list(
+    ctx: &Context,
+    actor: &Actor,
+    instance_id: i64,
+    page: PageRequest,
+) -> ServiceResult<Page<SyncRunView>> {
+    actor.require("instances:read")?;
+    find_visible(&ctx.db, actor, instance_id).await?;
+    let mut query = sync_runs::Entity::find().filter(sync_runs::Column::InstanceId.eq(instance_id));
+    if let Some(before) = page.before {
+        query = query.filter(sync_runs::Column::Id.lt(before));
+    }
+    let rows = query
+        .order_by_desc(sync_runs::Column::Id)
+        .limit(page.fetch())
+        .all(&ctx.db)
+        .await?;
+    Ok(Page::from_rows(page, rows, |r| r.id, SyncRunView::from))
+}
+
+/// Claims the oldest pending run, or a running one whose worker stopped renewing its lease.
+pub async fn claim_next(ctx: &Context, worker: &str) -> ServiceResult<Option<sync_runs::Model>> {
+    let now = ctx.clock.now_db();
+    let claimable = Condition::any()
+        .add(sync_runs::Column::Status.eq("pending"))
+        .add(
+            Condition::all()
+                .add(sync_runs::Column::Status.eq("running"))
+                .add(sync_runs::Column::LeaseExpiresAt.lt(now)),
+        );
+    let Some(candidate) = sync_runs::Entity::find()
+        .filter(claimable.clone())
+        .order_by_asc(sync_runs::Column::Id)
+        .one(&ctx.db)
+        .await?
+    else {
+        return Ok(None);
+    };
+    let claimed = sync_runs::Entity::update_many()
+        .col_expr(sync_runs::Column::Status, Expr::value("running"))
+        .col_expr(sync_runs::Column::LeaseOwner, Expr::value(worker))
+        .col_expr(
+            sync_runs::Column::LeaseExpiresAt,
+            Expr::value(now + TimeDelta::seconds(LEASE_SECS)),
+        )
+        .col_expr(sync_runs::Column::StartedAt, Expr::value(now))
+        .filter(sync_runs::Column::Id.eq(candidate.id))
+        .filter(claimable)
+        .exec(&ctx.db)
+        .await?;
+    if claimed.rows_affected != 1 {
+        return Ok(None);
+    }
+    Ok(Some(find_run(ctx, candidate.id).await?))
+}
+
+#[derive(Debug, Default, Clone, Copy)]
+struct Counts {
+    accounts: i32,
+    contacts: i32,
+    groups: i32,
+    members: i32,
+    removed: i32,
+}
+
+/// Renews the lease and stores progress; `false` when another worker took the run over.
+async fn heartbeat(
+    ctx: &Context,
+    run_id: i64,
+    worker: &str,
+    counts: Counts,
+) -> ServiceResult<bool> {
+    let now = ctx.clock.now_db();
+    let renewed = sync_runs::Entity::update_many()
+        .col_expr(
+            sync_runs::Column::LeaseExpiresAt,
+            Expr::value(now + TimeDelta::seconds(LEASE_SECS)),
+        )
+        .col_expr(sync_runs::Column::Accounts, Expr::value(counts.accounts))
+        .col_expr(sync_runs::Column::Contacts, Expr::value(counts.contacts))
+        .col_expr(sync_runs::Column::Groups, Expr::value(counts.groups))
+        .col_expr(sync_runs::Column::Members, Expr::value(counts.members))
+        .col_expr(sync_runs::Column::Removed, Expr::value(counts.removed))
+        .filter(sync_runs::Column::Id.eq(run_id))
+        .filter(sync_runs::Column::LeaseOwner.eq(worker))
+        .filter(sync_runs::Column::Status.eq("running"))
+        .exec(&ctx.db)
+        .await?;
+    Ok(renewed.rows_affected == 1)
+}
+
+async fn finish(
+    ctx: &Context,
+    run_id: i64,
+    worker: &str,
+    counts: Counts,
+    error: Option<String>,
+) -> ServiceResult<()> {
+    heartbeat(ctx, run_id, worker, counts).await?;
+    sync_runs::Entity::update_many()
+        .col_expr(
+            sync_runs::Column::Status,
+            Expr::value(if error.is_some() {
+                "failed"
+            } else {
+                "succeeded"
+            }),
+        )
+        .col_expr(sync_runs::Column::ErrorMessage, Expr::value(error))
+        .col_expr(
+            sync_runs::Column::FinishedAt,
+            Expr::value(ctx.clock.now_db()),
+        )
+        .col_expr(
+            sync_runs::Column::LeaseExpiresAt,
+            Expr::value(Option::<NaiveDateTime>::None),
+        )
+        .filter(sync_runs::Column::Id.eq(run_id))
+        .filter(sync_runs::Column::LeaseOwner.eq(worker))
+        .exec(&ctx.db)
+        .await?;
+    Ok(())
+}
+
+/// Runs a claimed sync to its end and records the outcome on the run.
+pub async fn execute(ctx: &Context, run: &sync_runs::Model, worker: &str) -> ServiceResult<()> {
+    let mut counts = Counts::default();
+    let outcome = pull(ctx, run, worker, &mut counts).await;
+    let error = outcome.err().map(|e| e.to_string());
+    if let Some(error) = &error {
+        tracing::warn!(
+            sync_run = run.id,
+            instance.id = run.instance_id,
+            error,
+            "sync failed"
+        );
+    } else {
+        tracing::info!(
+            sync_run = run.id,
+            instance.id = run.instance_id,
+            contacts = counts.contacts,
+            groups = counts.groups,
+            "sync finished"
+        );
+    }
+    finish(ctx, run.id, worker, counts, error).await
+}
+
+/// Tries per page before a sync gives up on a flaky instance.
+const PAGE_ATTEMPTS: u32 = 6;
+
+async fn pull(
+    ctx: &Context,
+    run: &sync_runs::Model,
+    worker: &str,
+    counts: &mut Counts,
+) -> ServiceResult<()> {
+    let instance = find_live(&ctx.db, run.instance_id).await?;
+    let driver = crate::drivers::for_instance(ctx, &instance).await?;
+    let synced = accounts::sync_from(ctx, &instance, driver.as_ref()).await?;
+    counts.accounts = i32::try_from(synced.len()).unwrap_or(i32::MAX);
+    for account in synced {
+        let started = ctx.clock.now_db();
+        let mut cursor = None;
+        loop {
+            let from = cursor.take();
+            let page = with_retries(PAGE_ATTEMPTS, || {
+                driver.contacts(&account.wxid, from.clone())
+            })
+            .await
+            .map_err(accounts::driver_failure)?;
+            counts.removed += newly_deleted(ctx, account.id, &page.items).await?;
+            counts.contacts += upsert_contacts(ctx, &instance, &account, &page.items).await?;
+            if !heartbeat(ctx, run.id, worker, *counts).await? {
+                return Err(ServiceError::Conflict {
+                    field: None,
+                    message: "another worker took over this sync".into(),
+                });
+            }
+            match page.next_cursor.filter(|c| !c.is_empty()) {
+                Some(next) => cursor = Some(next),
+                None => break,
+            }
+        }
+        counts.removed += mark_unlisted_contacts(ctx, account.id, started).await?;
+        pull_groups(ctx, driver.as_ref(), &instance, &account, counts).await?;
+        heartbeat(ctx, run.id, worker, *counts).await?;
+        account_counts(ctx, account.id).await?;
+    }
+    Ok(())
+}
