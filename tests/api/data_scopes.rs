@@ -189,6 +189,13 @@ async fn scoped_user_with(
     (id, app.token(&username, password).await)
 }
 
+/// Each of `paths` answers `status` to `token`.
+async fn assert_each(app: &TestApp, token: &str, paths: &[String], status: StatusCode) {
+    for path in paths {
+        assert_eq!(app.get(path, token).await.status(), status, "{path}");
+    }
+}
+
 /// How many contacts a CSV export holds (its lines but the header).
 async fn exported(app: &TestApp, path: &str, token: &str) -> usize {
     let text = app.get(path, token).await.text().await.unwrap();
@@ -320,19 +327,14 @@ async fn every_id_route_answers_404_for_records_out_of_reach() {
     );
 
     // Nothing out of reach was changed or deleted by the attempts.
-    for path in [
+    let untouched = [
         format!("/api/v1/instances/{}", hidden.instance),
         format!("/api/v1/contacts/{}", hidden.contact),
         format!("/api/v1/groups/{}", hidden.group),
         format!("/api/v1/tasks/{}", hidden.task),
         format!("/api/v1/templates/{}", hidden.template),
-    ] {
-        assert_eq!(
-            app.get(&path, &admin).await.status(),
-            StatusCode::OK,
-            "{path}"
-        );
-    }
+    ];
+    assert_each(&app, &admin, &untouched, StatusCode::OK).await;
     let task = app.task(hidden.task).await;
     assert_eq!(task["status"], "scheduled", "{task}");
     sim.stop().await;
@@ -475,29 +477,19 @@ async fn own_scope_sees_only_its_own_tasks_and_templates_on_its_instances() {
     } = Scene::new("own").await;
     let written = records_on(&app, &own, mine).await;
     // Instance-bound records of the assigned instance are in reach…
-    for path in [
+    let instance_bound = [
         format!("/api/v1/contacts/{}", theirs.contact),
         format!("/api/v1/groups/{}", theirs.group),
         format!("/api/v1/accounts/{}", theirs.account),
-    ] {
-        assert_eq!(
-            app.get(&path, &own).await.status(),
-            StatusCode::OK,
-            "{path}"
-        );
-    }
+    ];
+    assert_each(&app, &own, &instance_bound, StatusCode::OK).await;
     // …but what someone else wrote there is not.
-    for path in [
+    let authored = [
         format!("/api/v1/tasks/{}", theirs.task),
         format!("/api/v1/tasks/{}/receivers", theirs.task),
         format!("/api/v1/templates/{}", theirs.template),
-    ] {
-        assert_eq!(
-            app.get(&path, &own).await.status(),
-            StatusCode::NOT_FOUND,
-            "{path}"
-        );
-    }
+    ];
+    assert_each(&app, &own, &authored, StatusCode::NOT_FOUND).await;
     let tasks = ids(&app.get_json("/api/v1/tasks", &own).await);
     assert_eq!(tasks, vec![written.task]);
     let templates = ids(&app.get_json("/api/v1/templates", &own).await);
