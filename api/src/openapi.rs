@@ -127,7 +127,7 @@ use crate::{error, routes};
         routes::messages::list_messages,
     ),
     components(schemas(error::Problem)),
-    modifiers(&BearerAuth, &ProblemResponses),
+    modifiers(&BearerAuth, &ProblemResponses, &ParameterShapes),
     tags(
         (name = "auth", description = "Sign in, tokens, own sessions, password and two-factor"),
         (name = "users", description = "User administration"),
@@ -192,6 +192,57 @@ fn matches_template(template: &str, path: &str) -> bool {
             .all(|(t, p)| (t.starts_with('{') && !p.is_empty()) || t == p)
 }
 
+/// Parameters every route shares, shaped once: `{id}` is a positive integer (the `Id` extractor
+/// answers 400 otherwise) and `cursor` has the form `service::pagination` issues.
+struct ParameterShapes;
+
+impl Modify for ParameterShapes {
+    fn modify(&self, openapi: &mut utoipa::openapi::OpenApi) {
+        use utoipa::openapi::{
+            ObjectBuilder, RefOr, Type,
+            path::ParameterIn,
+            schema::{KnownFormat, SchemaFormat},
+        };
+        for item in openapi.paths.paths.values_mut() {
+            for parameter in operations_mut(item)
+                .filter_map(|op| op.parameters.as_mut())
+                .flatten()
+                .filter_map(|p| match p {
+                    RefOr::T(parameter) => Some(parameter),
+                    RefOr::Ref(_) => None,
+                })
+            {
+                let shape = match (&parameter.parameter_in, parameter.name.as_str()) {
+                    (ParameterIn::Path, "id") => ObjectBuilder::new()
+                        .schema_type(Type::Integer)
+                        .format(Some(SchemaFormat::KnownFormat(KnownFormat::Int64)))
+                        .minimum(Some(1)),
+                    (ParameterIn::Query, "cursor") => ObjectBuilder::new()
+                        .schema_type(Type::String)
+                        .pattern(Some(service::pagination::CURSOR_PATTERN)),
+                    _ => continue,
+                };
+                parameter.schema = Some(RefOr::T(shape.build().into()));
+            }
+        }
+    }
+}
+
+/// Every operation of a path, for modifiers that shape them all.
+fn operations_mut(
+    item: &mut PathItem,
+) -> impl Iterator<Item = &mut utoipa::openapi::path::Operation> {
+    [
+        &mut item.get,
+        &mut item.post,
+        &mut item.put,
+        &mut item.patch,
+        &mut item.delete,
+    ]
+    .into_iter()
+    .flatten()
+}
+
 struct BearerAuth;
 
 impl Modify for BearerAuth {
@@ -224,14 +275,7 @@ impl Modify for ProblemResponses {
         for (path, item) in openapi.paths.paths.iter_mut() {
             // Everything under /api/v1 reads the database, so it can find it unreachable.
             let database = path.starts_with("/api/v1/");
-            let operations = [
-                &mut item.get,
-                &mut item.post,
-                &mut item.put,
-                &mut item.patch,
-                &mut item.delete,
-            ];
-            for operation in operations.into_iter().flatten() {
+            for operation in operations_mut(item) {
                 let responses = &mut operation.responses.responses;
                 for (status, response) in responses.iter_mut() {
                     let RefOr::T(response) = response else {

@@ -25,7 +25,7 @@ pub struct Model {
     pub instance_id: Option<i64>,
     pub source_type: String,
     pub source_id: Option<String>,
-    pub status: String,
+    pub status: crate::states::AlertStatus,
     pub acknowledged_by: Option<i64>,
     pub acknowledged_at: Option<DateTime>,
     #[sea_orm(column_type = "Text", nullable)]

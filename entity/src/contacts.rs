@@ -19,8 +19,8 @@ pub struct Model {
     pub corp_name: Option<String>,
     #[sea_orm(column_type = "Text", nullable)]
     pub signature: Option<String>,
-    pub contact_type: String,
-    pub friend_status: String,
+    pub contact_type: crate::states::ContactType,
+    pub friend_status: crate::states::FriendStatus,
     pub is_star: bool,
     pub is_top: bool,
     pub is_blocked: bool,

@@ -10,7 +10,7 @@ pub struct Model {
     pub scope: String,
     pub idem_key: String,
     pub request_hash: String,
-    pub state: String,
+    pub state: crate::states::IdempotencyState,
     pub response_status: Option<i32>,
     #[sea_orm(column_type = "Text", nullable)]
     pub response_body: Option<String>,

@@ -26,6 +26,7 @@ pub mod permissions;
 pub mod role_permissions;
 pub mod roles;
 pub mod session_rotated_tokens;
+pub mod states;
 pub mod sync_runs;
 pub mod system_logs;
 pub mod tags;

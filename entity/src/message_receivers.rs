@@ -9,7 +9,7 @@ pub struct Model {
     pub id: i64,
     pub task_id: i64,
     pub run_id: i64,
-    pub receiver_type: String,
+    pub receiver_type: crate::states::ReceiverType,
     pub contact_id: Option<i64>,
     pub group_id: Option<i64>,
     pub account_id: Option<i64>,
@@ -18,7 +18,7 @@ pub struct Model {
     #[sea_orm(unique)]
     pub message_uuid: Uuid,
     pub message_id: Option<i64>,
-    pub send_status: String,
+    pub send_status: crate::states::ReceiverStatus,
     pub skip_reason: Option<String>,
     pub lease_owner: Option<String>,
     pub lease_expires_at: Option<DateTime>,

@@ -10,7 +10,7 @@ pub struct Model {
     pub task_id: i64,
     pub run_number: i32,
     pub scheduled_for: DateTime,
-    pub status: String,
+    pub status: crate::states::RunStatus,
     pub target_count: i32,
     pub success_count: i32,
     pub fail_count: i32,

@@ -10,10 +10,10 @@ pub struct Model {
     #[sea_orm(unique)]
     pub task_uuid: Uuid,
     pub task_name: Option<String>,
-    pub task_type: String,
+    pub task_type: crate::states::TaskType,
     pub account_id: Option<i64>,
     pub instance_id: Option<i64>,
-    pub message_type: String,
+    pub message_type: crate::states::MessageType,
     #[sea_orm(column_type = "Text", nullable)]
     pub message_content: Option<String>,
     pub message_payload: Option<Json>,
@@ -31,7 +31,7 @@ pub struct Model {
     pub awaiting_count: i32,
     #[sea_orm(column_type = "Double")]
     pub progress: f64,
-    pub status: String,
+    pub status: crate::states::TaskStatus,
     #[sea_orm(column_type = "Text", nullable)]
     pub pause_reason: Option<String>,
     pub priority: i16,
@@ -51,7 +51,7 @@ pub struct Model {
     pub created_at: DateTime,
     pub updated_at: DateTime,
     pub deleted_at: Option<DateTime>,
-    pub channel: String,
+    pub channel: crate::states::Channel,
 }
 
 #[derive(Copy, Clone, Debug, EnumIter, DeriveRelation)]

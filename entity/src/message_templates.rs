@@ -11,7 +11,7 @@ pub struct Model {
     pub template_uuid: Uuid,
     pub name: String,
     pub category: Option<String>,
-    pub message_type: String,
+    pub message_type: crate::states::MessageType,
     #[sea_orm(column_type = "Text")]
     pub content: String,
     pub payload: Option<Json>,
@@ -23,7 +23,7 @@ pub struct Model {
     pub last_used_at: Option<DateTime>,
     pub is_system: bool,
     pub is_public: bool,
-    pub status: String,
+    pub status: crate::states::TemplateStatus,
     pub sort_order: i32,
     pub tags: Option<Json>,
     pub created_by: i64,

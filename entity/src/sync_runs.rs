@@ -8,7 +8,7 @@ pub struct Model {
     #[sea_orm(primary_key)]
     pub id: i64,
     pub instance_id: i64,
-    pub status: String,
+    pub status: crate::states::SyncStatus,
     pub requested_by: Option<i64>,
     pub accounts: i32,
     pub contacts: i32,

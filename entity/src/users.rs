@@ -13,7 +13,7 @@ pub struct Model {
     pub nickname: Option<String>,
     pub avatar_url: Option<String>,
     pub password_hash: String,
-    pub status: String,
+    pub status: crate::states::UserStatus,
     pub last_login_at: Option<DateTime>,
     pub last_login_ip: Option<String>,
     pub failed_login_count: i32,

@@ -18,7 +18,7 @@ pub struct Model {
     #[sea_orm(column_type = "Text", nullable)]
     pub signature: Option<String>,
     pub qr_code_url: Option<String>,
-    pub status: String,
+    pub status: crate::states::AccountStatus,
     pub is_logged_in: bool,
     pub login_method: Option<String>,
     pub last_login_time: Option<DateTime>,

@@ -12,9 +12,9 @@ pub struct Model {
     pub name: String,
     #[sea_orm(column_type = "Text", nullable)]
     pub description: Option<String>,
-    pub kind: String,
+    pub kind: crate::states::InstanceKind,
     pub version: Option<String>,
-    pub status: String,
+    pub status: crate::states::InstanceStatus,
     pub enabled: bool,
     pub api_url: Option<String>,
     pub webhook_url: Option<String>,

@@ -24,6 +24,7 @@ mod m20261126_000010_contacts_by_account;
 mod m20261126_000011_task_awaiting;
 mod m20261126_000012_account_metrics;
 mod m20261202_000013_data_scopes;
+mod m20261202_000014_account_status_values;
 
 pub struct Migrator;
 
@@ -44,6 +45,7 @@ impl MigratorTrait for Migrator {
             Box::new(m20261126_000011_task_awaiting::Migration),
             Box::new(m20261126_000012_account_metrics::Migration),
             Box::new(m20261202_000013_data_scopes::Migration),
+            Box::new(m20261202_000014_account_status_values::Migration),
         ]
     }
 }

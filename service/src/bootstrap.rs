@@ -1,5 +1,6 @@
 //! First start: create the administrator account so a new installation can be used at once.
 
+use entity::states::UserStatus;
 use entity::{roles, user_roles, users};
 use sea_orm::{ActiveValue::Set, ColumnTrait, EntityTrait, PaginatorTrait, QueryFilter};
 
@@ -56,7 +57,7 @@ pub async fn ensure_admin(
         username: Set(ADMIN_USERNAME.to_owned()),
         password_hash: Set(pw::hash(&password).await?),
         nickname: Set(Some("Administrator".to_owned())),
-        status: Set("active".to_owned()),
+        status: Set(UserStatus::Active),
         failed_login_count: Set(0),
         totp_enabled: Set(false),
         deletion_token: Set(0),

@@ -5,6 +5,7 @@
 
 use chrono::TimeDelta;
 use entity::idempotency_keys;
+use entity::states::IdempotencyState;
 use sea_orm::{ActiveValue::Set, ColumnTrait, EntityTrait, QueryFilter, sea_query::Expr};
 use sha2::{Digest, Sha256};
 
@@ -51,7 +52,7 @@ pub async fn claim(
         scope: Set(scope.chars().take(100).collect()),
         idem_key: Set(key.to_owned()),
         request_hash: Set(request_hash.to_owned()),
-        state: Set("in_progress".to_owned()),
+        state: Set(IdempotencyState::InProgress),
         created_at: Set(now),
         expires_at: Set(now + TimeDelta::hours(TTL_HOURS)),
         ..Default::default()
@@ -74,11 +75,11 @@ pub async fn claim(
         ));
     }
     match (
-        existing.state.as_str(),
+        existing.state,
         existing.response_status,
         existing.response_body,
     ) {
-        ("completed", Some(status), Some(body)) => Ok(Claim::Replay {
+        (IdempotencyState::Completed, Some(status), Some(body)) => Ok(Claim::Replay {
             status: u16::try_from(status).unwrap_or(200),
             body,
         }),
@@ -91,7 +92,10 @@ pub async fn claim(
 
 pub async fn complete(ctx: &Context, id: i64, status: u16, body: &str) -> ServiceResult<()> {
     idempotency_keys::Entity::update_many()
-        .col_expr(idempotency_keys::Column::State, Expr::value("completed"))
+        .col_expr(
+            idempotency_keys::Column::State,
+            Expr::value(IdempotencyState::Completed),
+        )
         .col_expr(
             idempotency_keys::Column::ResponseStatus,
             Expr::value(i32::from(status)),

@@ -4,6 +4,7 @@
 
 use chrono::{DateTime, Utc};
 use entity::messages;
+use entity::states::{Channel, ChatType, MessageDirection, MessageStatus, MessageType, TaskType};
 use sea_orm::{ColumnTrait, EntityTrait, QueryFilter, QueryOrder, QuerySelect};
 use serde::{Deserialize, Serialize};
 
@@ -24,10 +25,10 @@ pub struct MessageInput {
     /// The sending account; default: the account that has the contact or group.
     pub account_id: Option<i64>,
     /// `direct` for agents; for WeCom apps app_message, app_chat, customer_mass or robot.
-    #[serde(default = "direct")]
-    pub channel: String,
+    #[serde(default)]
+    pub channel: Channel,
     pub template_id: Option<i64>,
-    pub message_type: Option<String>,
+    pub message_type: Option<MessageType>,
     pub content: Option<String>,
     #[schema(value_type = Option<Object>)]
     pub payload: Option<serde_json::Value>,
@@ -36,10 +37,6 @@ pub struct MessageInput {
     pub variables: serde_json::Map<String, serde_json::Value>,
     /// Send at this time instead of now.
     pub scheduled_time: Option<DateTime<Utc>>,
-}
-
-fn direct() -> String {
-    "direct".to_owned()
 }
 
 /// Queues one message; it is sent by the dispatcher like any task.
@@ -63,7 +60,7 @@ pub async fn send(ctx: &Context, actor: &Actor, input: MessageInput) -> ServiceR
                 |c| format!("contact {c}")
             )
         ),
-        task_type: "single".into(),
+        task_type: TaskType::Single,
         channel: input.channel,
         account_id: input.account_id,
         template_id: input.template_id,
@@ -100,20 +97,17 @@ pub async fn send(ctx: &Context, actor: &Actor, input: MessageInput) -> ServiceR
 pub struct MessageView {
     pub id: i64,
     pub message_uuid: uuid::Uuid,
-    /// `in` (received) or `out` (sent).
-    pub direction: String,
+    pub direction: MessageDirection,
     pub instance_id: i64,
     pub account_id: i64,
-    /// private or group.
-    pub chat_type: String,
+    pub chat_type: ChatType,
     pub chat_wxid: String,
     pub contact_id: Option<i64>,
     pub group_id: Option<i64>,
     pub sender_wxid: Option<String>,
     pub message_type: String,
     pub message_content: Option<String>,
-    /// sent, awaiting_confirmation, delivered, failed or received.
-    pub send_status: String,
+    pub send_status: MessageStatus,
     pub task_id: Option<i64>,
     pub send_time: Option<DateTime<Utc>>,
     pub receive_time: Option<DateTime<Utc>>,
@@ -155,8 +149,7 @@ pub struct MessageFilter {
     pub group_id: Option<i64>,
     pub account_id: Option<i64>,
     pub task_id: Option<i64>,
-    /// `in` or `out`.
-    pub direction: Option<String>,
+    pub direction: Option<MessageDirection>,
     #[param(minimum = 1, maximum = 200)]
     pub limit: Option<u64>,
     pub cursor: Option<String>,
@@ -169,16 +162,6 @@ pub async fn list(
 ) -> ServiceResult<Page<MessageView>> {
     actor.require("messages:read")?;
     let page = PageRequest::parse(filter.limit, filter.cursor.as_deref())?;
-    if let Some(d) = filter
-        .direction
-        .as_deref()
-        .filter(|d| !["in", "out"].contains(d))
-    {
-        return Err(ServiceError::invalid(
-            "direction",
-            format!("`{d}` is not in or out"),
-        ));
-    }
     let mut query = messages::Entity::find().filter(
         actor
             .reach

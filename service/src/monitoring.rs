@@ -2,6 +2,7 @@
 //! chosen step, served from SQL — raw heartbeat samples for the recent past and five-minute
 //! rollups (written by housekeeping) beyond it, so a month of history stays cheap to draw.
 
+use entity::states::RunStatus;
 use std::collections::BTreeMap;
 
 use chrono::{DateTime, TimeDelta, Utc};
@@ -94,7 +95,7 @@ pub async fn overview(ctx: &Context, actor: &Actor) -> ServiceResult<Overview> {
         *open_alerts.entry(level).or_insert(0) += 1;
     }
     let running = entity::message_task_runs::Entity::find()
-        .filter(entity::message_task_runs::Column::Status.eq("running"))
+        .filter(entity::message_task_runs::Column::Status.eq(RunStatus::Running))
         .all(&ctx.db)
         .await?;
     let pending_receivers = running

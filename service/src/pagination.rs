@@ -1,12 +1,15 @@
 //! Keyset pagination: `?limit=&cursor=` → `{items, next_cursor}`, newest first, never OFFSET.
 
-use base64::{Engine, engine::general_purpose::URL_SAFE_NO_PAD};
 use serde::Serialize;
 
 use crate::error::{FieldError, ServiceError};
 
 pub const DEFAULT_LIMIT: u64 = 50;
 pub const MAX_LIMIT: u64 = 200;
+/// What a cursor looks like (the OpenAPI document declares it): the id the next page starts
+/// below, in decimal, or empty for the first page. Ids never reach 18 digits, so every string
+/// of this shape parses.
+pub const CURSOR_PATTERN: &str = "^([1-9][0-9]{0,17})?$";
 
 /// A validated page request: at most `limit` rows with an id below `before`.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -83,16 +86,15 @@ impl<T> Page<T> {
 }
 
 fn encode(id: i64) -> String {
-    URL_SAFE_NO_PAD.encode(format!("id:{id}"))
+    id.to_string()
 }
 
+/// The id a cursor names: digits of `CURSOR_PATTERN`'s shape only (no sign, no leading zero).
 fn decode(cursor: &str) -> Option<i64> {
-    let raw = URL_SAFE_NO_PAD.decode(cursor).ok()?;
-    std::str::from_utf8(&raw)
-        .ok()?
-        .strip_prefix("id:")?
-        .parse()
-        .ok()
+    let digits = cursor.len() <= 18
+        && cursor.starts_with(|c: char| ('1'..='9').contains(&c))
+        && cursor.bytes().all(|b| b.is_ascii_digit());
+    digits.then(|| cursor.parse().ok()).flatten()
 }
 
 #[cfg(test)]
@@ -111,5 +113,14 @@ mod tests {
         assert!(PageRequest::parse(Some(0), None).is_err());
         assert!(PageRequest::parse(Some(500), None).is_err());
         assert!(PageRequest::parse(None, Some("garbage!")).is_err());
+        for bad in ["0", "-5", "+5", "012", "1234567890123456789", " 5"] {
+            assert!(PageRequest::parse(None, Some(bad)).is_err(), "{bad}");
+        }
+        assert_eq!(
+            PageRequest::parse(None, Some("123456789012345678"))
+                .unwrap()
+                .before,
+            Some(123_456_789_012_345_678)
+        );
     }
 }

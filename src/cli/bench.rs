@@ -5,6 +5,7 @@
 //! full sync of N contacts through the real driver and sync code. `bench broadcast` lives in
 //! `bench_broadcast`, `bench login-flood` in `bench_login`.
 
+use entity::states::{AccountStatus, ContactType, FriendStatus, InstanceKind, InstanceStatus};
 use std::{
     collections::BTreeSet,
     sync::Arc,
@@ -140,8 +141,8 @@ async fn seed(ctx: &Context, count: usize) -> anyhow::Result<(i64, Vec<i64>)> {
     let instance = wework_instances::Entity::insert(wework_instances::ActiveModel {
         instance_uuid: Set(uuid::Uuid::new_v4()),
         name: Set("bench".into()),
-        kind: Set("agent".into()),
-        status: Set("offline".into()),
+        kind: Set(InstanceKind::Agent),
+        status: Set(InstanceStatus::Offline),
         enabled: Set(false),
         max_accounts: Set(10),
         current_accounts: Set(1),
@@ -162,7 +163,7 @@ async fn seed(ctx: &Context, count: usize) -> anyhow::Result<(i64, Vec<i64>)> {
     let account = wework_accounts::Entity::insert(wework_accounts::ActiveModel {
         instance_id: Set(instance),
         wxid: Set("bench_user".into()),
-        status: Set("online".into()),
+        status: Set(AccountStatus::Online),
         is_logged_in: Set(true),
         contact_count: Set(0),
         group_count: Set(0),
@@ -201,8 +202,12 @@ async fn seed(ctx: &Context, count: usize) -> anyhow::Result<(i64, Vec<i64>)> {
             account_id: Set(account),
             wxid: Set(format!("wm_bench_{i}")),
             nickname: Set(Some(format!("{}{i}", SURNAMES[i % SURNAMES.len()]))),
-            contact_type: Set(if i % 10 == 0 { "friend" } else { "external" }.into()),
-            friend_status: Set("normal".into()),
+            contact_type: Set(if i % 10 == 0 {
+                ContactType::Friend
+            } else {
+                ContactType::External
+            }),
+            friend_status: Set(FriendStatus::Normal),
             is_star: Set(i % 50 == 0),
             is_top: Set(false),
             is_blocked: Set(false),

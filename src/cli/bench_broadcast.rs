@@ -3,6 +3,7 @@
 //! simulator running as its own process, compared with the rate one client gets from the same
 //! simulator sending directly.
 
+use entity::states::MessageType;
 use std::{
     process::Stdio,
     sync::{Arc, Mutex},
@@ -327,7 +328,7 @@ async fn baseline(ctx: &Context, instance_id: i64, args: &BroadcastArgs) -> anyh
                     to: format!("wm_42_{account}_{}", (i / args.accounts) % per_account),
                     to_group: false,
                     channel: Channel::Direct,
-                    msgtype: "text".into(),
+                    msgtype: MessageType::Text,
                     payload: serde_json::json!({ "content": "baseline" }),
                     idempotency_key: format!("baseline-{i}"),
                 };

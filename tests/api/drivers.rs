@@ -15,7 +15,7 @@ fn message(channel: Channel, account: &str, to: &str, key: &str, text: &str) -> 
         to: to.into(),
         to_group: to.starts_with("wr_"),
         channel,
-        msgtype: "text".into(),
+        msgtype: entity::states::MessageType::Text,
         payload: json!({ "content": text }),
         idempotency_key: key.into(),
     }

@@ -11,7 +11,10 @@ use std::{
     time::Duration,
 };
 
-use entity::{message_task_runs, message_tasks};
+use entity::{
+    message_task_runs, message_tasks,
+    states::{RunStatus, TaskStatus},
+};
 use reqwest::{Method, StatusCode};
 use sea_orm::{ActiveValue::Set, ColumnTrait, EntityTrait, QueryFilter};
 use serde_json::{Value, json};
@@ -274,7 +277,7 @@ async fn a_task_paused_as_its_run_ended_resumes_to_the_run_outcome() {
     // left the task paused (a run only settles a task that is still running).
     message_tasks::Entity::update(message_tasks::ActiveModel {
         id: Set(id),
-        status: Set("paused".to_owned()),
+        status: Set(TaskStatus::Paused),
         completed_at: Set(None),
         ..Default::default()
     })
@@ -334,6 +337,6 @@ async fn a_task_cancelled_while_its_audience_expands_settles_every_receiver() {
     );
     assert_eq!(c["pending"], 0, "{c}");
     let runs = runs_of(&app, id).await;
-    assert_eq!(runs[0].status, "cancelled");
+    assert_eq!(runs[0].status, RunStatus::Cancelled);
     assert_eq!(sim.deliveries().await["delivered"], 0);
 }

@@ -27,15 +27,31 @@ fn is_json(req: &HttpRequest) -> bool {
 
 /// Parses `bytes`, telling malformed JSON (400) from well-formed JSON of the wrong shape (422).
 pub fn parse<T: DeserializeOwned>(bytes: &[u8]) -> Result<T, ApiError> {
-    let mut deserializer = serde_json::Deserializer::from_slice(bytes);
-    let value: T = serde_path_to_error::deserialize(&mut deserializer).map_err(|e| {
+    let mut document: serde_json::Value =
+        serde_json::from_slice(bytes).map_err(|e| classify(".".to_owned(), e))?;
+    integral_floats_as_integers(&mut document);
+    serde_path_to_error::deserialize(document).map_err(|e| {
         let path = e.path().to_string();
         classify(path, e.into_inner())
-    })?;
-    deserializer
-        .end()
-        .map_err(|e| classify(".".to_owned(), e))?;
-    Ok(value)
+    })
+}
+
+/// JSON has one number type: `3.0` is the integer 3 (JSON Schema agrees), so an integer field
+/// takes it. Only whole values that an `i64` holds exactly are rewritten.
+fn integral_floats_as_integers(value: &mut serde_json::Value) {
+    use serde_json::Value;
+    match value {
+        Value::Number(n) if n.is_f64() => {
+            let f = n.as_f64().unwrap_or(f64::NAN);
+            // 2^63 is exactly representable; every whole f64 below it in magnitude fits an i64.
+            if f.fract() == 0.0 && f.abs() < 9_223_372_036_854_775_808.0 {
+                *value = Value::from(f as i64);
+            }
+        }
+        Value::Array(items) => items.iter_mut().for_each(integral_floats_as_integers),
+        Value::Object(map) => map.values_mut().for_each(integral_floats_as_integers),
+        _ => {}
+    }
 }
 
 /// Malformed JSON is a 400; well-formed JSON of the wrong shape is a 422 naming the field.
@@ -128,6 +144,20 @@ mod tests {
             ApiError::Validation(errors) => errors[0].field.clone(),
             other => panic!("expected validation, got {other:?}"),
         }
+    }
+
+    #[test]
+    fn whole_floats_are_integers_and_fractions_are_not() {
+        let input: Input = parse(br#"{"name": "a", "items": [{"n": 3.0}, {"n": 2e1}]}"#).unwrap();
+        assert_eq!(input.items[1].n, 20);
+        assert_eq!(
+            field_of(parse::<Input>(br#"{"name": "a", "items": [{"n": 3.5}]}"#).unwrap_err()),
+            "items[0].n"
+        );
+        assert!(matches!(
+            parse::<Input>(br#"{"name": "a", "items": []} trailing"#),
+            Err(ApiError::MalformedJson(_))
+        ));
     }
 
     #[test]

@@ -1,6 +1,7 @@
 //! `/api/v1/accounts`: WeCom accounts synced from instances.
 
 use actix_web::web;
+use entity::states::AccountStatus;
 use serde::Deserialize;
 use service::{
     instances::accounts::{self, AccountFilter, AccountPatch, AccountView},
@@ -19,8 +20,7 @@ use crate::{
 #[into_params(parameter_in = Query)]
 pub struct AccountQuery {
     pub instance_id: Option<i64>,
-    /// online, offline or banned.
-    pub status: Option<String>,
+    pub status: Option<AccountStatus>,
     /// Substring of wxid or nickname.
     pub q: Option<String>,
     #[param(minimum = 1, maximum = 200)]

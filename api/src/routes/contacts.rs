@@ -1,6 +1,7 @@
 //! `/api/v1/contacts`: search, edit, tag, import and export contacts.
 
 use actix_web::{HttpRequest, HttpResponse, web};
+use entity::states::{ContactType, FriendStatus};
 use futures_util::StreamExt;
 use serde::Deserialize;
 use service::{
@@ -31,10 +32,8 @@ pub struct ContactQuery {
     pub tags_any: Option<String>,
     /// Comma-separated tag ids: all of them.
     pub tags_all: Option<String>,
-    /// friend, external, group_member or official.
-    pub contact_type: Option<String>,
-    /// normal, deleted or blocked.
-    pub friend_status: Option<String>,
+    pub contact_type: Option<ContactType>,
+    pub friend_status: Option<FriendStatus>,
     pub account_id: Option<i64>,
     pub instance_id: Option<i64>,
     pub is_blocked: Option<bool>,

@@ -2,6 +2,7 @@
 //! maintenance and sync.
 
 use actix_web::{HttpResponse, web};
+use entity::states::{InstanceKind, InstanceStatus};
 use serde::{Deserialize, Serialize};
 use service::{
     drivers::LoginQr,
@@ -29,10 +30,8 @@ use crate::{
 pub struct InstanceQuery {
     /// Substring of the name.
     pub q: Option<String>,
-    /// offline, online, error or maintenance.
-    pub status: Option<String>,
-    /// agent or wecom.
-    pub kind: Option<String>,
+    pub status: Option<InstanceStatus>,
+    pub kind: Option<InstanceKind>,
     pub enabled: Option<bool>,
     #[param(minimum = 1, maximum = 200)]
     pub limit: Option<u64>,

@@ -1,5 +1,6 @@
 //! `/api/v1/tasks`: message tasks, their control, progress (JSON and SSE) and reports.
 
+use entity::states::{ReceiverStatus, TaskStatus, TaskType};
 use std::time::Duration;
 
 use actix_web::{HttpRequest, HttpResponse, web};
@@ -27,10 +28,8 @@ use crate::{
 #[serde(deny_unknown_fields)]
 #[into_params(parameter_in = Query)]
 pub struct TaskQuery {
-    /// scheduled, running, paused, completed, cancelled or failed.
-    pub status: Option<String>,
-    /// single, batch or broadcast.
-    pub task_type: Option<String>,
+    pub status: Option<TaskStatus>,
+    pub task_type: Option<TaskType>,
     /// Substring of the name.
     pub q: Option<String>,
     #[param(minimum = 1, maximum = 200)]
@@ -223,8 +222,7 @@ pub async fn list_runs(
 #[into_params(parameter_in = Query)]
 pub struct ReceiverQuery {
     pub run_id: Option<i64>,
-    /// pending, claimed, sent, failed, skipped or awaiting_confirmation.
-    pub status: Option<String>,
+    pub status: Option<ReceiverStatus>,
     pub error_code: Option<String>,
     pub q: Option<String>,
     #[param(minimum = 1, maximum = 200)]
@@ -318,7 +316,7 @@ pub async fn progress_stream(
                         task_service::get(&ctx, &actor, id).await.ok()?
                     }
                 };
-                let settled = ticks > 0 && !matches!(view.status.as_str(), "running" | "paused");
+                let settled = ticks > 0 && !view.status.is_in_progress();
                 let frame = format!(
                     "event: progress\ndata: {}\n\n",
                     serde_json::to_string(&view).unwrap_or_default()

@@ -1,6 +1,7 @@
 //! `/api/v1/templates`: message templates with variables and previews.
 
 use actix_web::{HttpResponse, web};
+use entity::states::{MessageType, TemplateStatus};
 use serde::Deserialize;
 use service::{
     pagination::{Page, PageRequest},
@@ -22,9 +23,8 @@ pub struct TemplateQuery {
     /// Substring of the name or content.
     pub q: Option<String>,
     pub category: Option<String>,
-    pub message_type: Option<String>,
-    /// active or disabled.
-    pub status: Option<String>,
+    pub message_type: Option<MessageType>,
+    pub status: Option<TemplateStatus>,
     #[param(minimum = 1, maximum = 200)]
     pub limit: Option<u64>,
     pub cursor: Option<String>,

@@ -1,6 +1,7 @@
 //! `/api/v1/users`: user administration.
 
 use actix_web::{HttpResponse, web};
+use entity::states::UserStatus;
 use serde::Deserialize;
 use service::{
     auth::sessions::{self, SessionView},
@@ -24,8 +25,7 @@ use crate::{
 pub struct UserQuery {
     /// Substring of username, email or nickname.
     pub q: Option<String>,
-    /// `active` or `disabled`.
-    pub status: Option<String>,
+    pub status: Option<UserStatus>,
     /// Only users holding this role.
     pub role_id: Option<i64>,
     #[param(minimum = 1, maximum = 200)]

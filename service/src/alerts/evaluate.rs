@@ -4,6 +4,7 @@
 //! (dedupe_key, resolution_token) index keeps one open alert per subject however many workers
 //! evaluate at once.
 
+use entity::states::{AlertStatus, InstanceStatus};
 use std::collections::{BTreeMap, HashMap};
 
 use chrono::TimeDelta;
@@ -84,7 +85,7 @@ async fn firing(
             for instance in q.all(&ctx.db).await? {
                 let (fires, title, message, value) = if rule.rule_type == "instance_error" {
                     (
-                        instance.status == "error",
+                        instance.status == InstanceStatus::Error,
                         format!("Instance {} is in error", instance.name),
                         instance.error_message.clone().unwrap_or_default(),
                         None,
@@ -92,7 +93,7 @@ async fn firing(
                 } else {
                     (
                         instance.missed_heartbeats >= missed_limit
-                            && instance.status != "maintenance",
+                            && instance.status != InstanceStatus::Maintenance,
                         format!("Instance {} missed its heartbeats", instance.name),
                         format!(
                             "{} heartbeats missed in a row (limit {missed_limit}); last error: {}",
@@ -266,7 +267,7 @@ async fn apply(
             instance_id: Set(firing.instance_id),
             source_type: Set(firing.source_type.to_owned()),
             source_id: Set(Some(firing.source_id)),
-            status: Set("ACTIVE".into()),
+            status: Set(AlertStatus::Active),
             notification_sent: Set(false),
             notification_attempts: Set(0),
             created_at: Set(now),

@@ -8,6 +8,7 @@ pub mod rules;
 
 use chrono::{DateTime, Utc};
 use entity::alert_records;
+use entity::states::AlertStatus;
 use sea_orm::{
     ActiveValue::Set, ColumnTrait, EntityTrait, QueryFilter, QueryOrder, QuerySelect,
     sea_query::Expr,
@@ -40,7 +41,7 @@ pub struct AlertView {
     pub source_type: String,
     pub source_id: Option<String>,
     /// ACTIVE, ACKNOWLEDGED or RESOLVED.
-    pub status: String,
+    pub status: AlertStatus,
     pub acknowledged_by: Option<i64>,
     pub acknowledged_at: Option<DateTime<Utc>>,
     pub acknowledged_comment: Option<String>,
@@ -101,13 +102,12 @@ pub async fn list(
     actor.require("alerts:read")?;
     let mut query = alert_records::Entity::find();
     if let Some(status) = filter.status {
-        let status = status.to_ascii_uppercase();
-        if !["ACTIVE", "ACKNOWLEDGED", "RESOLVED"].contains(&status.as_str()) {
+        let Some(status) = AlertStatus::parse(&status.to_ascii_uppercase()) else {
             return Err(ServiceError::invalid(
                 "status",
-                "must be ACTIVE, ACKNOWLEDGED or RESOLVED",
+                format!("must be one of {}", AlertStatus::list()),
             ));
-        }
+        };
         query = query.filter(alert_records::Column::Status.eq(status));
     }
     if let Some(id) = filter.rule_id {
@@ -163,12 +163,19 @@ pub async fn acknowledge(
     audit::guard(ctx, actor, entry.clone(), async {
         actor.require("alerts:ack")?;
         check_comment(comment.as_deref())?;
-        transition(ctx, actor, &entry, id, "ACTIVE", |row, now| {
-            row.status = Set("ACKNOWLEDGED".into());
-            row.acknowledged_by = Set(actor.user_id);
-            row.acknowledged_at = Set(Some(now));
-            row.acknowledged_comment = Set(comment.clone());
-        })
+        transition(
+            ctx,
+            actor,
+            &entry,
+            id,
+            |s| s == AlertStatus::Active,
+            |row, now| {
+                row.status = Set(AlertStatus::Acknowledged);
+                row.acknowledged_by = Set(actor.user_id);
+                row.acknowledged_at = Set(Some(now));
+                row.acknowledged_comment = Set(comment.clone());
+            },
+        )
         .await
     })
     .await
@@ -185,8 +192,8 @@ pub async fn resolve(
     audit::guard(ctx, actor, entry.clone(), async {
         actor.require("alerts:ack")?;
         check_comment(comment.as_deref())?;
-        transition(ctx, actor, &entry, id, "open", |row, now| {
-            row.status = Set("RESOLVED".into());
+        transition(ctx, actor, &entry, id, AlertStatus::is_open, |row, now| {
+            row.status = Set(AlertStatus::Resolved);
             row.resolution_token = Set(id);
             row.resolved_by = Set(actor.user_id);
             row.resolved_at = Set(Some(now));
@@ -199,13 +206,13 @@ pub async fn resolve(
     .await
 }
 
-/// Applies `change` to an alert in state `from` ("open" = ACTIVE or ACKNOWLEDGED), audited.
+/// Applies `change` to an alert whose state `from` accepts, audited.
 async fn transition(
     ctx: &Context,
     actor: &Actor,
     entry: &AuditEntry,
     id: i64,
-    from: &str,
+    from: fn(AlertStatus) -> bool,
     change: impl Fn(&mut alert_records::ActiveModel, chrono::NaiveDateTime),
 ) -> ServiceResult<AlertView> {
     let now = ctx.clock.now_db();
@@ -220,11 +227,7 @@ async fn transition(
         .exec(&txn)
         .await?;
     let current = find(&txn, id).await?;
-    let allowed = match from {
-        "open" => current.status != "RESOLVED",
-        state => current.status == state,
-    };
-    if !allowed {
+    if !from(current.status) {
         return Err(ServiceError::conflict(
             "status",
             format!("the alert is {}", current.status),
@@ -256,7 +259,10 @@ pub(crate) async fn auto_resolve(ctx: &Context, ids: &[i64]) -> ServiceResult<u6
     }
     let now = ctx.clock.now_db();
     Ok(alert_records::Entity::update_many()
-        .col_expr(alert_records::Column::Status, Expr::value("RESOLVED"))
+        .col_expr(
+            alert_records::Column::Status,
+            Expr::value(AlertStatus::Resolved),
+        )
         .col_expr(
             alert_records::Column::ResolutionToken,
             Expr::col(alert_records::Column::Id),

@@ -5,6 +5,7 @@
 //! alert before sending, so several workers never notify twice at once.
 
 use chrono::TimeDelta;
+use entity::states::AlertStatus;
 use entity::{alert_records, alert_rules};
 use hmac::{Hmac, Mac};
 use sea_orm::{
@@ -94,7 +95,7 @@ pub async fn run(ctx: &Context) -> ServiceResult<Notified> {
 }
 
 fn event(alert: &alert_records::Model) -> &'static str {
-    if alert.status == "RESOLVED" {
+    if alert.status == AlertStatus::Resolved {
         "alert.resolved"
     } else {
         "alert.raised"
@@ -181,8 +182,8 @@ pub fn sign(secret: &str, timestamp: &str, body: &[u8]) -> String {
 
 /// A WeCom group robot markdown message.
 fn robot_body(alert: &alert_records::Model) -> Vec<u8> {
-    let (color, state) = match (alert.status.as_str(), alert.alert_level.as_str()) {
-        ("RESOLVED", _) => ("info", "已恢复 RESOLVED"),
+    let (color, state) = match (alert.status, alert.alert_level.as_str()) {
+        (AlertStatus::Resolved, _) => ("info", "已恢复 RESOLVED"),
         (_, "CRITICAL") => ("warning", "告警 CRITICAL"),
         (_, "INFO") => ("comment", "通知 INFO"),
         _ => ("warning", "告警 WARNING"),

@@ -10,6 +10,7 @@ pub mod sessions;
 pub mod two_factor;
 
 use chrono::{DateTime, TimeDelta, Utc};
+use entity::states::UserStatus;
 use entity::{session_rotated_tokens, user_sessions, users};
 use sea_orm::{
     ActiveValue::Set, ColumnTrait, Condition, EntityTrait, QueryFilter, sea_query::Expr,
@@ -106,7 +107,7 @@ pub async fn login(
         ));
     }
     ctx.login_throttle.give_back(booking).await;
-    if user.status != "active" {
+    if user.status != UserStatus::Active {
         attempt.give_back(ctx).await?;
         log(Some(user.id), LoginOutcome::Failure("disabled")).await;
         return Err(ServiceError::Disabled);
@@ -201,7 +202,7 @@ pub async fn still_allowed(ctx: &Context, actor: &Actor, permission: &str) -> Se
 async fn active_user(ctx: &Context, user_id: i64) -> ServiceResult<Option<users::Model>> {
     Ok(users::Entity::find_by_id(user_id)
         .filter(users::Column::DeletedAt.is_null())
-        .filter(users::Column::Status.eq("active"))
+        .filter(users::Column::Status.eq(UserStatus::Active))
         .one(&ctx.db)
         .await?)
 }

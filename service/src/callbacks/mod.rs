@@ -36,7 +36,7 @@ async fn instance_of(
     kind: InstanceKind,
 ) -> ServiceResult<wework_instances::Model> {
     let instance = instances::find_by_uuid(&ctx.db, uuid).await?;
-    if instance.kind != kind.as_str() {
+    if instance.kind != kind {
         return Err(ServiceError::NotFound("instance"));
     }
     Ok(instance)

@@ -2,6 +2,7 @@
 //! and group changes. Each event is applied once (then marked processed); a failure is recorded
 //! on the event and not retried forever.
 
+use entity::states::{AccountStatus, ChatType, FriendStatus, MessageDirection, MessageStatus};
 use entity::{contacts, inbound_events, messages, wework_accounts, wework_instances};
 use sea_orm::{
     ActiveValue::Set, ColumnTrait, EntityTrait, QueryFilter, QueryOrder, QuerySelect,
@@ -113,9 +114,9 @@ async fn apply_agent(
         }
         "message.delivered" | "message.failed" => {
             let status = if kind == "message.delivered" {
-                "delivered"
+                MessageStatus::Delivered
             } else {
-                "failed"
+                MessageStatus::Failed
             };
             let Some(remote) = text(data, "message_id") else {
                 return Ok(());
@@ -155,7 +156,11 @@ async fn apply_agent(
             wework_accounts::Entity::update_many()
                 .col_expr(
                     wework_accounts::Column::Status,
-                    Expr::value(if online { "online" } else { "offline" }),
+                    Expr::value(if online {
+                        AccountStatus::Online
+                    } else {
+                        AccountStatus::Offline
+                    }),
                 )
                 .col_expr(wework_accounts::Column::IsLoggedIn, Expr::value(online))
                 .col_expr(
@@ -251,7 +256,10 @@ async fn apply_wecom(
 
 async fn mark_contact_deleted(ctx: &Context, account_id: i64, wxid: &str) -> ServiceResult<()> {
     contacts::Entity::update_many()
-        .col_expr(contacts::Column::FriendStatus, Expr::value("deleted"))
+        .col_expr(
+            contacts::Column::FriendStatus,
+            Expr::value(FriendStatus::Deleted),
+        )
         .col_expr(contacts::Column::UpdatedAt, Expr::value(ctx.clock.now_db()))
         .filter(contacts::Column::AccountId.eq(account_id))
         .filter(contacts::Column::Wxid.eq(wxid))
@@ -283,17 +291,21 @@ async fn store_inbound(
         .await?;
     let row = messages::ActiveModel {
         message_uuid: Set(uuid::Uuid::new_v4()),
-        direction: Set("in".to_owned()),
+        direction: Set(MessageDirection::In),
         instance_id: Set(instance.id),
         account_id: Set(account.id),
-        chat_type: Set(if group.is_some() { "group" } else { "private" }.to_owned()),
+        chat_type: Set(if group.is_some() {
+            ChatType::Group
+        } else {
+            ChatType::Private
+        }),
         chat_wxid: Set(chat.chars().take(100).collect()),
         contact_id: Set(contact_id),
         sender_wxid: Set(Some(from.chars().take(100).collect())),
         remote_msg_id: Set(remote_id.map(|r| r.chars().take(100).collect())),
         message_type: Set(msgtype.chars().take(20).collect()),
         message_content: Set(content),
-        send_status: Set("received".to_owned()),
+        send_status: Set(MessageStatus::Received),
         receive_time: Set(Some(now)),
         retry_count: Set(0),
         is_scheduled: Set(false),

@@ -2,6 +2,7 @@
 //! imported and the answer lists each bad cell as `rows[N].column` (N is the spreadsheet row,
 //! the header being row 1). Otherwise all rows land in one transaction.
 
+use entity::states::{ContactType, FriendStatus};
 use std::collections::{BTreeMap, BTreeSet, HashMap};
 
 use entity::{contacts, tags};
@@ -300,8 +301,8 @@ pub async fn import(
                     gender: Set(r.gender),
                     region: Set(field(Column::Region)),
                     corp_name: Set(field(Column::CorpName)),
-                    contact_type: Set("friend".to_owned()),
-                    friend_status: Set("normal".to_owned()),
+                    contact_type: Set(ContactType::Friend),
+                    friend_status: Set(FriendStatus::Normal),
                     is_star: Set(r.is_star.unwrap_or(false)),
                     is_top: Set(false),
                     is_blocked: Set(false),

@@ -7,6 +7,7 @@ pub mod import;
 mod import_file;
 pub mod tags;
 
+use entity::states::{ContactType, FriendStatus};
 use std::collections::{BTreeMap, BTreeSet};
 
 use chrono::{DateTime, Utc};
@@ -26,9 +27,6 @@ use crate::{
     rbac::scope::Reach,
     validate::{self, Violations},
 };
-
-pub const CONTACT_TYPES: &[&str] = &["friend", "external", "group_member", "official"];
-pub const FRIEND_STATUSES: &[&str] = &["normal", "deleted", "blocked"];
 
 #[derive(Debug, Clone, Serialize, utoipa::ToSchema)]
 pub struct TagRef {
@@ -52,9 +50,9 @@ pub struct ContactView {
     pub region: Option<String>,
     pub corp_name: Option<String>,
     /// `friend`, `external`, `group_member` or `official`.
-    pub contact_type: String,
+    pub contact_type: ContactType,
     /// `normal`, `deleted` (removed the account or was removed) or `blocked`.
-    pub friend_status: String,
+    pub friend_status: FriendStatus,
     pub is_star: bool,
     pub is_top: bool,
     /// Blocked contacts never receive broadcasts.
@@ -159,8 +157,8 @@ pub struct ContactFilter {
     pub tags_any: Option<String>,
     /// Comma-separated tag ids: contacts with every one of them.
     pub tags_all: Option<String>,
-    pub contact_type: Option<String>,
-    pub friend_status: Option<String>,
+    pub contact_type: Option<ContactType>,
+    pub friend_status: Option<FriendStatus>,
     pub account_id: Option<i64>,
     pub instance_id: Option<i64>,
     pub is_blocked: Option<bool>,
@@ -207,26 +205,6 @@ impl ContactFilter {
         let mut v = Violations::new();
         let any = id_list("tags_any", self.tags_any.as_deref(), &mut v);
         let all = id_list("tags_all", self.tags_all.as_deref(), &mut v);
-        if let Some(t) = self
-            .contact_type
-            .as_deref()
-            .filter(|t| !CONTACT_TYPES.contains(t))
-        {
-            v.add(
-                "contact_type",
-                format!("`{t}` is not one of {}", CONTACT_TYPES.join(", ")),
-            );
-        }
-        if let Some(s) = self
-            .friend_status
-            .as_deref()
-            .filter(|s| !FRIEND_STATUSES.contains(s))
-        {
-            v.add(
-                "friend_status",
-                format!("`{s}` is not one of {}", FRIEND_STATUSES.join(", ")),
-            );
-        }
         if self.q.as_ref().is_some_and(|q| q.chars().count() > 100) {
             v.add("q", "must be at most 100 characters");
         }
@@ -249,11 +227,11 @@ impl ContactFilter {
         for tag in all {
             query = query.filter(contacts::Column::Id.in_subquery(contacts_with_tag(vec![tag])));
         }
-        if let Some(t) = &self.contact_type {
-            query = query.filter(contacts::Column::ContactType.eq(t.as_str()));
+        if let Some(t) = self.contact_type {
+            query = query.filter(contacts::Column::ContactType.eq(t));
         }
-        if let Some(s) = &self.friend_status {
-            query = query.filter(contacts::Column::FriendStatus.eq(s.as_str()));
+        if let Some(s) = self.friend_status {
+            query = query.filter(contacts::Column::FriendStatus.eq(s));
         }
         if let Some(id) = self.account_id {
             query = query.filter(contacts::Column::AccountId.eq(id));
@@ -333,7 +311,7 @@ pub struct ContactInput {
     pub gender: Option<i16>,
     pub region: Option<String>,
     pub corp_name: Option<String>,
-    pub contact_type: Option<String>,
+    pub contact_type: Option<ContactType>,
     #[serde(default)]
     pub tag_ids: Vec<i64>,
     #[schema(value_type = Option<Object>)]
@@ -409,16 +387,7 @@ pub async fn create(
         if input.gender.is_some_and(|g| !(0..=2).contains(&g)) {
             v.add("gender", "must be 0 (unknown), 1 (male) or 2 (female)");
         }
-        let contact_type = input
-            .contact_type
-            .clone()
-            .unwrap_or_else(|| "friend".to_owned());
-        if !CONTACT_TYPES.contains(&contact_type.as_str()) {
-            v.add(
-                "contact_type",
-                format!("must be one of {}", CONTACT_TYPES.join(", ")),
-            );
-        }
+        let contact_type = input.contact_type.unwrap_or(ContactType::Friend);
         if let Some(c) = &input.custom_fields {
             check_custom_fields("custom_fields", c, &mut v);
         }
@@ -454,7 +423,7 @@ pub async fn create(
             region: Set(region),
             corp_name: Set(corp_name),
             contact_type: Set(contact_type),
-            friend_status: Set("normal".to_owned()),
+            friend_status: Set(FriendStatus::Normal),
             is_star: Set(false),
             is_top: Set(false),
             is_blocked: Set(false),

@@ -3,6 +3,7 @@
 //! WeCom's per-receiver results, an agent's delivery event, a withdrawal or the timeout settles
 //! them; counters move in the same transaction as the receivers.
 
+use entity::states::{Channel, MessageStatus, ReceiverStatus};
 use std::collections::{BTreeMap, HashMap, HashSet};
 
 use chrono::TimeDelta;
@@ -59,7 +60,7 @@ pub async fn poll(ctx: &Context, limit: u64) -> ServiceResult<CheckReport> {
         .select_only()
         .column(message_receivers::Column::RemoteMsgId)
         .column(message_receivers::Column::AccountId)
-        .filter(message_receivers::Column::SendStatus.eq("awaiting_confirmation"))
+        .filter(message_receivers::Column::SendStatus.eq(ReceiverStatus::AwaitingConfirmation))
         .filter(message_receivers::Column::RemoteMsgId.is_not_null())
         .group_by(message_receivers::Column::RemoteMsgId)
         .group_by(message_receivers::Column::AccountId)
@@ -88,7 +89,7 @@ pub async fn check(
     mode: Mode,
 ) -> ServiceResult<CheckReport> {
     let waiting = message_receivers::Entity::find()
-        .filter(message_receivers::Column::SendStatus.eq("awaiting_confirmation"))
+        .filter(message_receivers::Column::SendStatus.eq(ReceiverStatus::AwaitingConfirmation))
         .filter(message_receivers::Column::RemoteMsgId.eq(msgid))
         .filter(message_receivers::Column::AccountId.eq(account_id))
         .all(&ctx.db)
@@ -99,7 +100,7 @@ pub async fn check(
     let mass = message_tasks::Entity::find_by_id(first.task_id)
         .one(&ctx.db)
         .await?
-        .is_some_and(|t| t.channel == "customer_mass");
+        .is_some_and(|t| t.channel == Channel::CustomerMass);
     if !mass && mode == Mode::Withdraw {
         // An agent's pending send cannot be withdrawn; its delivery event still settles it.
         return Ok(CheckReport::default());
@@ -181,7 +182,7 @@ pub async fn resolve_remote(
         .all(&ctx.db)
         .await?;
     let waiting = message_receivers::Entity::find()
-        .filter(message_receivers::Column::SendStatus.eq("awaiting_confirmation"))
+        .filter(message_receivers::Column::SendStatus.eq(ReceiverStatus::AwaitingConfirmation))
         .filter(message_receivers::Column::RemoteMsgId.eq(remote))
         .filter(message_receivers::Column::AccountId.is_in(accounts))
         .all(&ctx.db)
@@ -241,20 +242,20 @@ pub async fn apply(
     let mut runs = HashSet::new();
     for ((resolution, task, run), rows) in groups {
         let (status, code, reason, skip, message_status) = match &resolution {
-            Resolution::Sent => ("sent", None, None, None, "sent"),
+            Resolution::Sent => (ReceiverStatus::Sent, None, None, None, MessageStatus::Sent),
             Resolution::Failed { code, reason } => (
-                "failed",
+                ReceiverStatus::Failed,
                 Some(code.chars().take(50).collect::<String>()),
                 Some(reason.clone()),
                 None,
-                "failed",
+                MessageStatus::Failed,
             ),
             Resolution::Cancelled => (
-                "skipped",
+                ReceiverStatus::Skipped,
                 None,
                 Some("withdrawn before the member confirmed it".to_owned()),
                 Some("cancelled"),
-                "failed",
+                MessageStatus::Failed,
             ),
         };
         for rows in rows.chunks(500) {
@@ -271,7 +272,9 @@ pub async fn apply(
                 .col_expr(message_receivers::Column::SkipReason, Expr::value(skip))
                 .col_expr(message_receivers::Column::UpdatedAt, Expr::value(now))
                 .filter(message_receivers::Column::Id.is_in(rows.iter().map(|r| r.id)))
-                .filter(message_receivers::Column::SendStatus.eq("awaiting_confirmation"))
+                .filter(
+                    message_receivers::Column::SendStatus.eq(ReceiverStatus::AwaitingConfirmation),
+                )
                 .exec(&txn)
                 .await?
                 .rows_affected;
@@ -283,7 +286,7 @@ pub async fn apply(
                 .col_expr(messages::Column::ErrorMessage, Expr::value(reason.clone()))
                 .col_expr(messages::Column::UpdatedAt, Expr::value(now))
                 .filter(messages::Column::MessageUuid.is_in(rows.iter().map(|r| r.message_uuid)))
-                .filter(messages::Column::SendStatus.eq("awaiting_confirmation"))
+                .filter(messages::Column::SendStatus.eq(MessageStatus::AwaitingConfirmation))
                 .exec(&txn)
                 .await?;
             let n = i32::try_from(moved).unwrap_or(i32::MAX);

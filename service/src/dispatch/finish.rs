@@ -1,6 +1,7 @@
 //! Counters, run completion and auto-pause.
 
 use chrono::NaiveDateTime;
+use entity::states::{ReceiverStatus, RunStatus, TaskStatus};
 use entity::{message_receivers, message_task_runs, message_tasks};
 use sea_orm::{
     ColumnTrait, ConnectionTrait, EntityTrait, PaginatorTrait, QueryFilter, QueryOrder,
@@ -86,7 +87,10 @@ pub async fn unfinished(ctx: &Context, run_id: i64) -> ServiceResult<bool> {
         .select_only()
         .column(message_receivers::Column::Id)
         .filter(message_receivers::Column::RunId.eq(run_id))
-        .filter(message_receivers::Column::SendStatus.is_in(["pending", "claimed"]))
+        .filter(
+            message_receivers::Column::SendStatus
+                .is_in([ReceiverStatus::Pending, ReceiverStatus::Claimed]),
+        )
         .limit(1)
         .into_tuple::<i64>()
         .one(&ctx.db)
@@ -109,14 +113,14 @@ pub async fn finish_if_done(ctx: &Context, run_id: i64) -> ServiceResult<()> {
     };
     let awaiting = message_receivers::Entity::find()
         .filter(message_receivers::Column::RunId.eq(run_id))
-        .filter(message_receivers::Column::SendStatus.eq("awaiting_confirmation"))
+        .filter(message_receivers::Column::SendStatus.eq(ReceiverStatus::AwaitingConfirmation))
         .count(&ctx.db)
         .await?;
     let now = ctx.clock.now_db();
     let next = if awaiting > 0 {
-        "awaiting_confirmation"
+        RunStatus::AwaitingConfirmation
     } else {
-        "completed"
+        RunStatus::Completed
     };
     let txn = crate::db::begin(&ctx.db).await?;
     let moved = message_task_runs::Entity::update_many()
@@ -127,11 +131,14 @@ pub async fn finish_if_done(ctx: &Context, run_id: i64) -> ServiceResult<()> {
         )
         .col_expr(message_task_runs::Column::UpdatedAt, Expr::value(now))
         .filter(message_task_runs::Column::Id.eq(run_id))
-        .filter(message_task_runs::Column::Status.is_in(["running", "awaiting_confirmation"]))
+        .filter(
+            message_task_runs::Column::Status
+                .is_in([RunStatus::Running, RunStatus::AwaitingConfirmation]),
+        )
         .filter(message_task_runs::Column::Status.ne(next))
         .exec(&txn)
         .await?;
-    if moved.rows_affected == 1 && next == "completed" {
+    if moved.rows_affected == 1 && next == RunStatus::Completed {
         settle_task(&txn, run.task_id, run_id, now).await?;
         tracing::info!(run.id = run_id, task.id = run.task_id, "task run completed");
     } else if moved.rows_affected == 1 {
@@ -146,12 +153,12 @@ async fn task_of_run<C: ConnectionTrait>(
     conn: &C,
     task_id: i64,
     run_id: i64,
-    statuses: &[&str],
+    statuses: &[TaskStatus],
 ) -> ServiceResult<Option<message_tasks::Model>> {
     Ok(message_tasks::Entity::find_by_id(task_id)
         .one(conn)
         .await?
-        .filter(|t| t.current_run_id == Some(run_id) && statuses.contains(&t.status.as_str())))
+        .filter(|t| t.current_run_id == Some(run_id) && statuses.contains(&t.status)))
 }
 
 async fn settle_task<C: ConnectionTrait>(
@@ -160,15 +167,20 @@ async fn settle_task<C: ConnectionTrait>(
     run_id: i64,
     now: NaiveDateTime,
 ) -> ServiceResult<()> {
-    let Some(task) =
-        task_of_run(conn, task_id, run_id, &["running", "awaiting_confirmation"]).await?
+    let Some(task) = task_of_run(
+        conn,
+        task_id,
+        run_id,
+        &[TaskStatus::Running, TaskStatus::AwaitingConfirmation],
+    )
+    .await?
     else {
         return Ok(());
     };
     let (status, completed_at) = if task.cron_expression.is_some() {
-        ("scheduled", None)
+        (TaskStatus::Scheduled, None)
     } else {
-        ("completed", Some(now))
+        (TaskStatus::Completed, Some(now))
     };
     message_tasks::Entity::update_many()
         .col_expr(message_tasks::Column::Status, Expr::value(status))
@@ -179,7 +191,10 @@ async fn settle_task<C: ConnectionTrait>(
         .col_expr(message_tasks::Column::Progress, Expr::value(100.0))
         .col_expr(message_tasks::Column::UpdatedAt, Expr::value(now))
         .filter(message_tasks::Column::Id.eq(task_id))
-        .filter(message_tasks::Column::Status.is_in(["running", "awaiting_confirmation"]))
+        .filter(
+            message_tasks::Column::Status
+                .is_in([TaskStatus::Running, TaskStatus::AwaitingConfirmation]),
+        )
         .exec(conn)
         .await?;
     Ok(())
@@ -193,19 +208,19 @@ async fn await_confirmations<C: ConnectionTrait>(
     run_id: i64,
     now: NaiveDateTime,
 ) -> ServiceResult<()> {
-    let Some(task) = task_of_run(conn, task_id, run_id, &["running"]).await? else {
+    let Some(task) = task_of_run(conn, task_id, run_id, &[TaskStatus::Running]).await? else {
         return Ok(());
     };
     let status = if task.cron_expression.is_some() {
-        "scheduled"
+        TaskStatus::Scheduled
     } else {
-        "awaiting_confirmation"
+        TaskStatus::AwaitingConfirmation
     };
     message_tasks::Entity::update_many()
         .col_expr(message_tasks::Column::Status, Expr::value(status))
         .col_expr(message_tasks::Column::UpdatedAt, Expr::value(now))
         .filter(message_tasks::Column::Id.eq(task_id))
-        .filter(message_tasks::Column::Status.eq("running"))
+        .filter(message_tasks::Column::Status.eq(TaskStatus::Running))
         .exec(conn)
         .await?;
     Ok(())
@@ -218,14 +233,14 @@ pub async fn auto_pause(
     run_id: i64,
     rule: AutoPause,
 ) -> ServiceResult<()> {
-    let recent: Vec<String> = message_receivers::Entity::find()
+    let recent: Vec<ReceiverStatus> = message_receivers::Entity::find()
         .select_only()
         .column(message_receivers::Column::SendStatus)
         .filter(message_receivers::Column::RunId.eq(run_id))
         .filter(message_receivers::Column::SendStatus.is_in([
-            "sent",
-            "failed",
-            "awaiting_confirmation",
+            ReceiverStatus::Sent,
+            ReceiverStatus::Failed,
+            ReceiverStatus::AwaitingConfirmation,
         ]))
         .order_by_desc(message_receivers::Column::UpdatedAt)
         .order_by_desc(message_receivers::Column::Id)
@@ -236,7 +251,10 @@ pub async fn auto_pause(
     if recent.len() < rule.window as usize {
         return Ok(());
     }
-    let failed = recent.iter().filter(|s| *s == "failed").count();
+    let failed = recent
+        .iter()
+        .filter(|s| **s == ReceiverStatus::Failed)
+        .count();
     let rate = failed as f64 / recent.len() as f64;
     if rate <= rule.failure_rate {
         return Ok(());
@@ -254,7 +272,10 @@ pub async fn auto_pause(
 /// cancels it.
 pub async fn pause_with_reason(ctx: &Context, task_id: i64, reason: String) -> ServiceResult<()> {
     let paused = message_tasks::Entity::update_many()
-        .col_expr(message_tasks::Column::Status, Expr::value("paused"))
+        .col_expr(
+            message_tasks::Column::Status,
+            Expr::value(TaskStatus::Paused),
+        )
         .col_expr(
             message_tasks::Column::PauseReason,
             Expr::value(reason.clone()),
@@ -264,7 +285,7 @@ pub async fn pause_with_reason(ctx: &Context, task_id: i64, reason: String) -> S
             Expr::value(ctx.clock.now_db()),
         )
         .filter(message_tasks::Column::Id.eq(task_id))
-        .filter(message_tasks::Column::Status.eq("running"))
+        .filter(message_tasks::Column::Status.eq(TaskStatus::Running))
         .exec(&ctx.db)
         .await?;
     if paused.rows_affected == 1 {

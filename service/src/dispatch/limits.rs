@@ -3,6 +3,7 @@
 //! minute and 1,000 an hour per member for app messages), per robot (20 a minute), per-contact
 //! frequency caps across tasks, and the monthly quota of customer mass messages.
 
+use entity::states::{Channel, ReceiverStatus};
 use std::time::Duration;
 
 use chrono::{Datelike, NaiveDate, TimeDelta};
@@ -43,8 +44,8 @@ pub fn send_rates(
             Rate::per_minute(ctx.settings.dispatch.instance_rate_per_minute),
         ));
     }
-    match task.channel.as_str() {
-        "app_message" => {
+    match task.channel {
+        Channel::AppMessage => {
             rates.push((
                 format!("member-min:{}:{recipient}", account.instance_id),
                 Rate::per_minute(30),
@@ -54,7 +55,7 @@ pub fn send_rates(
                 Rate::per_hour(1000).with_burst(30),
             ));
         }
-        "robot" => rates.push((
+        Channel::Robot => rates.push((
             format!("robot:{}", account.instance_id),
             Rate::per_minute(20),
         )),
@@ -73,7 +74,10 @@ async fn recent_for_contact(
     Ok(message_receivers::Entity::find()
         .filter(message_receivers::Column::ContactId.eq(contact_id))
         .filter(message_receivers::Column::SendTime.gte(since))
-        .filter(message_receivers::Column::SendStatus.is_in(["sent", "awaiting_confirmation"]))
+        .filter(
+            message_receivers::Column::SendStatus
+                .is_in([ReceiverStatus::Sent, ReceiverStatus::AwaitingConfirmation]),
+        )
         .count(&ctx.db)
         .await?)
 }
@@ -123,9 +127,12 @@ pub async fn over_monthly_quota(ctx: &Context, contact_id: i64) -> ServiceResult
             JoinType::InnerJoin,
             message_receivers::Relation::MessageTasks.def(),
         )
-        .filter(message_tasks::Column::Channel.eq("customer_mass"))
+        .filter(message_tasks::Column::Channel.eq(Channel::CustomerMass))
         .filter(message_receivers::Column::ContactId.eq(contact_id))
-        .filter(message_receivers::Column::SendStatus.is_in(["sent", "awaiting_confirmation"]))
+        .filter(
+            message_receivers::Column::SendStatus
+                .is_in([ReceiverStatus::Sent, ReceiverStatus::AwaitingConfirmation]),
+        )
         .filter(message_receivers::Column::SendTime.gte(month_start))
         .count(&ctx.db)
         .await?;

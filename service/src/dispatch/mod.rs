@@ -14,6 +14,7 @@ pub mod sweeper;
 
 pub use chunk::{ChunkReport, run_chunk};
 
+use entity::states::{ReceiverStatus, RunStatus, TaskStatus};
 use entity::{message_receivers, message_task_runs, message_tasks};
 use sea_orm::{
     ColumnTrait, Condition, EntityTrait, JoinType, QueryFilter, QueryOrder, QuerySelect,
@@ -37,8 +38,8 @@ pub async fn ready_runs(
             JoinType::InnerJoin,
             message_task_runs::Relation::MessageTasks.def(),
         )
-        .filter(message_task_runs::Column::Status.eq("running"))
-        .filter(message_tasks::Column::Status.eq("running"))
+        .filter(message_task_runs::Column::Status.eq(RunStatus::Running))
+        .filter(message_tasks::Column::Status.eq(TaskStatus::Running))
         .order_by_asc(message_tasks::Column::Priority)
         .order_by_asc(message_task_runs::Column::Id)
         .limit(limit)
@@ -51,7 +52,7 @@ pub async fn ready_runs(
             .select_only()
             .column(message_receivers::Column::Id)
             .filter(message_receivers::Column::RunId.eq(run))
-            .filter(message_receivers::Column::SendStatus.eq("pending"))
+            .filter(message_receivers::Column::SendStatus.eq(ReceiverStatus::Pending))
             .filter(
                 Condition::any()
                     .add(message_receivers::Column::NextAttemptAt.is_null())

@@ -2,6 +2,7 @@
 //! died) go back to `pending`; runs whose last receiver was written by a worker that died before
 //! finishing them are finished.
 
+use entity::states::{ReceiverStatus, RunStatus};
 use entity::{message_receivers, message_task_runs};
 use sea_orm::{ColumnTrait, EntityTrait, QueryFilter, sea_query::Expr};
 
@@ -18,7 +19,7 @@ pub async fn sweep(ctx: &Context) -> ServiceResult<Swept> {
     let released = message_receivers::Entity::update_many()
         .col_expr(
             message_receivers::Column::SendStatus,
-            Expr::value("pending"),
+            Expr::value(ReceiverStatus::Pending),
         )
         .col_expr(
             message_receivers::Column::LeaseOwner,
@@ -28,7 +29,7 @@ pub async fn sweep(ctx: &Context) -> ServiceResult<Swept> {
             message_receivers::Column::LeaseExpiresAt,
             Expr::value(Option::<chrono::NaiveDateTime>::None),
         )
-        .filter(message_receivers::Column::SendStatus.eq("claimed"))
+        .filter(message_receivers::Column::SendStatus.eq(ReceiverStatus::Claimed))
         .filter(message_receivers::Column::LeaseExpiresAt.lt(now))
         .exec(&ctx.db)
         .await?
@@ -37,7 +38,7 @@ pub async fn sweep(ctx: &Context) -> ServiceResult<Swept> {
         tracing::warn!(released, "receivers of a dead worker returned to pending");
     }
     let running = message_task_runs::Entity::find()
-        .filter(message_task_runs::Column::Status.eq("running"))
+        .filter(message_task_runs::Column::Status.eq(RunStatus::Running))
         .all(&ctx.db)
         .await?;
     record_progress(ctx, &running);

@@ -264,7 +264,7 @@ impl InstanceDriver for AgentDriver {
             "msgtype": message.msgtype,
         });
         if let Some(map) = body.as_object_mut() {
-            map.insert(message.msgtype.clone(), message.payload.clone());
+            map.insert(message.msgtype.as_str().to_owned(), message.payload.clone());
         }
         let path = format!("/accounts/{}/messages", segment(&message.account_wxid));
         let (out, replayed): (SendOut, bool) = self

@@ -5,6 +5,7 @@ pub mod agent;
 pub mod signing;
 pub mod wecom;
 
+use entity::states::{AccountStatus, MessageType};
 use std::time::Duration;
 
 use entity::wework_instances;
@@ -30,15 +31,26 @@ pub struct RemoteAccount {
     pub phone: Option<String>,
     #[serde(default)]
     pub email: Option<String>,
-    /// `online`, `offline` or `banned`.
-    #[serde(default = "offline")]
-    pub status: String,
+    /// `online`, `offline` or `banned`; anything else an instance reports reads as offline.
+    #[serde(default = "offline", deserialize_with = "lenient_account_status")]
+    pub status: AccountStatus,
     #[serde(default)]
     pub is_logged_in: bool,
 }
 
-fn offline() -> String {
-    "offline".to_owned()
+fn offline() -> AccountStatus {
+    AccountStatus::Offline
+}
+
+/// An instance is outside our control: a status we do not know must not fail its whole sync.
+fn lenient_account_status<'de, D: serde::Deserializer<'de>>(
+    deserializer: D,
+) -> Result<AccountStatus, D::Error> {
+    let text = Option::<String>::deserialize(deserializer)?;
+    Ok(text
+        .as_deref()
+        .and_then(AccountStatus::parse)
+        .unwrap_or(AccountStatus::Offline))
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize, utoipa::ToSchema)]
@@ -127,20 +139,7 @@ pub struct RemoteGroup {
 }
 
 /// Which WeCom path a message takes; agents deliver everything directly.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
-#[serde(rename_all = "snake_case")]
-pub enum Channel {
-    /// Agent protocol: the account sends as a person would.
-    Direct,
-    /// WeCom `message/send`: an app message to members.
-    AppMessage,
-    /// WeCom `appchat/send`: to a group chat the app created.
-    AppChat,
-    /// WeCom `add_msg_template`: a customer mass message the member confirms in the client.
-    CustomerMass,
-    /// WeCom group robot webhook.
-    Robot,
-}
+pub use entity::states::Channel;
 
 #[derive(Debug, Clone, Serialize)]
 pub struct OutboundMessage {
@@ -148,8 +147,7 @@ pub struct OutboundMessage {
     pub to: String,
     pub to_group: bool,
     pub channel: Channel,
-    /// `text`, `image`, `link`, `file` or `miniprogram`.
-    pub msgtype: String,
+    pub msgtype: MessageType,
     /// The type's payload, e.g. `{"content": "…"}` for text.
     pub payload: serde_json::Value,
     /// Stable per receiver: a resend after a crash carries the same key.
@@ -173,7 +171,7 @@ pub struct MassMessage {
     /// External user ids, or customer group chat ids when `to_group`.
     pub targets: Vec<String>,
     pub to_group: bool,
-    pub msgtype: String,
+    pub msgtype: MessageType,
     pub payload: serde_json::Value,
 }
 
@@ -353,15 +351,15 @@ pub async fn for_instance(
             format!("instance {} has no `{key}`", instance.id),
         )
     };
-    match InstanceKind::parse(&instance.kind) {
-        Some(InstanceKind::Agent) => {
+    match instance.kind {
+        InstanceKind::Agent => {
             let secret = config
                 .get("agent_secret")
                 .cloned()
                 .ok_or_else(|| missing("agent_secret"))?;
             Ok(Box::new(agent::AgentDriver::new(client, base, secret)))
         }
-        Some(InstanceKind::Wecom) => {
+        InstanceKind::Wecom => {
             let corp_id = config
                 .get("corp_id")
                 .cloned()
@@ -383,11 +381,6 @@ pub async fn for_instance(
                 ctx.tokens.clone(),
             )))
         }
-        None => Err(ServiceError::Internal(anyhow::anyhow!(
-            "instance {} has unknown kind {}",
-            instance.id,
-            instance.kind
-        ))),
     }
 }
 

@@ -1,6 +1,7 @@
 //! WeCom accounts on an instance: synced from it, with local remark, tags and send rate.
 
 use chrono::{DateTime, Utc};
+use entity::states::AccountStatus;
 use entity::{wework_accounts, wework_instances};
 use sea_orm::{
     ActiveValue::Set,
@@ -29,8 +30,7 @@ pub struct AccountView {
     pub avatar_url: Option<String>,
     pub phone: Option<String>,
     pub email: Option<String>,
-    /// `online`, `offline` or `banned`.
-    pub status: String,
+    pub status: AccountStatus,
     pub is_logged_in: bool,
     pub last_sync_time: Option<DateTime<Utc>>,
     pub contact_count: i32,
@@ -90,7 +90,7 @@ pub struct AccountPatch {
 #[derive(Debug, Clone, Default)]
 pub struct AccountFilter {
     pub instance_id: Option<i64>,
-    pub status: Option<String>,
+    pub status: Option<AccountStatus>,
     pub q: Option<String>,
 }
 
@@ -279,7 +279,7 @@ pub async fn sync_from(
             avatar_url: Set(a.avatar_url.clone()),
             phone: Set(a.phone.clone().filter(|p| p.len() <= 20)),
             email: Set(a.email.clone().filter(|e| e.len() <= 100)),
-            status: Set(a.status.chars().take(16).collect()),
+            status: Set(a.status),
             is_logged_in: Set(a.is_logged_in),
             last_sync_time: Set(Some(now)),
             contact_count: Set(0),
@@ -311,7 +311,10 @@ pub async fn sync_from(
             .await?;
     }
     wework_accounts::Entity::update_many()
-        .col_expr(wework_accounts::Column::Status, Expr::value("offline"))
+        .col_expr(
+            wework_accounts::Column::Status,
+            Expr::value(AccountStatus::Offline),
+        )
         .col_expr(wework_accounts::Column::IsLoggedIn, Expr::value(false))
         .filter(wework_accounts::Column::InstanceId.eq(instance.id))
         .filter(wework_accounts::Column::LastSyncTime.lt(now))
@@ -325,7 +328,7 @@ pub async fn sync_from(
         .await?;
     let online = wework_accounts::Entity::find()
         .filter(wework_accounts::Column::InstanceId.eq(instance.id))
-        .filter(wework_accounts::Column::Status.eq("online"))
+        .filter(wework_accounts::Column::Status.eq(AccountStatus::Online))
         .count(&txn)
         .await?;
     wework_instances::Entity::update_many()

@@ -323,7 +323,7 @@ pub async fn put(
     audit::guard(ctx, actor, entry.clone(), async {
         actor.require("instances:update")?;
         let instance = find_visible(&ctx.db, actor, instance_id).await?;
-        let kind = InstanceKind::parse(&instance.kind).unwrap_or(InstanceKind::Agent);
+        let kind = instance.kind;
         let value = check(kind, key, &input, key).map_err(|e| ServiceError::Validation(vec![e]))?;
         let txn = crate::db::begin(&ctx.db).await?;
         // Waits for a move of the instance in flight, so it checks the secrets stored after this.

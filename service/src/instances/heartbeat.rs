@@ -2,6 +2,7 @@
 //! a conditional UPDATE (so several workers never poll it twice) and checked in its own task with
 //! a timeout, so one slow instance never delays the others.
 
+use entity::states::InstanceStatus;
 use std::time::{Duration, Instant};
 
 use chrono::TimeDelta;
@@ -19,7 +20,7 @@ pub async fn due(ctx: &Context, limit: u64) -> ServiceResult<Vec<wework_instance
     Ok(wework_instances::Entity::find()
         .filter(wework_instances::Column::Enabled.eq(true))
         .filter(wework_instances::Column::DeletedAt.is_null())
-        .filter(wework_instances::Column::Status.ne("maintenance"))
+        .filter(wework_instances::Column::Status.ne(InstanceStatus::Maintenance))
         .filter(
             Condition::any()
                 .add(wework_instances::Column::NextHeartbeatAt.is_null())
@@ -91,12 +92,16 @@ pub async fn beat(ctx: &Context, instance: &wework_instances::Model) -> ServiceR
     };
     let latency_ms = i32::try_from(started.elapsed().as_millis()).unwrap_or(i32::MAX);
     let now = ctx.clock.now_db();
-    let not_maintenance = wework_instances::Column::Status.ne("maintenance");
+    let not_maintenance = wework_instances::Column::Status.ne(InstanceStatus::Maintenance);
     match outcome {
         Ok(health) => {
-            let recovered = instance.status != "online" && instance.last_heartbeat.is_some();
+            let recovered =
+                instance.status != InstanceStatus::Online && instance.last_heartbeat.is_some();
             let mut update = wework_instances::Entity::update_many()
-                .col_expr(wework_instances::Column::Status, Expr::value("online"))
+                .col_expr(
+                    wework_instances::Column::Status,
+                    Expr::value(InstanceStatus::Online),
+                )
                 .col_expr(wework_instances::Column::LastHeartbeat, Expr::value(now))
                 .col_expr(
                     wework_instances::Column::HeartbeatLatencyMs,
@@ -126,7 +131,7 @@ pub async fn beat(ctx: &Context, instance: &wework_instances::Model) -> ServiceR
                 .filter(not_maintenance)
                 .exec(&ctx.db)
                 .await?;
-            if instance.status != "online" {
+            if instance.status != InstanceStatus::Online {
                 tracing::info!(instance.id = instance.id, latency_ms, "instance online");
             }
             record_latency(ctx, instance.id, latency_ms).await;
@@ -142,11 +147,11 @@ pub async fn beat(ctx: &Context, instance: &wework_instances::Model) -> ServiceR
                 DriverError::Permanent { .. } | DriverError::Unsupported(_)
             );
             let status = if permanent {
-                "error"
+                InstanceStatus::Error
             } else if missed >= ctx.settings.instances.offline_after_missed {
-                "offline"
+                InstanceStatus::Offline
             } else {
-                instance.status.as_str()
+                instance.status
             };
             wework_instances::Entity::update_many()
                 .col_expr(wework_instances::Column::Status, Expr::value(status))
@@ -163,7 +168,7 @@ pub async fn beat(ctx: &Context, instance: &wework_instances::Model) -> ServiceR
                 .exec(&ctx.db)
                 .await?;
             if status != instance.status {
-                tracing::warn!(instance.id = instance.id, status, error = %error, "instance status changed");
+                tracing::warn!(instance.id = instance.id, %status, error = %error, "instance status changed");
             } else {
                 tracing::debug!(instance.id = instance.id, missed, error = %error, "heartbeat failed");
             }
@@ -187,7 +192,7 @@ fn health_point(
     crate::telemetry::Point::new("instance_health", ctx.clock.now())
         .tag("instance", instance.id)
         .tag("instance_name", &instance.name)
-        .tag("kind", &instance.kind)
+        .tag("kind", instance.kind)
         .bool("online", online)
         .int("accounts", i64::from(instance.current_accounts))
         .int("missed_heartbeats", i64::from(missed))

@@ -10,8 +10,8 @@ use sea_orm::{
 use serde::Deserialize;
 
 use super::{
-    InstanceKind, InstanceView, OFFICIAL_WECOM_API, STATUSES, configs, destination, find_live,
-    find_visible, view,
+    InstanceKind, InstanceStatus, InstanceView, OFFICIAL_WECOM_API, configs, destination,
+    find_live, find_visible, view,
 };
 use crate::{
     Context, ServiceError, ServiceResult,
@@ -85,8 +85,8 @@ pub struct InstancePatch {
 #[derive(Debug, Clone, Default)]
 pub struct InstanceFilter {
     pub q: Option<String>,
-    pub status: Option<String>,
-    pub kind: Option<String>,
+    pub status: Option<InstanceStatus>,
+    pub kind: Option<InstanceKind>,
     pub enabled: Option<bool>,
 }
 
@@ -210,8 +210,8 @@ pub async fn create(
             instance_uuid: Set(uuid::Uuid::new_v4()),
             name: Set(name),
             description: Set(description),
-            kind: Set(input.kind.as_str().to_owned()),
-            status: Set("offline".to_owned()),
+            kind: Set(input.kind),
+            status: Set(InstanceStatus::Offline),
             enabled: Set(input.enabled.unwrap_or(true)),
             api_url: Set(api_url),
             proxy_host: Set(input.proxy_host.filter(|h| !h.is_empty())),
@@ -292,8 +292,7 @@ pub async fn update(
             1,
             3_600,
         );
-        let kind = InstanceKind::parse(&current.kind).unwrap_or(InstanceKind::Agent);
-        let values = checked_config(kind, &patch.config, &mut v);
+        let values = checked_config(current.kind, &patch.config, &mut v);
         let proxy_password_given = matches!(&patch.proxy_password, Some(Some(p)) if !p.is_empty());
         let now = ctx.clock.now_db();
         let txn = crate::db::begin(&ctx.db).await?;
@@ -440,7 +439,11 @@ pub async fn set_maintenance(
         let txn = crate::db::begin(&ctx.db).await?;
         wework_instances::Entity::update(wework_instances::ActiveModel {
             id: Set(id),
-            status: Set(if on { "maintenance" } else { "offline" }.to_owned()),
+            status: Set(if on {
+                InstanceStatus::Maintenance
+            } else {
+                InstanceStatus::Offline
+            }),
             next_heartbeat_at: Set(None),
             missed_heartbeats: Set(0),
             updated_at: Set(now),
@@ -478,21 +481,6 @@ pub async fn list(
     page: PageRequest,
 ) -> ServiceResult<Page<InstanceView>> {
     actor.require("instances:read")?;
-    let mut v = Violations::new();
-    if let Some(status) = filter.status.as_deref().filter(|s| !STATUSES.contains(s)) {
-        v.add(
-            "status",
-            format!("`{status}` is not one of {}", STATUSES.join(", ")),
-        );
-    }
-    if let Some(kind) = filter
-        .kind
-        .as_deref()
-        .filter(|k| InstanceKind::parse(k).is_none())
-    {
-        v.add("kind", format!("`{kind}` is not agent or wecom"));
-    }
-    v.finish()?;
     let mut query =
         wework_instances::Entity::find().filter(wework_instances::Column::DeletedAt.is_null());
     query = query.filter(actor.reach.on_instances(wework_instances::Column::Id));

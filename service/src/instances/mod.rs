@@ -10,39 +10,11 @@ pub mod manage;
 use chrono::{DateTime, Utc};
 use entity::{instance_configs, wework_instances};
 use sea_orm::{ColumnTrait, ConnectionTrait, EntityTrait, QueryFilter, QueryOrder};
-use serde::{Deserialize, Serialize};
+use serde::Serialize;
 
 use crate::{Context, ServiceError, ServiceResult, clock::to_utc};
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
-#[serde(rename_all = "lowercase")]
-pub enum InstanceKind {
-    /// A hook- or protocol-based WeCom client speaking our agent protocol.
-    Agent,
-    /// An official WeCom self-built app (corp id, secret, agent id).
-    Wecom,
-}
-
-impl InstanceKind {
-    pub fn as_str(self) -> &'static str {
-        match self {
-            Self::Agent => "agent",
-            Self::Wecom => "wecom",
-        }
-    }
-
-    pub fn parse(value: &str) -> Option<Self> {
-        match value {
-            "agent" => Some(Self::Agent),
-            "wecom" => Some(Self::Wecom),
-            _ => None,
-        }
-    }
-}
-
-/// `offline`, `online`, `error` (reachable but failing) or `maintenance` (set by an operator;
-/// heartbeats leave it alone).
-pub const STATUSES: &[&str] = &["offline", "online", "error", "maintenance"];
+pub use entity::states::{InstanceKind, InstanceStatus};
 
 pub const OFFICIAL_WECOM_API: &str = "https://qyapi.weixin.qq.com/cgi-bin";
 
@@ -65,7 +37,7 @@ pub struct InstanceView {
     pub description: Option<String>,
     pub kind: InstanceKind,
     pub version: Option<String>,
-    pub status: String,
+    pub status: InstanceStatus,
     pub enabled: bool,
     pub api_url: Option<String>,
     /// Where this instance sends events: configure it in the agent or the WeCom admin console.
@@ -115,7 +87,7 @@ pub async fn view<C: ConnectionTrait>(
         id: m.id,
         uuid: m.instance_uuid,
         callback_url: callback_url(ctx, &m),
-        kind: InstanceKind::parse(&m.kind).unwrap_or(InstanceKind::Agent),
+        kind: m.kind,
         name: m.name,
         description: m.description,
         version: m.version,

@@ -4,6 +4,7 @@
 //! Object-level rule: an administrator manages only users whose permissions are a subset of their
 //! own, and grants only roles whose permissions they hold, so nobody can raise their own power.
 
+use entity::states::UserStatus;
 use std::collections::BTreeSet;
 
 use chrono::{DateTime, NaiveDateTime, Utc};
@@ -45,7 +46,7 @@ pub struct UserView {
     pub nickname: Option<String>,
     pub avatar_url: Option<String>,
     /// `active` or `disabled`.
-    pub status: String,
+    pub status: UserStatus,
     /// Set while failed logins keep the account locked.
     pub locked_until: Option<DateTime<Utc>>,
     pub totp_enabled: bool,
@@ -102,7 +103,7 @@ pub struct UserPatch {
 #[derive(Debug, Clone, Default)]
 pub struct UserFilter {
     pub q: Option<String>,
-    pub status: Option<String>,
+    pub status: Option<UserStatus>,
     pub role_id: Option<i64>,
 }
 
@@ -412,7 +413,7 @@ async fn ensure_super_admin_remains(
         .filter(roles::Column::Name.eq(SUPER_ADMIN))
         .filter(roles::Column::DeletedAt.is_null())
         .filter(users::Column::DeletedAt.is_null())
-        .filter(users::Column::Status.eq("active"))
+        .filter(users::Column::Status.eq(UserStatus::Active))
         .filter(
             Condition::any()
                 .add(user_roles::Column::ExpiresAt.is_null())
@@ -467,7 +468,7 @@ pub async fn create(ctx: &Context, actor: &Actor, input: UserInput) -> ServiceRe
             phone: Set(phone),
             nickname: Set(nickname),
             password_hash: Set(hash),
-            status: Set("active".to_owned()),
+            status: Set(UserStatus::Active),
             failed_login_count: Set(0),
             totp_enabled: Set(false),
             created_by: Set(actor.user_id),
@@ -633,7 +634,11 @@ pub async fn set_status(
             Box::pin(async move {
                 users::Entity::update(users::ActiveModel {
                     id: Set(user.id),
-                    status: Set(if active { "active" } else { "disabled" }.to_owned()),
+                    status: Set(if active {
+                        UserStatus::Active
+                    } else {
+                        UserStatus::Disabled
+                    }),
                     updated_at: Set(now),
                     ..Default::default()
                 })

@@ -1,6 +1,7 @@
 //! Contacts of a synced account: upserted with their tags, unlinked from tags the instance
 //! no longer reports, marked deleted when no longer listed.
 
+use entity::states::{ContactType, FriendStatus};
 use std::collections::{HashMap, HashSet};
 
 use chrono::{DateTime, NaiveDateTime};
@@ -50,14 +51,12 @@ pub(crate) async fn upsert_contacts(
         gender: Set(c.gender),
         region: Set(bounded(c.region.as_ref(), 100)),
         corp_name: Set(bounded(c.corp_name.as_ref(), 100)),
-        contact_type: Set(
-            if crate::contacts::CONTACT_TYPES.contains(&c.contact_type.as_str()) {
-                c.contact_type.clone()
-            } else {
-                "external".into()
-            },
-        ),
-        friend_status: Set(if c.deleted { "deleted" } else { "normal" }.to_owned()),
+        contact_type: Set(ContactType::parse(&c.contact_type).unwrap_or(ContactType::External)),
+        friend_status: Set(if c.deleted {
+            FriendStatus::Deleted
+        } else {
+            FriendStatus::Normal
+        }),
         is_star: Set(false),
         is_top: Set(false),
         is_blocked: Set(false),
@@ -199,7 +198,7 @@ pub(super) async fn newly_deleted(
     let count = contacts::Entity::find()
         .filter(contacts::Column::AccountId.eq(account_id))
         .filter(contacts::Column::Wxid.is_in(deleted))
-        .filter(contacts::Column::FriendStatus.eq("normal"))
+        .filter(contacts::Column::FriendStatus.eq(FriendStatus::Normal))
         .count(&ctx.db)
         .await?;
     Ok(i32::try_from(count).unwrap_or(i32::MAX))
@@ -212,10 +211,13 @@ pub(super) async fn mark_unlisted_contacts(
     started: NaiveDateTime,
 ) -> ServiceResult<i32> {
     let result = contacts::Entity::update_many()
-        .col_expr(contacts::Column::FriendStatus, Expr::value("deleted"))
+        .col_expr(
+            contacts::Column::FriendStatus,
+            Expr::value(FriendStatus::Deleted),
+        )
         .col_expr(contacts::Column::UpdatedAt, Expr::value(ctx.clock.now_db()))
         .filter(contacts::Column::AccountId.eq(account_id))
-        .filter(contacts::Column::FriendStatus.eq("normal"))
+        .filter(contacts::Column::FriendStatus.eq(FriendStatus::Normal))
         .filter(contacts::Column::DeletedAt.is_null())
         .filter(contacts::Column::AddSource.ne("manual"))
         .filter(contacts::Column::AddSource.ne("import"))

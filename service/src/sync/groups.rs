@@ -1,6 +1,7 @@
 //! Groups of a synced account with their members (`left_at` for those no longer listed), and
 //! the account's counters.
 
+use entity::states::FriendStatus;
 use std::collections::BTreeMap;
 
 use entity::{chat_groups, contacts, group_members, wework_accounts, wework_instances};
@@ -221,7 +222,7 @@ pub(super) async fn upsert_members(
 pub(super) async fn account_counts(ctx: &Context, account_id: i64) -> ServiceResult<()> {
     let contacts_now = contacts::Entity::find()
         .filter(contacts::Column::AccountId.eq(account_id))
-        .filter(contacts::Column::FriendStatus.eq("normal"))
+        .filter(contacts::Column::FriendStatus.eq(FriendStatus::Normal))
         .filter(contacts::Column::DeletedAt.is_null())
         .count(&ctx.db)
         .await?;

@@ -9,6 +9,7 @@ mod contacts;
 mod groups;
 
 use chrono::{DateTime, NaiveDateTime, TimeDelta, Utc};
+use entity::states::{InstanceStatus, SyncStatus};
 use entity::{sync_runs, wework_instances};
 use sea_orm::{
     ActiveValue::Set, ColumnTrait, Condition, EntityTrait, PaginatorTrait, QueryFilter, QueryOrder,
@@ -39,7 +40,7 @@ pub struct SyncRunView {
     pub id: i64,
     pub instance_id: i64,
     /// `pending`, `running`, `succeeded` or `failed`.
-    pub status: String,
+    pub status: SyncStatus,
     pub accounts: i32,
     pub contacts: i32,
     pub groups: i32,
@@ -79,7 +80,7 @@ pub async fn queue(
 ) -> ServiceResult<sync_runs::Model> {
     let open = sync_runs::Entity::find()
         .filter(sync_runs::Column::InstanceId.eq(instance_id))
-        .filter(sync_runs::Column::Status.is_in(["pending", "running"]))
+        .filter(sync_runs::Column::Status.is_in(SyncStatus::OPEN))
         .one(&ctx.db)
         .await?;
     if let Some(open) = open {
@@ -87,7 +88,7 @@ pub async fn queue(
     }
     let row = sync_runs::ActiveModel {
         instance_id: Set(instance_id),
-        status: Set("pending".to_owned()),
+        status: Set(SyncStatus::Pending),
         requested_by: Set(requested_by),
         accounts: Set(0),
         contacts: Set(0),
@@ -115,7 +116,7 @@ pub async fn queue_due(ctx: &Context) -> ServiceResult<usize> {
     let online = wework_instances::Entity::find()
         .filter(wework_instances::Column::DeletedAt.is_null())
         .filter(wework_instances::Column::Enabled.eq(true))
-        .filter(wework_instances::Column::Status.eq("online"))
+        .filter(wework_instances::Column::Status.eq(InstanceStatus::Online))
         .all(&ctx.db)
         .await?;
     let mut queued = 0;
@@ -182,10 +183,10 @@ pub async fn list(
 pub async fn claim_next(ctx: &Context, worker: &str) -> ServiceResult<Option<sync_runs::Model>> {
     let now = ctx.clock.now_db();
     let claimable = Condition::any()
-        .add(sync_runs::Column::Status.eq("pending"))
+        .add(sync_runs::Column::Status.eq(SyncStatus::Pending))
         .add(
             Condition::all()
-                .add(sync_runs::Column::Status.eq("running"))
+                .add(sync_runs::Column::Status.eq(SyncStatus::Running))
                 .add(sync_runs::Column::LeaseExpiresAt.lt(now)),
         );
     let Some(candidate) = sync_runs::Entity::find()
@@ -197,7 +198,7 @@ pub async fn claim_next(ctx: &Context, worker: &str) -> ServiceResult<Option<syn
         return Ok(None);
     };
     let claimed = sync_runs::Entity::update_many()
-        .col_expr(sync_runs::Column::Status, Expr::value("running"))
+        .col_expr(sync_runs::Column::Status, Expr::value(SyncStatus::Running))
         .col_expr(sync_runs::Column::LeaseOwner, Expr::value(worker))
         .col_expr(
             sync_runs::Column::LeaseExpiresAt,
@@ -243,7 +244,7 @@ async fn heartbeat(
         .col_expr(sync_runs::Column::Removed, Expr::value(counts.removed))
         .filter(sync_runs::Column::Id.eq(run_id))
         .filter(sync_runs::Column::LeaseOwner.eq(worker))
-        .filter(sync_runs::Column::Status.eq("running"))
+        .filter(sync_runs::Column::Status.eq(SyncStatus::Running))
         .exec(&ctx.db)
         .await?;
     Ok(renewed.rows_affected == 1)
@@ -261,9 +262,9 @@ async fn finish(
         .col_expr(
             sync_runs::Column::Status,
             Expr::value(if error.is_some() {
-                "failed"
+                SyncStatus::Failed
             } else {
-                "succeeded"
+                SyncStatus::Succeeded
             }),
         )
         .col_expr(sync_runs::Column::ErrorMessage, Expr::value(error))

@@ -2,6 +2,7 @@
 //! Pause and cancel are states in the database that every chunk reads before it claims, so they
 //! take effect within one chunk and survive restarts.
 
+use entity::states::{Channel, ReceiverStatus, RunStatus, TaskStatus};
 use std::collections::BTreeMap;
 
 use chrono::NaiveDateTime;
@@ -25,8 +26,8 @@ use crate::{
 /// Where a transition takes the task.
 #[derive(Clone, Copy)]
 enum Target {
-    To(&'static str),
-    /// Whatever the current run says (see `schedule::status_after_run`), read under a lock in
+    To(TaskStatus),
+    /// Whatever the current run says (see `RunStatus::task_status`), read under a lock in
     /// the transition's transaction, so a run that ends meanwhile settles the task either way.
     AfterRun,
 }
@@ -36,7 +37,7 @@ async fn transition(
     actor: &Actor,
     id: i64,
     operation: &'static str,
-    from: &[&str],
+    from: fn(TaskStatus) -> bool,
     target: Target,
     reason: Option<String>,
 ) -> ServiceResult<TaskView> {
@@ -44,7 +45,7 @@ async fn transition(
     audit::guard(ctx, actor, entry.clone(), async {
         actor.require("tasks:control")?;
         let task = find_visible(&ctx.db, actor, id).await?;
-        if !from.contains(&task.status.as_str()) {
+        if !from(task.status) {
             return Err(ServiceError::conflict(
                 "status",
                 format!(
@@ -58,7 +59,7 @@ async fn transition(
         let txn = crate::db::begin(&ctx.db).await?;
         let first = match target {
             Target::To(status) => status,
-            Target::AfterRun => "running",
+            Target::AfterRun => TaskStatus::Running,
         };
         let moved = message_tasks::Entity::update_many()
             .col_expr(message_tasks::Column::Status, Expr::value(first))
@@ -68,7 +69,7 @@ async fn transition(
             )
             .col_expr(message_tasks::Column::UpdatedAt, Expr::value(now))
             .filter(message_tasks::Column::Id.eq(id))
-            .filter(message_tasks::Column::Status.eq(task.status.as_str()))
+            .filter(message_tasks::Column::Status.eq(task.status))
             .exec(&txn)
             .await?;
         if moved.rows_affected != 1 {
@@ -99,21 +100,21 @@ async fn follow_current_run(
     txn: &DatabaseTransaction,
     task: &message_tasks::Model,
     now: NaiveDateTime,
-) -> ServiceResult<&'static str> {
+) -> ServiceResult<TaskStatus> {
     let Some(run_id) = task.current_run_id else {
-        set_status(txn, task.id, "scheduled", now).await?;
-        return Ok("scheduled");
+        set_status(txn, task.id, TaskStatus::Scheduled, now).await?;
+        return Ok(TaskStatus::Scheduled);
     };
     let mut query = message_task_runs::Entity::find_by_id(run_id);
     if crate::db::row_locks(txn) {
         query = query.lock_exclusive();
     }
     let Some(run) = query.one(txn).await? else {
-        set_status(txn, task.id, "scheduled", now).await?;
-        return Ok("scheduled");
+        set_status(txn, task.id, TaskStatus::Scheduled, now).await?;
+        return Ok(TaskStatus::Scheduled);
     };
-    let status = schedule::status_after_run(&run.status, task.cron_expression.is_some());
-    if status != "running" {
+    let status = run.status.task_status(task.cron_expression.is_some());
+    if status != TaskStatus::Running {
         schedule::set_status_after_run(txn, task.id, &run, status, now).await?;
     }
     Ok(status)
@@ -122,7 +123,7 @@ async fn follow_current_run(
 async fn set_status(
     txn: &DatabaseTransaction,
     task_id: i64,
-    status: &str,
+    status: TaskStatus,
     now: NaiveDateTime,
 ) -> ServiceResult<()> {
     message_tasks::Entity::update_many()
@@ -154,8 +155,8 @@ pub async fn pause(
         actor,
         id,
         "task.pause",
-        &["running", "scheduled"],
-        Target::To("paused"),
+        TaskStatus::is_pausable,
+        Target::To(TaskStatus::Paused),
         reason,
     )
     .await
@@ -170,7 +171,7 @@ pub async fn resume(ctx: &Context, actor: &Actor, id: i64) -> ServiceResult<Task
         actor,
         id,
         "task.resume",
-        &["paused"],
+        |s| s == TaskStatus::Paused,
         Target::AfterRun,
         None,
     )
@@ -184,8 +185,8 @@ pub async fn cancel(ctx: &Context, actor: &Actor, id: i64) -> ServiceResult<Task
         actor,
         id,
         "task.cancel",
-        &["scheduled", "running", "paused", "awaiting_confirmation"],
-        Target::To("cancelled"),
+        TaskStatus::is_cancellable,
+        Target::To(TaskStatus::Cancelled),
         None,
     )
     .await?;
@@ -193,7 +194,7 @@ pub async fn cancel(ctx: &Context, actor: &Actor, id: i64) -> ServiceResult<Task
     let now = ctx.clock.now_db();
     let runs = message_task_runs::Entity::find()
         .filter(message_task_runs::Column::TaskId.eq(id))
-        .filter(message_task_runs::Column::Status.is_in(["expanding", "running"]))
+        .filter(message_task_runs::Column::Status.is_in([RunStatus::Expanding, RunStatus::Running]))
         .all(&ctx.db)
         .await?;
     for run in runs {
@@ -206,10 +207,15 @@ pub async fn cancel(ctx: &Context, actor: &Actor, id: i64) -> ServiceResult<Task
         };
         finish::add_counts(&txn, id, run.id, change, now).await?;
         message_task_runs::Entity::update_many()
-            .col_expr(message_task_runs::Column::Status, Expr::value("cancelled"))
+            .col_expr(
+                message_task_runs::Column::Status,
+                Expr::value(RunStatus::Cancelled),
+            )
             .col_expr(message_task_runs::Column::CompletedAt, Expr::value(now))
             .filter(message_task_runs::Column::Id.eq(run.id))
-            .filter(message_task_runs::Column::Status.is_in(["expanding", "running"]))
+            .filter(
+                message_task_runs::Column::Status.is_in([RunStatus::Expanding, RunStatus::Running]),
+            )
             .exec(&txn)
             .await?;
         txn.commit().await?;
@@ -226,7 +232,7 @@ pub(crate) async fn skip_pending_as_cancelled(
     Ok(message_receivers::Entity::update_many()
         .col_expr(
             message_receivers::Column::SendStatus,
-            Expr::value("skipped"),
+            Expr::value(ReceiverStatus::Skipped),
         )
         .col_expr(
             message_receivers::Column::SkipReason,
@@ -234,7 +240,7 @@ pub(crate) async fn skip_pending_as_cancelled(
         )
         .col_expr(message_receivers::Column::UpdatedAt, Expr::value(now))
         .filter(message_receivers::Column::RunId.eq(run_id))
-        .filter(message_receivers::Column::SendStatus.eq("pending"))
+        .filter(message_receivers::Column::SendStatus.eq(ReceiverStatus::Pending))
         .exec(txn)
         .await?
         .rows_affected)
@@ -265,7 +271,7 @@ async fn unconfirmed(
             .column(message_receivers::Column::RemindCount)
             .column(message_receivers::Column::LastRemindedAt)
             .filter(message_receivers::Column::TaskId.eq(task_id))
-            .filter(message_receivers::Column::SendStatus.eq("awaiting_confirmation"))
+            .filter(message_receivers::Column::SendStatus.eq(ReceiverStatus::AwaitingConfirmation))
             .filter(message_receivers::Column::RemoteMsgId.is_not_null())
             .distinct()
             .into_tuple()
@@ -309,7 +315,7 @@ pub async fn remind(ctx: &Context, actor: &Actor, id: i64) -> ServiceResult<Remi
     audit::guard(ctx, actor, entry.clone(), async {
         actor.require("tasks:control")?;
         let task = find_visible(&ctx.db, actor, id).await?;
-        if task.channel != "customer_mass" {
+        if task.channel != Channel::CustomerMass {
             return Err(ServiceError::conflict(
                 "channel",
                 "only customer mass messages wait for members to confirm",
@@ -388,16 +394,16 @@ pub async fn retry_failed(ctx: &Context, actor: &Actor, id: i64) -> ServiceResul
     audit::guard(ctx, actor, entry.clone(), async {
         actor.require("tasks:control")?;
         let task = find_visible(&ctx.db, actor, id).await?;
-        if !matches!(
-            task.status.as_str(),
-            "completed" | "scheduled" | "paused" | "failed"
-        ) {
+        if !task.status.allows_retry() {
             return Err(wait_for_the_run());
         }
         let now = ctx.clock.now_db();
         let txn = crate::db::begin(&ctx.db).await?;
         let moved = message_tasks::Entity::update_many()
-            .col_expr(message_tasks::Column::Status, Expr::value("running"))
+            .col_expr(
+                message_tasks::Column::Status,
+                Expr::value(TaskStatus::Running),
+            )
             .col_expr(
                 message_tasks::Column::PauseReason,
                 Expr::value(Option::<String>::None),
@@ -408,7 +414,7 @@ pub async fn retry_failed(ctx: &Context, actor: &Actor, id: i64) -> ServiceResul
             )
             .col_expr(message_tasks::Column::UpdatedAt, Expr::value(now))
             .filter(message_tasks::Column::Id.eq(id))
-            .filter(message_tasks::Column::Status.eq(task.status.as_str()))
+            .filter(message_tasks::Column::Status.eq(task.status))
             .exec(&txn)
             .await?;
         if moved.rows_affected != 1 {
@@ -425,7 +431,7 @@ pub async fn retry_failed(ctx: &Context, actor: &Actor, id: i64) -> ServiceResul
         else {
             return Err(ServiceError::conflict("id", "the task has not run yet"));
         };
-        if matches!(last.status.as_str(), "expanding" | "running") {
+        if last.status.is_in_progress() {
             return Err(wait_for_the_run());
         }
         let taken = message_task_runs::Entity::find()
@@ -439,7 +445,7 @@ pub async fn retry_failed(ctx: &Context, actor: &Actor, id: i64) -> ServiceResul
                 "a run for this moment exists; retry in a second",
             ));
         }
-        let run_id = super::schedule::insert_run(&txn, &task, now, "running", now).await?;
+        let run_id = super::schedule::insert_run(&txn, &task, now, RunStatus::Running, now).await?;
         let copied = copy_failed(&txn, last.id, run_id, now).await?;
         if copied == 0 {
             return Err(ServiceError::conflict(
@@ -495,7 +501,7 @@ async fn copy_failed(
     loop {
         let rows = message_receivers::Entity::find()
             .filter(message_receivers::Column::RunId.eq(from))
-            .filter(message_receivers::Column::SendStatus.eq("failed"))
+            .filter(message_receivers::Column::SendStatus.eq(ReceiverStatus::Failed))
             .filter(message_receivers::Column::Id.gt(after))
             .order_by_asc(message_receivers::Column::Id)
             .limit(500)
@@ -527,7 +533,7 @@ async fn copy_failed(
                     receiver_wxid: Set(r.receiver_wxid),
                     receiver_name: Set(r.receiver_name),
                     message_uuid: Set(uuid::Uuid::new_v4()),
-                    send_status: Set("pending".to_owned()),
+                    send_status: Set(ReceiverStatus::Pending),
                     retry_count: Set(0),
                     remind_count: Set(0),
                     variables: Set(Some(variables)),
@@ -551,7 +557,7 @@ pub async fn delete(ctx: &Context, actor: &Actor, id: i64) -> ServiceResult<()> 
     audit::guard(ctx, actor, entry.clone(), async {
         actor.require("tasks:delete")?;
         let task = find_visible(&ctx.db, actor, id).await?;
-        if task.status == "running" {
+        if task.status == TaskStatus::Running {
             return Err(ServiceError::conflict(
                 "status",
                 "pause or cancel the task first",

@@ -2,6 +2,7 @@
 //! batches under a lease. Re-running an interrupted expansion is harmless: the unique
 //! (run, type, wxid) key drops duplicates, and the counts are taken from the table at the end.
 
+use entity::states::{Channel, FriendStatus, ReceiverStatus, ReceiverType, RunStatus};
 use std::collections::{BTreeMap, HashMap};
 
 use chrono::TimeDelta;
@@ -26,7 +27,7 @@ const BATCH: u64 = 500;
 pub async fn claim(ctx: &Context, worker: &str) -> ServiceResult<Option<message_task_runs::Model>> {
     let now = ctx.clock.now_db();
     let claimable = Condition::all()
-        .add(message_task_runs::Column::Status.eq("expanding"))
+        .add(message_task_runs::Column::Status.eq(RunStatus::Expanding))
         .add(
             Condition::any()
                 .add(message_task_runs::Column::LeaseExpiresAt.is_null())
@@ -54,7 +55,7 @@ pub async fn claim(ctx: &Context, worker: &str) -> ServiceResult<Option<message_
 }
 
 struct Receiver {
-    receiver_type: &'static str,
+    receiver_type: ReceiverType,
     contact_id: Option<i64>,
     group_id: Option<i64>,
     account_id: i64,
@@ -98,7 +99,7 @@ async fn contact_receivers(
                 Some("deleted")
             } else if c.is_blocked {
                 Some("blocked")
-            } else if c.friend_status != "normal" {
+            } else if c.friend_status != FriendStatus::Normal {
                 Some("not_friend")
             } else if task.account_id.is_some_and(|a| a != c.account_id) {
                 Some("not_a_contact_of_the_sending_account")
@@ -123,7 +124,7 @@ async fn contact_receivers(
                 "account": accounts.get(&account_id).cloned().unwrap_or(Value::Null),
             });
             Receiver {
-                receiver_type: "contact",
+                receiver_type: ReceiverType::Contact,
                 contact_id: Some(c.id),
                 group_id: None,
                 account_id,
@@ -157,7 +158,7 @@ async fn group_receivers(
                 "tags": g.tags.clone().unwrap_or_else(|| json!([])), "custom": g.custom_fields.clone().unwrap_or_else(|| json!({})),
                 "account": accounts.get(&account_id).cloned().unwrap_or(Value::Null),
             });
-            Receiver { receiver_type: "group", contact_id: None, group_id: Some(g.id), account_id, name: g.group_name, wxid: g.group_wxid, skip, variables }
+            Receiver { receiver_type: ReceiverType::Group, contact_id: None, group_id: Some(g.id), account_id, name: g.group_name, wxid: g.group_wxid, skip, variables }
         })
         .collect())
 }
@@ -176,7 +177,7 @@ async fn insert(
         .map(|r| message_receivers::ActiveModel {
             task_id: Set(run.task_id),
             run_id: Set(run.id),
-            receiver_type: Set(r.receiver_type.to_owned()),
+            receiver_type: Set(r.receiver_type),
             contact_id: Set(r.contact_id),
             group_id: Set(r.group_id),
             account_id: Set(Some(r.account_id)),
@@ -184,11 +185,10 @@ async fn insert(
             receiver_name: Set(r.name.map(|n| n.chars().take(100).collect())),
             message_uuid: Set(uuid::Uuid::new_v4()),
             send_status: Set(if r.skip.is_some() {
-                "skipped"
+                ReceiverStatus::Skipped
             } else {
-                "pending"
-            }
-            .to_owned()),
+                ReceiverStatus::Pending
+            }),
             skip_reason: Set(r.skip.map(str::to_owned)),
             retry_count: Set(0),
             remind_count: Set(0),
@@ -251,7 +251,7 @@ async fn expand_by_account(
         .into_tuple()
         .all(&ctx.db)
         .await?;
-    let interleave = task.channel != "customer_mass";
+    let interleave = task.channel != Channel::CustomerMass;
     let per_account = if interleave {
         std::cmp::max(BATCH / std::cmp::max(accounts.len(), 1) as u64, 100)
     } else {
@@ -345,8 +345,8 @@ pub async fn expand(ctx: &Context, run: &message_task_runs::Model) -> ServiceRes
         for tag in &filter.tags_all {
             query = query.filter(contacts::Column::Id.in_subquery(with_tag(*tag)));
         }
-        if let Some(t) = &filter.contact_type {
-            query = query.filter(contacts::Column::ContactType.eq(t.as_str()));
+        if let Some(t) = filter.contact_type {
+            query = query.filter(contacts::Column::ContactType.eq(t));
         }
         let mut accounts = filter.account_ids.clone();
         if let Some(a) = task.account_id {
@@ -405,27 +405,28 @@ pub async fn start(ctx: &Context, run_id: i64) -> ServiceResult<()> {
     let Some(run) = query.one(&txn).await? else {
         return Ok(());
     };
-    let status = match run.status.as_str() {
-        "expanding" => "running",
-        "cancelled" if run.started_at.is_none() => {
+    let status = match run.status {
+        RunStatus::Expanding => RunStatus::Running,
+        RunStatus::Cancelled if run.started_at.is_none() => {
             super::control::skip_pending_as_cancelled(&txn, run_id, now).await?;
-            "cancelled"
+            RunStatus::Cancelled
         }
         _ => return Ok(()),
     };
-    let counts: BTreeMap<String, i64> = message_receivers::Entity::find()
+    let counts: BTreeMap<ReceiverStatus, i64> = message_receivers::Entity::find()
         .select_only()
         .column(message_receivers::Column::SendStatus)
         .column_as(message_receivers::Column::Id.count(), "n")
         .filter(message_receivers::Column::RunId.eq(run_id))
         .group_by(message_receivers::Column::SendStatus)
-        .into_tuple::<(String, i64)>()
+        .into_tuple::<(ReceiverStatus, i64)>()
         .all(&txn)
         .await?
         .into_iter()
         .collect();
     let target = i32::try_from(counts.values().sum::<i64>()).unwrap_or(i32::MAX);
-    let skipped = i32::try_from(counts.get("skipped").copied().unwrap_or(0)).unwrap_or(i32::MAX);
+    let skipped = i32::try_from(counts.get(&ReceiverStatus::Skipped).copied().unwrap_or(0))
+        .unwrap_or(i32::MAX);
     message_task_runs::Entity::update_many()
         .col_expr(message_task_runs::Column::Status, Expr::value(status))
         .col_expr(message_task_runs::Column::TargetCount, Expr::value(target))
@@ -466,7 +467,7 @@ pub async fn start(ctx: &Context, run_id: i64) -> ServiceResult<()> {
         run.id = run_id,
         target,
         skipped,
-        status,
+        %status,
         "audience expanded"
     );
     Ok(())

@@ -9,6 +9,9 @@ pub mod schedule;
 pub mod spec;
 
 use chrono::{DateTime, Utc};
+use entity::states::{
+    Channel, InstanceKind, MessageType, RunStatus, TaskStatus, TaskType, TemplateStatus,
+};
 use entity::{message_task_runs, message_tasks};
 use sea_orm::{
     ActiveValue::Set, ColumnTrait, ConnectionTrait, EntityTrait, QueryFilter, QueryOrder,
@@ -27,27 +30,6 @@ use crate::{
     templates,
     validate::{self, Violations},
 };
-
-pub const TASK_TYPES: &[&str] = &["single", "batch", "broadcast"];
-pub const CHANNELS: &[&str] = &[
-    "direct",
-    "app_message",
-    "app_chat",
-    "customer_mass",
-    "robot",
-];
-/// `scheduled` (waiting for its time or next firing), `running`, `awaiting_confirmation`
-/// (everything went out as customer mass messages that members still have to confirm),
-/// `paused`, `completed`, `cancelled`, `failed`.
-pub const STATUSES: &[&str] = &[
-    "scheduled",
-    "running",
-    "awaiting_confirmation",
-    "paused",
-    "completed",
-    "cancelled",
-    "failed",
-];
 
 #[derive(Debug, Clone, Serialize, utoipa::ToSchema)]
 pub struct Counts {
@@ -87,16 +69,15 @@ pub struct TaskView {
     pub id: i64,
     pub uuid: uuid::Uuid,
     pub name: Option<String>,
-    pub task_type: String,
-    pub channel: String,
-    /// scheduled, running, awaiting_confirmation, paused, completed, cancelled or failed.
-    pub status: String,
+    pub task_type: TaskType,
+    pub channel: Channel,
+    pub status: TaskStatus,
     /// Why the task is paused (an operator, or the auto-pause rule).
     pub pause_reason: Option<String>,
     /// The sending account; `null` sends each receiver from the account that has the contact.
     pub account_id: Option<i64>,
     pub template_id: Option<i64>,
-    pub message_type: String,
+    pub message_type: MessageType,
     pub content: Option<String>,
     #[schema(value_type = Option<Object>)]
     pub payload: Option<Value>,
@@ -154,7 +135,7 @@ pub async fn view<C: ConnectionTrait>(
             );
             let eta = r
                 .started_at
-                .filter(|_| r.status == "running" && counts.pending > 0)
+                .filter(|_| r.status == RunStatus::Running && counts.pending > 0)
                 .and_then(|started| {
                     let elapsed = (ctx.clock.now_db() - started).num_seconds().max(1);
                     let done = i64::from(counts.target - counts.pending);
@@ -214,14 +195,14 @@ pub async fn view<C: ConnectionTrait>(
 pub struct TaskInput {
     pub name: String,
     /// `single` (one receiver), `batch` (an explicit list) or `broadcast` (filters).
-    pub task_type: String,
+    pub task_type: TaskType,
     /// `direct` (agents), or for WeCom apps `app_message`, `app_chat`, `customer_mass`, `robot`.
-    #[serde(default = "direct")]
-    pub channel: String,
+    #[serde(default)]
+    pub channel: Channel,
     pub account_id: Option<i64>,
     /// Use a template, or give `message_type` and `content` inline.
     pub template_id: Option<i64>,
-    pub message_type: Option<String>,
+    pub message_type: Option<MessageType>,
     pub content: Option<String>,
     #[schema(value_type = Option<Object>)]
     pub payload: Option<Value>,
@@ -249,10 +230,6 @@ pub struct TaskInput {
     pub auto_pause: Option<AutoPause>,
 }
 
-fn direct() -> String {
-    "direct".to_owned()
-}
-
 fn range(v: &mut Violations, field: &str, value: Option<i32>, min: i32, max: i32) {
     if value.is_some_and(|x| !(min..=max).contains(&x)) {
         v.add(field, format!("must be between {min} and {max}"));
@@ -266,20 +243,11 @@ async fn check_input(
     actor: &Actor,
     input: &TaskInput,
     v: &mut Violations,
-) -> ServiceResult<String> {
+) -> ServiceResult<MessageType> {
     v.take(validate::text("name", &input.name, 1, 200));
-    if !TASK_TYPES.contains(&input.task_type.as_str()) {
-        v.add(
-            "task_type",
-            format!("must be one of {}", TASK_TYPES.join(", ")),
-        );
-    }
-    if !CHANNELS.contains(&input.channel.as_str()) {
-        v.add("channel", format!("must be one of {}", CHANNELS.join(", ")));
-    }
     input.audience.check(v);
-    match input.task_type.as_str() {
-        "single"
+    match input.task_type {
+        TaskType::Single
             if input.audience.explicit_count() != 1
                 || input.audience.filter.is_some()
                 || input.audience.group_filter.is_some() =>
@@ -289,16 +257,19 @@ async fn check_input(
                 "a single task names exactly one contact or group",
             );
         }
-        "batch" if input.audience.filter.is_some() || input.audience.group_filter.is_some() => v
-            .add(
+        TaskType::Batch
+            if input.audience.filter.is_some() || input.audience.group_filter.is_some() =>
+        {
+            v.add(
                 "audience",
                 "a batch task lists contacts or groups; use a broadcast for filters",
-            ),
+            )
+        }
         _ => {}
     }
     let message_type = match input.template_id {
         Some(id) => match templates::find_visible(&ctx.db, actor, id).await {
-            Ok(t) if t.status != "active" => {
+            Ok(t) if t.status != TemplateStatus::Active => {
                 v.add("template_id", "the template is disabled");
                 t.message_type
             }
@@ -331,27 +302,18 @@ async fn check_input(
                         "is not declared by the template",
                     );
                 }
-                check_not_personal(&input.channel, "template_id", &t.content, v);
+                check_not_personal(input.channel, "template_id", &t.content, v);
                 t.message_type
             }
             Err(_) => {
                 v.add("template_id", "no such template");
-                "text".to_owned()
+                MessageType::Text
             }
         },
         None => {
-            let message_type = input
-                .message_type
-                .clone()
-                .unwrap_or_else(|| "text".to_owned());
-            if !templates::MESSAGE_TYPES.contains(&message_type.as_str()) {
-                v.add(
-                    "message_type",
-                    format!("must be one of {}", templates::MESSAGE_TYPES.join(", ")),
-                );
-            }
+            let message_type = input.message_type.unwrap_or(MessageType::Text);
             match input.content.as_deref() {
-                None | Some("") if message_type == "text" => {
+                None | Some("") if message_type == MessageType::Text => {
                     v.add("content", "is required without a template_id")
                 }
                 Some(c) if c.len() > 16_384 => v.add("content", "must be at most 16 KiB"),
@@ -359,7 +321,7 @@ async fn check_input(
                     if let Err(e) = templates::render::variables_of(c) {
                         v.add("content", format!("does not compile: {}", e.message));
                     }
-                    check_not_personal(&input.channel, "content", c, v);
+                    check_not_personal(input.channel, "content", c, v);
                 }
                 None => {}
             }
@@ -404,8 +366,8 @@ async fn check_input(
             Err(_) => v.add("account_id", "no such account"),
             Ok(a) => {
                 let instance = crate::instances::find_live(&ctx.db, a.instance_id).await?;
-                let agent = instance.kind == "agent";
-                if agent != (input.channel == "direct") {
+                let agent = instance.kind == InstanceKind::Agent;
+                if agent != (input.channel == Channel::Direct) {
                     v.add(
                         "channel",
                         if agent {
@@ -423,8 +385,8 @@ async fn check_input(
 
 /// A customer mass message goes out once per member to many customers and is confirmed once, so
 /// its text cannot differ per receiver.
-fn check_not_personal(channel: &str, field: &str, source: &str, v: &mut Violations) {
-    if channel != "customer_mass" {
+fn check_not_personal(channel: Channel, field: &str, source: &str, v: &mut Violations) {
+    if channel != Channel::CustomerMass {
         return;
     }
     let Ok(used) = templates::render::variables_of(source) else {
@@ -473,8 +435,8 @@ pub async fn create(ctx: &Context, actor: &Actor, input: TaskInput) -> ServiceRe
         let row = message_tasks::ActiveModel {
             task_uuid: Set(uuid::Uuid::new_v4()),
             task_name: Set(Some(input.name.trim().to_owned())),
-            task_type: Set(input.task_type.clone()),
-            channel: Set(input.channel.clone()),
+            task_type: Set(input.task_type),
+            channel: Set(input.channel),
             account_id: Set(input.account_id),
             instance_id: Set(instance_id),
             message_type: Set(message_type),
@@ -495,7 +457,7 @@ pub async fn create(ctx: &Context, actor: &Actor, input: TaskInput) -> ServiceRe
             skipped_count: Set(0),
             awaiting_count: Set(0),
             progress: Set(0.0),
-            status: Set("scheduled".to_owned()),
+            status: Set(TaskStatus::Scheduled),
             priority: Set(input.priority.unwrap_or(2)),
             send_interval: Set(input.send_interval.unwrap_or(0)),
             rate_per_minute: Set(input.rate_per_minute),
@@ -564,8 +526,8 @@ pub async fn find_visible<C: ConnectionTrait>(
 
 #[derive(Debug, Clone, Default)]
 pub struct TaskFilter {
-    pub status: Option<String>,
-    pub task_type: Option<String>,
+    pub status: Option<TaskStatus>,
+    pub task_type: Option<TaskType>,
     pub q: Option<String>,
 }
 
@@ -576,14 +538,6 @@ pub async fn list(
     page: PageRequest,
 ) -> ServiceResult<Page<TaskView>> {
     actor.require("tasks:read")?;
-    let mut v = Violations::new();
-    if let Some(s) = filter.status.as_deref().filter(|s| !STATUSES.contains(s)) {
-        v.add(
-            "status",
-            format!("`{s}` is not one of {}", STATUSES.join(", ")),
-        );
-    }
-    v.finish()?;
     let mut query =
         message_tasks::Entity::find().filter(message_tasks::Column::DeletedAt.is_null());
     query = query.filter(actor.reach.on_authored(

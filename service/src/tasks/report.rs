@@ -1,6 +1,7 @@
 //! What a task did: its runs, its receivers with filters, and a CSV report.
 
 use chrono::{DateTime, Utc};
+use entity::states::{ReceiverStatus, ReceiverType, RunStatus};
 use entity::{message_receivers, message_task_runs};
 use futures_util::Stream;
 use sea_orm::{ColumnTrait, EntityTrait, QueryFilter, QueryOrder, QuerySelect};
@@ -12,17 +13,7 @@ use crate::{
     auth::actor::Actor,
     clock::to_utc,
     pagination::{Page, PageRequest},
-    validate::Violations,
 };
-
-pub const RECEIVER_STATUSES: &[&str] = &[
-    "pending",
-    "claimed",
-    "sent",
-    "failed",
-    "skipped",
-    "awaiting_confirmation",
-];
 
 #[derive(Debug, Clone, Serialize, utoipa::ToSchema)]
 pub struct RunView {
@@ -30,7 +21,7 @@ pub struct RunView {
     pub run_number: i32,
     pub scheduled_for: DateTime<Utc>,
     /// expanding, running, awaiting_confirmation, completed, cancelled, failed.
-    pub status: String,
+    pub status: RunStatus,
     pub counts: Counts,
     pub progress: f64,
     pub started_at: Option<DateTime<Utc>>,
@@ -84,8 +75,7 @@ pub async fn runs(
 pub struct ReceiverView {
     pub id: i64,
     pub run_id: i64,
-    /// contact or group.
-    pub receiver_type: String,
+    pub receiver_type: ReceiverType,
     pub contact_id: Option<i64>,
     pub group_id: Option<i64>,
     pub account_id: Option<i64>,
@@ -93,8 +83,7 @@ pub struct ReceiverView {
     pub receiver_name: Option<String>,
     /// The idempotency key sent to the instance.
     pub message_uuid: uuid::Uuid,
-    /// pending, claimed, sent, failed, skipped or awaiting_confirmation.
-    pub send_status: String,
+    pub send_status: ReceiverStatus,
     pub skip_reason: Option<String>,
     pub error_code: Option<String>,
     pub error_message: Option<String>,
@@ -134,8 +123,7 @@ impl From<message_receivers::Model> for ReceiverView {
 pub struct ReceiverFilter {
     /// Only this run (default: every run of the task).
     pub run_id: Option<i64>,
-    /// pending, claimed, sent, failed, skipped or awaiting_confirmation.
-    pub status: Option<String>,
+    pub status: Option<ReceiverStatus>,
     pub error_code: Option<String>,
     /// Substring of the receiver's wxid or name.
     pub q: Option<String>,
@@ -145,25 +133,13 @@ fn filtered(
     task_id: i64,
     filter: &ReceiverFilter,
 ) -> ServiceResult<sea_orm::Select<message_receivers::Entity>> {
-    let mut v = Violations::new();
-    if let Some(s) = filter
-        .status
-        .as_deref()
-        .filter(|s| !RECEIVER_STATUSES.contains(s))
-    {
-        v.add(
-            "status",
-            format!("`{s}` is not one of {}", RECEIVER_STATUSES.join(", ")),
-        );
-    }
-    v.finish()?;
     let mut query =
         message_receivers::Entity::find().filter(message_receivers::Column::TaskId.eq(task_id));
     if let Some(run) = filter.run_id {
         query = query.filter(message_receivers::Column::RunId.eq(run));
     }
-    if let Some(s) = &filter.status {
-        query = query.filter(message_receivers::Column::SendStatus.eq(s.as_str()));
+    if let Some(s) = filter.status {
+        query = query.filter(message_receivers::Column::SendStatus.eq(s));
     }
     if let Some(code) = &filter.error_code {
         query = query.filter(message_receivers::Column::ErrorCode.eq(code.as_str()));
@@ -262,11 +238,11 @@ pub async fn report_csv(
                         out.extend(crate::csv_out::csv_line(&[
                             r.id.to_string(),
                             r.run_id.to_string(),
-                            r.receiver_type,
+                            r.receiver_type.to_string(),
                             r.receiver_wxid,
                             r.receiver_name.unwrap_or_default(),
                             r.account_id.map(|a| a.to_string()).unwrap_or_default(),
-                            r.send_status,
+                            r.send_status.to_string(),
                             r.skip_reason.unwrap_or_default(),
                             r.error_code.unwrap_or_default(),
                             r.error_message.unwrap_or_default(),

@@ -4,6 +4,7 @@
 //! and a scheduler that dies half-way leaves the task as it was, never `running` without a run.
 
 use chrono::{NaiveDateTime, Utc};
+use entity::states::{RunStatus, TaskStatus};
 use entity::{message_task_runs, message_tasks};
 use sea_orm::{
     ActiveValue::Set, ColumnTrait, Condition, ConnectionTrait, DatabaseTransaction, EntityTrait,
@@ -19,7 +20,7 @@ pub async fn tick(ctx: &Context) -> ServiceResult<Vec<i64>> {
     let mut runs = Vec::new();
     let one_shot = message_tasks::Entity::find()
         .filter(message_tasks::Column::DeletedAt.is_null())
-        .filter(message_tasks::Column::Status.eq("scheduled"))
+        .filter(message_tasks::Column::Status.eq(TaskStatus::Scheduled))
         .filter(message_tasks::Column::CronExpression.is_null())
         .filter(
             Condition::any()
@@ -33,11 +34,14 @@ pub async fn tick(ctx: &Context) -> ServiceResult<Vec<i64>> {
         .await?;
     for task in one_shot {
         let claim = message_tasks::Entity::update_many()
-            .col_expr(message_tasks::Column::Status, Expr::value("running"))
+            .col_expr(
+                message_tasks::Column::Status,
+                Expr::value(TaskStatus::Running),
+            )
             .col_expr(message_tasks::Column::StartedAt, Expr::value(now))
             .col_expr(message_tasks::Column::UpdatedAt, Expr::value(now))
             .filter(message_tasks::Column::Id.eq(task.id))
-            .filter(message_tasks::Column::Status.eq("scheduled"));
+            .filter(message_tasks::Column::Status.eq(TaskStatus::Scheduled));
         let at = task.scheduled_time.unwrap_or(task.created_at);
         if let Some(run) = start_firing(ctx, &task, claim, at).await? {
             runs.push(run);
@@ -45,7 +49,7 @@ pub async fn tick(ctx: &Context) -> ServiceResult<Vec<i64>> {
     }
     let recurring = message_tasks::Entity::find()
         .filter(message_tasks::Column::DeletedAt.is_null())
-        .filter(message_tasks::Column::Status.eq("scheduled"))
+        .filter(message_tasks::Column::Status.eq(TaskStatus::Scheduled))
         .filter(message_tasks::Column::CronExpression.is_not_null())
         .filter(message_tasks::Column::NextFireAt.lte(now))
         .order_by_asc(message_tasks::Column::Priority)
@@ -67,11 +71,14 @@ pub async fn tick(ctx: &Context) -> ServiceResult<Vec<i64>> {
             .map(|t| t.naive_utc());
         let claim = message_tasks::Entity::update_many()
             .col_expr(message_tasks::Column::NextFireAt, Expr::value(next))
-            .col_expr(message_tasks::Column::Status, Expr::value("running"))
+            .col_expr(
+                message_tasks::Column::Status,
+                Expr::value(TaskStatus::Running),
+            )
             .col_expr(message_tasks::Column::StartedAt, Expr::value(now))
             .col_expr(message_tasks::Column::UpdatedAt, Expr::value(now))
             .filter(message_tasks::Column::Id.eq(task.id))
-            .filter(message_tasks::Column::Status.eq("scheduled"))
+            .filter(message_tasks::Column::Status.eq(TaskStatus::Scheduled))
             .filter(message_tasks::Column::NextFireAt.eq(fire_at));
         if let Some(run) = start_firing(ctx, &task, claim, fire_at).await? {
             runs.push(run);
@@ -100,18 +107,25 @@ async fn start_firing(
         .one(&txn)
         .await?;
     if let Some(run) = earlier {
-        let status = status_after_run(&run.status, task.cron_expression.is_some());
+        let status = run.status.task_status(task.cron_expression.is_some());
         set_status_after_run(&txn, task.id, &run, status, ctx.clock.now_db()).await?;
         txn.commit().await?;
         tracing::warn!(
             task.id = task.id,
             run.id = run.id,
-            status,
+            %status,
             "this firing already ran; the task follows its run"
         );
         return Ok(None);
     }
-    let run = insert_run(&txn, task, scheduled_for, "expanding", ctx.clock.now_db()).await?;
+    let run = insert_run(
+        &txn,
+        task,
+        scheduled_for,
+        RunStatus::Expanding,
+        ctx.clock.now_db(),
+    )
+    .await?;
     txn.commit().await?;
     tracing::info!(task.id = task.id, run.id = run, "task run started");
     Ok(Some(run))
@@ -123,7 +137,7 @@ pub(crate) async fn insert_run(
     txn: &DatabaseTransaction,
     task: &message_tasks::Model,
     scheduled_for: NaiveDateTime,
-    status: &str,
+    status: RunStatus,
     now: NaiveDateTime,
 ) -> ServiceResult<i64> {
     let previous = message_task_runs::Entity::find()
@@ -134,13 +148,13 @@ pub(crate) async fn insert_run(
         task_id: Set(task.id),
         run_number: Set(i32::try_from(previous + 1).unwrap_or(i32::MAX)),
         scheduled_for: Set(scheduled_for),
-        status: Set(status.to_owned()),
+        status: Set(status),
         target_count: Set(0),
         success_count: Set(0),
         fail_count: Set(0),
         skipped_count: Set(0),
         awaiting_count: Set(0),
-        started_at: Set((status == "running").then_some(now)),
+        started_at: Set((status == RunStatus::Running).then_some(now)),
         last_activity_at: Set(Some(now)),
         created_at: Set(now),
         updated_at: Set(now),
@@ -161,30 +175,19 @@ pub(crate) async fn insert_run(
     Ok(id)
 }
 
-/// The state a task takes from its current run: sending while the run expands or sends; done (a
-/// one-shot task) or waiting for the next firing (a recurring one) once the run ended.
-pub(crate) fn status_after_run(run_status: &str, recurring: bool) -> &'static str {
-    match run_status {
-        "expanding" | "running" => "running",
-        _ if recurring => "scheduled",
-        "awaiting_confirmation" => "awaiting_confirmation",
-        _ => "completed",
-    }
-}
-
-/// Moves the task to `status`, taken from `run` (see `status_after_run`).
+/// Moves the task to `status`, taken from `run` (see `RunStatus::task_status`).
 pub(crate) async fn set_status_after_run<C: ConnectionTrait>(
     conn: &C,
     task_id: i64,
     run: &message_task_runs::Model,
-    status: &str,
+    status: TaskStatus,
     now: NaiveDateTime,
 ) -> ServiceResult<()> {
     let mut update = message_tasks::Entity::update_many()
         .col_expr(message_tasks::Column::Status, Expr::value(status))
         .col_expr(message_tasks::Column::CurrentRunId, Expr::value(run.id))
         .col_expr(message_tasks::Column::UpdatedAt, Expr::value(now));
-    if status == "completed" {
+    if status == TaskStatus::Completed {
         update = update
             .col_expr(
                 message_tasks::Column::CompletedAt,
@@ -197,23 +200,4 @@ pub(crate) async fn set_status_after_run<C: ConnectionTrait>(
         .exec(conn)
         .await?;
     Ok(())
-}
-
-#[cfg(test)]
-mod tests {
-    use super::status_after_run;
-
-    #[test]
-    fn a_task_follows_its_current_run() {
-        assert_eq!(status_after_run("running", false), "running");
-        assert_eq!(status_after_run("expanding", true), "running");
-        assert_eq!(status_after_run("completed", false), "completed");
-        assert_eq!(status_after_run("cancelled", false), "completed");
-        assert_eq!(status_after_run("completed", true), "scheduled");
-        assert_eq!(
-            status_after_run("awaiting_confirmation", false),
-            "awaiting_confirmation"
-        );
-        assert_eq!(status_after_run("awaiting_confirmation", true), "scheduled");
-    }
 }

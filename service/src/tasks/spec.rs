@@ -1,6 +1,7 @@
 //! The parts of a task definition that are checked and stored as JSON: audience, quiet hours,
 //! frequency cap, auto-pause, schedule.
 
+use entity::states::ContactType;
 use std::str::FromStr;
 
 use chrono::{DateTime, NaiveTime, Timelike, Utc};
@@ -90,7 +91,7 @@ pub struct AudienceFilter {
     pub tags_any: Vec<i64>,
     #[serde(default)]
     pub tags_all: Vec<i64>,
-    pub contact_type: Option<String>,
+    pub contact_type: Option<ContactType>,
     #[serde(default)]
     pub account_ids: Vec<i64>,
     #[serde(default)]
@@ -129,23 +130,10 @@ impl Audience {
         if self.group_ids.len() > MAX_EXPLICIT {
             v.add("audience.group_ids", format!("at most {MAX_EXPLICIT}"));
         }
-        if let Some(f) = &self.filter {
-            if f.tags_any.len() > 50 || f.tags_all.len() > 50 {
-                v.add("audience.filter", "at most 50 tags per list");
-            }
-            if let Some(t) = f
-                .contact_type
-                .as_deref()
-                .filter(|t| !crate::contacts::CONTACT_TYPES.contains(t))
-            {
-                v.add(
-                    "audience.filter.contact_type",
-                    format!(
-                        "`{t}` is not one of {}",
-                        crate::contacts::CONTACT_TYPES.join(", ")
-                    ),
-                );
-            }
+        if let Some(f) = &self.filter
+            && (f.tags_any.len() > 50 || f.tags_all.len() > 50)
+        {
+            v.add("audience.filter", "at most 50 tags per list");
         }
         if let Some(g) = &self.group_filter
             && g.account_ids.is_empty()

@@ -3,6 +3,7 @@
 
 pub mod render;
 
+use entity::states::{MessageType, TemplateStatus, VariableType};
 use std::collections::BTreeSet;
 
 use chrono::{DateTime, Utc};
@@ -24,25 +25,17 @@ use crate::{
     validate::{self, Violations},
 };
 
-pub const MESSAGE_TYPES: &[&str] = &["text", "image", "link", "file", "miniprogram"];
-const VARIABLE_TYPES: &[&str] = &["string", "number", "boolean", "date"];
-
 /// A variable the template expects, with its type and optional default.
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct VariableSpec {
     pub name: String,
-    /// `string`, `number`, `boolean` or `date` (YYYY-MM-DD).
-    #[serde(rename = "type", default = "string_type")]
-    pub var_type: String,
+    #[serde(rename = "type", default)]
+    pub var_type: VariableType,
     pub default: Option<Value>,
     #[serde(default)]
     pub required: bool,
     pub description: Option<String>,
-}
-
-fn string_type() -> String {
-    "string".to_owned()
 }
 
 #[derive(Debug, Clone, Serialize, utoipa::ToSchema)]
@@ -52,7 +45,7 @@ pub struct TemplateView {
     pub name: String,
     pub category: Option<String>,
     /// text, image, link, file or miniprogram.
-    pub message_type: String,
+    pub message_type: MessageType,
     /// Jinja text, e.g. `{{ nickname }}您好`. Contact fields available: nickname, remark, name,
     /// wxid, phone, region, corp_name, tags, custom, account.
     pub content: String,
@@ -66,7 +59,7 @@ pub struct TemplateView {
     pub last_used_at: Option<DateTime<Utc>>,
     pub is_public: bool,
     /// `active` or `disabled`.
-    pub status: String,
+    pub status: TemplateStatus,
     #[schema(value_type = Option<Vec<String>>)]
     pub tags: Option<Value>,
     pub created_by: i64,
@@ -106,7 +99,7 @@ impl From<message_templates::Model> for TemplateView {
 pub struct TemplateInput {
     pub name: String,
     pub category: Option<String>,
-    pub message_type: String,
+    pub message_type: MessageType,
     pub content: String,
     #[schema(value_type = Option<Object>)]
     pub payload: Option<Value>,
@@ -131,20 +124,19 @@ pub struct TemplatePatch {
     pub payload: Option<Option<Value>>,
     pub variables: Option<Vec<VariableSpec>>,
     pub is_public: Option<bool>,
-    /// `active` or `disabled`.
-    pub status: Option<String>,
+    pub status: Option<TemplateStatus>,
     pub tags: Option<Vec<String>>,
 }
 
 /// Checks a variable value against its declared type.
 pub fn check_value(spec: &VariableSpec, value: &Value) -> Result<(), String> {
-    let ok = match spec.var_type.as_str() {
-        "number" => value.is_number(),
-        "boolean" => value.is_boolean(),
-        "date" => value
+    let ok = match spec.var_type {
+        VariableType::Number => value.is_number(),
+        VariableType::Boolean => value.is_boolean(),
+        VariableType::Date => value
             .as_str()
             .is_some_and(|s| chrono::NaiveDate::parse_from_str(s, "%Y-%m-%d").is_ok()),
-        _ => value.is_string(),
+        VariableType::String => value.is_string(),
     };
     if ok {
         Ok(())
@@ -176,12 +168,7 @@ fn check_variables(v: &mut Violations, variables: &[VariableSpec]) {
         } else if !seen.insert(spec.name.clone()) {
             v.add(format!("variables[{i}].name"), "is declared twice");
         }
-        if !VARIABLE_TYPES.contains(&spec.var_type.as_str()) {
-            v.add(
-                format!("variables[{i}].type"),
-                format!("must be one of {}", VARIABLE_TYPES.join(", ")),
-            );
-        } else if let Some(default) = &spec.default
+        if let Some(default) = &spec.default
             && let Err(why) = check_value(spec, default)
         {
             v.add(format!("variables[{i}].default"), why);
@@ -235,12 +222,12 @@ fn collect_strings(value: &Value, out: &mut Vec<String>) {
     }
 }
 
-fn check_payload(v: &mut Violations, message_type: &str, payload: Option<&Value>) {
+fn check_payload(v: &mut Violations, message_type: MessageType, payload: Option<&Value>) {
     let required: &[&str] = match message_type {
-        "image" | "file" => &["media_id"],
-        "link" => &["title", "url"],
-        "miniprogram" => &["appid", "page", "title"],
-        _ => &[],
+        MessageType::Image | MessageType::File => &["media_id"],
+        MessageType::Link => &["title", "url"],
+        MessageType::Miniprogram => &["appid", "page", "title"],
+        MessageType::Text => &[],
     };
     match payload {
         Some(Value::Object(map)) => {
@@ -307,8 +294,8 @@ async fn find_changeable<C: ConnectionTrait>(
 pub struct TemplateFilter {
     pub q: Option<String>,
     pub category: Option<String>,
-    pub message_type: Option<String>,
-    pub status: Option<String>,
+    pub message_type: Option<MessageType>,
+    pub status: Option<TemplateStatus>,
 }
 
 pub async fn list(
@@ -381,20 +368,14 @@ pub async fn create(
                 50,
             ))
             .flatten();
-        if !MESSAGE_TYPES.contains(&input.message_type.as_str()) {
-            v.add(
-                "message_type",
-                format!("must be one of {}", MESSAGE_TYPES.join(", ")),
-            );
-        }
         if input.content.len() > 16_384 {
             v.add("content", "must be at most 16 KiB");
         }
-        if input.message_type == "text" && input.content.trim().is_empty() {
+        if input.message_type == MessageType::Text && input.content.trim().is_empty() {
             v.add("content", "must not be empty for text messages");
         }
         check_variables(&mut v, &input.variables);
-        check_payload(&mut v, &input.message_type, input.payload.as_ref());
+        check_payload(&mut v, input.message_type, input.payload.as_ref());
         check_source(
             &mut v,
             &input.content,
@@ -423,7 +404,7 @@ pub async fn create(
             use_count: Set(0),
             is_system: Set(false),
             is_public: Set(input.is_public),
-            status: Set("active".to_owned()),
+            status: Set(TemplateStatus::Active),
             sort_order: Set(0),
             tags: Set(Some(serde_json::json!(input.tags))),
             created_by: Set(actor.user_id()?),
@@ -467,15 +448,8 @@ pub async fn update(
         if content.len() > 16_384 {
             v.add("content", "must be at most 16 KiB");
         }
-        if let Some(status) = patch
-            .status
-            .as_deref()
-            .filter(|s| !["active", "disabled"].contains(s))
-        {
-            v.add("status", format!("`{status}` is not active or disabled"));
-        }
         check_variables(&mut v, &variables);
-        check_payload(&mut v, &current.message_type, payload.as_ref());
+        check_payload(&mut v, current.message_type, payload.as_ref());
         check_source(&mut v, &content, payload.as_ref(), &variables);
         if let Some(tags) = &patch.tags {
             check_tags(&mut v, tags);
@@ -565,15 +539,12 @@ fn sample_context(variables: &[VariableSpec], overrides: &Map<String, Value>) ->
         serde_json::json!({ "wxid": "sim_user_0", "nickname": "客服1号" }),
     );
     for spec in variables {
-        let value = spec
-            .default
-            .clone()
-            .unwrap_or_else(|| match spec.var_type.as_str() {
-                "number" => serde_json::json!(100),
-                "boolean" => Value::Bool(true),
-                "date" => Value::String("2026-12-12".into()),
-                _ => Value::String(format!("<{}>", spec.name)),
-            });
+        let value = spec.default.clone().unwrap_or_else(|| match spec.var_type {
+            VariableType::Number => serde_json::json!(100),
+            VariableType::Boolean => Value::Bool(true),
+            VariableType::Date => Value::String("2026-12-12".into()),
+            VariableType::String => Value::String(format!("<{}>", spec.name)),
+        });
         context.insert(spec.name.clone(), value);
     }
     for (k, v) in overrides {

@@ -2,6 +2,7 @@
 
 use chrono::{NaiveDateTime, TimeDelta};
 use entity::message_receivers;
+use entity::states::ReceiverStatus;
 use sea_orm::{
     ColumnTrait, Condition, EntityTrait, QueryFilter, QueryOrder, QuerySelect,
     sea_query::Expr,
@@ -23,7 +24,7 @@ pub(super) fn ready(
         .column(message_receivers::Column::Id)
         .filter(message_receivers::Column::RunId.eq(run_id))
         .filter(message_receivers::Column::Id.gt(after))
-        .filter(message_receivers::Column::SendStatus.eq("pending"))
+        .filter(message_receivers::Column::SendStatus.eq(ReceiverStatus::Pending))
         .filter(
             Condition::any()
                 .add(message_receivers::Column::NextAttemptAt.is_null())
@@ -90,7 +91,7 @@ pub(super) async fn claim(
     }
     Ok(message_receivers::Entity::find()
         .filter(message_receivers::Column::LeaseOwner.eq(token))
-        .filter(message_receivers::Column::SendStatus.eq("claimed"))
+        .filter(message_receivers::Column::SendStatus.eq(ReceiverStatus::Claimed))
         .order_by_asc(message_receivers::Column::Id)
         .all(&ctx.db)
         .await?)
@@ -107,7 +108,7 @@ pub(super) async fn mark_claimed<C: sea_orm::ConnectionTrait>(
     Ok(message_receivers::Entity::update_many()
         .col_expr(
             message_receivers::Column::SendStatus,
-            Expr::value("claimed"),
+            Expr::value(ReceiverStatus::Claimed),
         )
         .col_expr(message_receivers::Column::LeaseOwner, Expr::value(token))
         .col_expr(
@@ -115,7 +116,7 @@ pub(super) async fn mark_claimed<C: sea_orm::ConnectionTrait>(
             Expr::value(now + TimeDelta::seconds(lease_secs)),
         )
         .filter(message_receivers::Column::Id.is_in(ids))
-        .filter(message_receivers::Column::SendStatus.eq("pending"))
+        .filter(message_receivers::Column::SendStatus.eq(ReceiverStatus::Pending))
         .exec(conn)
         .await?
         .rows_affected)
@@ -126,7 +127,7 @@ pub(super) async fn release(ctx: &Context, token: &str) -> ServiceResult<()> {
     message_receivers::Entity::update_many()
         .col_expr(
             message_receivers::Column::SendStatus,
-            Expr::value("pending"),
+            Expr::value(ReceiverStatus::Pending),
         )
         .col_expr(
             message_receivers::Column::LeaseOwner,
@@ -137,7 +138,7 @@ pub(super) async fn release(ctx: &Context, token: &str) -> ServiceResult<()> {
             Expr::value(Option::<NaiveDateTime>::None),
         )
         .filter(message_receivers::Column::LeaseOwner.eq(token))
-        .filter(message_receivers::Column::SendStatus.eq("claimed"))
+        .filter(message_receivers::Column::SendStatus.eq(ReceiverStatus::Claimed))
         .exec(&ctx.db)
         .await?;
     Ok(())

@@ -5,6 +5,7 @@ mod prepare;
 mod record;
 mod send;
 
+use entity::states::{ReceiverStatus, RunStatus, TaskStatus};
 use std::{
     collections::{BTreeMap, HashMap},
     sync::Arc,
@@ -100,16 +101,6 @@ struct Shared {
     send_until: tokio::time::Instant,
 }
 
-fn channel_of(name: &str) -> Channel {
-    match name {
-        "app_message" => Channel::AppMessage,
-        "app_chat" => Channel::AppChat,
-        "customer_mass" => Channel::CustomerMass,
-        "robot" => Channel::Robot,
-        _ => Channel::Direct,
-    }
-}
-
 /// Claims up to a chunk of ready receivers of `run_id`, sends them, records the outcomes.
 /// `after` is the highest receiver id this worker claimed in the run so far (0 at first): ready
 /// receivers are claimed in id order, so looking above it first keeps each claim cheap however
@@ -128,11 +119,11 @@ pub async fn run_chunk(
     else {
         return Ok(report);
     };
-    if run.status != "running" {
+    if run.status != RunStatus::Running {
         return Ok(report);
     }
     let task = tasks::find(&ctx.db, run.task_id).await?;
-    if task.status != "running" {
+    if task.status != TaskStatus::Running {
         return Ok(report);
     }
     let now = ctx.clock.now_db();
@@ -154,7 +145,7 @@ pub async fn run_chunk(
                 Expr::value(end.naive_utc()),
             )
             .filter(message_receivers::Column::RunId.eq(run_id))
-            .filter(message_receivers::Column::SendStatus.eq("pending"))
+            .filter(message_receivers::Column::SendStatus.eq(ReceiverStatus::Pending))
             .filter(
                 Condition::any()
                     .add(message_receivers::Column::NextAttemptAt.is_null())
@@ -168,7 +159,7 @@ pub async fn run_chunk(
     // Sends wait for slots only within the first half of the lease taken now.
     let send_until = tokio::time::Instant::now()
         + Duration::from_secs(u64::try_from(ctx.settings.dispatch.lease_secs / 2).unwrap_or(5));
-    let limit = if task.channel == "customer_mass" {
+    let limit = if task.channel == Channel::CustomerMass {
         ctx.settings.dispatch.mass_chunk_size
     } else {
         ctx.settings.dispatch.chunk_size
@@ -199,7 +190,7 @@ pub async fn run_chunk(
     };
     let concurrency = ctx.settings.dispatch.concurrency;
     let outcomes: Vec<(message_receivers::Model, Outcome)> =
-        if shared.task.channel == "customer_mass" {
+        if shared.task.channel == Channel::CustomerMass {
             send_mass_chunk(ctx, &shared, claimed).await
         } else {
             futures_util::stream::iter(claimed)

@@ -1,5 +1,6 @@
 //! Before sending: what the chunk's sends share, and each receiver's checks and rendering.
 
+use entity::states::{Channel, MessageType, ReceiverType};
 use std::{collections::HashMap, sync::Arc};
 
 use chrono::TimeDelta;
@@ -7,7 +8,7 @@ use entity::{message_receivers, message_tasks, wework_accounts, wework_instances
 use sea_orm::{ColumnTrait, EntityTrait, QueryFilter};
 use serde_json::{Map, Value};
 
-use super::{Outcome, Shared, channel_of};
+use super::{Outcome, Shared};
 use crate::{
     Context, ServiceResult,
     dispatch::limits,
@@ -140,7 +141,8 @@ pub(super) async fn prepare_send(
         if let Some(reason) = limits::capped(ctx, shared.frequency_cap, contact).await? {
             return Ok(Err(Outcome::Skipped { reason }));
         }
-        if task.channel == "customer_mass" && limits::over_monthly_quota(ctx, contact).await? {
+        if task.channel == Channel::CustomerMass && limits::over_monthly_quota(ctx, contact).await?
+        {
             return Ok(Err(Outcome::Skipped {
                 reason: "monthly_quota",
             }));
@@ -158,7 +160,7 @@ pub(super) async fn prepare_send(
     let payload = match &shared.payload {
         Some(p) => match render::render_payload(p, &context) {
             Ok(mut rendered) => {
-                if task.message_type == "text"
+                if task.message_type == MessageType::Text
                     && let Some(map) = rendered.as_object_mut()
                 {
                     map.insert("content".into(), Value::String(content.clone()));
@@ -181,9 +183,9 @@ pub(super) async fn prepare_send(
         message: OutboundMessage {
             account_wxid: account.wxid.clone(),
             to: r.receiver_wxid.clone(),
-            to_group: r.receiver_type == "group",
-            channel: channel_of(&task.channel),
-            msgtype: task.message_type.clone(),
+            to_group: r.receiver_type == ReceiverType::Group,
+            channel: task.channel,
+            msgtype: task.message_type,
             payload,
             idempotency_key: key,
         },

@@ -1,6 +1,7 @@
 //! Recording a chunk: every outcome, the counters and the outbound messages in one
 //! transaction, and the send metrics.
 
+use entity::states::{ChatType, MessageDirection, MessageStatus, ReceiverStatus, ReceiverType};
 use std::{
     collections::{BTreeMap, HashMap, HashSet},
     time::Duration,
@@ -58,7 +59,7 @@ pub(super) async fn record_once(
     let still_ours = || {
         Condition::all()
             .add(message_receivers::Column::LeaseOwner.eq(token))
-            .add(message_receivers::Column::SendStatus.eq("claimed"))
+            .add(message_receivers::Column::SendStatus.eq(ReceiverStatus::Claimed))
     };
     // The first statement writes: it takes SQLite's write lock and locks the rows on MySQL and
     // PostgreSQL, so the set read next cannot change before the commit.
@@ -130,9 +131,9 @@ pub(super) async fn record_once(
                 per_row(&sent, &|_, o| {
                     let waits = matches!(o, Outcome::Sent { awaiting: true, .. });
                     (if waits {
-                        "awaiting_confirmation"
+                        ReceiverStatus::AwaitingConfirmation
                     } else {
-                        "sent"
+                        ReceiverStatus::Sent
                     })
                     .into()
                 })
@@ -169,7 +170,10 @@ pub(super) async fn record_once(
     };
     if !failed.is_empty() {
         released(&failed)
-            .col_expr(message_receivers::Column::SendStatus, Expr::value("failed"))
+            .col_expr(
+                message_receivers::Column::SendStatus,
+                Expr::value(ReceiverStatus::Failed),
+            )
             .col_expr(
                 message_receivers::Column::ErrorCode,
                 per_row(&failed, &|_, o| error_of(o).0.into()).into(),
@@ -185,7 +189,7 @@ pub(super) async fn record_once(
         released(&skipped)
             .col_expr(
                 message_receivers::Column::SendStatus,
-                Expr::value("skipped"),
+                Expr::value(ReceiverStatus::Skipped),
             )
             .col_expr(
                 message_receivers::Column::SkipReason,
@@ -202,7 +206,7 @@ pub(super) async fn record_once(
         released(&retried)
             .col_expr(
                 message_receivers::Column::SendStatus,
-                Expr::value("pending"),
+                Expr::value(ReceiverStatus::Pending),
             )
             .col_expr(
                 message_receivers::Column::NextAttemptAt,
@@ -350,7 +354,7 @@ pub(super) fn message_row(
 ) -> messages::ActiveModel {
     messages::ActiveModel {
         message_uuid: Set(r.message_uuid),
-        direction: Set("out".to_owned()),
+        direction: Set(MessageDirection::Out),
         instance_id: Set(r
             .variables
             .as_ref()
@@ -358,24 +362,22 @@ pub(super) fn message_row(
             .and_then(Value::as_i64)
             .unwrap_or(0)),
         account_id: Set(account),
-        chat_type: Set(if r.receiver_type == "group" {
-            "group"
+        chat_type: Set(if r.receiver_type == ReceiverType::Group {
+            ChatType::Group
         } else {
-            "private"
-        }
-        .to_owned()),
+            ChatType::Private
+        }),
         chat_wxid: Set(r.receiver_wxid.clone()),
         contact_id: Set(r.contact_id),
         group_id: Set(r.group_id),
         remote_msg_id: Set(remote.clone().map(|m| m.chars().take(100).collect())),
-        message_type: Set(task.message_type.clone()),
+        message_type: Set(task.message_type.as_str().to_owned()),
         message_content: Set(Some(content.to_owned())),
         send_status: Set(if awaiting {
-            "awaiting_confirmation"
+            MessageStatus::AwaitingConfirmation
         } else {
-            "sent"
-        }
-        .to_owned()),
+            MessageStatus::Sent
+        }),
         send_time: Set(Some(now)),
         retry_count: Set(r.retry_count),
         task_id: Set(Some(task.id)),

@@ -90,7 +90,7 @@ pub(super) async fn send_mass_chunk(
             account_wxid: account.wxid.clone(),
             targets: batch.iter().map(|(r, _)| r.receiver_wxid.clone()).collect(),
             to_group,
-            msgtype: first.message.msgtype.clone(),
+            msgtype: first.message.msgtype,
             payload: first.message.payload.clone(),
         };
         match first.driver.send_mass(&message).await {

@@ -4,6 +4,7 @@
 pub mod errors;
 pub mod token;
 
+use entity::states::{AccountStatus, MessageType};
 use std::collections::HashMap;
 
 use reqwest::Method;
@@ -272,23 +273,19 @@ impl WecomDriver {
 
     /// The `msgtype` and body of an app message (`message/send`, `appchat/send`).
     fn app_body(message: &OutboundMessage) -> Result<(String, Value), DriverError> {
-        Ok(match message.msgtype.as_str() {
-            "text" => (
+        Ok(match message.msgtype {
+            MessageType::Text => (
                 "text".into(),
                 json!({ "content": Self::text_of(&message.payload, TEXT_LIMIT_BYTES)? }),
             ),
-            "link" => (
+            MessageType::Link => (
                 "news".into(),
                 json!({ "articles": [message.payload.clone()] }),
             ),
-            "image" | "file" => (message.msgtype.clone(), message.payload.clone()),
-            "miniprogram" => ("miniprogram_notice".into(), message.payload.clone()),
-            other => {
-                return Err(DriverError::Permanent {
-                    code: "unsupported_msgtype".into(),
-                    message: format!("`{other}` cannot be sent as an app message"),
-                });
+            MessageType::Image | MessageType::File => {
+                (message.msgtype.as_str().to_owned(), message.payload.clone())
             }
+            MessageType::Miniprogram => ("miniprogram_notice".into(), message.payload.clone()),
         })
     }
 }
@@ -345,7 +342,11 @@ impl InstanceDriver for WecomDriver {
                 avatar_url: s(&detail, "avatar"),
                 phone: s(&detail, "mobile"),
                 email: s(&detail, "email"),
-                status: if active { "online" } else { "offline" }.to_owned(),
+                status: if active {
+                    AccountStatus::Online
+                } else {
+                    AccountStatus::Offline
+                },
                 is_logged_in: active,
             });
         }
@@ -505,7 +506,7 @@ impl InstanceDriver for WecomDriver {
                         account_wxid: message.account_wxid.clone(),
                         targets: vec![message.to.clone()],
                         to_group: message.to_group,
-                        msgtype: message.msgtype.clone(),
+                        msgtype: message.msgtype,
                         payload: message.payload.clone(),
                     })
                     .await?;
@@ -570,7 +571,7 @@ impl InstanceDriver for WecomDriver {
         } else {
             "external_userid"
         }] = json!(message.targets);
-        if message.msgtype == "text" {
+        if message.msgtype == MessageType::Text {
             body["text"] =
                 json!({ "content": Self::text_of(&message.payload, MASS_TEXT_LIMIT_BYTES)? });
         } else {
