@@ -13,7 +13,7 @@ pub struct Model {
     pub rule_name: String,
     pub dedupe_key: String,
     pub resolution_token: i64,
-    pub alert_level: String,
+    pub alert_level: crate::states::AlertLevel,
     pub alert_title: String,
     #[sea_orm(column_type = "Text")]
     pub alert_message: String,

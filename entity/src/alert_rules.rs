@@ -12,14 +12,14 @@ pub struct Model {
     pub name: String,
     #[sea_orm(column_type = "Text", nullable)]
     pub description: Option<String>,
-    pub rule_type: String,
+    pub rule_type: crate::states::AlertRuleType,
     pub metric_name: Option<String>,
     pub comparator: Option<String>,
     #[sea_orm(column_type = "Double", nullable)]
     pub threshold: Option<f64>,
     pub window_seconds: i32,
     pub instance_id: Option<i64>,
-    pub level: String,
+    pub level: crate::states::AlertLevel,
     pub enabled: bool,
     pub channels: Option<Json>,
     pub cooldown_seconds: i32,

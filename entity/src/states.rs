@@ -264,6 +264,29 @@ impl AlertStatus {
 }
 
 state_enum! {
+    /// What an alert rule watches.
+    AlertRuleType {
+        /// Instances that missed `threshold` heartbeats in a row.
+        HeartbeatMissing = "heartbeat_missing",
+        /// Instances in status `error`.
+        InstanceError = "instance_error",
+        /// An instance metric's average over the window compared to `threshold`.
+        MetricThreshold = "metric_threshold",
+        /// Tasks whose recent sends failed more than `threshold` (a share).
+        TaskFailureRate = "task_failure_rate",
+    }
+}
+
+state_enum! {
+    /// How loud an alert is.
+    AlertLevel {
+        Info = "INFO",
+        Warning = "WARNING",
+        Critical = "CRITICAL",
+    }
+}
+
+state_enum! {
     /// Whether a user may sign in.
     UserStatus {
         Active = "active",

@@ -4,7 +4,7 @@
 //! (dedupe_key, resolution_token) index keeps one open alert per subject however many workers
 //! evaluate at once.
 
-use entity::states::{AlertStatus, InstanceStatus};
+use entity::states::{AlertRuleType, AlertStatus, InstanceStatus};
 use std::collections::{BTreeMap, HashMap};
 
 use chrono::TimeDelta;
@@ -69,8 +69,8 @@ async fn firing(
     let since = now - TimeDelta::seconds(i64::from(rule.window_seconds));
     let mut out = BTreeMap::new();
     let key = |what: &str, id: i64| format!("rule:{}:{what}:{id}", rule.id);
-    match rule.rule_type.as_str() {
-        "heartbeat_missing" | "instance_error" => {
+    match rule.rule_type {
+        AlertRuleType::HeartbeatMissing | AlertRuleType::InstanceError => {
             let mut q = wework_instances::Entity::find()
                 .filter(wework_instances::Column::Enabled.eq(true))
                 .filter(wework_instances::Column::DeletedAt.is_null());
@@ -83,7 +83,9 @@ async fn firing(
                     t.round() as i32
                 });
             for instance in q.all(&ctx.db).await? {
-                let (fires, title, message, value) = if rule.rule_type == "instance_error" {
+                let (fires, title, message, value) = if rule.rule_type
+                    == AlertRuleType::InstanceError
+                {
                     (
                         instance.status == InstanceStatus::Error,
                         format!("Instance {} is in error", instance.name),
@@ -118,7 +120,7 @@ async fn firing(
                 }
             }
         }
-        "metric_threshold" => {
+        AlertRuleType::MetricThreshold => {
             let mut q = instance_monitors::Entity::find()
                 .select_only()
                 .column(instance_monitors::Column::InstanceId)
@@ -163,7 +165,7 @@ async fn firing(
                 }
             }
         }
-        "task_failure_rate" => {
+        AlertRuleType::TaskFailureRate => {
             let runs = message_task_runs::Entity::find()
                 .filter(message_task_runs::Column::LastActivityAt.gte(since))
                 .all(&ctx.db)
@@ -199,7 +201,6 @@ async fn firing(
                 }
             }
         }
-        _ => {}
     }
     Ok(out)
 }
@@ -258,7 +259,7 @@ async fn apply(
             rule_name: Set(rule.name.clone()),
             dedupe_key: Set(key),
             resolution_token: Set(0),
-            alert_level: Set(rule.level.clone()),
+            alert_level: Set(rule.level),
             alert_title: Set(firing.title.chars().take(200).collect()),
             alert_message: Set(firing.message),
             metric_name: Set(rule.metric_name.clone()),

@@ -8,7 +8,7 @@ pub mod rules;
 
 use chrono::{DateTime, Utc};
 use entity::alert_records;
-use entity::states::AlertStatus;
+use entity::states::{AlertLevel, AlertStatus};
 use sea_orm::{
     ActiveValue::Set, ColumnTrait, EntityTrait, QueryFilter, QueryOrder, QuerySelect,
     sea_query::Expr,
@@ -31,7 +31,7 @@ pub struct AlertView {
     pub rule_name: String,
     /// One open alert per key: the rule and what it is about (e.g. `rule:3:instance:7`).
     pub dedupe_key: String,
-    pub level: String,
+    pub level: AlertLevel,
     pub title: String,
     pub message: String,
     pub metric_name: Option<String>,

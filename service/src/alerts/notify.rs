@@ -5,7 +5,7 @@
 //! alert before sending, so several workers never notify twice at once.
 
 use chrono::TimeDelta;
-use entity::states::AlertStatus;
+use entity::states::{AlertLevel, AlertStatus};
 use entity::{alert_records, alert_rules};
 use hmac::{Hmac, Mac};
 use sea_orm::{
@@ -182,10 +182,10 @@ pub fn sign(secret: &str, timestamp: &str, body: &[u8]) -> String {
 
 /// A WeCom group robot markdown message.
 fn robot_body(alert: &alert_records::Model) -> Vec<u8> {
-    let (color, state) = match (alert.status, alert.alert_level.as_str()) {
+    let (color, state) = match (alert.status, alert.alert_level) {
         (AlertStatus::Resolved, _) => ("info", "已恢复 RESOLVED"),
-        (_, "CRITICAL") => ("warning", "告警 CRITICAL"),
-        (_, "INFO") => ("comment", "通知 INFO"),
+        (_, AlertLevel::Critical) => ("warning", "告警 CRITICAL"),
+        (_, AlertLevel::Info) => ("comment", "通知 INFO"),
         _ => ("warning", "告警 WARNING"),
     };
     let content = format!(

@@ -3,6 +3,7 @@
 
 use chrono::{DateTime, Utc};
 use entity::alert_rules;
+use entity::states::{AlertLevel, AlertRuleType};
 use sea_orm::{
     ActiveValue::Set, ColumnTrait, ConnectionTrait, EntityTrait, PaginatorTrait, QueryFilter,
     QueryOrder, QuerySelect,
@@ -19,15 +20,8 @@ use crate::{
     validate::{self, Violations},
 };
 
-pub const RULE_TYPES: &[&str] = &[
-    "heartbeat_missing",
-    "instance_error",
-    "metric_threshold",
-    "task_failure_rate",
-];
 pub const METRICS: &[&str] = &["heartbeat_latency_ms"];
 pub const COMPARATORS: &[&str] = &[">", ">=", "<", "<="];
-pub const LEVELS: &[&str] = &["INFO", "WARNING", "CRITICAL"];
 
 #[derive(Debug, Clone, Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
@@ -62,8 +56,7 @@ pub struct SealedChannel {
 pub struct RuleInput {
     pub name: String,
     pub description: Option<String>,
-    /// heartbeat_missing, instance_error, metric_threshold or task_failure_rate.
-    pub rule_type: String,
+    pub rule_type: AlertRuleType,
     /// metric_threshold: the metric (heartbeat_latency_ms).
     pub metric_name: Option<String>,
     /// metric_threshold: >, >=, < or <=.
@@ -75,8 +68,8 @@ pub struct RuleInput {
     pub window_seconds: Option<i32>,
     /// Only this instance (default: every instance).
     pub instance_id: Option<i64>,
-    /// INFO, WARNING (default) or CRITICAL.
-    pub level: Option<String>,
+    /// Default WARNING.
+    pub level: Option<AlertLevel>,
     pub enabled: Option<bool>,
     #[serde(default)]
     pub channels: Vec<ChannelInput>,
@@ -92,7 +85,7 @@ pub struct RulePatch {
     pub comparator: Option<String>,
     pub threshold: Option<f64>,
     pub window_seconds: Option<i32>,
-    pub level: Option<String>,
+    pub level: Option<AlertLevel>,
     pub enabled: Option<bool>,
     /// Replaces every channel.
     pub channels: Option<Vec<ChannelInput>>,
@@ -105,13 +98,13 @@ pub struct RuleView {
     pub rule_uuid: uuid::Uuid,
     pub name: String,
     pub description: Option<String>,
-    pub rule_type: String,
+    pub rule_type: AlertRuleType,
     pub metric_name: Option<String>,
     pub comparator: Option<String>,
     pub threshold: Option<f64>,
     pub window_seconds: i32,
     pub instance_id: Option<i64>,
-    pub level: String,
+    pub level: AlertLevel,
     pub enabled: bool,
     pub channels: Vec<ChannelView>,
     pub cooldown_seconds: i32,
@@ -202,23 +195,16 @@ async fn check_channels(
 /// The parameters a rule type needs, checked together.
 fn check_condition(
     v: &mut Violations,
-    rule_type: &str,
+    rule_type: AlertRuleType,
     metric_name: Option<&str>,
     comparator: Option<&str>,
     threshold: Option<f64>,
 ) {
-    if !RULE_TYPES.contains(&rule_type) {
-        v.add(
-            "rule_type",
-            format!("must be one of {}", RULE_TYPES.join(", ")),
-        );
-        return;
-    }
     if threshold.is_some_and(|t| !t.is_finite()) {
         v.add("threshold", "must be a number");
     }
     match rule_type {
-        "metric_threshold" => {
+        AlertRuleType::MetricThreshold => {
             if !metric_name.is_some_and(|m| METRICS.contains(&m)) {
                 v.add(
                     "metric_name",
@@ -232,25 +218,19 @@ fn check_condition(
                 v.add("threshold", "is required for metric_threshold");
             }
         }
-        "task_failure_rate" if !threshold.is_some_and(|t| (0.0..=1.0).contains(&t)) => {
+        AlertRuleType::TaskFailureRate if !threshold.is_some_and(|t| (0.0..=1.0).contains(&t)) => {
             v.add("threshold", "must be a share between 0 and 1");
         }
-        "heartbeat_missing" if threshold.is_some_and(|t| !(1.0..=1000.0).contains(&t)) => {
+        AlertRuleType::HeartbeatMissing
+            if threshold.is_some_and(|t| !(1.0..=1000.0).contains(&t)) =>
+        {
             v.add("threshold", "must be between 1 and 1000 missed heartbeats");
         }
         _ => {}
     }
 }
 
-fn check_common(
-    v: &mut Violations,
-    level: Option<&str>,
-    window: Option<i32>,
-    cooldown: Option<i32>,
-) {
-    if level.is_some_and(|l| !LEVELS.contains(&l)) {
-        v.add("level", "must be INFO, WARNING or CRITICAL");
-    }
+fn check_common(v: &mut Violations, window: Option<i32>, cooldown: Option<i32>) {
     if window.is_some_and(|w| !(60..=86_400).contains(&w)) {
         v.add("window_seconds", "must be between 60 and 86400");
     }
@@ -333,17 +313,12 @@ pub async fn create(ctx: &Context, actor: &Actor, input: RuleInput) -> ServiceRe
             .flatten();
         check_condition(
             &mut v,
-            &input.rule_type,
+            input.rule_type,
             input.metric_name.as_deref(),
             input.comparator.as_deref(),
             input.threshold,
         );
-        check_common(
-            &mut v,
-            input.level.as_deref(),
-            input.window_seconds,
-            input.cooldown_seconds,
-        );
+        check_common(&mut v, input.window_seconds, input.cooldown_seconds);
         let channels = check_channels(ctx, &mut v, &input.channels).await;
         v.finish()?;
         let Some(name) = name else {
@@ -357,10 +332,10 @@ pub async fn create(ctx: &Context, actor: &Actor, input: RuleInput) -> ServiceRe
                 "an alert rule with this name exists",
             ));
         }
-        let metric = (input.rule_type == "metric_threshold")
+        let metric = (input.rule_type == AlertRuleType::MetricThreshold)
             .then_some(input.metric_name)
             .flatten();
-        let comparator = (input.rule_type == "metric_threshold")
+        let comparator = (input.rule_type == AlertRuleType::MetricThreshold)
             .then_some(input.comparator)
             .flatten();
         let row = alert_rules::ActiveModel {
@@ -373,7 +348,7 @@ pub async fn create(ctx: &Context, actor: &Actor, input: RuleInput) -> ServiceRe
             threshold: Set(input.threshold),
             window_seconds: Set(input.window_seconds.unwrap_or(300)),
             instance_id: Set(input.instance_id),
-            level: Set(input.level.unwrap_or_else(|| "WARNING".into())),
+            level: Set(input.level.unwrap_or(AlertLevel::Warning)),
             enabled: Set(input.enabled.unwrap_or(true)),
             channels: Set(Some(serde_json::to_value(&channels).unwrap_or(Value::Null))),
             cooldown_seconds: Set(input.cooldown_seconds.unwrap_or(300)),
@@ -415,7 +390,7 @@ pub async fn update(
         });
         check_condition(
             &mut v,
-            &current.rule_type,
+            current.rule_type,
             current.metric_name.as_deref(),
             patch
                 .comparator
@@ -423,12 +398,7 @@ pub async fn update(
                 .or(current.comparator.as_deref()),
             patch.threshold.or(current.threshold),
         );
-        check_common(
-            &mut v,
-            patch.level.as_deref(),
-            patch.window_seconds,
-            patch.cooldown_seconds,
-        );
+        check_common(&mut v, patch.window_seconds, patch.cooldown_seconds);
         let channels = match &patch.channels {
             Some(channels) => Some(check_channels(ctx, &mut v, channels).await),
             None => None,
@@ -456,7 +426,7 @@ pub async fn update(
         }
         if let Some(c) = patch
             .comparator
-            .filter(|_| before.rule_type == "metric_threshold")
+            .filter(|_| before.rule_type == AlertRuleType::MetricThreshold)
         {
             row.comparator = Set(Some(c));
         }
