@@ -21,9 +21,13 @@ use crate::{
 pub struct LogQuery {
     /// Text to find in the message (a phrase; Chinese works), or in the path of access lines.
     pub q: Option<String>,
-    /// system, error, access or audit (default: all; audit lines need `audit_logs:read`).
+    /// Default: all; audit lines need `audit_logs:read`.
+    #[param(value_type = Option<LogKind>)]
     pub kind: Option<String>,
-    /// ERROR, WARN, INFO or DEBUG.
+    /// ERROR, WARN, INFO or DEBUG (any case).
+    #[param(
+        pattern = "^([Ee][Rr][Rr][Oo][Rr]|[Ww][Aa][Rr][Nn]|[Ii][Nn][Ff][Oo]|[Dd][Ee][Bb][Uu][Gg])$"
+    )]
     pub level: Option<String>,
     /// api, worker or serve.
     pub service: Option<String>,

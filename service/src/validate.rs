@@ -139,6 +139,24 @@ pub fn password(field: &str, value: &str, username: Option<&str>) -> Result<(), 
     Ok(())
 }
 
+/// The OpenAPI shape of a tag label (`text(…, 1, 50)`: trimmed, 1 to 50 characters, no control
+/// characters), for lists of labels whose items a field attribute cannot describe.
+pub struct Label;
+
+/// `Label`'s pattern: surrounding whitespace is trimmed, the rest holds no control character.
+pub const LABEL_PATTERN: &str = r"^\s*[^\s\x00-\x1f\x7f-\x9f][^\x00-\x1f\x7f-\x9f]{0,49}\s*$";
+
+impl utoipa::PartialSchema for Label {
+    fn schema() -> utoipa::openapi::RefOr<utoipa::openapi::schema::Schema> {
+        utoipa::openapi::ObjectBuilder::new()
+            .schema_type(utoipa::openapi::Type::String)
+            .pattern(Some(LABEL_PATTERN))
+            .into()
+    }
+}
+
+impl utoipa::ToSchema for Label {}
+
 #[cfg(test)]
 mod tests {
     use super::*;

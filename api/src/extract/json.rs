@@ -29,6 +29,13 @@ fn is_json(req: &HttpRequest) -> bool {
 pub fn parse<T: DeserializeOwned>(bytes: &[u8]) -> Result<T, ApiError> {
     let mut document: serde_json::Value =
         serde_json::from_slice(bytes).map_err(|e| classify(".".to_owned(), e))?;
+    // Every body is an object; serde would otherwise fill a struct from an array by position.
+    if !document.is_object() {
+        return Err(ApiError::Validation(vec![FieldError::new(
+            "body",
+            "must be a JSON object",
+        )]));
+    }
     integral_floats_as_integers(&mut document);
     serde_path_to_error::deserialize(document).map_err(|e| {
         let path = e.path().to_string();
@@ -158,6 +165,12 @@ mod tests {
             parse::<Input>(br#"{"name": "a", "items": []} trailing"#),
             Err(ApiError::MalformedJson(_))
         ));
+    }
+
+    #[test]
+    fn a_body_is_an_object_never_an_array_filled_by_position() {
+        let err = parse::<Input>(br#"["a", []]"#).unwrap_err();
+        assert_eq!(field_of(err), "body");
     }
 
     #[test]

@@ -82,7 +82,10 @@ pub async fn delete_alert_rule(
 #[serde(deny_unknown_fields)]
 #[into_params(parameter_in = Query)]
 pub struct AlertQuery {
-    /// ACTIVE, ACKNOWLEDGED or RESOLVED.
+    /// ACTIVE, ACKNOWLEDGED or RESOLVED (any case).
+    #[param(
+        pattern = "^([Aa][Cc][Tt][Ii][Vv][Ee]|[Aa][Cc][Kk][Nn][Oo][Ww][Ll][Ee][Dd][Gg][Ee][Dd]|[Rr][Ee][Ss][Oo][Ll][Vv][Ee][Dd])$"
+    )]
     pub status: Option<String>,
     pub rule_id: Option<i64>,
     pub instance_id: Option<i64>,

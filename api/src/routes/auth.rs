@@ -22,7 +22,9 @@ use crate::{
 pub struct LoginIn {
     /// Login name or email address.
     #[serde(alias = "username", alias = "email")]
+    #[schema(min_length = 1, max_length = 100, pattern = r"\S")]
     pub login: String,
+    #[schema(min_length = 1, max_length = 1024)]
     pub password: String,
     /// Current 6-digit code, when two-factor authentication is enabled.
     pub totp_code: Option<String>,

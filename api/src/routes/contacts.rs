@@ -28,9 +28,11 @@ use crate::{
 pub struct ContactQuery {
     /// Substring of nickname, remark, wxid or phone.
     pub q: Option<String>,
-    /// Comma-separated tag ids: at least one.
+    /// Comma-separated tag ids (at most 50): at least one.
+    #[param(pattern = r"^ *([1-9][0-9]{0,17} *(, *[1-9][0-9]{0,17} *){0,49})?$")]
     pub tags_any: Option<String>,
-    /// Comma-separated tag ids: all of them.
+    /// Comma-separated tag ids (at most 50): all of them.
+    #[param(pattern = r"^ *([1-9][0-9]{0,17} *(, *[1-9][0-9]{0,17} *){0,49})?$")]
     pub tags_all: Option<String>,
     pub contact_type: Option<ContactType>,
     pub friend_status: Option<FriendStatus>,

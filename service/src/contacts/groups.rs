@@ -188,7 +188,7 @@ pub async fn members(
 #[serde(deny_unknown_fields)]
 pub struct GroupPatch {
     #[serde(default, deserialize_with = "crate::serde_util::double_option")]
-    #[schema(value_type = Option<Vec<String>>)]
+    #[schema(value_type = Option<Vec<crate::validate::Label>>)]
     pub tags: Option<Option<Vec<String>>>,
     #[serde(default, deserialize_with = "crate::serde_util::double_option")]
     #[schema(value_type = Option<Object>)]

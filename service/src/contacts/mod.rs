@@ -153,9 +153,11 @@ pub async fn views<C: ConnectionTrait>(
 pub struct ContactFilter {
     /// Substring of nickname, remark, wxid or phone (case-insensitive).
     pub q: Option<String>,
-    /// Comma-separated tag ids: contacts with at least one of them.
+    /// Comma-separated tag ids (at most 50): contacts with at least one of them.
+    #[param(pattern = r"^ *([1-9][0-9]{0,17} *(, *[1-9][0-9]{0,17} *){0,49})?$")]
     pub tags_any: Option<String>,
-    /// Comma-separated tag ids: contacts with every one of them.
+    /// Comma-separated tag ids (at most 50): contacts with every one of them.
+    #[param(pattern = r"^ *([1-9][0-9]{0,17} *(, *[1-9][0-9]{0,17} *){0,49})?$")]
     pub tags_all: Option<String>,
     pub contact_type: Option<ContactType>,
     pub friend_status: Option<FriendStatus>,
@@ -168,13 +170,17 @@ pub struct ContactFilter {
 }
 
 fn id_list(field: &str, raw: Option<&str>, v: &mut Violations) -> Vec<i64> {
-    let Some(raw) = raw.filter(|r| !r.trim().is_empty()) else {
+    let Some(raw) = raw.filter(|r| !r.trim_matches(' ').is_empty()) else {
         return Vec::new();
     };
     let mut ids = Vec::new();
     for part in raw.split(',') {
-        match part.trim().parse::<i64>() {
-            Ok(id) if id > 0 => ids.push(id),
+        let digits = part.trim_matches(' ');
+        let plain = digits.len() <= 18
+            && digits.starts_with(|c: char| ('1'..='9').contains(&c))
+            && digits.bytes().all(|b| b.is_ascii_digit());
+        match digits.parse::<i64>() {
+            Ok(id) if plain => ids.push(id),
             _ => v.add(
                 field,
                 format!("`{part}` is not a tag id; use comma-separated ids"),

@@ -58,20 +58,25 @@ async fn view<C: ConnectionTrait>(conn: &C, m: tags::Model) -> ServiceResult<Tag
 #[derive(Debug, Clone, Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct TagInput {
+    #[schema(pattern = r"^\s*[^\s\x00-\x1f\x7f-\x9f][^\x00-\x1f\x7f-\x9f]{0,99}\s*$")]
     pub name: String,
     /// Optional grouping shown in the console (e.g. 客户等级).
+    #[schema(pattern = r"^\s*([^\s\x00-\x1f\x7f-\x9f][^\x00-\x1f\x7f-\x9f]{0,99}\s*)?$")]
     pub group_name: Option<String>,
     /// e.g. `#ff8800`.
+    #[schema(pattern = "^#[0-9A-Fa-f]{6}$")]
     pub color: Option<String>,
 }
 
 #[derive(Debug, Clone, Default, Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct TagPatch {
+    #[schema(pattern = r"^\s*[^\s\x00-\x1f\x7f-\x9f][^\x00-\x1f\x7f-\x9f]{0,99}\s*$")]
     pub name: Option<String>,
+    #[schema(pattern = r"^\s*([^\s\x00-\x1f\x7f-\x9f][^\x00-\x1f\x7f-\x9f]{0,99}\s*)?$")]
     pub group_name: Option<String>,
     #[serde(default, deserialize_with = "crate::serde_util::double_option")]
-    #[schema(value_type = Option<String>)]
+    #[schema(value_type = Option<String>, pattern = "^#[0-9A-Fa-f]{6}$")]
     pub color: Option<Option<String>>,
 }
 
@@ -375,7 +380,7 @@ pub async fn link<C: ConnectionTrait>(
 #[derive(Debug, Clone, Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct BulkTagging {
-    /// Up to 1,000 contact ids.
+    #[schema(min_items = 1, max_items = 1000)]
     pub contact_ids: Vec<i64>,
     #[serde(default)]
     pub add: Vec<i64>,

@@ -77,13 +77,13 @@ impl From<wework_accounts::Model> for AccountView {
 #[serde(deny_unknown_fields)]
 pub struct AccountPatch {
     #[serde(default, deserialize_with = "crate::serde_util::double_option")]
-    #[schema(value_type = Option<String>)]
+    #[schema(value_type = Option<String>, pattern = r"^\s*([^\s\x00-\x1f\x7f-\x9f][^\x00-\x1f\x7f-\x9f]{0,1999}\s*)?$")]
     pub remark: Option<Option<String>>,
     #[serde(default, deserialize_with = "crate::serde_util::double_option")]
-    #[schema(value_type = Option<Vec<String>>)]
+    #[schema(value_type = Option<Vec<crate::validate::Label>>)]
     pub tags: Option<Option<Vec<String>>>,
     #[serde(default, deserialize_with = "crate::serde_util::double_option")]
-    #[schema(value_type = Option<i32>)]
+    #[schema(value_type = Option<i32>, minimum = 1, maximum = 6000)]
     pub rate_limit_per_minute: Option<Option<i32>>,
 }
 

@@ -40,6 +40,7 @@ pub struct RoleView {
 #[serde(deny_unknown_fields)]
 pub struct RoleInput {
     /// Identifier: 2 to 50 of `a-z`, `0-9` and `_`.
+    #[schema(pattern = r"^\s*[a-z][a-z0-9_]{1,49}\s*$")]
     pub name: String,
     pub display_name: String,
     pub description: Option<String>,
@@ -54,6 +55,7 @@ pub struct RoleInput {
 #[derive(Debug, Clone, Default, Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct RolePatch {
+    #[schema(pattern = r"^\s*[a-z][a-z0-9_]{1,49}\s*$")]
     pub name: Option<String>,
     pub display_name: Option<String>,
     #[serde(default, deserialize_with = "crate::serde_util::double_option")]

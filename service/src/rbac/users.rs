@@ -72,9 +72,11 @@ pub struct RoleGrant {
 #[derive(Debug, Clone, Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct UserInput {
+    #[schema(pattern = r"^\s*[A-Za-z0-9][A-Za-z0-9._-]{2,49}\s*$")]
     pub username: String,
     pub email: Option<String>,
-    /// 12 to 128 characters.
+    /// 12 to 128 characters, not the username.
+    #[schema(min_length = 12, max_length = 128)]
     pub password: String,
     pub nickname: Option<String>,
     pub phone: Option<String>,
