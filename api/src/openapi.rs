@@ -127,7 +127,7 @@ use crate::{error, routes};
         routes::messages::list_messages,
     ),
     components(schemas(error::Problem)),
-    modifiers(&BearerAuth, &ProblemResponses, &ParameterShapes),
+    modifiers(&BearerAuth, &IdempotentCreates, &ProblemResponses, &ParameterShapes),
     tags(
         (name = "auth", description = "Sign in, tokens, own sessions, password and two-factor"),
         (name = "users", description = "User administration"),
@@ -228,6 +228,62 @@ impl Modify for ParameterShapes {
     }
 }
 
+/// Every POST that answers 201 creates something and takes an `Idempotency-Key`
+/// (`extract::IdempotencyKey`): the header and its 409 are documented here, once.
+struct IdempotentCreates;
+
+impl Modify for IdempotentCreates {
+    fn modify(&self, openapi: &mut utoipa::openapi::OpenApi) {
+        use utoipa::openapi::{
+            ObjectBuilder, Ref, RefOr, ResponseBuilder, Type,
+            path::{ParameterBuilder, ParameterIn},
+        };
+        for item in openapi.paths.paths.values_mut() {
+            let Some(post) = item.post.as_mut() else {
+                continue;
+            };
+            if !post.responses.responses.contains_key("201") {
+                continue;
+            }
+            let header = ParameterBuilder::new()
+                .name(crate::extract::IDEMPOTENCY_HEADER)
+                .parameter_in(ParameterIn::Header)
+                .description(Some(
+                    "Repeat the POST safely: the same key and body return the first answer \
+                     (`Idempotent-Replayed: true`); 1 to 255 printable ASCII characters",
+                ))
+                .schema(Some(
+                    ObjectBuilder::new()
+                        .schema_type(Type::String)
+                        .min_length(Some(1))
+                        .max_length(Some(255))
+                        .pattern(Some("^[!-~]+$")),
+                ))
+                .build();
+            post.parameters
+                .get_or_insert_with(Vec::new)
+                .push(header.into());
+            post.responses.responses.insert(
+                "409".to_owned(),
+                RefOr::T(
+                    ResponseBuilder::new()
+                        .description(
+                            "A conflict: the record exists, or the `Idempotency-Key` was used with \
+                             another body or its first request is still running",
+                        )
+                        .content(
+                            PROBLEM_JSON,
+                            utoipa::openapi::content::Content::new(Some(Ref::from_schema_name(
+                                "Problem",
+                            ))),
+                        )
+                        .build(),
+                ),
+            );
+        }
+    }
+}
+
 /// Every operation of a path, for modifiers that shape them all.
 fn operations_mut(
     item: &mut PathItem,
@@ -287,6 +343,35 @@ impl Modify for ProblemResponses {
                         response.content.insert(PROBLEM_JSON.to_owned(), content);
                     }
                 }
+                // What a route needs is its `security`: a session (401 without one) and, when it
+                // names a permission, that permission (403 without it). Said here, not per route.
+                let scopes: Option<Vec<String>> = operation.security.as_ref().and_then(|reqs| {
+                    let value = serde_json::to_value(reqs).ok()?;
+                    let scopes = value.get(0)?.get("bearer")?.as_array()?.clone();
+                    Some(
+                        scopes
+                            .iter()
+                            .filter_map(|s| s.as_str().map(str::to_owned))
+                            .collect(),
+                    )
+                });
+                let session: &[(&str, &str)] = match &scopes {
+                    None => &[],
+                    Some(s) if s.is_empty() => &[(
+                        "401",
+                        "No session: the bearer token is missing, invalid, expired or revoked",
+                    )],
+                    Some(_) => &[
+                        (
+                            "401",
+                            "No session: the bearer token is missing, invalid, expired or revoked",
+                        ),
+                        (
+                            "403",
+                            "The session lacks the permission named in this operation's security",
+                        ),
+                    ],
+                };
                 let body = operation.request_body.is_some();
                 let parameters = operation.parameters.as_ref().is_some_and(|p| !p.is_empty());
                 let answers: &[(&str, &str)] = match (body, parameters) {
@@ -316,7 +401,7 @@ impl Modify for ProblemResponses {
                 } else {
                     &[]
                 };
-                for &(status, description) in answers.iter().chain(unreachable) {
+                for &(status, description) in session.iter().chain(answers).chain(unreachable) {
                     responses.entry(status.to_owned()).or_insert_with(|| {
                         RefOr::T(
                             ResponseBuilder::new()

@@ -1,6 +1,7 @@
 //! The audit log: who changed what, with old and new values (secrets masked), written in the same
 //! transaction as the change so a change without its audit row cannot exist.
 
+use crate::rbac::perm;
 use chrono::NaiveDateTime;
 use entity::audit_logs;
 use sea_orm::{
@@ -288,7 +289,7 @@ pub async fn list(
     filter: AuditFilter,
     page: PageRequest,
 ) -> ServiceResult<Page<audit_logs::Model>> {
-    actor.require("audit_logs:read")?;
+    actor.require(perm::AuditLogsRead)?;
     let mut query = audit_logs::Entity::find();
     if let Some(v) = filter.user_id {
         query = query.filter(audit_logs::Column::UserId.eq(v));

@@ -1,6 +1,7 @@
 //! Log search for `GET /api/v1/logs`: Elasticsearch when logs go there, the SQL log tables
 //! otherwise. Newest first, paged by the timestamp of the last line seen.
 
+use crate::rbac::perm;
 use chrono::{DateTime, Utc};
 use entity::{access_logs, audit_logs, error_logs, system_logs};
 use sea_orm::{ColumnTrait, EntityTrait, QueryFilter, QueryOrder, QuerySelect};
@@ -66,7 +67,7 @@ struct Checked {
 fn check(query: &LogQuery, actor: &Actor) -> ServiceResult<Checked> {
     let mut v = Violations::new();
     let kinds = match query.kind.as_deref() {
-        None if actor.has("audit_logs:read") => vec![
+        None if actor.has(perm::AuditLogsRead) => vec![
             LogKind::System,
             LogKind::Error,
             LogKind::Access,
@@ -75,7 +76,7 @@ fn check(query: &LogQuery, actor: &Actor) -> ServiceResult<Checked> {
         None => vec![LogKind::System, LogKind::Error, LogKind::Access],
         Some(text) => match LogKind::parse(text) {
             Some(LogKind::Audit) => {
-                actor.require("audit_logs:read")?;
+                actor.require(perm::AuditLogsRead)?;
                 vec![LogKind::Audit]
             }
             Some(kind) => vec![kind],
@@ -113,7 +114,7 @@ fn check(query: &LogQuery, actor: &Actor) -> ServiceResult<Checked> {
 }
 
 pub async fn search(ctx: &Context, actor: &Actor, query: LogQuery) -> ServiceResult<LogPage> {
-    actor.require("logs:read")?;
+    actor.require(perm::LogsRead)?;
     let checked = check(&query, actor)?;
     let mut items = match &ctx.telemetry.elastic {
         Some(store) => search_elastic(store, &query, &checked).await?,

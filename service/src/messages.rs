@@ -2,6 +2,7 @@
 //! idempotency and crash safety as broadcasts) and the message log in both directions, readable
 //! per contact as a conversation.
 
+use crate::rbac::perm;
 use chrono::{DateTime, Utc};
 use entity::messages;
 use entity::states::{Channel, ChatType, MessageDirection, MessageStatus, MessageType, TaskType};
@@ -41,7 +42,7 @@ pub struct MessageInput {
 
 /// Queues one message; it is sent by the dispatcher like any task.
 pub async fn send(ctx: &Context, actor: &Actor, input: MessageInput) -> ServiceResult<TaskView> {
-    actor.require("messages:send")?;
+    actor.require(perm::MessagesSend)?;
     let (contact_ids, group_ids) = match (input.contact_id, input.group_id) {
         (Some(c), None) => (vec![c], vec![]),
         (None, Some(g)) => (vec![], vec![g]),
@@ -160,7 +161,7 @@ pub async fn list(
     actor: &Actor,
     filter: MessageFilter,
 ) -> ServiceResult<Page<MessageView>> {
-    actor.require("messages:read")?;
+    actor.require(perm::MessagesRead)?;
     let page = PageRequest::parse(filter.limit, filter.cursor.as_deref())?;
     let mut query = messages::Entity::find().filter(
         actor

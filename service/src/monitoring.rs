@@ -2,6 +2,7 @@
 //! chosen step, served from SQL — raw heartbeat samples for the recent past and five-minute
 //! rollups (written by housekeeping) beyond it, so a month of history stays cheap to draw.
 
+use crate::rbac::perm;
 use entity::states::RunStatus;
 use std::collections::BTreeMap;
 
@@ -68,7 +69,7 @@ where
 }
 
 pub async fn overview(ctx: &Context, actor: &Actor) -> ServiceResult<Overview> {
-    actor.require("monitoring:read")?;
+    actor.require(perm::MonitoringRead)?;
     let instances = by_status::<wework_instances::Entity, _>(
         ctx,
         wework_instances::Column::Status,
@@ -166,7 +167,7 @@ pub struct Series {
 }
 
 pub async fn series(ctx: &Context, actor: &Actor, query: SeriesQuery) -> ServiceResult<Series> {
-    actor.require("monitoring:read")?;
+    actor.require(perm::MonitoringRead)?;
     let to = query.to.unwrap_or_else(|| ctx.clock.now());
     let from = query.from.unwrap_or(to - TimeDelta::hours(24));
     let step = query.step.unwrap_or(300);

@@ -135,7 +135,9 @@ pub async fn rotate(ctx: &Context, target: &Sealer) -> ServiceResult<Rotated> {
     .all(&txn)
     .await?
     {
-        let mut channels = crate::alerts::rules::stored_channels(&row);
+        let mut channels = crate::alerts::rules::stored_channels(&row).map_err(|e| {
+            ServiceError::Internal(anyhow::anyhow!("cannot reseal the channels of {e}"))
+        })?;
         let mut changed = 0;
         for (i, channel) in channels.iter_mut().enumerate() {
             let what = format!("channel {i} of alert rule {}", row.id);

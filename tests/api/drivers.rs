@@ -387,7 +387,7 @@ async fn rotating_the_master_key_keeps_every_secret_readable() {
     let stored = service::alerts::rules::find(&ctx.db, rule["id"].as_i64().unwrap())
         .await
         .unwrap();
-    let channel = &service::alerts::rules::stored_channels(&stored)[0];
+    let channel = &service::alerts::rules::stored_channels(&stored).unwrap()[0];
     assert_eq!(
         ctx.sealer.open(&channel.url).unwrap(),
         "http://127.0.0.1:9/hook"

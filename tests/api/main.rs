@@ -15,6 +15,7 @@ mod data_scopes;
 mod drivers;
 mod errors;
 mod health;
+mod idempotency;
 mod instances;
 mod logs;
 mod metrics;

@@ -41,7 +41,7 @@ impl<P: Permission> FromRequest for Authorized<P> {
     type Future = Ready<Result<Self, ApiError>>;
 
     fn from_request(req: &HttpRequest, _: &mut Payload) -> Self::Future {
-        ready(actor(req).and_then(|actor| match actor.require(P::NAME) {
+        ready(actor(req).and_then(|actor| match actor.require_named(P::NAME) {
             Ok(()) => Ok(Self { actor, _permission: PhantomData }),
             Err(denied) => {
                 let route = format!("{} {}", req.method(), req.match_pattern().unwrap_or_else(|| req.path().to_owned()));

@@ -3,8 +3,7 @@
 
 use std::{future::Future, pin::Pin};
 
-use actix_web::{FromRequest, HttpRequest, dev::Payload, web};
-use futures_util::StreamExt;
+use actix_web::{FromRequest, HttpMessage, HttpRequest, dev::Payload, web};
 use serde::de::DeserializeOwned;
 use service::FieldError;
 
@@ -102,12 +101,10 @@ impl<T: DeserializeOwned + 'static> FromRequest for ValidJson<T> {
             .app_data::<web::Data<AppState>>()
             .map_or(1 << 20, |s| s.ctx.settings.server.max_body_bytes);
         let json = is_json(req);
-        let declared = req
-            .headers()
-            .get(actix_web::http::header::CONTENT_LENGTH)
-            .and_then(|v| v.to_str().ok())
-            .and_then(|v| v.parse::<usize>().ok());
-        let mut payload = payload.take();
+        let declared = super::body::declared_length(req);
+        let payload = payload.take();
+        let keyed = req.headers().contains_key(super::idempotency::HEADER);
+        let req = req.clone();
         Box::pin(async move {
             if declared.is_some_and(|len| len > limit) {
                 return Err(ApiError::PayloadTooLarge(limit));
@@ -115,13 +112,11 @@ impl<T: DeserializeOwned + 'static> FromRequest for ValidJson<T> {
             if !json {
                 return Err(ApiError::UnsupportedMediaType);
             }
-            let mut body = web::BytesMut::new();
-            while let Some(chunk) = payload.next().await {
-                let chunk = chunk.map_err(|e| ApiError::MalformedJson(e.to_string()))?;
-                if body.len() + chunk.len() > limit {
-                    return Err(ApiError::PayloadTooLarge(limit));
-                }
-                body.extend_from_slice(&chunk);
+            let body = super::body::read_bounded(payload, declared, limit).await?;
+            if keyed {
+                req.extensions_mut().insert(super::idempotency::BodyHash(
+                    service::idempotency::hash(&body),
+                ));
             }
             parse(&body).map(ValidJson)
         })

@@ -29,7 +29,7 @@ pub struct AccountQuery {
 }
 
 #[utoipa::path(get, path = "/api/v1/accounts", tag = "accounts", params(AccountQuery),
-    responses((status = 200, body = Page<AccountView>), (status = 401, body = Problem), (status = 403, body = Problem), (status = 422, body = Problem)),
+    responses((status = 200, body = Page<AccountView>), (status = 422, body = Problem)),
     security(("bearer" = ["accounts:read"])))]
 pub async fn list_accounts(
     auth: Authorized<perm::AccountsRead>,
@@ -48,7 +48,7 @@ pub async fn list_accounts(
 }
 
 #[utoipa::path(get, path = "/api/v1/accounts/{id}", tag = "accounts", params(("id" = i64, Path)),
-    responses((status = 200, body = AccountView), (status = 400, body = Problem), (status = 401, body = Problem), (status = 403, body = Problem), (status = 404, body = Problem)),
+    responses((status = 200, body = AccountView), (status = 400, body = Problem), (status = 404, body = Problem)),
     security(("bearer" = ["accounts:read"])))]
 pub async fn get_account(
     auth: Authorized<perm::AccountsRead>,
@@ -59,7 +59,7 @@ pub async fn get_account(
 }
 
 #[utoipa::path(patch, path = "/api/v1/accounts/{id}", tag = "accounts", params(("id" = i64, Path)), request_body = AccountPatch,
-    responses((status = 200, body = AccountView), (status = 400, body = Problem), (status = 401, body = Problem), (status = 403, body = Problem), (status = 404, body = Problem), (status = 422, body = Problem)),
+    responses((status = 200, body = AccountView), (status = 400, body = Problem), (status = 404, body = Problem), (status = 422, body = Problem)),
     security(("bearer" = ["accounts:update"])))]
 pub async fn update_account(
     auth: Authorized<perm::AccountsUpdate>,

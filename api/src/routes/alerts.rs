@@ -14,12 +14,12 @@ use service::{
 use super::{PageQuery, no_content};
 use crate::{
     error::{ApiError, Problem},
-    extract::{Authorized, Id, ValidJson, ValidQuery},
+    extract::{Authorized, Id, IdempotencyKey, ValidJson, ValidQuery},
     state::AppState,
 };
 
 #[utoipa::path(get, path = "/api/v1/alert-rules", tag = "alerts", params(PageQuery),
-    responses((status = 200, body = Page<RuleView>), (status = 401, body = Problem), (status = 403, body = Problem), (status = 422, body = Problem)),
+    responses((status = 200, body = Page<RuleView>), (status = 422, body = Problem)),
     security(("bearer" = ["alert_rules:read"])))]
 pub async fn list_alert_rules(
     auth: Authorized<perm::AlertRulesRead>,
@@ -31,18 +31,23 @@ pub async fn list_alert_rules(
 }
 
 #[utoipa::path(post, path = "/api/v1/alert-rules", tag = "alerts", request_body = RuleInput,
-    responses((status = 201, body = RuleView), (status = 401, body = Problem), (status = 403, body = Problem), (status = 409, body = Problem), (status = 422, body = Problem)),
+    responses((status = 201, body = RuleView), (status = 409, body = Problem), (status = 422, body = Problem)),
     security(("bearer" = ["alert_rules:create"])))]
 pub async fn create_alert_rule(
     auth: Authorized<perm::AlertRulesCreate>,
     state: web::Data<AppState>,
+    key: IdempotencyKey,
     ValidJson(body): ValidJson<RuleInput>,
 ) -> Result<HttpResponse, ApiError> {
-    Ok(HttpResponse::Created().json(rules::create(&state.ctx, &auth.actor, body).await?))
+    let actor = &auth.actor;
+    key.created(&state, actor, "alert_rules.create", body, |body| {
+        rules::create(&state.ctx, actor, body)
+    })
+    .await
 }
 
 #[utoipa::path(get, path = "/api/v1/alert-rules/{id}", tag = "alerts", params(("id" = i64, Path)),
-    responses((status = 200, body = RuleView), (status = 400, body = Problem), (status = 401, body = Problem), (status = 403, body = Problem), (status = 404, body = Problem)),
+    responses((status = 200, body = RuleView), (status = 400, body = Problem), (status = 404, body = Problem)),
     security(("bearer" = ["alert_rules:read"])))]
 pub async fn get_alert_rule(
     auth: Authorized<perm::AlertRulesRead>,
@@ -53,7 +58,7 @@ pub async fn get_alert_rule(
 }
 
 #[utoipa::path(patch, path = "/api/v1/alert-rules/{id}", tag = "alerts", params(("id" = i64, Path)), request_body = RulePatch,
-    responses((status = 200, body = RuleView), (status = 400, body = Problem), (status = 401, body = Problem), (status = 403, body = Problem), (status = 404, body = Problem), (status = 409, body = Problem), (status = 422, body = Problem)),
+    responses((status = 200, body = RuleView), (status = 400, body = Problem), (status = 404, body = Problem), (status = 409, body = Problem), (status = 422, body = Problem)),
     security(("bearer" = ["alert_rules:update"])))]
 pub async fn update_alert_rule(
     auth: Authorized<perm::AlertRulesUpdate>,
@@ -67,7 +72,7 @@ pub async fn update_alert_rule(
 }
 
 #[utoipa::path(delete, path = "/api/v1/alert-rules/{id}", tag = "alerts", params(("id" = i64, Path)),
-    responses((status = 204), (status = 400, body = Problem), (status = 401, body = Problem), (status = 403, body = Problem), (status = 404, body = Problem)),
+    responses((status = 204), (status = 400, body = Problem), (status = 404, body = Problem)),
     security(("bearer" = ["alert_rules:delete"])))]
 pub async fn delete_alert_rule(
     auth: Authorized<perm::AlertRulesDelete>,
@@ -95,7 +100,7 @@ pub struct AlertQuery {
 }
 
 #[utoipa::path(get, path = "/api/v1/alerts", tag = "alerts", params(AlertQuery),
-    responses((status = 200, body = Page<AlertView>), (status = 401, body = Problem), (status = 403, body = Problem), (status = 422, body = Problem)),
+    responses((status = 200, body = Page<AlertView>), (status = 422, body = Problem)),
     security(("bearer" = ["alerts:read"])))]
 pub async fn list_alerts(
     auth: Authorized<perm::AlertsRead>,
@@ -114,7 +119,7 @@ pub async fn list_alerts(
 }
 
 #[utoipa::path(get, path = "/api/v1/alerts/{id}", tag = "alerts", params(("id" = i64, Path)),
-    responses((status = 200, body = AlertView), (status = 400, body = Problem), (status = 401, body = Problem), (status = 403, body = Problem), (status = 404, body = Problem)),
+    responses((status = 200, body = AlertView), (status = 400, body = Problem), (status = 404, body = Problem)),
     security(("bearer" = ["alerts:read"])))]
 pub async fn get_alert(
     auth: Authorized<perm::AlertsRead>,
@@ -131,7 +136,7 @@ pub struct AlertComment {
 }
 
 #[utoipa::path(post, path = "/api/v1/alerts/{id}/acknowledge", tag = "alerts", params(("id" = i64, Path)), request_body = AlertComment,
-    responses((status = 200, body = AlertView), (status = 400, body = Problem), (status = 401, body = Problem), (status = 403, body = Problem), (status = 404, body = Problem), (status = 409, body = Problem), (status = 422, body = Problem)),
+    responses((status = 200, body = AlertView), (status = 400, body = Problem), (status = 404, body = Problem), (status = 409, body = Problem), (status = 422, body = Problem)),
     security(("bearer" = ["alerts:ack"])))]
 pub async fn acknowledge_alert(
     auth: Authorized<perm::AlertsAck>,
@@ -145,7 +150,7 @@ pub async fn acknowledge_alert(
 }
 
 #[utoipa::path(post, path = "/api/v1/alerts/{id}/resolve", tag = "alerts", params(("id" = i64, Path)), request_body = AlertComment,
-    responses((status = 200, body = AlertView), (status = 400, body = Problem), (status = 401, body = Problem), (status = 403, body = Problem), (status = 404, body = Problem), (status = 409, body = Problem), (status = 422, body = Problem)),
+    responses((status = 200, body = AlertView), (status = 400, body = Problem), (status = 404, body = Problem), (status = 409, body = Problem), (status = 422, body = Problem)),
     security(("bearer" = ["alerts:ack"])))]
 pub async fn resolve_alert(
     auth: Authorized<perm::AlertsAck>,

@@ -96,7 +96,7 @@ pub struct AuditQuery {
 }
 
 #[utoipa::path(get, path = "/api/v1/audit-logs", tag = "audit", params(AuditQuery),
-    responses((status = 200, body = Page<AuditLogOut>), (status = 401, body = Problem), (status = 403, body = Problem), (status = 422, body = Problem)),
+    responses((status = 200, body = Page<AuditLogOut>), (status = 422, body = Problem)),
     security(("bearer" = ["audit_logs:read"])))]
 pub async fn list_audit_logs(
     auth: Authorized<perm::AuditLogsRead>,

@@ -103,7 +103,7 @@ pub async fn refresh(
 }
 
 #[utoipa::path(post, path = "/api/v1/auth/logout", tag = "auth",
-    responses((status = 204, description = "Session ended"), (status = 401, body = Problem)),
+    responses((status = 204, description = "Session ended")),
     security(("bearer" = [])))]
 pub async fn logout(
     auth: Authenticated,
@@ -121,7 +121,7 @@ pub struct MeOut {
 }
 
 #[utoipa::path(get, path = "/api/v1/auth/me", tag = "auth",
-    responses((status = 200, body = MeOut), (status = 401, body = Problem), (status = 403, body = Problem)),
+    responses((status = 200, body = MeOut)),
     security(("bearer" = ["profile:self"])))]
 pub async fn me(
     auth: Authorized<perm::ProfileSelf>,
@@ -135,7 +135,7 @@ pub async fn me(
 }
 
 #[utoipa::path(get, path = "/api/v1/auth/sessions", tag = "auth",
-    responses((status = 200, description = "Your live sessions", body = Vec<SessionView>), (status = 401, body = Problem), (status = 403, body = Problem)),
+    responses((status = 200, description = "Your live sessions", body = Vec<SessionView>)),
     security(("bearer" = ["profile:self"])))]
 pub async fn list_sessions(
     auth: Authorized<perm::ProfileSelf>,
@@ -148,7 +148,7 @@ pub async fn list_sessions(
 
 #[utoipa::path(delete, path = "/api/v1/auth/sessions/{session_id}", tag = "auth",
     params(("session_id" = uuid::Uuid, Path, description = "Session id from the list")),
-    responses((status = 204), (status = 400, body = Problem), (status = 401, body = Problem), (status = 403, body = Problem), (status = 404, body = Problem)),
+    responses((status = 204), (status = 400, body = Problem), (status = 404, body = Problem)),
     security(("bearer" = ["profile:self"])))]
 pub async fn revoke_session(
     auth: Authorized<perm::ProfileSelf>,
@@ -168,7 +168,7 @@ pub struct ChangePasswordIn {
 }
 
 #[utoipa::path(post, path = "/api/v1/auth/password", tag = "auth", request_body = ChangePasswordIn,
-    responses((status = 204, description = "Changed; your other sessions are signed out"), (status = 401, body = Problem), (status = 403, body = Problem), (status = 422, body = Problem), (status = 423, description = "Locked after repeated wrong passwords", body = Problem)),
+    responses((status = 204, description = "Changed; your other sessions are signed out"), (status = 422, body = Problem), (status = 423, description = "Locked after repeated wrong passwords", body = Problem)),
     security(("bearer" = ["profile:self"])))]
 pub async fn change_password(
     auth: Authorized<perm::ProfileSelf>,
@@ -195,7 +195,7 @@ pub struct TotpEnrollIn {
 }
 
 #[utoipa::path(post, path = "/api/v1/auth/totp/enroll", tag = "auth", request_body = TotpEnrollIn,
-    responses((status = 200, description = "A new seed; confirm it with a code to turn 2FA on", body = Enrollment), (status = 401, body = Problem), (status = 403, body = Problem), (status = 409, body = Problem), (status = 422, body = Problem), (status = 423, description = "Locked after repeated wrong passwords", body = Problem)),
+    responses((status = 200, description = "A new seed; confirm it with a code to turn 2FA on", body = Enrollment), (status = 409, body = Problem), (status = 422, body = Problem), (status = 423, description = "Locked after repeated wrong passwords", body = Problem)),
     security(("bearer" = ["profile:self"])))]
 pub async fn totp_enroll(
     auth: Authorized<perm::ProfileSelf>,
@@ -216,7 +216,7 @@ pub struct TotpCodeIn {
 }
 
 #[utoipa::path(post, path = "/api/v1/auth/totp/confirm", tag = "auth", request_body = TotpCodeIn,
-    responses((status = 204, description = "2FA is on; your other sessions are signed out"), (status = 401, body = Problem), (status = 403, body = Problem), (status = 409, body = Problem), (status = 422, body = Problem)),
+    responses((status = 204, description = "2FA is on; your other sessions are signed out"), (status = 409, body = Problem), (status = 422, body = Problem)),
     security(("bearer" = ["profile:self"])))]
 pub async fn totp_confirm(
     auth: Authorized<perm::ProfileSelf>,
@@ -235,7 +235,7 @@ pub struct TotpDisableIn {
 }
 
 #[utoipa::path(post, path = "/api/v1/auth/totp/disable", tag = "auth", request_body = TotpDisableIn,
-    responses((status = 204), (status = 401, body = Problem), (status = 403, body = Problem), (status = 409, body = Problem), (status = 422, body = Problem), (status = 423, description = "Locked after repeated wrong passwords", body = Problem)),
+    responses((status = 204), (status = 409, body = Problem), (status = 422, body = Problem), (status = 423, description = "Locked after repeated wrong passwords", body = Problem)),
     security(("bearer" = ["profile:self"])))]
 pub async fn totp_disable(
     auth: Authorized<perm::ProfileSelf>,

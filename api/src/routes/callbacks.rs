@@ -7,7 +7,10 @@ use uuid::Uuid;
 
 use crate::{
     error::{ApiError, Problem},
-    extract::ValidQuery,
+    extract::{
+        ValidQuery,
+        body::{declared_length, read_bounded},
+    },
     state::AppState,
 };
 
@@ -23,17 +26,14 @@ fn instance_uuid(req: &HttpRequest) -> Result<Uuid, ApiError> {
         })
 }
 
-async fn body(mut payload: web::Payload) -> Result<web::BytesMut, ApiError> {
-    use futures_util::StreamExt;
-    let mut body = web::BytesMut::new();
-    while let Some(chunk) = payload.next().await {
-        let chunk = chunk.map_err(|e| ApiError::MalformedJson(e.to_string()))?;
-        if body.len() + chunk.len() > MAX_CALLBACK_BYTES {
-            return Err(ApiError::PayloadTooLarge(MAX_CALLBACK_BYTES));
-        }
-        body.extend_from_slice(&chunk);
-    }
-    Ok(body)
+/// An instance's event, read with the callback limit.
+async fn body(req: &HttpRequest, payload: web::Payload) -> Result<web::BytesMut, ApiError> {
+    read_bounded(
+        payload.into_inner(),
+        declared_length(req),
+        MAX_CALLBACK_BYTES,
+    )
+    .await
 }
 
 #[utoipa::path(get, path = "/api/v1/callbacks/wecom/{instance}", tag = "callbacks", params(("instance" = Uuid, Path), WecomParams),
@@ -52,7 +52,7 @@ pub async fn wecom_verify(
 
 #[utoipa::path(post, path = "/api/v1/callbacks/wecom/{instance}", tag = "callbacks", params(("instance" = Uuid, Path), WecomParams),
     request_body(content = String, description = "WeCom's XML with <Encrypt>", content_type = "text/xml"),
-    responses((status = 200, description = "`success`; the event is stored and applied asynchronously", content_type = "text/plain"), (status = 403, body = Problem), (status = 404, body = Problem), (status = 422, body = Problem)),
+    responses((status = 200, description = "`success`; the event is stored and applied asynchronously", content_type = "text/plain"), (status = 404, body = Problem), (status = 422, body = Problem)),
     security(()))]
 pub async fn wecom_event(
     req: HttpRequest,
@@ -61,7 +61,7 @@ pub async fn wecom_event(
     payload: web::Payload,
 ) -> Result<HttpResponse, ApiError> {
     let uuid = instance_uuid(&req)?;
-    let body = body(payload).await?;
+    let body = body(&req, payload).await?;
     let text = std::str::from_utf8(&body).map_err(|_| {
         ApiError::Validation(vec![service::FieldError::new("body", "is not UTF-8")])
     })?;
@@ -73,7 +73,7 @@ pub async fn wecom_event(
 
 #[utoipa::path(post, path = "/api/v1/callbacks/agent/{instance}", tag = "callbacks", params(("instance" = Uuid, Path)),
     request_body(content = Object, description = "A signed agent event (docs/agent-protocol.md)", content_type = "application/json"),
-    responses((status = 200, description = "Stored (or already stored: events are de-duplicated by webhook-id)"), (status = 403, body = Problem), (status = 404, body = Problem), (status = 422, body = Problem)),
+    responses((status = 200, description = "Stored (or already stored: events are de-duplicated by webhook-id)"), (status = 404, body = Problem), (status = 422, body = Problem)),
     security(()))]
 pub async fn agent_event(
     req: HttpRequest,
@@ -88,7 +88,7 @@ pub async fn agent_event(
             .unwrap_or("")
             .to_owned()
     };
-    let body = body(payload).await?;
+    let body = body(&req, payload).await?;
     let stored = callbacks::agent_event(
         &state.ctx,
         uuid,

@@ -17,7 +17,7 @@ use service::{
 use super::no_content;
 use crate::{
     error::{ApiError, Problem},
-    extract::{Authorized, Id, ValidJson, ValidQuery},
+    extract::{Authorized, Id, IdempotencyKey, ValidJson, ValidQuery, body},
     state::AppState,
 };
 
@@ -66,7 +66,7 @@ impl ContactQuery {
 }
 
 #[utoipa::path(get, path = "/api/v1/contacts", tag = "contacts", params(ContactQuery),
-    responses((status = 200, body = Page<ContactView>), (status = 401, body = Problem), (status = 403, body = Problem), (status = 422, body = Problem)),
+    responses((status = 200, body = Page<ContactView>), (status = 422, body = Problem)),
     security(("bearer" = ["contacts:read"])))]
 pub async fn list_contacts(
     auth: Authorized<perm::ContactsRead>,
@@ -81,18 +81,23 @@ pub async fn list_contacts(
 }
 
 #[utoipa::path(post, path = "/api/v1/contacts", tag = "contacts", request_body = ContactInput,
-    responses((status = 201, body = ContactView), (status = 401, body = Problem), (status = 403, body = Problem), (status = 409, body = Problem), (status = 422, body = Problem)),
+    responses((status = 201, body = ContactView), (status = 409, body = Problem), (status = 422, body = Problem)),
     security(("bearer" = ["contacts:create"])))]
 pub async fn create_contact(
     auth: Authorized<perm::ContactsCreate>,
     state: web::Data<AppState>,
+    key: IdempotencyKey,
     ValidJson(body): ValidJson<ContactInput>,
 ) -> Result<HttpResponse, ApiError> {
-    Ok(HttpResponse::Created().json(contact_service::create(&state.ctx, &auth.actor, body).await?))
+    let actor = &auth.actor;
+    key.created(&state, actor, "contacts.create", body, |body| {
+        contact_service::create(&state.ctx, actor, body)
+    })
+    .await
 }
 
 #[utoipa::path(get, path = "/api/v1/contacts/{id}", tag = "contacts", params(("id" = i64, Path)),
-    responses((status = 200, body = ContactView), (status = 400, body = Problem), (status = 401, body = Problem), (status = 403, body = Problem), (status = 404, body = Problem)),
+    responses((status = 200, body = ContactView), (status = 400, body = Problem), (status = 404, body = Problem)),
     security(("bearer" = ["contacts:read"])))]
 pub async fn get_contact(
     auth: Authorized<perm::ContactsRead>,
@@ -105,7 +110,7 @@ pub async fn get_contact(
 }
 
 #[utoipa::path(patch, path = "/api/v1/contacts/{id}", tag = "contacts", params(("id" = i64, Path)), request_body = ContactPatch,
-    responses((status = 200, body = ContactView), (status = 400, body = Problem), (status = 401, body = Problem), (status = 403, body = Problem), (status = 404, body = Problem), (status = 422, body = Problem)),
+    responses((status = 200, body = ContactView), (status = 400, body = Problem), (status = 404, body = Problem), (status = 422, body = Problem)),
     security(("bearer" = ["contacts:update"])))]
 pub async fn update_contact(
     auth: Authorized<perm::ContactsUpdate>,
@@ -119,7 +124,7 @@ pub async fn update_contact(
 }
 
 #[utoipa::path(delete, path = "/api/v1/contacts/{id}", tag = "contacts", params(("id" = i64, Path)),
-    responses((status = 204), (status = 400, body = Problem), (status = 401, body = Problem), (status = 403, body = Problem), (status = 404, body = Problem)),
+    responses((status = 204), (status = 400, body = Problem), (status = 404, body = Problem)),
     security(("bearer" = ["contacts:delete"])))]
 pub async fn delete_contact(
     auth: Authorized<perm::ContactsDelete>,
@@ -131,7 +136,7 @@ pub async fn delete_contact(
 }
 
 #[utoipa::path(post, path = "/api/v1/contacts/tags", tag = "contacts", request_body = BulkTagging,
-    responses((status = 200, body = BulkTaggingResult), (status = 401, body = Problem), (status = 403, body = Problem), (status = 422, body = Problem)),
+    responses((status = 200, body = BulkTaggingResult), (status = 422, body = Problem)),
     security(("bearer" = ["contacts:update"])))]
 pub async fn bulk_tag(
     auth: Authorized<perm::ContactsUpdate>,
@@ -174,7 +179,7 @@ fn format_of(req: &HttpRequest, requested: Option<&str>) -> Result<Format, ApiEr
 
 #[utoipa::path(post, path = "/api/v1/contacts/import", tag = "contacts", params(ImportQuery),
     request_body(content = String, description = "A CSV or XLSX file; the first row names the columns (wxid, nickname, remark, phone, gender, region, corp_name, tags, is_star, custom.<name>)", content_type = "text/csv"),
-    responses((status = 200, description = "Every row imported", body = ImportReport), (status = 401, body = Problem), (status = 403, body = Problem), (status = 413, body = Problem), (status = 415, body = Problem),
+    responses((status = 200, description = "Every row imported", body = ImportReport), (status = 413, body = Problem), (status = 415, body = Problem),
               (status = 422, description = "Nothing imported; `errors` lists each bad cell as rows[N].column", body = Problem)),
     security(("bearer" = ["contacts:import"])))]
 pub async fn import_contacts(
@@ -182,25 +187,18 @@ pub async fn import_contacts(
     state: web::Data<AppState>,
     req: HttpRequest,
     ValidQuery(q): ValidQuery<ImportQuery>,
-    mut payload: web::Payload,
+    payload: web::Payload,
 ) -> Result<web::Json<ImportReport>, ApiError> {
     let format = format_of(&req, q.format.as_deref())?;
     let limit = state.ctx.settings.contacts.import_max_bytes;
-    let mut body = web::BytesMut::new();
-    while let Some(chunk) = payload.next().await {
-        let chunk = chunk.map_err(|e| ApiError::MalformedJson(e.to_string()))?;
-        if body.len() + chunk.len() > limit {
-            return Err(ApiError::PayloadTooLarge(limit));
-        }
-        body.extend_from_slice(&chunk);
-    }
+    let body = body::read_bounded(payload.into_inner(), body::declared_length(&req), limit).await?;
     Ok(web::Json(
         import::import(&state.ctx, &auth.actor, q.account_id, format, body.to_vec()).await?,
     ))
 }
 
 #[utoipa::path(get, path = "/api/v1/contacts/export", tag = "contacts", params(ContactFilter),
-    responses((status = 200, description = "UTF-8 CSV with a byte-order mark, streamed", content_type = "text/csv"), (status = 401, body = Problem), (status = 403, body = Problem), (status = 422, body = Problem)),
+    responses((status = 200, description = "UTF-8 CSV with a byte-order mark, streamed", content_type = "text/csv"), (status = 422, body = Problem)),
     security(("bearer" = ["contacts:export"])))]
 pub async fn export_contacts(
     auth: Authorized<perm::ContactsExport>,

@@ -28,7 +28,7 @@ pub struct GroupQuery {
 }
 
 #[utoipa::path(get, path = "/api/v1/groups", tag = "contacts", params(GroupQuery),
-    responses((status = 200, body = Page<GroupView>), (status = 401, body = Problem), (status = 403, body = Problem), (status = 422, body = Problem)),
+    responses((status = 200, body = Page<GroupView>), (status = 422, body = Problem)),
     security(("bearer" = ["groups:read"])))]
 pub async fn list_groups(
     auth: Authorized<perm::GroupsRead>,
@@ -47,7 +47,7 @@ pub async fn list_groups(
 }
 
 #[utoipa::path(get, path = "/api/v1/groups/{id}", tag = "contacts", params(("id" = i64, Path)),
-    responses((status = 200, body = GroupView), (status = 400, body = Problem), (status = 401, body = Problem), (status = 403, body = Problem), (status = 404, body = Problem)),
+    responses((status = 200, body = GroupView), (status = 400, body = Problem), (status = 404, body = Problem)),
     security(("bearer" = ["groups:read"])))]
 pub async fn get_group(
     auth: Authorized<perm::GroupsRead>,
@@ -58,7 +58,7 @@ pub async fn get_group(
 }
 
 #[utoipa::path(patch, path = "/api/v1/groups/{id}", tag = "contacts", params(("id" = i64, Path)), request_body = GroupPatch,
-    responses((status = 200, body = GroupView), (status = 400, body = Problem), (status = 401, body = Problem), (status = 403, body = Problem), (status = 404, body = Problem), (status = 422, body = Problem)),
+    responses((status = 200, body = GroupView), (status = 400, body = Problem), (status = 404, body = Problem), (status = 422, body = Problem)),
     security(("bearer" = ["groups:update"])))]
 pub async fn update_group(
     auth: Authorized<perm::GroupsUpdate>,
@@ -83,7 +83,7 @@ pub struct MemberQuery {
 }
 
 #[utoipa::path(get, path = "/api/v1/groups/{id}/members", tag = "contacts", params(("id" = i64, Path), MemberQuery),
-    responses((status = 200, body = Page<MemberView>), (status = 400, body = Problem), (status = 401, body = Problem), (status = 403, body = Problem), (status = 404, body = Problem), (status = 422, body = Problem)),
+    responses((status = 200, body = Page<MemberView>), (status = 400, body = Problem), (status = 404, body = Problem), (status = 422, body = Problem)),
     security(("bearer" = ["groups:read"])))]
 pub async fn list_members(
     auth: Authorized<perm::GroupsRead>,

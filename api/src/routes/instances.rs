@@ -20,7 +20,7 @@ use service::{
 use super::{PageQuery, no_content};
 use crate::{
     error::{ApiError, Problem},
-    extract::{Authorized, Id, ValidJson, ValidQuery},
+    extract::{Authorized, Id, IdempotencyKey, ValidJson, ValidQuery},
     state::AppState,
 };
 
@@ -39,7 +39,7 @@ pub struct InstanceQuery {
 }
 
 #[utoipa::path(get, path = "/api/v1/instances", tag = "instances", params(InstanceQuery),
-    responses((status = 200, body = Page<InstanceView>), (status = 401, body = Problem), (status = 403, body = Problem), (status = 422, body = Problem)),
+    responses((status = 200, body = Page<InstanceView>), (status = 422, body = Problem)),
     security(("bearer" = ["instances:read"])))]
 pub async fn list_instances(
     auth: Authorized<perm::InstancesRead>,
@@ -59,18 +59,23 @@ pub async fn list_instances(
 }
 
 #[utoipa::path(post, path = "/api/v1/instances", tag = "instances", request_body = InstanceInput,
-    responses((status = 201, body = InstanceView), (status = 401, body = Problem), (status = 403, body = Problem), (status = 409, body = Problem), (status = 422, description = "Invalid input, or a URL the outbound policy refuses", body = Problem)),
+    responses((status = 201, body = InstanceView), (status = 409, body = Problem), (status = 422, description = "Invalid input, or a URL the outbound policy refuses", body = Problem)),
     security(("bearer" = ["instances:create"])))]
 pub async fn create_instance(
     auth: Authorized<perm::InstancesCreate>,
     state: web::Data<AppState>,
+    key: IdempotencyKey,
     ValidJson(body): ValidJson<InstanceInput>,
 ) -> Result<HttpResponse, ApiError> {
-    Ok(HttpResponse::Created().json(manage::create(&state.ctx, &auth.actor, body).await?))
+    let actor = &auth.actor;
+    key.created(&state, actor, "instances.create", body, |body| {
+        manage::create(&state.ctx, actor, body)
+    })
+    .await
 }
 
 #[utoipa::path(get, path = "/api/v1/instances/{id}", tag = "instances", params(("id" = i64, Path)),
-    responses((status = 200, body = InstanceView), (status = 400, body = Problem), (status = 401, body = Problem), (status = 403, body = Problem), (status = 404, body = Problem)),
+    responses((status = 200, body = InstanceView), (status = 400, body = Problem), (status = 404, body = Problem)),
     security(("bearer" = ["instances:read"])))]
 pub async fn get_instance(
     auth: Authorized<perm::InstancesRead>,
@@ -81,7 +86,7 @@ pub async fn get_instance(
 }
 
 #[utoipa::path(patch, path = "/api/v1/instances/{id}", tag = "instances", params(("id" = i64, Path)), request_body = InstancePatch,
-    responses((status = 200, body = InstanceView), (status = 400, body = Problem), (status = 401, body = Problem), (status = 403, body = Problem), (status = 404, body = Problem), (status = 409, body = Problem), (status = 422, body = Problem)),
+    responses((status = 200, body = InstanceView), (status = 400, body = Problem), (status = 404, body = Problem), (status = 409, body = Problem), (status = 422, body = Problem)),
     security(("bearer" = ["instances:update"])))]
 pub async fn update_instance(
     auth: Authorized<perm::InstancesUpdate>,
@@ -95,7 +100,7 @@ pub async fn update_instance(
 }
 
 #[utoipa::path(delete, path = "/api/v1/instances/{id}", tag = "instances", params(("id" = i64, Path)),
-    responses((status = 204), (status = 400, body = Problem), (status = 401, body = Problem), (status = 403, body = Problem), (status = 404, body = Problem)),
+    responses((status = 204), (status = 400, body = Problem), (status = 404, body = Problem)),
     security(("bearer" = ["instances:delete"])))]
 pub async fn delete_instance(
     auth: Authorized<perm::InstancesDelete>,
@@ -114,7 +119,7 @@ pub struct MaintenanceIn {
 }
 
 #[utoipa::path(post, path = "/api/v1/instances/{id}/maintenance", tag = "instances", params(("id" = i64, Path)), request_body = MaintenanceIn,
-    responses((status = 200, body = InstanceView), (status = 400, body = Problem), (status = 401, body = Problem), (status = 403, body = Problem), (status = 404, body = Problem), (status = 422, body = Problem)),
+    responses((status = 200, body = InstanceView), (status = 400, body = Problem), (status = 404, body = Problem), (status = 422, body = Problem)),
     security(("bearer" = ["instances:control"])))]
 pub async fn set_maintenance(
     auth: Authorized<perm::InstancesControl>,
@@ -136,7 +141,7 @@ pub struct CheckOut {
 }
 
 #[utoipa::path(post, path = "/api/v1/instances/{id}/check", tag = "instances", params(("id" = i64, Path)),
-    responses((status = 200, description = "A heartbeat run now", body = CheckOut), (status = 400, body = Problem), (status = 401, body = Problem), (status = 403, body = Problem), (status = 404, body = Problem)),
+    responses((status = 200, description = "A heartbeat run now", body = CheckOut), (status = 400, body = Problem), (status = 404, body = Problem)),
     security(("bearer" = ["instances:control"])))]
 pub async fn check_instance(
     auth: Authorized<perm::InstancesControl>,
@@ -161,7 +166,7 @@ pub async fn check_instance(
 }
 
 #[utoipa::path(get, path = "/api/v1/instances/{id}/configs", tag = "instances", params(("id" = i64, Path)),
-    responses((status = 200, description = "Secrets shown as ******", body = Vec<ConfigEntryView>), (status = 400, body = Problem), (status = 401, body = Problem), (status = 403, body = Problem), (status = 404, body = Problem)),
+    responses((status = 200, description = "Secrets shown as ******", body = Vec<ConfigEntryView>), (status = 400, body = Problem), (status = 404, body = Problem)),
     security(("bearer" = ["instances:read"])))]
 pub async fn list_configs(
     auth: Authorized<perm::InstancesRead>,
@@ -176,7 +181,7 @@ fn config_key(req: &actix_web::HttpRequest) -> String {
 }
 
 #[utoipa::path(put, path = "/api/v1/instances/{id}/configs/{key}", tag = "instances", params(("id" = i64, Path), ("key" = String, Path)), request_body = ConfigPut,
-    responses((status = 200, body = ConfigEntryView), (status = 400, body = Problem), (status = 401, body = Problem), (status = 403, body = Problem), (status = 404, body = Problem), (status = 422, body = Problem)),
+    responses((status = 200, body = ConfigEntryView), (status = 400, body = Problem), (status = 404, body = Problem), (status = 422, body = Problem)),
     security(("bearer" = ["instances:update"])))]
 pub async fn put_config(
     auth: Authorized<perm::InstancesUpdate>,
@@ -191,7 +196,7 @@ pub async fn put_config(
 }
 
 #[utoipa::path(delete, path = "/api/v1/instances/{id}/configs/{key}", tag = "instances", params(("id" = i64, Path), ("key" = String, Path)),
-    responses((status = 204), (status = 400, body = Problem), (status = 401, body = Problem), (status = 403, body = Problem), (status = 404, body = Problem), (status = 409, body = Problem)),
+    responses((status = 204), (status = 400, body = Problem), (status = 404, body = Problem), (status = 409, body = Problem)),
     security(("bearer" = ["instances:update"])))]
 pub async fn delete_config(
     auth: Authorized<perm::InstancesUpdate>,
@@ -204,7 +209,7 @@ pub async fn delete_config(
 }
 
 #[utoipa::path(post, path = "/api/v1/instances/{id}/sync", tag = "instances", params(("id" = i64, Path)),
-    responses((status = 202, description = "Queued (or the run already queued or running)", body = SyncRunView), (status = 400, body = Problem), (status = 401, body = Problem), (status = 403, body = Problem), (status = 404, body = Problem)),
+    responses((status = 202, description = "Queued (or the run already queued or running)", body = SyncRunView), (status = 400, body = Problem), (status = 404, body = Problem)),
     security(("bearer" = ["instances:control"])))]
 pub async fn request_sync(
     auth: Authorized<perm::InstancesControl>,
@@ -215,7 +220,7 @@ pub async fn request_sync(
 }
 
 #[utoipa::path(get, path = "/api/v1/instances/{id}/sync-runs", tag = "instances", params(("id" = i64, Path), PageQuery),
-    responses((status = 200, body = Page<SyncRunView>), (status = 400, body = Problem), (status = 401, body = Problem), (status = 403, body = Problem), (status = 404, body = Problem), (status = 422, body = Problem)),
+    responses((status = 200, body = Page<SyncRunView>), (status = 400, body = Problem), (status = 404, body = Problem), (status = 422, body = Problem)),
     security(("bearer" = ["instances:read"])))]
 pub async fn list_sync_runs(
     auth: Authorized<perm::InstancesRead>,
@@ -237,7 +242,7 @@ pub struct LoginQrIn {
 }
 
 #[utoipa::path(post, path = "/api/v1/instances/{id}/login-qr", tag = "instances", params(("id" = i64, Path)), request_body = LoginQrIn,
-    responses((status = 200, description = "Scan it with the WeCom app", body = LoginQr), (status = 400, body = Problem), (status = 401, body = Problem), (status = 403, body = Problem), (status = 404, body = Problem), (status = 409, description = "The instance kind has no QR login", body = Problem), (status = 503, description = "The instance failed", body = Problem)),
+    responses((status = 200, description = "Scan it with the WeCom app", body = LoginQr), (status = 400, body = Problem), (status = 404, body = Problem), (status = 409, description = "The instance kind has no QR login", body = Problem), (status = 503, description = "The instance failed", body = Problem)),
     security(("bearer" = ["accounts:control"])))]
 pub async fn login_qr(
     auth: Authorized<perm::AccountsControl>,

@@ -63,7 +63,7 @@ pub struct LoginLogQuery {
 }
 
 #[utoipa::path(get, path = "/api/v1/login-logs", tag = "audit", params(LoginLogQuery),
-    responses((status = 200, body = Page<LoginLogOut>), (status = 401, body = Problem), (status = 403, body = Problem), (status = 422, body = Problem)),
+    responses((status = 200, body = Page<LoginLogOut>), (status = 422, body = Problem)),
     security(("bearer" = ["login_logs:read"])))]
 pub async fn list_login_logs(
     auth: Authorized<perm::LoginLogsRead>,

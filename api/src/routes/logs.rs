@@ -14,7 +14,7 @@ use crate::{
 };
 
 #[utoipa::path(get, path = "/api/v1/logs", tag = "logs", params(LogQuery),
-    responses((status = 200, body = LogPage), (status = 401, body = Problem), (status = 403, body = Problem),
+    responses((status = 200, body = LogPage),
         (status = 422, body = Problem), (status = 503, body = Problem)),
     security(("bearer" = ["logs:read"])))]
 pub async fn search_logs(

@@ -10,23 +10,28 @@ use service::{
 
 use crate::{
     error::{ApiError, Problem},
-    extract::{Authorized, ValidJson, ValidQuery},
+    extract::{Authorized, IdempotencyKey, ValidJson, ValidQuery},
     state::AppState,
 };
 
 #[utoipa::path(post, path = "/api/v1/messages", tag = "messaging", request_body = MessageInput,
-    responses((status = 201, description = "Queued as a single task; follow it at /api/v1/tasks/{id}", body = TaskView), (status = 401, body = Problem), (status = 403, body = Problem), (status = 422, body = Problem)),
+    responses((status = 201, description = "Queued as a single task; follow it at /api/v1/tasks/{id}", body = TaskView), (status = 422, body = Problem)),
     security(("bearer" = ["messages:send"])))]
 pub async fn send_message(
     auth: Authorized<perm::MessagesSend>,
     state: web::Data<AppState>,
+    key: IdempotencyKey,
     ValidJson(body): ValidJson<MessageInput>,
 ) -> Result<HttpResponse, ApiError> {
-    Ok(HttpResponse::Created().json(messages::send(&state.ctx, &auth.actor, body).await?))
+    let actor = &auth.actor;
+    key.created(&state, actor, "messages.send", body, |body| {
+        messages::send(&state.ctx, actor, body)
+    })
+    .await
 }
 
 #[utoipa::path(get, path = "/api/v1/messages", tag = "messaging", params(MessageFilter),
-    responses((status = 200, description = "Newest first; filter by contact_id for a conversation", body = Page<MessageView>), (status = 401, body = Problem), (status = 403, body = Problem), (status = 422, body = Problem)),
+    responses((status = 200, description = "Newest first; filter by contact_id for a conversation", body = Page<MessageView>), (status = 422, body = Problem)),
     security(("bearer" = ["messages:read"])))]
 pub async fn list_messages(
     auth: Authorized<perm::MessagesRead>,

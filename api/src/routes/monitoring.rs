@@ -13,7 +13,7 @@ use crate::{
 };
 
 #[utoipa::path(get, path = "/api/v1/monitoring/overview", tag = "monitoring",
-    responses((status = 200, body = Overview), (status = 401, body = Problem), (status = 403, body = Problem)),
+    responses((status = 200, body = Overview)),
     security(("bearer" = ["monitoring:read"])))]
 pub async fn overview(
     auth: Authorized<perm::MonitoringRead>,
@@ -25,7 +25,7 @@ pub async fn overview(
 }
 
 #[utoipa::path(get, path = "/api/v1/monitoring/series", tag = "monitoring", params(SeriesQuery),
-    responses((status = 200, body = Series), (status = 401, body = Problem), (status = 403, body = Problem), (status = 422, body = Problem)),
+    responses((status = 200, body = Series), (status = 422, body = Problem)),
     security(("bearer" = ["monitoring:read"])))]
 pub async fn series(
     auth: Authorized<perm::MonitoringRead>,

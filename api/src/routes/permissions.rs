@@ -3,14 +3,10 @@
 use actix_web::web;
 use service::rbac::{self, PermissionView, perm};
 
-use crate::{
-    error::{ApiError, Problem},
-    extract::Authorized,
-    state::AppState,
-};
+use crate::{error::ApiError, extract::Authorized, state::AppState};
 
 #[utoipa::path(get, path = "/api/v1/permissions", tag = "roles",
-    responses((status = 200, body = Vec<PermissionView>), (status = 401, body = Problem), (status = 403, body = Problem)),
+    responses((status = 200, body = Vec<PermissionView>)),
     security(("bearer" = ["permissions:read"])))]
 pub async fn list_permissions(
     auth: Authorized<perm::PermissionsRead>,

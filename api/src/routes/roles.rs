@@ -13,7 +13,7 @@ use service::{
 use super::no_content;
 use crate::{
     error::{ApiError, Problem},
-    extract::{Authorized, Id, ValidJson, ValidQuery},
+    extract::{Authorized, Id, IdempotencyKey, ValidJson, ValidQuery},
     state::AppState,
 };
 
@@ -29,7 +29,7 @@ pub struct RoleQuery {
 }
 
 #[utoipa::path(get, path = "/api/v1/roles", tag = "roles", params(RoleQuery),
-    responses((status = 200, body = Page<RoleView>), (status = 401, body = Problem), (status = 403, body = Problem), (status = 422, body = Problem)),
+    responses((status = 200, body = Page<RoleView>), (status = 422, body = Problem)),
     security(("bearer" = ["roles:read"])))]
 pub async fn list_roles(
     auth: Authorized<perm::RolesRead>,
@@ -43,19 +43,23 @@ pub async fn list_roles(
 }
 
 #[utoipa::path(post, path = "/api/v1/roles", tag = "roles", request_body = RoleInput,
-    responses((status = 201, body = RoleView), (status = 401, body = Problem), (status = 403, body = Problem), (status = 409, body = Problem), (status = 422, body = Problem)),
+    responses((status = 201, body = RoleView), (status = 409, body = Problem), (status = 422, body = Problem)),
     security(("bearer" = ["roles:create"])))]
 pub async fn create_role(
     auth: Authorized<perm::RolesCreate>,
     state: web::Data<AppState>,
+    key: IdempotencyKey,
     ValidJson(body): ValidJson<RoleInput>,
 ) -> Result<HttpResponse, ApiError> {
-    let role = role_service::create(&state.ctx, &auth.actor, body).await?;
-    Ok(HttpResponse::Created().json(role))
+    let actor = &auth.actor;
+    key.created(&state, actor, "roles.create", body, |body| {
+        role_service::create(&state.ctx, actor, body)
+    })
+    .await
 }
 
 #[utoipa::path(get, path = "/api/v1/roles/{id}", tag = "roles", params(("id" = i64, Path)),
-    responses((status = 200, body = RoleView), (status = 400, body = Problem), (status = 401, body = Problem), (status = 403, body = Problem), (status = 404, body = Problem)),
+    responses((status = 200, body = RoleView), (status = 400, body = Problem), (status = 404, body = Problem)),
     security(("bearer" = ["roles:read"])))]
 pub async fn get_role(
     auth: Authorized<perm::RolesRead>,
@@ -68,7 +72,7 @@ pub async fn get_role(
 }
 
 #[utoipa::path(patch, path = "/api/v1/roles/{id}", tag = "roles", params(("id" = i64, Path)), request_body = RolePatch,
-    responses((status = 200, body = RoleView), (status = 400, body = Problem), (status = 401, body = Problem), (status = 403, body = Problem), (status = 404, body = Problem), (status = 409, body = Problem), (status = 422, body = Problem)),
+    responses((status = 200, body = RoleView), (status = 400, body = Problem), (status = 404, body = Problem), (status = 409, body = Problem), (status = 422, body = Problem)),
     security(("bearer" = ["roles:update"])))]
 pub async fn update_role(
     auth: Authorized<perm::RolesUpdate>,
@@ -82,7 +86,7 @@ pub async fn update_role(
 }
 
 #[utoipa::path(delete, path = "/api/v1/roles/{id}", tag = "roles", params(("id" = i64, Path)),
-    responses((status = 204, description = "Deleted; its grants are removed"), (status = 400, body = Problem), (status = 401, body = Problem), (status = 403, body = Problem), (status = 404, body = Problem), (status = 409, body = Problem)),
+    responses((status = 204, description = "Deleted; its grants are removed"), (status = 400, body = Problem), (status = 404, body = Problem), (status = 409, body = Problem)),
     security(("bearer" = ["roles:delete"])))]
 pub async fn delete_role(
     auth: Authorized<perm::RolesDelete>,
@@ -101,7 +105,7 @@ pub struct SetPermissionsIn {
 }
 
 #[utoipa::path(put, path = "/api/v1/roles/{id}/permissions", tag = "roles", params(("id" = i64, Path)), request_body = SetPermissionsIn,
-    responses((status = 200, body = RoleView), (status = 400, body = Problem), (status = 401, body = Problem), (status = 403, body = Problem), (status = 404, body = Problem), (status = 409, body = Problem), (status = 422, body = Problem)),
+    responses((status = 200, body = RoleView), (status = 400, body = Problem), (status = 404, body = Problem), (status = 409, body = Problem), (status = 422, body = Problem)),
     security(("bearer" = ["roles:update"])))]
 pub async fn set_permissions(
     auth: Authorized<perm::RolesUpdate>,

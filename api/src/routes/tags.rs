@@ -11,7 +11,7 @@ use service::{
 use super::no_content;
 use crate::{
     error::{ApiError, Problem},
-    extract::{Authorized, Id, ValidJson, ValidQuery},
+    extract::{Authorized, Id, IdempotencyKey, ValidJson, ValidQuery},
     state::AppState,
 };
 
@@ -28,7 +28,7 @@ pub struct TagQuery {
 }
 
 #[utoipa::path(get, path = "/api/v1/tags", tag = "contacts", params(TagQuery),
-    responses((status = 200, body = Page<TagView>), (status = 401, body = Problem), (status = 403, body = Problem), (status = 422, body = Problem)),
+    responses((status = 200, body = Page<TagView>), (status = 422, body = Problem)),
     security(("bearer" = ["tags:read"])))]
 pub async fn list_tags(
     auth: Authorized<perm::TagsRead>,
@@ -42,18 +42,23 @@ pub async fn list_tags(
 }
 
 #[utoipa::path(post, path = "/api/v1/tags", tag = "contacts", request_body = TagInput,
-    responses((status = 201, body = TagView), (status = 401, body = Problem), (status = 403, body = Problem), (status = 409, body = Problem), (status = 422, body = Problem)),
+    responses((status = 201, body = TagView), (status = 409, body = Problem), (status = 422, body = Problem)),
     security(("bearer" = ["tags:create"])))]
 pub async fn create_tag(
     auth: Authorized<perm::TagsCreate>,
     state: web::Data<AppState>,
+    key: IdempotencyKey,
     ValidJson(body): ValidJson<TagInput>,
 ) -> Result<HttpResponse, ApiError> {
-    Ok(HttpResponse::Created().json(tags::create(&state.ctx, &auth.actor, body).await?))
+    let actor = &auth.actor;
+    key.created(&state, actor, "tags.create", body, |body| {
+        tags::create(&state.ctx, actor, body)
+    })
+    .await
 }
 
 #[utoipa::path(patch, path = "/api/v1/tags/{id}", tag = "contacts", params(("id" = i64, Path)), request_body = TagPatch,
-    responses((status = 200, body = TagView), (status = 400, body = Problem), (status = 401, body = Problem), (status = 403, body = Problem), (status = 404, body = Problem), (status = 409, body = Problem), (status = 422, body = Problem)),
+    responses((status = 200, body = TagView), (status = 400, body = Problem), (status = 404, body = Problem), (status = 409, body = Problem), (status = 422, body = Problem)),
     security(("bearer" = ["tags:update"])))]
 pub async fn update_tag(
     auth: Authorized<perm::TagsUpdate>,
@@ -67,7 +72,7 @@ pub async fn update_tag(
 }
 
 #[utoipa::path(delete, path = "/api/v1/tags/{id}", tag = "contacts", params(("id" = i64, Path)),
-    responses((status = 204), (status = 400, body = Problem), (status = 401, body = Problem), (status = 403, body = Problem), (status = 404, body = Problem), (status = 409, body = Problem)),
+    responses((status = 204), (status = 400, body = Problem), (status = 404, body = Problem), (status = 409, body = Problem)),
     security(("bearer" = ["tags:delete"])))]
 pub async fn delete_tag(
     auth: Authorized<perm::TagsDelete>,

@@ -1,13 +1,11 @@
 //! `/api/v1/tasks`: message tasks, their control, progress (JSON and SSE) and reports.
 
 use entity::states::{ReceiverStatus, TaskStatus, TaskType};
-use std::time::Duration;
 
-use actix_web::{HttpRequest, HttpResponse, web};
+use actix_web::{HttpResponse, web};
 use futures_util::StreamExt;
 use serde::Deserialize;
 use service::{
-    idempotency::{self, Claim},
     pagination::{Page, PageRequest},
     rbac::perm,
     tasks::{
@@ -20,7 +18,7 @@ use service::{
 use super::{PageQuery, no_content};
 use crate::{
     error::{ApiError, Problem},
-    extract::{Authorized, Id, ValidJson, ValidQuery},
+    extract::{Authorized, Id, IdempotencyKey, ValidJson, ValidQuery},
     state::AppState,
 };
 
@@ -38,7 +36,7 @@ pub struct TaskQuery {
 }
 
 #[utoipa::path(get, path = "/api/v1/tasks", tag = "messaging", params(TaskQuery),
-    responses((status = 200, body = Page<TaskView>), (status = 401, body = Problem), (status = 403, body = Problem), (status = 422, body = Problem)),
+    responses((status = 200, body = Page<TaskView>), (status = 422, body = Problem)),
     security(("bearer" = ["tasks:read"])))]
 pub async fn list_tasks(
     auth: Authorized<perm::TasksRead>,
@@ -62,51 +60,23 @@ pub async fn list_tasks(
 }
 
 #[utoipa::path(post, path = "/api/v1/tasks", tag = "messaging", request_body = TaskInput,
-    params(("Idempotency-Key" = Option<String>, Header, description = "Repeat a POST safely: the same key and body return the first answer")),
-    responses((status = 201, body = TaskView), (status = 401, body = Problem), (status = 403, body = Problem), (status = 409, description = "The key is in use by another request", body = Problem), (status = 422, body = Problem)),
+    responses((status = 201, body = TaskView), (status = 422, body = Problem)),
     security(("bearer" = ["tasks:create"])))]
 pub async fn create_task(
     auth: Authorized<perm::TasksCreate>,
     state: web::Data<AppState>,
-    req: HttpRequest,
+    key: IdempotencyKey,
     ValidJson(body): ValidJson<TaskInput>,
 ) -> Result<HttpResponse, ApiError> {
-    let key = req
-        .headers()
-        .get("idempotency-key")
-        .map(|v| v.to_str().unwrap_or("\u{1}").to_owned());
-    let Some(key) = key else {
-        return Ok(HttpResponse::Created()
-            .json(task_service::create(&state.ctx, &auth.actor, body).await?));
-    };
-    let scope = format!("tasks.create:{}", auth.actor.user_id.unwrap_or(0));
-    let hash = idempotency::hash(&serde_json::to_vec(&body).unwrap_or_default());
-    match idempotency::claim(&state.ctx, &scope, &key, &hash).await? {
-        Claim::Replay { status, body } => Ok(HttpResponse::build(
-            actix_web::http::StatusCode::from_u16(status)
-                .unwrap_or(actix_web::http::StatusCode::CREATED),
-        )
-        .insert_header(("Idempotent-Replayed", "true"))
-        .content_type("application/json")
-        .body(body)),
-        Claim::New(row) => match task_service::create(&state.ctx, &auth.actor, body).await {
-            Ok(task) => {
-                let json = serde_json::to_string(&task).unwrap_or_default();
-                idempotency::complete(&state.ctx, row, 201, &json).await?;
-                Ok(HttpResponse::Created()
-                    .content_type("application/json")
-                    .body(json))
-            }
-            Err(e) => {
-                idempotency::release(&state.ctx, row).await;
-                Err(e.into())
-            }
-        },
-    }
+    let actor = &auth.actor;
+    key.created(&state, actor, "tasks.create", body, |body| {
+        task_service::create(&state.ctx, actor, body)
+    })
+    .await
 }
 
 #[utoipa::path(get, path = "/api/v1/tasks/{id}", tag = "messaging", params(("id" = i64, Path)),
-    responses((status = 200, description = "With counts, progress and an ETA", body = TaskView), (status = 400, body = Problem), (status = 401, body = Problem), (status = 403, body = Problem), (status = 404, body = Problem)),
+    responses((status = 200, description = "With counts, progress and an ETA", body = TaskView), (status = 400, body = Problem), (status = 404, body = Problem)),
     security(("bearer" = ["tasks:read"])))]
 pub async fn get_task(
     auth: Authorized<perm::TasksRead>,
@@ -119,7 +89,7 @@ pub async fn get_task(
 }
 
 #[utoipa::path(delete, path = "/api/v1/tasks/{id}", tag = "messaging", params(("id" = i64, Path)),
-    responses((status = 204), (status = 400, body = Problem), (status = 401, body = Problem), (status = 403, body = Problem), (status = 404, body = Problem), (status = 409, body = Problem)),
+    responses((status = 204), (status = 400, body = Problem), (status = 404, body = Problem), (status = 409, body = Problem)),
     security(("bearer" = ["tasks:delete"])))]
 pub async fn delete_task(
     auth: Authorized<perm::TasksDelete>,
@@ -137,7 +107,7 @@ pub struct PauseIn {
 }
 
 #[utoipa::path(post, path = "/api/v1/tasks/{id}/pause", tag = "messaging", params(("id" = i64, Path)), request_body = PauseIn,
-    responses((status = 200, description = "Paused within one chunk; stays paused across restarts", body = TaskView), (status = 400, body = Problem), (status = 401, body = Problem), (status = 403, body = Problem), (status = 404, body = Problem), (status = 409, body = Problem)),
+    responses((status = 200, description = "Paused within one chunk; stays paused across restarts", body = TaskView), (status = 400, body = Problem), (status = 404, body = Problem), (status = 409, body = Problem)),
     security(("bearer" = ["tasks:control"])))]
 pub async fn pause_task(
     auth: Authorized<perm::TasksControl>,
@@ -151,7 +121,7 @@ pub async fn pause_task(
 }
 
 #[utoipa::path(post, path = "/api/v1/tasks/{id}/resume", tag = "messaging", params(("id" = i64, Path)),
-    responses((status = 200, body = TaskView), (status = 400, body = Problem), (status = 401, body = Problem), (status = 403, body = Problem), (status = 404, body = Problem), (status = 409, body = Problem)),
+    responses((status = 200, body = TaskView), (status = 400, body = Problem), (status = 404, body = Problem), (status = 409, body = Problem)),
     security(("bearer" = ["tasks:control"])))]
 pub async fn resume_task(
     auth: Authorized<perm::TasksControl>,
@@ -164,7 +134,7 @@ pub async fn resume_task(
 }
 
 #[utoipa::path(post, path = "/api/v1/tasks/{id}/cancel", tag = "messaging", params(("id" = i64, Path)),
-    responses((status = 200, description = "Receivers not yet sent are skipped as cancelled", body = TaskView), (status = 400, body = Problem), (status = 401, body = Problem), (status = 403, body = Problem), (status = 404, body = Problem), (status = 409, body = Problem)),
+    responses((status = 200, description = "Receivers not yet sent are skipped as cancelled", body = TaskView), (status = 400, body = Problem), (status = 404, body = Problem), (status = 409, body = Problem)),
     security(("bearer" = ["tasks:control"])))]
 pub async fn cancel_task(
     auth: Authorized<perm::TasksControl>,
@@ -177,7 +147,7 @@ pub async fn cancel_task(
 }
 
 #[utoipa::path(post, path = "/api/v1/tasks/{id}/retry-failed", tag = "messaging", params(("id" = i64, Path)),
-    responses((status = 200, description = "A new run of the latest run's failed receivers", body = TaskView), (status = 400, body = Problem), (status = 401, body = Problem), (status = 403, body = Problem), (status = 404, body = Problem), (status = 409, body = Problem)),
+    responses((status = 200, description = "A new run of the latest run's failed receivers", body = TaskView), (status = 400, body = Problem), (status = 404, body = Problem), (status = 409, body = Problem)),
     security(("bearer" = ["tasks:control"])))]
 pub async fn retry_failed(
     auth: Authorized<perm::TasksControl>,
@@ -190,7 +160,7 @@ pub async fn retry_failed(
 }
 
 #[utoipa::path(post, path = "/api/v1/tasks/{id}/remind", tag = "messaging", params(("id" = i64, Path)),
-    responses((status = 200, description = "Members reminded to confirm the task's customer mass messages (at most 3 times per message per 24 hours)", body = RemindReport), (status = 400, body = Problem), (status = 401, body = Problem), (status = 403, body = Problem), (status = 404, body = Problem), (status = 409, body = Problem)),
+    responses((status = 200, description = "Members reminded to confirm the task's customer mass messages (at most 3 times per message per 24 hours)", body = RemindReport), (status = 400, body = Problem), (status = 404, body = Problem), (status = 409, body = Problem)),
     security(("bearer" = ["tasks:control"])))]
 pub async fn remind_task(
     auth: Authorized<perm::TasksControl>,
@@ -203,7 +173,7 @@ pub async fn remind_task(
 }
 
 #[utoipa::path(get, path = "/api/v1/tasks/{id}/runs", tag = "messaging", params(("id" = i64, Path), PageQuery),
-    responses((status = 200, body = Page<RunView>), (status = 400, body = Problem), (status = 401, body = Problem), (status = 403, body = Problem), (status = 404, body = Problem), (status = 422, body = Problem)),
+    responses((status = 200, body = Page<RunView>), (status = 400, body = Problem), (status = 404, body = Problem), (status = 422, body = Problem)),
     security(("bearer" = ["tasks:read"])))]
 pub async fn list_runs(
     auth: Authorized<perm::TasksRead>,
@@ -231,7 +201,7 @@ pub struct ReceiverQuery {
 }
 
 #[utoipa::path(get, path = "/api/v1/tasks/{id}/receivers", tag = "messaging", params(("id" = i64, Path), ReceiverQuery),
-    responses((status = 200, body = Page<ReceiverView>), (status = 400, body = Problem), (status = 401, body = Problem), (status = 403, body = Problem), (status = 404, body = Problem), (status = 422, body = Problem)),
+    responses((status = 200, body = Page<ReceiverView>), (status = 400, body = Problem), (status = 404, body = Problem), (status = 422, body = Problem)),
     security(("bearer" = ["tasks:read"])))]
 pub async fn list_receivers(
     auth: Authorized<perm::TasksRead>,
@@ -252,7 +222,7 @@ pub async fn list_receivers(
 }
 
 #[utoipa::path(get, path = "/api/v1/tasks/{id}/report.csv", tag = "messaging", params(("id" = i64, Path), ReceiverFilter),
-    responses((status = 200, description = "Every receiver and its outcome, UTF-8 CSV", content_type = "text/csv"), (status = 400, body = Problem), (status = 401, body = Problem), (status = 403, body = Problem), (status = 404, body = Problem), (status = 422, body = Problem)),
+    responses((status = 200, description = "Every receiver and its outcome, UTF-8 CSV", content_type = "text/csv"), (status = 400, body = Problem), (status = 404, body = Problem), (status = 422, body = Problem)),
     security(("bearer" = ["tasks:export"])))]
 pub async fn report_csv(
     auth: Authorized<perm::TasksExport>,
@@ -276,61 +246,28 @@ pub async fn report_csv(
 }
 
 #[utoipa::path(get, path = "/api/v1/tasks/{id}/progress", tag = "messaging", params(("id" = i64, Path)),
-    responses((status = 200, description = "Server-sent events: a `progress` event with the task every second until it stops running, or until the session ends or loses `tasks:read`", content_type = "text/event-stream"), (status = 400, body = Problem), (status = 401, body = Problem), (status = 403, body = Problem), (status = 404, body = Problem), (status = 429, description = "You hold the maximum of open progress streams", body = Problem)),
+    responses((status = 200, description = "Server-sent events: a `progress` event with the task every second until it stops running, or until the session ends or loses `tasks:read`", content_type = "text/event-stream"), (status = 400, body = Problem), (status = 404, body = Problem), (status = 429, description = "You hold the maximum of open progress streams", body = Problem)),
     security(("bearer" = ["tasks:read"])))]
 pub async fn progress_stream(
     auth: Authorized<perm::TasksRead>,
     state: web::Data<AppState>,
     Id(id): Id,
 ) -> Result<HttpResponse, ApiError> {
+    // The task is looked up before a stream slot is taken: a 404 costs no slot.
     let first = task_service::get(&state.ctx, &auth.actor, id).await?;
     let slot = state.streams.take(auth.actor.user_id()?).await.ok_or(
         service::error::ServiceError::TooManyRequests {
             retry_after_secs: 5,
         },
     )?;
-    let (ctx, actor) = (state.ctx.clone(), auth.actor.clone());
-    // The slot lives in the stream's state: dropped, with the stream, when it ends or the
-    // client goes away.
-    let events =
-        futures_util::stream::unfold((Some(first), 0u32, slot), move |(pending, ticks, slot)| {
-            let (ctx, actor) = (ctx.clone(), actor.clone());
-            async move {
-                let view = match pending {
-                    Some(view) => view,
-                    None => {
-                        if ticks >= 3600 {
-                            return None;
-                        }
-                        tokio::time::sleep(Duration::from_secs(1)).await;
-                        if ticks % 10 == 0 {
-                            slot.renew().await;
-                        }
-                        // Signed out, disabled or stripped of the permission since: the stream ends.
-                        if !service::auth::still_allowed(&ctx, &actor, "tasks:read")
-                            .await
-                            .ok()?
-                        {
-                            return None;
-                        }
-                        task_service::get(&ctx, &actor, id).await.ok()?
-                    }
-                };
-                let settled = ticks > 0 && !view.status.is_in_progress();
-                let frame = format!(
-                    "event: progress\ndata: {}\n\n",
-                    serde_json::to_string(&view).unwrap_or_default()
-                );
-                if settled {
-                    // The last frame, then the stream ends.
-                    return Some((
-                        Ok::<_, std::io::Error>(web::Bytes::from(frame)),
-                        (None, u32::MAX, slot),
-                    ));
-                }
-                Some((Ok(web::Bytes::from(frame)), (None, ticks + 1, slot)))
-            }
-        });
+    let views = task_service::progress::follow(&state.ctx, &auth.actor, first, slot);
+    let events = views.map(|view| {
+        let frame = format!(
+            "event: progress\ndata: {}\n\n",
+            serde_json::to_string(&view).unwrap_or_default()
+        );
+        Ok::<_, std::io::Error>(web::Bytes::from(frame))
+    });
     Ok(HttpResponse::Ok()
         .content_type("text/event-stream")
         .insert_header(("Cache-Control", "no-cache"))

@@ -12,7 +12,7 @@ use service::{
 use super::no_content;
 use crate::{
     error::{ApiError, Problem},
-    extract::{Authorized, Id, ValidJson, ValidQuery},
+    extract::{Authorized, Id, IdempotencyKey, ValidJson, ValidQuery},
     state::AppState,
 };
 
@@ -31,7 +31,7 @@ pub struct TemplateQuery {
 }
 
 #[utoipa::path(get, path = "/api/v1/templates", tag = "messaging", params(TemplateQuery),
-    responses((status = 200, body = Page<TemplateView>), (status = 401, body = Problem), (status = 403, body = Problem), (status = 422, body = Problem)),
+    responses((status = 200, body = Page<TemplateView>), (status = 422, body = Problem)),
     security(("bearer" = ["templates:read"])))]
 pub async fn list_templates(
     auth: Authorized<perm::TemplatesRead>,
@@ -51,18 +51,23 @@ pub async fn list_templates(
 }
 
 #[utoipa::path(post, path = "/api/v1/templates", tag = "messaging", request_body = TemplateInput,
-    responses((status = 201, body = TemplateView), (status = 401, body = Problem), (status = 403, body = Problem), (status = 422, description = "Invalid, or the template does not compile or uses undeclared variables", body = Problem)),
+    responses((status = 201, body = TemplateView), (status = 422, description = "Invalid, or the template does not compile or uses undeclared variables", body = Problem)),
     security(("bearer" = ["templates:create"])))]
 pub async fn create_template(
     auth: Authorized<perm::TemplatesCreate>,
     state: web::Data<AppState>,
+    key: IdempotencyKey,
     ValidJson(body): ValidJson<TemplateInput>,
 ) -> Result<HttpResponse, ApiError> {
-    Ok(HttpResponse::Created().json(templates::create(&state.ctx, &auth.actor, body).await?))
+    let actor = &auth.actor;
+    key.created(&state, actor, "templates.create", body, |body| {
+        templates::create(&state.ctx, actor, body)
+    })
+    .await
 }
 
 #[utoipa::path(get, path = "/api/v1/templates/{id}", tag = "messaging", params(("id" = i64, Path)),
-    responses((status = 200, body = TemplateView), (status = 400, body = Problem), (status = 401, body = Problem), (status = 403, body = Problem), (status = 404, body = Problem)),
+    responses((status = 200, body = TemplateView), (status = 400, body = Problem), (status = 404, body = Problem)),
     security(("bearer" = ["templates:read"])))]
 pub async fn get_template(
     auth: Authorized<perm::TemplatesRead>,
@@ -75,7 +80,7 @@ pub async fn get_template(
 }
 
 #[utoipa::path(patch, path = "/api/v1/templates/{id}", tag = "messaging", params(("id" = i64, Path)), request_body = TemplatePatch,
-    responses((status = 200, body = TemplateView), (status = 400, body = Problem), (status = 401, body = Problem), (status = 403, body = Problem), (status = 404, body = Problem), (status = 422, body = Problem)),
+    responses((status = 200, body = TemplateView), (status = 400, body = Problem), (status = 404, body = Problem), (status = 422, body = Problem)),
     security(("bearer" = ["templates:update"])))]
 pub async fn update_template(
     auth: Authorized<perm::TemplatesUpdate>,
@@ -89,7 +94,7 @@ pub async fn update_template(
 }
 
 #[utoipa::path(delete, path = "/api/v1/templates/{id}", tag = "messaging", params(("id" = i64, Path)),
-    responses((status = 204), (status = 400, body = Problem), (status = 401, body = Problem), (status = 403, body = Problem), (status = 404, body = Problem)),
+    responses((status = 204), (status = 400, body = Problem), (status = 404, body = Problem)),
     security(("bearer" = ["templates:delete"])))]
 pub async fn delete_template(
     auth: Authorized<perm::TemplatesDelete>,
@@ -110,7 +115,7 @@ pub struct PreviewIn {
 }
 
 #[utoipa::path(post, path = "/api/v1/templates/{id}/preview", tag = "messaging", params(("id" = i64, Path)), request_body = PreviewIn,
-    responses((status = 200, body = Preview), (status = 400, body = Problem), (status = 401, body = Problem), (status = 403, body = Problem), (status = 404, body = Problem), (status = 422, description = "Rendering failed (field content or payload)", body = Problem)),
+    responses((status = 200, body = Preview), (status = 400, body = Problem), (status = 404, body = Problem), (status = 422, description = "Rendering failed (field content or payload)", body = Problem)),
     security(("bearer" = ["templates:read"])))]
 pub async fn preview_template(
     auth: Authorized<perm::TemplatesRead>,

@@ -15,7 +15,7 @@ use service::{
 use super::no_content;
 use crate::{
     error::{ApiError, Problem},
-    extract::{Authorized, Id, ValidJson, ValidQuery},
+    extract::{Authorized, Id, IdempotencyKey, ValidJson, ValidQuery},
     state::AppState,
 };
 
@@ -34,7 +34,7 @@ pub struct UserQuery {
 }
 
 #[utoipa::path(get, path = "/api/v1/users", tag = "users", params(UserQuery),
-    responses((status = 200, body = Page<UserView>), (status = 401, body = Problem), (status = 403, body = Problem), (status = 422, body = Problem)),
+    responses((status = 200, body = Page<UserView>), (status = 422, body = Problem)),
     security(("bearer" = ["users:read"])))]
 pub async fn list_users(
     auth: Authorized<perm::UsersRead>,
@@ -53,19 +53,23 @@ pub async fn list_users(
 }
 
 #[utoipa::path(post, path = "/api/v1/users", tag = "users", request_body = UserInput,
-    responses((status = 201, body = UserView), (status = 401, body = Problem), (status = 403, body = Problem), (status = 409, body = Problem), (status = 422, body = Problem)),
+    responses((status = 201, body = UserView), (status = 409, body = Problem), (status = 422, body = Problem)),
     security(("bearer" = ["users:create"])))]
 pub async fn create_user(
     auth: Authorized<perm::UsersCreate>,
     state: web::Data<AppState>,
+    key: IdempotencyKey,
     ValidJson(body): ValidJson<UserInput>,
 ) -> Result<HttpResponse, ApiError> {
-    let user = user_service::create(&state.ctx, &auth.actor, body).await?;
-    Ok(HttpResponse::Created().json(user))
+    let actor = &auth.actor;
+    key.created(&state, actor, "users.create", body, |body| {
+        user_service::create(&state.ctx, actor, body)
+    })
+    .await
 }
 
 #[utoipa::path(get, path = "/api/v1/users/{id}", tag = "users", params(("id" = i64, Path)),
-    responses((status = 200, body = UserView), (status = 400, body = Problem), (status = 401, body = Problem), (status = 403, body = Problem), (status = 404, body = Problem)),
+    responses((status = 200, body = UserView), (status = 400, body = Problem), (status = 404, body = Problem)),
     security(("bearer" = ["users:read"])))]
 pub async fn get_user(
     auth: Authorized<perm::UsersRead>,
@@ -78,7 +82,7 @@ pub async fn get_user(
 }
 
 #[utoipa::path(patch, path = "/api/v1/users/{id}", tag = "users", params(("id" = i64, Path)), request_body = UserPatch,
-    responses((status = 200, body = UserView), (status = 400, body = Problem), (status = 401, body = Problem), (status = 403, body = Problem), (status = 404, body = Problem), (status = 409, body = Problem), (status = 422, body = Problem)),
+    responses((status = 200, body = UserView), (status = 400, body = Problem), (status = 404, body = Problem), (status = 409, body = Problem), (status = 422, body = Problem)),
     security(("bearer" = ["users:update"])))]
 pub async fn update_user(
     auth: Authorized<perm::UsersUpdate>,
@@ -92,7 +96,7 @@ pub async fn update_user(
 }
 
 #[utoipa::path(delete, path = "/api/v1/users/{id}", tag = "users", params(("id" = i64, Path)),
-    responses((status = 204, description = "Soft-deleted; the username can be reused"), (status = 400, body = Problem), (status = 401, body = Problem), (status = 403, body = Problem), (status = 404, body = Problem), (status = 409, body = Problem)),
+    responses((status = 204, description = "Soft-deleted; the username can be reused"), (status = 400, body = Problem), (status = 404, body = Problem), (status = 409, body = Problem)),
     security(("bearer" = ["users:delete"])))]
 pub async fn delete_user(
     auth: Authorized<perm::UsersDelete>,
@@ -104,7 +108,7 @@ pub async fn delete_user(
 }
 
 #[utoipa::path(post, path = "/api/v1/users/{id}/disable", tag = "users", params(("id" = i64, Path)),
-    responses((status = 200, description = "Disabled and signed out everywhere", body = UserView), (status = 400, body = Problem), (status = 401, body = Problem), (status = 403, body = Problem), (status = 404, body = Problem), (status = 409, body = Problem)),
+    responses((status = 200, description = "Disabled and signed out everywhere", body = UserView), (status = 400, body = Problem), (status = 404, body = Problem), (status = 409, body = Problem)),
     security(("bearer" = ["users:update"])))]
 pub async fn disable_user(
     auth: Authorized<perm::UsersUpdate>,
@@ -117,7 +121,7 @@ pub async fn disable_user(
 }
 
 #[utoipa::path(post, path = "/api/v1/users/{id}/enable", tag = "users", params(("id" = i64, Path)),
-    responses((status = 200, body = UserView), (status = 400, body = Problem), (status = 401, body = Problem), (status = 403, body = Problem), (status = 404, body = Problem)),
+    responses((status = 200, body = UserView), (status = 400, body = Problem), (status = 404, body = Problem)),
     security(("bearer" = ["users:update"])))]
 pub async fn enable_user(
     auth: Authorized<perm::UsersUpdate>,
@@ -130,7 +134,7 @@ pub async fn enable_user(
 }
 
 #[utoipa::path(post, path = "/api/v1/users/{id}/unlock", tag = "users", params(("id" = i64, Path)),
-    responses((status = 200, description = "Lockout lifted", body = UserView), (status = 400, body = Problem), (status = 401, body = Problem), (status = 403, body = Problem), (status = 404, body = Problem)),
+    responses((status = 200, description = "Lockout lifted", body = UserView), (status = 400, body = Problem), (status = 404, body = Problem)),
     security(("bearer" = ["users:update"])))]
 pub async fn unlock_user(
     auth: Authorized<perm::UsersUpdate>,
@@ -143,7 +147,7 @@ pub async fn unlock_user(
 }
 
 #[utoipa::path(post, path = "/api/v1/users/{id}/reset-totp", tag = "users", params(("id" = i64, Path)),
-    responses((status = 204, description = "2FA removed; the user is signed out everywhere"), (status = 400, body = Problem), (status = 401, body = Problem), (status = 403, body = Problem), (status = 404, body = Problem)),
+    responses((status = 204, description = "2FA removed; the user is signed out everywhere"), (status = 400, body = Problem), (status = 404, body = Problem)),
     security(("bearer" = ["users:update"])))]
 pub async fn reset_totp(
     auth: Authorized<perm::UsersUpdate>,
@@ -162,7 +166,7 @@ pub struct SetPasswordIn {
 }
 
 #[utoipa::path(post, path = "/api/v1/users/{id}/password", tag = "users", params(("id" = i64, Path)), request_body = SetPasswordIn,
-    responses((status = 204, description = "Password set; the user is signed out everywhere"), (status = 400, body = Problem), (status = 401, body = Problem), (status = 403, body = Problem), (status = 404, body = Problem), (status = 422, body = Problem)),
+    responses((status = 204, description = "Password set; the user is signed out everywhere"), (status = 400, body = Problem), (status = 404, body = Problem), (status = 422, body = Problem)),
     security(("bearer" = ["users:update"])))]
 pub async fn set_password(
     auth: Authorized<perm::UsersUpdate>,
@@ -182,7 +186,7 @@ pub struct SetRolesIn {
 }
 
 #[utoipa::path(put, path = "/api/v1/users/{id}/roles", tag = "users", params(("id" = i64, Path)), request_body = SetRolesIn,
-    responses((status = 200, body = UserView), (status = 400, body = Problem), (status = 401, body = Problem), (status = 403, body = Problem), (status = 404, body = Problem), (status = 409, body = Problem), (status = 422, body = Problem)),
+    responses((status = 200, body = UserView), (status = 400, body = Problem), (status = 404, body = Problem), (status = 409, body = Problem), (status = 422, body = Problem)),
     security(("bearer" = ["users:update"])))]
 pub async fn set_roles(
     auth: Authorized<perm::UsersUpdate>,
@@ -206,7 +210,7 @@ pub struct SetInstancesIn {
 }
 
 #[utoipa::path(put, path = "/api/v1/users/{id}/instances", tag = "users", params(("id" = i64, Path)), request_body = SetInstancesIn,
-    responses((status = 200, body = UserView), (status = 400, body = Problem), (status = 401, body = Problem), (status = 403, body = Problem), (status = 404, body = Problem), (status = 422, body = Problem)),
+    responses((status = 200, body = UserView), (status = 400, body = Problem), (status = 404, body = Problem), (status = 422, body = Problem)),
     security(("bearer" = ["users:update"])))]
 pub async fn set_instances(
     auth: Authorized<perm::UsersUpdate>,
@@ -220,7 +224,7 @@ pub async fn set_instances(
 }
 
 #[utoipa::path(get, path = "/api/v1/users/{id}/sessions", tag = "users", params(("id" = i64, Path)),
-    responses((status = 200, body = Vec<SessionView>), (status = 400, body = Problem), (status = 401, body = Problem), (status = 403, body = Problem), (status = 404, body = Problem)),
+    responses((status = 200, body = Vec<SessionView>), (status = 400, body = Problem), (status = 404, body = Problem)),
     security(("bearer" = ["users:read"])))]
 pub async fn list_user_sessions(
     auth: Authorized<perm::UsersRead>,
@@ -233,7 +237,7 @@ pub async fn list_user_sessions(
 }
 
 #[utoipa::path(delete, path = "/api/v1/users/{id}/sessions", tag = "users", params(("id" = i64, Path)),
-    responses((status = 204, description = "Signed out everywhere"), (status = 400, body = Problem), (status = 401, body = Problem), (status = 403, body = Problem), (status = 404, body = Problem)),
+    responses((status = 204, description = "Signed out everywhere"), (status = 400, body = Problem), (status = 404, body = Problem)),
     security(("bearer" = ["users:update"])))]
 pub async fn revoke_user_sessions(
     auth: Authorized<perm::UsersUpdate>,

@@ -6,6 +6,7 @@ pub mod evaluate;
 pub mod notify;
 pub mod rules;
 
+use crate::rbac::perm;
 use chrono::{DateTime, Utc};
 use entity::alert_records;
 use entity::states::{AlertLevel, AlertStatus};
@@ -99,7 +100,7 @@ pub async fn list(
     filter: AlertFilter,
     page: PageRequest,
 ) -> ServiceResult<Page<AlertView>> {
-    actor.require("alerts:read")?;
+    actor.require(perm::AlertsRead)?;
     let mut query = alert_records::Entity::find();
     if let Some(status) = filter.status {
         let Some(status) = AlertStatus::parse(&status.to_ascii_uppercase()) else {
@@ -128,7 +129,7 @@ pub async fn list(
 }
 
 pub async fn get(ctx: &Context, actor: &Actor, id: i64) -> ServiceResult<AlertView> {
-    actor.require("alerts:read")?;
+    actor.require(perm::AlertsRead)?;
     Ok(view(find(&ctx.db, id).await?))
 }
 
@@ -161,7 +162,7 @@ pub async fn acknowledge(
 ) -> ServiceResult<AlertView> {
     let entry = AuditEntry::new("alert.acknowledge", OperationType::Update, "alert").target(id);
     audit::guard(ctx, actor, entry.clone(), async {
-        actor.require("alerts:ack")?;
+        actor.require(perm::AlertsAck)?;
         check_comment(comment.as_deref())?;
         transition(
             ctx,
@@ -190,7 +191,7 @@ pub async fn resolve(
 ) -> ServiceResult<AlertView> {
     let entry = AuditEntry::new("alert.resolve", OperationType::Update, "alert").target(id);
     audit::guard(ctx, actor, entry.clone(), async {
-        actor.require("alerts:ack")?;
+        actor.require(perm::AlertsAck)?;
         check_comment(comment.as_deref())?;
         transition(ctx, actor, &entry, id, AlertStatus::is_open, |row, now| {
             row.status = Set(AlertStatus::Resolved);

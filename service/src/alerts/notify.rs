@@ -64,15 +64,19 @@ pub async fn run(ctx: &Context) -> ServiceResult<Notified> {
         if !claimed {
             continue;
         }
+        let mut errors = Vec::new();
         let channels = match alert.rule_id {
             Some(rule) => alert_rules::Entity::find_by_id(rule)
                 .one(&ctx.db)
                 .await?
                 .map(|r| stored_channels(&r))
-                .unwrap_or_default(),
+                .unwrap_or(Ok(Vec::new()))
+                .unwrap_or_else(|e| {
+                    errors.push(e);
+                    Vec::new()
+                }),
             None => Vec::new(),
         };
-        let mut errors = Vec::new();
         for channel in &channels {
             if let Err(e) = send(ctx, channel, &alert).await {
                 errors.push(format!("{} {}: {e}", channel.kind, channel.target));

@@ -1,6 +1,7 @@
 //! Alert rules: what to watch, how bad it is, where to tell. Channel URLs and webhook secrets
 //! are sealed at rest and never shown again (a robot URL carries its key).
 
+use crate::rbac::perm;
 use chrono::{DateTime, Utc};
 use entity::alert_rules;
 use entity::states::{AlertLevel, AlertRuleType};
@@ -114,15 +115,20 @@ pub struct RuleView {
     pub updated_at: DateTime<Utc>,
 }
 
-pub fn stored_channels(rule: &alert_rules::Model) -> Vec<SealedChannel> {
-    rule.channels
-        .clone()
-        .and_then(|c| serde_json::from_value(c).ok())
-        .unwrap_or_default()
+/// The rule's notification channels; a stored value that does not fit is an error naming the
+/// rule, so a corrupt column never quietly stops notifications.
+pub fn stored_channels(rule: &alert_rules::Model) -> Result<Vec<SealedChannel>, String> {
+    crate::serde_util::stored(rule.channels.as_ref(), "channels")
+        .map(Option::unwrap_or_default)
+        .map_err(|e| format!("alert rule {}: {e}", rule.id))
 }
 
 pub fn view(rule: alert_rules::Model) -> RuleView {
     let channels = stored_channels(&rule)
+        .unwrap_or_else(|e| {
+            tracing::error!(rule.id = rule.id, error = %e, "alert rule channels unreadable");
+            Vec::new()
+        })
         .into_iter()
         .map(|c| ChannelView {
             kind: c.kind,
@@ -276,7 +282,7 @@ pub async fn find<C: ConnectionTrait>(conn: &C, id: i64) -> ServiceResult<alert_
 }
 
 pub async fn get(ctx: &Context, actor: &Actor, id: i64) -> ServiceResult<RuleView> {
-    actor.require("alert_rules:read")?;
+    actor.require(perm::AlertRulesRead)?;
     Ok(view(find(&ctx.db, id).await?))
 }
 
@@ -285,7 +291,7 @@ pub async fn list(
     actor: &Actor,
     page: PageRequest,
 ) -> ServiceResult<Page<RuleView>> {
-    actor.require("alert_rules:read")?;
+    actor.require(perm::AlertRulesRead)?;
     let mut query = alert_rules::Entity::find().filter(alert_rules::Column::DeletedAt.is_null());
     if let Some(before) = page.before {
         query = query.filter(alert_rules::Column::Id.lt(before));
@@ -301,7 +307,7 @@ pub async fn list(
 pub async fn create(ctx: &Context, actor: &Actor, input: RuleInput) -> ServiceResult<RuleView> {
     let entry = AuditEntry::new("alert_rule.create", OperationType::Create, "alert_rule");
     audit::guard(ctx, actor, entry.clone(), async {
-        actor.require("alert_rules:create")?;
+        actor.require(perm::AlertRulesCreate)?;
         let mut v = Violations::new();
         let name = v.take(validate::text("name", &input.name, 1, 100));
         let description = v
@@ -377,7 +383,7 @@ pub async fn update(
     let entry =
         AuditEntry::new("alert_rule.update", OperationType::Update, "alert_rule").target(id);
     audit::guard(ctx, actor, entry.clone(), async {
-        actor.require("alert_rules:update")?;
+        actor.require(perm::AlertRulesUpdate)?;
         let current = find(&ctx.db, id).await?;
         let mut v = Violations::new();
         let name = patch
@@ -471,7 +477,7 @@ pub async fn delete(ctx: &Context, actor: &Actor, id: i64) -> ServiceResult<()> 
     let entry =
         AuditEntry::new("alert_rule.delete", OperationType::Delete, "alert_rule").target(id);
     audit::guard(ctx, actor, entry.clone(), async {
-        actor.require("alert_rules:delete")?;
+        actor.require(perm::AlertRulesDelete)?;
         let now = ctx.clock.now_db();
         let txn = crate::db::begin(&ctx.db).await?;
         lock(&txn, id).await?;

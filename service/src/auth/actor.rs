@@ -2,7 +2,10 @@
 
 use std::{collections::BTreeSet, sync::Arc};
 
-use crate::{ServiceError, ServiceResult, rbac::scope::Reach};
+use crate::{
+    ServiceError, ServiceResult,
+    rbac::{perm::Permission, scope::Reach},
+};
 
 /// Where a request came from, for audit rows and login history.
 #[derive(Debug, Clone, Default)]
@@ -40,13 +43,25 @@ impl Actor {
         }
     }
 
-    pub fn has(&self, permission: &str) -> bool {
+    /// Whether the actor holds permission `P` (`actor.has(perm::AuditLogsRead)`).
+    pub fn has<P: Permission>(&self, _: P) -> bool {
+        self.holds(P::NAME)
+    }
+
+    /// Whether the actor holds the permission named `permission` (names read from input).
+    pub fn holds(&self, permission: &str) -> bool {
         self.permissions.contains(permission)
     }
 
-    /// Function-level authorization, checked inside every service function that needs it.
-    pub fn require(&self, permission: &str) -> ServiceResult<()> {
-        if self.has(permission) {
+    /// Function-level authorization, checked inside every service function that needs it:
+    /// `actor.require(perm::TasksCreate)?`. The name lives once, on the marker type.
+    pub fn require<P: Permission>(&self, _: P) -> ServiceResult<()> {
+        self.require_named(P::NAME)
+    }
+
+    /// `require` for a permission known by name only (the route extractor's `P::NAME`).
+    pub fn require_named(&self, permission: &str) -> ServiceResult<()> {
+        if self.holds(permission) {
             Ok(())
         } else {
             Err(ServiceError::Forbidden(format!(
@@ -61,7 +76,7 @@ impl Actor {
         permissions: impl IntoIterator<Item = &'a str>,
         what: &str,
     ) -> ServiceResult<()> {
-        let missing: Vec<&str> = permissions.into_iter().filter(|p| !self.has(p)).collect();
+        let missing: Vec<&str> = permissions.into_iter().filter(|p| !self.holds(p)).collect();
         if missing.is_empty() {
             Ok(())
         } else {

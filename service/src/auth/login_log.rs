@@ -1,5 +1,6 @@
 //! Login history: every attempt, successful or not, with address, agent, result and reason.
 
+use crate::rbac::perm;
 use entity::login_logs;
 use sea_orm::{ActiveValue::Set, ColumnTrait, EntityTrait, QueryFilter, QueryOrder, QuerySelect};
 
@@ -63,7 +64,7 @@ pub async fn list(
     filter: LoginLogFilter,
     page: PageRequest,
 ) -> ServiceResult<Page<login_logs::Model>> {
-    actor.require("login_logs:read")?;
+    actor.require(perm::LoginLogsRead)?;
     let mut query = login_logs::Entity::find();
     if let Some(v) = filter.user_id {
         query = query.filter(login_logs::Column::UserId.eq(v));

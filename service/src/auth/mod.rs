@@ -178,9 +178,13 @@ pub async fn authenticate(
 }
 
 /// Whether a long-lived request (a progress stream) may go on: its session is neither revoked
-/// nor past its absolute end, its user is still active and still holds `permission`. A system
+/// nor past its absolute end, its user is still active and still holds permission `P`. A system
 /// actor (no session) always may.
-pub async fn still_allowed(ctx: &Context, actor: &Actor, permission: &str) -> ServiceResult<bool> {
+pub async fn still_allowed<P: rbac::perm::Permission>(
+    ctx: &Context,
+    actor: &Actor,
+    _: P,
+) -> ServiceResult<bool> {
     let (Some(session_id), Some(user_id)) = (actor.session_id, actor.user_id) else {
         return Ok(true);
     };
@@ -196,7 +200,7 @@ pub async fn still_allowed(ctx: &Context, actor: &Actor, permission: &str) -> Se
     }
     Ok(rbac::effective_permissions(&ctx.db, user_id, now)
         .await?
-        .contains(permission))
+        .contains(P::NAME))
 }
 
 async fn active_user(ctx: &Context, user_id: i64) -> ServiceResult<Option<users::Model>> {

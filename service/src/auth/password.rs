@@ -1,5 +1,6 @@
 //! A user changes their own password; every other session of theirs ends.
 
+use crate::rbac::perm;
 use entity::users;
 use sea_orm::{ActiveValue::Set, EntityTrait};
 
@@ -17,7 +18,7 @@ pub async fn change_own(
     current: &str,
     new: &str,
 ) -> ServiceResult<()> {
-    actor.require("profile:self")?;
+    actor.require(perm::ProfileSelf)?;
     let user = crate::rbac::users::find_live(&ctx.db, actor.user_id()?).await?;
     super::attempt::confirm_password(ctx, &user, current, "current_password").await?;
     validate::password("new_password", new, Some(&user.username))

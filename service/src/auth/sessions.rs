@@ -1,5 +1,6 @@
 //! Session rows: creation at login, rotation at refresh, listing and revocation.
 
+use crate::rbac::perm;
 use chrono::{DateTime, NaiveDateTime, TimeDelta, Utc};
 use entity::{session_rotated_tokens, user_sessions};
 use sea_orm::{
@@ -153,13 +154,13 @@ async fn live_sessions(
 }
 
 pub async fn list_own(ctx: &Context, actor: &Actor) -> ServiceResult<Vec<SessionView>> {
-    actor.require("profile:self")?;
+    actor.require(perm::ProfileSelf)?;
     live_sessions(ctx, actor.user_id()?, actor.session_id).await
 }
 
 /// Revokes one of the caller's own sessions; someone else's session id is simply not found.
 pub async fn revoke_own(ctx: &Context, actor: &Actor, session_uuid: Uuid) -> ServiceResult<()> {
-    actor.require("profile:self")?;
+    actor.require(perm::ProfileSelf)?;
     let condition = Condition::all()
         .add(user_sessions::Column::UserId.eq(actor.user_id()?))
         .add(user_sessions::Column::SessionUuid.eq(session_uuid));
@@ -174,7 +175,7 @@ pub async fn list_for_user(
     actor: &Actor,
     user_id: i64,
 ) -> ServiceResult<Vec<SessionView>> {
-    actor.require("users:read")?;
+    actor.require(perm::UsersRead)?;
     crate::rbac::users::find_live(&ctx.db, user_id).await?;
     live_sessions(ctx, user_id, actor.session_id).await
 }
@@ -183,7 +184,7 @@ pub async fn list_for_user(
 pub async fn revoke_all_for_user(ctx: &Context, actor: &Actor, user_id: i64) -> ServiceResult<u64> {
     let entry = AuditEntry::new("user.sessions.revoke", OperationType::Security, "user");
     audit::guard(ctx, actor, entry.clone().target(user_id), async {
-        actor.require("users:update")?;
+        actor.require(perm::UsersUpdate)?;
         let target = crate::rbac::users::find_manageable(ctx, actor, user_id).await?;
         let now = ctx.clock.now_db();
         let txn = crate::db::begin(&ctx.db).await?;

@@ -4,6 +4,7 @@
 //! through a conditional UPDATE, so a code works once even when two logins race with it. The
 //! confirming code also counts, so the enrolment code cannot be replayed to log in.
 
+use crate::rbac::perm;
 use entity::users;
 use sea_orm::{
     ActiveValue::Set, ColumnTrait, Condition, EntityTrait, QueryFilter, sea_query::Expr,
@@ -32,7 +33,7 @@ pub async fn enroll(
     actor: &Actor,
     current_password: &str,
 ) -> ServiceResult<Enrollment> {
-    actor.require("profile:self")?;
+    actor.require(perm::ProfileSelf)?;
     let user = crate::rbac::users::find_live(&ctx.db, actor.user_id()?).await?;
     if user.totp_enabled {
         return Err(ServiceError::conflict(
@@ -61,7 +62,7 @@ pub async fn enroll(
 }
 
 pub async fn confirm(ctx: &Context, actor: &Actor, code: &str) -> ServiceResult<()> {
-    actor.require("profile:self")?;
+    actor.require(perm::ProfileSelf)?;
     let user = crate::rbac::users::find_live(&ctx.db, actor.user_id()?).await?;
     if user.totp_enabled {
         return Err(ServiceError::conflict(
@@ -106,7 +107,7 @@ pub async fn disable_own(
     password: &str,
     code: &str,
 ) -> ServiceResult<()> {
-    actor.require("profile:self")?;
+    actor.require(perm::ProfileSelf)?;
     let user = crate::rbac::users::find_live(&ctx.db, actor.user_id()?).await?;
     if !user.totp_enabled {
         return Err(ServiceError::conflict(

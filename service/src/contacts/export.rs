@@ -1,5 +1,6 @@
 //! Contact export as CSV, streamed in keyset batches so a million rows never sit in memory.
 
+use crate::rbac::perm;
 use entity::contacts;
 use futures_util::Stream;
 use sea_orm::{ColumnTrait, EntityTrait, QueryFilter, QueryOrder, QuerySelect};
@@ -43,7 +44,7 @@ pub fn stream(
     actor: &Actor,
     filter: ContactFilter,
 ) -> ServiceResult<impl Stream<Item = Result<Vec<u8>, ServiceError>> + use<>> {
-    actor.require("contacts:export")?;
+    actor.require(perm::ContactsExport)?;
     filter.apply(&actor.reach, contacts::Entity::find())?;
     let cursor = Cursor {
         ctx: ctx.clone(),

@@ -1,5 +1,6 @@
 //! Customer groups (群聊) and their members, synced from instances, with local tags and fields.
 
+use crate::rbac::perm;
 use chrono::{DateTime, Utc};
 use entity::{chat_groups, group_members};
 use sea_orm::{
@@ -123,7 +124,7 @@ pub async fn list(
     filter: GroupFilter,
     page: PageRequest,
 ) -> ServiceResult<Page<GroupView>> {
-    actor.require("groups:read")?;
+    actor.require(perm::GroupsRead)?;
     let mut query = chat_groups::Entity::find()
         .filter(chat_groups::Column::DeletedAt.is_null())
         .filter(actor.reach.on_instances(chat_groups::Column::InstanceId));
@@ -154,7 +155,7 @@ pub async fn list(
 }
 
 pub async fn get(ctx: &Context, actor: &Actor, id: i64) -> ServiceResult<GroupView> {
-    actor.require("groups:read")?;
+    actor.require(perm::GroupsRead)?;
     Ok(find_visible(&ctx.db, actor, id).await?.into())
 }
 
@@ -166,7 +167,7 @@ pub async fn members(
     include_left: bool,
     page: PageRequest,
 ) -> ServiceResult<Page<MemberView>> {
-    actor.require("groups:read")?;
+    actor.require(perm::GroupsRead)?;
     find_visible(&ctx.db, actor, group_id).await?;
     let mut query =
         group_members::Entity::find().filter(group_members::Column::GroupId.eq(group_id));
@@ -203,7 +204,7 @@ pub async fn update(
 ) -> ServiceResult<GroupView> {
     let entry = AuditEntry::new("group.update", OperationType::Update, "group").target(id);
     audit::guard(ctx, actor, entry.clone(), async {
-        actor.require("groups:update")?;
+        actor.require(perm::GroupsUpdate)?;
         let mut v = Violations::new();
         if let Some(Some(tags)) = &patch.tags {
             for (i, tag) in tags.iter().enumerate() {

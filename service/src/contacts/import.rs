@@ -2,6 +2,7 @@
 //! imported and the answer lists each bad cell as `rows[N].column` (N is the spreadsheet row,
 //! the header being row 1). Otherwise all rows land in one transaction.
 
+use crate::rbac::perm;
 use entity::states::{ContactType, FriendStatus};
 use std::collections::{BTreeMap, BTreeSet, HashMap};
 
@@ -249,7 +250,7 @@ pub async fn import(
 ) -> ServiceResult<ImportReport> {
     let entry = AuditEntry::new("contact.import", OperationType::Create, "contact");
     audit::guard(ctx, actor, entry.clone(), async {
-        actor.require("contacts:import")?;
+        actor.require(perm::ContactsImport)?;
         let account = crate::instances::accounts::find_visible(&ctx.db, actor, account_id)
             .await
             .map_err(|_| ServiceError::invalid("account_id", "no such account"))?;

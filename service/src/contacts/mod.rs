@@ -7,6 +7,7 @@ pub mod import;
 mod import_file;
 pub mod tags;
 
+use crate::rbac::perm;
 use entity::states::{ContactType, FriendStatus};
 use std::collections::{BTreeMap, BTreeSet};
 
@@ -264,7 +265,7 @@ pub async fn list(
     filter: &ContactFilter,
     page: PageRequest,
 ) -> ServiceResult<Page<ContactView>> {
-    actor.require("contacts:read")?;
+    actor.require(perm::ContactsRead)?;
     let mut query = filter.apply(&actor.reach, contacts::Entity::find())?;
     if let Some(before) = page.before {
         query = query.filter(contacts::Column::Id.lt(before));
@@ -301,7 +302,7 @@ pub async fn find_visible<C: ConnectionTrait>(
 }
 
 pub async fn get(ctx: &Context, actor: &Actor, id: i64) -> ServiceResult<ContactView> {
-    actor.require("contacts:read")?;
+    actor.require(perm::ContactsRead)?;
     let row = find_visible(&ctx.db, actor, id).await?;
     Ok(views(&ctx.db, vec![row]).await?.remove(0))
 }
@@ -356,7 +357,7 @@ pub async fn create(
 ) -> ServiceResult<ContactView> {
     let entry = AuditEntry::new("contact.create", OperationType::Create, "contact");
     audit::guard(ctx, actor, entry.clone(), async {
-        actor.require("contacts:create")?;
+        actor.require(perm::ContactsCreate)?;
         let mut v = Violations::new();
         let wxid = v.take(validate::text("wxid", &input.wxid, 1, 100));
         let nickname = v
@@ -459,7 +460,7 @@ pub async fn update(
 ) -> ServiceResult<ContactView> {
     let entry = AuditEntry::new("contact.update", OperationType::Update, "contact").target(id);
     audit::guard(ctx, actor, entry.clone(), async {
-        actor.require("contacts:update")?;
+        actor.require(perm::ContactsUpdate)?;
         let mut v = Violations::new();
         let remark = patch.remark.as_ref().map(|r| {
             v.take(validate::optional_text("remark", r.as_deref(), 100))
@@ -520,7 +521,7 @@ pub async fn update(
 pub async fn delete(ctx: &Context, actor: &Actor, id: i64) -> ServiceResult<()> {
     let entry = AuditEntry::new("contact.delete", OperationType::Delete, "contact").target(id);
     audit::guard(ctx, actor, entry.clone(), async {
-        actor.require("contacts:delete")?;
+        actor.require(perm::ContactsDelete)?;
         let now = ctx.clock.now_db();
         let txn = crate::db::begin(&ctx.db).await?;
         let before = views(&txn, vec![find_visible(&txn, actor, id).await?])

@@ -1,6 +1,7 @@
 //! Tags: local ones (managed here) and synced ones (WeCom corp tags, owned by their instance and
 //! read-only here). Links live in `contact_tags`, so tag filters use indexes on every backend.
 
+use crate::rbac::perm;
 use std::collections::{BTreeMap, BTreeSet};
 
 use chrono::NaiveDateTime;
@@ -119,7 +120,7 @@ pub async fn list(
     q: Option<String>,
     page: PageRequest,
 ) -> ServiceResult<Page<TagView>> {
-    actor.require("tags:read")?;
+    actor.require(perm::TagsRead)?;
     let mut query = tags::Entity::find();
     if !actor.reach.is_all() {
         query = query.filter(
@@ -174,7 +175,7 @@ async fn name_taken<C: ConnectionTrait>(
 pub async fn create(ctx: &Context, actor: &Actor, input: TagInput) -> ServiceResult<TagView> {
     let entry = AuditEntry::new("tag.create", OperationType::Create, "tag");
     audit::guard(ctx, actor, entry.clone(), async {
-        actor.require("tags:create")?;
+        actor.require(perm::TagsCreate)?;
         let mut v = Violations::new();
         let name = v.take(validate::text("name", &input.name, 1, 100));
         let group = v
@@ -223,7 +224,7 @@ pub async fn update(
 ) -> ServiceResult<TagView> {
     let entry = AuditEntry::new("tag.update", OperationType::Update, "tag").target(id);
     audit::guard(ctx, actor, entry.clone(), async {
-        actor.require("tags:update")?;
+        actor.require(perm::TagsUpdate)?;
         let mut v = Violations::new();
         let name = patch
             .name
@@ -279,7 +280,7 @@ pub async fn update(
 pub async fn delete(ctx: &Context, actor: &Actor, id: i64) -> ServiceResult<()> {
     let entry = AuditEntry::new("tag.delete", OperationType::Delete, "tag").target(id);
     audit::guard(ctx, actor, entry.clone(), async {
-        actor.require("tags:delete")?;
+        actor.require(perm::TagsDelete)?;
         let now = ctx.clock.now_db();
         let txn = crate::db::begin(&ctx.db).await?;
         let before = view(&txn, find_local(&txn, actor, id).await?).await?;
@@ -402,7 +403,7 @@ pub async fn bulk(
 ) -> ServiceResult<BulkTaggingResult> {
     let entry = AuditEntry::new("contact.tags.bulk", OperationType::Update, "contact");
     audit::guard(ctx, actor, entry.clone(), async {
-        actor.require("contacts:update")?;
+        actor.require(perm::ContactsUpdate)?;
         if input.contact_ids.is_empty() || input.contact_ids.len() > 1000 {
             return Err(ServiceError::invalid("contact_ids", "must list 1 to 1000 contacts"));
         }

@@ -1,5 +1,6 @@
 //! WeCom accounts on an instance: synced from it, with local remark, tags and send rate.
 
+use crate::rbac::perm;
 use chrono::{DateTime, Utc};
 use entity::states::AccountStatus;
 use entity::{wework_accounts, wework_instances};
@@ -119,7 +120,7 @@ pub async fn list(
     filter: AccountFilter,
     page: PageRequest,
 ) -> ServiceResult<Page<AccountView>> {
-    actor.require("accounts:read")?;
+    actor.require(perm::AccountsRead)?;
     let mut query =
         wework_accounts::Entity::find().filter(wework_accounts::Column::DeletedAt.is_null());
     query = query.filter(
@@ -154,7 +155,7 @@ pub async fn list(
 }
 
 pub async fn get(ctx: &Context, actor: &Actor, id: i64) -> ServiceResult<AccountView> {
-    actor.require("accounts:read")?;
+    actor.require(perm::AccountsRead)?;
     Ok(find_visible(&ctx.db, actor, id).await?.into())
 }
 
@@ -166,7 +167,7 @@ pub async fn update(
 ) -> ServiceResult<AccountView> {
     let entry = AuditEntry::new("account.update", OperationType::Update, "account").target(id);
     audit::guard(ctx, actor, entry.clone(), async {
-        actor.require("accounts:update")?;
+        actor.require(perm::AccountsUpdate)?;
         let mut v = Violations::new();
         let remark = patch.remark.as_ref().map(|r| {
             v.take(validate::optional_text("remark", r.as_deref(), 2000))
@@ -227,7 +228,7 @@ pub async fn login_qr(
     let entry = AuditEntry::new("account.login_qr", OperationType::Security, "instance")
         .target(instance_id);
     audit::guard(ctx, actor, entry.clone(), async {
-        actor.require("accounts:control")?;
+        actor.require(perm::AccountsControl)?;
         let instance = super::find_visible(&ctx.db, actor, instance_id).await?;
         let driver = crate::drivers::for_instance(ctx, &instance).await?;
         let qr = driver

@@ -1,6 +1,7 @@
 //! Typed per-instance configuration. Secret values are sealed with AES-256-GCM before they are
 //! stored and never leave the service again except to the drivers that need them.
 
+use crate::rbac::perm;
 use std::collections::BTreeMap;
 
 use entity::{instance_configs, wework_instances};
@@ -302,7 +303,7 @@ pub async fn list(
     actor: &Actor,
     instance_id: i64,
 ) -> ServiceResult<Vec<ConfigEntryView>> {
-    actor.require("instances:read")?;
+    actor.require(perm::InstancesRead)?;
     find_visible(&ctx.db, actor, instance_id).await?;
     Ok(
         super::view(ctx, &ctx.db, find_live(&ctx.db, instance_id).await?)
@@ -321,7 +322,7 @@ pub async fn put(
     let entry = AuditEntry::new("instance.config.put", OperationType::Update, "instance")
         .target(instance_id);
     audit::guard(ctx, actor, entry.clone(), async {
-        actor.require("instances:update")?;
+        actor.require(perm::InstancesUpdate)?;
         let instance = find_visible(&ctx.db, actor, instance_id).await?;
         let kind = instance.kind;
         let value = check(kind, key, &input, key).map_err(|e| ServiceError::Validation(vec![e]))?;
@@ -357,7 +358,7 @@ pub async fn delete(
     let entry = AuditEntry::new("instance.config.delete", OperationType::Delete, "instance")
         .target(instance_id);
     audit::guard(ctx, actor, entry.clone(), async {
-        actor.require("instances:update")?;
+        actor.require(perm::InstancesUpdate)?;
         let instance = find_visible(&ctx.db, actor, instance_id).await?;
         if known(key).is_some_and(|k| k.required) {
             return Err(ServiceError::conflict(

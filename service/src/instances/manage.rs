@@ -1,5 +1,6 @@
 //! Registering, editing, listing and retiring instances.
 
+use crate::rbac::perm;
 use std::collections::BTreeMap;
 
 use entity::wework_instances;
@@ -155,7 +156,7 @@ pub async fn create(
 ) -> ServiceResult<InstanceView> {
     let entry = AuditEntry::new("instance.create", OperationType::Create, "instance");
     audit::guard(ctx, actor, entry.clone(), async {
-        actor.require("instances:create")?;
+        actor.require(perm::InstancesCreate)?;
         let mut v = Violations::new();
         let name = v.take(validate::text("name", &input.name, 1, 100));
         let description = v
@@ -259,7 +260,7 @@ pub async fn update(
 ) -> ServiceResult<InstanceView> {
     let entry = AuditEntry::new("instance.update", OperationType::Update, "instance").target(id);
     audit::guard(ctx, actor, entry.clone(), async {
-        actor.require("instances:update")?;
+        actor.require(perm::InstancesUpdate)?;
         let current = find_visible(&ctx.db, actor, id).await?;
         let mut v = Violations::new();
         let name = patch
@@ -395,7 +396,7 @@ pub async fn update(
 pub async fn delete(ctx: &Context, actor: &Actor, id: i64) -> ServiceResult<()> {
     let entry = AuditEntry::new("instance.delete", OperationType::Delete, "instance").target(id);
     audit::guard(ctx, actor, entry.clone(), async {
-        actor.require("instances:delete")?;
+        actor.require(perm::InstancesDelete)?;
         let current = find_visible(&ctx.db, actor, id).await?;
         let now = ctx.clock.now_db();
         let txn = crate::db::begin(&ctx.db).await?;
@@ -433,7 +434,7 @@ pub async fn set_maintenance(
     )
     .target(id);
     audit::guard(ctx, actor, entry.clone(), async {
-        actor.require("instances:control")?;
+        actor.require(perm::InstancesControl)?;
         let current = find_visible(&ctx.db, actor, id).await?;
         let now = ctx.clock.now_db();
         let txn = crate::db::begin(&ctx.db).await?;
@@ -470,7 +471,7 @@ pub async fn set_maintenance(
 }
 
 pub async fn get(ctx: &Context, actor: &Actor, id: i64) -> ServiceResult<InstanceView> {
-    actor.require("instances:read")?;
+    actor.require(perm::InstancesRead)?;
     view(ctx, &ctx.db, find_visible(&ctx.db, actor, id).await?).await
 }
 
@@ -480,7 +481,7 @@ pub async fn list(
     filter: InstanceFilter,
     page: PageRequest,
 ) -> ServiceResult<Page<InstanceView>> {
-    actor.require("instances:read")?;
+    actor.require(perm::InstancesRead)?;
     let mut query =
         wework_instances::Entity::find().filter(wework_instances::Column::DeletedAt.is_null());
     query = query.filter(actor.reach.on_instances(wework_instances::Column::Id));
@@ -523,7 +524,7 @@ pub async fn check(
     actor: &Actor,
     id: i64,
 ) -> ServiceResult<(super::heartbeat::Beat, InstanceView)> {
-    actor.require("instances:control")?;
+    actor.require(perm::InstancesControl)?;
     let instance = find_visible(&ctx.db, actor, id).await?;
     let beat = super::heartbeat::beat(ctx, &instance).await?;
     Ok((

@@ -119,7 +119,7 @@ pub struct PermissionView {
 }
 
 pub async fn catalogue(ctx: &Context, actor: &Actor) -> ServiceResult<Vec<PermissionView>> {
-    actor.require("permissions:read")?;
+    actor.require(perm::PermissionsRead)?;
     let rows = permissions::Entity::find()
         .order_by_asc(permissions::Column::SortOrder)
         .order_by_asc(permissions::Column::Id)

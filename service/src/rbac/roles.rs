@@ -1,5 +1,6 @@
 //! Roles and the permissions they grant.
 
+use crate::rbac::perm;
 use std::collections::BTreeSet;
 
 use super::scope::DataScope;
@@ -123,7 +124,7 @@ pub async fn list(
     q: Option<String>,
     page: PageRequest,
 ) -> ServiceResult<Page<RoleView>> {
-    actor.require("roles:read")?;
+    actor.require(perm::RolesRead)?;
     let mut query = roles::Entity::find().filter(roles::Column::DeletedAt.is_null());
     if let Some(matches) = crate::search::contains_any(
         &[roles::Column::Name, roles::Column::DisplayName],
@@ -151,7 +152,7 @@ pub async fn list(
 }
 
 pub async fn get(ctx: &Context, actor: &Actor, id: i64) -> ServiceResult<RoleView> {
-    actor.require("roles:read")?;
+    actor.require(perm::RolesRead)?;
     view(&ctx.db, find_live(&ctx.db, id).await?).await
 }
 
@@ -240,7 +241,7 @@ async fn replace_permissions(
 pub async fn create(ctx: &Context, actor: &Actor, input: RoleInput) -> ServiceResult<RoleView> {
     let entry = AuditEntry::new("role.create", OperationType::Create, "role");
     audit::guard(ctx, actor, entry.clone(), async {
-        actor.require("roles:create")?;
+        actor.require(perm::RolesCreate)?;
         let mut v = Violations::new();
         let name = v.take(role_name("name", &input.name));
         let display_name = v.take(validate::text("display_name", &input.display_name, 1, 100));
@@ -298,7 +299,7 @@ pub async fn update(
 ) -> ServiceResult<RoleView> {
     let entry = AuditEntry::new("role.update", OperationType::Update, "role");
     audit::guard(ctx, actor, entry.clone().target(id), async {
-        actor.require("roles:update")?;
+        actor.require(perm::RolesUpdate)?;
         let mut v = Violations::new();
         let name = patch.name.as_deref().map(|n| v.take(role_name("name", n)));
         let display_name = patch
@@ -377,7 +378,7 @@ pub async fn set_permissions(
 ) -> ServiceResult<RoleView> {
     let entry = AuditEntry::new("role.permissions.set", OperationType::Update, "role");
     audit::guard(ctx, actor, entry.clone().target(id), async {
-        actor.require("roles:update")?;
+        actor.require(perm::RolesUpdate)?;
         let perms = resolve_permissions(&ctx.db, &names).await?;
         let now = ctx.clock.now_db();
         let txn = crate::db::begin(&ctx.db).await?;
@@ -420,7 +421,7 @@ pub async fn set_permissions(
 pub async fn delete(ctx: &Context, actor: &Actor, id: i64) -> ServiceResult<()> {
     let entry = AuditEntry::new("role.delete", OperationType::Delete, "role");
     audit::guard(ctx, actor, entry.clone().target(id), async {
-        actor.require("roles:delete")?;
+        actor.require(perm::RolesDelete)?;
         let now = ctx.clock.now_db();
         let txn = crate::db::begin(&ctx.db).await?;
         let role = find_live(&txn, id).await?;

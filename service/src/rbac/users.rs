@@ -4,6 +4,7 @@
 //! Object-level rule: an administrator manages only users whose permissions are a subset of their
 //! own, and grants only roles whose permissions they hold, so nobody can raise their own power.
 
+use crate::rbac::perm;
 use entity::states::UserStatus;
 use std::collections::BTreeSet;
 
@@ -185,7 +186,7 @@ pub async fn list(
     filter: UserFilter,
     page: PageRequest,
 ) -> ServiceResult<Page<UserView>> {
-    actor.require("users:read")?;
+    actor.require(perm::UsersRead)?;
     let mut query = users::Entity::find().filter(users::Column::DeletedAt.is_null());
     let searched = [
         users::Column::Username,
@@ -224,13 +225,13 @@ pub async fn list(
 }
 
 pub async fn get(ctx: &Context, actor: &Actor, id: i64) -> ServiceResult<UserView> {
-    actor.require("users:read")?;
+    actor.require(perm::UsersRead)?;
     view(&ctx.db, find_live(&ctx.db, id).await?, ctx.clock.now_db()).await
 }
 
 /// The caller's own account, for `GET /auth/me`.
 pub async fn me(ctx: &Context, actor: &Actor) -> ServiceResult<UserView> {
-    actor.require("profile:self")?;
+    actor.require(perm::ProfileSelf)?;
     view(
         &ctx.db,
         find_live(&ctx.db, actor.user_id()?).await?,
@@ -435,7 +436,7 @@ async fn ensure_super_admin_remains(
 pub async fn create(ctx: &Context, actor: &Actor, input: UserInput) -> ServiceResult<UserView> {
     let entry = AuditEntry::new("user.create", OperationType::Create, "user");
     audit::guard(ctx, actor, entry.clone(), async {
-        actor.require("users:create")?;
+        actor.require(perm::UsersCreate)?;
         let mut v = Violations::new();
         let username = v.take(validate::username("username", &input.username));
         let email = input
@@ -505,7 +506,7 @@ pub async fn update(
 ) -> ServiceResult<UserView> {
     let entry = AuditEntry::new("user.update", OperationType::Update, "user");
     audit::guard(ctx, actor, entry.clone().target(id), async {
-        actor.require("users:update")?;
+        actor.require(perm::UsersUpdate)?;
         let mut v = Violations::new();
         let email =
             patch
@@ -569,15 +570,16 @@ pub async fn update(
 
 /// Shared shape of the single-purpose admin actions below: load a manageable target, apply one
 /// change inside a transaction, audit old and new state.
-async fn admin_action<F>(
+async fn admin_action<P, F>(
     ctx: &Context,
     actor: &Actor,
     id: i64,
-    permission: &str,
+    permission: P,
     entry: AuditEntry,
     apply: F,
 ) -> ServiceResult<UserView>
 where
+    P: perm::Permission,
     F: for<'a> FnOnce(
         &'a DatabaseTransaction,
         &'a users::Model,
@@ -630,7 +632,7 @@ pub async fn set_status(
         ctx,
         actor,
         id,
-        "users:update",
+        perm::UsersUpdate,
         AuditEntry::new(operation, OperationType::Update, "user"),
         move |txn, user, now| {
             Box::pin(async move {
@@ -662,7 +664,7 @@ pub async fn unlock(ctx: &Context, actor: &Actor, id: i64) -> ServiceResult<User
         ctx,
         actor,
         id,
-        "users:update",
+        perm::UsersUpdate,
         AuditEntry::new("user.unlock", OperationType::Update, "user"),
         |txn, user, now| {
             Box::pin(async move {
@@ -696,7 +698,7 @@ pub async fn set_roles(
         ctx,
         actor,
         id,
-        "users:update",
+        perm::UsersUpdate,
         AuditEntry::new("user.roles.set", OperationType::Update, "user"),
         move |txn, user, now| {
             Box::pin(async move {
@@ -723,7 +725,7 @@ pub async fn set_instances(
         ctx,
         actor,
         id,
-        "users:update",
+        perm::UsersUpdate,
         AuditEntry::new("user.instances.set", OperationType::Update, "user"),
         move |txn, user, now| {
             Box::pin(async move {
@@ -743,7 +745,7 @@ pub async fn delete(ctx: &Context, actor: &Actor, id: i64) -> ServiceResult<()> 
     }
     let entry = AuditEntry::new("user.delete", OperationType::Delete, "user");
     audit::guard(ctx, actor, entry.clone().target(id), async {
-        actor.require("users:delete")?;
+        actor.require(perm::UsersDelete)?;
         let target = find_manageable(ctx, actor, id).await?;
         let now = ctx.clock.now_db();
         let txn = crate::db::begin(&ctx.db).await?;
@@ -769,7 +771,7 @@ pub async fn delete(ctx: &Context, actor: &Actor, id: i64) -> ServiceResult<()> 
 pub async fn reset_password(ctx: &Context, actor: &Actor, id: i64, new: &str) -> ServiceResult<()> {
     let entry = AuditEntry::new("user.password.reset", OperationType::Update, "user").target(id);
     audit::guard(ctx, actor, entry, async {
-        actor.require("users:update")?;
+        actor.require(perm::UsersUpdate)?;
         refuse_self(actor, id, "reset the password")?;
         let target = find_manageable(ctx, actor, id).await?;
         validate::password("password", new, Some(&target.username))
@@ -783,7 +785,7 @@ pub async fn reset_password(ctx: &Context, actor: &Actor, id: i64, new: &str) ->
 pub async fn reset_totp(ctx: &Context, actor: &Actor, id: i64) -> ServiceResult<()> {
     let entry = AuditEntry::new("user.totp.reset", OperationType::Security, "user").target(id);
     audit::guard(ctx, actor, entry, async {
-        actor.require("users:update")?;
+        actor.require(perm::UsersUpdate)?;
         refuse_self(actor, id, "reset two-factor authentication")?;
         let target = find_manageable(ctx, actor, id).await?;
         two_factor::clear(ctx, actor, &target, None, "user.totp.reset").await

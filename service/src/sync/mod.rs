@@ -8,6 +8,7 @@
 mod contacts;
 mod groups;
 
+use crate::rbac::perm;
 use chrono::{DateTime, NaiveDateTime, TimeDelta, Utc};
 use entity::states::{InstanceStatus, SyncStatus};
 use entity::{sync_runs, wework_instances};
@@ -139,7 +140,7 @@ pub async fn request(ctx: &Context, actor: &Actor, instance_id: i64) -> ServiceR
     let entry =
         AuditEntry::new("instance.sync", OperationType::Update, "instance").target(instance_id);
     audit::guard(ctx, actor, entry.clone(), async {
-        actor.require("instances:control")?;
+        actor.require(perm::InstancesControl)?;
         let instance = find_visible(&ctx.db, actor, instance_id).await?;
         let run = queue(ctx, instance_id, actor.user_id).await?;
         let entry = entry
@@ -165,7 +166,7 @@ pub async fn list(
     instance_id: i64,
     page: PageRequest,
 ) -> ServiceResult<Page<SyncRunView>> {
-    actor.require("instances:read")?;
+    actor.require(perm::InstancesRead)?;
     find_visible(&ctx.db, actor, instance_id).await?;
     let mut query = sync_runs::Entity::find().filter(sync_runs::Column::InstanceId.eq(instance_id));
     if let Some(before) = page.before {

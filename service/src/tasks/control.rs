@@ -2,6 +2,7 @@
 //! Pause and cancel are states in the database that every chunk reads before it claims, so they
 //! take effect within one chunk and survive restarts.
 
+use crate::rbac::perm;
 use entity::states::{Channel, ReceiverStatus, RunStatus, TaskStatus};
 use std::collections::BTreeMap;
 
@@ -43,7 +44,7 @@ async fn transition(
 ) -> ServiceResult<TaskView> {
     let entry = AuditEntry::new(operation, OperationType::Update, "task").target(id);
     audit::guard(ctx, actor, entry.clone(), async {
-        actor.require("tasks:control")?;
+        actor.require(perm::TasksControl)?;
         let task = find_visible(&ctx.db, actor, id).await?;
         if !from(task.status) {
             return Err(ServiceError::conflict(
@@ -313,7 +314,7 @@ pub struct RemindFailure {
 pub async fn remind(ctx: &Context, actor: &Actor, id: i64) -> ServiceResult<RemindReport> {
     let entry = AuditEntry::new("task.remind", OperationType::Update, "task").target(id);
     audit::guard(ctx, actor, entry.clone(), async {
-        actor.require("tasks:control")?;
+        actor.require(perm::TasksControl)?;
         let task = find_visible(&ctx.db, actor, id).await?;
         if task.channel != Channel::CustomerMass {
             return Err(ServiceError::conflict(
@@ -392,7 +393,7 @@ pub async fn remind(ctx: &Context, actor: &Actor, id: i64) -> ServiceResult<Remi
 pub async fn retry_failed(ctx: &Context, actor: &Actor, id: i64) -> ServiceResult<TaskView> {
     let entry = AuditEntry::new("task.retry_failed", OperationType::Update, "task").target(id);
     audit::guard(ctx, actor, entry.clone(), async {
-        actor.require("tasks:control")?;
+        actor.require(perm::TasksControl)?;
         let task = find_visible(&ctx.db, actor, id).await?;
         if !task.status.allows_retry() {
             return Err(wait_for_the_run());
@@ -555,7 +556,7 @@ async fn copy_failed(
 pub async fn delete(ctx: &Context, actor: &Actor, id: i64) -> ServiceResult<()> {
     let entry = AuditEntry::new("task.delete", OperationType::Delete, "task").target(id);
     audit::guard(ctx, actor, entry.clone(), async {
-        actor.require("tasks:delete")?;
+        actor.require(perm::TasksDelete)?;
         let task = find_visible(&ctx.db, actor, id).await?;
         if task.status == TaskStatus::Running {
             return Err(ServiceError::conflict(

@@ -4,10 +4,12 @@
 
 pub mod control;
 pub mod expand;
+pub mod progress;
 pub mod report;
 pub mod schedule;
 pub mod spec;
 
+use crate::rbac::perm;
 use chrono::{DateTime, Utc};
 use entity::states::{
     Channel, InstanceKind, MessageType, RunStatus, TaskStatus, TaskType, TemplateStatus,
@@ -111,8 +113,13 @@ pub struct TaskView {
     pub updated_at: DateTime<Utc>,
 }
 
-fn parse_json<T: for<'de> Deserialize<'de>>(value: Option<Value>) -> Option<T> {
-    value.and_then(|v| serde_json::from_value(v).ok())
+/// A stored setting for display. One that cannot be read shows as absent and is logged; the
+/// dispatcher pauses such a task naming the column (`spec::TaskSettings::of`).
+fn parse_json<T: serde::de::DeserializeOwned>(value: Option<Value>, column: &str) -> Option<T> {
+    spec::stored(value.as_ref(), column).unwrap_or_else(|e| {
+        tracing::error!(error = %e, "a task setting is unreadable");
+        None
+    })
 }
 
 pub async fn view<C: ConnectionTrait>(
@@ -159,7 +166,7 @@ pub async fn view<C: ConnectionTrait>(
         content: m.message_content,
         payload: m.message_payload,
         variables: m.template_variables,
-        audience: parse_json(Some(m.audience)).unwrap_or_default(),
+        audience: parse_json(Some(m.audience), "audience").unwrap_or_default(),
         cron: m.cron_expression,
         timezone: m.timezone,
         next_fire_at: m.next_fire_at.map(to_utc),
@@ -168,9 +175,9 @@ pub async fn view<C: ConnectionTrait>(
         send_interval: m.send_interval,
         rate_per_minute: m.rate_per_minute,
         max_retry: m.max_retry,
-        quiet_hours: parse_json(m.quiet_hours),
-        frequency_cap: parse_json(m.frequency_cap),
-        auto_pause: parse_json(m.auto_pause),
+        quiet_hours: parse_json(m.quiet_hours, "quiet_hours"),
+        frequency_cap: parse_json(m.frequency_cap, "frequency_cap"),
+        auto_pause: parse_json(m.auto_pause, "auto_pause"),
         counts: Counts::new(
             m.target_count,
             m.success_count,
@@ -274,10 +281,14 @@ async fn check_input(
                 t.message_type
             }
             Ok(t) => {
-                let spec: Vec<templates::VariableSpec> = t
-                    .variables
-                    .and_then(|s| serde_json::from_value(s).ok())
-                    .unwrap_or_default();
+                let spec: Vec<templates::VariableSpec> =
+                    match spec::stored(t.variables.as_ref(), "variables") {
+                        Ok(spec) => spec.unwrap_or_default(),
+                        Err(e) => {
+                            v.add("template_id", format!("the template is damaged: {e}"));
+                            Vec::new()
+                        }
+                    };
                 for s in &spec {
                     match input.variables.get(&s.name) {
                         Some(value) => {
@@ -412,7 +423,7 @@ fn check_not_personal(channel: Channel, field: &str, source: &str, v: &mut Viola
 pub async fn create(ctx: &Context, actor: &Actor, input: TaskInput) -> ServiceResult<TaskView> {
     let entry = AuditEntry::new("task.create", OperationType::Create, "task");
     audit::guard(ctx, actor, entry.clone(), async {
-        actor.require("tasks:create")?;
+        actor.require(perm::TasksCreate)?;
         let mut v = Violations::new();
         let message_type = check_input(ctx, actor, &input, &mut v).await?;
         v.finish()?;
@@ -537,7 +548,7 @@ pub async fn list(
     filter: TaskFilter,
     page: PageRequest,
 ) -> ServiceResult<Page<TaskView>> {
-    actor.require("tasks:read")?;
+    actor.require(perm::TasksRead)?;
     let mut query =
         message_tasks::Entity::find().filter(message_tasks::Column::DeletedAt.is_null());
     query = query.filter(actor.reach.on_authored(
@@ -575,6 +586,6 @@ pub async fn list(
 }
 
 pub async fn get(ctx: &Context, actor: &Actor, id: i64) -> ServiceResult<TaskView> {
-    actor.require("tasks:read")?;
+    actor.require(perm::TasksRead)?;
     view(ctx, &ctx.db, find_visible(&ctx.db, actor, id).await?).await
 }

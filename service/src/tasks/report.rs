@@ -1,5 +1,6 @@
 //! What a task did: its runs, its receivers with filters, and a CSV report.
 
+use crate::rbac::perm;
 use chrono::{DateTime, Utc};
 use entity::states::{ReceiverStatus, ReceiverType, RunStatus};
 use entity::{message_receivers, message_task_runs};
@@ -56,7 +57,7 @@ pub async fn runs(
     task_id: i64,
     page: PageRequest,
 ) -> ServiceResult<Page<RunView>> {
-    actor.require("tasks:read")?;
+    actor.require(perm::TasksRead)?;
     find_visible(&ctx.db, actor, task_id).await?;
     let mut query =
         message_task_runs::Entity::find().filter(message_task_runs::Column::TaskId.eq(task_id));
@@ -163,7 +164,7 @@ pub async fn receivers(
     filter: &ReceiverFilter,
     page: PageRequest,
 ) -> ServiceResult<Page<ReceiverView>> {
-    actor.require("tasks:read")?;
+    actor.require(perm::TasksRead)?;
     find_visible(&ctx.db, actor, task_id).await?;
     let mut query = filtered(task_id, filter)?;
     if let Some(before) = page.before {
@@ -200,7 +201,7 @@ pub async fn report_csv(
     task_id: i64,
     filter: ReceiverFilter,
 ) -> ServiceResult<impl Stream<Item = Result<Vec<u8>, ServiceError>> + use<>> {
-    actor.require("tasks:export")?;
+    actor.require(perm::TasksExport)?;
     find_visible(&ctx.db, actor, task_id).await?;
     filtered(task_id, &filter)?;
     let state = (ctx.clone(), filter, 0i64, false, false);

@@ -5,25 +5,11 @@ use entity::states::ContactType;
 use std::str::FromStr;
 
 use chrono::{DateTime, NaiveTime, Timelike, Utc};
-use serde::{Deserialize, Serialize, de::DeserializeOwned};
-use serde_json::Value;
+use serde::{Deserialize, Serialize};
 
 use crate::validate::Violations;
 
-/// A JSON column read into its type. A stored value that does not fit is an error naming the
-/// column, never `None`: a corrupt quiet-hours or frequency-cap setting must stop the sends it
-/// governs, not quietly switch itself off.
-pub fn stored<T: DeserializeOwned>(
-    value: Option<&Value>,
-    column: &str,
-) -> Result<Option<T>, String> {
-    match value {
-        None | Some(Value::Null) => Ok(None),
-        Some(v) => serde_json::from_value(v.clone())
-            .map(Some)
-            .map_err(|e| format!("the stored `{column}` cannot be read ({e})")),
-    }
-}
+pub use crate::serde_util::stored;
 
 /// The settings dispatch obeys, read together from a task row.
 #[derive(Debug, Clone, Default)]
@@ -282,6 +268,7 @@ impl CronSchedule {
 #[cfg(test)]
 mod tests {
     use chrono::TimeZone;
+    use serde_json::Value;
 
     use super::*;
 

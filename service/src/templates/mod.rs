@@ -3,6 +3,7 @@
 
 pub mod render;
 
+use crate::rbac::perm;
 use entity::states::{MessageType, TemplateStatus, VariableType};
 use std::collections::BTreeSet;
 
@@ -77,9 +78,11 @@ impl From<message_templates::Model> for TemplateView {
             message_type: m.message_type,
             content: m.content,
             payload: m.payload,
-            variables: m
-                .variables
-                .and_then(|v| serde_json::from_value(v).ok())
+            variables: crate::serde_util::stored(m.variables.as_ref(), "variables")
+                .unwrap_or_else(|e| {
+                    tracing::error!(template.id = m.id, error = %e, "template variables unreadable");
+                    None
+                })
                 .unwrap_or_default(),
             preview_content: m.preview_content,
             use_count: m.use_count,
@@ -304,7 +307,7 @@ pub async fn list(
     filter: TemplateFilter,
     page: PageRequest,
 ) -> ServiceResult<Page<TemplateView>> {
-    actor.require("templates:read")?;
+    actor.require(perm::TemplatesRead)?;
     let mut query =
         message_templates::Entity::find().filter(message_templates::Column::DeletedAt.is_null());
     query = query.filter(actor.reach.on_templates(
@@ -341,7 +344,7 @@ pub async fn list(
 }
 
 pub async fn get(ctx: &Context, actor: &Actor, id: i64) -> ServiceResult<TemplateView> {
-    actor.require("templates:read")?;
+    actor.require(perm::TemplatesRead)?;
     Ok(find_visible(&ctx.db, actor, id).await?.into())
 }
 
@@ -358,7 +361,7 @@ pub async fn create(
 ) -> ServiceResult<TemplateView> {
     let entry = AuditEntry::new("template.create", OperationType::Create, "template");
     audit::guard(ctx, actor, entry.clone(), async {
-        actor.require("templates:create")?;
+        actor.require(perm::TemplatesCreate)?;
         let mut v = Violations::new();
         let name = v.take(validate::text("name", &input.name, 1, 200));
         let category = v
@@ -430,7 +433,7 @@ pub async fn update(
 ) -> ServiceResult<TemplateView> {
     let entry = AuditEntry::new("template.update", OperationType::Update, "template").target(id);
     audit::guard(ctx, actor, entry.clone(), async {
-        actor.require("templates:update")?;
+        actor.require(perm::TemplatesUpdate)?;
         let current = find_changeable(&ctx.db, actor, id).await?;
         let before: TemplateView = current.clone().into();
         let content = patch.content.clone().unwrap_or(current.content.clone());
@@ -505,7 +508,7 @@ pub async fn update(
 pub async fn delete(ctx: &Context, actor: &Actor, id: i64) -> ServiceResult<()> {
     let entry = AuditEntry::new("template.delete", OperationType::Delete, "template").target(id);
     audit::guard(ctx, actor, entry.clone(), async {
-        actor.require("templates:delete")?;
+        actor.require(perm::TemplatesDelete)?;
         let now = ctx.clock.now_db();
         let txn = crate::db::begin(&ctx.db).await?;
         let before: TemplateView = find_changeable(&txn, actor, id).await?.into();
@@ -571,7 +574,7 @@ pub async fn preview(
     id: i64,
     sample: Map<String, Value>,
 ) -> ServiceResult<Preview> {
-    actor.require("templates:read")?;
+    actor.require(perm::TemplatesRead)?;
     let template: TemplateView = find_visible(&ctx.db, actor, id).await?.into();
     let context = sample_context(&template.variables, &sample);
     let content = render::render(&template.content, &context)
