@@ -10,7 +10,7 @@ use serde_json::{Value, json};
 use crate::helpers::{TestApp, TestSim, fields, problem};
 
 /// A synced agent instance of a small sim and a running worker; small chunks so controls bite.
-async fn ready(extra: &str) -> (TestSim, TestApp, i64) {
+pub(crate) async fn ready(extra: &str) -> (TestSim, TestApp, i64) {
     let sim = TestSim::small();
     let mut app = TestApp::spawn_with(&format!(
         "[dispatch]\nchunk_size = 5\nconcurrency = 4\n{extra}"
@@ -22,7 +22,7 @@ async fn ready(extra: &str) -> (TestSim, TestApp, i64) {
     (sim, app, agent)
 }
 
-async fn create(app: &TestApp, body: Value) -> Value {
+pub(crate) async fn create(app: &TestApp, body: Value) -> Value {
     let admin = app.admin_token().await;
     let response = app.post("/api/v1/tasks", &admin, body).await;
     assert_eq!(
@@ -34,14 +34,14 @@ async fn create(app: &TestApp, body: Value) -> Value {
     response.json().await.unwrap()
 }
 
-async fn wait_status(app: &TestApp, task: i64, status: &str, seconds: u64) -> Value {
+pub(crate) async fn wait_status(app: &TestApp, task: i64, status: &str, seconds: u64) -> Value {
     app.wait_for(&format!("/api/v1/tasks/{task}"), seconds, |t| {
         t["status"] == status
     })
     .await
 }
 
-async fn delivered(sim: &TestSim) -> Value {
+pub(crate) async fn delivered(sim: &TestSim) -> Value {
     sim.control(Method::GET, "/stats", json!({}))
         .await
         .json::<Value>()
@@ -51,7 +51,7 @@ async fn delivered(sim: &TestSim) -> Value {
 }
 
 /// The first `n` contacts synced from the agent, as the API lists them.
-async fn first_contacts(app: &TestApp, agent: i64, n: usize) -> Vec<Value> {
+pub(crate) async fn first_contacts(app: &TestApp, agent: i64, n: usize) -> Vec<Value> {
     let admin = app.admin_token().await;
     let listed = app
         .get_json(
@@ -119,7 +119,7 @@ async fn assert_accounts_interleaved(app: &TestApp, task: i64) {
     assert!(first.windows(2).all(|w| w[0] != w[1]), "{first:?}");
 }
 
-fn assert_consistent(task: &Value) {
+pub(crate) fn assert_consistent(task: &Value) {
     let c = &task["counts"];
     let sum = c["success"].as_i64().unwrap()
         + c["failed"].as_i64().unwrap()
@@ -513,217 +513,6 @@ async fn concurrent_creates_with_one_idempotency_key_make_one_task() {
     );
 }
 
-#[tokio::test]
-async fn single_messages_are_sent_and_read_back_as_a_conversation() {
-    let (sim, app, agent) = ready("").await;
-    let admin = app.admin_token().await;
-    let contact = first_contacts(&app, agent, 1).await.remove(0);
-    let queued = app
-        .post(
-            "/api/v1/messages",
-            &admin,
-            json!({ "contact_id": contact["id"], "content": "{{ name }}，您的订单已发货" }),
-        )
-        .await;
-    assert_eq!(queued.status(), StatusCode::CREATED);
-    let task: Value = queued.json().await.unwrap();
-    wait_status(&app, task["id"].as_i64().unwrap(), "completed", 30).await;
-    let conversation = app
-        .get_json(
-            &format!("/api/v1/messages?contact_id={}", contact["id"]),
-            &admin,
-        )
-        .await;
-    let message = &conversation["items"][0];
-    assert_eq!(message["direction"], "out");
-    assert!(
-        message["message_content"]
-            .as_str()
-            .unwrap()
-            .ends_with("您的订单已发货")
-    );
-    assert_eq!(delivered(&sim).await["delivered"], 1);
-    let both = app
-        .post(
-            "/api/v1/messages",
-            &admin,
-            json!({ "contact_id": 1, "group_id": 1, "content": "x" }),
-        )
-        .await;
-    assert_eq!(
-        fields(&problem(both, StatusCode::UNPROCESSABLE_ENTITY).await),
-        vec!["contact_id"]
-    );
-}
-
-#[tokio::test]
-async fn templates_are_checked_and_previewed() {
-    let app = TestApp::spawn().await;
-    let admin = app.admin_token().await;
-    let undeclared = app.post("/api/v1/templates", &admin, json!({ "name": "x", "message_type": "text", "content": "{{ nickname }} {{ secret_sale }}" })).await;
-    assert_eq!(
-        fields(&problem(undeclared, StatusCode::UNPROCESSABLE_ENTITY).await),
-        vec!["content"]
-    );
-    let broken = app
-        .post(
-            "/api/v1/templates",
-            &admin,
-            json!({ "name": "x", "message_type": "text", "content": "{{ nickname " }),
-        )
-        .await;
-    assert_eq!(
-        fields(&problem(broken, StatusCode::UNPROCESSABLE_ENTITY).await),
-        vec!["content"]
-    );
-    let link_without_url = app.post("/api/v1/templates", &admin, json!({ "name": "x", "message_type": "link", "content": "", "payload": { "title": "t" } })).await;
-    assert_eq!(
-        fields(&problem(link_without_url, StatusCode::UNPROCESSABLE_ENTITY).await),
-        vec!["payload.url"]
-    );
-    let created = app
-        .post_json("/api/v1/templates", &admin, json!({ "name": "生日", "category": "关怀", "message_type": "text", "content": "{{ name }}，生日快乐！送您 {{ points }} 积分", "variables": [{ "name": "points", "type": "number", "default": 100 }] }))
-        .await;
-    assert_eq!(created["preview_content"], "王伟，生日快乐！送您 100 积分");
-    let preview: Value = app
-        .post_json(
-            &format!("/api/v1/templates/{}/preview", created["id"]),
-            &admin,
-            json!({ "sample": { "name": "小李", "points": 500 } }),
-        )
-        .await;
-    assert_eq!(preview["content"], "小李，生日快乐！送您 500 积分");
-    let wrong_type = app.post("/api/v1/tasks", &admin, json!({ "name": "x", "task_type": "batch", "template_id": created["id"], "variables": { "points": "many" }, "audience": { "contact_ids": [1] } })).await;
-    assert_eq!(
-        fields(&problem(wrong_type, StatusCode::UNPROCESSABLE_ENTITY).await),
-        vec!["variables.points"]
-    );
-}
-
-#[tokio::test]
-async fn progress_streams_as_server_sent_events() {
-    let (_sim, app, agent) = ready("").await;
-    let admin = app.admin_token().await;
-    let task = create(&app, json!({ "name": "进度", "task_type": "broadcast", "content": "x", "audience": { "filter": { "instance_ids": [agent] } }, "rate_per_minute": 6000 })).await;
-    let id = task["id"].as_i64().unwrap();
-    let response = app
-        .get(&format!("/api/v1/tasks/{id}/progress"), &admin)
-        .await;
-    assert_eq!(response.headers()["content-type"], "text/event-stream");
-    let text = tokio::time::timeout(Duration::from_secs(90), response.text())
-        .await
-        .unwrap()
-        .unwrap();
-    let last = text.lines().rfind(|l| l.starts_with("data: ")).unwrap();
-    let view: Value = serde_json::from_str(&last["data: ".len()..]).unwrap();
-    assert_eq!(
-        view["status"], "completed",
-        "the stream ends with the finished task"
-    );
-    assert!(text.matches("event: progress").count() >= 2);
-}
-
-/// Whether `response`'s body ends within `secs` seconds (frames keep arriving meanwhile).
-async fn ends_within(response: &mut reqwest::Response, secs: u64) -> bool {
-    let deadline = tokio::time::Instant::now() + Duration::from_secs(secs);
-    loop {
-        match tokio::time::timeout_at(deadline, response.chunk()).await {
-            Err(_) => return false,
-            Ok(Ok(Some(_))) => {}
-            Ok(_) => return true,
-        }
-    }
-}
-
-/// A task that keeps running (one send a minute) and a `tasks:read` user holding the maximum
-/// of progress streams on it: `(sim, app, progress path, token, streams)`.
-async fn streams_at_the_cap() -> (TestSim, TestApp, String, String, Vec<reqwest::Response>) {
-    let (sim, app, agent) = ready("").await;
-    let task = create(&app, json!({ "name": "慢速", "task_type": "broadcast", "content": "x", "audience": { "filter": { "instance_ids": [agent] } }, "rate_per_minute": 1 })).await;
-    let id = task["id"].as_i64().unwrap();
-    app.wait_for(&format!("/api/v1/tasks/{id}"), 30, |t| {
-        t["status"] == "running"
-    })
-    .await;
-    let (_, token) = app.user_with(&["tasks:read"]).await;
-    let path = format!("/api/v1/tasks/{id}/progress");
-    let mut streams = Vec::new();
-    for _ in 0..8 {
-        let stream = app.get(&path, &token).await;
-        assert_eq!(stream.status(), StatusCode::OK);
-        streams.push(stream);
-    }
-    (sim, app, path, token, streams)
-}
-
-#[tokio::test]
-async fn progress_streams_end_with_the_session_and_are_capped_per_user() {
-    let (_sim, app, path, token, mut streams) = streams_at_the_cap().await;
-    let admin = app.admin_token().await;
-    problem(app.get(&path, &token).await, StatusCode::TOO_MANY_REQUESTS).await;
-    assert_eq!(
-        app.get(&path, &admin).await.status(),
-        StatusCode::OK,
-        "another user has slots of their own"
-    );
-    assert!(
-        !ends_within(&mut streams[0], 3).await,
-        "the task is still running"
-    );
-
-    let out = app.post("/api/v1/auth/logout", &token, json!({})).await;
-    assert!(out.status().is_success());
-    for stream in &mut streams {
-        assert!(
-            ends_within(stream, 10).await,
-            "a signed-out session stops streaming"
-        );
-    }
-}
-
-/// With Redis the stream cap holds across `wework api` processes (a slot freed on one is
-/// usable on another at once); without it each process applies the cap on its own.
-#[tokio::test]
-async fn the_stream_cap_spans_api_processes_when_redis_is_configured() {
-    let (_sim, app, path, token, mut streams) = streams_at_the_cap().await;
-    let config = crate::helpers::processes::ConfigFile::of(&app);
-    let (mut other, base) = crate::helpers::processes::spawn_api(&config).await;
-    let from_other = || {
-        app.client
-            .get(format!("{base}{path}"))
-            .bearer_auth(&token)
-            .send()
-    };
-    let ninth = from_other().await.unwrap();
-    if std::env::var("WEWORK_TEST_REDIS_URL").is_ok_and(|u| !u.is_empty()) {
-        assert_eq!(
-            ninth.status(),
-            StatusCode::TOO_MANY_REQUESTS,
-            "the cap spans processes"
-        );
-        drop(streams.pop());
-        let deadline = tokio::time::Instant::now() + Duration::from_secs(10);
-        loop {
-            let again = from_other().await.unwrap();
-            if again.status() == StatusCode::OK {
-                break;
-            }
-            assert!(
-                tokio::time::Instant::now() < deadline,
-                "a closed stream gives its slot back"
-            );
-            tokio::time::sleep(Duration::from_millis(200)).await;
-        }
-    } else {
-        assert_eq!(
-            ninth.status(),
-            StatusCode::OK,
-            "without Redis each process has its own cap"
-        );
-    }
-    crate::helpers::processes::kill(&mut other).await;
-}
-
 /// A stored setting that no longer reads (a bad time zone in quiet hours, a cap out of bounds)
 /// pauses the task and says which, instead of quietly switching the setting off and sending.
 #[tokio::test]
@@ -765,122 +554,4 @@ async fn an_unreadable_stored_setting_pauses_the_task_and_names_it() {
         assert!(sent < 240, "the broadcast stopped: {sent}");
     }
     drop(sim);
-}
-
-/// The sim's customer mass messages, oldest first.
-async fn mass_messages(sim: &TestSim) -> Vec<Value> {
-    sim.control(Method::GET, "/mass", json!({}))
-        .await
-        .json()
-        .await
-        .unwrap()
-}
-
-#[tokio::test]
-async fn customer_mass_messages_wait_for_members_then_settle_from_wecom_results() {
-    let sim = TestSim::small();
-    let mut app = TestApp::spawn_with(
-        "[dispatch]\nchunk_size = 5\nmass_chunk_size = 50\nconfirm_poll_secs = 1\n",
-    )
-    .await;
-    let (_, wecom) = app.register_sim(&sim, 60).await;
-    app.start_worker();
-    assert_eq!(app.sync(wecom).await["status"], "succeeded");
-    let admin = app.admin_token().await;
-    let body = |content: &str| json!({ "name": "新品上市", "task_type": "broadcast", "channel": "customer_mass", "content": content, "audience": { "filter": { "instance_ids": [wecom] } }, "rate_per_minute": 6000 });
-
-    let personal = app
-        .post("/api/v1/tasks", &admin, body("{{ nickname }}，新品上市"))
-        .await;
-    assert_eq!(
-        fields(&problem(personal, StatusCode::UNPROCESSABLE_ENTITY).await),
-        vec!["content"]
-    );
-
-    let task = create(&app, body("新品上市，到店出示本消息享八折")).await;
-    let id = task["id"].as_i64().unwrap();
-    let waiting = wait_status(&app, id, "awaiting_confirmation", 60).await;
-    assert_eq!(waiting["counts"]["awaiting"], 240);
-    assert_eq!(waiting["counts"]["success"], 0);
-    assert_consistent(&waiting);
-
-    let mass = mass_messages(&sim).await;
-    assert!(
-        (2..=8).contains(&mass.len()),
-        "one mass message per chunk and member, not per customer: {}",
-        mass.len()
-    );
-    let targets: usize = mass
-        .iter()
-        .map(|m| m["targets"].as_array().unwrap().len())
-        .sum();
-    assert_eq!(targets, 240);
-
-    for _ in 0..3 {
-        let reminded = app
-            .post_json(&format!("/api/v1/tasks/{id}/remind"), &admin, json!({}))
-            .await;
-        assert_eq!(reminded["reminded"], mass.len(), "{reminded}");
-    }
-    let limited = app
-        .post_json(&format!("/api/v1/tasks/{id}/remind"), &admin, json!({}))
-        .await;
-    assert_eq!(limited["reminded"], 0);
-    assert_eq!(limited["limited"], mass.len(), "3 reminders per 24 hours");
-
-    // A customer leaves before the member confirms; every member but the last confirms.
-    let gone = mass[0]["targets"][0].clone();
-    sim.control(Method::POST, "/contacts/remove", json!({ "wxids": [gone] }))
-        .await;
-    let (last, confirmed) = mass.split_last().unwrap();
-    for m in confirmed {
-        let msgid = m["msgid"].as_str().unwrap();
-        sim.control(Method::POST, &format!("/mass/{msgid}/confirm"), json!({}))
-            .await;
-    }
-    let confirmed_targets: usize = confirmed
-        .iter()
-        .map(|m| m["targets"].as_array().unwrap().len())
-        .sum();
-    let last_targets = last["targets"].as_array().unwrap().len();
-    let settled = app
-        .wait_for(&format!("/api/v1/tasks/{id}"), 30, |t| {
-            // Every read while members confirm adds up: one confirmation moves a receiver
-            // from awaiting to success in one step, never through "pending".
-            assert_eq!(t["counts"]["pending"], 0, "{t}");
-            t["counts"]["awaiting"] == last_targets
-        })
-        .await;
-    assert_eq!(settled["status"], "awaiting_confirmation");
-    assert_eq!(settled["counts"]["success"], confirmed_targets - 1);
-    assert_eq!(settled["counts"]["failed"], 1);
-    assert_consistent(&settled);
-    let failed = app
-        .get_json(
-            &format!("/api/v1/tasks/{id}/receivers?status=failed"),
-            &admin,
-        )
-        .await;
-    assert_eq!(failed["items"][0]["receiver_wxid"], gone);
-    assert_eq!(failed["items"][0]["error_code"], "not_friend");
-
-    // Cancelling withdraws what the last member never confirmed.
-    let cancelled = app
-        .post_json(&format!("/api/v1/tasks/{id}/cancel"), &admin, json!({}))
-        .await;
-    assert_eq!(cancelled["status"], "cancelled");
-    assert_eq!(cancelled["counts"]["awaiting"], 0);
-    assert_eq!(cancelled["counts"]["skipped"], last_targets);
-    assert_consistent(&cancelled);
-    let last_now = mass_messages(&sim)
-        .await
-        .into_iter()
-        .find(|m| m["msgid"] == last["msgid"])
-        .unwrap();
-    assert_eq!(last_now["status"], "cancelled");
-    assert_eq!(
-        delivered(&sim).await["delivered"],
-        confirmed_targets - 1,
-        "only confirmed messages reach customers"
-    );
 }

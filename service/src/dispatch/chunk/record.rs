@@ -11,7 +11,7 @@ use chrono::NaiveDateTime;
 use entity::{message_receivers, message_tasks, messages, wework_accounts};
 use sea_orm::{
     ActiveValue::Set,
-    ColumnTrait, Condition, EntityTrait, QueryFilter, QuerySelect,
+    ColumnTrait, Condition, DatabaseTransaction, EntityTrait, QueryFilter, QuerySelect,
     sea_query::{CaseStatement, Expr, ExprTrait},
 };
 use serde_json::Value;
@@ -55,19 +55,93 @@ pub(super) async fn record_once(
 ) -> ServiceResult<()> {
     let now = ctx.clock.now_db();
     let txn = crate::db::begin(&ctx.db).await?;
+    let outcomes = still_leased(&txn, token, outcomes, now).await?;
+    let sorted = Sorted::of(&outcomes);
+    write_sent(&txn, &sorted.sent, now).await?;
+    write_failed(&txn, &sorted.failed).await?;
+    write_skipped(&txn, &sorted.skipped).await?;
+    write_retried(&txn, &sorted.retried, now).await?;
+    write_messages(&txn, task, &sorted.sent, now).await?;
+    let count = |n: usize| i32::try_from(n).unwrap_or(i32::MAX);
+    let awaiting = sorted.awaiting();
+    let delivered = sorted.sent.len() - awaiting;
+    let change = finish::CountChange {
+        sent: count(delivered),
+        failed: count(sorted.failed.len()),
+        skipped: count(sorted.skipped.len()),
+        awaiting: count(awaiting),
+    };
+    finish::add_counts(&txn, task.id, run_id, change, now).await?;
+    txn.commit().await?;
+    report.per_account = tally(&outcomes);
+    report.sent = delivered;
+    report.awaiting = awaiting;
+    report.failed = sorted.failed.len();
+    report.skipped = sorted.skipped.len();
+    report.retried = sorted.retried.len();
+    Ok(())
+}
+
+type Row<'a> = (&'a message_receivers::Model, &'a Outcome);
+
+/// The outcomes sorted by kind, each written by one statement.
+struct Sorted<'a> {
+    sent: Vec<Row<'a>>,
+    failed: Vec<Row<'a>>,
+    skipped: Vec<Row<'a>>,
+    retried: Vec<Row<'a>>,
+}
+
+impl<'a> Sorted<'a> {
+    fn of(outcomes: &'a [(message_receivers::Model, Outcome)]) -> Self {
+        let mut sorted = Self {
+            sent: Vec::new(),
+            failed: Vec::new(),
+            skipped: Vec::new(),
+            retried: Vec::new(),
+        };
+        for (r, outcome) in outcomes {
+            let kind = match outcome {
+                Outcome::Sent { .. } => &mut sorted.sent,
+                Outcome::Failed { .. } => &mut sorted.failed,
+                Outcome::Skipped { .. } => &mut sorted.skipped,
+                Outcome::Retry { .. } => &mut sorted.retried,
+            };
+            kind.push((r, outcome));
+        }
+        sorted
+    }
+
+    /// Sent as customer mass messages that members still have to confirm.
+    fn awaiting(&self) -> usize {
+        self.sent
+            .iter()
+            .filter(|(_, o)| matches!(o, Outcome::Sent { awaiting: true, .. }))
+            .count()
+    }
+}
+
+/// The outcomes whose receivers this chunk still leases. The first statement writes: it takes
+/// SQLite's write lock and locks the rows on MySQL and PostgreSQL, so the set read next cannot
+/// change before the commit. A receiver whose lease expired belongs to another worker now: its
+/// outcome wins.
+async fn still_leased(
+    txn: &DatabaseTransaction,
+    token: &str,
+    outcomes: Vec<(message_receivers::Model, Outcome)>,
+    now: NaiveDateTime,
+) -> ServiceResult<Vec<(message_receivers::Model, Outcome)>> {
     let ids: Vec<i64> = outcomes.iter().map(|(r, _)| r.id).collect();
     let still_ours = || {
         Condition::all()
             .add(message_receivers::Column::LeaseOwner.eq(token))
             .add(message_receivers::Column::SendStatus.eq(ReceiverStatus::Claimed))
     };
-    // The first statement writes: it takes SQLite's write lock and locks the rows on MySQL and
-    // PostgreSQL, so the set read next cannot change before the commit.
     message_receivers::Entity::update_many()
         .col_expr(message_receivers::Column::UpdatedAt, Expr::value(now))
         .filter(message_receivers::Column::Id.is_in(ids.clone()))
         .filter(still_ours())
-        .exec(&txn)
+        .exec(txn)
         .await?;
     let owned: HashSet<i64> = message_receivers::Entity::find()
         .select_only()
@@ -75,169 +149,198 @@ pub(super) async fn record_once(
         .filter(message_receivers::Column::Id.is_in(ids))
         .filter(still_ours())
         .into_tuple::<i64>()
-        .all(&txn)
+        .all(txn)
         .await?
         .into_iter()
         .collect();
-    // A receiver whose lease expired belongs to another worker now: its outcome wins.
-    let outcomes: Vec<_> = outcomes
+    Ok(outcomes
         .into_iter()
         .filter(|(r, _)| owned.contains(&r.id))
-        .collect();
-    let mut sent = Vec::new();
-    let mut failed = Vec::new();
-    let mut skipped = Vec::new();
-    let mut retried = Vec::new();
-    for (r, outcome) in &outcomes {
-        match outcome {
-            Outcome::Sent { .. } => sent.push((r, outcome)),
-            Outcome::Failed { .. } => failed.push((r, outcome)),
-            Outcome::Skipped { .. } => skipped.push((r, outcome)),
-            Outcome::Retry { .. } => retried.push((r, outcome)),
-        }
-    }
-    let released = |rows: &[(&message_receivers::Model, &Outcome)]| {
-        message_receivers::Entity::update_many()
-            .col_expr(
-                message_receivers::Column::LeaseOwner,
-                Expr::value(Option::<String>::None),
+        .collect())
+}
+
+/// An update of `rows` that also returns their leases.
+fn released(rows: &[Row<'_>]) -> sea_orm::UpdateMany<message_receivers::Entity> {
+    message_receivers::Entity::update_many()
+        .col_expr(
+            message_receivers::Column::LeaseOwner,
+            Expr::value(Option::<String>::None),
+        )
+        .col_expr(
+            message_receivers::Column::LeaseExpiresAt,
+            Expr::value(Option::<NaiveDateTime>::None),
+        )
+        .filter(message_receivers::Column::Id.is_in(rows.iter().map(|(r, _)| r.id)))
+}
+
+/// One column's value per row, as a `CASE id WHEN …` expression.
+fn per_row(
+    rows: &[Row<'_>],
+    value: &dyn Fn(&message_receivers::Model, &Outcome) -> sea_orm::Value,
+) -> Expr {
+    rows.iter()
+        .fold(CaseStatement::new(), |case, (r, outcome)| {
+            case.case(
+                message_receivers::Column::Id.eq(r.id),
+                Expr::val(value(r, outcome)),
             )
-            .col_expr(
-                message_receivers::Column::LeaseExpiresAt,
-                Expr::value(Option::<NaiveDateTime>::None),
-            )
-            .filter(message_receivers::Column::Id.is_in(rows.iter().map(|(r, _)| r.id)))
-    };
-    let per_row =
-        |rows: &[(&message_receivers::Model, &Outcome)],
-         value: &dyn Fn(&message_receivers::Model, &Outcome) -> sea_orm::Value| {
-            rows.iter()
-                .fold(CaseStatement::new(), |case, (r, outcome)| {
-                    case.case(
-                        message_receivers::Column::Id.eq(r.id),
-                        Expr::val(value(r, outcome)),
-                    )
-                })
-                .finally(Expr::val(value(rows[0].0, rows[0].1)))
-        };
-    let awaiting_count = sent
-        .iter()
-        .filter(|(_, o)| matches!(o, Outcome::Sent { awaiting: true, .. }))
-        .count();
-    if !sent.is_empty() {
-        released(&sent)
-            .col_expr(
-                message_receivers::Column::SendStatus,
-                per_row(&sent, &|_, o| {
-                    let waits = matches!(o, Outcome::Sent { awaiting: true, .. });
-                    (if waits {
-                        ReceiverStatus::AwaitingConfirmation
-                    } else {
-                        ReceiverStatus::Sent
-                    })
-                    .into()
-                })
-                .into(),
-            )
-            .col_expr(
-                message_receivers::Column::RemoteMsgId,
-                per_row(&sent, &|_, o| match o {
-                    Outcome::Sent { remote, .. } => remote
-                        .as_ref()
-                        .map(|m| m.chars().take(100).collect::<String>())
-                        .into(),
-                    _ => Option::<String>::None.into(),
-                })
-                .into(),
-            )
-            .col_expr(message_receivers::Column::SendTime, Expr::value(now))
-            .col_expr(
-                message_receivers::Column::ErrorCode,
-                Expr::value(Option::<String>::None),
-            )
-            .col_expr(
-                message_receivers::Column::ErrorMessage,
-                Expr::value(Option::<String>::None),
-            )
-            .exec(&txn)
-            .await?;
-    }
-    let error_of = |o: &Outcome| match o {
+        })
+        .finally(Expr::val(value(rows[0].0, rows[0].1)))
+        .into()
+}
+
+/// The error code (at most 50 characters) and message of a failure or a retry.
+fn error_of(o: &Outcome) -> (String, String) {
+    match o {
         Outcome::Failed { code, message } | Outcome::Retry { code, message, .. } => {
             (code.chars().take(50).collect::<String>(), message.clone())
         }
         _ => (String::new(), String::new()),
-    };
-    if !failed.is_empty() {
-        released(&failed)
-            .col_expr(
-                message_receivers::Column::SendStatus,
-                Expr::value(ReceiverStatus::Failed),
-            )
-            .col_expr(
-                message_receivers::Column::ErrorCode,
-                per_row(&failed, &|_, o| error_of(o).0.into()).into(),
-            )
-            .col_expr(
-                message_receivers::Column::ErrorMessage,
-                per_row(&failed, &|_, o| error_of(o).1.into()).into(),
-            )
-            .exec(&txn)
-            .await?;
     }
-    if !skipped.is_empty() {
-        released(&skipped)
-            .col_expr(
-                message_receivers::Column::SendStatus,
-                Expr::value(ReceiverStatus::Skipped),
-            )
-            .col_expr(
-                message_receivers::Column::SkipReason,
-                per_row(&skipped, &|_, o| match o {
-                    Outcome::Skipped { reason } => (*reason).into(),
-                    _ => "".into(),
-                })
-                .into(),
-            )
-            .exec(&txn)
-            .await?;
+}
+
+async fn write_sent(
+    txn: &DatabaseTransaction,
+    sent: &[Row<'_>],
+    now: NaiveDateTime,
+) -> ServiceResult<()> {
+    if sent.is_empty() {
+        return Ok(());
     }
-    if !retried.is_empty() {
-        released(&retried)
-            .col_expr(
-                message_receivers::Column::SendStatus,
-                Expr::value(ReceiverStatus::Pending),
-            )
-            .col_expr(
-                message_receivers::Column::NextAttemptAt,
-                per_row(&retried, &|_, o| match o {
-                    Outcome::Retry { at, .. } => (*at).into(),
-                    _ => now.into(),
+    released(sent)
+        .col_expr(
+            message_receivers::Column::SendStatus,
+            per_row(sent, &|_, o| {
+                let waits = matches!(o, Outcome::Sent { awaiting: true, .. });
+                (if waits {
+                    ReceiverStatus::AwaitingConfirmation
+                } else {
+                    ReceiverStatus::Sent
                 })
-                .into(),
-            )
-            .col_expr(
-                message_receivers::Column::ErrorCode,
-                per_row(&retried, &|_, o| error_of(o).0.into()).into(),
-            )
-            .col_expr(
-                message_receivers::Column::ErrorMessage,
-                per_row(&retried, &|_, o| error_of(o).1.into()).into(),
-            )
-            .col_expr(
-                message_receivers::Column::RetryCount,
-                per_row(&retried, &|r, o| {
-                    let uses_a_retry = matches!(o, Outcome::Retry { counts: true, .. });
-                    (r.retry_count + i32::from(uses_a_retry)).into()
-                })
-                .into(),
-            )
-            .exec(&txn)
-            .await?;
+                .into()
+            }),
+        )
+        .col_expr(
+            message_receivers::Column::RemoteMsgId,
+            per_row(sent, &|_, o| match o {
+                Outcome::Sent { remote, .. } => remote
+                    .as_ref()
+                    .map(|m| m.chars().take(100).collect::<String>())
+                    .into(),
+                _ => Option::<String>::None.into(),
+            }),
+        )
+        .col_expr(message_receivers::Column::SendTime, Expr::value(now))
+        .col_expr(
+            message_receivers::Column::ErrorCode,
+            Expr::value(Option::<String>::None),
+        )
+        .col_expr(
+            message_receivers::Column::ErrorMessage,
+            Expr::value(Option::<String>::None),
+        )
+        .exec(txn)
+        .await?;
+    Ok(())
+}
+
+async fn write_failed(txn: &DatabaseTransaction, failed: &[Row<'_>]) -> ServiceResult<()> {
+    if failed.is_empty() {
+        return Ok(());
     }
+    released(failed)
+        .col_expr(
+            message_receivers::Column::SendStatus,
+            Expr::value(ReceiverStatus::Failed),
+        )
+        .col_expr(
+            message_receivers::Column::ErrorCode,
+            per_row(failed, &|_, o| error_of(o).0.into()),
+        )
+        .col_expr(
+            message_receivers::Column::ErrorMessage,
+            per_row(failed, &|_, o| error_of(o).1.into()),
+        )
+        .exec(txn)
+        .await?;
+    Ok(())
+}
+
+async fn write_skipped(txn: &DatabaseTransaction, skipped: &[Row<'_>]) -> ServiceResult<()> {
+    if skipped.is_empty() {
+        return Ok(());
+    }
+    released(skipped)
+        .col_expr(
+            message_receivers::Column::SendStatus,
+            Expr::value(ReceiverStatus::Skipped),
+        )
+        .col_expr(
+            message_receivers::Column::SkipReason,
+            per_row(skipped, &|_, o| match o {
+                Outcome::Skipped { reason } => (*reason).into(),
+                _ => "".into(),
+            }),
+        )
+        .exec(txn)
+        .await?;
+    Ok(())
+}
+
+/// Back to `pending` until `next_attempt_at`; a retry that counts uses one of `max_retry`.
+async fn write_retried(
+    txn: &DatabaseTransaction,
+    retried: &[Row<'_>],
+    now: NaiveDateTime,
+) -> ServiceResult<()> {
+    if retried.is_empty() {
+        return Ok(());
+    }
+    released(retried)
+        .col_expr(
+            message_receivers::Column::SendStatus,
+            Expr::value(ReceiverStatus::Pending),
+        )
+        .col_expr(
+            message_receivers::Column::NextAttemptAt,
+            per_row(retried, &|_, o| match o {
+                Outcome::Retry { at, .. } => (*at).into(),
+                _ => now.into(),
+            }),
+        )
+        .col_expr(
+            message_receivers::Column::ErrorCode,
+            per_row(retried, &|_, o| error_of(o).0.into()),
+        )
+        .col_expr(
+            message_receivers::Column::ErrorMessage,
+            per_row(retried, &|_, o| error_of(o).1.into()),
+        )
+        .col_expr(
+            message_receivers::Column::RetryCount,
+            per_row(retried, &|r, o| {
+                let uses_a_retry = matches!(o, Outcome::Retry { counts: true, .. });
+                (r.retry_count + i32::from(uses_a_retry)).into()
+            }),
+        )
+        .exec(txn)
+        .await?;
+    Ok(())
+}
+
+/// The sending accounts' message counters and the outbound `messages` rows. Lock order, the same
+/// in every chunk: receivers (before this), accounts by id, then the message rows (whose
+/// foreign-key checks on those accounts then need no further lock on MySQL), then the run and
+/// the task. Concurrent chunks cannot deadlock on it.
+async fn write_messages(
+    txn: &DatabaseTransaction,
+    task: &message_tasks::Model,
+    sent: &[Row<'_>],
+    now: NaiveDateTime,
+) -> ServiceResult<()> {
     let mut per_account: BTreeMap<i64, i64> = BTreeMap::new();
     let mut message_rows = Vec::new();
-    for (r, outcome) in &sent {
+    for (r, outcome) in sent {
         if let (
             Outcome::Sent {
                 remote,
@@ -253,9 +356,6 @@ pub(super) async fn record_once(
             ));
         }
     }
-    // Lock order, the same in every chunk: receivers (above), accounts by id, then the message
-    // rows (whose foreign-key checks on those accounts then need no further lock on MySQL), then
-    // the run and the task. Concurrent chunks cannot deadlock on it.
     for (account, n) in per_account {
         wework_accounts::Entity::update_many()
             .col_expr(
@@ -267,37 +367,21 @@ pub(super) async fn record_once(
                 Expr::col(wework_accounts::Column::TodayMessages).add(n),
             )
             .filter(wework_accounts::Column::Id.eq(account))
-            .exec(&txn)
+            .exec(txn)
             .await?;
     }
     if !message_rows.is_empty() {
-        fill_instances(&txn, &mut message_rows).await?;
+        fill_instances(txn, &mut message_rows).await?;
         let on_conflict = sea_orm::sea_query::OnConflict::column(messages::Column::MessageUuid)
             .update_column(messages::Column::MessageUuid)
             .to_owned();
         for chunk in message_rows.chunks(crate::db::INSERT_BATCH_ROWS) {
             messages::Entity::insert_many(chunk.to_vec())
                 .on_conflict(on_conflict.clone())
-                .exec_without_returning(&txn)
+                .exec_without_returning(txn)
                 .await?;
         }
     }
-    let count = |n: usize| i32::try_from(n).unwrap_or(i32::MAX);
-    let delivered = sent.len() - awaiting_count;
-    let change = finish::CountChange {
-        sent: count(delivered),
-        failed: count(failed.len()),
-        skipped: count(skipped.len()),
-        awaiting: count(awaiting_count),
-    };
-    finish::add_counts(&txn, task.id, run_id, change, now).await?;
-    txn.commit().await?;
-    report.per_account = tally(&outcomes);
-    report.sent = delivered;
-    report.awaiting = awaiting_count;
-    report.failed = failed.len();
-    report.skipped = skipped.len();
-    report.retried = retried.len();
     Ok(())
 }
 
