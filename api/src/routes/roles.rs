@@ -101,6 +101,7 @@ pub async fn delete_role(
 #[serde(deny_unknown_fields)]
 pub struct SetPermissionsIn {
     /// The complete set of permission names.
+    #[schema(value_type = Vec<perm::PermissionName>)]
     pub permissions: Vec<String>,
 }
 

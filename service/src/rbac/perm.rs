@@ -69,7 +69,22 @@ permissions! {
     MessagesSend => "messages:send",
     TasksRead => "tasks:read",
     TasksCreate => "tasks:create",
+    TasksUpdate => "tasks:update",
     TasksDelete => "tasks:delete",
     TasksControl => "tasks:control",
     TasksExport => "tasks:export",
 }
+
+/// The OpenAPI shape of a permission name: one of [`ALL`], the catalogue the migrations seed.
+pub struct PermissionName;
+
+impl utoipa::PartialSchema for PermissionName {
+    fn schema() -> utoipa::openapi::RefOr<utoipa::openapi::schema::Schema> {
+        utoipa::openapi::ObjectBuilder::new()
+            .schema_type(utoipa::openapi::Type::String)
+            .enum_values(Some(ALL.iter().copied()))
+            .into()
+    }
+}
+
+impl utoipa::ToSchema for PermissionName {}

@@ -43,10 +43,13 @@ pub struct RoleInput {
     /// Identifier: 2 to 50 of `a-z`, `0-9` and `_`.
     #[schema(pattern = r"^\s*[a-z][a-z0-9_]{1,49}\s*$")]
     pub name: String,
+    #[schema(pattern = r"^\s*[^\s\x00-\x1f\x7f-\x9f][^\x00-\x1f\x7f-\x9f]{0,99}\s*$")]
     pub display_name: String,
+    #[schema(pattern = r"^\s*([^\s\x00-\x1f\x7f-\x9f][^\x00-\x1f\x7f-\x9f]{0,1999}\s*)?$")]
     pub description: Option<String>,
     /// Permission names (`resource:action`); you can only grant permissions you hold.
     #[serde(default)]
+    #[schema(value_type = Vec<super::perm::PermissionName>)]
     pub permissions: Vec<String>,
     /// Which records holders see; at most your own data scope, which is also the default.
     pub data_scope: Option<DataScope>,
@@ -58,9 +61,10 @@ pub struct RoleInput {
 pub struct RolePatch {
     #[schema(pattern = r"^\s*[a-z][a-z0-9_]{1,49}\s*$")]
     pub name: Option<String>,
+    #[schema(pattern = r"^\s*[^\s\x00-\x1f\x7f-\x9f][^\x00-\x1f\x7f-\x9f]{0,99}\s*$")]
     pub display_name: Option<String>,
     #[serde(default, deserialize_with = "crate::serde_util::double_option")]
-    #[schema(value_type = Option<String>)]
+    #[schema(value_type = Option<String>, pattern = r"^\s*([^\s\x00-\x1f\x7f-\x9f][^\x00-\x1f\x7f-\x9f]{0,1999}\s*)?$")]
     pub description: Option<Option<String>>,
     /// At most your own data scope.
     pub data_scope: Option<DataScope>,
