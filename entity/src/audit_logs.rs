@@ -18,7 +18,7 @@ pub struct Model {
     pub operation_type: String,
     pub old_values: Option<Json>,
     pub new_values: Option<Json>,
-    pub result: String,
+    pub result: crate::states::AuditResult,
     #[sea_orm(column_type = "Text", nullable)]
     pub error_message: Option<String>,
     pub ip_address: String,

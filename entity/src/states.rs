@@ -287,6 +287,24 @@ state_enum! {
 }
 
 state_enum! {
+    /// Where an alert's notification goes.
+    AlertChannelKind {
+        /// A WeCom group robot webhook URL (markdown message).
+        WecomRobot = "wecom_robot",
+        /// A JSON POST, HMAC-SHA256-signed when the channel has a secret.
+        Webhook = "webhook",
+    }
+}
+
+state_enum! {
+    /// How an audited change ended.
+    AuditResult {
+        Success = "SUCCESS",
+        Failure = "FAILURE",
+    }
+}
+
+state_enum! {
     /// Whether a user may sign in.
     UserStatus {
         Active = "active",

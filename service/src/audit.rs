@@ -4,6 +4,7 @@
 use crate::rbac::perm;
 use chrono::NaiveDateTime;
 use entity::audit_logs;
+use entity::states::AuditResult;
 use sea_orm::{
     ActiveValue::Set, ColumnTrait, ConnectionTrait, DatabaseTransaction, EntityTrait, QueryFilter,
     QueryOrder, QuerySelect,
@@ -104,7 +105,7 @@ pub async fn record<C: ConnectionTrait>(
     entry: AuditEntry,
     now: NaiveDateTime,
 ) -> ServiceResult<()> {
-    insert(conn, actor, entry, "SUCCESS", now).await
+    insert(conn, actor, entry, AuditResult::Success, now).await
 }
 
 /// Audits a freshly created resource (its full view as the new values), commits the creating
@@ -171,7 +172,15 @@ pub async fn record_failure(
     error: &ServiceError,
 ) {
     entry.error_message = Some(error.to_string());
-    if let Err(e) = insert(&ctx.db, actor, entry, "FAILURE", ctx.clock.now_db()).await {
+    if let Err(e) = insert(
+        &ctx.db,
+        actor,
+        entry,
+        AuditResult::Failure,
+        ctx.clock.now_db(),
+    )
+    .await
+    {
         tracing::error!(error = %e, "could not write a failure audit entry");
     }
 }
@@ -200,7 +209,7 @@ async fn insert<C: ConnectionTrait>(
     conn: &C,
     actor: &Actor,
     entry: AuditEntry,
-    result: &str,
+    result: AuditResult,
     now: NaiveDateTime,
 ) -> ServiceResult<()> {
     let row = audit_logs::ActiveModel {
@@ -214,7 +223,7 @@ async fn insert<C: ConnectionTrait>(
         operation_type: Set(entry.operation_type.as_str().to_owned()),
         old_values: Set(entry.old_values.map(mask)),
         new_values: Set(entry.new_values.map(mask)),
-        result: Set(result.to_owned()),
+        result: Set(result),
         error_message: Set(entry.error_message),
         ip_address: Set(truncate(&actor.meta.ip, 45)),
         user_agent: Set(actor.meta.user_agent.as_deref().map(|u| truncate(u, 512))),
@@ -278,7 +287,7 @@ pub struct AuditFilter {
     pub operation_type: Option<String>,
     pub resource_type: Option<String>,
     pub resource_id: Option<String>,
-    pub result: Option<String>,
+    pub result: Option<AuditResult>,
     pub from: Option<NaiveDateTime>,
     pub to: Option<NaiveDateTime>,
 }
@@ -310,7 +319,7 @@ pub async fn list(
         query = query.filter(audit_logs::Column::ResourceId.eq(v));
     }
     if let Some(v) = filter.result {
-        query = query.filter(audit_logs::Column::Result.eq(v.to_ascii_uppercase()));
+        query = query.filter(audit_logs::Column::Result.eq(v));
     }
     if let Some(v) = filter.from {
         query = query.filter(audit_logs::Column::CreatedAt.gte(v));

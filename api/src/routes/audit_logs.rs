@@ -3,6 +3,7 @@
 use actix_web::web;
 use chrono::{DateTime, Utc};
 use entity::audit_logs;
+use entity::states::AuditResult;
 use serde::{Deserialize, Serialize};
 use service::{
     audit::{self, AuditFilter},
@@ -34,8 +35,7 @@ pub struct AuditLogOut {
     pub old_values: Option<serde_json::Value>,
     /// State after the change, secrets masked.
     pub new_values: Option<serde_json::Value>,
-    /// SUCCESS or FAILURE.
-    pub result: String,
+    pub result: AuditResult,
     pub error_message: Option<String>,
     pub ip_address: String,
     pub user_agent: Option<String>,
@@ -84,8 +84,7 @@ pub struct AuditQuery {
     /// e.g. `user`, `role`.
     pub resource_type: Option<String>,
     pub resource_id: Option<String>,
-    /// SUCCESS or FAILURE.
-    pub result: Option<String>,
+    pub result: Option<AuditResult>,
     /// Inclusive lower bound (RFC 3339).
     pub from: Option<DateTime<Utc>>,
     /// Exclusive upper bound (RFC 3339).

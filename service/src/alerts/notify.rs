@@ -5,7 +5,7 @@
 //! alert before sending, so several workers never notify twice at once.
 
 use chrono::TimeDelta;
-use entity::states::{AlertLevel, AlertStatus};
+use entity::states::{AlertChannelKind, AlertLevel, AlertStatus};
 use entity::{alert_records, alert_rules};
 use hmac::{Hmac, Mac};
 use sea_orm::{
@@ -115,9 +115,9 @@ async fn send(
         .sealer
         .open(&channel.url)
         .map_err(|_| "the channel URL cannot be decrypted with this master key".to_owned())?;
-    let (body, signature) = match channel.kind.as_str() {
-        "wecom_robot" => (robot_body(alert), None),
-        _ => {
+    let (body, signature) = match channel.kind {
+        AlertChannelKind::WecomRobot => (robot_body(alert), None),
+        AlertChannelKind::Webhook => {
             let body = serde_json::to_vec(&json!({
                 "event": event(alert),
                 "alert": super::view(alert.clone()),
@@ -164,7 +164,7 @@ async fn send(
             text.chars().take(200).collect::<String>()
         ));
     }
-    if channel.kind == "wecom_robot" {
+    if channel.kind == AlertChannelKind::WecomRobot {
         let answer: Value = serde_json::from_str(&text).unwrap_or(Value::Null);
         if answer["errcode"].as_i64() != Some(0) {
             return Err(format!("robot answered {text}"));

@@ -4,7 +4,7 @@
 use crate::rbac::perm;
 use chrono::{DateTime, Utc};
 use entity::alert_rules;
-use entity::states::{AlertLevel, AlertRuleType};
+use entity::states::{AlertChannelKind, AlertLevel, AlertRuleType};
 use sea_orm::{
     ActiveValue::Set, ColumnTrait, ConnectionTrait, EntityTrait, PaginatorTrait, QueryFilter,
     QueryOrder, QuerySelect,
@@ -27,7 +27,8 @@ pub const COMPARATORS: &[&str] = &[">", ">=", "<", "<="];
 #[derive(Debug, Clone, Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct ChannelInput {
-    /// `wecom_robot` (a WeCom group robot webhook URL) or `webhook` (JSON POST, HMAC-signed).
+    /// Read as text and checked with the other fields, so one answer lists every mistake.
+    #[schema(value_type = AlertChannelKind)]
     pub kind: String,
     pub url: String,
     /// HMAC-SHA256 key of a `webhook` channel.
@@ -37,7 +38,7 @@ pub struct ChannelInput {
 /// A channel as shown: the URL reduced to scheme and host, the secret only as present or not.
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq, utoipa::ToSchema)]
 pub struct ChannelView {
-    pub kind: String,
+    pub kind: AlertChannelKind,
     pub target: String,
     pub has_secret: bool,
 }
@@ -45,7 +46,7 @@ pub struct ChannelView {
 /// A channel as stored in `alert_rules.channels`.
 #[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct SealedChannel {
-    pub kind: String,
+    pub kind: AlertChannelKind,
     pub target: String,
     pub url: String,
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -168,13 +169,13 @@ async fn check_channels(
     }
     let mut sealed = Vec::new();
     for (i, channel) in channels.iter().enumerate() {
-        if !["wecom_robot", "webhook"].contains(&channel.kind.as_str()) {
+        let Some(kind) = AlertChannelKind::parse(&channel.kind) else {
             v.add(
                 format!("channels[{i}].kind"),
-                "must be wecom_robot or webhook",
+                format!("must be one of {}", AlertChannelKind::list()),
             );
             continue;
-        }
+        };
         if channel.secret.as_deref().is_some_and(|s| s.len() > 200) {
             v.add(
                 format!("channels[{i}].secret"),
@@ -183,7 +184,7 @@ async fn check_channels(
         }
         match ctx.outbound.policy.check_url(&channel.url).await {
             Ok(url) => sealed.push(SealedChannel {
-                kind: channel.kind.clone(),
+                kind,
                 target: format!("{}://{}", url.scheme(), url.host_str().unwrap_or_default()),
                 url: ctx.sealer.seal(url.as_str()),
                 secret: channel

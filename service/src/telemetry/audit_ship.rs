@@ -4,6 +4,7 @@
 //! hands the next rows to the log shipper (spooled while Elasticsearch is down). Several workers
 //! shipping the same row is harmless: a copy's document id is the row's `audit_uuid`.
 
+use entity::states::AuditResult;
 use std::sync::atomic::{AtomicI64, Ordering};
 
 use entity::audit_logs;
@@ -46,7 +47,7 @@ pub fn doc(row: audit_logs::Model) -> LogDoc {
         })),
         ..LogDoc::new(
             LogKind::Audit,
-            if row.result == "SUCCESS" {
+            if row.result == AuditResult::Success {
                 "INFO"
             } else {
                 "WARN"
