@@ -83,3 +83,16 @@ pub async fn drain(ctx: &Context, run_id: i64, worker: &str) -> ServiceResult<u6
         }
     }
 }
+
+/// An update of receivers that returns their leases: every path that lets go of a receiver
+/// (recording an outcome, giving an unstarted chunk back, the sweeper) starts from it.
+pub(crate) fn lease_returned() -> sea_orm::UpdateMany<entity::message_receivers::Entity> {
+    use entity::message_receivers::{Column, Entity};
+    use sea_orm::{EntityTrait, sea_query::Expr};
+    Entity::update_many()
+        .col_expr(Column::LeaseOwner, Expr::value(Option::<String>::None))
+        .col_expr(
+            Column::LeaseExpiresAt,
+            Expr::value(Option::<chrono::NaiveDateTime>::None),
+        )
+}

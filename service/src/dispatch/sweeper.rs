@@ -16,18 +16,10 @@ pub struct Swept {
 
 pub async fn sweep(ctx: &Context) -> ServiceResult<Swept> {
     let now = ctx.clock.now_db();
-    let released = message_receivers::Entity::update_many()
+    let released = super::lease_returned()
         .col_expr(
             message_receivers::Column::SendStatus,
             Expr::value(ReceiverStatus::Pending),
-        )
-        .col_expr(
-            message_receivers::Column::LeaseOwner,
-            Expr::value(Option::<String>::None),
-        )
-        .col_expr(
-            message_receivers::Column::LeaseExpiresAt,
-            Expr::value(Option::<chrono::NaiveDateTime>::None),
         )
         .filter(message_receivers::Column::SendStatus.eq(ReceiverStatus::Claimed))
         .filter(message_receivers::Column::LeaseExpiresAt.lt(now))

@@ -124,18 +124,10 @@ pub(super) async fn mark_claimed<C: sea_orm::ConnectionTrait>(
 
 /// Gives claimed receivers back untouched (the chunk could not start).
 pub(super) async fn release(ctx: &Context, token: &str) -> ServiceResult<()> {
-    message_receivers::Entity::update_many()
+    crate::dispatch::lease_returned()
         .col_expr(
             message_receivers::Column::SendStatus,
             Expr::value(ReceiverStatus::Pending),
-        )
-        .col_expr(
-            message_receivers::Column::LeaseOwner,
-            Expr::value(Option::<String>::None),
-        )
-        .col_expr(
-            message_receivers::Column::LeaseExpiresAt,
-            Expr::value(Option::<NaiveDateTime>::None),
         )
         .filter(message_receivers::Column::LeaseOwner.eq(token))
         .filter(message_receivers::Column::SendStatus.eq(ReceiverStatus::Claimed))

@@ -161,16 +161,24 @@ async fn still_leased(
 
 /// An update of `rows` that also returns their leases.
 fn released(rows: &[Row<'_>]) -> sea_orm::UpdateMany<message_receivers::Entity> {
-    message_receivers::Entity::update_many()
-        .col_expr(
-            message_receivers::Column::LeaseOwner,
-            Expr::value(Option::<String>::None),
-        )
-        .col_expr(
-            message_receivers::Column::LeaseExpiresAt,
-            Expr::value(Option::<NaiveDateTime>::None),
-        )
+    crate::dispatch::lease_returned()
         .filter(message_receivers::Column::Id.is_in(rows.iter().map(|(r, _)| r.id)))
+}
+
+/// `update` also writes each row's error code and message (see `error_of`).
+fn with_errors(
+    update: sea_orm::UpdateMany<message_receivers::Entity>,
+    rows: &[Row<'_>],
+) -> sea_orm::UpdateMany<message_receivers::Entity> {
+    update
+        .col_expr(
+            message_receivers::Column::ErrorCode,
+            per_row(rows, &|_, o| error_of(o).0.into()),
+        )
+        .col_expr(
+            message_receivers::Column::ErrorMessage,
+            per_row(rows, &|_, o| error_of(o).1.into()),
+        )
 }
 
 /// One column's value per row, as a `CASE id WHEN …` expression.
@@ -248,21 +256,11 @@ async fn write_failed(txn: &DatabaseTransaction, failed: &[Row<'_>]) -> ServiceR
     if failed.is_empty() {
         return Ok(());
     }
-    released(failed)
-        .col_expr(
-            message_receivers::Column::SendStatus,
-            Expr::value(ReceiverStatus::Failed),
-        )
-        .col_expr(
-            message_receivers::Column::ErrorCode,
-            per_row(failed, &|_, o| error_of(o).0.into()),
-        )
-        .col_expr(
-            message_receivers::Column::ErrorMessage,
-            per_row(failed, &|_, o| error_of(o).1.into()),
-        )
-        .exec(txn)
-        .await?;
+    let update = released(failed).col_expr(
+        message_receivers::Column::SendStatus,
+        Expr::value(ReceiverStatus::Failed),
+    );
+    with_errors(update, failed).exec(txn).await?;
     Ok(())
 }
 
@@ -296,7 +294,7 @@ async fn write_retried(
     if retried.is_empty() {
         return Ok(());
     }
-    released(retried)
+    let update = released(retried)
         .col_expr(
             message_receivers::Column::SendStatus,
             Expr::value(ReceiverStatus::Pending),
@@ -309,22 +307,13 @@ async fn write_retried(
             }),
         )
         .col_expr(
-            message_receivers::Column::ErrorCode,
-            per_row(retried, &|_, o| error_of(o).0.into()),
-        )
-        .col_expr(
-            message_receivers::Column::ErrorMessage,
-            per_row(retried, &|_, o| error_of(o).1.into()),
-        )
-        .col_expr(
             message_receivers::Column::RetryCount,
             per_row(retried, &|r, o| {
                 let uses_a_retry = matches!(o, Outcome::Retry { counts: true, .. });
                 (r.retry_count + i32::from(uses_a_retry)).into()
             }),
-        )
-        .exec(txn)
-        .await?;
+        );
+    with_errors(update, retried).exec(txn).await?;
     Ok(())
 }
 
