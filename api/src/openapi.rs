@@ -10,7 +10,7 @@ use utoipa::{
     },
 };
 
-use crate::{error, routes};
+use crate::{error, extract::Access, routes};
 
 #[derive(OpenApi)]
 #[openapi(
@@ -20,114 +20,7 @@ use crate::{error, routes};
             `application/problem+json`; lists use keyset pagination (`limit`, `cursor` → \
             `next_cursor`). Each operation's security requirement names the permission it needs.",
     ),
-    paths(
-        routes::health::healthz,
-        routes::health::readyz,
-        routes::health::metrics,
-        routes::auth::login,
-        routes::auth::refresh,
-        routes::auth::logout,
-        routes::auth::me,
-        routes::auth::list_sessions,
-        routes::auth::revoke_session,
-        routes::auth::change_password,
-        routes::auth::totp_enroll,
-        routes::auth::totp_confirm,
-        routes::auth::totp_disable,
-        routes::users::list_users,
-        routes::users::create_user,
-        routes::users::get_user,
-        routes::users::update_user,
-        routes::users::delete_user,
-        routes::users::disable_user,
-        routes::users::enable_user,
-        routes::users::unlock_user,
-        routes::users::reset_totp,
-        routes::users::set_password,
-        routes::users::set_roles,
-        routes::users::set_instances,
-        routes::users::list_user_sessions,
-        routes::users::revoke_user_sessions,
-        routes::roles::list_roles,
-        routes::roles::create_role,
-        routes::roles::get_role,
-        routes::roles::update_role,
-        routes::roles::delete_role,
-        routes::roles::set_permissions,
-        routes::permissions::list_permissions,
-        routes::audit_logs::list_audit_logs,
-        routes::login_logs::list_login_logs,
-        routes::logs::search_logs,
-        routes::monitoring::overview,
-        routes::monitoring::series,
-        routes::alerts::list_alert_rules,
-        routes::alerts::create_alert_rule,
-        routes::alerts::get_alert_rule,
-        routes::alerts::update_alert_rule,
-        routes::alerts::delete_alert_rule,
-        routes::alerts::list_alerts,
-        routes::alerts::get_alert,
-        routes::alerts::acknowledge_alert,
-        routes::alerts::resolve_alert,
-        routes::instances::list_instances,
-        routes::instances::create_instance,
-        routes::instances::get_instance,
-        routes::instances::update_instance,
-        routes::instances::delete_instance,
-        routes::instances::set_maintenance,
-        routes::instances::check_instance,
-        routes::instances::list_configs,
-        routes::instances::put_config,
-        routes::instances::delete_config,
-        routes::instances::request_sync,
-        routes::instances::list_sync_runs,
-        routes::instances::login_qr,
-        routes::accounts::list_accounts,
-        routes::accounts::get_account,
-        routes::accounts::update_account,
-        routes::contacts::list_contacts,
-        routes::contacts::create_contact,
-        routes::contacts::get_contact,
-        routes::contacts::update_contact,
-        routes::contacts::delete_contact,
-        routes::contacts::bulk_tag,
-        routes::contacts::import_contacts,
-        routes::contacts::export_contacts,
-        routes::tags::list_tags,
-        routes::tags::create_tag,
-        routes::tags::update_tag,
-        routes::tags::delete_tag,
-        routes::groups::list_groups,
-        routes::groups::get_group,
-        routes::groups::update_group,
-        routes::groups::list_members,
-        routes::callbacks::wecom_verify,
-        routes::callbacks::wecom_event,
-                routes::callbacks::agent_event,
-        routes::templates::list_templates,
-        routes::templates::create_template,
-        routes::templates::get_template,
-        routes::templates::update_template,
-        routes::templates::delete_template,
-        routes::templates::preview_template,
-        routes::tasks::list_tasks,
-        routes::tasks::create_task,
-        routes::tasks::get_task,
-        routes::tasks::delete_task,
-        routes::tasks::pause_task,
-        routes::tasks::resume_task,
-        routes::tasks::cancel_task,
-                routes::tasks::retry_failed,
-        routes::tasks::remind_task,
-        routes::tasks::list_runs,
-        routes::tasks::list_receivers,
-        routes::tasks::report_csv,
-        routes::tasks::progress_stream,
-        routes::messages::send_message,
-        routes::messages::list_messages,
-    ),
     components(schemas(error::Problem)),
-    modifiers(&BearerAuth, &IdempotentCreates, &ProblemResponses, &ParameterShapes),
     tags(
         (name = "auth", description = "Sign in, tokens, own sessions, password and two-factor"),
         (name = "users", description = "User administration"),
@@ -149,7 +42,48 @@ pub struct ApiDoc;
 /// The document, built once.
 pub fn document() -> &'static utoipa::openapi::OpenApi {
     static DOC: std::sync::OnceLock<utoipa::openapi::OpenApi> = std::sync::OnceLock::new();
-    DOC.get_or_init(ApiDoc::openapi)
+    DOC.get_or_init(|| {
+        let mut doc = ApiDoc::openapi();
+        doc.merge(routes::table::RoutePaths::openapi());
+        let modifiers: [&dyn Modify; 5] = [
+            &BearerAuth,
+            &HandlerSecurity,
+            &IdempotentCreates,
+            &ProblemResponses,
+            &ParameterShapes,
+        ];
+        for modifier in modifiers {
+            modifier.modify(&mut doc);
+        }
+        doc
+    })
+}
+
+/// Each operation's `security`, read from its handler's first argument (`routes::table`), so no
+/// handler names its permission a second time in `#[utoipa::path]`.
+struct HandlerSecurity;
+
+impl Modify for HandlerSecurity {
+    fn modify(&self, openapi: &mut utoipa::openapi::OpenApi) {
+        use utoipa::openapi::security::SecurityRequirement;
+        let accesses: std::collections::HashMap<_, _> =
+            routes::table::accesses().into_iter().collect();
+        for operation in openapi.paths.paths.values_mut().flat_map(operations_mut) {
+            let Some(access) = operation
+                .operation_id
+                .as_deref()
+                .and_then(|id| accesses.get(id))
+            else {
+                continue;
+            };
+            let requirement = match access {
+                Access::Public => SecurityRequirement::default(),
+                Access::Session => SecurityRequirement::new("bearer", Vec::<String>::new()),
+                Access::Permission(name) => SecurityRequirement::new("bearer", [*name]),
+            };
+            operation.security = Some(vec![requirement]);
+        }
+    }
 }
 
 /// The documented route `path` belongs to: its literal path if there is one (`/contacts/tags`

@@ -30,7 +30,6 @@ impl Application {
             0 => std::thread::available_parallelism().map_or(2, std::num::NonZeroUsize::get),
             n => n,
         };
-        let metrics_enabled = ctx.settings.metrics.enabled;
         let streams = StreamSlots::new(ctx.redis.clone(), &ctx.settings.redis.key_prefix);
         let state = web::Data::new(AppState { ctx, streams });
         let metrics = web::Data::new(HttpMetrics::new()?);
@@ -43,30 +42,9 @@ impl Application {
                 .wrap(from_fn(middleware::access_log))
                 .wrap(from_fn(middleware::record_metrics))
                 .wrap(from_fn(middleware::request_id))
-                .configure(|cfg| routes::health::configure(cfg, metrics_enabled))
                 .route("/api/openapi.json", web::get().to(openapi_json))
                 .service(Scalar::with_url("/docs", openapi.clone()))
-                .service(
-                    web::scope("/api/v1")
-                        .configure(routes::auth::configure)
-                        .configure(routes::users::configure)
-                        .configure(routes::roles::configure)
-                        .configure(routes::permissions::configure)
-                        .configure(routes::audit_logs::configure)
-                        .configure(routes::login_logs::configure)
-                        .configure(routes::logs::configure)
-                        .configure(routes::alerts::configure)
-                        .configure(routes::monitoring::configure)
-                        .configure(routes::instances::configure)
-                        .configure(routes::accounts::configure)
-                        .configure(routes::contacts::configure)
-                        .configure(routes::tags::configure)
-                        .configure(routes::groups::configure)
-                        .configure(routes::callbacks::configure)
-                        .configure(routes::templates::configure)
-                        .configure(routes::tasks::configure)
-                        .configure(routes::messages::configure),
-                )
+                .configure(routes::table::register)
                 .default_service(web::to(not_found))
         })
         .workers(workers)

@@ -67,3 +67,77 @@ impl FromRequest for Authenticated {
         ready(actor(req).map(|actor| Self { actor }))
     }
 }
+
+/// A route anyone may call: probes, sign-in and the signature-verified callbacks. Taking it as
+/// the first argument is how a handler says so; see [`Guard`].
+pub struct Public;
+
+impl FromRequest for Public {
+    type Error = ApiError;
+    type Future = Ready<Result<Self, ApiError>>;
+
+    fn from_request(_: &HttpRequest, _: &mut Payload) -> Self::Future {
+        ready(Ok(Self))
+    }
+}
+
+/// Who may call a route.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Access {
+    /// No session needed.
+    Public,
+    /// Any signed-in session.
+    Session,
+    /// A session holding this permission.
+    Permission(&'static str),
+}
+
+/// The extractors a handler may take first: every handler starts with one, so what a route
+/// needs is written once, in that type, and the OpenAPI document reads it from there
+/// (`routes::table`). A handler that starts with anything else does not compile into the table.
+pub trait Guard {
+    const ACCESS: Access;
+}
+
+impl<P: Permission> Guard for Authorized<P> {
+    const ACCESS: Access = Access::Permission(P::NAME);
+}
+
+impl Guard for Authenticated {
+    const ACCESS: Access = Access::Session;
+}
+
+impl Guard for Public {
+    const ACCESS: Access = Access::Public;
+}
+
+/// A handler whose first argument is a [`Guard`].
+pub trait GuardedHandler<Args> {
+    const ACCESS: Access;
+}
+
+macro_rules! guarded_handler {
+    ($($arg:ident),*) => {
+        impl<F, R, G: Guard, $($arg,)*> GuardedHandler<(G, $($arg,)*)> for F
+        where
+            F: Fn(G, $($arg),*) -> R,
+        {
+            const ACCESS: Access = G::ACCESS;
+        }
+    };
+}
+
+guarded_handler!();
+guarded_handler!(A1);
+guarded_handler!(A1, A2);
+guarded_handler!(A1, A2, A3);
+guarded_handler!(A1, A2, A3, A4);
+guarded_handler!(A1, A2, A3, A4, A5);
+guarded_handler!(A1, A2, A3, A4, A5, A6);
+guarded_handler!(A1, A2, A3, A4, A5, A6, A7);
+guarded_handler!(A1, A2, A3, A4, A5, A6, A7, A8);
+
+/// What `handler` needs, read from the type of its first argument.
+pub fn access_of<F: GuardedHandler<Args>, Args>(_handler: &F) -> Access {
+    F::ACCESS
+}

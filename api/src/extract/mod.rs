@@ -8,7 +8,7 @@ mod json;
 mod path;
 mod query;
 
-pub use auth::{Authenticated, Authorized};
+pub use auth::{Access, Authenticated, Authorized, Public, access_of};
 pub use client::request_meta;
 pub use idempotency::{HEADER as IDEMPOTENCY_HEADER, IdempotencyKey};
 pub use json::ValidJson;

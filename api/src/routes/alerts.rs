@@ -19,8 +19,7 @@ use crate::{
 };
 
 #[utoipa::path(get, path = "/api/v1/alert-rules", tag = "alerts", params(PageQuery),
-    responses((status = 200, body = Page<RuleView>), (status = 422, body = Problem)),
-    security(("bearer" = ["alert_rules:read"])))]
+    responses((status = 200, body = Page<RuleView>), (status = 422, body = Problem)))]
 pub async fn list_alert_rules(
     auth: Authorized<perm::AlertRulesRead>,
     state: web::Data<AppState>,
@@ -31,8 +30,7 @@ pub async fn list_alert_rules(
 }
 
 #[utoipa::path(post, path = "/api/v1/alert-rules", tag = "alerts", request_body = RuleInput,
-    responses((status = 201, body = RuleView), (status = 409, body = Problem), (status = 422, body = Problem)),
-    security(("bearer" = ["alert_rules:create"])))]
+    responses((status = 201, body = RuleView), (status = 409, body = Problem), (status = 422, body = Problem)))]
 pub async fn create_alert_rule(
     auth: Authorized<perm::AlertRulesCreate>,
     state: web::Data<AppState>,
@@ -47,8 +45,7 @@ pub async fn create_alert_rule(
 }
 
 #[utoipa::path(get, path = "/api/v1/alert-rules/{id}", tag = "alerts", params(("id" = i64, Path)),
-    responses((status = 200, body = RuleView), (status = 400, body = Problem), (status = 404, body = Problem)),
-    security(("bearer" = ["alert_rules:read"])))]
+    responses((status = 200, body = RuleView), (status = 400, body = Problem), (status = 404, body = Problem)))]
 pub async fn get_alert_rule(
     auth: Authorized<perm::AlertRulesRead>,
     state: web::Data<AppState>,
@@ -58,8 +55,7 @@ pub async fn get_alert_rule(
 }
 
 #[utoipa::path(patch, path = "/api/v1/alert-rules/{id}", tag = "alerts", params(("id" = i64, Path)), request_body = RulePatch,
-    responses((status = 200, body = RuleView), (status = 400, body = Problem), (status = 404, body = Problem), (status = 409, body = Problem), (status = 422, body = Problem)),
-    security(("bearer" = ["alert_rules:update"])))]
+    responses((status = 200, body = RuleView), (status = 400, body = Problem), (status = 404, body = Problem), (status = 409, body = Problem), (status = 422, body = Problem)))]
 pub async fn update_alert_rule(
     auth: Authorized<perm::AlertRulesUpdate>,
     state: web::Data<AppState>,
@@ -72,8 +68,7 @@ pub async fn update_alert_rule(
 }
 
 #[utoipa::path(delete, path = "/api/v1/alert-rules/{id}", tag = "alerts", params(("id" = i64, Path)),
-    responses((status = 204), (status = 400, body = Problem), (status = 404, body = Problem)),
-    security(("bearer" = ["alert_rules:delete"])))]
+    responses((status = 204), (status = 400, body = Problem), (status = 404, body = Problem)))]
 pub async fn delete_alert_rule(
     auth: Authorized<perm::AlertRulesDelete>,
     state: web::Data<AppState>,
@@ -100,8 +95,7 @@ pub struct AlertQuery {
 }
 
 #[utoipa::path(get, path = "/api/v1/alerts", tag = "alerts", params(AlertQuery),
-    responses((status = 200, body = Page<AlertView>), (status = 422, body = Problem)),
-    security(("bearer" = ["alerts:read"])))]
+    responses((status = 200, body = Page<AlertView>), (status = 422, body = Problem)))]
 pub async fn list_alerts(
     auth: Authorized<perm::AlertsRead>,
     state: web::Data<AppState>,
@@ -119,8 +113,7 @@ pub async fn list_alerts(
 }
 
 #[utoipa::path(get, path = "/api/v1/alerts/{id}", tag = "alerts", params(("id" = i64, Path)),
-    responses((status = 200, body = AlertView), (status = 400, body = Problem), (status = 404, body = Problem)),
-    security(("bearer" = ["alerts:read"])))]
+    responses((status = 200, body = AlertView), (status = 400, body = Problem), (status = 404, body = Problem)))]
 pub async fn get_alert(
     auth: Authorized<perm::AlertsRead>,
     state: web::Data<AppState>,
@@ -136,8 +129,7 @@ pub struct AlertComment {
 }
 
 #[utoipa::path(post, path = "/api/v1/alerts/{id}/acknowledge", tag = "alerts", params(("id" = i64, Path)), request_body = AlertComment,
-    responses((status = 200, body = AlertView), (status = 400, body = Problem), (status = 404, body = Problem), (status = 409, body = Problem), (status = 422, body = Problem)),
-    security(("bearer" = ["alerts:ack"])))]
+    responses((status = 200, body = AlertView), (status = 400, body = Problem), (status = 404, body = Problem), (status = 409, body = Problem), (status = 422, body = Problem)))]
 pub async fn acknowledge_alert(
     auth: Authorized<perm::AlertsAck>,
     state: web::Data<AppState>,
@@ -150,8 +142,7 @@ pub async fn acknowledge_alert(
 }
 
 #[utoipa::path(post, path = "/api/v1/alerts/{id}/resolve", tag = "alerts", params(("id" = i64, Path)), request_body = AlertComment,
-    responses((status = 200, body = AlertView), (status = 400, body = Problem), (status = 404, body = Problem), (status = 409, body = Problem), (status = 422, body = Problem)),
-    security(("bearer" = ["alerts:ack"])))]
+    responses((status = 200, body = AlertView), (status = 400, body = Problem), (status = 404, body = Problem), (status = 409, body = Problem), (status = 422, body = Problem)))]
 pub async fn resolve_alert(
     auth: Authorized<perm::AlertsAck>,
     state: web::Data<AppState>,
@@ -161,22 +152,4 @@ pub async fn resolve_alert(
     Ok(web::Json(
         alerts::resolve(&state.ctx, &auth.actor, id, body.comment).await?,
     ))
-}
-
-pub fn configure(cfg: &mut web::ServiceConfig) {
-    cfg.service(
-        web::scope("/alert-rules")
-            .route("", web::get().to(list_alert_rules))
-            .route("", web::post().to(create_alert_rule))
-            .route("/{id}", web::get().to(get_alert_rule))
-            .route("/{id}", web::patch().to(update_alert_rule))
-            .route("/{id}", web::delete().to(delete_alert_rule)),
-    )
-    .service(
-        web::scope("/alerts")
-            .route("", web::get().to(list_alerts))
-            .route("/{id}", web::get().to(get_alert))
-            .route("/{id}/acknowledge", web::post().to(acknowledge_alert))
-            .route("/{id}/resolve", web::post().to(resolve_alert)),
-    );
 }

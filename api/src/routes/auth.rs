@@ -13,7 +13,7 @@ use service::{
 use super::no_content;
 use crate::{
     error::{ApiError, Problem},
-    extract::{Authenticated, Authorized, SessionId, ValidJson, request_meta},
+    extract::{Authenticated, Authorized, Public, SessionId, ValidJson, request_meta},
     state::AppState,
 };
 
@@ -61,9 +61,9 @@ impl LoginIn {
         (status = 403, description = "Account disabled", body = Problem),
         (status = 422, body = Problem),
         (status = 423, description = "Locked after repeated failures; see Retry-After", body = Problem),
-        (status = 429, description = "Too many failures from this address", body = Problem)),
-    security(()))]
+        (status = 429, description = "Too many failures from this address", body = Problem)))]
 pub async fn login(
+    _: Public,
     req: HttpRequest,
     state: web::Data<AppState>,
     ValidJson(body): ValidJson<LoginIn>,
@@ -89,9 +89,9 @@ pub struct RefreshIn {
 #[utoipa::path(post, path = "/api/v1/auth/refresh", tag = "auth", request_body = RefreshIn,
     responses(
         (status = 200, description = "New token pair; the old refresh token is spent", body = TokenPair),
-        (status = 401, description = "Invalid, expired, or reused (`refresh_token_reused` revokes the session)", body = Problem)),
-    security(()))]
+        (status = 401, description = "Invalid, expired, or reused (`refresh_token_reused` revokes the session)", body = Problem)))]
 pub async fn refresh(
+    _: Public,
     req: HttpRequest,
     state: web::Data<AppState>,
     ValidJson(body): ValidJson<RefreshIn>,
@@ -103,8 +103,7 @@ pub async fn refresh(
 }
 
 #[utoipa::path(post, path = "/api/v1/auth/logout", tag = "auth",
-    responses((status = 204, description = "Session ended")),
-    security(("bearer" = [])))]
+    responses((status = 204, description = "Session ended")))]
 pub async fn logout(
     auth: Authenticated,
     state: web::Data<AppState>,
@@ -121,8 +120,7 @@ pub struct MeOut {
 }
 
 #[utoipa::path(get, path = "/api/v1/auth/me", tag = "auth",
-    responses((status = 200, body = MeOut)),
-    security(("bearer" = ["profile:self"])))]
+    responses((status = 200, body = MeOut)))]
 pub async fn me(
     auth: Authorized<perm::ProfileSelf>,
     state: web::Data<AppState>,
@@ -135,8 +133,7 @@ pub async fn me(
 }
 
 #[utoipa::path(get, path = "/api/v1/auth/sessions", tag = "auth",
-    responses((status = 200, description = "Your live sessions", body = Vec<SessionView>)),
-    security(("bearer" = ["profile:self"])))]
+    responses((status = 200, description = "Your live sessions", body = Vec<SessionView>)))]
 pub async fn list_sessions(
     auth: Authorized<perm::ProfileSelf>,
     state: web::Data<AppState>,
@@ -148,8 +145,7 @@ pub async fn list_sessions(
 
 #[utoipa::path(delete, path = "/api/v1/auth/sessions/{session_id}", tag = "auth",
     params(("session_id" = uuid::Uuid, Path, description = "Session id from the list")),
-    responses((status = 204), (status = 400, body = Problem), (status = 404, body = Problem)),
-    security(("bearer" = ["profile:self"])))]
+    responses((status = 204), (status = 400, body = Problem), (status = 404, body = Problem)))]
 pub async fn revoke_session(
     auth: Authorized<perm::ProfileSelf>,
     state: web::Data<AppState>,
@@ -168,8 +164,7 @@ pub struct ChangePasswordIn {
 }
 
 #[utoipa::path(post, path = "/api/v1/auth/password", tag = "auth", request_body = ChangePasswordIn,
-    responses((status = 204, description = "Changed; your other sessions are signed out"), (status = 422, body = Problem), (status = 423, description = "Locked after repeated wrong passwords", body = Problem)),
-    security(("bearer" = ["profile:self"])))]
+    responses((status = 204, description = "Changed; your other sessions are signed out"), (status = 422, body = Problem), (status = 423, description = "Locked after repeated wrong passwords", body = Problem)))]
 pub async fn change_password(
     auth: Authorized<perm::ProfileSelf>,
     state: web::Data<AppState>,
@@ -195,8 +190,7 @@ pub struct TotpEnrollIn {
 }
 
 #[utoipa::path(post, path = "/api/v1/auth/totp/enroll", tag = "auth", request_body = TotpEnrollIn,
-    responses((status = 200, description = "A new seed; confirm it with a code to turn 2FA on", body = Enrollment), (status = 409, body = Problem), (status = 422, body = Problem), (status = 423, description = "Locked after repeated wrong passwords", body = Problem)),
-    security(("bearer" = ["profile:self"])))]
+    responses((status = 200, description = "A new seed; confirm it with a code to turn 2FA on", body = Enrollment), (status = 409, body = Problem), (status = 422, body = Problem), (status = 423, description = "Locked after repeated wrong passwords", body = Problem)))]
 pub async fn totp_enroll(
     auth: Authorized<perm::ProfileSelf>,
     state: web::Data<AppState>,
@@ -216,8 +210,7 @@ pub struct TotpCodeIn {
 }
 
 #[utoipa::path(post, path = "/api/v1/auth/totp/confirm", tag = "auth", request_body = TotpCodeIn,
-    responses((status = 204, description = "2FA is on; your other sessions are signed out"), (status = 409, body = Problem), (status = 422, body = Problem)),
-    security(("bearer" = ["profile:self"])))]
+    responses((status = 204, description = "2FA is on; your other sessions are signed out"), (status = 409, body = Problem), (status = 422, body = Problem)))]
 pub async fn totp_confirm(
     auth: Authorized<perm::ProfileSelf>,
     state: web::Data<AppState>,
@@ -235,8 +228,7 @@ pub struct TotpDisableIn {
 }
 
 #[utoipa::path(post, path = "/api/v1/auth/totp/disable", tag = "auth", request_body = TotpDisableIn,
-    responses((status = 204), (status = 409, body = Problem), (status = 422, body = Problem), (status = 423, description = "Locked after repeated wrong passwords", body = Problem)),
-    security(("bearer" = ["profile:self"])))]
+    responses((status = 204), (status = 409, body = Problem), (status = 422, body = Problem), (status = 423, description = "Locked after repeated wrong passwords", body = Problem)))]
 pub async fn totp_disable(
     auth: Authorized<perm::ProfileSelf>,
     state: web::Data<AppState>,
@@ -257,20 +249,4 @@ fn check_password_length(field: &str, password: &str) -> Result<(), ApiError> {
         )]));
     }
     Ok(())
-}
-
-pub fn configure(cfg: &mut web::ServiceConfig) {
-    cfg.service(
-        web::scope("/auth")
-            .route("/login", web::post().to(login))
-            .route("/refresh", web::post().to(refresh))
-            .route("/logout", web::post().to(logout))
-            .route("/me", web::get().to(me))
-            .route("/sessions", web::get().to(list_sessions))
-            .route("/sessions/{session_id}", web::delete().to(revoke_session))
-            .route("/password", web::post().to(change_password))
-            .route("/totp/enroll", web::post().to(totp_enroll))
-            .route("/totp/confirm", web::post().to(totp_confirm))
-            .route("/totp/disable", web::post().to(totp_disable)),
-    );
 }

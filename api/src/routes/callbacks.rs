@@ -8,7 +8,7 @@ use uuid::Uuid;
 use crate::{
     error::{ApiError, Problem},
     extract::{
-        ValidQuery,
+        Public, ValidQuery,
         body::{declared_length, read_bounded},
     },
     state::AppState,
@@ -37,9 +37,9 @@ async fn body(req: &HttpRequest, payload: web::Payload) -> Result<web::BytesMut,
 }
 
 #[utoipa::path(get, path = "/api/v1/callbacks/wecom/{instance}", tag = "callbacks", params(("instance" = Uuid, Path), WecomParams),
-    responses((status = 200, description = "The decrypted echostr, as bare text", content_type = "text/plain"), (status = 403, description = "Bad signature, stale timestamp or wrong receive id", body = Problem), (status = 404, body = Problem)),
-    security(()))]
+    responses((status = 200, description = "The decrypted echostr, as bare text", content_type = "text/plain"), (status = 403, description = "Bad signature, stale timestamp or wrong receive id", body = Problem), (status = 404, body = Problem)))]
 pub async fn wecom_verify(
+    _: Public,
     req: HttpRequest,
     state: web::Data<AppState>,
     ValidQuery(params): ValidQuery<WecomParams>,
@@ -52,9 +52,9 @@ pub async fn wecom_verify(
 
 #[utoipa::path(post, path = "/api/v1/callbacks/wecom/{instance}", tag = "callbacks", params(("instance" = Uuid, Path), WecomParams),
     request_body(content = String, description = "WeCom's XML with <Encrypt>", content_type = "text/xml"),
-    responses((status = 200, description = "`success`; the event is stored and applied asynchronously", content_type = "text/plain"), (status = 404, body = Problem), (status = 422, body = Problem)),
-    security(()))]
+    responses((status = 200, description = "`success`; the event is stored and applied asynchronously", content_type = "text/plain"), (status = 404, body = Problem), (status = 422, body = Problem)))]
 pub async fn wecom_event(
+    _: Public,
     req: HttpRequest,
     state: web::Data<AppState>,
     ValidQuery(params): ValidQuery<WecomParams>,
@@ -73,9 +73,9 @@ pub async fn wecom_event(
 
 #[utoipa::path(post, path = "/api/v1/callbacks/agent/{instance}", tag = "callbacks", params(("instance" = Uuid, Path)),
     request_body(content = Object, description = "A signed agent event (docs/agent-protocol.md)", content_type = "application/json"),
-    responses((status = 200, description = "Stored (or already stored: events are de-duplicated by webhook-id)"), (status = 404, body = Problem), (status = 422, body = Problem)),
-    security(()))]
+    responses((status = 200, description = "Stored (or already stored: events are de-duplicated by webhook-id)"), (status = 404, body = Problem), (status = 422, body = Problem)))]
 pub async fn agent_event(
+    _: Public,
     req: HttpRequest,
     state: web::Data<AppState>,
     payload: web::Payload,
@@ -100,13 +100,4 @@ pub async fn agent_event(
     .await?;
     Ok(HttpResponse::Ok()
         .json(serde_json::json!({ "received": true, "duplicate": stored == Stored::Duplicate })))
-}
-
-pub fn configure(cfg: &mut web::ServiceConfig) {
-    cfg.service(
-        web::scope("/callbacks")
-            .route("/wecom/{instance}", web::get().to(wecom_verify))
-            .route("/wecom/{instance}", web::post().to(wecom_event))
-            .route("/agent/{instance}", web::post().to(agent_event)),
-    );
 }

@@ -6,7 +6,7 @@ use secrecy::ExposeSecret;
 use serde::Serialize;
 use service::health::{self, Check};
 
-use crate::{middleware::HttpMetrics, state::AppState};
+use crate::{error::ApiError, extract::Public, middleware::HttpMetrics, state::AppState};
 
 #[derive(Serialize, utoipa::ToSchema)]
 pub struct Health {
@@ -18,8 +18,8 @@ pub struct Health {
 }
 
 #[utoipa::path(get, path = "/healthz", tag = "health",
-    responses((status = 200, description = "The process is alive", body = Health)), security(()))]
-pub async fn healthz() -> HttpResponse {
+    responses((status = 200, description = "The process is alive", body = Health)))]
+pub async fn healthz(_: Public) -> HttpResponse {
     HttpResponse::Ok().json(Health {
         status: "ok",
         checks: Vec::new(),
@@ -28,8 +28,8 @@ pub async fn healthz() -> HttpResponse {
 
 #[utoipa::path(get, path = "/readyz", tag = "health",
     responses((status = 200, description = "Database (and Redis when configured) reachable; the checks only with `Authorization: Bearer <metrics.bearer_token>`", body = Health),
-              (status = 503, description = "A dependency is down", body = Health)), security(()))]
-pub async fn readyz(req: HttpRequest, state: web::Data<AppState>) -> HttpResponse {
+              (status = 503, description = "A dependency is down", body = Health)))]
+pub async fn readyz(_: Public, req: HttpRequest, state: web::Data<AppState>) -> HttpResponse {
     let all = health::readiness(&state.ctx).await;
     let up = all.iter().all(|c| c.ok);
     let checks = if holds_ops_token(&req, &state) {
@@ -52,13 +52,17 @@ pub async fn readyz(req: HttpRequest, state: web::Data<AppState>) -> HttpRespons
 
 #[utoipa::path(get, path = "/metrics", tag = "health",
     responses((status = 200, description = "Prometheus text exposition", content_type = "text/plain"),
-              (status = 401, description = "`metrics.bearer_token` is set and was not sent")),
-    security(()))]
+              (status = 401, description = "`metrics.bearer_token` is set and was not sent"),
+              (status = 404, description = "`metrics.enabled` is off", body = crate::error::Problem)))]
 pub async fn metrics(
+    _: Public,
     req: HttpRequest,
     state: web::Data<AppState>,
     metrics: web::Data<HttpMetrics>,
-) -> HttpResponse {
+) -> Result<HttpResponse, ApiError> {
+    if !state.ctx.settings.metrics.enabled {
+        return Err(ApiError::RouteNotFound);
+    }
     let open = state
         .ctx
         .settings
@@ -67,12 +71,12 @@ pub async fn metrics(
         .expose_secret()
         .is_empty();
     if !open && !holds_ops_token(&req, &state) {
-        return HttpResponse::Unauthorized()
+        return Ok(HttpResponse::Unauthorized()
             .insert_header(("WWW-Authenticate", "Bearer"))
-            .finish();
+            .finish());
     }
     let encoder = prometheus::TextEncoder::new();
-    match encoder.encode_to_string(&metrics.registry.gather()) {
+    Ok(match encoder.encode_to_string(&metrics.registry.gather()) {
         Ok(text) => HttpResponse::Ok()
             .content_type("text/plain; version=0.0.4")
             .body(text),
@@ -80,7 +84,7 @@ pub async fn metrics(
             tracing::error!(error = %e, "encoding metrics failed");
             HttpResponse::InternalServerError().finish()
         }
-    }
+    })
 }
 
 /// Whether the request carries `metrics.bearer_token` (never, when none is configured).
@@ -98,12 +102,4 @@ fn holds_ops_token(req: &HttpRequest, state: &AppState) -> bool {
 /// Constant-time equality, so the token cannot be guessed byte by byte from response times.
 fn subtle_eq(a: &[u8], b: &[u8]) -> bool {
     a.len() == b.len() && a.iter().zip(b).fold(0u8, |acc, (x, y)| acc | (x ^ y)) == 0
-}
-
-pub fn configure(cfg: &mut web::ServiceConfig, metrics_enabled: bool) {
-    cfg.route("/healthz", web::get().to(healthz))
-        .route("/readyz", web::get().to(readyz));
-    if metrics_enabled {
-        cfg.route("/metrics", web::get().to(metrics));
-    }
 }

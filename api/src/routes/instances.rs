@@ -39,8 +39,7 @@ pub struct InstanceQuery {
 }
 
 #[utoipa::path(get, path = "/api/v1/instances", tag = "instances", params(InstanceQuery),
-    responses((status = 200, body = Page<InstanceView>), (status = 422, body = Problem)),
-    security(("bearer" = ["instances:read"])))]
+    responses((status = 200, body = Page<InstanceView>), (status = 422, body = Problem)))]
 pub async fn list_instances(
     auth: Authorized<perm::InstancesRead>,
     state: web::Data<AppState>,
@@ -59,8 +58,7 @@ pub async fn list_instances(
 }
 
 #[utoipa::path(post, path = "/api/v1/instances", tag = "instances", request_body = InstanceInput,
-    responses((status = 201, body = InstanceView), (status = 409, body = Problem), (status = 422, description = "Invalid input, or a URL the outbound policy refuses", body = Problem)),
-    security(("bearer" = ["instances:create"])))]
+    responses((status = 201, body = InstanceView), (status = 409, body = Problem), (status = 422, description = "Invalid input, or a URL the outbound policy refuses", body = Problem)))]
 pub async fn create_instance(
     auth: Authorized<perm::InstancesCreate>,
     state: web::Data<AppState>,
@@ -75,8 +73,7 @@ pub async fn create_instance(
 }
 
 #[utoipa::path(get, path = "/api/v1/instances/{id}", tag = "instances", params(("id" = i64, Path)),
-    responses((status = 200, body = InstanceView), (status = 400, body = Problem), (status = 404, body = Problem)),
-    security(("bearer" = ["instances:read"])))]
+    responses((status = 200, body = InstanceView), (status = 400, body = Problem), (status = 404, body = Problem)))]
 pub async fn get_instance(
     auth: Authorized<perm::InstancesRead>,
     state: web::Data<AppState>,
@@ -86,8 +83,7 @@ pub async fn get_instance(
 }
 
 #[utoipa::path(patch, path = "/api/v1/instances/{id}", tag = "instances", params(("id" = i64, Path)), request_body = InstancePatch,
-    responses((status = 200, body = InstanceView), (status = 400, body = Problem), (status = 404, body = Problem), (status = 409, body = Problem), (status = 422, body = Problem)),
-    security(("bearer" = ["instances:update"])))]
+    responses((status = 200, body = InstanceView), (status = 400, body = Problem), (status = 404, body = Problem), (status = 409, body = Problem), (status = 422, body = Problem)))]
 pub async fn update_instance(
     auth: Authorized<perm::InstancesUpdate>,
     state: web::Data<AppState>,
@@ -100,8 +96,7 @@ pub async fn update_instance(
 }
 
 #[utoipa::path(delete, path = "/api/v1/instances/{id}", tag = "instances", params(("id" = i64, Path)),
-    responses((status = 204), (status = 400, body = Problem), (status = 404, body = Problem)),
-    security(("bearer" = ["instances:delete"])))]
+    responses((status = 204), (status = 400, body = Problem), (status = 404, body = Problem)))]
 pub async fn delete_instance(
     auth: Authorized<perm::InstancesDelete>,
     state: web::Data<AppState>,
@@ -119,8 +114,7 @@ pub struct MaintenanceIn {
 }
 
 #[utoipa::path(post, path = "/api/v1/instances/{id}/maintenance", tag = "instances", params(("id" = i64, Path)), request_body = MaintenanceIn,
-    responses((status = 200, body = InstanceView), (status = 400, body = Problem), (status = 404, body = Problem), (status = 422, body = Problem)),
-    security(("bearer" = ["instances:control"])))]
+    responses((status = 200, body = InstanceView), (status = 400, body = Problem), (status = 404, body = Problem), (status = 422, body = Problem)))]
 pub async fn set_maintenance(
     auth: Authorized<perm::InstancesControl>,
     state: web::Data<AppState>,
@@ -141,8 +135,7 @@ pub struct CheckOut {
 }
 
 #[utoipa::path(post, path = "/api/v1/instances/{id}/check", tag = "instances", params(("id" = i64, Path)),
-    responses((status = 200, description = "A heartbeat run now", body = CheckOut), (status = 400, body = Problem), (status = 404, body = Problem)),
-    security(("bearer" = ["instances:control"])))]
+    responses((status = 200, description = "A heartbeat run now", body = CheckOut), (status = 400, body = Problem), (status = 404, body = Problem)))]
 pub async fn check_instance(
     auth: Authorized<perm::InstancesControl>,
     state: web::Data<AppState>,
@@ -166,8 +159,7 @@ pub async fn check_instance(
 }
 
 #[utoipa::path(get, path = "/api/v1/instances/{id}/configs", tag = "instances", params(("id" = i64, Path)),
-    responses((status = 200, description = "Secrets shown as ******", body = Vec<ConfigEntryView>), (status = 400, body = Problem), (status = 404, body = Problem)),
-    security(("bearer" = ["instances:read"])))]
+    responses((status = 200, description = "Secrets shown as ******", body = Vec<ConfigEntryView>), (status = 400, body = Problem), (status = 404, body = Problem)))]
 pub async fn list_configs(
     auth: Authorized<perm::InstancesRead>,
     state: web::Data<AppState>,
@@ -181,8 +173,7 @@ fn config_key(req: &actix_web::HttpRequest) -> String {
 }
 
 #[utoipa::path(put, path = "/api/v1/instances/{id}/configs/{key}", tag = "instances", params(("id" = i64, Path), ("key" = String, Path)), request_body = ConfigPut,
-    responses((status = 200, body = ConfigEntryView), (status = 400, body = Problem), (status = 404, body = Problem), (status = 422, body = Problem)),
-    security(("bearer" = ["instances:update"])))]
+    responses((status = 200, body = ConfigEntryView), (status = 400, body = Problem), (status = 404, body = Problem), (status = 422, body = Problem)))]
 pub async fn put_config(
     auth: Authorized<perm::InstancesUpdate>,
     state: web::Data<AppState>,
@@ -196,8 +187,7 @@ pub async fn put_config(
 }
 
 #[utoipa::path(delete, path = "/api/v1/instances/{id}/configs/{key}", tag = "instances", params(("id" = i64, Path), ("key" = String, Path)),
-    responses((status = 204), (status = 400, body = Problem), (status = 404, body = Problem), (status = 409, body = Problem)),
-    security(("bearer" = ["instances:update"])))]
+    responses((status = 204), (status = 400, body = Problem), (status = 404, body = Problem), (status = 409, body = Problem)))]
 pub async fn delete_config(
     auth: Authorized<perm::InstancesUpdate>,
     state: web::Data<AppState>,
@@ -209,8 +199,7 @@ pub async fn delete_config(
 }
 
 #[utoipa::path(post, path = "/api/v1/instances/{id}/sync", tag = "instances", params(("id" = i64, Path)),
-    responses((status = 202, description = "Queued (or the run already queued or running)", body = SyncRunView), (status = 400, body = Problem), (status = 404, body = Problem)),
-    security(("bearer" = ["instances:control"])))]
+    responses((status = 202, description = "Queued (or the run already queued or running)", body = SyncRunView), (status = 400, body = Problem), (status = 404, body = Problem)))]
 pub async fn request_sync(
     auth: Authorized<perm::InstancesControl>,
     state: web::Data<AppState>,
@@ -220,8 +209,7 @@ pub async fn request_sync(
 }
 
 #[utoipa::path(get, path = "/api/v1/instances/{id}/sync-runs", tag = "instances", params(("id" = i64, Path), PageQuery),
-    responses((status = 200, body = Page<SyncRunView>), (status = 400, body = Problem), (status = 404, body = Problem), (status = 422, body = Problem)),
-    security(("bearer" = ["instances:read"])))]
+    responses((status = 200, body = Page<SyncRunView>), (status = 400, body = Problem), (status = 404, body = Problem), (status = 422, body = Problem)))]
 pub async fn list_sync_runs(
     auth: Authorized<perm::InstancesRead>,
     state: web::Data<AppState>,
@@ -242,8 +230,7 @@ pub struct LoginQrIn {
 }
 
 #[utoipa::path(post, path = "/api/v1/instances/{id}/login-qr", tag = "instances", params(("id" = i64, Path)), request_body = LoginQrIn,
-    responses((status = 200, description = "Scan it with the WeCom app", body = LoginQr), (status = 400, body = Problem), (status = 404, body = Problem), (status = 409, description = "The instance kind has no QR login", body = Problem), (status = 503, description = "The instance failed", body = Problem)),
-    security(("bearer" = ["accounts:control"])))]
+    responses((status = 200, description = "Scan it with the WeCom app", body = LoginQr), (status = 400, body = Problem), (status = 404, body = Problem), (status = 409, description = "The instance kind has no QR login", body = Problem), (status = 503, description = "The instance failed", body = Problem)))]
 pub async fn login_qr(
     auth: Authorized<perm::AccountsControl>,
     state: web::Data<AppState>,
@@ -253,23 +240,4 @@ pub async fn login_qr(
     Ok(web::Json(
         accounts::login_qr(&state.ctx, &auth.actor, id, body.account_wxid).await?,
     ))
-}
-
-pub fn configure(cfg: &mut web::ServiceConfig) {
-    cfg.service(
-        web::scope("/instances")
-            .route("", web::get().to(list_instances))
-            .route("", web::post().to(create_instance))
-            .route("/{id}", web::get().to(get_instance))
-            .route("/{id}", web::patch().to(update_instance))
-            .route("/{id}", web::delete().to(delete_instance))
-            .route("/{id}/maintenance", web::post().to(set_maintenance))
-            .route("/{id}/check", web::post().to(check_instance))
-            .route("/{id}/configs", web::get().to(list_configs))
-            .route("/{id}/configs/{key}", web::put().to(put_config))
-            .route("/{id}/configs/{key}", web::delete().to(delete_config))
-            .route("/{id}/sync", web::post().to(request_sync))
-            .route("/{id}/sync-runs", web::get().to(list_sync_runs))
-            .route("/{id}/login-qr", web::post().to(login_qr)),
-    );
 }

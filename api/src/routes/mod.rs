@@ -1,4 +1,4 @@
-//! One module per resource; each ends with `configure`, and `startup` mounts them all.
+//! One module per resource; `table` lists every handler once, and `startup` mounts the table.
 
 pub mod accounts;
 pub mod alerts;
@@ -16,6 +16,7 @@ pub mod monitoring;
 
 pub mod permissions;
 pub mod roles;
+pub mod table;
 pub mod tags;
 pub mod tasks;
 pub mod templates;

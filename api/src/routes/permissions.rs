@@ -6,15 +6,10 @@ use service::rbac::{self, PermissionView, perm};
 use crate::{error::ApiError, extract::Authorized, state::AppState};
 
 #[utoipa::path(get, path = "/api/v1/permissions", tag = "roles",
-    responses((status = 200, body = Vec<PermissionView>)),
-    security(("bearer" = ["permissions:read"])))]
+    responses((status = 200, body = Vec<PermissionView>)))]
 pub async fn list_permissions(
     auth: Authorized<perm::PermissionsRead>,
     state: web::Data<AppState>,
 ) -> Result<web::Json<Vec<PermissionView>>, ApiError> {
     Ok(web::Json(rbac::catalogue(&state.ctx, &auth.actor).await?))
-}
-
-pub fn configure(cfg: &mut web::ServiceConfig) {
-    cfg.route("/permissions", web::get().to(list_permissions));
 }

@@ -29,8 +29,7 @@ pub struct RoleQuery {
 }
 
 #[utoipa::path(get, path = "/api/v1/roles", tag = "roles", params(RoleQuery),
-    responses((status = 200, body = Page<RoleView>), (status = 422, body = Problem)),
-    security(("bearer" = ["roles:read"])))]
+    responses((status = 200, body = Page<RoleView>), (status = 422, body = Problem)))]
 pub async fn list_roles(
     auth: Authorized<perm::RolesRead>,
     state: web::Data<AppState>,
@@ -43,8 +42,7 @@ pub async fn list_roles(
 }
 
 #[utoipa::path(post, path = "/api/v1/roles", tag = "roles", request_body = RoleInput,
-    responses((status = 201, body = RoleView), (status = 409, body = Problem), (status = 422, body = Problem)),
-    security(("bearer" = ["roles:create"])))]
+    responses((status = 201, body = RoleView), (status = 409, body = Problem), (status = 422, body = Problem)))]
 pub async fn create_role(
     auth: Authorized<perm::RolesCreate>,
     state: web::Data<AppState>,
@@ -59,8 +57,7 @@ pub async fn create_role(
 }
 
 #[utoipa::path(get, path = "/api/v1/roles/{id}", tag = "roles", params(("id" = i64, Path)),
-    responses((status = 200, body = RoleView), (status = 400, body = Problem), (status = 404, body = Problem)),
-    security(("bearer" = ["roles:read"])))]
+    responses((status = 200, body = RoleView), (status = 400, body = Problem), (status = 404, body = Problem)))]
 pub async fn get_role(
     auth: Authorized<perm::RolesRead>,
     state: web::Data<AppState>,
@@ -72,8 +69,7 @@ pub async fn get_role(
 }
 
 #[utoipa::path(patch, path = "/api/v1/roles/{id}", tag = "roles", params(("id" = i64, Path)), request_body = RolePatch,
-    responses((status = 200, body = RoleView), (status = 400, body = Problem), (status = 404, body = Problem), (status = 409, body = Problem), (status = 422, body = Problem)),
-    security(("bearer" = ["roles:update"])))]
+    responses((status = 200, body = RoleView), (status = 400, body = Problem), (status = 404, body = Problem), (status = 409, body = Problem), (status = 422, body = Problem)))]
 pub async fn update_role(
     auth: Authorized<perm::RolesUpdate>,
     state: web::Data<AppState>,
@@ -86,8 +82,7 @@ pub async fn update_role(
 }
 
 #[utoipa::path(delete, path = "/api/v1/roles/{id}", tag = "roles", params(("id" = i64, Path)),
-    responses((status = 204, description = "Deleted; its grants are removed"), (status = 400, body = Problem), (status = 404, body = Problem), (status = 409, body = Problem)),
-    security(("bearer" = ["roles:delete"])))]
+    responses((status = 204, description = "Deleted; its grants are removed"), (status = 400, body = Problem), (status = 404, body = Problem), (status = 409, body = Problem)))]
 pub async fn delete_role(
     auth: Authorized<perm::RolesDelete>,
     state: web::Data<AppState>,
@@ -106,8 +101,7 @@ pub struct SetPermissionsIn {
 }
 
 #[utoipa::path(put, path = "/api/v1/roles/{id}/permissions", tag = "roles", params(("id" = i64, Path)), request_body = SetPermissionsIn,
-    responses((status = 200, body = RoleView), (status = 400, body = Problem), (status = 404, body = Problem), (status = 409, body = Problem), (status = 422, body = Problem)),
-    security(("bearer" = ["roles:update"])))]
+    responses((status = 200, body = RoleView), (status = 400, body = Problem), (status = 404, body = Problem), (status = 409, body = Problem), (status = 422, body = Problem)))]
 pub async fn set_permissions(
     auth: Authorized<perm::RolesUpdate>,
     state: web::Data<AppState>,
@@ -117,16 +111,4 @@ pub async fn set_permissions(
     Ok(web::Json(
         role_service::set_permissions(&state.ctx, &auth.actor, id, body.permissions).await?,
     ))
-}
-
-pub fn configure(cfg: &mut web::ServiceConfig) {
-    cfg.service(
-        web::scope("/roles")
-            .route("", web::get().to(list_roles))
-            .route("", web::post().to(create_role))
-            .route("/{id}", web::get().to(get_role))
-            .route("/{id}", web::patch().to(update_role))
-            .route("/{id}", web::delete().to(delete_role))
-            .route("/{id}/permissions", web::put().to(set_permissions)),
-    );
 }

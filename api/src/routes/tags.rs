@@ -28,8 +28,7 @@ pub struct TagQuery {
 }
 
 #[utoipa::path(get, path = "/api/v1/tags", tag = "contacts", params(TagQuery),
-    responses((status = 200, body = Page<TagView>), (status = 422, body = Problem)),
-    security(("bearer" = ["tags:read"])))]
+    responses((status = 200, body = Page<TagView>), (status = 422, body = Problem)))]
 pub async fn list_tags(
     auth: Authorized<perm::TagsRead>,
     state: web::Data<AppState>,
@@ -42,8 +41,7 @@ pub async fn list_tags(
 }
 
 #[utoipa::path(post, path = "/api/v1/tags", tag = "contacts", request_body = TagInput,
-    responses((status = 201, body = TagView), (status = 409, body = Problem), (status = 422, body = Problem)),
-    security(("bearer" = ["tags:create"])))]
+    responses((status = 201, body = TagView), (status = 409, body = Problem), (status = 422, body = Problem)))]
 pub async fn create_tag(
     auth: Authorized<perm::TagsCreate>,
     state: web::Data<AppState>,
@@ -58,8 +56,7 @@ pub async fn create_tag(
 }
 
 #[utoipa::path(patch, path = "/api/v1/tags/{id}", tag = "contacts", params(("id" = i64, Path)), request_body = TagPatch,
-    responses((status = 200, body = TagView), (status = 400, body = Problem), (status = 404, body = Problem), (status = 409, body = Problem), (status = 422, body = Problem)),
-    security(("bearer" = ["tags:update"])))]
+    responses((status = 200, body = TagView), (status = 400, body = Problem), (status = 404, body = Problem), (status = 409, body = Problem), (status = 422, body = Problem)))]
 pub async fn update_tag(
     auth: Authorized<perm::TagsUpdate>,
     state: web::Data<AppState>,
@@ -72,8 +69,7 @@ pub async fn update_tag(
 }
 
 #[utoipa::path(delete, path = "/api/v1/tags/{id}", tag = "contacts", params(("id" = i64, Path)),
-    responses((status = 204), (status = 400, body = Problem), (status = 404, body = Problem), (status = 409, body = Problem)),
-    security(("bearer" = ["tags:delete"])))]
+    responses((status = 204), (status = 400, body = Problem), (status = 404, body = Problem), (status = 409, body = Problem)))]
 pub async fn delete_tag(
     auth: Authorized<perm::TagsDelete>,
     state: web::Data<AppState>,
@@ -81,14 +77,4 @@ pub async fn delete_tag(
 ) -> Result<HttpResponse, ApiError> {
     tags::delete(&state.ctx, &auth.actor, id).await?;
     Ok(no_content())
-}
-
-pub fn configure(cfg: &mut web::ServiceConfig) {
-    cfg.service(
-        web::scope("/tags")
-            .route("", web::get().to(list_tags))
-            .route("", web::post().to(create_tag))
-            .route("/{id}", web::patch().to(update_tag))
-            .route("/{id}", web::delete().to(delete_tag)),
-    );
 }

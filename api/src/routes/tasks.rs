@@ -36,8 +36,7 @@ pub struct TaskQuery {
 }
 
 #[utoipa::path(get, path = "/api/v1/tasks", tag = "messaging", params(TaskQuery),
-    responses((status = 200, body = Page<TaskView>), (status = 422, body = Problem)),
-    security(("bearer" = ["tasks:read"])))]
+    responses((status = 200, body = Page<TaskView>), (status = 422, body = Problem)))]
 pub async fn list_tasks(
     auth: Authorized<perm::TasksRead>,
     state: web::Data<AppState>,
@@ -60,8 +59,7 @@ pub async fn list_tasks(
 }
 
 #[utoipa::path(post, path = "/api/v1/tasks", tag = "messaging", request_body = TaskInput,
-    responses((status = 201, body = TaskView), (status = 422, body = Problem)),
-    security(("bearer" = ["tasks:create"])))]
+    responses((status = 201, body = TaskView), (status = 422, body = Problem)))]
 pub async fn create_task(
     auth: Authorized<perm::TasksCreate>,
     state: web::Data<AppState>,
@@ -76,8 +74,7 @@ pub async fn create_task(
 }
 
 #[utoipa::path(get, path = "/api/v1/tasks/{id}", tag = "messaging", params(("id" = i64, Path)),
-    responses((status = 200, description = "With counts, progress and an ETA", body = TaskView), (status = 400, body = Problem), (status = 404, body = Problem)),
-    security(("bearer" = ["tasks:read"])))]
+    responses((status = 200, description = "With counts, progress and an ETA", body = TaskView), (status = 400, body = Problem), (status = 404, body = Problem)))]
 pub async fn get_task(
     auth: Authorized<perm::TasksRead>,
     state: web::Data<AppState>,
@@ -89,8 +86,7 @@ pub async fn get_task(
 }
 
 #[utoipa::path(delete, path = "/api/v1/tasks/{id}", tag = "messaging", params(("id" = i64, Path)),
-    responses((status = 204), (status = 400, body = Problem), (status = 404, body = Problem), (status = 409, body = Problem)),
-    security(("bearer" = ["tasks:delete"])))]
+    responses((status = 204), (status = 400, body = Problem), (status = 404, body = Problem), (status = 409, body = Problem)))]
 pub async fn delete_task(
     auth: Authorized<perm::TasksDelete>,
     state: web::Data<AppState>,
@@ -107,8 +103,7 @@ pub struct PauseIn {
 }
 
 #[utoipa::path(post, path = "/api/v1/tasks/{id}/pause", tag = "messaging", params(("id" = i64, Path)), request_body = PauseIn,
-    responses((status = 200, description = "Paused within one chunk; stays paused across restarts", body = TaskView), (status = 400, body = Problem), (status = 404, body = Problem), (status = 409, body = Problem)),
-    security(("bearer" = ["tasks:control"])))]
+    responses((status = 200, description = "Paused within one chunk; stays paused across restarts", body = TaskView), (status = 400, body = Problem), (status = 404, body = Problem), (status = 409, body = Problem)))]
 pub async fn pause_task(
     auth: Authorized<perm::TasksControl>,
     state: web::Data<AppState>,
@@ -121,8 +116,7 @@ pub async fn pause_task(
 }
 
 #[utoipa::path(post, path = "/api/v1/tasks/{id}/resume", tag = "messaging", params(("id" = i64, Path)),
-    responses((status = 200, body = TaskView), (status = 400, body = Problem), (status = 404, body = Problem), (status = 409, body = Problem)),
-    security(("bearer" = ["tasks:control"])))]
+    responses((status = 200, body = TaskView), (status = 400, body = Problem), (status = 404, body = Problem), (status = 409, body = Problem)))]
 pub async fn resume_task(
     auth: Authorized<perm::TasksControl>,
     state: web::Data<AppState>,
@@ -134,8 +128,7 @@ pub async fn resume_task(
 }
 
 #[utoipa::path(post, path = "/api/v1/tasks/{id}/cancel", tag = "messaging", params(("id" = i64, Path)),
-    responses((status = 200, description = "Receivers not yet sent are skipped as cancelled", body = TaskView), (status = 400, body = Problem), (status = 404, body = Problem), (status = 409, body = Problem)),
-    security(("bearer" = ["tasks:control"])))]
+    responses((status = 200, description = "Receivers not yet sent are skipped as cancelled", body = TaskView), (status = 400, body = Problem), (status = 404, body = Problem), (status = 409, body = Problem)))]
 pub async fn cancel_task(
     auth: Authorized<perm::TasksControl>,
     state: web::Data<AppState>,
@@ -147,8 +140,7 @@ pub async fn cancel_task(
 }
 
 #[utoipa::path(post, path = "/api/v1/tasks/{id}/retry-failed", tag = "messaging", params(("id" = i64, Path)),
-    responses((status = 200, description = "A new run of the latest run's failed receivers", body = TaskView), (status = 400, body = Problem), (status = 404, body = Problem), (status = 409, body = Problem)),
-    security(("bearer" = ["tasks:control"])))]
+    responses((status = 200, description = "A new run of the latest run's failed receivers", body = TaskView), (status = 400, body = Problem), (status = 404, body = Problem), (status = 409, body = Problem)))]
 pub async fn retry_failed(
     auth: Authorized<perm::TasksControl>,
     state: web::Data<AppState>,
@@ -160,8 +152,7 @@ pub async fn retry_failed(
 }
 
 #[utoipa::path(post, path = "/api/v1/tasks/{id}/remind", tag = "messaging", params(("id" = i64, Path)),
-    responses((status = 200, description = "Members reminded to confirm the task's customer mass messages (at most 3 times per message per 24 hours)", body = RemindReport), (status = 400, body = Problem), (status = 404, body = Problem), (status = 409, body = Problem)),
-    security(("bearer" = ["tasks:control"])))]
+    responses((status = 200, description = "Members reminded to confirm the task's customer mass messages (at most 3 times per message per 24 hours)", body = RemindReport), (status = 400, body = Problem), (status = 404, body = Problem), (status = 409, body = Problem)))]
 pub async fn remind_task(
     auth: Authorized<perm::TasksControl>,
     state: web::Data<AppState>,
@@ -173,8 +164,7 @@ pub async fn remind_task(
 }
 
 #[utoipa::path(get, path = "/api/v1/tasks/{id}/runs", tag = "messaging", params(("id" = i64, Path), PageQuery),
-    responses((status = 200, body = Page<RunView>), (status = 400, body = Problem), (status = 404, body = Problem), (status = 422, body = Problem)),
-    security(("bearer" = ["tasks:read"])))]
+    responses((status = 200, body = Page<RunView>), (status = 400, body = Problem), (status = 404, body = Problem), (status = 422, body = Problem)))]
 pub async fn list_runs(
     auth: Authorized<perm::TasksRead>,
     state: web::Data<AppState>,
@@ -201,8 +191,7 @@ pub struct ReceiverQuery {
 }
 
 #[utoipa::path(get, path = "/api/v1/tasks/{id}/receivers", tag = "messaging", params(("id" = i64, Path), ReceiverQuery),
-    responses((status = 200, body = Page<ReceiverView>), (status = 400, body = Problem), (status = 404, body = Problem), (status = 422, body = Problem)),
-    security(("bearer" = ["tasks:read"])))]
+    responses((status = 200, body = Page<ReceiverView>), (status = 400, body = Problem), (status = 404, body = Problem), (status = 422, body = Problem)))]
 pub async fn list_receivers(
     auth: Authorized<perm::TasksRead>,
     state: web::Data<AppState>,
@@ -222,8 +211,7 @@ pub async fn list_receivers(
 }
 
 #[utoipa::path(get, path = "/api/v1/tasks/{id}/report.csv", tag = "messaging", params(("id" = i64, Path), ReceiverFilter),
-    responses((status = 200, description = "Every receiver and its outcome, UTF-8 CSV", content_type = "text/csv"), (status = 400, body = Problem), (status = 404, body = Problem), (status = 422, body = Problem)),
-    security(("bearer" = ["tasks:export"])))]
+    responses((status = 200, description = "Every receiver and its outcome, UTF-8 CSV", content_type = "text/csv"), (status = 400, body = Problem), (status = 404, body = Problem), (status = 422, body = Problem)))]
 pub async fn report_csv(
     auth: Authorized<perm::TasksExport>,
     state: web::Data<AppState>,
@@ -246,8 +234,7 @@ pub async fn report_csv(
 }
 
 #[utoipa::path(get, path = "/api/v1/tasks/{id}/progress", tag = "messaging", params(("id" = i64, Path)),
-    responses((status = 200, description = "Server-sent events: a `progress` event with the task every second until it stops running, or until the session ends or loses `tasks:read`", content_type = "text/event-stream"), (status = 400, body = Problem), (status = 404, body = Problem), (status = 429, description = "You hold the maximum of open progress streams", body = Problem)),
-    security(("bearer" = ["tasks:read"])))]
+    responses((status = 200, description = "Server-sent events: a `progress` event with the task every second until it stops running, or until the session ends or loses `tasks:read`", content_type = "text/event-stream"), (status = 400, body = Problem), (status = 404, body = Problem), (status = 429, description = "You hold the maximum of open progress streams", body = Problem)))]
 pub async fn progress_stream(
     auth: Authorized<perm::TasksRead>,
     state: web::Data<AppState>,
@@ -272,23 +259,4 @@ pub async fn progress_stream(
         .content_type("text/event-stream")
         .insert_header(("Cache-Control", "no-cache"))
         .streaming(events))
-}
-
-pub fn configure(cfg: &mut web::ServiceConfig) {
-    cfg.service(
-        web::scope("/tasks")
-            .route("", web::get().to(list_tasks))
-            .route("", web::post().to(create_task))
-            .route("/{id}", web::get().to(get_task))
-            .route("/{id}", web::delete().to(delete_task))
-            .route("/{id}/pause", web::post().to(pause_task))
-            .route("/{id}/resume", web::post().to(resume_task))
-            .route("/{id}/cancel", web::post().to(cancel_task))
-            .route("/{id}/retry-failed", web::post().to(retry_failed))
-            .route("/{id}/remind", web::post().to(remind_task))
-            .route("/{id}/runs", web::get().to(list_runs))
-            .route("/{id}/receivers", web::get().to(list_receivers))
-            .route("/{id}/report.csv", web::get().to(report_csv))
-            .route("/{id}/progress", web::get().to(progress_stream)),
-    );
 }

@@ -31,8 +31,7 @@ pub struct TemplateQuery {
 }
 
 #[utoipa::path(get, path = "/api/v1/templates", tag = "messaging", params(TemplateQuery),
-    responses((status = 200, body = Page<TemplateView>), (status = 422, body = Problem)),
-    security(("bearer" = ["templates:read"])))]
+    responses((status = 200, body = Page<TemplateView>), (status = 422, body = Problem)))]
 pub async fn list_templates(
     auth: Authorized<perm::TemplatesRead>,
     state: web::Data<AppState>,
@@ -51,8 +50,7 @@ pub async fn list_templates(
 }
 
 #[utoipa::path(post, path = "/api/v1/templates", tag = "messaging", request_body = TemplateInput,
-    responses((status = 201, body = TemplateView), (status = 422, description = "Invalid, or the template does not compile or uses undeclared variables", body = Problem)),
-    security(("bearer" = ["templates:create"])))]
+    responses((status = 201, body = TemplateView), (status = 422, description = "Invalid, or the template does not compile or uses undeclared variables", body = Problem)))]
 pub async fn create_template(
     auth: Authorized<perm::TemplatesCreate>,
     state: web::Data<AppState>,
@@ -67,8 +65,7 @@ pub async fn create_template(
 }
 
 #[utoipa::path(get, path = "/api/v1/templates/{id}", tag = "messaging", params(("id" = i64, Path)),
-    responses((status = 200, body = TemplateView), (status = 400, body = Problem), (status = 404, body = Problem)),
-    security(("bearer" = ["templates:read"])))]
+    responses((status = 200, body = TemplateView), (status = 400, body = Problem), (status = 404, body = Problem)))]
 pub async fn get_template(
     auth: Authorized<perm::TemplatesRead>,
     state: web::Data<AppState>,
@@ -80,8 +77,7 @@ pub async fn get_template(
 }
 
 #[utoipa::path(patch, path = "/api/v1/templates/{id}", tag = "messaging", params(("id" = i64, Path)), request_body = TemplatePatch,
-    responses((status = 200, body = TemplateView), (status = 400, body = Problem), (status = 404, body = Problem), (status = 422, body = Problem)),
-    security(("bearer" = ["templates:update"])))]
+    responses((status = 200, body = TemplateView), (status = 400, body = Problem), (status = 404, body = Problem), (status = 422, body = Problem)))]
 pub async fn update_template(
     auth: Authorized<perm::TemplatesUpdate>,
     state: web::Data<AppState>,
@@ -94,8 +90,7 @@ pub async fn update_template(
 }
 
 #[utoipa::path(delete, path = "/api/v1/templates/{id}", tag = "messaging", params(("id" = i64, Path)),
-    responses((status = 204), (status = 400, body = Problem), (status = 404, body = Problem)),
-    security(("bearer" = ["templates:delete"])))]
+    responses((status = 204), (status = 400, body = Problem), (status = 404, body = Problem)))]
 pub async fn delete_template(
     auth: Authorized<perm::TemplatesDelete>,
     state: web::Data<AppState>,
@@ -115,8 +110,7 @@ pub struct PreviewIn {
 }
 
 #[utoipa::path(post, path = "/api/v1/templates/{id}/preview", tag = "messaging", params(("id" = i64, Path)), request_body = PreviewIn,
-    responses((status = 200, body = Preview), (status = 400, body = Problem), (status = 404, body = Problem), (status = 422, description = "Rendering failed (field content or payload)", body = Problem)),
-    security(("bearer" = ["templates:read"])))]
+    responses((status = 200, body = Preview), (status = 400, body = Problem), (status = 404, body = Problem), (status = 422, description = "Rendering failed (field content or payload)", body = Problem)))]
 pub async fn preview_template(
     auth: Authorized<perm::TemplatesRead>,
     state: web::Data<AppState>,
@@ -126,16 +120,4 @@ pub async fn preview_template(
     Ok(web::Json(
         templates::preview(&state.ctx, &auth.actor, id, body.sample).await?,
     ))
-}
-
-pub fn configure(cfg: &mut web::ServiceConfig) {
-    cfg.service(
-        web::scope("/templates")
-            .route("", web::get().to(list_templates))
-            .route("", web::post().to(create_template))
-            .route("/{id}", web::get().to(get_template))
-            .route("/{id}", web::patch().to(update_template))
-            .route("/{id}", web::delete().to(delete_template))
-            .route("/{id}/preview", web::post().to(preview_template)),
-    );
 }

@@ -34,8 +34,7 @@ pub struct UserQuery {
 }
 
 #[utoipa::path(get, path = "/api/v1/users", tag = "users", params(UserQuery),
-    responses((status = 200, body = Page<UserView>), (status = 422, body = Problem)),
-    security(("bearer" = ["users:read"])))]
+    responses((status = 200, body = Page<UserView>), (status = 422, body = Problem)))]
 pub async fn list_users(
     auth: Authorized<perm::UsersRead>,
     state: web::Data<AppState>,
@@ -53,8 +52,7 @@ pub async fn list_users(
 }
 
 #[utoipa::path(post, path = "/api/v1/users", tag = "users", request_body = UserInput,
-    responses((status = 201, body = UserView), (status = 409, body = Problem), (status = 422, body = Problem)),
-    security(("bearer" = ["users:create"])))]
+    responses((status = 201, body = UserView), (status = 409, body = Problem), (status = 422, body = Problem)))]
 pub async fn create_user(
     auth: Authorized<perm::UsersCreate>,
     state: web::Data<AppState>,
@@ -69,8 +67,7 @@ pub async fn create_user(
 }
 
 #[utoipa::path(get, path = "/api/v1/users/{id}", tag = "users", params(("id" = i64, Path)),
-    responses((status = 200, body = UserView), (status = 400, body = Problem), (status = 404, body = Problem)),
-    security(("bearer" = ["users:read"])))]
+    responses((status = 200, body = UserView), (status = 400, body = Problem), (status = 404, body = Problem)))]
 pub async fn get_user(
     auth: Authorized<perm::UsersRead>,
     state: web::Data<AppState>,
@@ -82,8 +79,7 @@ pub async fn get_user(
 }
 
 #[utoipa::path(patch, path = "/api/v1/users/{id}", tag = "users", params(("id" = i64, Path)), request_body = UserPatch,
-    responses((status = 200, body = UserView), (status = 400, body = Problem), (status = 404, body = Problem), (status = 409, body = Problem), (status = 422, body = Problem)),
-    security(("bearer" = ["users:update"])))]
+    responses((status = 200, body = UserView), (status = 400, body = Problem), (status = 404, body = Problem), (status = 409, body = Problem), (status = 422, body = Problem)))]
 pub async fn update_user(
     auth: Authorized<perm::UsersUpdate>,
     state: web::Data<AppState>,
@@ -96,8 +92,7 @@ pub async fn update_user(
 }
 
 #[utoipa::path(delete, path = "/api/v1/users/{id}", tag = "users", params(("id" = i64, Path)),
-    responses((status = 204, description = "Soft-deleted; the username can be reused"), (status = 400, body = Problem), (status = 404, body = Problem), (status = 409, body = Problem)),
-    security(("bearer" = ["users:delete"])))]
+    responses((status = 204, description = "Soft-deleted; the username can be reused"), (status = 400, body = Problem), (status = 404, body = Problem), (status = 409, body = Problem)))]
 pub async fn delete_user(
     auth: Authorized<perm::UsersDelete>,
     state: web::Data<AppState>,
@@ -108,8 +103,7 @@ pub async fn delete_user(
 }
 
 #[utoipa::path(post, path = "/api/v1/users/{id}/disable", tag = "users", params(("id" = i64, Path)),
-    responses((status = 200, description = "Disabled and signed out everywhere", body = UserView), (status = 400, body = Problem), (status = 404, body = Problem), (status = 409, body = Problem)),
-    security(("bearer" = ["users:update"])))]
+    responses((status = 200, description = "Disabled and signed out everywhere", body = UserView), (status = 400, body = Problem), (status = 404, body = Problem), (status = 409, body = Problem)))]
 pub async fn disable_user(
     auth: Authorized<perm::UsersUpdate>,
     state: web::Data<AppState>,
@@ -121,8 +115,7 @@ pub async fn disable_user(
 }
 
 #[utoipa::path(post, path = "/api/v1/users/{id}/enable", tag = "users", params(("id" = i64, Path)),
-    responses((status = 200, body = UserView), (status = 400, body = Problem), (status = 404, body = Problem)),
-    security(("bearer" = ["users:update"])))]
+    responses((status = 200, body = UserView), (status = 400, body = Problem), (status = 404, body = Problem)))]
 pub async fn enable_user(
     auth: Authorized<perm::UsersUpdate>,
     state: web::Data<AppState>,
@@ -134,8 +127,7 @@ pub async fn enable_user(
 }
 
 #[utoipa::path(post, path = "/api/v1/users/{id}/unlock", tag = "users", params(("id" = i64, Path)),
-    responses((status = 200, description = "Lockout lifted", body = UserView), (status = 400, body = Problem), (status = 404, body = Problem)),
-    security(("bearer" = ["users:update"])))]
+    responses((status = 200, description = "Lockout lifted", body = UserView), (status = 400, body = Problem), (status = 404, body = Problem)))]
 pub async fn unlock_user(
     auth: Authorized<perm::UsersUpdate>,
     state: web::Data<AppState>,
@@ -147,8 +139,7 @@ pub async fn unlock_user(
 }
 
 #[utoipa::path(post, path = "/api/v1/users/{id}/reset-totp", tag = "users", params(("id" = i64, Path)),
-    responses((status = 204, description = "2FA removed; the user is signed out everywhere"), (status = 400, body = Problem), (status = 404, body = Problem)),
-    security(("bearer" = ["users:update"])))]
+    responses((status = 204, description = "2FA removed; the user is signed out everywhere"), (status = 400, body = Problem), (status = 404, body = Problem)))]
 pub async fn reset_totp(
     auth: Authorized<perm::UsersUpdate>,
     state: web::Data<AppState>,
@@ -166,8 +157,7 @@ pub struct SetPasswordIn {
 }
 
 #[utoipa::path(post, path = "/api/v1/users/{id}/password", tag = "users", params(("id" = i64, Path)), request_body = SetPasswordIn,
-    responses((status = 204, description = "Password set; the user is signed out everywhere"), (status = 400, body = Problem), (status = 404, body = Problem), (status = 422, body = Problem)),
-    security(("bearer" = ["users:update"])))]
+    responses((status = 204, description = "Password set; the user is signed out everywhere"), (status = 400, body = Problem), (status = 404, body = Problem), (status = 422, body = Problem)))]
 pub async fn set_password(
     auth: Authorized<perm::UsersUpdate>,
     state: web::Data<AppState>,
@@ -186,8 +176,7 @@ pub struct SetRolesIn {
 }
 
 #[utoipa::path(put, path = "/api/v1/users/{id}/roles", tag = "users", params(("id" = i64, Path)), request_body = SetRolesIn,
-    responses((status = 200, body = UserView), (status = 400, body = Problem), (status = 404, body = Problem), (status = 409, body = Problem), (status = 422, body = Problem)),
-    security(("bearer" = ["users:update"])))]
+    responses((status = 200, body = UserView), (status = 400, body = Problem), (status = 404, body = Problem), (status = 409, body = Problem), (status = 422, body = Problem)))]
 pub async fn set_roles(
     auth: Authorized<perm::UsersUpdate>,
     state: web::Data<AppState>,
@@ -210,8 +199,7 @@ pub struct SetInstancesIn {
 }
 
 #[utoipa::path(put, path = "/api/v1/users/{id}/instances", tag = "users", params(("id" = i64, Path)), request_body = SetInstancesIn,
-    responses((status = 200, body = UserView), (status = 400, body = Problem), (status = 404, body = Problem), (status = 422, body = Problem)),
-    security(("bearer" = ["users:update"])))]
+    responses((status = 200, body = UserView), (status = 400, body = Problem), (status = 404, body = Problem), (status = 422, body = Problem)))]
 pub async fn set_instances(
     auth: Authorized<perm::UsersUpdate>,
     state: web::Data<AppState>,
@@ -224,8 +212,7 @@ pub async fn set_instances(
 }
 
 #[utoipa::path(get, path = "/api/v1/users/{id}/sessions", tag = "users", params(("id" = i64, Path)),
-    responses((status = 200, body = Vec<SessionView>), (status = 400, body = Problem), (status = 404, body = Problem)),
-    security(("bearer" = ["users:read"])))]
+    responses((status = 200, body = Vec<SessionView>), (status = 400, body = Problem), (status = 404, body = Problem)))]
 pub async fn list_user_sessions(
     auth: Authorized<perm::UsersRead>,
     state: web::Data<AppState>,
@@ -237,8 +224,7 @@ pub async fn list_user_sessions(
 }
 
 #[utoipa::path(delete, path = "/api/v1/users/{id}/sessions", tag = "users", params(("id" = i64, Path)),
-    responses((status = 204, description = "Signed out everywhere"), (status = 400, body = Problem), (status = 404, body = Problem)),
-    security(("bearer" = ["users:update"])))]
+    responses((status = 204, description = "Signed out everywhere"), (status = 400, body = Problem), (status = 404, body = Problem)))]
 pub async fn revoke_user_sessions(
     auth: Authorized<perm::UsersUpdate>,
     state: web::Data<AppState>,
@@ -246,24 +232,4 @@ pub async fn revoke_user_sessions(
 ) -> Result<HttpResponse, ApiError> {
     sessions::revoke_all_for_user(&state.ctx, &auth.actor, id).await?;
     Ok(no_content())
-}
-
-pub fn configure(cfg: &mut web::ServiceConfig) {
-    cfg.service(
-        web::scope("/users")
-            .route("", web::get().to(list_users))
-            .route("", web::post().to(create_user))
-            .route("/{id}", web::get().to(get_user))
-            .route("/{id}", web::patch().to(update_user))
-            .route("/{id}", web::delete().to(delete_user))
-            .route("/{id}/disable", web::post().to(disable_user))
-            .route("/{id}/enable", web::post().to(enable_user))
-            .route("/{id}/unlock", web::post().to(unlock_user))
-            .route("/{id}/reset-totp", web::post().to(reset_totp))
-            .route("/{id}/password", web::post().to(set_password))
-            .route("/{id}/roles", web::put().to(set_roles))
-            .route("/{id}/instances", web::put().to(set_instances))
-            .route("/{id}/sessions", web::get().to(list_user_sessions))
-            .route("/{id}/sessions", web::delete().to(revoke_user_sessions)),
-    );
 }
