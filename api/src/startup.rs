@@ -42,6 +42,7 @@ impl Application {
                 .wrap(from_fn(middleware::access_log))
                 .wrap(from_fn(middleware::record_metrics))
                 .wrap(from_fn(middleware::request_id))
+                .wrap(from_fn(middleware::security_headers))
                 .route("/api/openapi.json", web::get().to(openapi_json))
                 .service(Scalar::with_url("/docs", openapi.clone()))
                 .configure(routes::table::register)
@@ -72,9 +73,12 @@ async fn openapi_json() -> actix_web::HttpResponse {
     actix_web::HttpResponse::Ok().json(openapi::document())
 }
 
-/// Unknown paths and wrong methods answer in problem+json like everything else; a wrong method
-/// names the right ones in `Allow`.
+/// What no route takes: the console's files and pages (GET outside `/api/`), else problem+json
+/// like everything else — a wrong method names the right ones in `Allow`.
 async fn not_found(req: actix_web::HttpRequest) -> Result<actix_web::HttpResponse, ApiError> {
+    if let Some(page) = crate::console::serve(&req) {
+        return Ok(page);
+    }
     Err(match openapi::route_at(req.path()) {
         Some(item) => ApiError::method_not_allowed(item),
         None => ApiError::RouteNotFound,

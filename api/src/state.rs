@@ -10,3 +10,10 @@ pub struct AppState {
     /// Open progress streams per user (capped).
     pub streams: StreamSlots,
 }
+
+impl AppState {
+    /// Console cookies are `Secure` when the console is served over HTTPS (`server.public_url`).
+    pub fn secure_cookies(&self) -> bool {
+        self.ctx.settings.server.public_url.starts_with("https://")
+    }
+}

@@ -64,6 +64,8 @@ pub enum Command {
         #[command(subcommand)]
         action: bench::Action,
     },
+    /// Prints the OpenAPI document (the console's types are generated from it).
+    Openapi,
     /// Configuration tools.
     Config {
         #[command(subcommand)]
@@ -86,5 +88,9 @@ pub async fn run(cli: Cli) -> anyhow::Result<()> {
         Command::Secrets { action } => secrets::run(settings, action).await,
         Command::Sim(args) => sim::run(*args).await,
         Command::Bench { action } => bench::run(action).await,
+        Command::Openapi => {
+            println!("{}", serde_json::to_string_pretty(api::openapi::document())?);
+            Ok(())
+        }
     }
 }

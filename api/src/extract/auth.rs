@@ -32,6 +32,11 @@ fn actor(req: &HttpRequest) -> Result<Actor, ApiError> {
     match req.extensions().get::<AuthOutcome>() {
         Some(AuthOutcome::Authenticated(actor)) => Ok(actor.clone()),
         Some(AuthOutcome::Rejected(failure)) => Err(ServiceError::Unauthenticated(*failure).into()),
+        Some(AuthOutcome::CsrfMissing) => Err(ServiceError::Forbidden(format!(
+            "a console session must send its `{}` header with every request that changes something",
+            crate::session_cookie::CSRF_HEADER
+        ))
+        .into()),
         None => Err(ServiceError::Unauthenticated(AuthFailure::MissingToken).into()),
     }
 }

@@ -14,6 +14,7 @@ use super::no_content;
 use crate::{
     error::{ApiError, Problem},
     extract::{Authenticated, Authorized, Public, SessionId, ValidJson, request_meta},
+    session_cookie,
     state::AppState,
 };
 
@@ -68,16 +69,23 @@ pub async fn login(
     state: web::Data<AppState>,
     ValidJson(body): ValidJson<LoginIn>,
 ) -> Result<web::Json<TokenPair>, ApiError> {
+    Ok(web::Json(sign_in(&req, &state, body).await?))
+}
+
+/// Checks the credentials (and the second factor) and opens a session.
+pub(crate) async fn sign_in(
+    req: &HttpRequest,
+    state: &AppState,
+    body: LoginIn,
+) -> Result<TokenPair, ApiError> {
     body.check()?;
-    let meta = request_meta(&req, &state.ctx.settings.server.trusted_proxies);
+    let meta = request_meta(req, &state.ctx.settings.server.trusted_proxies);
     let input = LoginInput {
         login: body.login,
         password: body.password,
         totp_code: body.totp_code,
     };
-    Ok(web::Json(
-        auth_service::login(&state.ctx, input, &meta).await?,
-    ))
+    Ok(auth_service::login(&state.ctx, input, &meta).await?)
 }
 
 #[derive(Debug, Deserialize, utoipa::ToSchema)]
@@ -103,13 +111,18 @@ pub async fn refresh(
 }
 
 #[utoipa::path(post, path = "/api/v1/auth/logout", tag = "auth",
-    responses((status = 204, description = "Session ended")))]
+    responses((status = 204, description = "Session ended (a console session's cookies are cleared too)")))]
 pub async fn logout(
     auth: Authenticated,
     state: web::Data<AppState>,
 ) -> Result<HttpResponse, ApiError> {
     auth_service::logout(&state.ctx, &auth.actor).await?;
-    Ok(no_content())
+    let mut response = no_content();
+    session_cookie::append_cookies(
+        &mut response,
+        session_cookie::cleared_cookies(state.secure_cookies()),
+    );
+    Ok(response)
 }
 
 #[derive(Debug, Serialize, utoipa::ToSchema)]

@@ -1,0 +1,68 @@
+// What the browser tests prepare through the API as a bearer client (the same API the console
+// uses): instances on the sim, roles and users, broadcasts.
+
+export const base = process.env.WEWORK_URL ?? 'http://127.0.0.1:8080'
+export const simUrl = process.env.WEWORK_SIM_URL ?? 'http://127.0.0.1:9100'
+export const adminPassword = process.env.WEWORK_ADMIN_PASSWORD ?? 'Console-Admin-Passw0rd!'
+
+export class Api {
+  private constructor(private token: string) {}
+
+  static async signIn(login = 'admin', password = adminPassword): Promise<Api> {
+    const answer = await raw('POST', '/api/v1/auth/login', undefined, { login, password })
+    return new Api((answer as { access_token: string }).access_token)
+  }
+
+  call<T>(method: string, path: string, body?: unknown): Promise<T> {
+    return raw(method, path, this.token, body) as Promise<T>
+  }
+
+  /** An agent instance on the sim, synced, with its contacts. */
+  async simInstance(name: string): Promise<number> {
+    const instance = await this.call<{ id: number }>('POST', '/api/v1/instances', {
+      name,
+      kind: 'agent',
+      api_url: `${simUrl}/agent`,
+      heartbeat_interval: 5,
+      config: { agent_secret: 'sim-agent-secret' },
+    })
+    await this.call('POST', `/api/v1/instances/${instance.id}/sync`)
+    for (let i = 0; i < 120; i++) {
+      const runs = await this.call<{ items: { status: string }[] }>('GET', `/api/v1/instances/${instance.id}/sync-runs`)
+      if (runs.items.some((r) => r.status === 'succeeded')) return instance.id
+      await new Promise((r) => setTimeout(r, 500))
+    }
+    throw new Error('the sim instance did not sync')
+  }
+
+  /** A user holding exactly `permissions`, through a role of their own. */
+  async userWith(username: string, password: string, permissions: string[]): Promise<void> {
+    const role = await this.call<{ id: number }>('POST', '/api/v1/roles', { name: `${username}_role`, display_name: `${username} role` })
+    await this.call('PUT', `/api/v1/roles/${role.id}/permissions`, { permissions })
+    const user = await this.call<{ id: number }>('POST', '/api/v1/users', { username, password })
+    await this.call('PUT', `/api/v1/users/${user.id}/roles`, { roles: [{ role_id: role.id }] })
+  }
+}
+
+async function raw(method: string, path: string, token: string | undefined, body?: unknown): Promise<unknown> {
+  const response = await fetch(`${base}${path}`, {
+    method,
+    headers: {
+      ...(token ? { authorization: `Bearer ${token}` } : {}),
+      ...(body !== undefined ? { 'content-type': 'application/json' } : {}),
+    },
+    body: body === undefined ? undefined : JSON.stringify(body),
+  })
+  const text = await response.text()
+  if (!response.ok) throw new Error(`${method} ${path}: ${response.status} ${text}`)
+  return text ? JSON.parse(text) : undefined
+}
+
+export async function simFaults(faults: Record<string, unknown>) {
+  const response = await fetch(`${simUrl}/_sim/faults`, {
+    method: 'PUT',
+    headers: { 'content-type': 'application/json' },
+    body: JSON.stringify(faults),
+  })
+  if (!response.ok) throw new Error(`sim faults: ${response.status}`)
+}

@@ -1,0 +1,122 @@
+import AxeBuilder from '@axe-core/playwright'
+import { expect, type Page, test } from '@playwright/test'
+
+import { adminPassword, Api, simFaults } from './api'
+
+const shots = process.env.WEWORK_SCREENSHOTS
+
+/** Fails the test on any Content-Security-Policy violation the page reports. */
+function watchPolicy(page: Page): string[] {
+  const violations: string[] = []
+  page.on('console', (message) => {
+    if (message.type() === 'error' && /Content Security Policy/i.test(message.text())) violations.push(message.text())
+  })
+  return violations
+}
+
+async function signIn(page: Page, login: string, password: string) {
+  await page.goto('/')
+  await expect(page).toHaveURL(/\/sign-in/)
+  await page.locator('#login').fill(login)
+  await page.locator('#password').fill(password)
+  await page.getByRole('button', { name: '登录' }).click()
+  await expect(page.getByTestId('user-menu')).toBeVisible()
+}
+
+/** No serious or critical axe-core violation on the page as shown. */
+async function expectAccessible(page: Page) {
+  const result = await new AxeBuilder({ page }).analyze()
+  const serious = result.violations
+    .filter((v) => v.impact === 'serious' || v.impact === 'critical')
+    .map((v) => `${v.id}: ${v.nodes.map((n) => n.target.join(' ')).join(', ')}`)
+  expect(serious).toEqual([])
+}
+
+async function screenshot(page: Page, name: string) {
+  if (shots) await page.screenshot({ path: `${shots}/${name}.png`, fullPage: false })
+}
+
+test('sign in, find your way in Chinese and English, sign out', async ({ page }) => {
+  const violations = watchPolicy(page)
+  await signIn(page, 'admin', adminPassword)
+  await expect(page.getByRole('heading', { name: '今日概览' })).toBeVisible()
+  await expectAccessible(page)
+  await screenshot(page, 'home')
+
+  for (const [menu, heading] of [
+    ['消息任务', '消息任务'],
+    ['客户', '客户'],
+    ['实例', '实例'],
+    ['用户', '用户'],
+    ['审计日志', '审计日志'],
+  ]) {
+    await page.getByRole('menuitem', { name: menu, exact: true }).click()
+    await expect(page.getByRole('heading', { name: heading, exact: true })).toBeVisible()
+    await expectAccessible(page)
+  }
+
+  await page.getByRole('combobox', { name: '语言' }).first().click()
+  await page.getByRole('option', { name: 'English' }).click()
+  await expect(page.getByRole('heading', { name: 'Audit log' })).toBeVisible()
+  await page.getByRole('combobox', { name: 'Language' }).first().click()
+  await page.getByRole('option', { name: '简体中文' }).click()
+
+  await page.getByTestId('user-menu').click()
+  await page.getByRole('menuitem', { name: '退出登录' }).click()
+  await expect(page).toHaveURL(/\/sign-in/)
+  await page.goto('/tasks')
+  await expect(page).toHaveURL(/\/sign-in\?next=/)
+  expect(violations).toEqual([])
+})
+
+test('a broadcast runs live on its task page: pause, resume, finish, report', async ({ page }) => {
+  const violations = watchPolicy(page)
+  const api = await Api.signIn()
+  const instance = await api.simInstance(`console-e2e-${Date.now()}`)
+  await simFaults({ latency_ms_min: 40, latency_ms_max: 80 })
+  const task = await api.call<{ id: number }>('POST', '/api/v1/tasks', {
+    name: '周末特惠群发',
+    task_type: 'broadcast',
+    content: '{{ nickname }}，周末特惠',
+    audience: { filter: { instance_ids: [instance] } },
+  })
+
+  await signIn(page, 'admin', adminPassword)
+  await page.goto(`/tasks/${task.id}`)
+  await expect(page.getByText('周末特惠群发')).toBeVisible()
+  await expect(page.getByText('实时')).toBeVisible()
+  await screenshot(page, 'task-detail')
+
+  await page.getByRole('button', { name: '暂停' }).click()
+  await expect(page.getByText('已暂停').first()).toBeVisible()
+  const pausedAt = await page.getByTestId('task-counts').textContent()
+  await page.waitForTimeout(1500)
+  expect(await page.getByTestId('task-counts').textContent()).toBe(pausedAt)
+
+  await simFaults({ latency_ms_min: 0, latency_ms_max: 0 })
+  await page.getByRole('button', { name: '恢复' }).click()
+  await expect(page.getByText('已完成').first()).toBeVisible({ timeout: 90_000 })
+  await expect(page.getByTestId('task-progress')).toContainText('100%')
+  await expectAccessible(page)
+
+  const download = page.waitForEvent('download')
+  await page.getByText('下载报告 (CSV)').click()
+  const report = await download
+  expect(report.suggestedFilename()).toMatch(/\.csv$/)
+  expect(violations).toEqual([])
+})
+
+test('an operator without users:read sees no user admin and is told why', async ({ page }) => {
+  const api = await Api.signIn()
+  const name = `operator${Date.now()}`
+  const password = 'Operator-Passw0rd!'
+  await api.userWith(name, password, ['tasks:read', 'contacts:read', 'profile:self'])
+
+  await signIn(page, name, password)
+  await expect(page.getByRole('menuitem', { name: '消息任务' })).toBeVisible()
+  await expect(page.getByRole('menuitem', { name: '用户', exact: true })).toHaveCount(0)
+  await expect(page.getByRole('menuitem', { name: '审计日志' })).toHaveCount(0)
+  await page.goto('/users')
+  await expect(page.getByRole('alert')).toContainText('users:read')
+  await expectAccessible(page)
+})

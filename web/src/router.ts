@@ -1,0 +1,43 @@
+import { createRouter, createWebHistory, type RouteRecordRaw } from 'vue-router'
+
+import AppLayout from './components/AppLayout.vue'
+import SignIn from './pages/SignIn.vue'
+import { useSession } from './stores/session'
+
+declare module 'vue-router' {
+  interface RouteMeta {
+    /** The permission the page needs; the menu hides it and the page explains a 403 without it. */
+    perm?: string
+    /** Reachable without a session. */
+    public?: boolean
+    /** i18n key of the menu entry and page title. */
+    title?: string
+  }
+}
+
+export const pages: RouteRecordRaw[] = [
+  { path: '', name: 'home', component: () => import('./pages/HomePage.vue'), meta: { title: 'nav.home' } },
+  { path: 'tasks', name: 'tasks', component: () => import('./pages/tasks/TaskList.vue'), meta: { perm: 'tasks:read', title: 'nav.tasks' } },
+  { path: 'tasks/:id(\\d+)', name: 'task', component: () => import('./pages/tasks/TaskDetail.vue'), meta: { perm: 'tasks:read', title: 'nav.tasks' } },
+  { path: 'contacts', name: 'contacts', component: () => import('./pages/contacts/ContactList.vue'), meta: { perm: 'contacts:read', title: 'nav.contacts' } },
+  { path: 'instances', name: 'instances', component: () => import('./pages/instances/InstanceList.vue'), meta: { perm: 'instances:read', title: 'nav.instances' } },
+  { path: 'users', name: 'users', component: () => import('./pages/admin/UserList.vue'), meta: { perm: 'users:read', title: 'nav.users' } },
+  { path: 'audit', name: 'audit', component: () => import('./pages/admin/AuditLog.vue'), meta: { perm: 'audit_logs:read', title: 'nav.audit' } },
+  { path: 'profile', name: 'profile', component: () => import('./pages/ProfilePage.vue'), meta: { title: 'app.profile' } },
+]
+
+const routes: RouteRecordRaw[] = [
+  { path: '/sign-in', name: 'sign-in', component: SignIn, meta: { public: true } },
+  { path: '/', component: AppLayout, children: pages },
+  { path: '/:missing(.*)*', name: 'not-found', component: () => import('./pages/NotFound.vue'), meta: { public: true } },
+]
+
+export const router = createRouter({ history: createWebHistory(), routes })
+
+router.beforeEach(async (to) => {
+  const session = useSession()
+  if (!session.loaded) await session.load()
+  if (to.meta.public) return true
+  if (!session.signedIn) return { name: 'sign-in', query: { next: to.fullPath } }
+  return true
+})
