@@ -2,13 +2,13 @@
 
 use std::time::Duration;
 
-use serde::Serialize;
+use serde::{Deserialize, Serialize};
 
 use crate::Context;
 
-#[derive(Debug, Clone, Serialize, utoipa::ToSchema)]
+#[derive(Debug, Clone, Serialize, Deserialize, utoipa::ToSchema)]
 pub struct Check {
-    pub component: &'static str,
+    pub component: String,
     pub ok: bool,
     pub detail: Option<String>,
 }
@@ -21,17 +21,17 @@ pub async fn readiness(ctx: &Context) -> Vec<Check> {
     let db = tokio::time::timeout(TIMEOUT, ctx.db.ping()).await;
     checks.push(match db {
         Ok(Ok(())) => Check {
-            component: "database",
+            component: "database".to_owned(),
             ok: true,
             detail: None,
         },
         Ok(Err(e)) => Check {
-            component: "database",
+            component: "database".to_owned(),
             ok: false,
             detail: Some(e.to_string()),
         },
         Err(_) => Check {
-            component: "database",
+            component: "database".to_owned(),
             ok: false,
             detail: Some("timed out".to_owned()),
         },
@@ -45,17 +45,17 @@ pub async fn readiness(ctx: &Context) -> Vec<Check> {
         .await;
         checks.push(match ping {
             Ok(Ok(_)) => Check {
-                component: "redis",
+                component: "redis".to_owned(),
                 ok: true,
                 detail: None,
             },
             Ok(Err(e)) => Check {
-                component: "redis",
+                component: "redis".to_owned(),
                 ok: false,
                 detail: Some(e.to_string()),
             },
             Err(_) => Check {
-                component: "redis",
+                component: "redis".to_owned(),
                 ok: false,
                 detail: Some("timed out".to_owned()),
             },

@@ -47,13 +47,13 @@ pub struct LogQuery {
     pub limit: Option<u64>,
 }
 
-#[derive(Debug, Clone, serde::Serialize, utoipa::ToSchema)]
+#[derive(Debug, Clone, serde::Serialize, serde::Deserialize, utoipa::ToSchema)]
 pub struct LogPage {
     pub items: Vec<LogDoc>,
     /// Pass as `before` for the next page; absent on the last page.
     pub next_before: Option<DateTime<Utc>>,
     /// `elasticsearch` or `sql`.
-    pub source: &'static str,
+    pub source: String,
 }
 
 struct Checked {
@@ -129,7 +129,8 @@ pub async fn search(ctx: &Context, actor: &Actor, query: LogQuery) -> ServiceRes
             "elasticsearch"
         } else {
             "sql"
-        },
+        }
+        .to_owned(),
     })
 }
 

@@ -94,7 +94,7 @@ pub async fn send(ctx: &Context, actor: &Actor, input: MessageInput) -> ServiceR
     tasks::create(ctx, &creator, task).await
 }
 
-#[derive(Debug, Clone, Serialize, utoipa::ToSchema)]
+#[derive(Debug, Clone, Serialize, Deserialize, utoipa::ToSchema)]
 pub struct MessageView {
     pub id: i64,
     pub message_uuid: uuid::Uuid,

@@ -28,7 +28,7 @@ pub const METRICS: &[&str] = &[
     "dispatch_sends_rate_limited",
 ];
 
-#[derive(Debug, Clone, Default, Serialize, PartialEq, Eq, utoipa::ToSchema)]
+#[derive(Debug, Clone, Default, Serialize, Deserialize, PartialEq, Eq, utoipa::ToSchema)]
 pub struct Overview {
     /// Instances by status (online, offline, error, maintenance, unknown …) and in all.
     pub instances: BTreeMap<String, u64>,
@@ -141,7 +141,7 @@ pub struct SeriesQuery {
     pub step: Option<i64>,
 }
 
-#[derive(Debug, Clone, Serialize, PartialEq, utoipa::ToSchema)]
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq, utoipa::ToSchema)]
 pub struct SeriesPoint {
     /// Start of the step (a multiple of `step` seconds since the epoch).
     pub time: DateTime<Utc>,
@@ -154,7 +154,7 @@ pub struct SeriesPoint {
     pub samples: i64,
 }
 
-#[derive(Debug, Clone, Serialize, PartialEq, utoipa::ToSchema)]
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq, utoipa::ToSchema)]
 pub struct Series {
     pub metric: String,
     pub instance_id: Option<i64>,

@@ -1,6 +1,6 @@
 //! Keyset pagination: `?limit=&cursor=` → `{items, next_cursor}`, newest first, never OFFSET.
 
-use serde::Serialize;
+use serde::{Deserialize, Serialize};
 
 use crate::error::{FieldError, ServiceError};
 
@@ -56,7 +56,7 @@ impl PageRequest {
 
 /// One page of a list, newest first. Pass `next_cursor` back as `cursor` for the next page;
 /// it is `null` on the last page.
-#[derive(Debug, Clone, Serialize, utoipa::ToSchema)]
+#[derive(Debug, Clone, Serialize, Deserialize, utoipa::ToSchema)]
 pub struct Page<T> {
     pub items: Vec<T>,
     pub next_cursor: Option<String>,

@@ -8,8 +8,14 @@ use std::{
 };
 
 use actix_web::{App, HttpRequest, HttpResponse, HttpServer, web};
+use entity::states::{AlertStatus, InstanceStatus};
 use reqwest::{Method, StatusCode};
 use serde_json::{Value, json};
+use service::{
+    alerts::{AlertView, rules::RuleView},
+    instances::InstanceView,
+    pagination::Page,
+};
 
 use crate::helpers::{TestApp, TestSim, fields, problem};
 
@@ -66,13 +72,11 @@ async fn robot_messages(robot: &TestSim) -> Vec<Value> {
         .unwrap()
 }
 
-async fn alerts(app: &TestApp, query: &str) -> Vec<Value> {
+async fn alerts(app: &TestApp, query: &str) -> Vec<AlertView> {
     let admin = app.admin_token().await;
-    app.get_json(&format!("/api/v1/alerts?{query}"), &admin)
-        .await["items"]
-        .as_array()
-        .cloned()
-        .unwrap_or_default()
+    app.get_as::<Page<AlertView>>(&format!("/api/v1/alerts?{query}"), &admin)
+        .await
+        .items
 }
 
 #[tokio::test]
@@ -83,9 +87,11 @@ async fn a_missing_heartbeat_raises_one_alert_notifies_and_resolves_itself() {
     let mut app = TestApp::spawn_with("[worker]\nalert_interval_secs = 1\n").await;
     let (agent, _) = app.register_sim(&sim, 1).await;
     app.start_worker();
-    app.wait_for(&format!("/api/v1/instances/{agent}"), 30, |i| {
-        i["status"] == "online"
-    })
+    app.wait_for_as(
+        &format!("/api/v1/instances/{agent}"),
+        30,
+        |i: &InstanceView| i.status == InstanceStatus::Online,
+    )
     .await;
     let admin = app.admin_token().await;
     let rule = app
@@ -102,12 +108,13 @@ async fn a_missing_heartbeat_raises_one_alert_notifies_and_resolves_itself() {
             }),
         )
         .await;
-    assert_eq!(rule["channels"][0]["has_secret"], false, "{rule}");
-    assert_eq!(rule["channels"][1]["has_secret"], true);
     assert!(
         !rule.to_string().contains("key=alerts"),
         "channel URLs are not shown back: {rule}"
     );
+    let rule: RuleView = serde_json::from_value(rule).unwrap();
+    assert!(!rule.channels[0].has_secret, "{rule:?}");
+    assert!(rule.channels[1].has_secret);
 
     sim.control(Method::PUT, "/faults", json!({ "offline": true }))
         .await;
@@ -125,16 +132,13 @@ async fn a_missing_heartbeat_raises_one_alert_notifies_and_resolves_itself() {
         );
         tokio::time::sleep(Duration::from_millis(300)).await;
     }
-    let active = alerts(&app, &format!("rule_id={}", rule["id"])).await;
+    let active = alerts(&app, &format!("rule_id={}", rule.id)).await;
     assert_eq!(active.len(), 1);
-    assert_eq!(active[0]["status"], "ACTIVE");
-    assert_eq!(active[0]["instance_id"], agent);
+    assert_eq!(active[0].status, AlertStatus::Active);
+    assert_eq!(active[0].instance_id, Some(agent));
     // Several more evaluations: still one alert, one notification.
     tokio::time::sleep(Duration::from_secs(3)).await;
-    assert_eq!(
-        alerts(&app, &format!("rule_id={}", rule["id"])).await.len(),
-        1
-    );
+    assert_eq!(alerts(&app, &format!("rule_id={}", rule.id)).await.len(), 1);
     assert_eq!(robot_messages(&robot).await.len(), 1);
     let first = robot_messages(&robot).await[0]["content"]
         .as_str()
@@ -145,13 +149,15 @@ async fn a_missing_heartbeat_raises_one_alert_notifies_and_resolves_itself() {
     sim.control(Method::PUT, "/faults", json!({ "offline": false }))
         .await;
     let resolved = app
-        .wait_for(&format!("/api/v1/alerts/{}", active[0]["id"]), 30, |a| {
-            a["status"] == "RESOLVED" && a["notification_sent"] == true
-        })
+        .wait_for_as(
+            &format!("/api/v1/alerts/{}", active[0].id),
+            30,
+            |a: &AlertView| a.status == AlertStatus::Resolved && a.notification_sent,
+        )
         .await;
     assert!(
-        resolved["resolved_by"].is_null(),
-        "resolved by itself: {resolved}"
+        resolved.resolved_by.is_none(),
+        "resolved by itself: {resolved:?}"
     );
     assert_eq!(robot_messages(&robot).await.len(), 2);
 
@@ -214,8 +220,8 @@ async fn rules_are_validated_and_alerts_acknowledged_by_hand() {
         );
     }
 
-    let rule = app
-        .post_json(
+    let rule: RuleView = app
+        .post_as(
             "/api/v1/alert-rules",
             &admin,
             json!({ "name": "latency", "rule_type": "metric_threshold", "metric_name": "heartbeat_latency_ms",
@@ -231,31 +237,31 @@ async fn rules_are_validated_and_alerts_acknowledged_by_hand() {
         assert!(std::time::Instant::now() < deadline, "no latency alert");
         tokio::time::sleep(Duration::from_millis(300)).await;
     };
-    assert_eq!(alert["rule_id"], rule["id"]);
-    let path = format!("/api/v1/alerts/{}/acknowledge", alert["id"]);
-    let acked = app
-        .post_json(&path, &admin, json!({ "comment": "看一下" }))
+    assert_eq!(alert.rule_id, Some(rule.id));
+    let path = format!("/api/v1/alerts/{}/acknowledge", alert.id);
+    let acked: AlertView = app
+        .post_as(&path, &admin, json!({ "comment": "看一下" }))
         .await;
-    assert_eq!(acked["status"], "ACKNOWLEDGED");
-    assert_eq!(acked["acknowledged_comment"], "看一下");
+    assert_eq!(acked.status, AlertStatus::Acknowledged);
+    assert_eq!(acked.acknowledged_comment.as_deref(), Some("看一下"));
     problem(
         app.post(&path, &admin, json!({})).await,
         StatusCode::CONFLICT,
     )
     .await;
-    let resolved = app
-        .post_json(
-            &format!("/api/v1/alerts/{}/resolve", alert["id"]),
+    let resolved: AlertView = app
+        .post_as(
+            &format!("/api/v1/alerts/{}/resolve", alert.id),
             &admin,
             json!({}),
         )
         .await;
-    assert_eq!(resolved["status"], "RESOLVED");
-    assert!(resolved["resolved_by"].as_i64().is_some());
+    assert_eq!(resolved.status, AlertStatus::Resolved);
+    assert!(resolved.resolved_by.is_some());
     let deleted = app
         .request(
             Method::DELETE,
-            &format!("/api/v1/alert-rules/{}", rule["id"]),
+            &format!("/api/v1/alert-rules/{}", rule.id),
             Some(&admin),
         )
         .send()

@@ -1,9 +1,14 @@
 //! Login, lockout, throttling, token rotation and reuse detection, logout and sessions.
 
+use entity::states::UserStatus;
 use reqwest::{Method, StatusCode};
 use serde_json::{Value, json};
+use service::{
+    auth::{TokenPair, sessions::SessionView},
+    rbac::users::UserView,
+};
 
-use crate::helpers::{ADMIN_PASSWORD, TestApp, problem};
+use crate::helpers::{ADMIN_PASSWORD, TestApp, answer, problem};
 
 #[tokio::test]
 async fn login_by_name_or_email_and_me() {
@@ -12,7 +17,8 @@ async fn login_by_name_or_email_and_me() {
     let created = app
         .post("/api/v1/users", &admin, json!({ "username": "carol", "email": "Carol@Example.com", "password": "carol-password-1" }))
         .await;
-    assert_eq!(created.status(), StatusCode::CREATED);
+    let created: UserView = answer(created, StatusCode::CREATED).await;
+    assert_eq!(created.username, "carol");
     let by_email = app.token("CAROL@example.com", "carol-password-1").await;
     let me = app.get("/api/v1/auth/me", &by_email).await;
     // carol holds no role, so even her own profile is denied: deny by default.
@@ -32,10 +38,10 @@ async fn login_by_name_or_email_and_me() {
 async fn signed_up_user(app: &TestApp) -> (i64, String) {
     let (user_id, _) = app.user_with(&["profile:self"]).await;
     let admin = app.admin_token().await;
-    let user: Value = app
-        .get_json(&format!("/api/v1/users/{user_id}"), &admin)
+    let user: UserView = app
+        .get_as(&format!("/api/v1/users/{user_id}"), &admin)
         .await;
-    (user_id, user["username"].as_str().unwrap().to_owned())
+    (user_id, user.username)
 }
 
 #[tokio::test]
@@ -59,10 +65,10 @@ async fn wrong_passwords_lock_the_account_until_an_admin_unlocks_it() {
         "about 15 minutes"
     );
 
-    let view: Value = app
-        .get_json(&format!("/api/v1/users/{user_id}"), &admin)
+    let view: UserView = app
+        .get_as(&format!("/api/v1/users/{user_id}"), &admin)
         .await;
-    assert!(view["locked_until"].is_string());
+    assert!(view.locked_until.is_some());
     let audit: Value = app
         .get_json("/api/v1/audit-logs?operation=user.locked", &admin)
         .await;
@@ -79,7 +85,8 @@ async fn wrong_passwords_lock_the_account_until_an_admin_unlocks_it() {
             json!({}),
         )
         .await;
-    assert_eq!(unlocked.status(), StatusCode::OK);
+    let unlocked: UserView = answer(unlocked, StatusCode::OK).await;
+    assert!(unlocked.locked_until.is_none());
     assert_eq!(
         app.login(&name, "user-test-password-1").await.status(),
         StatusCode::OK
@@ -238,28 +245,24 @@ async fn parallel_failures_from_one_address_pass_the_throttle_at_most_its_limit_
 async fn refresh_rotates_and_a_reused_refresh_token_revokes_the_session() {
     let app = TestApp::spawn().await;
     let first = app.tokens("admin", ADMIN_PASSWORD).await;
-    let refresh = |token: &Value| {
+    let refresh = |token: &TokenPair| {
         app.request(Method::POST, "/api/v1/auth/refresh", None)
-            .json(&json!({ "refresh_token": token["refresh_token"] }))
+            .json(&json!({ "refresh_token": token.refresh_token }))
             .send()
     };
-    let second_response = refresh(&first).await.unwrap();
-    assert_eq!(second_response.status(), StatusCode::OK);
-    let second: Value = second_response.json().await.unwrap();
-    assert_ne!(second["access_token"], first["access_token"]);
+    let second: TokenPair = answer(refresh(&first).await.unwrap(), StatusCode::OK).await;
+    assert_ne!(second.access_token, first.access_token);
     assert_eq!(
-        second["session_id"], first["session_id"],
+        second.session_id, first.session_id,
         "same session, new tokens"
     );
-    let old_access = app
-        .get("/api/v1/auth/me", first["access_token"].as_str().unwrap())
-        .await;
+    let old_access = app.get("/api/v1/auth/me", &first.access_token).await;
     assert_eq!(
         old_access.status(),
         StatusCode::UNAUTHORIZED,
         "the rotated-out access token is dead"
     );
-    let new_access = second["access_token"].as_str().unwrap();
+    let new_access = second.access_token.as_str();
     assert_eq!(
         app.get("/api/v1/auth/me", new_access).await.status(),
         StatusCode::OK
@@ -296,16 +299,14 @@ async fn refresh_rotates_and_a_reused_refresh_token_revokes_the_session() {
 async fn a_refresh_token_presented_again_within_the_grace_period_is_refused_without_revoking() {
     let app = TestApp::spawn_with("[auth]\nrefresh_reuse_grace_secs = 30").await;
     let first = app.tokens("admin", ADMIN_PASSWORD).await;
-    let body = json!({ "refresh_token": first["refresh_token"] });
-    let second: Value = app
+    let body = json!({ "refresh_token": first.refresh_token });
+    let second = app
         .request(Method::POST, "/api/v1/auth/refresh", None)
         .json(&body)
         .send()
         .await
-        .unwrap()
-        .json()
-        .await
         .unwrap();
+    let second: TokenPair = answer(second, StatusCode::OK).await;
     let again = app
         .request(Method::POST, "/api/v1/auth/refresh", None)
         .json(&body)
@@ -317,7 +318,7 @@ async fn a_refresh_token_presented_again_within_the_grace_period_is_refused_with
         "invalid_token"
     );
     assert_eq!(
-        app.get("/api/v1/auth/me", second["access_token"].as_str().unwrap())
+        app.get("/api/v1/auth/me", &second.access_token)
             .await
             .status(),
         StatusCode::OK
@@ -329,18 +330,10 @@ async fn logout_and_session_management() {
     let app = TestApp::spawn().await;
     let laptop = app.admin_token().await;
     let phone = app.admin_token().await;
-    let sessions = app
-        .get_json("/api/v1/auth/sessions", &laptop)
-        .await
-        .as_array()
-        .unwrap()
-        .clone();
+    let sessions: Vec<SessionView> = app.get_as("/api/v1/auth/sessions", &laptop).await;
     assert_eq!(sessions.len(), 2);
-    assert_eq!(sessions.iter().filter(|s| s["current"] == true).count(), 1);
-    let phone_session = sessions.iter().find(|s| s["current"] == false).unwrap()["id"]
-        .as_str()
-        .unwrap()
-        .to_owned();
+    assert_eq!(sessions.iter().filter(|s| s.current).count(), 1);
+    let phone_session = sessions.iter().find(|s| !s.current).unwrap().id;
     let revoked = app
         .request(
             Method::DELETE,
@@ -378,8 +371,7 @@ async fn logout_and_session_management() {
 async fn changing_the_password_signs_out_other_sessions_only() {
     let app = TestApp::spawn().await;
     let (_, current) = app.user_with(&["profile:self"]).await;
-    let me: Value = app.get_json("/api/v1/auth/me", &current).await;
-    let name = me["user"]["username"].as_str().unwrap().to_owned();
+    let name = app.me(&current).await.username;
     let other = app.token(&name, "user-test-password-1").await;
 
     let wrong = app
@@ -437,17 +429,16 @@ async fn disabling_a_user_ends_their_sessions_and_blocks_login() {
             json!({}),
         )
         .await;
-    assert_eq!(disabled.status(), StatusCode::OK);
+    let disabled: UserView = answer(disabled, StatusCode::OK).await;
+    assert_eq!(disabled.status, UserStatus::Disabled);
     assert_eq!(
         app.get("/api/v1/auth/me", &token).await.status(),
         StatusCode::UNAUTHORIZED
     );
-    let user: Value = app
-        .get_json(&format!("/api/v1/users/{user_id}"), &admin)
+    let user: UserView = app
+        .get_as(&format!("/api/v1/users/{user_id}"), &admin)
         .await;
-    let login = app
-        .login(user["username"].as_str().unwrap(), "user-test-password-1")
-        .await;
+    let login = app.login(&user.username, "user-test-password-1").await;
     assert_eq!(
         problem(login, StatusCode::FORBIDDEN).await["code"],
         "account_disabled"
@@ -459,7 +450,7 @@ async fn disabling_a_user_ends_their_sessions_and_blocks_login() {
     )
     .await;
     assert_eq!(
-        app.login(user["username"].as_str().unwrap(), "user-test-password-1")
+        app.login(&user.username, "user-test-password-1")
             .await
             .status(),
         StatusCode::OK

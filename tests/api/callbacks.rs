@@ -8,11 +8,17 @@ use std::{
     time::{SystemTime, UNIX_EPOCH},
 };
 
+use entity::states::FriendStatus;
 use reqwest::{Method, StatusCode};
 use serde_json::{Value, json};
+use service::{
+    contacts::{ContactView, tags::TagView},
+    instances::{ConfigEntryView, InstanceView},
+    pagination::Page,
+};
 use sha1::{Digest, Sha1};
 
-use crate::helpers::{TestApp, TestSim, problem};
+use crate::helpers::{TestApp, TestSim, answer, problem};
 
 const TOKEN: &str = "callback-token-1";
 
@@ -76,7 +82,7 @@ fn encode(value: &str) -> String {
 }
 
 /// A synced sim with callback settings on its WeCom instance; returns the AES key too.
-async fn setup() -> (TestSim, TestApp, Value, Value, [u8; 32]) {
+async fn setup() -> (TestSim, TestApp, InstanceView, InstanceView, [u8; 32]) {
     let sim = TestSim::small();
     let mut app = TestApp::spawn().await;
     let (agent, wecom) = app.register_sim(&sim, 60).await;
@@ -99,15 +105,16 @@ async fn setup() -> (TestSim, TestApp, Value, Value, [u8; 32]) {
                 json!({ "value": v }),
             )
             .await;
-        assert_eq!(put.status(), StatusCode::OK);
+        let put: ConfigEntryView = answer(put, StatusCode::OK).await;
+        assert_eq!(put.key, k);
     }
     app.sync(agent).await;
     app.sync(wecom).await;
-    let agent = app
-        .get_json(&format!("/api/v1/instances/{agent}"), &admin)
+    let agent: InstanceView = app
+        .get_as(&format!("/api/v1/instances/{agent}"), &admin)
         .await;
-    let wecom = app
-        .get_json(&format!("/api/v1/instances/{wecom}"), &admin)
+    let wecom: InstanceView = app
+        .get_as(&format!("/api/v1/instances/{wecom}"), &admin)
         .await;
     (sim, app, agent, wecom, key)
 }
@@ -121,7 +128,7 @@ fn path_of(url: &str) -> String {
 #[tokio::test]
 async fn url_verification_answers_the_plaintext_and_refuses_forgeries() {
     let (_sim, app, _, wecom, key) = setup().await;
-    let path = path_of(wecom["callback_url"].as_str().unwrap());
+    let path = path_of(&wecom.callback_url);
     let verify = |echostr: String, signature: String, timestamp: String| {
         app.request(
             Method::GET,
@@ -167,7 +174,7 @@ async fn url_verification_answers_the_plaintext_and_refuses_forgeries() {
 #[tokio::test]
 async fn events_are_stored_once_and_applied() {
     let (_sim, app, _, wecom, key) = setup().await;
-    let path = path_of(wecom["callback_url"].as_str().unwrap());
+    let path = path_of(&wecom.callback_url);
     let ts = now();
     let event = format!(
         "<xml><ToUserName><![CDATA[wwsimcorp]]></ToUserName><FromUserName><![CDATA[sys]]></FromUserName><CreateTime>{ts}</CreateTime><MsgType><![CDATA[event]]></MsgType><Event><![CDATA[change_external_contact]]></Event><ChangeType><![CDATA[add_external_contact]]></ChangeType><UserID><![CDATA[sim_user_0]]></UserID><ExternalUserID><![CDATA[wm_from_callback]]></ExternalUserID></xml>"
@@ -201,11 +208,13 @@ async fn events_are_stored_once_and_applied() {
         "a redelivered event is stored once"
     );
     let found = app
-        .wait_for("/api/v1/contacts?q=wm_from_callback", 10, |v| {
-            !v["items"].as_array().unwrap().is_empty()
-        })
+        .wait_for_as(
+            "/api/v1/contacts?q=wm_from_callback",
+            10,
+            |v: &Page<ContactView>| !v.items.is_empty(),
+        )
         .await;
-    assert_eq!(found["items"][0]["friend_status"], "normal");
+    assert_eq!(found.items[0].friend_status, FriendStatus::Normal);
 
     let tampered = app
         .request(Method::POST, &url.replace("nonce=777", "nonce=778"), None)
@@ -219,9 +228,8 @@ async fn events_are_stored_once_and_applied() {
 #[tokio::test]
 async fn agent_events_pushed_by_the_simulator_are_verified_deduplicated_and_applied() {
     let (sim, app, agent, _, _) = setup().await;
-    let url = agent["callback_url"]
-        .as_str()
-        .unwrap()
+    let url = agent
+        .callback_url
         .replace("http://127.0.0.1:8080", &app.address);
     let event = json!({
         "type": "message.received", "account_wxid": "sim_user_0", "url": url, "id": "evt-fixed-1",
@@ -238,16 +246,14 @@ async fn agent_events_pushed_by_the_simulator_are_verified_deduplicated_and_appl
         let _ = expected_duplicate;
     }
     let admin = app.admin_token().await;
-    let agent_id = agent["id"].as_i64().unwrap();
-    app.wait_for(
+    let agent_id = agent.id;
+    app.wait_for_as(
         &format!("/api/v1/contacts?q=wm_42_0_1&instance_id={agent_id}&limit=200"),
         10,
-        |v| {
-            v["items"]
-                .as_array()
-                .unwrap()
+        |v: &Page<ContactView>| {
+            v.items
                 .iter()
-                .any(|c| c["wxid"] == "wm_42_0_1" && c["last_chat_time"].is_string())
+                .any(|c| c.wxid == "wm_42_0_1" && c.last_chat_time.is_some())
         },
     )
     .await;
@@ -279,46 +285,44 @@ async fn agent_events_pushed_by_the_simulator_are_verified_deduplicated_and_appl
 #[tokio::test]
 async fn a_contact_update_replaces_its_synced_tags_and_keeps_local_ones() {
     let (sim, app, agent, _, _) = setup().await;
-    let url = agent["callback_url"]
-        .as_str()
-        .unwrap()
+    let url = agent
+        .callback_url
         .replace("http://127.0.0.1:8080", &app.address);
     let admin = app.admin_token().await;
-    let agent_id = agent["id"].as_i64().unwrap();
-    let listed = app
-        .get_json(
+    let agent_id = agent.id;
+    let listed: Page<ContactView> = app
+        .get_as(
             &format!("/api/v1/contacts?q=wm_42_0_1&instance_id={agent_id}&limit=200"),
             &admin,
         )
         .await;
-    let contact = listed["items"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .find(|c| c["wxid"] == "wm_42_0_1")
-        .unwrap()
-        .clone();
+    let contact = listed
+        .items
+        .into_iter()
+        .find(|c| c.wxid == "wm_42_0_1")
+        .unwrap();
     assert!(
-        !contact["tags"].as_array().unwrap().is_empty(),
-        "the simulator tags its contacts: {contact}"
+        !contact.tags.is_empty(),
+        "the simulator tags its contacts: {contact:?}"
     );
-    let local = app
-        .post_json(
+    let local: TagView = app
+        .post_as(
             "/api/v1/tags",
             &admin,
             json!({ "name": "老客户", "color": "#00aa88" }),
         )
         .await;
-    app.send_json_ok(
-        Method::PATCH,
-        &format!("/api/v1/contacts/{}", contact["id"]),
-        &admin,
-        json!({ "tag_ids": [local["id"]] }),
-    )
-    .await;
+    let _: ContactView = app
+        .send_as(
+            Method::PATCH,
+            &format!("/api/v1/contacts/{}", contact.id),
+            &admin,
+            json!({ "tag_ids": [local.id] }),
+        )
+        .await;
     let event = json!({
         "type": "contact.updated", "account_wxid": "sim_user_0", "url": url, "id": "evt-tags-1",
-        "data": { "contact": { "wxid": "wm_42_0_1", "nickname": contact["nickname"], "contact_type": "external",
+        "data": { "contact": { "wxid": "wm_42_0_1", "nickname": contact.nickname, "contact_type": "external",
                   "tags": [{ "id": "et_new", "group": "来源", "name": "直播间" }] } }
     });
     let pushed: Value = sim
@@ -329,20 +333,13 @@ async fn a_contact_update_replaces_its_synced_tags_and_keeps_local_ones() {
         .unwrap();
     assert_eq!(pushed["status"], 200, "{pushed}");
     let updated = app
-        .wait_for(&format!("/api/v1/contacts/{}", contact["id"]), 10, |c| {
-            c["tags"]
-                .as_array()
-                .unwrap()
-                .iter()
-                .any(|t| t["name"] == "直播间")
-        })
+        .wait_for_as(
+            &format!("/api/v1/contacts/{}", contact.id),
+            10,
+            |c: &ContactView| c.tags.iter().any(|t| t.name == "直播间"),
+        )
         .await;
-    let mut names: Vec<&str> = updated["tags"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .map(|t| t["name"].as_str().unwrap())
-        .collect();
+    let mut names: Vec<&str> = updated.tags.iter().map(|t| t.name.as_str()).collect();
     names.sort_unstable();
     assert_eq!(
         names,

@@ -1,10 +1,21 @@
 //! Sync from the simulator (both kinds), search and filters, local edits surviving a resync,
 //! removed contacts, groups and members, import with row-level errors, streamed export.
 
+use entity::states::{FriendStatus, SyncStatus};
 use reqwest::{Method, StatusCode};
 use serde_json::{Value, json};
+use service::{
+    contacts::{
+        ContactView,
+        groups::{GroupView, MemberView},
+        import::ImportReport,
+        tags::TagView,
+    },
+    instances::accounts::AccountView,
+    pagination::Page,
+};
 
-use crate::helpers::{TestApp, TestSim, fields, problem};
+use crate::helpers::{TestApp, TestSim, answer, fields, problem};
 
 async fn synced() -> (TestSim, TestApp, i64, i64) {
     let sim = TestSim::small();
@@ -13,10 +24,10 @@ async fn synced() -> (TestSim, TestApp, i64, i64) {
     app.start_worker();
     for id in [agent, wecom] {
         let run = app.sync(id).await;
-        assert_eq!(run["status"], "succeeded", "{run}");
-        assert_eq!(run["accounts"], 2);
-        assert_eq!(run["contacts"], 240);
-        assert_eq!(run["groups"], 4);
+        assert_eq!(run.status, SyncStatus::Succeeded, "{run:?}");
+        assert_eq!(run.accounts, 2);
+        assert_eq!(run.contacts, 240);
+        assert_eq!(run.groups, 4);
     }
     (sim, app, agent, wecom)
 }
@@ -30,13 +41,10 @@ async fn count(app: &TestApp, query: &str) -> usize {
             Some(c) => format!("/api/v1/contacts?{query}&limit=200&cursor={c}"),
             None => format!("/api/v1/contacts?{query}&limit=200"),
         };
-        let page = app.get_json(&path, &admin).await;
-        total += page["items"]
-            .as_array()
-            .unwrap_or_else(|| panic!("{page}"))
-            .len();
-        match page["next_cursor"].as_str() {
-            Some(next) => cursor = Some(next.to_owned()),
+        let page: Page<ContactView> = app.get_as(&path, &admin).await;
+        total += page.items.len();
+        match page.next_cursor {
+            Some(next) => cursor = Some(next),
             None => return total,
         }
     }
@@ -48,49 +56,32 @@ async fn sync_then_search_by_tags_keyword_and_instance() {
     assert_eq!(count(&app, &format!("instance_id={agent}")).await, 240);
     assert_eq!(count(&app, &format!("instance_id={wecom}")).await, 240);
     let admin = app.admin_token().await;
-    let tags = app
-        .get_json(
+    let tags: Page<TagView> = app
+        .get_as(
             &format!("/api/v1/tags?instance_id={agent}&limit=200"),
             &admin,
         )
         .await;
-    let vip = tags["items"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .find(|t| t["name"] == "VIP")
-        .unwrap()
-        .clone();
-    let sale = tags["items"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .find(|t| t["name"] == "促销")
-        .unwrap()
-        .clone();
-    assert_eq!(vip["group_name"], "客户等级");
-    let (vip_id, sale_id) = (vip["id"].as_i64().unwrap(), sale["id"].as_i64().unwrap());
+    let tag = |name: &str| tags.items.iter().find(|t| t.name == name).unwrap();
+    let (vip, sale) = (tag("VIP"), tag("促销"));
+    assert_eq!(vip.group_name, "客户等级");
+    let (vip_id, sale_id) = (vip.id, sale.id);
     let any = count(&app, &format!("tags_any={vip_id},{sale_id}")).await;
     let all = count(&app, &format!("tags_all={vip_id},{sale_id}")).await;
     let only_vip = count(&app, &format!("tags_any={vip_id}")).await;
-    assert_eq!(only_vip as u64, vip["contact_count"].as_u64().unwrap());
+    assert_eq!(only_vip as u64, vip.contact_count);
     assert!(
         all <= only_vip && only_vip <= any && all > 0,
         "all {all} ≤ vip {only_vip} ≤ any {any}"
     );
-    let page = app
-        .get_json(
+    let page: Page<ContactView> = app
+        .get_as(
             &format!("/api/v1/contacts?tags_all={vip_id},{sale_id}&limit=200"),
             &admin,
         )
         .await;
-    for c in page["items"].as_array().unwrap() {
-        let names: Vec<&str> = c["tags"]
-            .as_array()
-            .unwrap()
-            .iter()
-            .map(|t| t["name"].as_str().unwrap())
-            .collect();
+    for c in &page.items {
+        let names: Vec<&str> = c.tags.iter().map(|t| t.name.as_str()).collect();
         assert!(
             names.contains(&"VIP") && names.contains(&"促销"),
             "{names:?}"
@@ -103,79 +94,71 @@ async fn sync_then_search_by_tags_keyword_and_instance() {
         fields(&problem(bad, StatusCode::UNPROCESSABLE_ENTITY).await),
         vec!["tags_any"]
     );
-    let groups = app
-        .get_json(&format!("/api/v1/groups?instance_id={agent}"), &admin)
+    let groups: Page<GroupView> = app
+        .get_as(&format!("/api/v1/groups?instance_id={agent}"), &admin)
         .await;
-    assert_eq!(groups["items"].as_array().unwrap().len(), 4);
-    let group = groups["items"][0]["id"].as_i64().unwrap();
-    let members = app
-        .get_json(&format!("/api/v1/groups/{group}/members"), &admin)
+    assert_eq!(groups.items.len(), 4);
+    let group = groups.items[0].id;
+    let members: Page<MemberView> = app
+        .get_as(&format!("/api/v1/groups/{group}/members"), &admin)
         .await;
-    assert_eq!(
-        members["items"].as_array().unwrap().len(),
-        5,
-        "owner + 4 customers"
-    );
-    let accounts = app
-        .get_json(&format!("/api/v1/accounts?instance_id={wecom}"), &admin)
+    assert_eq!(members.items.len(), 5, "owner + 4 customers");
+    let accounts: Page<AccountView> = app
+        .get_as(&format!("/api/v1/accounts?instance_id={wecom}"), &admin)
         .await;
-    assert_eq!(accounts["items"][0]["contact_count"], 120);
+    assert_eq!(accounts.items[0].contact_count, 120);
 }
 
 #[tokio::test]
 async fn removed_contacts_become_deleted_and_local_edits_survive_a_resync() {
     let (sim, app, agent, wecom) = synced().await;
     let admin = app.admin_token().await;
-    let page = app
-        .get_json(
+    let page: Page<ContactView> = app
+        .get_as(
             &format!("/api/v1/contacts?instance_id={agent}&limit=2"),
             &admin,
         )
         .await;
-    let (keep, gone) = (page["items"][0].clone(), page["items"][1].clone());
-    let local = app
-        .post_json(
+    let (keep, gone) = (&page.items[0], &page.items[1]);
+    let local: TagView = app
+        .post_as(
             "/api/v1/tags",
             &admin,
             json!({ "name": "重点客户", "color": "#ff8800" }),
         )
         .await;
     let edited = app
-        .send_json(Method::PATCH, &format!("/api/v1/contacts/{}", keep["id"]), &admin, json!({ "remark": "本地备注", "is_blocked": true, "tag_ids": [local["id"]], "custom_fields": { "level": 3 } }))
+        .send_json(Method::PATCH, &format!("/api/v1/contacts/{}", keep.id), &admin, json!({ "remark": "本地备注", "is_blocked": true, "tag_ids": [local.id], "custom_fields": { "level": 3 } }))
         .await;
-    assert_eq!(edited.status(), StatusCode::OK);
+    let _: ContactView = answer(edited, StatusCode::OK).await;
     sim.control(
         Method::POST,
         "/contacts/remove",
-        json!({ "wxids": [gone["wxid"]] }),
+        json!({ "wxids": [gone.wxid] }),
     )
     .await;
     let run = app.sync(agent).await;
-    assert_eq!(run["removed"], 1);
-    let after_keep = app
-        .get_json(&format!("/api/v1/contacts/{}", keep["id"]), &admin)
+    assert_eq!(run.removed, 1);
+    let after_keep: ContactView = app
+        .get_as(&format!("/api/v1/contacts/{}", keep.id), &admin)
         .await;
-    assert_eq!(after_keep["remark"], "本地备注");
-    assert_eq!(after_keep["is_blocked"], true);
+    assert_eq!(after_keep.remark.as_deref(), Some("本地备注"));
+    assert!(after_keep.is_blocked);
     assert!(
-        after_keep["tags"]
-            .as_array()
-            .unwrap()
-            .iter()
-            .any(|t| t["name"] == "重点客户"),
+        after_keep.tags.iter().any(|t| t.name == "重点客户"),
         "local tags survive"
     );
-    let after_gone = app
-        .get_json(&format!("/api/v1/contacts/{}", gone["id"]), &admin)
+    let after_gone: ContactView = app
+        .get_as(&format!("/api/v1/contacts/{}", gone.id), &admin)
         .await;
-    assert_eq!(after_gone["friend_status"], "deleted");
+    assert_eq!(after_gone.friend_status, FriendStatus::Deleted);
     assert_eq!(
         count(&app, &format!("instance_id={agent}&friend_status=deleted")).await,
         1
     );
     // WeCom does not report removals: the contact is simply no longer listed.
     let wecom_run = app.sync(wecom).await;
-    assert_eq!(wecom_run["removed"], 1);
+    assert_eq!(wecom_run.removed, 1);
     assert_eq!(
         count(&app, &format!("instance_id={wecom}&friend_status=deleted")).await,
         1
@@ -195,7 +178,7 @@ async fn an_expired_wecom_token_is_refreshed_once_and_the_call_retried() {
         .unwrap();
     sim.control(Method::POST, "/tokens/expire", json!({})).await;
     let run = app.sync(wecom).await;
-    assert_eq!(run["status"], "succeeded");
+    assert_eq!(run.status, SyncStatus::Succeeded);
     let after = sim
         .control(Method::GET, "/stats", json!({}))
         .await
@@ -237,7 +220,7 @@ async fn import_reports_every_bad_cell_and_imports_nothing_until_all_rows_are_go
     );
 
     let good = "wxid,昵称,手机号,性别,标签,custom.city\nimp_1,王小明,13800000000,男,\"导入,VIP客户\",杭州\nimp_2,李四,,女,导入,\n";
-    let report: Value = app
+    let report = app
         .request(
             Method::POST,
             &format!("/api/v1/contacts/import?account_id={account}&format=csv"),
@@ -246,23 +229,23 @@ async fn import_reports_every_bad_cell_and_imports_nothing_until_all_rows_are_go
         .body(good)
         .send()
         .await
-        .unwrap()
-        .json()
-        .await
         .unwrap();
-    assert_eq!(report["rows"], 2);
-    assert_eq!(report["created"], 2);
-    assert_eq!(report["tags_created"], 2);
-    let imported = app.get_json("/api/v1/contacts?q=imp_1", &admin).await;
-    assert_eq!(imported["items"][0]["custom_fields"]["city"], "杭州");
-    assert_eq!(imported["items"][0]["gender"], 1);
+    let report: ImportReport = answer(report, StatusCode::OK).await;
+    assert_eq!(report.rows, 2);
+    assert_eq!(report.created, 2);
+    assert_eq!(report.tags_created, 2);
+    let imported: Page<ContactView> = app.get_as("/api/v1/contacts?q=imp_1", &admin).await;
+    // Custom fields are free-form JSON.
+    let custom = imported.items[0].custom_fields.as_ref().unwrap();
+    assert_eq!(custom["city"], "杭州");
+    assert_eq!(imported.items[0].gender, Some(1));
 
     let xlsx = std::fs::read(concat!(
         env!("CARGO_MANIFEST_DIR"),
         "/tests/fixtures/contacts.xlsx"
     ))
     .unwrap();
-    let report: Value = app
+    let report = app
         .request(
             Method::POST,
             &format!("/api/v1/contacts/import?account_id={account}"),
@@ -275,15 +258,11 @@ async fn import_reports_every_bad_cell_and_imports_nothing_until_all_rows_are_go
         .body(xlsx)
         .send()
         .await
-        .unwrap()
-        .json()
-        .await
         .unwrap();
-    assert_eq!(report["rows"], 2, "{report}");
-    assert_eq!(
-        app.get_json("/api/v1/contacts?q=xlsx_1", &admin).await["items"][0]["nickname"],
-        "表格客户"
-    );
+    let report: ImportReport = answer(report, StatusCode::OK).await;
+    assert_eq!(report.rows, 2, "{report:?}");
+    let xlsx_1: Page<ContactView> = app.get_as("/api/v1/contacts?q=xlsx_1", &admin).await;
+    assert_eq!(xlsx_1.items[0].nickname.as_deref(), Some("表格客户"));
     let no_type = app
         .request(
             Method::POST,
@@ -355,12 +334,7 @@ async fn formula_nicknames_are_exported_as_text() {
         .send()
         .await
         .unwrap();
-    assert_eq!(
-        imported.status(),
-        StatusCode::OK,
-        "{:?}",
-        imported.text().await
-    );
+    let _: ImportReport = answer(imported, StatusCode::OK).await;
     let export = app
         .get("/api/v1/contacts/export?q=formula_", &admin)
         .await
@@ -402,7 +376,7 @@ async fn crafted_files_are_refused_and_the_process_survives() {
     let mut app = TestApp::spawn().await;
     let (agent, _) = app.register_sim(&sim, 60).await;
     app.start_worker();
-    assert_eq!(app.sync(agent).await["status"], "succeeded");
+    assert_eq!(app.sync(agent).await.status, SyncStatus::Succeeded);
     let admin = app.admin_token().await;
     let account = app.account_ids(agent).await[0];
     let fixture = |name: &str| {

@@ -5,10 +5,24 @@
 
 use std::collections::BTreeSet;
 
+use entity::states::{SyncStatus, TaskStatus};
 use reqwest::{Method, StatusCode};
+use serde::de::DeserializeOwned;
 use serde_json::{Value, json};
+use service::{
+    contacts::{ContactView, groups::GroupView, tags::TagView},
+    instances::{InstanceView, accounts::AccountView},
+    messages::MessageView,
+    pagination::Page,
+    rbac::{PermissionView, roles::RoleView, scope::DataScope, users::UserView},
+    tasks::{
+        TaskView,
+        report::{ReceiverView, RunView},
+    },
+    templates::TemplateView,
+};
 
-use crate::helpers::{TestApp, TestSim};
+use crate::helpers::{TestApp, TestSim, answer};
 
 /// `{id}` routes whose records belong to an instance or an author, and so are scoped.
 const SCOPED: &[&str] = &[
@@ -56,39 +70,91 @@ impl Records {
     }
 }
 
-fn ids(list: &Value) -> Vec<i64> {
-    list["items"]
-        .as_array()
-        .unwrap()
+/// A listed record, as the checks here read it: its id and the instance it belongs to.
+trait Record: DeserializeOwned {
+    fn id(&self) -> i64;
+    /// `None` for a record of no instance (a local tag, a task, a template).
+    fn instance(&self) -> Option<i64> {
+        None
+    }
+}
+
+macro_rules! records {
+    ($($view:ty => $instance:ident),* $(,)?) => {$(
+        impl Record for $view {
+            fn id(&self) -> i64 {
+                self.id
+            }
+            fn instance(&self) -> Option<i64> {
+                self.$instance.into()
+            }
+        }
+    )*};
+}
+
+records! {
+    InstanceView => id,
+    AccountView => instance_id,
+    ContactView => instance_id,
+    GroupView => instance_id,
+    TagView => instance_id,
+    MessageView => instance_id,
+}
+
+impl Record for TaskView {
+    fn id(&self) -> i64 {
+        self.id
+    }
+}
+
+impl Record for TemplateView {
+    fn id(&self) -> i64 {
+        self.id
+    }
+}
+
+fn ids<T: Record>(list: &Page<T>) -> Vec<i64> {
+    list.items.iter().map(Record::id).collect()
+}
+
+fn instance_ids_of<T: Record>(list: &Page<T>) -> BTreeSet<i64> {
+    list.items
         .iter()
-        .map(|i| i["id"].as_i64().unwrap())
+        .map(|i| i.instance().unwrap_or(0))
         .collect()
 }
 
-fn instance_ids_of(list: &Value) -> BTreeSet<i64> {
-    list["items"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .map(|i| i["instance_id"].as_i64().unwrap_or(0))
-        .collect()
+/// The ids `path` lists to `token`.
+async fn listed_ids<T: Record>(app: &TestApp, path: &str, token: &str) -> Vec<i64> {
+    ids(&app.get_as::<Page<T>>(path, token).await)
+}
+
+/// `path` lists something to `token`, and only records of `instances`.
+async fn assert_lists_only<T: Record>(
+    app: &TestApp,
+    path: &str,
+    token: &str,
+    instances: &BTreeSet<i64>,
+) {
+    let listed: Page<T> = app.get_as(path, token).await;
+    assert!(!listed.items.is_empty(), "{path}");
+    assert_eq!(&instance_ids_of(&listed), instances, "{path}");
 }
 
 /// Two agent instances on one simulator, both synced: `(in reach, out of reach)`.
 async fn two_synced_instances(app: &TestApp, sim: &TestSim) -> (i64, i64) {
     let admin = app.admin_token().await;
     let (first, _) = app.register_sim(sim, 30).await;
-    let second = app
-        .post_json(
+    let second: InstanceView = app
+        .post_as(
             "/api/v1/instances",
             &admin,
             json!({ "name": "second agent", "kind": "agent", "api_url": format!("{}/agent", sim.base), "config": { "agent_secret": "sim-agent-secret" } }),
         )
-        .await["id"]
-        .as_i64()
-        .unwrap();
+        .await;
+    let second = second.id;
     for instance in [first, second] {
-        assert_eq!(app.sync(instance).await["status"], "succeeded");
+        assert_eq!(app.sync(instance).await.status, SyncStatus::Succeeded);
     }
     (first, second)
 }
@@ -96,84 +162,72 @@ async fn two_synced_instances(app: &TestApp, sim: &TestSim) -> (i64, i64) {
 /// One record of each kind on `instance`, the task and template written by `token`'s user.
 async fn records_on(app: &TestApp, token: &str, instance: i64) -> Records {
     let admin = app.admin_token().await;
-    let first = |path: String| {
-        let admin = admin.clone();
-        async move { ids(&app.get_json(&path, &admin).await)[0] }
-    };
-    let account = first(format!("/api/v1/accounts?instance_id={instance}")).await;
-    let contact = first(format!("/api/v1/contacts?instance_id={instance}&limit=1")).await;
-    let group = first(format!("/api/v1/groups?instance_id={instance}")).await;
-    let tag = first(format!("/api/v1/tags?instance_id={instance}")).await;
+    let on = |path: &str| format!("/api/v1/{path}instance_id={instance}");
+    let account = listed_ids::<AccountView>(app, &on("accounts?"), &admin).await[0];
+    let contact = listed_ids::<ContactView>(app, &on("contacts?limit=1&"), &admin).await[0];
+    let group = listed_ids::<GroupView>(app, &on("groups?"), &admin).await[0];
+    let tag = listed_ids::<TagView>(app, &on("tags?"), &admin).await[0];
     let later = (chrono::Utc::now() + chrono::Duration::days(30)).to_rfc3339();
-    let task = app
-        .post_json(
+    let task: TaskView = app
+        .post_as(
             "/api/v1/tasks",
             token,
             json!({ "name": format!("on {instance}"), "task_type": "broadcast", "account_id": account, "content": "周末特惠", "scheduled_time": later, "audience": { "filter": {} } }),
         )
-        .await["id"]
-        .as_i64()
-        .unwrap();
-    let template = app
-        .post_json(
+        .await;
+    let template: TemplateView = app
+        .post_as(
             "/api/v1/templates",
             token,
             json!({ "name": format!("private {instance} {}", uuid::Uuid::new_v4().simple()), "message_type": "text", "content": "你好" }),
         )
-        .await["id"]
-        .as_i64()
-        .unwrap();
+        .await;
     Records {
         instance,
         account,
         contact,
         group,
         tag,
-        task,
-        template,
+        task: task.id,
+        template: template.id,
     }
 }
 
 /// A user holding every permission of the catalogue through one role of `scope`, assigned to
 /// `instances`.
-async fn scoped_user(app: &TestApp, scope: &str, instances: &[i64]) -> (i64, String) {
+async fn scoped_user(app: &TestApp, scope: DataScope, instances: &[i64]) -> (i64, String) {
     let admin = app.admin_token().await;
-    let catalogue = app.get_json("/api/v1/permissions", &admin).await;
-    let every: Vec<&str> = catalogue
-        .as_array()
-        .unwrap()
-        .iter()
-        .map(|p| p["name"].as_str().unwrap())
-        .collect();
+    let catalogue: Vec<PermissionView> = app.get_as("/api/v1/permissions", &admin).await;
+    let every: Vec<&str> = catalogue.iter().map(|p| p.name.as_str()).collect();
     scoped_user_with(app, scope, instances, &every).await
 }
 
 async fn scoped_user_with(
     app: &TestApp,
-    scope: &str,
+    scope: DataScope,
     instances: &[i64],
     permissions: &[&str],
 ) -> (i64, String) {
     let admin = app.admin_token().await;
     let suffix = uuid::Uuid::new_v4().simple().to_string();
-    let role = app
-        .post_json(
+    let role: RoleView = app
+        .post_as(
             "/api/v1/roles",
             &admin,
             json!({ "name": format!("s_{}", &suffix[..12]), "display_name": "scoped", "permissions": permissions, "data_scope": scope }),
         )
         .await;
-    assert_eq!(role["data_scope"], scope);
+    assert_eq!(role.data_scope, scope);
     let username = format!("s{}", &suffix[..12]);
     let password = "scoped-user-password-1";
-    let user = app
-        .post_json(
+    let user: UserView = app
+        .post_as(
             "/api/v1/users",
             &admin,
-            json!({ "username": username, "password": password, "roles": [{ "role_id": role["id"] }] }),
+            json!({ "username": username, "password": password, "roles": [{ "role_id": role.id }] }),
         )
         .await;
-    let id = user["id"].as_i64().unwrap();
+    let id = user.id;
     let assigned = app
         .send_json(
             Method::PUT,
@@ -182,10 +236,9 @@ async fn scoped_user_with(
             json!({ "instance_ids": instances }),
         )
         .await;
-    assert_eq!(assigned.status(), StatusCode::OK);
-    let assigned: Value = assigned.json().await.unwrap();
-    assert_eq!(assigned["instance_ids"], json!(instances));
-    assert_eq!(assigned["data_scope"], scope);
+    let assigned: UserView = answer(assigned, StatusCode::OK).await;
+    assert_eq!(assigned.instance_ids, instances);
+    assert_eq!(assigned.data_scope, scope);
     (id, app.token(&username, password).await)
 }
 
@@ -240,7 +293,7 @@ struct Scene {
 }
 
 impl Scene {
-    async fn new(scope: &str) -> Self {
+    async fn new(scope: DataScope) -> Self {
         let sim = TestSim::small();
         let mut app = TestApp::spawn().await;
         app.start_worker();
@@ -272,19 +325,17 @@ async fn every_id_route_answers_404_for_records_out_of_reach() {
         hidden,
         visible,
         ..
-    } = Scene::new("assigned").await;
+    } = Scene::new(DataScope::Assigned).await;
     // In reach: the records of the assigned instance, even those another user wrote.
-    let own_template = app
-        .post_json(
+    let own_template: TemplateView = app
+        .post_as(
             "/api/v1/templates",
             &scoped,
             json!({ "name": "mine", "message_type": "text", "content": "你好" }),
         )
-        .await["id"]
-        .as_i64()
-        .unwrap();
+        .await;
     let visible = Records {
-        template: own_template,
+        template: own_template.id,
         ..visible
     };
 
@@ -336,7 +387,7 @@ async fn every_id_route_answers_404_for_records_out_of_reach() {
     ];
     assert_each(&app, &admin, &untouched, StatusCode::OK).await;
     let task = app.task(hidden.task).await;
-    assert_eq!(task["status"], "scheduled", "{task}");
+    assert_eq!(task.status, TaskStatus::Scheduled, "{task:?}");
     sim.stop().await;
 }
 
@@ -351,55 +402,49 @@ async fn lists_exports_series_and_audiences_take_only_what_is_in_reach() {
         scoped,
         hidden,
         visible,
-    } = Scene::new("assigned").await;
+    } = Scene::new(DataScope::Assigned).await;
     // A message on each instance, delivered before any broadcast queues behind the accounts'
     // rate limits.
     for records in [&hidden, &visible] {
-        let sent = app
-            .post_json(
+        let sent: TaskView = app
+            .post_as(
                 "/api/v1/messages",
                 &admin,
                 json!({ "account_id": records.account, "contact_id": records.contact, "channel": "direct", "content": "hi" }),
             )
             .await;
-        app.wait_sent(sent["id"].as_i64().unwrap(), 1).await;
+        app.wait_sent(sent.id, 1).await;
     }
     let only_mine = BTreeSet::from([mine]);
     // Messages: the one sent out of reach is listed for the administrator only.
-    let all_messages = app.get_json("/api/v1/messages?limit=200", &admin).await;
+    let all_messages: Page<MessageView> = app.get_as("/api/v1/messages?limit=200", &admin).await;
     assert!(instance_ids_of(&all_messages).contains(&theirs));
-    let messages = app.get_json("/api/v1/messages?limit=200", &scoped).await;
-    assert!(!messages["items"].as_array().unwrap().is_empty());
-    assert_eq!(instance_ids_of(&messages), only_mine);
+    assert_lists_only::<MessageView>(&app, "/api/v1/messages?limit=200", &scoped, &only_mine).await;
 
-    let instances = app.get_json("/api/v1/instances", &scoped).await;
-    assert_eq!(ids(&instances), vec![mine]);
-    for path in [
-        "/api/v1/accounts?limit=200",
-        "/api/v1/contacts?limit=200",
-        "/api/v1/groups?limit=200",
-    ] {
-        let listed = app.get_json(path, &scoped).await;
-        assert!(!listed["items"].as_array().unwrap().is_empty(), "{path}");
-        assert_eq!(instance_ids_of(&listed), only_mine, "{path}");
-    }
-    let tags = app.get_json("/api/v1/tags?limit=200", &scoped).await;
+    let instances = listed_ids::<InstanceView>(&app, "/api/v1/instances", &scoped).await;
+    assert_eq!(instances, vec![mine]);
+    assert_lists_only::<AccountView>(&app, "/api/v1/accounts?limit=200", &scoped, &only_mine).await;
+    assert_lists_only::<ContactView>(&app, "/api/v1/contacts?limit=200", &scoped, &only_mine).await;
+    assert_lists_only::<GroupView>(&app, "/api/v1/groups?limit=200", &scoped, &only_mine).await;
+    let tags: Page<TagView> = app.get_as("/api/v1/tags?limit=200", &scoped).await;
     assert!(!instance_ids_of(&tags).contains(&theirs));
     assert!(ids(&tags).contains(&visible.tag) && !ids(&tags).contains(&hidden.tag));
-    let tasks = ids(&app.get_json("/api/v1/tasks?limit=200", &scoped).await);
+    let tasks = listed_ids::<TaskView>(&app, "/api/v1/tasks?limit=200", &scoped).await;
     assert!(tasks.contains(&visible.task) && !tasks.contains(&hidden.task));
-    let templates = ids(&app.get_json("/api/v1/templates?limit=200", &scoped).await);
+    let templates = listed_ids::<TemplateView>(&app, "/api/v1/templates?limit=200", &scoped).await;
     assert!(!templates.contains(&hidden.template) && !templates.contains(&visible.template));
-    let public = app
-        .post_json(
+    let public: TemplateView = app
+        .post_as(
             "/api/v1/templates",
             &admin,
             json!({ "name": "shared", "message_type": "text", "content": "你好", "is_public": true }),
         )
-        .await["id"]
-        .as_i64()
-        .unwrap();
-    assert!(ids(&app.get_json("/api/v1/templates?limit=200", &scoped).await).contains(&public));
+        .await;
+    assert!(
+        listed_ids::<TemplateView>(&app, "/api/v1/templates?limit=200", &scoped)
+            .await
+            .contains(&public.id)
+    );
     let series = app
         .get(
             &format!("/api/v1/monitoring/series?metric=heartbeat_latency_ms&instance_id={theirs}"),
@@ -425,40 +470,38 @@ async fn lists_exports_series_and_audiences_take_only_what_is_in_reach() {
     );
 
     // Audiences: a filter over everything, and a list naming a contact out of reach.
-    let broadcast = app
-        .post_json(
+    let broadcast: TaskView = app
+        .post_as(
             "/api/v1/tasks",
             &scoped,
             json!({ "name": "everyone I see", "task_type": "broadcast", "content": "周末特惠", "audience": { "filter": {} } }),
         )
         .await;
-    let batch = app
-        .post_json(
+    let batch: TaskView = app
+        .post_as(
             "/api/v1/tasks",
             &scoped,
             json!({ "name": "two named", "task_type": "batch", "content": "你好", "audience": { "contact_ids": [visible.contact, hidden.contact] } }),
         )
         .await;
     for (task, expected) in [(&broadcast, in_reach as i64), (&batch, 1)] {
-        let id = task["id"].as_i64().unwrap();
+        let id = task.id;
         let runs = app
-            .wait_for(&format!("/api/v1/tasks/{id}/runs"), 60, |r| {
-                r["items"].as_array().is_some_and(|runs| {
-                    runs.iter()
-                        .any(|run| run["counts"]["target"].as_i64().unwrap_or(0) > 0)
-                })
-            })
+            .wait_for_as(
+                &format!("/api/v1/tasks/{id}/runs"),
+                60,
+                |r: &Page<RunView>| r.items.iter().any(|run| run.counts.target > 0),
+            )
             .await;
-        assert_eq!(runs["items"][0]["counts"]["target"], expected, "{runs}");
-        let receivers = app
-            .get_json(&format!("/api/v1/tasks/{id}/receivers?limit=200"), &admin)
+        assert_eq!(i64::from(runs.items[0].counts.target), expected, "{runs:?}");
+        let receivers: Page<ReceiverView> = app
+            .get_as(&format!("/api/v1/tasks/{id}/receivers?limit=200"), &admin)
             .await;
         assert!(
-            receivers["items"]
-                .as_array()
-                .unwrap()
+            receivers
+                .items
                 .iter()
-                .all(|r| r["contact_id"] != hidden.contact),
+                .all(|r| r.contact_id != Some(hidden.contact)),
             "no receiver out of reach"
         );
     }
@@ -474,7 +517,7 @@ async fn own_scope_sees_only_its_own_tasks_and_templates_on_its_instances() {
         scoped: own,
         visible: theirs,
         ..
-    } = Scene::new("own").await;
+    } = Scene::new(DataScope::Own).await;
     let written = records_on(&app, &own, mine).await;
     // Instance-bound records of the assigned instance are in reach…
     let instance_bound = [
@@ -490,9 +533,9 @@ async fn own_scope_sees_only_its_own_tasks_and_templates_on_its_instances() {
         format!("/api/v1/templates/{}", theirs.template),
     ];
     assert_each(&app, &own, &authored, StatusCode::NOT_FOUND).await;
-    let tasks = ids(&app.get_json("/api/v1/tasks", &own).await);
+    let tasks = listed_ids::<TaskView>(&app, "/api/v1/tasks", &own).await;
     assert_eq!(tasks, vec![written.task]);
-    let templates = ids(&app.get_json("/api/v1/templates", &own).await);
+    let templates = listed_ids::<TemplateView>(&app, "/api/v1/templates", &own).await;
     assert_eq!(templates, vec![written.template]);
     sim.stop().await;
 }
@@ -505,7 +548,7 @@ async fn nobody_widens_a_data_scope_beyond_their_own() {
     let (mine, theirs) = app.register_sim(&sim, 30).await;
     let (limited_id, limited) = scoped_user_with(
         &app,
-        "assigned",
+        DataScope::Assigned,
         &[mine],
         &[
             "users:read",
@@ -526,32 +569,32 @@ async fn nobody_widens_a_data_scope_beyond_their_own() {
         .post("/api/v1/roles", &limited, json!({ "name": "wide", "display_name": "x", "permissions": ["users:read"], "data_scope": "all" }))
         .await;
     crate::helpers::problem(wide, StatusCode::FORBIDDEN).await;
-    let narrow = app
-        .post_json(
+    let narrow: RoleView = app
+        .post_as(
             "/api/v1/roles",
             &limited,
             json!({ "name": "narrow", "display_name": "x", "permissions": ["users:read"] }),
         )
         .await;
-    assert_eq!(narrow["data_scope"], "assigned");
+    assert_eq!(narrow.data_scope, DataScope::Assigned);
     let widened = app
         .send_json(
             Method::PATCH,
-            &format!("/api/v1/roles/{}", narrow["id"]),
+            &format!("/api/v1/roles/{}", narrow.id),
             &limited,
             json!({ "data_scope": "all" }),
         )
         .await;
     crate::helpers::problem(widened, StatusCode::FORBIDDEN).await;
-    let everything = app
-        .post_json("/api/v1/roles", &admin, json!({ "name": "reader_all", "display_name": "x", "permissions": ["users:read"], "data_scope": "all" }))
+    let everything: RoleView = app
+        .post_as("/api/v1/roles", &admin, json!({ "name": "reader_all", "display_name": "x", "permissions": ["users:read"], "data_scope": "all" }))
         .await;
     let granted = app
         .send_json(
             Method::PUT,
             &format!("/api/v1/users/{other}/roles"),
             &limited,
-            json!({ "roles": [{ "role_id": everything["id"] }] }),
+            json!({ "roles": [{ "role_id": everything.id }] }),
         )
         .await;
     let problem = crate::helpers::problem(granted, StatusCode::UNPROCESSABLE_ENTITY).await;
@@ -588,8 +631,8 @@ async fn nobody_widens_a_data_scope_beyond_their_own() {
         StatusCode::FORBIDDEN,
     )
     .await;
-    let done = assign(other, json!([mine])).await;
-    assert_eq!(done.status(), StatusCode::OK);
+    let done: UserView = answer(assign(other, json!([mine])).await, StatusCode::OK).await;
+    assert_eq!(done.instance_ids, vec![mine]);
     let audit = app
         .get_json("/api/v1/audit-logs?operation=user.instances.set", &admin)
         .await;
@@ -606,21 +649,19 @@ async fn nobody_widens_a_data_scope_beyond_their_own() {
     );
 
     // An instance a limited user creates stays in their reach.
-    let created = app
-        .post_json("/api/v1/instances", &limited, json!({ "name": "made by me", "kind": "agent", "api_url": format!("{}/agent", sim.base), "config": { "agent_secret": "sim-agent-secret" } }))
+    let created: InstanceView = app
+        .post_as("/api/v1/instances", &limited, json!({ "name": "made by me", "kind": "agent", "api_url": format!("{}/agent", sim.base), "config": { "agent_secret": "sim-agent-secret" } }))
         .await;
-    let id = created["id"]
-        .as_i64()
-        .unwrap_or_else(|| panic!("{created}"));
+    let id = created.id;
     assert_eq!(
         app.get(&format!("/api/v1/instances/{id}"), &limited)
             .await
             .status(),
         StatusCode::OK
     );
-    let me = app
-        .get_json(&format!("/api/v1/users/{limited_id}"), &admin)
+    let me: UserView = app
+        .get_as(&format!("/api/v1/users/{limited_id}"), &admin)
         .await;
-    assert_eq!(me["instance_ids"], json!([mine, id]));
+    assert_eq!(me.instance_ids, vec![mine, id]);
     sim.stop().await;
 }

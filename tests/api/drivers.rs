@@ -6,6 +6,7 @@ use sea_orm::{ColumnTrait, EntityTrait, QueryFilter};
 use serde_json::{Value, json};
 use service::crypto::sealer::Sealer;
 use service::drivers::{Channel, DriverError, OutboundMessage};
+use service::{alerts::rules::RuleView, instances::InstanceView};
 
 use crate::helpers::{TestApp, TestSim};
 
@@ -46,17 +47,14 @@ async fn agent_at(
     api_url: String,
 ) -> Box<dyn service::drivers::InstanceDriver> {
     let admin = app.admin_token().await;
-    let created = app
-        .post_json(
+    let created: InstanceView = app
+        .post_as(
             "/api/v1/instances",
             &admin,
             json!({ "name": name, "kind": "agent", "api_url": api_url, "config": { "agent_secret": "agent-secret-for-tests" } }),
         )
         .await;
-    let id = created["id"]
-        .as_i64()
-        .unwrap_or_else(|| panic!("{created}"));
-    driver(app, id).await
+    driver(app, created.id).await
 }
 
 /// A redirect to another host is not followed: the signed request (its `webhook-signature` and
@@ -361,8 +359,8 @@ async fn rotating_the_master_key_keeps_every_secret_readable() {
     let app = TestApp::spawn().await;
     let (agent, wecom) = app.register_sim(&sim, 60).await;
     let admin = app.admin_token().await;
-    let rule = app
-        .post_json(
+    let rule: RuleView = app
+        .post_as(
             "/api/v1/alert-rules",
             &admin,
             json!({ "name": "down", "rule_type": "instance_error",
@@ -375,7 +373,7 @@ async fn rotating_the_master_key_keeps_every_secret_readable() {
         .opening_also(&app.ctx.sealer);
     let rotated = service::secrets::rotate(&app.ctx, &new).await.unwrap();
     assert_eq!(rotated.instance_configs, 2, "agent_secret and corp_secret");
-    assert_eq!(rotated.alert_channels, 1, "{rule}");
+    assert_eq!(rotated.alert_channels, 1, "{rule:?}");
     let again = service::secrets::rotate(&app.ctx, &new).await.unwrap();
     assert_eq!(
         again.instance_configs, 0,
@@ -384,7 +382,7 @@ async fn rotating_the_master_key_keeps_every_secret_readable() {
     // Everything moved: the new key alone opens every value.
     let mut ctx = app.ctx.clone();
     ctx.sealer = Sealer::from_base64(&key).unwrap();
-    let stored = service::alerts::rules::find(&ctx.db, rule["id"].as_i64().unwrap())
+    let stored = service::alerts::rules::find(&ctx.db, rule.id)
         .await
         .unwrap();
     let channel = &service::alerts::rules::stored_channels(&stored).unwrap()[0];
@@ -416,14 +414,14 @@ async fn resealing_while_a_secret_changes_loses_no_change() {
     let admin = app.admin_token().await;
     let mut instances = Vec::new();
     for i in 0..20 {
-        let created = app
-            .post_json(
+        let created: InstanceView = app
+            .post_as(
                 "/api/v1/instances",
                 &admin,
                 json!({ "name": format!("agent {i}"), "kind": "agent", "api_url": format!("{}/agent", sim.base), "config": { "agent_secret": "first" } }),
             )
             .await;
-        instances.push(created["id"].as_i64().unwrap());
+        instances.push(created.id);
     }
     let changed = *instances.last().unwrap();
     let mut ring = app.ctx.sealer.clone();

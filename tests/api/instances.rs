@@ -1,10 +1,26 @@
 //! Instances against the simulator: registration, secrets, SSRF refusals, heartbeats (online,
 //! offline when the sim stops, one slow instance not delaying others), maintenance.
 
+use entity::states::InstanceStatus;
 use reqwest::{Method, StatusCode};
 use serde_json::{Value, json};
+use service::{
+    drivers::LoginQr,
+    instances::{ConfigEntryView, InstanceView},
+    pagination::Page,
+};
 
-use crate::helpers::{TestApp, TestSim, fields, problem};
+use crate::helpers::{TestApp, TestSim, answer, fields, problem};
+
+/// Waits until instance `id` shows `status`.
+async fn wait_status(app: &TestApp, id: i64, status: InstanceStatus, seconds: u64) -> InstanceView {
+    app.wait_for_as(
+        &format!("/api/v1/instances/{id}"),
+        seconds,
+        |v: &InstanceView| v.status == status,
+    )
+    .await
+}
 
 #[tokio::test]
 async fn both_kinds_turn_online_and_go_offline_when_the_sim_stops() {
@@ -13,23 +29,15 @@ async fn both_kinds_turn_online_and_go_offline_when_the_sim_stops() {
     let (agent, wecom) = app.register_sim(&sim, 1).await;
     app.start_worker();
     for id in [agent, wecom] {
-        let online = app
-            .wait_for(&format!("/api/v1/instances/{id}"), 20, |v| {
-                v["status"] == "online"
-            })
-            .await;
-        assert!(online["heartbeat_latency_ms"].is_number());
-        assert!(online["last_heartbeat"].is_string());
+        let online = wait_status(&app, id, InstanceStatus::Online, 20).await;
+        assert!(online.heartbeat_latency_ms.is_some());
+        assert!(online.last_heartbeat.is_some());
     }
     sim.stop().await;
     for id in [agent, wecom] {
-        let offline = app
-            .wait_for(&format!("/api/v1/instances/{id}"), 30, |v| {
-                v["status"] == "offline"
-            })
-            .await;
-        assert!(offline["missed_heartbeats"].as_i64().unwrap() >= 2);
-        assert!(offline["error_message"].is_string());
+        let offline = wait_status(&app, id, InstanceStatus::Offline, 30).await;
+        assert!(offline.missed_heartbeats >= 2);
+        assert!(offline.error_message.is_some());
     }
 }
 
@@ -39,18 +47,16 @@ async fn secrets_are_sealed_masked_and_audited_without_their_values() {
     let app = TestApp::spawn().await;
     let (agent, _) = app.register_sim(&sim, 30).await;
     let admin = app.admin_token().await;
-    let view = app
-        .get_json(&format!("/api/v1/instances/{agent}"), &admin)
+    let view: InstanceView = app
+        .get_as(&format!("/api/v1/instances/{agent}"), &admin)
         .await;
-    let secret = view["config"]
-        .as_array()
-        .unwrap()
+    let secret = view
+        .config
         .iter()
-        .find(|c| c["key"] == "agent_secret")
-        .unwrap()
-        .clone();
-    assert_eq!(secret["value"], "******");
-    assert_eq!(secret["secret"], true);
+        .find(|c| c.key == "agent_secret")
+        .unwrap();
+    assert_eq!(secret.value, Some(json!("******")));
+    assert!(secret.secret);
     let audit = app
         .get_json("/api/v1/audit-logs?operation=instance.create", &admin)
         .await;
@@ -82,7 +88,9 @@ async fn secrets_are_sealed_masked_and_audited_without_their_values() {
             json!({ "value": "华东" }),
         )
         .await;
-    assert_eq!(put.status(), StatusCode::OK);
+    let put: ConfigEntryView = answer(put, StatusCode::OK).await;
+    assert_eq!(put.key, "region");
+    assert_eq!(put.value, Some(json!("华东")));
     let wrong_kind = app
         .send_json(
             Method::PUT,
@@ -133,7 +141,8 @@ async fn pointing_an_instance_elsewhere_needs_its_secrets_again() {
             json!({ "value": "robot-key-kept-at-home" }),
         )
         .await;
-    assert_eq!(put.status(), StatusCode::OK);
+    let put: ConfigEntryView = answer(put, StatusCode::OK).await;
+    assert!(put.secret, "a robot key is a secret");
 
     // Another host may not inherit the corp secret and the robot key.
     let elsewhere_url = format!("{}/cgi-bin", elsewhere.base);
@@ -160,23 +169,18 @@ async fn pointing_an_instance_elsewhere_needs_its_secrets_again() {
         json!({ "api_url": format!("{}/cgi-bin/", sim.base) }),
     )
     .await;
-    assert_eq!(same_host.status(), StatusCode::OK);
+    let _: InstanceView = answer(same_host, StatusCode::OK).await;
 
     let moved = patch(
         wecom,
         json!({ "api_url": elsewhere_url, "forget_secrets": true, "config": { "corp_secret": "sim-corp-secret" } }),
     )
     .await;
-    assert_eq!(moved.status(), StatusCode::OK, "{:?}", moved.text().await);
-    let view = app
-        .get_json(&format!("/api/v1/instances/{wecom}"), &admin)
+    let _: InstanceView = answer(moved, StatusCode::OK).await;
+    let view: InstanceView = app
+        .get_as(&format!("/api/v1/instances/{wecom}"), &admin)
         .await;
-    let keys: Vec<&str> = view["config"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .map(|c| c["key"].as_str().unwrap())
-        .collect();
+    let keys: Vec<&str> = view.config.iter().map(|c| c.key.as_str()).collect();
     assert!(
         keys.contains(&"corp_secret") && !keys.contains(&"robot_key"),
         "{keys:?}"
@@ -195,12 +199,8 @@ async fn pointing_an_instance_elsewhere_needs_its_secrets_again() {
         json!({ "proxy_host": "127.0.0.1", "proxy_port": 3128, "proxy_password": "proxy-pass", "config": { "agent_secret": "sim-agent-secret" } }),
     )
     .await;
-    assert_eq!(
-        proxied.status(),
-        StatusCode::OK,
-        "{:?}",
-        proxied.text().await
-    );
+    let proxied: InstanceView = answer(proxied, StatusCode::OK).await;
+    assert!(proxied.proxy_password_set);
     let refused = patch(agent, json!({ "proxy_port": 3129 })).await;
     let mut refused_fields = fields(&problem(refused, StatusCode::UNPROCESSABLE_ENTITY).await);
     refused_fields.sort();
@@ -213,10 +213,9 @@ async fn pointing_an_instance_elsewhere_needs_its_secrets_again() {
         json!({ "proxy_port": 3129, "forget_secrets": true, "config": { "agent_secret": "sim-agent-secret" } }),
     )
     .await;
-    assert_eq!(forgotten.status(), StatusCode::OK);
-    let view: Value = forgotten.json().await.unwrap();
-    assert_eq!(view["proxy_password_set"], false);
-    assert_eq!(view["proxy_port"], 3129);
+    let view: InstanceView = answer(forgotten, StatusCode::OK).await;
+    assert!(!view.proxy_password_set);
+    assert_eq!(view.proxy_port, Some(3129));
 }
 
 /// A secret stored while the instance moves elsewhere: either the move sees it (and, not given
@@ -259,7 +258,7 @@ async fn a_secret_stored_while_the_instance_moves_is_never_carried_off() {
                 json!({ "value": format!("robot key {round}") })
             ),
         );
-        assert_eq!(put.status(), StatusCode::OK);
+        let _: ConfigEntryView = answer(put, StatusCode::OK).await;
         match patched.status() {
             StatusCode::OK => {
                 moved += 1;
@@ -287,7 +286,7 @@ async fn a_secret_stored_while_the_instance_moves_is_never_carried_off() {
                 let forced = app
                     .send_json(Method::PATCH, &instance_path, &admin, put_back)
                     .await;
-                assert_eq!(forced.status(), StatusCode::OK);
+                let _: InstanceView = answer(forced, StatusCode::OK).await;
             }
             other => panic!("round {round}: the move answered {other}"),
         }
@@ -341,19 +340,14 @@ async fn a_slow_instance_does_not_delay_the_others() {
     let (slow_agent, slow_wecom) = app.register_sim(&slow, 1).await;
     let (fast_agent, _) = app.register_sim(&fast, 1).await;
     app.start_worker();
-    let fast_view = app
-        .wait_for(&format!("/api/v1/instances/{fast_agent}"), 10, |v| {
-            v["status"] == "online"
-        })
-        .await;
-    assert!(fast_view["last_heartbeat"].is_string());
+    let fast_view = wait_status(&app, fast_agent, InstanceStatus::Online, 10).await;
+    assert!(fast_view.last_heartbeat.is_some());
     let admin = app.admin_token().await;
     for id in [slow_agent, slow_wecom] {
-        let view: Value = app
-            .get_json(&format!("/api/v1/instances/{id}"), &admin)
-            .await;
+        let view: InstanceView = app.get_as(&format!("/api/v1/instances/{id}"), &admin).await;
         assert_ne!(
-            view["status"], "online",
+            view.status,
+            InstanceStatus::Online,
             "the slow instance times out instead"
         );
     }
@@ -374,25 +368,26 @@ async fn maintenance_pauses_heartbeats_and_check_runs_one_now() {
         .await;
     assert_eq!(check["online"], true);
     assert_eq!(check["instance"]["status"], "online");
-    let on: Value = app
-        .post_json(
+    let on: InstanceView = app
+        .post_as(
             &format!("/api/v1/instances/{agent}/maintenance"),
             &admin,
             json!({ "on": true }),
         )
         .await;
-    assert_eq!(on["status"], "maintenance");
+    assert_eq!(on.status, InstanceStatus::Maintenance);
     app.post(
         &format!("/api/v1/instances/{agent}/check"),
         &admin,
         json!({}),
     )
     .await;
-    let still = app
-        .get_json(&format!("/api/v1/instances/{agent}"), &admin)
+    let still: InstanceView = app
+        .get_as(&format!("/api/v1/instances/{agent}"), &admin)
         .await;
     assert_eq!(
-        still["status"], "maintenance",
+        still.status,
+        InstanceStatus::Maintenance,
         "a heartbeat never overrides maintenance"
     );
     let renamed = app
@@ -403,11 +398,13 @@ async fn maintenance_pauses_heartbeats_and_check_runs_one_now() {
             json!({ "name": "renamed", "description": null }),
         )
         .await;
-    assert_eq!(renamed.status(), StatusCode::OK);
-    let listed = app
-        .get_json("/api/v1/instances?status=maintenance&kind=agent", &admin)
+    let renamed: InstanceView = answer(renamed, StatusCode::OK).await;
+    assert_eq!(renamed.name, "renamed");
+    assert!(renamed.description.is_none());
+    let listed: Page<InstanceView> = app
+        .get_as("/api/v1/instances?status=maintenance&kind=agent", &admin)
         .await;
-    assert_eq!(listed["items"].as_array().unwrap().len(), 1);
+    assert_eq!(listed.items.len(), 1);
     let bad_filter = app.get("/api/v1/instances?status=sleeping", &admin).await;
     assert_eq!(
         fields(&problem(bad_filter, StatusCode::UNPROCESSABLE_ENTITY).await),
@@ -437,14 +434,14 @@ async fn login_qr_passes_through_for_agents_and_is_refused_for_wecom_apps() {
     let app = TestApp::spawn().await;
     let (agent, wecom) = app.register_sim(&sim, 30).await;
     let admin = app.admin_token().await;
-    let qr: Value = app
-        .post_json(
+    let qr: LoginQr = app
+        .post_as(
             &format!("/api/v1/instances/{agent}/login-qr"),
             &admin,
             json!({ "account_wxid": "sim_user_0" }),
         )
         .await;
-    assert!(qr["qr_code_url"].as_str().unwrap().starts_with("https://"));
+    assert!(qr.qr_code_url.starts_with("https://"));
     let refused = app
         .post(
             &format!("/api/v1/instances/{wecom}/login-qr"),

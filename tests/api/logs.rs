@@ -4,51 +4,77 @@
 
 use std::{process::Stdio, time::Duration};
 
+use entity::states::InstanceStatus;
 use reqwest::{Method, StatusCode};
-use serde_json::{Value, json};
-use service::telemetry::{LogDoc, LogKind};
+use serde_json::json;
+use service::{
+    instances::InstanceView,
+    logs::LogPage,
+    telemetry::{LogDoc, LogKind},
+};
 use tokio::process::Command;
 
 use crate::{
-    helpers::{TestApp, TestSim, fields, problem},
+    helpers::{TestApp, TestSim, answer, fields, problem},
     telemetry_servers::{Osmem, spool_dir},
 };
 
-/// Searches until `done` holds for the answer (shipping is asynchronous).
+/// Searches until `done` holds for the answer (shipping is asynchronous; a search refused
+/// while the store comes back is tried again).
 async fn search_until(
     app: &TestApp,
     query: &str,
     seconds: u64,
-    done: impl Fn(&Value) -> bool,
-) -> Value {
+    done: impl Fn(&LogPage) -> bool,
+) -> LogPage {
     let admin = app.admin_token().await;
     let deadline = std::time::Instant::now() + Duration::from_secs(seconds);
+    let path = format!("/api/v1/logs?{query}");
     loop {
         app.ctx.telemetry.flush().await;
         if let Some(store) = &app.ctx.telemetry.elastic {
             store.refresh().await.ok();
         }
-        let answer = app.get_json(&format!("/api/v1/logs?{query}"), &admin).await;
-        if done(&answer) {
-            return answer;
-        }
+        let response = app.get(&path, &admin).await;
+        let shown = if response.status() == StatusCode::OK {
+            let answer: LogPage = answer(response, StatusCode::OK).await;
+            if done(&answer) {
+                return answer;
+            }
+            format!("{answer:?}")
+        } else {
+            format!("{} {:?}", response.status(), response.text().await)
+        };
         assert!(
             std::time::Instant::now() < deadline,
-            "no match for {query}: {answer}"
+            "no match for {query}: {shown}"
         );
         tokio::time::sleep(Duration::from_millis(300)).await;
     }
 }
 
-fn items(answer: &Value) -> Vec<Value> {
-    answer["items"].as_array().cloned().unwrap_or_default()
+fn found(page: &LogPage) -> bool {
+    !page.items.is_empty()
+}
+
+/// Waits until the instance shows `status`.
+async fn wait_instance(app: &TestApp, id: i64, status: InstanceStatus) {
+    app.wait_for_as(
+        &format!("/api/v1/instances/{id}"),
+        30,
+        |i: &InstanceView| i.status == status,
+    )
+    .await;
 }
 
 #[tokio::test]
 async fn logs_are_searchable_in_sql_by_default() {
     let app = TestApp::spawn().await;
     let admin = app.admin_token().await;
-    app.get_json("/api/v1/users", &admin).await;
+    assert_eq!(
+        app.get("/api/v1/users", &admin).await.status(),
+        StatusCode::OK
+    );
     let mut warning = LogDoc::new(
         LogKind::System,
         "WARN",
@@ -58,28 +84,25 @@ async fn logs_are_searchable_in_sql_by_default() {
     warning.instance_id = Some(42);
     app.ctx.telemetry.log(warning);
 
-    let found = search_until(
+    let hit = search_until(
         &app,
         "q=%E8%BF%9E%E6%8E%A5%E8%B6%85%E6%97%B6&instance_id=42",
         10,
-        |a| !items(a).is_empty(),
+        found,
     )
     .await;
-    assert_eq!(found["source"], "sql");
-    assert_eq!(items(&found)[0]["message"], "实例连接超时 instance.id=42");
-    assert_eq!(items(&found)[0]["kind"], "system");
+    assert_eq!(hit.source, "sql");
+    assert_eq!(hit.items[0].message, "实例连接超时 instance.id=42");
+    assert_eq!(hit.items[0].kind, LogKind::System);
 
-    let access = search_until(&app, "kind=access&q=/api/v1/users", 10, |a| {
-        !items(a).is_empty()
-    })
-    .await;
-    let line = &items(&access)[0];
-    assert_eq!(line["method"], "GET");
-    assert_eq!(line["status"], 200);
-    assert!(line["trace_id"].as_str().is_some_and(|t| !t.is_empty()));
+    let access = search_until(&app, "kind=access&q=/api/v1/users", 10, found).await;
+    let line = &access.items[0];
+    assert_eq!(line.method.as_deref(), Some("GET"));
+    assert_eq!(line.status, Some(200));
+    assert!(line.trace_id.as_ref().is_some_and(|t| !t.is_empty()));
 
-    let audit = search_until(&app, "kind=audit", 10, |a| !items(a).is_empty()).await;
-    assert!(items(&audit).iter().all(|l| l["kind"] == "audit"));
+    let audit = search_until(&app, "kind=audit", 10, found).await;
+    assert!(audit.items.iter().all(|l| l.kind == LogKind::Audit));
 
     let bad = app.get("/api/v1/logs?kind=debug&limit=0", &admin).await;
     let body = problem(bad, StatusCode::UNPROCESSABLE_ENTITY).await;
@@ -111,10 +134,7 @@ async fn worker_errors_reach_elasticsearch_and_survive_its_outage() {
         .kill_on_drop(true)
         .spawn()
         .unwrap();
-    app.wait_for(&format!("/api/v1/instances/{agent}"), 30, |i| {
-        i["status"] == "online"
-    })
-    .await;
+    wait_instance(&app, agent, InstanceStatus::Online).await;
 
     sim.control(
         Method::PUT,
@@ -123,23 +143,17 @@ async fn worker_errors_reach_elasticsearch_and_survive_its_outage() {
     )
     .await;
     let query = format!("q=%E8%BF%9E%E6%8E%A5%E8%B6%85%E6%97%B6&instance_id={agent}");
-    let found = search_until(&app, &query, 30, |a| !items(a).is_empty()).await;
-    assert_eq!(found["source"], "elasticsearch");
-    let line = &items(&found)[0];
-    assert_eq!(line["service"], "worker");
-    assert_eq!(line["level"], "WARN");
-    assert!(
-        line["message"].as_str().unwrap().contains("实例连接超时"),
-        "{line}"
-    );
+    let hit = search_until(&app, &query, 30, found).await;
+    assert_eq!(hit.source, "elasticsearch");
+    let line = &hit.items[0];
+    assert_eq!(line.service, "worker");
+    assert_eq!(line.level, "WARN");
+    assert!(line.message.contains("实例连接超时"), "{line:?}");
 
     // The audit log is copied too: the instance registration, found by its operation.
-    let audit = search_until(&app, "kind=audit&q=instance.create", 30, |a| {
-        !items(a).is_empty()
-    })
-    .await;
-    assert_eq!(items(&audit)[0]["kind"], "audit");
-    assert!(items(&audit)[0]["audit_id"].as_i64().is_some());
+    let audit = search_until(&app, "kind=audit&q=instance.create", 30, found).await;
+    assert_eq!(audit.items[0].kind, LogKind::Audit);
+    assert!(audit.items[0].audit_id.is_some());
 
     // Elasticsearch goes away; the instance recovers and fails again meanwhile.
     es.stop().await;
@@ -148,39 +162,25 @@ async fn worker_errors_reach_elasticsearch_and_survive_its_outage() {
     problem(down, StatusCode::SERVICE_UNAVAILABLE).await;
     sim.control(Method::PUT, "/faults", json!({ "offline": false }))
         .await;
-    app.wait_for(&format!("/api/v1/instances/{agent}"), 30, |i| {
-        i["status"] == "online"
-    })
-    .await;
+    wait_instance(&app, agent, InstanceStatus::Online).await;
     sim.control(
         Method::PUT,
         "/faults",
         json!({ "offline": true, "offline_message": "网关响应超时" }),
     )
     .await;
-    app.wait_for(&format!("/api/v1/instances/{agent}"), 30, |i| {
-        i["status"] == "offline"
-    })
-    .await;
+    wait_instance(&app, agent, InstanceStatus::Offline).await;
     tokio::time::sleep(Duration::from_secs(2)).await;
     es.restart().await;
 
     // osmem keeps nothing across restarts: what it has now came from the spools.
     let query =
         format!("q=%E7%BD%91%E5%85%B3%E5%93%8D%E5%BA%94%E8%B6%85%E6%97%B6&instance_id={agent}");
-    let replayed = search_until(&app, &query, 40, |a| !items(a).is_empty()).await;
+    let replayed = search_until(&app, &query, 40, found).await;
+    assert!(replayed.items[0].message.contains("网关响应超时"));
+    let access = search_until(&app, "kind=access&q=/api/v1/logs", 20, found).await;
     assert!(
-        items(&replayed)[0]["message"]
-            .as_str()
-            .unwrap()
-            .contains("网关响应超时")
-    );
-    let access = search_until(&app, "kind=access&q=/api/v1/logs", 20, |a| {
-        !items(a).is_empty()
-    })
-    .await;
-    assert!(
-        items(&access).iter().any(|l| l["status"] == 503),
-        "the refused search was logged too: {access}"
+        access.items.iter().any(|l| l.status == Some(503)),
+        "the refused search was logged too: {access:?}"
     );
 }

@@ -1,11 +1,18 @@
 //! Single messages and their conversation, templates with previews, and customer mass messages
 //! that wait for members to confirm them.
 
+use entity::states::{MessageDirection, ReceiverStatus, SyncStatus, TaskStatus};
 use reqwest::{Method, StatusCode};
 use serde_json::{Value, json};
+use service::{
+    messages::MessageView,
+    pagination::Page,
+    tasks::{TaskView, control::RemindReport, report::ReceiverView},
+    templates::{Preview, TemplateView},
+};
 
 use crate::{
-    helpers::{TestApp, TestSim, fields, problem},
+    helpers::{TestApp, TestSim, answer, fields, problem},
     tasks::{assert_consistent, create, delivered, first_contacts, ready, wait_status},
 };
 
@@ -18,23 +25,23 @@ async fn single_messages_are_sent_and_read_back_as_a_conversation() {
         .post(
             "/api/v1/messages",
             &admin,
-            json!({ "contact_id": contact["id"], "content": "{{ name }}，您的订单已发货" }),
+            json!({ "contact_id": contact.id, "content": "{{ name }}，您的订单已发货" }),
         )
         .await;
-    assert_eq!(queued.status(), StatusCode::CREATED);
-    let task: Value = queued.json().await.unwrap();
-    wait_status(&app, task["id"].as_i64().unwrap(), "completed", 30).await;
-    let conversation = app
-        .get_json(
-            &format!("/api/v1/messages?contact_id={}", contact["id"]),
+    let task: TaskView = answer(queued, StatusCode::CREATED).await;
+    wait_status(&app, task.id, TaskStatus::Completed, 30).await;
+    let conversation: Page<MessageView> = app
+        .get_as(
+            &format!("/api/v1/messages?contact_id={}", contact.id),
             &admin,
         )
         .await;
-    let message = &conversation["items"][0];
-    assert_eq!(message["direction"], "out");
+    let message = &conversation.items[0];
+    assert_eq!(message.direction, MessageDirection::Out);
     assert!(
-        message["message_content"]
-            .as_str()
+        message
+            .message_content
+            .as_deref()
             .unwrap()
             .ends_with("您的订单已发货")
     );
@@ -77,19 +84,22 @@ async fn templates_are_checked_and_previewed() {
         fields(&problem(link_without_url, StatusCode::UNPROCESSABLE_ENTITY).await),
         vec!["payload.url"]
     );
-    let created = app
-        .post_json("/api/v1/templates", &admin, json!({ "name": "生日", "category": "关怀", "message_type": "text", "content": "{{ name }}，生日快乐！送您 {{ points }} 积分", "variables": [{ "name": "points", "type": "number", "default": 100 }] }))
+    let created: TemplateView = app
+        .post_as("/api/v1/templates", &admin, json!({ "name": "生日", "category": "关怀", "message_type": "text", "content": "{{ name }}，生日快乐！送您 {{ points }} 积分", "variables": [{ "name": "points", "type": "number", "default": 100 }] }))
         .await;
-    assert_eq!(created["preview_content"], "王伟，生日快乐！送您 100 积分");
-    let preview: Value = app
-        .post_json(
-            &format!("/api/v1/templates/{}/preview", created["id"]),
+    assert_eq!(
+        created.preview_content.as_deref(),
+        Some("王伟，生日快乐！送您 100 积分")
+    );
+    let preview: Preview = app
+        .post_as(
+            &format!("/api/v1/templates/{}/preview", created.id),
             &admin,
             json!({ "sample": { "name": "小李", "points": 500 } }),
         )
         .await;
-    assert_eq!(preview["content"], "小李，生日快乐！送您 500 积分");
-    let wrong_type = app.post("/api/v1/tasks", &admin, json!({ "name": "x", "task_type": "batch", "template_id": created["id"], "variables": { "points": "many" }, "audience": { "contact_ids": [1] } })).await;
+    assert_eq!(preview.content, "小李，生日快乐！送您 500 积分");
+    let wrong_type = app.post("/api/v1/tasks", &admin, json!({ "name": "x", "task_type": "batch", "template_id": created.id, "variables": { "points": "many" }, "audience": { "contact_ids": [1] } })).await;
     assert_eq!(
         fields(&problem(wrong_type, StatusCode::UNPROCESSABLE_ENTITY).await),
         vec!["variables.points"]
@@ -114,7 +124,7 @@ async fn customer_mass_messages_wait_for_members_then_settle_from_wecom_results(
     .await;
     let (_, wecom) = app.register_sim(&sim, 60).await;
     app.start_worker();
-    assert_eq!(app.sync(wecom).await["status"], "succeeded");
+    assert_eq!(app.sync(wecom).await.status, SyncStatus::Succeeded);
     let admin = app.admin_token().await;
     let body = |content: &str| json!({ "name": "新品上市", "task_type": "broadcast", "channel": "customer_mass", "content": content, "audience": { "filter": { "instance_ids": [wecom] } }, "rate_per_minute": 6000 });
 
@@ -127,10 +137,10 @@ async fn customer_mass_messages_wait_for_members_then_settle_from_wecom_results(
     );
 
     let task = create(&app, body("新品上市，到店出示本消息享八折")).await;
-    let id = task["id"].as_i64().unwrap();
-    let waiting = wait_status(&app, id, "awaiting_confirmation", 60).await;
-    assert_eq!(waiting["counts"]["awaiting"], 240);
-    assert_eq!(waiting["counts"]["success"], 0);
+    let id = task.id;
+    let waiting = wait_status(&app, id, TaskStatus::AwaitingConfirmation, 60).await;
+    assert_eq!(waiting.counts.awaiting, 240);
+    assert_eq!(waiting.counts.success, 0);
     assert_consistent(&waiting);
 
     let mass = mass_messages(&sim).await;
@@ -146,16 +156,16 @@ async fn customer_mass_messages_wait_for_members_then_settle_from_wecom_results(
     assert_eq!(targets, 240);
 
     for _ in 0..3 {
-        let reminded = app
-            .post_json(&format!("/api/v1/tasks/{id}/remind"), &admin, json!({}))
+        let reminded: RemindReport = app
+            .post_as(&format!("/api/v1/tasks/{id}/remind"), &admin, json!({}))
             .await;
-        assert_eq!(reminded["reminded"], mass.len(), "{reminded}");
+        assert_eq!(reminded.reminded, mass.len(), "{reminded:?}");
     }
-    let limited = app
-        .post_json(&format!("/api/v1/tasks/{id}/remind"), &admin, json!({}))
+    let limited: RemindReport = app
+        .post_as(&format!("/api/v1/tasks/{id}/remind"), &admin, json!({}))
         .await;
-    assert_eq!(limited["reminded"], 0);
-    assert_eq!(limited["limited"], mass.len(), "3 reminders per 24 hours");
+    assert_eq!(limited.reminded, 0);
+    assert_eq!(limited.limited, mass.len(), "3 reminders per 24 hours");
 
     // A customer leaves before the member confirms; every member but the last confirms.
     let gone = mass[0]["targets"][0].clone();
@@ -172,34 +182,36 @@ async fn customer_mass_messages_wait_for_members_then_settle_from_wecom_results(
         .map(|m| m["targets"].as_array().unwrap().len())
         .sum();
     let last_targets = last["targets"].as_array().unwrap().len();
+    let count = |n: usize| i32::try_from(n).unwrap();
     let settled = app
-        .wait_for(&format!("/api/v1/tasks/{id}"), 30, |t| {
+        .wait_for_as(&format!("/api/v1/tasks/{id}"), 30, |t: &TaskView| {
             // Every read while members confirm adds up: one confirmation moves a receiver
             // from awaiting to success in one step, never through "pending".
-            assert_eq!(t["counts"]["pending"], 0, "{t}");
-            t["counts"]["awaiting"] == last_targets
+            assert_eq!(t.counts.pending, 0, "{t:?}");
+            t.counts.awaiting == count(last_targets)
         })
         .await;
-    assert_eq!(settled["status"], "awaiting_confirmation");
-    assert_eq!(settled["counts"]["success"], confirmed_targets - 1);
-    assert_eq!(settled["counts"]["failed"], 1);
+    assert_eq!(settled.status, TaskStatus::AwaitingConfirmation);
+    assert_eq!(settled.counts.success, count(confirmed_targets - 1));
+    assert_eq!(settled.counts.failed, 1);
     assert_consistent(&settled);
-    let failed = app
-        .get_json(
+    let failed: Page<ReceiverView> = app
+        .get_as(
             &format!("/api/v1/tasks/{id}/receivers?status=failed"),
             &admin,
         )
         .await;
-    assert_eq!(failed["items"][0]["receiver_wxid"], gone);
-    assert_eq!(failed["items"][0]["error_code"], "not_friend");
+    assert_eq!(failed.items[0].send_status, ReceiverStatus::Failed);
+    assert_eq!(failed.items[0].receiver_wxid, gone);
+    assert_eq!(failed.items[0].error_code.as_deref(), Some("not_friend"));
 
     // Cancelling withdraws what the last member never confirmed.
-    let cancelled = app
-        .post_json(&format!("/api/v1/tasks/{id}/cancel"), &admin, json!({}))
+    let cancelled: TaskView = app
+        .post_as(&format!("/api/v1/tasks/{id}/cancel"), &admin, json!({}))
         .await;
-    assert_eq!(cancelled["status"], "cancelled");
-    assert_eq!(cancelled["counts"]["awaiting"], 0);
-    assert_eq!(cancelled["counts"]["skipped"], last_targets);
+    assert_eq!(cancelled.status, TaskStatus::Cancelled);
+    assert_eq!(cancelled.counts.awaiting, 0);
+    assert_eq!(cancelled.counts.skipped, count(last_targets));
     assert_consistent(&cancelled);
     let last_now = mass_messages(&sim)
         .await

@@ -4,9 +4,15 @@
 
 use std::time::Duration;
 
-use entity::instance_monitors;
+use entity::{
+    instance_monitors,
+    states::{SyncStatus, TaskStatus},
+};
 use sea_orm::{ColumnTrait, EntityTrait, PaginatorTrait, QueryFilter};
 use serde_json::{Value, json};
+use service::{
+    instances::accounts::AccountView, monitoring::Series, pagination::Page, tasks::TaskView,
+};
 
 use crate::{
     helpers::{TestApp, TestSim},
@@ -98,10 +104,10 @@ async fn send_counters_per_instance_and_account_add_up_to_the_task() {
     .await;
     let (agent, _) = app.register_sim(&sim, 60).await;
     app.start_worker();
-    assert_eq!(app.sync(agent).await["status"], "succeeded");
+    assert_eq!(app.sync(agent).await.status, SyncStatus::Succeeded);
     let admin = app.admin_token().await;
-    let task = app
-        .post_json(
+    let task: TaskView = app
+        .post_as(
             "/api/v1/tasks",
             &admin,
             json!({
@@ -110,15 +116,11 @@ async fn send_counters_per_instance_and_account_add_up_to_the_task() {
             }),
         )
         .await;
-    let id = task["id"].as_i64().unwrap();
-    let done = app
-        .wait_for(&format!("/api/v1/tasks/{id}"), 90, |t: &Value| {
-            t["status"] == "completed"
-        })
-        .await;
+    let id = task.id;
+    let done = crate::tasks::wait_status(&app, id, TaskStatus::Completed, 90).await;
     assert!(app.ctx.telemetry.flush().await);
     let selector = format!("dispatch_sends_sent{{task=\"{id}\",instance=\"{agent}\"}}");
-    let target = done["counts"]["success"].as_i64().unwrap();
+    let target = i64::from(done.counts.success);
     assert_eq!(target, 240);
     let deadline = std::time::Instant::now() + Duration::from_secs(30);
     loop {
@@ -138,16 +140,16 @@ async fn send_counters_per_instance_and_account_add_up_to_the_task() {
     let (_, total) = sent_series(&app, &format!("instance_id={agent}")).await;
     assert_eq!(total, target);
     // And per sending account: the accounts' series add up to the instance's.
-    let listed = app
-        .get_json(
+    let listed: Page<AccountView> = app
+        .get_as(
             &format!("/api/v1/accounts?instance_id={agent}"),
             &app.admin_token().await,
         )
         .await;
     let mut per_account = Vec::new();
-    for account in listed["items"].as_array().unwrap() {
-        let (series, sent) = sent_series(&app, &format!("account_id={}", account["id"])).await;
-        assert_eq!(series["account_id"], account["id"]);
+    for account in &listed.items {
+        let (series, sent) = sent_series(&app, &format!("account_id={}", account.id)).await;
+        assert_eq!(series.account_id, Some(account.id));
         per_account.push(sent);
     }
     assert_eq!(per_account.len(), 2);
@@ -170,19 +172,14 @@ async fn send_counters_per_instance_and_account_add_up_to_the_task() {
 
 /// The SQL series of sent messages for `filter` (`instance_id=…` or `account_id=…`), with its
 /// total over every step.
-async fn sent_series(app: &TestApp, filter: &str) -> (Value, i64) {
-    let series = app
-        .get_json(
+async fn sent_series(app: &TestApp, filter: &str) -> (Series, i64) {
+    let series: Series = app
+        .get_as(
             &format!("/api/v1/monitoring/series?metric=dispatch_sends_sent&{filter}&step=60"),
             &app.admin_token().await,
         )
         .await;
-    let total: f64 = series["points"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .map(|p| p["sum"].as_f64().unwrap())
-        .sum();
+    let total: f64 = series.points.iter().map(|p| p.sum).sum();
     (series, total as i64)
 }
 

@@ -6,7 +6,7 @@ use chrono::{TimeDelta, Utc};
 use entity::instance_monitors;
 use reqwest::StatusCode;
 use sea_orm::{ActiveValue::Set, ColumnTrait, EntityTrait, PaginatorTrait, QueryFilter};
-use serde_json::Value;
+use service::monitoring::{Overview, Series};
 
 use crate::helpers::{TestApp, TestSim, fields, problem};
 
@@ -46,14 +46,14 @@ async fn series_are_served_from_raw_samples_and_rollups_alike() {
         urlencode(&start.to_rfc3339()),
         urlencode(&now.to_rfc3339())
     );
-    let before: Value = app.get_json(&path, &admin).await;
-    assert_eq!(before["points"].as_array().unwrap().len(), 73, "{before}");
-    assert_eq!(before["points"][0]["samples"], 30);
-    assert_eq!(before["points"][72]["samples"], 30);
-    let first = &before["points"][1];
-    assert_eq!(first["samples"], 60);
-    assert_eq!(first["min"], 10.0);
-    assert_eq!(first["max"], 59.0);
+    let before: Series = app.get_as(&path, &admin).await;
+    assert_eq!(before.points.len(), 73, "{before:?}");
+    assert_eq!(before.points[0].samples, 30);
+    assert_eq!(before.points[72].samples, 30);
+    let first = &before.points[1];
+    assert_eq!(first.samples, 60);
+    assert_eq!(first.min, 10.0);
+    assert_eq!(first.max, 59.0);
 
     // Housekeeping folds samples older than instances.raw_metrics_hours (48) into rollups.
     let mut folded = 0;
@@ -72,19 +72,11 @@ async fn series_are_served_from_raw_samples_and_rollups_alike() {
         .await
         .unwrap();
     assert!(raw_left <= 49 * 60, "{raw_left}");
-    let after: Value = app.get_json(&path, &admin).await;
-    let points = |v: &Value| -> Vec<(String, f64, i64)> {
-        v["points"]
-            .as_array()
-            .unwrap()
+    let after: Series = app.get_as(&path, &admin).await;
+    let points = |v: &Series| -> Vec<(chrono::DateTime<Utc>, f64, i64)> {
+        v.points
             .iter()
-            .map(|p| {
-                (
-                    p["time"].as_str().unwrap().to_owned(),
-                    (p["avg"].as_f64().unwrap() * 1000.0).round() / 1000.0,
-                    p["samples"].as_i64().unwrap(),
-                )
-            })
+            .map(|p| (p.time, (p.avg * 1000.0).round() / 1000.0, p.samples))
             .collect()
     };
     assert_eq!(
@@ -93,8 +85,8 @@ async fn series_are_served_from_raw_samples_and_rollups_alike() {
         "rollups keep averages and sample counts"
     );
 
-    let overview: Value = app.get_json("/api/v1/monitoring/overview", &admin).await;
-    assert_eq!(overview["instances_total"], 2, "{overview}");
+    let overview: Overview = app.get_as("/api/v1/monitoring/overview", &admin).await;
+    assert_eq!(overview.instances_total, 2, "{overview:?}");
 
     let bad = app
         .get("/api/v1/monitoring/series?metric=cpu&step=5", &admin)

@@ -17,6 +17,7 @@ use std::{
     time::Duration,
 };
 
+use entity::states::{SyncStatus, TaskStatus};
 use reqwest::StatusCode;
 use serde_json::Value;
 use tokio::process::{Child, Command};
@@ -90,9 +91,7 @@ impl PrivateRedis {
 }
 
 async fn success(app: &TestApp, id: i64) -> i64 {
-    app.task(id).await["counts"]["success"]
-        .as_i64()
-        .unwrap_or(0)
+    i64::from(app.task(id).await.counts.success)
 }
 
 /// The sent count once it stops moving: three reads a second apart agree (a slow chunk under
@@ -128,7 +127,7 @@ async fn a_broadcast_waits_out_a_redis_outage_and_finishes_exactly_once() {
     .await;
     let (agent, _) = app.register_sim(&sim, 60).await;
     app.start_worker();
-    assert_eq!(app.sync(agent).await["status"], "succeeded");
+    assert_eq!(app.sync(agent).await.status, SyncStatus::Succeeded);
     let id = app.start_slow_broadcast(&sim, agent, "缓存故障演练").await;
     app.wait_sent(id, 40).await;
 
@@ -152,13 +151,21 @@ async fn a_broadcast_waits_out_a_redis_outage_and_finishes_exactly_once() {
     let stalled = settled(&app, id).await;
     tokio::time::sleep(Duration::from_secs(2)).await;
     let during = app.task(id).await;
-    assert_eq!(during["status"], "running", "the API answers without Redis");
     assert_eq!(
-        during["counts"]["success"], stalled,
-        "sends wait for Redis: {during}"
+        during.status,
+        TaskStatus::Running,
+        "the API answers without Redis"
     );
-    assert_eq!(during["counts"]["failed"], 0, "nothing is failed for it");
-    assert!(stalled < 240, "the outage landed before the end: {during}");
+    assert_eq!(
+        i64::from(during.counts.success),
+        stalled,
+        "sends wait for Redis: {during:?}"
+    );
+    assert_eq!(during.counts.failed, 0, "nothing is failed for it");
+    assert!(
+        stalled < 240,
+        "the outage landed before the end: {during:?}"
+    );
 
     redis.restart().await;
     app.assert_completed_exactly_once(&sim, id, 240).await;
@@ -320,7 +327,7 @@ async fn a_broadcast_waits_out_a_database_crash_and_finishes_exactly_once() {
     .await;
     let (agent, _) = app.register_sim(&sim, 60).await;
     app.start_worker();
-    assert_eq!(app.sync(agent).await["status"], "succeeded");
+    assert_eq!(app.sync(agent).await.status, SyncStatus::Succeeded);
     let admin = app.admin_token().await;
     let id = app
         .start_slow_broadcast(&sim, agent, "数据库故障演练")
@@ -350,7 +357,7 @@ async fn a_broadcast_waits_out_a_database_crash_and_finishes_exactly_once() {
     pg.restart().await;
     app.assert_completed_exactly_once(&sim, id, 240).await;
     let during = app.task(id).await;
-    assert_eq!(during["counts"]["failed"], 0, "nothing is failed for it");
+    assert_eq!(during.counts.failed, 0, "nothing is failed for it");
 
     // The 503's access log line waited in the spool and reached SQL after the restart.
     let request_id = request_id.or_else(|| body["request_id"].as_str().map(str::to_owned));

@@ -3,8 +3,10 @@
 
 use std::time::Duration;
 
+use entity::states::TaskStatus;
 use reqwest::StatusCode;
-use serde_json::{Value, json};
+use serde_json::json;
+use service::tasks::TaskView;
 
 use crate::{
     helpers::{TestApp, TestSim, problem},
@@ -16,7 +18,7 @@ async fn progress_streams_as_server_sent_events() {
     let (_sim, app, agent) = ready("").await;
     let admin = app.admin_token().await;
     let task = create(&app, json!({ "name": "进度", "task_type": "broadcast", "content": "x", "audience": { "filter": { "instance_ids": [agent] } }, "rate_per_minute": 6000 })).await;
-    let id = task["id"].as_i64().unwrap();
+    let id = task.id;
     let response = app
         .get(&format!("/api/v1/tasks/{id}/progress"), &admin)
         .await;
@@ -26,9 +28,10 @@ async fn progress_streams_as_server_sent_events() {
         .unwrap()
         .unwrap();
     let last = text.lines().rfind(|l| l.starts_with("data: ")).unwrap();
-    let view: Value = serde_json::from_str(&last["data: ".len()..]).unwrap();
+    let view: TaskView = serde_json::from_str(&last["data: ".len()..]).unwrap();
     assert_eq!(
-        view["status"], "completed",
+        view.status,
+        TaskStatus::Completed,
         "the stream ends with the finished task"
     );
     assert!(text.matches("event: progress").count() >= 2);
@@ -51,9 +54,9 @@ async fn ends_within(response: &mut reqwest::Response, secs: u64) -> bool {
 async fn streams_at_the_cap() -> (TestSim, TestApp, String, String, Vec<reqwest::Response>) {
     let (sim, app, agent) = ready("").await;
     let task = create(&app, json!({ "name": "慢速", "task_type": "broadcast", "content": "x", "audience": { "filter": { "instance_ids": [agent] } }, "rate_per_minute": 1 })).await;
-    let id = task["id"].as_i64().unwrap();
-    app.wait_for(&format!("/api/v1/tasks/{id}"), 30, |t| {
-        t["status"] == "running"
+    let id = task.id;
+    app.wait_for_as(&format!("/api/v1/tasks/{id}"), 30, |t: &TaskView| {
+        t.status == TaskStatus::Running
     })
     .await;
     let (_, token) = app.user_with(&["tasks:read"]).await;

@@ -9,8 +9,10 @@
 
 use std::time::{Duration, Instant};
 
+use entity::states::{SyncStatus, TaskStatus};
 use reqwest::{Method, StatusCode};
 use serde_json::{Value, json};
+use service::tasks::TaskView;
 use tokio::process::Child;
 
 use crate::helpers::{
@@ -56,7 +58,7 @@ fn simulator() -> TestSim {
 async fn synced(app: &mut TestApp, sim: &TestSim) -> (i64, Vec<i64>) {
     let (agent, _) = app.register_sim(sim, 60).await;
     app.start_worker();
-    assert_eq!(app.sync(agent).await["status"], "succeeded");
+    assert_eq!(app.sync(agent).await.status, SyncStatus::Succeeded);
     (agent, app.account_ids(agent).await)
 }
 
@@ -91,10 +93,8 @@ async fn a_backlog_far_beyond_the_rate_window_goes_out_at_the_rate() {
     }
     let admin = app.admin_token().await;
     let started = Instant::now();
-    let task = app
-        .post_json("/api/v1/tasks", &admin, broadcast(agent))
-        .await;
-    let id = task["id"].as_i64().unwrap();
+    let task: TaskView = app.post_as("/api/v1/tasks", &admin, broadcast(agent)).await;
+    let id = task.id;
     let bound = Duration::from_secs(1) + Duration::from_secs_f64(60.0 / RATE as f64);
     let mut peak = Duration::ZERO;
     let deadline = Instant::now() + Duration::from_secs(180);
@@ -105,12 +105,12 @@ async fn a_backlog_far_beyond_the_rate_window_goes_out_at_the_rate() {
             ahead <= bound + Duration::from_millis(20),
             "a rate schedule ran {ahead:?} ahead of the clock: capacity was booked for sends that did not happen"
         );
-        if app.task(id).await["status"] == "completed" {
+        if app.task(id).await.status == TaskStatus::Completed {
             break;
         }
         assert!(
             Instant::now() < deadline,
-            "the broadcast stalled: {}",
+            "the broadcast stalled: {:?}",
             app.task(id).await
         );
         tokio::time::sleep(Duration::from_millis(100)).await;
@@ -147,7 +147,7 @@ async fn start_all(config: &ConfigFile) -> (Child, String, Vec<Child>) {
 }
 
 async fn sent(app: &TestApp, id: i64) -> i64 {
-    app.task(id).await["counts"]["success"].as_i64().unwrap()
+    i64::from(app.task(id).await.counts.success)
 }
 
 #[tokio::test]
@@ -165,15 +165,19 @@ async fn a_paused_broadcast_survives_killing_every_process_and_resumes_to_comple
     let config = ConfigFile::of(&app);
     let (mut api, base, mut workers) = start_all(&config).await;
     let remote = RemoteApi::login(&base).await;
-    let (status, created) = remote.post("/api/v1/tasks", broadcast(agent)).await;
-    assert_eq!(status, StatusCode::CREATED, "{created}");
-    let id = created["id"].as_i64().unwrap();
-    app.wait_sent(id, 20).await;
-    let (status, paused) = remote
-        .post(&format!("/api/v1/tasks/{id}/pause"), json!({}))
+    let created: TaskView = remote
+        .post("/api/v1/tasks", broadcast(agent), StatusCode::CREATED)
         .await;
-    assert_eq!(status, StatusCode::OK, "{paused}");
-    assert_eq!(paused["status"], "paused");
+    let id = created.id;
+    app.wait_sent(id, 20).await;
+    let paused: TaskView = remote
+        .post(
+            &format!("/api/v1/tasks/{id}/pause"),
+            json!({}),
+            StatusCode::OK,
+        )
+        .await;
+    assert_eq!(paused.status, TaskStatus::Paused);
 
     // kill -9 of the API and every worker, with chunks in flight and rate slots booked.
     kill(&mut api).await;
@@ -189,17 +193,20 @@ async fn a_paused_broadcast_survives_killing_every_process_and_resumes_to_comple
     // (Rate slots booked before the kill are at most 1.5 s ahead: they do not hold it back.)
     tokio::time::sleep(Duration::from_secs(12)).await;
     let view = app.task(id).await;
-    assert_eq!(view["status"], "paused", "{view}");
+    assert_eq!(view.status, TaskStatus::Paused, "{view:?}");
     assert_eq!(
         sent(&app, id).await,
         at_kill,
         "nothing is sent while paused"
     );
 
-    let (status, resumed) = remote
-        .post(&format!("/api/v1/tasks/{id}/resume"), json!({}))
+    let resumed: TaskView = remote
+        .post(
+            &format!("/api/v1/tasks/{id}/resume"),
+            json!({}),
+            StatusCode::OK,
+        )
         .await;
-    assert_eq!(status, StatusCode::OK, "{resumed}");
-    assert_eq!(resumed["status"], "running");
+    assert_eq!(resumed.status, TaskStatus::Running);
     app.assert_completed_exactly_once(&sim, id, RECEIVERS).await;
 }

@@ -2,8 +2,12 @@
 
 use reqwest::{Method, StatusCode};
 use serde_json::{Value, json};
+use service::{
+    pagination::Page,
+    rbac::{PermissionView, roles::RoleView, users::UserView},
+};
 
-use crate::helpers::{TestApp, fields, problem};
+use crate::helpers::{TestApp, answer, fields, problem};
 
 #[tokio::test]
 async fn admin_creates_a_role_and_a_user_and_both_are_in_the_audit_log() {
@@ -12,13 +16,13 @@ async fn admin_creates_a_role_and_a_user_and_both_are_in_the_audit_log() {
     let role = app
         .post("/api/v1/roles", &admin, json!({ "name": "support", "display_name": "客服", "permissions": ["contacts:read", "users:read"] }))
         .await;
-    assert_eq!(role.status(), StatusCode::CREATED);
-    let role: Value = role.json().await.unwrap();
-    assert_eq!(role["permissions"], json!(["contacts:read", "users:read"]));
+    let role: RoleView = answer(role, StatusCode::CREATED).await;
+    assert_eq!(role.permissions, ["contacts:read", "users:read"]);
     let user = app
-        .post("/api/v1/users", &admin, json!({ "username": "dave", "password": "dave-password-12", "roles": [{ "role_id": role["id"] }] }))
+        .post("/api/v1/users", &admin, json!({ "username": "dave", "password": "dave-password-12", "roles": [{ "role_id": role.id }] }))
         .await;
-    assert_eq!(user.status(), StatusCode::CREATED);
+    let user: UserView = answer(user, StatusCode::CREATED).await;
+    assert_eq!(user.roles[0].role_id, role.id);
 
     let audit: Value = app.get_json("/api/v1/audit-logs?limit=10", &admin).await;
     let operations: Vec<&str> = audit["items"]
@@ -89,7 +93,9 @@ async fn permissions_follow_grants_including_expiry() {
             json!({ "roles": [{ "role_id": viewer, "expires_at": soon }] }),
         )
         .await;
-    assert_eq!(set.status(), StatusCode::OK);
+    let set: UserView = answer(set, StatusCode::OK).await;
+    assert_eq!(set.roles.len(), 1);
+    assert_eq!(set.roles[0].role_id, viewer);
     assert_eq!(
         app.get("/api/v1/users", &token).await.status(),
         StatusCode::FORBIDDEN,
@@ -137,10 +143,8 @@ async fn nobody_grants_or_manages_beyond_their_own_permissions() {
         )
         .await;
     assert_eq!(wider_role.status(), StatusCode::FORBIDDEN);
-    let found: Value = app.get_json("/api/v1/users?q=ADMIN", &manager).await;
-    let admin_user = found["items"][0]["id"]
-        .as_i64()
-        .unwrap_or_else(|| panic!("{found}"));
+    let found: Page<UserView> = app.get_as("/api/v1/users?q=ADMIN", &manager).await;
+    let admin_user = found.items[0].id;
     let takeover = app
         .post(
             &format!("/api/v1/users/{admin_user}/password"),
@@ -160,11 +164,7 @@ async fn nobody_grants_or_manages_beyond_their_own_permissions() {
             json!({ "name": "narrow", "display_name": "x", "permissions": ["users:read"] }),
         )
         .await;
-    assert_eq!(
-        own_role.status(),
-        StatusCode::CREATED,
-        "granting what you hold is fine"
-    );
+    let _: RoleView = answer(own_role, StatusCode::CREATED).await;
 
     let admin = app.admin_token().await;
     let denied: Value = app
@@ -219,14 +219,14 @@ async fn built_in_roles_are_protected_and_custom_roles_can_be_edited_and_deleted
         .await;
     assert_eq!(narrow_super.status(), StatusCode::CONFLICT);
 
-    let created: Value = app
-        .post_json(
+    let created: RoleView = app
+        .post_as(
             "/api/v1/roles",
             &admin,
             json!({ "name": "editors", "display_name": "Editors", "description": "d" }),
         )
         .await;
-    let id = created["id"].as_i64().unwrap();
+    let id = created.id;
     let duplicate = app
         .post(
             "/api/v1/roles",
@@ -238,28 +238,25 @@ async fn built_in_roles_are_protected_and_custom_roles_can_be_edited_and_deleted
         fields(&problem(duplicate, StatusCode::CONFLICT).await),
         vec!["name"]
     );
-    let patched: Value = app
-        .send_json_ok(
+    let patched: RoleView = app
+        .send_as(
             Method::PATCH,
             &format!("/api/v1/roles/{id}"),
             &admin,
             json!({ "display_name": "Editors 2", "description": null }),
         )
         .await;
-    assert_eq!(patched["display_name"], "Editors 2");
-    assert!(patched["description"].is_null());
-    let perms: Value = app
-        .send_json_ok(
+    assert_eq!(patched.display_name, "Editors 2");
+    assert!(patched.description.is_none());
+    let perms: RoleView = app
+        .send_as(
             Method::PUT,
             &format!("/api/v1/roles/{id}/permissions"),
             &admin,
             json!({ "permissions": ["templates:read", "templates:update"] }),
         )
         .await;
-    assert_eq!(
-        perms["permissions"],
-        json!(["templates:read", "templates:update"])
-    );
+    assert_eq!(perms.permissions, ["templates:read", "templates:update"]);
     let deleted = app
         .request(Method::DELETE, &format!("/api/v1/roles/{id}"), Some(&admin))
         .send()
@@ -279,32 +276,19 @@ async fn built_in_roles_are_protected_and_custom_roles_can_be_edited_and_deleted
             json!({ "name": "editors", "display_name": "Editors again" }),
         )
         .await;
-    assert_eq!(
-        reused.status(),
-        StatusCode::CREATED,
-        "a deleted role's name is free again"
-    );
+    let reused: RoleView = answer(reused, StatusCode::CREATED).await;
+    assert_ne!(reused.id, id, "a deleted role's name is free again");
 
-    let catalogue = app
-        .get_json("/api/v1/permissions", &admin)
-        .await
-        .as_array()
-        .unwrap()
-        .clone();
+    let catalogue: Vec<PermissionView> = app.get_as("/api/v1/permissions", &admin).await;
     assert!(catalogue.len() >= 50);
-    assert!(
-        catalogue
-            .iter()
-            .all(|p| p["name"].as_str().unwrap().contains(':'))
-    );
+    assert!(catalogue.iter().all(|p| p.name.contains(':')));
 }
 
 #[tokio::test]
 async fn users_are_soft_deleted_and_the_last_super_admin_stays() {
     let app = TestApp::spawn().await;
     let admin = app.admin_token().await;
-    let me: Value = app.get_json("/api/v1/auth/me", &admin).await;
-    let admin_id = me["user"]["id"].as_i64().unwrap();
+    let admin_id = app.me(&admin).await.id;
     let self_delete = app
         .request(
             Method::DELETE,
@@ -326,14 +310,8 @@ async fn users_are_soft_deleted_and_the_last_super_admin_stays() {
     problem(strip, StatusCode::FORBIDDEN).await;
     // Someone holding every permission but not the super_admin role may manage the admin, yet
     // not strip the last super_admin.
-    let catalogue: Value = app.get_json("/api/v1/permissions", &admin).await;
-    let all: Vec<&str> = catalogue
-        .as_array()
-        .or_else(|| catalogue["items"].as_array())
-        .unwrap()
-        .iter()
-        .map(|p| p["name"].as_str().unwrap())
-        .collect();
+    let catalogue: Vec<PermissionView> = app.get_as("/api/v1/permissions", &admin).await;
+    let all: Vec<&str> = catalogue.iter().map(|p| p.name.as_str()).collect();
     let (_, deputy) = app.user_with(&all).await;
     let strip = app
         .send_json(
@@ -348,8 +326,8 @@ async fn users_are_soft_deleted_and_the_last_super_admin_stays() {
         "roles"
     );
 
-    let erin: Value = app.post_json("/api/v1/users", &admin, json!({ "username": "erin", "email": "erin@example.com", "password": "erin-password-12" })).await;
-    let id = erin["id"].as_i64().unwrap();
+    let erin: UserView = app.post_as("/api/v1/users", &admin, json!({ "username": "erin", "email": "erin@example.com", "password": "erin-password-12" })).await;
+    let id = erin.id;
     let taken = app
         .post(
             "/api/v1/users",
@@ -361,16 +339,16 @@ async fn users_are_soft_deleted_and_the_last_super_admin_stays() {
         fields(&problem(taken, StatusCode::CONFLICT).await),
         vec!["username"]
     );
-    let patched: Value = app
-        .send_json_ok(
+    let patched: UserView = app
+        .send_as(
             Method::PATCH,
             &format!("/api/v1/users/{id}"),
             &admin,
             json!({ "nickname": "小E", "email": null }),
         )
         .await;
-    assert_eq!(patched["nickname"], "小E");
-    assert!(patched["email"].is_null());
+    assert_eq!(patched.nickname.as_deref(), Some("小E"));
+    assert!(patched.email.is_none());
     let deleted = app
         .request(Method::DELETE, &format!("/api/v1/users/{id}"), Some(&admin))
         .send()
@@ -394,11 +372,8 @@ async fn users_are_soft_deleted_and_the_last_super_admin_stays() {
             json!({ "username": "erin", "password": "erin-password-12" }),
         )
         .await;
-    assert_eq!(
-        again.status(),
-        StatusCode::CREATED,
-        "the name of a deleted user can be reused"
-    );
+    let again: UserView = answer(again, StatusCode::CREATED).await;
+    assert_ne!(again.id, id, "the name of a deleted user can be reused");
     let audit: Value = app
         .get_json(
             &format!("/api/v1/audit-logs?operation=user.delete&resource_id={id}"),
@@ -427,16 +402,10 @@ async fn lists_page_with_cursors() {
             Some(c) => format!("/api/v1/users?q=pager&limit=2&cursor={c}"),
             None => "/api/v1/users?q=pager&limit=2".to_owned(),
         };
-        let page: Value = app.get_json(&path, &admin).await;
-        seen.extend(
-            page["items"]
-                .as_array()
-                .unwrap()
-                .iter()
-                .map(|u| u["username"].as_str().unwrap().to_owned()),
-        );
-        match page["next_cursor"].as_str() {
-            Some(next) => cursor = Some(next.to_owned()),
+        let page: Page<UserView> = app.get_as(&path, &admin).await;
+        seen.extend(page.items.into_iter().map(|u| u.username));
+        match page.next_cursor {
+            Some(next) => cursor = Some(next),
             None => break,
         }
     }
@@ -459,10 +428,7 @@ async fn a_temporary_admin_cannot_entrench_themselves() {
             json!({ "username": "temp_admin", "password": "temp-admin-password-1", "roles": [{ "role_id": super_admin, "expires_at": in_4_hours }] }),
         )
         .await;
-    assert_eq!(created.status(), StatusCode::CREATED);
-    let temp_id = created.json::<Value>().await.unwrap()["id"]
-        .as_i64()
-        .unwrap();
+    let temp_id = answer::<UserView>(created, StatusCode::CREATED).await.id;
     let temp = app.token("temp_admin", "temp-admin-password-1").await;
 
     let forever = json!({ "roles": [{ "role_id": super_admin }] });
@@ -566,15 +532,11 @@ async fn super_admins_disabling_each_other_at_once_leave_one() {
                     json!({ "username": name, "password": "super-admin-pass-1", "roles": [{ "role_id": super_admin }] }),
                 )
                 .await;
-            assert_eq!(created.status(), StatusCode::CREATED, "round {round}");
-            let id = created.json::<Value>().await.unwrap()["id"]
-                .as_i64()
-                .unwrap();
+            let id = answer::<UserView>(created, StatusCode::CREATED).await.id;
             pair.push((id, app.token(&name, "super-admin-pass-1").await));
         }
         // The previous survivor steps aside, leaving exactly two super admins.
-        let me: Value = app.get_json("/api/v1/auth/me", &survivor).await;
-        let previous = me["user"]["id"].as_i64().unwrap();
+        let previous = app.me(&survivor).await.id;
         let aside = app
             .post(
                 &format!("/api/v1/users/{previous}/disable"),
@@ -582,7 +544,8 @@ async fn super_admins_disabling_each_other_at_once_leave_one() {
                 json!({}),
             )
             .await;
-        assert_eq!(aside.status(), StatusCode::OK, "round {round}");
+        let aside: UserView = answer(aside, StatusCode::OK).await;
+        assert_eq!(aside.id, previous, "round {round}");
 
         let ((p, p_token), (q, q_token)) = (&pair[0], &pair[1]);
         let (disable_q, disable_p) = (

@@ -13,14 +13,17 @@ use std::{
 
 use entity::{
     message_task_runs, message_tasks,
-    states::{RunStatus, TaskStatus},
+    states::{RunStatus, SyncStatus, TaskStatus},
 };
 use reqwest::{Method, StatusCode};
 use sea_orm::{ActiveValue::Set, ColumnTrait, EntityTrait, QueryFilter};
 use serde_json::{Value, json};
-use service::Context;
+use service::{Context, contacts::ContactView, pagination::Page, tasks::TaskView};
 
-use crate::helpers::{TestApp, TestSim};
+use crate::{
+    helpers::{TestApp, TestSim, answer},
+    tasks::wait_status,
+};
 
 async fn runs_of(app: &TestApp, task: i64) -> Vec<message_task_runs::Model> {
     message_task_runs::Entity::find()
@@ -91,7 +94,7 @@ async fn retry_failed_reaches_exactly_the_failed_receivers_while_expanders_race(
     .await;
     let (agent, _) = app.register_sim(&sim, 60).await;
     app.start_worker();
-    assert_eq!(app.sync(agent).await["status"], "succeeded");
+    assert_eq!(app.sync(agent).await.status, SyncStatus::Succeeded);
     let admin = app.admin_token().await;
     // Every second contact has removed its account: the agent refuses them (`not_friend`).
     let refused: Vec<String> = (0..2)
@@ -109,17 +112,13 @@ async fn retry_failed_reaches_exactly_the_failed_receivers_while_expanders_race(
     .await;
     // Expanders and sweepers race the worker from the first run on.
     let racers = Racers::start(&app.ctx);
-    let task = app
-        .post_json("/api/v1/tasks", &admin, json!({ "name": "重试竞争", "task_type": "broadcast", "content": "{{ nickname }}，会员日", "audience": { "filter": { "instance_ids": [agent] } } }))
+    let task: TaskView = app
+        .post_as("/api/v1/tasks", &admin, json!({ "name": "重试竞争", "task_type": "broadcast", "content": "{{ nickname }}，会员日", "audience": { "filter": { "instance_ids": [agent] } } }))
         .await;
-    let id = task["id"].as_i64().unwrap();
-    let first = app
-        .wait_for(&format!("/api/v1/tasks/{id}"), 120, |t| {
-            t["status"] == "completed"
-        })
-        .await;
-    assert_eq!(first["counts"]["success"], 600, "{first}");
-    assert_eq!(first["counts"]["failed"], 600, "{first}");
+    let id = task.id;
+    let first = wait_status(&app, id, TaskStatus::Completed, 120).await;
+    assert_eq!(first.counts.success, 600, "{first:?}");
+    assert_eq!(first.counts.failed, 600, "{first:?}");
     sim.control(
         Method::POST,
         "/contacts/restore",
@@ -145,11 +144,7 @@ async fn retry_failed_reaches_exactly_the_failed_receivers_while_expanders_race(
             .all(|s| *s == StatusCode::OK || *s == StatusCode::CONFLICT),
         "{statuses:?}"
     );
-    let done = app
-        .wait_for(&format!("/api/v1/tasks/{id}"), 120, |t| {
-            t["status"] == "completed"
-        })
-        .await;
+    let done = wait_status(&app, id, TaskStatus::Completed, 120).await;
     let runs = runs_of(&app, id).await;
     assert_eq!(runs.len(), 2);
     let retry = runs.iter().max_by_key(|r| r.id).unwrap();
@@ -163,12 +158,12 @@ async fn retry_failed_reaches_exactly_the_failed_receivers_while_expanders_race(
         "the retry run holds the failed receivers"
     );
     assert_eq!(retry.success_count, 600);
-    let c = &done["counts"];
-    assert_eq!(c["target"], 1800, "{c}");
-    assert_eq!(c["success"], 1200, "{c}");
+    let c = &done.counts;
+    assert_eq!(c.target, 1800, "{c:?}");
+    assert_eq!(c.success, 1200, "{c:?}");
     assert_eq!(
-        c["failed"], 600,
-        "the first run's failures stay on record: {c}"
+        c.failed, 600,
+        "the first run's failures stay on record: {c:?}"
     );
     let deliveries = sim.deliveries().await;
     assert_eq!(
@@ -181,13 +176,13 @@ async fn retry_failed_reaches_exactly_the_failed_receivers_while_expanders_race(
 /// A task whose schedule is due, without a worker: the test is the only scheduler.
 async fn due_task(app: &TestApp, body: Value) -> i64 {
     let admin = app.admin_token().await;
-    let task = app.post_json("/api/v1/tasks", &admin, body).await;
-    let id = task["id"].as_i64().unwrap();
+    let task: TaskView = app.post_as("/api/v1/tasks", &admin, body).await;
+    let id = task.id;
     let past = app.ctx.clock.now_db() - chrono::TimeDelta::minutes(1);
     message_tasks::Entity::update(message_tasks::ActiveModel {
         id: Set(id),
         scheduled_time: Set(Some(past)),
-        next_fire_at: Set(task["cron"].is_string().then_some(past)),
+        next_fire_at: Set(task.cron.is_some().then_some(past)),
         ..Default::default()
     })
     .exec(&app.ctx.db)
@@ -251,28 +246,20 @@ async fn a_task_paused_as_its_run_ended_resumes_to_the_run_outcome() {
     let mut app = TestApp::spawn_with("[dispatch]\nchunk_size = 5\nconcurrency = 4\n").await;
     let (agent, _) = app.register_sim(&sim, 60).await;
     app.start_worker();
-    assert_eq!(app.sync(agent).await["status"], "succeeded");
+    assert_eq!(app.sync(agent).await.status, SyncStatus::Succeeded);
     let admin = app.admin_token().await;
-    let listed = app
-        .get_json(
+    let listed: Page<ContactView> = app
+        .get_as(
             &format!("/api/v1/contacts?instance_id={agent}&limit=3"),
             &admin,
         )
         .await;
-    let ids: Vec<i64> = listed["items"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .map(|c| c["id"].as_i64().unwrap())
-        .collect();
-    let task = app
-        .post_json("/api/v1/tasks", &admin, json!({ "name": "暂停竞态", "task_type": "batch", "content": "hi", "audience": { "contact_ids": ids }, "rate_per_minute": 6000 }))
+    let ids: Vec<i64> = listed.items.iter().map(|c| c.id).collect();
+    let task: TaskView = app
+        .post_as("/api/v1/tasks", &admin, json!({ "name": "暂停竞态", "task_type": "batch", "content": "hi", "audience": { "contact_ids": ids }, "rate_per_minute": 6000 }))
         .await;
-    let id = task["id"].as_i64().unwrap();
-    app.wait_for(&format!("/api/v1/tasks/{id}"), 30, |t| {
-        t["status"] == "completed"
-    })
-    .await;
+    let id = task.id;
+    wait_status(&app, id, TaskStatus::Completed, 30).await;
     // The pause that landed after the last chunk claimed its receivers: the run completed but
     // left the task paused (a run only settles a task that is still running).
     message_tasks::Entity::update(message_tasks::ActiveModel {
@@ -295,7 +282,7 @@ async fn a_task_paused_as_its_run_ended_resumes_to_the_run_outcome() {
     // The worker's scheduler keeps ticking: the task must not start its finished firing again.
     tokio::time::sleep(Duration::from_secs(3)).await;
     let view = app.task(id).await;
-    assert_eq!(view["status"], "completed", "{view}");
+    assert_eq!(view.status, TaskStatus::Completed, "{view:?}");
     assert_eq!(runs_of(&app, id).await.len(), 1);
     assert_eq!(sim.deliveries().await["delivered"], 3);
 }
@@ -306,14 +293,14 @@ async fn a_task_cancelled_while_its_audience_expands_settles_every_receiver() {
     let mut app = TestApp::spawn().await;
     let (agent, _) = app.register_sim(&sim, 60).await;
     app.start_worker();
-    assert_eq!(app.sync(agent).await["status"], "succeeded");
+    assert_eq!(app.sync(agent).await.status, SyncStatus::Succeeded);
     // The test is the scheduler and the expander from here on.
     app.stop_worker().await;
     let admin = app.admin_token().await;
-    let task = app
-        .post_json("/api/v1/tasks", &admin, json!({ "name": "展开中取消", "task_type": "broadcast", "content": "x", "audience": { "filter": { "instance_ids": [agent] } } }))
+    let task: TaskView = app
+        .post_as("/api/v1/tasks", &admin, json!({ "name": "展开中取消", "task_type": "broadcast", "content": "x", "audience": { "filter": { "instance_ids": [agent] } } }))
         .await;
-    let id = task["id"].as_i64().unwrap();
+    let id = task.id;
     assert_eq!(concurrent_ticks(&app, 2).await.len(), 1);
     let run = service::tasks::expand::claim(&app.ctx, "expander")
         .await
@@ -322,20 +309,21 @@ async fn a_task_cancelled_while_its_audience_expands_settles_every_receiver() {
     let cancelled = app
         .post(&format!("/api/v1/tasks/{id}/cancel"), &admin, json!({}))
         .await;
-    assert_eq!(cancelled.status(), StatusCode::OK);
+    let cancelled: TaskView = answer(cancelled, StatusCode::OK).await;
+    assert_eq!(cancelled.status, TaskStatus::Cancelled);
     // The expander, unaware, writes the audience and finishes.
     service::tasks::expand::expand(&app.ctx, &run)
         .await
         .unwrap();
     let view = app.task(id).await;
-    assert_eq!(view["status"], "cancelled");
-    let c = &view["counts"];
-    assert_eq!(c["target"], 240, "{c}");
+    assert_eq!(view.status, TaskStatus::Cancelled);
+    let c = &view.counts;
+    assert_eq!(c.target, 240, "{c:?}");
     assert_eq!(
-        c["skipped"], 240,
-        "every receiver is counted as skipped: {c}"
+        c.skipped, 240,
+        "every receiver is counted as skipped: {c:?}"
     );
-    assert_eq!(c["pending"], 0, "{c}");
+    assert_eq!(c.pending, 0, "{c:?}");
     let runs = runs_of(&app, id).await;
     assert_eq!(runs[0].status, RunStatus::Cancelled);
     assert_eq!(sim.deliveries().await["delivered"], 0);

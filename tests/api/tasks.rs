@@ -4,10 +4,21 @@
 
 use std::time::Duration;
 
+use entity::states::{ReceiverStatus, RunStatus, SyncStatus, TaskStatus};
 use reqwest::{Method, StatusCode};
 use serde_json::{Value, json};
+use service::{
+    contacts::ContactView,
+    messages::MessageView,
+    pagination::Page,
+    tasks::{
+        TaskView,
+        report::{ReceiverView, RunView},
+    },
+    templates::TemplateView,
+};
 
-use crate::helpers::{TestApp, TestSim, fields, problem};
+use crate::helpers::{TestApp, TestSim, answer, fields, problem};
 
 /// A synced agent instance of a small sim and a running worker; small chunks so controls bite.
 pub(crate) async fn ready(extra: &str) -> (TestSim, TestApp, i64) {
@@ -18,25 +29,24 @@ pub(crate) async fn ready(extra: &str) -> (TestSim, TestApp, i64) {
     .await;
     let (agent, _) = app.register_sim(&sim, 60).await;
     app.start_worker();
-    assert_eq!(app.sync(agent).await["status"], "succeeded");
+    assert_eq!(app.sync(agent).await.status, SyncStatus::Succeeded);
     (sim, app, agent)
 }
 
-pub(crate) async fn create(app: &TestApp, body: Value) -> Value {
+pub(crate) async fn create(app: &TestApp, body: Value) -> TaskView {
     let admin = app.admin_token().await;
     let response = app.post("/api/v1/tasks", &admin, body).await;
-    assert_eq!(
-        response.status(),
-        StatusCode::CREATED,
-        "{:?}",
-        response.text().await
-    );
-    response.json().await.unwrap()
+    answer(response, StatusCode::CREATED).await
 }
 
-pub(crate) async fn wait_status(app: &TestApp, task: i64, status: &str, seconds: u64) -> Value {
-    app.wait_for(&format!("/api/v1/tasks/{task}"), seconds, |t| {
-        t["status"] == status
+pub(crate) async fn wait_status(
+    app: &TestApp,
+    task: i64,
+    status: TaskStatus,
+    seconds: u64,
+) -> TaskView {
+    app.wait_for_as(&format!("/api/v1/tasks/{task}"), seconds, |t: &TaskView| {
+        t.status == status
     })
     .await
 }
@@ -51,19 +61,19 @@ pub(crate) async fn delivered(sim: &TestSim) -> Value {
 }
 
 /// The first `n` contacts synced from the agent, as the API lists them.
-pub(crate) async fn first_contacts(app: &TestApp, agent: i64, n: usize) -> Vec<Value> {
+pub(crate) async fn first_contacts(app: &TestApp, agent: i64, n: usize) -> Vec<ContactView> {
     let admin = app.admin_token().await;
-    let listed = app
-        .get_json(
+    let listed: Page<ContactView> = app
+        .get_as(
             &format!("/api/v1/contacts?instance_id={agent}&limit={n}"),
             &admin,
         )
         .await;
-    listed["items"].as_array().unwrap().clone()
+    listed.items
 }
 
-fn ids_of(contacts: &[Value]) -> Vec<i64> {
-    contacts.iter().map(|c| c["id"].as_i64().unwrap()).collect()
+fn ids_of(contacts: &[ContactView]) -> Vec<i64> {
+    contacts.iter().map(|c| c.id).collect()
 }
 
 /// The sends went through apalis jobs on the configured queue: keys of the test's own queue in
@@ -119,40 +129,36 @@ async fn assert_accounts_interleaved(app: &TestApp, task: i64) {
     assert!(first.windows(2).all(|w| w[0] != w[1]), "{first:?}");
 }
 
-pub(crate) fn assert_consistent(task: &Value) {
-    let c = &task["counts"];
-    let sum = c["success"].as_i64().unwrap()
-        + c["failed"].as_i64().unwrap()
-        + c["skipped"].as_i64().unwrap()
-        + c["awaiting"].as_i64().unwrap()
-        + c["pending"].as_i64().unwrap();
-    assert_eq!(sum, c["target"].as_i64().unwrap(), "counters add up: {c}");
+pub(crate) fn assert_consistent(task: &TaskView) {
+    let c = &task.counts;
+    let sum = c.success + c.failed + c.skipped + c.awaiting + c.pending;
+    assert_eq!(sum, c.target, "counters add up: {c:?}");
 }
 
 #[tokio::test]
 async fn a_personalised_broadcast_reaches_every_receiver_exactly_once() {
     let (sim, app, agent) = ready("").await;
     let admin = app.admin_token().await;
-    let template = app
-        .post_json("/api/v1/templates", &admin, json!({
+    let template: TemplateView = app
+        .post_as("/api/v1/templates", &admin, json!({
             "name": "双十一", "message_type": "text",
             "content": "{{ name }}您好，您的专属优惠码是 {{ coupon }}，{% if 'VIP' in tags %}VIP 再享九折{% endif %}",
             "variables": [{ "name": "coupon", "type": "string", "required": true }]
         }))
         .await;
     let task = create(&app, json!({
-        "name": "全量群发", "task_type": "broadcast", "template_id": template["id"], "variables": { "coupon": "W11-2026" },
+        "name": "全量群发", "task_type": "broadcast", "template_id": template.id, "variables": { "coupon": "W11-2026" },
         "audience": { "filter": { "instance_ids": [agent] } }, "rate_per_minute": 6000
     }))
     .await;
-    let id = task["id"].as_i64().unwrap();
-    let done = wait_status(&app, id, "completed", 90).await;
+    let id = task.id;
+    let done = wait_status(&app, id, TaskStatus::Completed, 90).await;
     assert_consistent(&done);
     assert_dispatched_through_the_queue(&app).await;
     assert_accounts_interleaved(&app, id).await;
-    assert_eq!(done["counts"]["target"], 240);
-    assert_eq!(done["counts"]["success"], 240);
-    assert_eq!(done["progress"], 100.0);
+    assert_eq!(done.counts.target, 240);
+    assert_eq!(done.counts.success, 240);
+    assert_eq!(done.progress, 100.0);
     let stats = delivered(&sim).await;
     assert_eq!(stats["delivered"], 240, "{stats}");
     let deliveries: Vec<Value> = sim
@@ -172,15 +178,15 @@ async fn a_personalised_broadcast_reaches_every_receiver_exactly_once() {
             .any(|d| d["content"].as_str().unwrap().contains("VIP 再享九折")),
         "per-receiver personalisation"
     );
-    let template = app
-        .get_json(&format!("/api/v1/templates/{}", template["id"]), &admin)
+    let template: TemplateView = app
+        .get_as(&format!("/api/v1/templates/{}", template.id), &admin)
         .await;
-    assert_eq!(template["use_count"], 1);
-    let sent = app
-        .get_json(&format!("/api/v1/messages?task_id={id}&limit=200"), &admin)
+    assert_eq!(template.use_count, 1);
+    let sent: Page<MessageView> = app
+        .get_as(&format!("/api/v1/messages?task_id={id}&limit=200"), &admin)
         .await;
     assert_eq!(
-        sent["items"].as_array().unwrap().len(),
+        sent.items.len(),
         200,
         "the outbound log holds every message"
     );
@@ -200,13 +206,13 @@ async fn a_personalised_broadcast_reaches_every_receiver_exactly_once() {
             .count(),
         241
     );
-    let failed = app
-        .get_json(
+    let failed: Page<ReceiverView> = app
+        .get_as(
             &format!("/api/v1/tasks/{id}/receivers?status=failed"),
             &admin,
         )
         .await;
-    assert!(failed["items"].as_array().unwrap().is_empty());
+    assert!(failed.items.is_empty());
 }
 
 #[tokio::test]
@@ -215,9 +221,9 @@ async fn pause_holds_within_a_chunk_resume_finishes_and_cancel_skips_the_rest() 
     let admin = app.admin_token().await;
     let body = |name: &str| json!({ "name": name, "task_type": "broadcast", "content": "您好 {{ nickname }}", "audience": { "filter": { "instance_ids": [agent] } }, "rate_per_minute": 120 });
     let task = create(&app, body("慢速群发")).await;
-    let id = task["id"].as_i64().unwrap();
-    app.wait_for(&format!("/api/v1/tasks/{id}"), 30, |t| {
-        t["counts"]["success"].as_i64().unwrap() >= 4
+    let id = task.id;
+    app.wait_for_as(&format!("/api/v1/tasks/{id}"), 30, |t: &TaskView| {
+        t.counts.success >= 4
     })
     .await;
     let paused = app
@@ -236,9 +242,9 @@ async fn pause_holds_within_a_chunk_resume_finishes_and_cancel_skips_the_rest() 
         at_pause,
         "nothing goes out while paused"
     );
-    let view = app.get_json(&format!("/api/v1/tasks/{id}"), &admin).await;
-    assert_eq!(view["status"], "paused");
-    assert_eq!(view["pause_reason"], "核对文案");
+    let view: TaskView = app.get_as(&format!("/api/v1/tasks/{id}"), &admin).await;
+    assert_eq!(view.status, TaskStatus::Paused);
+    assert_eq!(view.pause_reason.as_deref(), Some("核对文案"));
     assert_consistent(&view);
     let again = app
         .post(&format!("/api/v1/tasks/{id}/pause"), &admin, json!({}))
@@ -248,40 +254,41 @@ async fn pause_holds_within_a_chunk_resume_finishes_and_cancel_skips_the_rest() 
         "conflict"
     );
 
-    let cancelled: Value = app
-        .post_json(&format!("/api/v1/tasks/{id}/cancel"), &admin, json!({}))
+    let cancelled: TaskView = app
+        .post_as(&format!("/api/v1/tasks/{id}/cancel"), &admin, json!({}))
         .await;
-    assert_eq!(cancelled["status"], "cancelled");
+    assert_eq!(cancelled.status, TaskStatus::Cancelled);
     let settled = app
-        .wait_for(&format!("/api/v1/tasks/{id}"), 20, |t| {
-            t["counts"]["pending"] == 0
+        .wait_for_as(&format!("/api/v1/tasks/{id}"), 20, |t: &TaskView| {
+            t.counts.pending == 0
         })
         .await;
     assert_consistent(&settled);
     assert!(
-        settled["counts"]["skipped"].as_i64().unwrap() > 100,
-        "the rest was skipped as cancelled: {}",
-        settled["counts"]
+        settled.counts.skipped > 100,
+        "the rest was skipped as cancelled: {:?}",
+        settled.counts
     );
-    let skipped = app
-        .get_json(
+    let skipped: Page<ReceiverView> = app
+        .get_as(
             &format!("/api/v1/tasks/{id}/receivers?status=skipped&limit=1"),
             &admin,
         )
         .await;
-    assert_eq!(skipped["items"][0]["skip_reason"], "cancelled");
+    assert_eq!(skipped.items[0].send_status, ReceiverStatus::Skipped);
+    assert_eq!(skipped.items[0].skip_reason.as_deref(), Some("cancelled"));
 
     let second = create(&app, json!({ "name": "可恢复", "task_type": "broadcast", "content": "hello {{ wxid }}", "audience": { "filter": { "instance_ids": [agent] } }, "rate_per_minute": 6000 })).await;
-    let sid = second["id"].as_i64().unwrap();
+    let sid = second.id;
     app.post(&format!("/api/v1/tasks/{sid}/pause"), &admin, json!({}))
         .await;
     tokio::time::sleep(Duration::from_secs(2)).await;
     let resumed = app
         .post(&format!("/api/v1/tasks/{sid}/resume"), &admin, json!({}))
         .await;
-    assert_eq!(resumed.status(), StatusCode::OK);
-    let done = wait_status(&app, sid, "completed", 60).await;
-    assert_eq!(done["counts"]["success"], 240);
+    let _: TaskView = answer(resumed, StatusCode::OK).await;
+    let done = wait_status(&app, sid, TaskStatus::Completed, 60).await;
+    assert_eq!(done.counts.success, 240);
 }
 
 #[tokio::test]
@@ -301,27 +308,27 @@ async fn quiet_hours_hold_sends_until_the_window_ends() {
         "quiet_hours": { "start": start, "end": end, "timezone": "UTC" }
     }))
     .await;
-    let id = task["id"].as_i64().unwrap();
+    let id = task.id;
     let running = app
-        .wait_for(&format!("/api/v1/tasks/{id}"), 20, |t| {
-            t["counts"]["target"] == 240
+        .wait_for_as(&format!("/api/v1/tasks/{id}"), 20, |t: &TaskView| {
+            t.counts.target == 240
         })
         .await;
-    assert_eq!(running["status"], "running");
+    assert_eq!(running.status, TaskStatus::Running);
     tokio::time::sleep(Duration::from_secs(3)).await;
     assert_eq!(
         delivered(&sim).await["delivered"],
         0,
         "nothing is sent inside the quiet window"
     );
-    let pending = app
-        .get_json(
+    let pending: Page<ReceiverView> = app
+        .get_as(
             &format!("/api/v1/tasks/{id}/receivers?status=pending&limit=1"),
             &admin,
         )
         .await;
     assert!(
-        pending["items"][0]["next_attempt_at"].is_string(),
+        pending.items[0].next_attempt_at.is_some(),
         "receivers wait for the window's end"
     );
 }
@@ -333,22 +340,26 @@ async fn frequency_caps_skip_contacts_already_reached() {
     let ids = ids_of(&first_contacts(&app, agent, 3).await);
     let body = |name: &str| json!({ "name": name, "task_type": "batch", "content": "通知", "audience": { "contact_ids": ids }, "rate_per_minute": 6000, "frequency_cap": { "max": 1, "window_hours": 24 } });
     let first = create(&app, body("第一次")).await;
-    let done = wait_status(&app, first["id"].as_i64().unwrap(), "completed", 30).await;
-    assert_eq!(done["counts"]["success"], 3);
+    let done = wait_status(&app, first.id, TaskStatus::Completed, 30).await;
+    assert_eq!(done.counts.success, 3);
     let second = create(&app, body("第二次")).await;
-    let done = wait_status(&app, second["id"].as_i64().unwrap(), "completed", 30).await;
-    assert_eq!(done["counts"]["skipped"], 3);
+    let done = wait_status(&app, second.id, TaskStatus::Completed, 30).await;
+    assert_eq!(done.counts.skipped, 3);
     assert_consistent(&done);
-    let skipped = app
-        .get_json(
+    let skipped: Page<ReceiverView> = app
+        .get_as(
             &format!(
                 "/api/v1/tasks/{}/receivers?status=skipped&limit=1",
-                second["id"]
+                second.id
             ),
             &admin,
         )
         .await;
-    assert_eq!(skipped["items"][0]["skip_reason"], "frequency_cap");
+    assert_eq!(skipped.items[0].send_status, ReceiverStatus::Skipped);
+    assert_eq!(
+        skipped.items[0].skip_reason.as_deref(),
+        Some("frequency_cap")
+    );
 }
 
 #[tokio::test]
@@ -357,32 +368,24 @@ async fn cron_tasks_fire_repeatedly_each_run_with_its_own_receivers() {
     let admin = app.admin_token().await;
     let ids = ids_of(&first_contacts(&app, agent, 2).await);
     let task = create(&app, json!({ "name": "每两秒", "task_type": "batch", "content": "定时 {{ nickname }}", "audience": { "contact_ids": ids }, "rate_per_minute": 6000, "cron": "*/2 * * * * *", "timezone": "Asia/Shanghai" })).await;
-    let id = task["id"].as_i64().unwrap();
-    assert!(task["next_fire_at"].is_string());
+    let id = task.id;
+    assert!(task.next_fire_at.is_some());
+    let completed = |r: &&RunView| r.status == RunStatus::Completed;
     let runs = app
-        .wait_for(&format!("/api/v1/tasks/{id}/runs"), 30, |r| {
-            r["items"]
-                .as_array()
-                .unwrap()
-                .iter()
-                .filter(|x| x["status"] == "completed")
-                .count()
-                >= 2
-        })
+        .wait_for_as(
+            &format!("/api/v1/tasks/{id}/runs"),
+            30,
+            |r: &Page<RunView>| r.items.iter().filter(completed).count() >= 2,
+        )
         .await;
-    for run in runs["items"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .filter(|x| x["status"] == "completed")
-    {
-        assert_eq!(run["counts"]["target"], 2);
-        assert_eq!(run["counts"]["success"], 2);
+    for run in runs.items.iter().filter(completed) {
+        assert_eq!(run.counts.target, 2);
+        assert_eq!(run.counts.success, 2);
     }
-    let cancelled: Value = app
-        .post_json(&format!("/api/v1/tasks/{id}/cancel"), &admin, json!({}))
+    let cancelled: TaskView = app
+        .post_as(&format!("/api/v1/tasks/{id}/cancel"), &admin, json!({}))
         .await;
-    assert_eq!(cancelled["status"], "cancelled");
+    assert_eq!(cancelled.status, TaskStatus::Cancelled);
     let bad = app.post("/api/v1/tasks", &admin, json!({ "name": "x", "task_type": "batch", "content": "x", "audience": { "contact_ids": ids }, "cron": "every day" })).await;
     assert_eq!(
         fields(&problem(bad, StatusCode::UNPROCESSABLE_ENTITY).await),
@@ -399,58 +402,49 @@ async fn transient_failures_retry_and_permanent_ones_fail_with_their_reason() {
     sim.control(
         Method::POST,
         "/contacts/remove",
-        json!({ "wxids": [items[0]["wxid"]] }),
+        json!({ "wxids": [items[0].wxid] }),
     )
     .await;
     sim.control(Method::PUT, "/faults", json!({ "error_rate": 1.0 }))
         .await;
     let task = create(&app, json!({ "name": "重试", "task_type": "batch", "content": "hi", "audience": { "contact_ids": ids }, "rate_per_minute": 6000, "max_retry": 5 })).await;
-    let id = task["id"].as_i64().unwrap();
-    app.wait_for(
+    let id = task.id;
+    app.wait_for_as(
         &format!("/api/v1/tasks/{id}/receivers?status=pending"),
         20,
-        |r| {
-            r["items"]
-                .as_array()
-                .unwrap()
-                .iter()
-                .any(|x| x["retry_count"].as_i64().unwrap() >= 1)
-        },
+        |r: &Page<ReceiverView>| r.items.iter().any(|x| x.retry_count >= 1),
     )
     .await;
     sim.control(Method::PUT, "/faults", json!({})).await;
-    let done = app
-        .wait_for(&format!("/api/v1/tasks/{id}"), 60, |t| {
-            t["status"] == "completed"
-        })
-        .await;
+    let done = wait_status(&app, id, TaskStatus::Completed, 60).await;
     assert_consistent(&done);
-    assert_eq!(done["counts"]["success"], 3);
-    assert_eq!(done["counts"]["failed"], 1);
-    let failed = app
-        .get_json(
+    assert_eq!(done.counts.success, 3);
+    assert_eq!(done.counts.failed, 1);
+    let failed: Page<ReceiverView> = app
+        .get_as(
             &format!("/api/v1/tasks/{id}/receivers?status=failed"),
             &admin,
         )
         .await;
-    assert_eq!(failed["items"][0]["error_code"], "not_friend");
+    assert_eq!(failed.items[0].send_status, ReceiverStatus::Failed);
+    assert_eq!(failed.items[0].error_code.as_deref(), Some("not_friend"));
     sim.control(
         Method::POST,
         "/contacts/restore",
-        json!({ "wxids": [items[0]["wxid"]] }),
+        json!({ "wxids": [items[0].wxid] }),
     )
     .await;
-    let retried: Value = app
-        .post_json(
+    let retried: TaskView = app
+        .post_as(
             &format!("/api/v1/tasks/{id}/retry-failed"),
             &admin,
             json!({}),
         )
         .await;
-    assert_eq!(retried["status"], "running");
-    let done = wait_status(&app, id, "completed", 30).await;
+    assert_eq!(retried.status, TaskStatus::Running);
+    let done = wait_status(&app, id, TaskStatus::Completed, 30).await;
     assert_eq!(
-        done["counts"]["success"], 4,
+        done.counts.success, 4,
         "the retry run delivered the one that failed"
     );
     assert_consistent(&done);
@@ -460,24 +454,15 @@ async fn transient_failures_retry_and_permanent_ones_fail_with_their_reason() {
 async fn a_failing_task_pauses_itself_with_the_reason() {
     let (sim, app, agent) = ready("").await;
     let items = first_contacts(&app, agent, 40).await;
-    let wxids: Vec<Value> = items.iter().map(|c| c["wxid"].clone()).collect();
+    let wxids: Vec<&str> = items.iter().map(|c| c.wxid.as_str()).collect();
     sim.control(Method::POST, "/contacts/remove", json!({ "wxids": wxids }))
         .await;
     let ids = ids_of(&items);
     let task = create(&app, json!({ "name": "坏名单", "task_type": "batch", "content": "hi", "audience": { "contact_ids": ids }, "rate_per_minute": 6000, "auto_pause": { "window": 10, "failure_rate": 0.5 } })).await;
-    let paused = wait_status(&app, task["id"].as_i64().unwrap(), "paused", 30).await;
-    assert!(
-        paused["pause_reason"]
-            .as_str()
-            .unwrap()
-            .starts_with("auto-paused"),
-        "{}",
-        paused["pause_reason"]
-    );
-    assert!(
-        paused["counts"]["pending"].as_i64().unwrap() > 0,
-        "it stopped before the end"
-    );
+    let paused = wait_status(&app, task.id, TaskStatus::Paused, 30).await;
+    let reason = paused.pause_reason.as_deref().unwrap();
+    assert!(reason.starts_with("auto-paused"), "{reason}");
+    assert!(paused.counts.pending > 0, "it stopped before the end");
     assert_consistent(&paused);
 }
 
@@ -498,14 +483,10 @@ async fn concurrent_creates_with_one_idempotency_key_make_one_task() {
     let again = send().await.unwrap();
     assert_eq!(again.status(), StatusCode::CREATED);
     assert_eq!(again.headers()["idempotent-replayed"], "true");
-    let tasks = app
-        .get_json("/api/v1/tasks?q=%E5%B9%82%E7%AD%89", &admin)
+    let tasks: Page<TaskView> = app
+        .get_as("/api/v1/tasks?q=%E5%B9%82%E7%AD%89", &admin)
         .await;
-    assert_eq!(
-        tasks["items"].as_array().unwrap().len(),
-        1,
-        "exactly one task"
-    );
+    assert_eq!(tasks.items.len(), 1, "exactly one task");
     let other_body = app.request(Method::POST, "/api/v1/tasks", Some(&admin)).header("Idempotency-Key", "create-once-1").json(&json!({ "name": "different", "task_type": "broadcast", "content": "y", "audience": { "filter": {} } })).send().await.unwrap();
     assert_eq!(
         fields(&problem(other_body, StatusCode::CONFLICT).await),
@@ -533,7 +514,7 @@ async fn an_unreadable_stored_setting_pauses_the_task_and_names_it() {
         ),
     ] {
         let task = create(&app, json!({ "name": "慢速", "task_type": "broadcast", "content": "x", "audience": { "filter": { "instance_ids": [agent] } }, "rate_per_minute": 6 })).await;
-        let id = task["id"].as_i64().unwrap();
+        let id = task.id;
         app.wait_sent(id, 1).await;
         entity::message_tasks::Entity::update_many()
             .col_expr(column, Expr::value(corrupt))
@@ -541,13 +522,13 @@ async fn an_unreadable_stored_setting_pauses_the_task_and_names_it() {
             .exec(&app.ctx.db)
             .await
             .unwrap();
-        let paused = wait_status(&app, id, "paused", 30).await;
-        let reason = paused["pause_reason"].as_str().unwrap();
+        let paused = wait_status(&app, id, TaskStatus::Paused, 30).await;
+        let reason = paused.pause_reason.as_deref().unwrap();
         assert!(reason.contains(name), "{reason}");
-        let sent = paused["counts"]["success"].as_i64().unwrap();
+        let sent = paused.counts.success;
         tokio::time::sleep(Duration::from_secs(3)).await;
         assert_eq!(
-            app.task(id).await["counts"]["success"],
+            app.task(id).await.counts.success,
             sent,
             "nothing more is sent"
         );

@@ -5,7 +5,8 @@ use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use hmac::{Hmac, Mac};
 use reqwest::{Method, StatusCode};
-use serde_json::{Value, json};
+use serde_json::json;
+use service::auth::two_factor::Enrollment;
 
 use crate::helpers::{TestApp, problem};
 
@@ -59,22 +60,16 @@ struct Enrolled {
 
 async fn enrolled_user(app: &TestApp) -> Enrolled {
     let (id, token) = app.user_with(&["profile:self"]).await;
-    let me: Value = app.get_json("/api/v1/auth/me", &token).await;
-    let name = me["user"]["username"].as_str().unwrap().to_owned();
-    let enrollment: Value = app
-        .post_json(
+    let name = app.me(&token).await.username;
+    let enrollment: Enrollment = app
+        .post_as(
             "/api/v1/auth/totp/enroll",
             &token,
             json!({ "current_password": "user-test-password-1" }),
         )
         .await;
-    let secret = enrollment["secret"].as_str().unwrap().to_owned();
-    assert!(
-        enrollment["otpauth_uri"]
-            .as_str()
-            .unwrap()
-            .starts_with("otpauth://totp/")
-    );
+    let secret = enrollment.secret;
+    assert!(enrollment.otpauth_uri.starts_with("otpauth://totp/"));
     let step = settled_step().await;
     let wrong = app
         .post(
@@ -192,14 +187,14 @@ async fn disabling_needs_password_and_code_and_admins_can_reset() {
 
     // Enrol again, then an administrator resets it (lost phone).
     let token = app.token(&name, "user-test-password-1").await;
-    let enrollment: Value = app
-        .post_json(
+    let enrollment: Enrollment = app
+        .post_as(
             "/api/v1/auth/totp/enroll",
             &token,
             json!({ "current_password": "user-test-password-1" }),
         )
         .await;
-    let secret = enrollment["secret"].as_str().unwrap();
+    let secret = enrollment.secret.as_str();
     let step = settled_step().await;
     app.post(
         "/api/v1/auth/totp/confirm",

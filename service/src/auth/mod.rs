@@ -15,7 +15,7 @@ use entity::{session_rotated_tokens, user_sessions, users};
 use sea_orm::{
     ActiveValue::Set, ColumnTrait, Condition, EntityTrait, QueryFilter, sea_query::Expr,
 };
-use serde::Serialize;
+use serde::{Deserialize, Serialize};
 use uuid::Uuid;
 
 use self::{
@@ -45,9 +45,9 @@ pub struct LoginInput {
 }
 
 /// Tokens handed to a client once; only their hashes are stored.
-#[derive(Debug, Clone, Serialize, utoipa::ToSchema)]
+#[derive(Debug, Clone, Serialize, Deserialize, utoipa::ToSchema)]
 pub struct TokenPair {
-    pub token_type: &'static str,
+    pub token_type: String,
     pub access_token: String,
     pub access_expires_at: DateTime<Utc>,
     pub refresh_token: String,
@@ -342,7 +342,7 @@ impl Minted {
 
     fn into_pair(self, session_id: Uuid) -> TokenPair {
         TokenPair {
-            token_type: "Bearer",
+            token_type: "Bearer".to_owned(),
             access_token: self.access,
             access_expires_at: to_utc(self.access_expires_at),
             refresh_token: self.refresh,

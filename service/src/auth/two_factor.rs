@@ -9,7 +9,7 @@ use entity::users;
 use sea_orm::{
     ActiveValue::Set, ColumnTrait, Condition, EntityTrait, QueryFilter, sea_query::Expr,
 };
-use serde::Serialize;
+use serde::{Deserialize, Serialize};
 
 use super::{actor::Actor, sessions};
 use crate::{
@@ -18,7 +18,7 @@ use crate::{
     crypto::totp,
 };
 
-#[derive(Debug, Clone, Serialize, utoipa::ToSchema)]
+#[derive(Debug, Clone, Serialize, Deserialize, utoipa::ToSchema)]
 pub struct Enrollment {
     /// Base32 seed, for typing into an authenticator by hand.
     pub secret: String,

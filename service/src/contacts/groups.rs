@@ -18,7 +18,7 @@ use crate::{
     validate::Violations,
 };
 
-#[derive(Debug, Clone, Serialize, utoipa::ToSchema)]
+#[derive(Debug, Clone, Serialize, Deserialize, utoipa::ToSchema)]
 pub struct GroupView {
     pub id: i64,
     pub instance_id: i64,
@@ -62,7 +62,7 @@ impl From<chat_groups::Model> for GroupView {
     }
 }
 
-#[derive(Debug, Clone, Serialize, utoipa::ToSchema)]
+#[derive(Debug, Clone, Serialize, Deserialize, utoipa::ToSchema)]
 pub struct MemberView {
     pub id: i64,
     pub member_wxid: String,

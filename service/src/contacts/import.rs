@@ -8,7 +8,7 @@ use std::collections::{BTreeMap, BTreeSet, HashMap};
 
 use entity::{contacts, tags};
 use sea_orm::{ActiveValue::Set, ColumnTrait, EntityTrait, QueryFilter, sea_query::OnConflict};
-use serde::Serialize;
+use serde::{Deserialize, Serialize};
 
 use super::tags::{LOCAL, link};
 use crate::{
@@ -21,7 +21,7 @@ pub use super::import_file::{Format, MAX_ROWS, read};
 
 const MAX_REPORTED_ERRORS: usize = 1_000;
 
-#[derive(Debug, Clone, Serialize, utoipa::ToSchema)]
+#[derive(Debug, Clone, Serialize, Deserialize, utoipa::ToSchema)]
 pub struct ImportReport {
     pub rows: usize,
     pub created: usize,

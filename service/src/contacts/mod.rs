@@ -29,14 +29,14 @@ use crate::{
     validate::{self, Violations},
 };
 
-#[derive(Debug, Clone, Serialize, utoipa::ToSchema)]
+#[derive(Debug, Clone, Serialize, Deserialize, utoipa::ToSchema)]
 pub struct TagRef {
     pub id: i64,
     pub group_name: String,
     pub name: String,
 }
 
-#[derive(Debug, Clone, Serialize, utoipa::ToSchema)]
+#[derive(Debug, Clone, Serialize, Deserialize, utoipa::ToSchema)]
 pub struct ContactView {
     pub id: i64,
     pub instance_id: i64,

@@ -26,7 +26,7 @@ use crate::{
 /// `instance_id` of tags that belong to no instance.
 pub const LOCAL: i64 = 0;
 
-#[derive(Debug, Clone, Serialize, utoipa::ToSchema)]
+#[derive(Debug, Clone, Serialize, Deserialize, utoipa::ToSchema)]
 pub struct TagView {
     pub id: i64,
     /// `null` for local tags; the owning instance for synced ones (read-only here).
@@ -389,7 +389,7 @@ pub struct BulkTagging {
     pub remove: Vec<i64>,
 }
 
-#[derive(Debug, Clone, Serialize, utoipa::ToSchema)]
+#[derive(Debug, Clone, Serialize, Deserialize, utoipa::ToSchema)]
 pub struct BulkTaggingResult {
     pub contacts: usize,
     pub added: usize,

@@ -22,7 +22,7 @@ use crate::{
     validate::{self, Violations},
 };
 
-#[derive(Debug, Clone, Serialize, utoipa::ToSchema)]
+#[derive(Debug, Clone, Serialize, Deserialize, utoipa::ToSchema)]
 pub struct AccountView {
     pub id: i64,
     pub instance_id: i64,

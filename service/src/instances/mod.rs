@@ -10,7 +10,7 @@ pub mod manage;
 use chrono::{DateTime, Utc};
 use entity::{instance_configs, wework_instances};
 use sea_orm::{ColumnTrait, ConnectionTrait, EntityTrait, QueryFilter, QueryOrder};
-use serde::Serialize;
+use serde::{Deserialize, Serialize};
 
 use crate::{Context, ServiceError, ServiceResult, clock::to_utc};
 
@@ -18,7 +18,7 @@ pub use entity::states::{InstanceKind, InstanceStatus};
 
 pub const OFFICIAL_WECOM_API: &str = "https://qyapi.weixin.qq.com/cgi-bin";
 
-#[derive(Debug, Clone, Serialize, utoipa::ToSchema)]
+#[derive(Debug, Clone, Serialize, Deserialize, utoipa::ToSchema)]
 pub struct ConfigEntryView {
     pub key: String,
     /// The value; secrets are always shown as `******`.
@@ -29,7 +29,7 @@ pub struct ConfigEntryView {
     pub description: Option<String>,
 }
 
-#[derive(Debug, Clone, Serialize, utoipa::ToSchema)]
+#[derive(Debug, Clone, Serialize, Deserialize, utoipa::ToSchema)]
 pub struct InstanceView {
     pub id: i64,
     pub uuid: uuid::Uuid,

@@ -14,7 +14,7 @@ use sea_orm::{
     ColumnTrait, Condition, ConnectionTrait, EntityTrait, JoinType, QueryFilter, QueryOrder,
     QuerySelect, RelationTrait,
 };
-use serde::Serialize;
+use serde::{Deserialize, Serialize};
 
 use crate::{Context, ServiceResult, auth::actor::Actor};
 use scope::DataScope;
@@ -109,7 +109,7 @@ fn latest(a: Option<NaiveDateTime>, b: Option<NaiveDateTime>) -> Option<NaiveDat
     }
 }
 
-#[derive(Debug, Clone, Serialize, utoipa::ToSchema)]
+#[derive(Debug, Clone, Serialize, Deserialize, utoipa::ToSchema)]
 pub struct PermissionView {
     pub name: String,
     pub module: String,

@@ -23,7 +23,7 @@ use crate::{
 
 pub const SUPER_ADMIN: &str = "super_admin";
 
-#[derive(Debug, Clone, Serialize, utoipa::ToSchema)]
+#[derive(Debug, Clone, Serialize, Deserialize, utoipa::ToSchema)]
 pub struct RoleView {
     pub id: i64,
     pub name: String,

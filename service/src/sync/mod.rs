@@ -16,7 +16,7 @@ use sea_orm::{
     ActiveValue::Set, ColumnTrait, Condition, EntityTrait, PaginatorTrait, QueryFilter, QueryOrder,
     QuerySelect, sea_query::Expr,
 };
-use serde::Serialize;
+use serde::{Deserialize, Serialize};
 
 use crate::{
     Context, ServiceError, ServiceResult,
@@ -36,7 +36,7 @@ use self::{
 
 const LEASE_SECS: i64 = 300;
 
-#[derive(Debug, Clone, Serialize, utoipa::ToSchema)]
+#[derive(Debug, Clone, Serialize, Deserialize, utoipa::ToSchema)]
 pub struct SyncRunView {
     pub id: i64,
     pub instance_id: i64,

@@ -14,7 +14,7 @@ use sea_orm::{
     QuerySelect,
     sea_query::{Expr, ExprTrait},
 };
-use serde::Serialize;
+use serde::{Deserialize, Serialize};
 
 use super::{TaskView, find, find_visible, schedule, view};
 use crate::{
@@ -293,7 +293,7 @@ async fn unconfirmed(
 /// WeCom takes at most this many reminders per mass message in 24 hours.
 pub const REMINDERS_PER_DAY: i32 = 3;
 
-#[derive(Debug, Clone, Serialize, utoipa::ToSchema)]
+#[derive(Debug, Clone, Serialize, Deserialize, utoipa::ToSchema)]
 pub struct RemindReport {
     /// Mass messages whose members were reminded.
     pub reminded: usize,
@@ -303,7 +303,7 @@ pub struct RemindReport {
     pub failed: Vec<RemindFailure>,
 }
 
-#[derive(Debug, Clone, Serialize, utoipa::ToSchema)]
+#[derive(Debug, Clone, Serialize, Deserialize, utoipa::ToSchema)]
 pub struct RemindFailure {
     pub msgid: String,
     pub error: String,

@@ -33,7 +33,7 @@ use crate::{
     validate::{self, Violations},
 };
 
-#[derive(Debug, Clone, Serialize, utoipa::ToSchema)]
+#[derive(Debug, Clone, Serialize, Deserialize, utoipa::ToSchema)]
 pub struct Counts {
     pub target: i32,
     pub success: i32,
@@ -66,7 +66,7 @@ impl Counts {
     }
 }
 
-#[derive(Debug, Clone, Serialize, utoipa::ToSchema)]
+#[derive(Debug, Clone, Serialize, Deserialize, utoipa::ToSchema)]
 pub struct TaskView {
     pub id: i64,
     pub uuid: uuid::Uuid,

@@ -6,7 +6,7 @@ use entity::states::{ReceiverStatus, ReceiverType, RunStatus};
 use entity::{message_receivers, message_task_runs};
 use futures_util::Stream;
 use sea_orm::{ColumnTrait, EntityTrait, QueryFilter, QueryOrder, QuerySelect};
-use serde::Serialize;
+use serde::{Deserialize, Serialize};
 
 use super::{Counts, find_visible};
 use crate::{
@@ -16,7 +16,7 @@ use crate::{
     pagination::{Page, PageRequest},
 };
 
-#[derive(Debug, Clone, Serialize, utoipa::ToSchema)]
+#[derive(Debug, Clone, Serialize, Deserialize, utoipa::ToSchema)]
 pub struct RunView {
     pub id: i64,
     pub run_number: i32,
@@ -72,7 +72,7 @@ pub async fn runs(
     Ok(Page::from_rows(page, rows, |r| r.id, RunView::from))
 }
 
-#[derive(Debug, Clone, Serialize, utoipa::ToSchema)]
+#[derive(Debug, Clone, Serialize, Deserialize, utoipa::ToSchema)]
 pub struct ReceiverView {
     pub id: i64,
     pub run_id: i64,

@@ -43,7 +43,7 @@ pub struct VariableSpec {
     pub description: Option<String>,
 }
 
-#[derive(Debug, Clone, Serialize, utoipa::ToSchema)]
+#[derive(Debug, Clone, Serialize, Deserialize, utoipa::ToSchema)]
 pub struct TemplateView {
     pub id: i64,
     pub uuid: uuid::Uuid,
@@ -442,7 +442,7 @@ fn preview_text(content: &str, variables: &[VariableSpec]) -> Result<String, ren
     render::render(content, &sample_context(variables, &Map::new()))
 }
 
-#[derive(Debug, Clone, Serialize, utoipa::ToSchema)]
+#[derive(Debug, Clone, Serialize, Deserialize, utoipa::ToSchema)]
 pub struct Preview {
     pub content: String,
     #[schema(value_type = Option<Object>)]

@@ -2,10 +2,20 @@
 
 use std::time::Duration;
 
+use entity::states::{SyncStatus, TaskStatus};
 use reqwest::{Method, RequestBuilder, Response, StatusCode};
 use sea_orm::{ConnectionTrait, Database};
 use serde_json::{Value, json};
-use service::{Context, config::Settings};
+use service::{
+    Context,
+    auth::TokenPair,
+    config::Settings,
+    instances::{InstanceView, accounts::AccountView},
+    pagination::Page,
+    rbac::{roles::RoleView, users::UserView},
+    sync::SyncRunView,
+    tasks::TaskView,
+};
 
 pub const ADMIN_PASSWORD: &str = "admin-test-password-1";
 
@@ -170,6 +180,9 @@ impl Drop for TestApp {
 mod simulator;
 pub use simulator::TestSim;
 
+mod typed;
+pub use typed::answer;
+
 impl TestApp {
     pub async fn spawn() -> Self {
         Self::spawn_with("").await
@@ -225,26 +238,12 @@ impl TestApp {
         let agent = self
             .post("/api/v1/instances", &admin, json!({ "name": format!("agent {}", uuid::Uuid::new_v4().simple()), "kind": "agent", "api_url": format!("{}/agent", sim.base), "heartbeat_interval": interval, "config": { "agent_secret": "sim-agent-secret" } }))
             .await;
-        assert_eq!(
-            agent.status(),
-            StatusCode::CREATED,
-            "{:?}",
-            agent.text().await
-        );
+        let agent: InstanceView = answer(agent, StatusCode::CREATED).await;
         let wecom = self
             .post("/api/v1/instances", &admin, json!({ "name": format!("wecom {}", uuid::Uuid::new_v4().simple()), "kind": "wecom", "api_url": format!("{}/cgi-bin", sim.base), "heartbeat_interval": interval, "config": { "corp_id": "wwsimcorp", "corp_secret": "sim-corp-secret", "agent_id": 1_000_002 } }))
             .await;
-        assert_eq!(
-            wecom.status(),
-            StatusCode::CREATED,
-            "{:?}",
-            wecom.text().await
-        );
-        let id = |v: Value| v["id"].as_i64().unwrap();
-        (
-            id(agent.json().await.unwrap()),
-            id(wecom.json().await.unwrap()),
-        )
+        let wecom: InstanceView = answer(wecom, StatusCode::CREATED).await;
+        (agent.id, wecom.id)
     }
 
     /// Starts a broadcast of `content` to every contact of `agent`, with the sim's sends slowed
@@ -256,32 +255,27 @@ impl TestApp {
             json!({ "latency_ms_min": 20, "latency_ms_max": 120 }),
         )
         .await;
-        let created = self
-            .post_json(
+        let created: TaskView = self
+            .post_as(
                 "/api/v1/tasks",
                 &self.admin_token().await,
                 json!({ "name": name, "task_type": "broadcast", "content": "{{ nickname }}，周末特惠", "audience": { "filter": { "instance_ids": [agent] } } }),
             )
             .await;
-        created["id"].as_i64().unwrap()
+        created.id
     }
 
     /// Ids of the accounts synced from `instance`.
     pub async fn account_ids(&self, instance: i64) -> Vec<i64> {
         let admin = self.admin_token().await;
-        let listed = self
-            .get_json(&format!("/api/v1/accounts?instance_id={instance}"), &admin)
+        let listed: Page<AccountView> = self
+            .get_as(&format!("/api/v1/accounts?instance_id={instance}"), &admin)
             .await;
-        listed["items"]
-            .as_array()
-            .unwrap()
-            .iter()
-            .map(|a| a["id"].as_i64().unwrap())
-            .collect()
+        listed.items.iter().map(|a| a.id).collect()
     }
 
-    pub async fn task(&self, id: i64) -> Value {
-        self.get_json(&format!("/api/v1/tasks/{id}"), &self.admin_token().await)
+    pub async fn task(&self, id: i64) -> TaskView {
+        self.get_as(&format!("/api/v1/tasks/{id}"), &self.admin_token().await)
             .await
     }
 
@@ -290,10 +284,10 @@ impl TestApp {
         let deadline = std::time::Instant::now() + Duration::from_secs(60);
         loop {
             let t = self.task(id).await;
-            if t["counts"]["success"].as_i64().unwrap_or(0) >= count {
+            if i64::from(t.counts.success) >= count {
                 return;
             }
-            assert!(std::time::Instant::now() < deadline, "no progress: {t}");
+            assert!(std::time::Instant::now() < deadline, "no progress: {t:?}");
             tokio::time::sleep(Duration::from_millis(50)).await;
         }
     }
@@ -302,16 +296,16 @@ impl TestApp {
     /// that the sim delivered exactly that many distinct messages (a resend under the same
     /// idempotency key is answered from the first result, so it never counts twice).
     pub async fn assert_completed_exactly_once(&self, sim: &TestSim, id: i64, receivers: i64) {
-        let done = self
-            .wait_for(&format!("/api/v1/tasks/{id}"), 90, |t| {
-                t["status"] == "completed"
+        let done: TaskView = self
+            .wait_for_as(&format!("/api/v1/tasks/{id}"), 90, |t: &TaskView| {
+                t.status == TaskStatus::Completed
             })
             .await;
-        let c = &done["counts"];
-        assert_eq!(c["target"], receivers);
-        assert_eq!(c["success"], receivers, "{c}");
-        assert_eq!(c["failed"], 0);
-        assert_eq!(c["pending"], 0);
+        let c = &done.counts;
+        assert_eq!(i64::from(c.target), receivers);
+        assert_eq!(i64::from(c.success), receivers, "{c:?}");
+        assert_eq!(c.failed, 0);
+        assert_eq!(c.pending, 0);
         let deliveries = sim.deliveries().await;
         assert_eq!(
             deliveries["delivered"], receivers,
@@ -342,7 +336,7 @@ impl TestApp {
     }
 
     /// Queues a sync of `instance` and waits for it to finish.
-    pub async fn sync(&self, instance: i64) -> Value {
+    pub async fn sync(&self, instance: i64) -> SyncRunView {
         let admin = self.admin_token().await;
         let queued = self
             .post(
@@ -351,27 +345,18 @@ impl TestApp {
                 json!({}),
             )
             .await;
-        assert_eq!(queued.status(), StatusCode::ACCEPTED);
-        let run: Value = queued.json().await.unwrap();
-        let id = run["id"].as_i64().unwrap();
-        let runs = self
-            .wait_for(
+        let run: SyncRunView = answer(queued, StatusCode::ACCEPTED).await;
+        let finished = |r: &SyncRunView| {
+            r.id == run.id && matches!(r.status, SyncStatus::Succeeded | SyncStatus::Failed)
+        };
+        let runs: Page<SyncRunView> = self
+            .wait_for_as(
                 &format!("/api/v1/instances/{instance}/sync-runs"),
                 60,
-                |v| {
-                    v["items"].as_array().unwrap().iter().any(|r| {
-                        r["id"] == id && (r["status"] == "succeeded" || r["status"] == "failed")
-                    })
-                },
+                |v: &Page<SyncRunView>| v.items.iter().any(finished),
             )
             .await;
-        runs["items"]
-            .as_array()
-            .unwrap()
-            .iter()
-            .find(|r| r["id"] == id)
-            .unwrap()
-            .clone()
+        runs.items.into_iter().find(finished).unwrap()
     }
 
     pub fn request(&self, method: Method, path: &str, token: Option<&str>) -> RequestBuilder {
@@ -430,20 +415,6 @@ impl TestApp {
         self.post(path, token, body).await.json().await.unwrap()
     }
 
-    pub async fn send_json_ok(
-        &self,
-        method: Method,
-        path: &str,
-        token: &str,
-        body: Value,
-    ) -> Value {
-        self.send_json(method, path, token, body)
-            .await
-            .json()
-            .await
-            .unwrap()
-    }
-
     pub async fn login(&self, login: &str, password: &str) -> Response {
         self.request(Method::POST, "/api/v1/auth/login", None)
             .json(&json!({ "login": login, "password": password }))
@@ -453,17 +424,12 @@ impl TestApp {
     }
 
     /// Logs in and returns the whole token pair.
-    pub async fn tokens(&self, login: &str, password: &str) -> Value {
-        let response = self.login(login, password).await;
-        assert_eq!(response.status(), StatusCode::OK, "login of {login}");
-        response.json().await.unwrap()
+    pub async fn tokens(&self, login: &str, password: &str) -> TokenPair {
+        answer(self.login(login, password).await, StatusCode::OK).await
     }
 
     pub async fn token(&self, login: &str, password: &str) -> String {
-        self.tokens(login, password).await["access_token"]
-            .as_str()
-            .unwrap()
-            .to_owned()
+        self.tokens(login, password).await.access_token
     }
 
     pub async fn admin_token(&self) -> String {
@@ -480,14 +446,8 @@ impl TestApp {
             let role = self
                 .post("/api/v1/roles", &admin, json!({ "name": format!("r_{}", &suffix[..12]), "display_name": "test role", "permissions": permissions }))
                 .await;
-            assert_eq!(
-                role.status(),
-                StatusCode::CREATED,
-                "{:?}",
-                role.text().await
-            );
-            let role: Value = role.json().await.unwrap();
-            grants.push(json!({ "role_id": role["id"] }));
+            let role: RoleView = answer(role, StatusCode::CREATED).await;
+            grants.push(json!({ "role_id": role.id }));
         }
         let username = format!("u{}", &suffix[..12]);
         let password = "user-test-password-1";
@@ -498,35 +458,14 @@ impl TestApp {
                 json!({ "username": username, "password": password, "roles": grants }),
             )
             .await;
-        assert_eq!(
-            user.status(),
-            StatusCode::CREATED,
-            "{:?}",
-            user.text().await
-        );
-        let user: Value = user.json().await.unwrap();
-        (
-            user["id"].as_i64().unwrap(),
-            self.token(&username, password).await,
-        )
+        let user: UserView = answer(user, StatusCode::CREATED).await;
+        (user.id, self.token(&username, password).await)
     }
 
     pub async fn role_id(&self, name: &str) -> i64 {
         let admin = self.admin_token().await;
-        let roles: Value = self
-            .get("/api/v1/roles?limit=200", &admin)
-            .await
-            .json()
-            .await
-            .unwrap();
-        roles["items"]
-            .as_array()
-            .unwrap()
-            .iter()
-            .find(|r| r["name"] == name)
-            .unwrap()["id"]
-            .as_i64()
-            .unwrap()
+        let roles: Page<RoleView> = self.get_as("/api/v1/roles?limit=200", &admin).await;
+        roles.items.iter().find(|r| r.name == name).unwrap().id
     }
 }
 

@@ -90,17 +90,20 @@ impl RemoteApi {
             token: String::new(),
         };
         let body = serde_json::json!({ "login": "admin", "password": super::ADMIN_PASSWORD });
-        let (status, tokens) = api.post("/api/v1/auth/login", body).await;
-        assert_eq!(status, reqwest::StatusCode::OK, "{tokens}");
-        api.token = tokens["access_token"].as_str().unwrap().to_owned();
+        let tokens: service::auth::TokenPair = api
+            .post("/api/v1/auth/login", body, reqwest::StatusCode::OK)
+            .await;
+        api.token = tokens.access_token;
         api
     }
 
-    pub async fn post(
+    /// POSTs `body`, expecting `status` and a `T`.
+    pub async fn post<T: serde::de::DeserializeOwned>(
         &self,
         path: &str,
         body: serde_json::Value,
-    ) -> (reqwest::StatusCode, serde_json::Value) {
+        status: reqwest::StatusCode,
+    ) -> T {
         let response = self
             .client
             .post(format!("{}{path}", self.base))
@@ -109,8 +112,7 @@ impl RemoteApi {
             .send()
             .await
             .unwrap();
-        let status = response.status();
-        (status, response.json().await.unwrap_or_default())
+        super::answer(response, status).await
     }
 }
 

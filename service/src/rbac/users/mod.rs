@@ -30,7 +30,7 @@ use crate::{
     validate::{self, Violations},
 };
 
-#[derive(Debug, Clone, Serialize, utoipa::ToSchema)]
+#[derive(Debug, Clone, Serialize, Deserialize, utoipa::ToSchema)]
 pub struct UserRoleView {
     pub role_id: i64,
     pub name: String,
@@ -38,7 +38,7 @@ pub struct UserRoleView {
     pub expires_at: Option<DateTime<Utc>>,
 }
 
-#[derive(Debug, Clone, Serialize, utoipa::ToSchema)]
+#[derive(Debug, Clone, Serialize, Deserialize, utoipa::ToSchema)]
 pub struct UserView {
     pub id: i64,
     pub username: String,
