@@ -89,7 +89,10 @@ pub async fn run(cli: Cli) -> anyhow::Result<()> {
         Command::Sim(args) => sim::run(*args).await,
         Command::Bench { action } => bench::run(action).await,
         Command::Openapi => {
-            println!("{}", serde_json::to_string_pretty(api::openapi::document())?);
+            println!(
+                "{}",
+                serde_json::to_string_pretty(api::openapi::document())?
+            );
             Ok(())
         }
     }

@@ -9,6 +9,7 @@ mod alerts;
 mod auth;
 mod callbacks;
 mod cli;
+mod console_session;
 mod contacts;
 mod crash;
 mod data_scopes;

@@ -15,6 +15,9 @@ const PUBLIC: &[&str] = &[
     "GET /metrics",
     "POST /api/v1/auth/login",
     "POST /api/v1/auth/refresh",
+    // The console's sign-in and refresh: the same credentials, answered with cookies.
+    "POST /api/v1/auth/session",
+    "POST /api/v1/auth/session/refresh",
     // Instances deliver events here; each verifies its own signature before reading anything.
     "GET /api/v1/callbacks/wecom/{instance}",
     "POST /api/v1/callbacks/wecom/{instance}",

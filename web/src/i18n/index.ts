@@ -24,3 +24,5 @@ export function setLocale(locale: Locale) {
   localStorage.setItem(STORAGE_KEY, locale)
   document.documentElement.lang = locale
 }
+
+document.documentElement.lang = i18n.global.locale.value
