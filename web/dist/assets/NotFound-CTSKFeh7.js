@@ -1,1 +1,0 @@
-import{An as e,Gn as t,Yn as n,er as r,jn as i,kn as a,l as o,t as s,xr as c}from"./index-CtuOsuqb.js";var l={};function u(s,l){let u=n(`router-link`),d=o;return t(),a(`main`,null,[i(d,{icon:`info`,title:s.$t(`errors.notFound`)},{extra:r(()=>[i(u,{to:`/`},{default:r(()=>[e(c(s.$t(`nav.home`)),1)]),_:1})]),_:1},8,[`title`])])}var d=s(l,[[`render`,u]]);export{d as default};
