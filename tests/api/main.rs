@@ -15,6 +15,7 @@ mod crash;
 mod data_scopes;
 mod drivers;
 mod errors;
+mod estimate;
 mod health;
 mod idempotency;
 mod instances;

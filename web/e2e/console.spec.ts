@@ -69,22 +69,34 @@ test('sign in, find your way in Chinese and English, sign out', async ({ page })
   expect(violations).toEqual([])
 })
 
-test('a broadcast runs live on its task page: pause, resume, finish, report', async ({ page }) => {
+test('a broadcast built in the wizard runs live on its task page: pause, resume, finish, report', async ({ page }) => {
   const violations = watchPolicy(page)
   const api = await Api.signIn()
-  const instance = await api.simInstance(`console-e2e-${Date.now()}`)
+  const instanceName = `console-e2e-${Date.now()}`
+  await api.simInstance(instanceName)
   await simFaults({ latency_ms_min: 40, latency_ms_max: 80 })
-  const task = await api.call<{ id: number }>('POST', '/api/v1/tasks', {
-    name: '周末特惠群发',
-    task_type: 'broadcast',
-    content: '{{ nickname }}，周末特惠',
-    audience: { filter: { instance_ids: [instance] } },
-    // The sim takes any rate; 20 a minute per account (the default) would make the test wait.
-    rate_per_minute: 600,
-  })
 
   await signIn(page, 'admin', adminPassword)
-  await page.goto(`/tasks/${task.id}`)
+  await page.getByRole('link', { name: '消息任务', exact: true }).click()
+  await page.getByRole('link', { name: '新建群发' }).click()
+  await expect(page.getByRole('heading', { name: '新建群发' })).toBeVisible()
+  await page.getByRole('combobox', { name: '实例' }).click()
+  await page.getByRole('option', { name: instanceName }).click()
+  await page.keyboard.press('Escape')
+  // The sim has 2 accounts of 40 contacts each: the live estimate counts them.
+  await expect(page.getByTestId('estimate-sendable')).toContainText('80')
+  await expectAccessible(page)
+  await screenshot(page, 'broadcast-wizard')
+  await page.getByRole('button', { name: '下一步' }).click()
+  await page.getByRole('textbox', { name: '消息文本' }).fill('{{ nickname }}，周末特惠')
+  await page.getByRole('button', { name: '下一步' }).click()
+  // The sim takes any rate; 20 a minute per account (the default) would make the test wait.
+  await page.getByRole('spinbutton', { name: '每分钟发送' }).fill('600')
+  await page.getByRole('button', { name: '下一步' }).click()
+  await page.getByRole('textbox', { name: '任务名称' }).fill('周末特惠群发')
+  await page.getByRole('button', { name: '创建任务' }).click()
+
+  await expect(page).toHaveURL(/\/tasks\/\d+$/)
   await expect(page.getByText('周末特惠群发')).toBeVisible()
   await expect(page.getByText('实时')).toBeVisible()
   await screenshot(page, 'task-detail')

@@ -18,6 +18,7 @@ declare module 'vue-router' {
 export const pages: RouteRecordRaw[] = [
   { path: '', name: 'home', component: () => import('./pages/HomePage.vue'), meta: { title: 'nav.home' } },
   { path: 'tasks', name: 'tasks', component: () => import('./pages/tasks/TaskList.vue'), meta: { perm: 'tasks:read', title: 'nav.tasks' } },
+  { path: 'tasks/new', name: 'task-new', component: () => import('./pages/tasks/NewBroadcast.vue'), meta: { perm: 'tasks:create', title: 'wizard.title' } },
   { path: 'tasks/:id(\\d+)', name: 'task', component: () => import('./pages/tasks/TaskDetail.vue'), meta: { perm: 'tasks:read', title: 'nav.tasks' } },
   { path: 'contacts', name: 'contacts', component: () => import('./pages/contacts/ContactList.vue'), meta: { perm: 'contacts:read', title: 'nav.contacts' } },
   { path: 'instances', name: 'instances', component: () => import('./pages/instances/InstanceList.vue'), meta: { perm: 'instances:read', title: 'nav.instances' } },

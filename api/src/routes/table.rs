@@ -125,6 +125,7 @@ route_table!(
     templates::delete_template,
     templates::preview_template,
     tasks::list_tasks,
+    tasks::estimate_task,
     tasks::create_task,
     tasks::get_task,
     tasks::delete_task,

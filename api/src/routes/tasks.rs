@@ -11,6 +11,7 @@ use service::{
     tasks::{
         self as task_service, TaskFilter, TaskInput, TaskView,
         control::{self, RemindReport},
+        estimate::{self, AudienceEstimate, EstimateInput},
         report::{self, ReceiverFilter, ReceiverView, RunView},
     },
 };
@@ -259,4 +260,17 @@ pub async fn progress_stream(
         .content_type("text/event-stream")
         .insert_header(("Cache-Control", "no-cache"))
         .streaming(events))
+}
+
+#[utoipa::path(post, path = "/api/v1/tasks/estimate", tag = "messaging", request_body = EstimateInput,
+    responses((status = 200, description = "What a task with this audience and rate would do now", body = AudienceEstimate),
+              (status = 422, body = Problem)))]
+pub async fn estimate_task(
+    auth: Authorized<perm::TasksCreate>,
+    state: web::Data<AppState>,
+    ValidJson(body): ValidJson<EstimateInput>,
+) -> Result<web::Json<AudienceEstimate>, ApiError> {
+    Ok(web::Json(
+        estimate::estimate(&state.ctx, &auth.actor, body).await?,
+    ))
 }

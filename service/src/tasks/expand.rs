@@ -16,7 +16,7 @@ use sea_orm::{
 };
 use serde_json::{Value, json};
 
-use super::spec::Audience;
+use super::spec::{Audience, AudienceFilter};
 use crate::{Context, ServiceError, ServiceResult, contacts::tags_of, rbac::scope::Reach};
 
 /// An expansion lease: renewed with every batch written, so a dead worker's run is taken over soon.
@@ -299,6 +299,58 @@ async fn expand_by_account(
     Ok(())
 }
 
+/// The live contacts a filter selects within `reach`, sent from `account` when the task names
+/// one (then only that account's contacts). Shared by the expansion and the estimate.
+pub(super) fn filtered_contacts(
+    filter: &AudienceFilter,
+    account: Option<i64>,
+    reach: &Reach,
+) -> sea_orm::Select<contacts::Entity> {
+    let mut query = contacts::Entity::find()
+        .filter(contacts::Column::DeletedAt.is_null())
+        .filter(reach.on_instances(contacts::Column::InstanceId));
+    if let Some(m) = crate::search::contains_any(
+        &[
+            contacts::Column::Nickname,
+            contacts::Column::Remark,
+            contacts::Column::Wxid,
+            contacts::Column::Phone,
+        ],
+        filter.q.as_deref(),
+    ) {
+        query = query.filter(m);
+    }
+    if !filter.tags_any.is_empty() {
+        let any = Query::select()
+            .column(entity::contact_tags::Column::ContactId)
+            .from(entity::contact_tags::Entity)
+            .and_where(entity::contact_tags::Column::TagId.is_in(filter.tags_any.clone()))
+            .to_owned();
+        query = query.filter(contacts::Column::Id.in_subquery(any));
+    }
+    for tag in &filter.tags_all {
+        query = query.filter(contacts::Column::Id.in_subquery(with_tag(*tag)));
+    }
+    if let Some(t) = filter.contact_type {
+        query = query.filter(contacts::Column::ContactType.eq(t));
+    }
+    let mut accounts = filter.account_ids.clone();
+    if let Some(a) = account {
+        accounts = if accounts.is_empty() || accounts.contains(&a) {
+            vec![a]
+        } else {
+            vec![-1]
+        };
+    }
+    if !accounts.is_empty() {
+        query = query.filter(contacts::Column::AccountId.is_in(accounts));
+    }
+    if !filter.instance_ids.is_empty() {
+        query = query.filter(contacts::Column::InstanceId.is_in(filter.instance_ids.clone()));
+    }
+    query
+}
+
 /// Writes the run's receivers, then counts them and moves the run to `running` in one
 /// transaction (only once, whoever finishes an expansion first).
 pub async fn expand(ctx: &Context, run: &message_task_runs::Model) -> ServiceResult<()> {
@@ -320,51 +372,7 @@ pub async fn expand(ctx: &Context, run: &message_task_runs::Model) -> ServiceRes
         insert(ctx, run, contact_receivers(ctx, &task, rows).await?).await?;
     }
     if let Some(filter) = &audience.filter {
-        let mut query = contacts::Entity::find()
-            .filter(contacts::Column::DeletedAt.is_null())
-            .filter(reach.on_instances(contacts::Column::InstanceId));
-        if let Some(m) = crate::search::contains_any(
-            &[
-                contacts::Column::Nickname,
-                contacts::Column::Remark,
-                contacts::Column::Wxid,
-                contacts::Column::Phone,
-            ],
-            filter.q.as_deref(),
-        ) {
-            query = query.filter(m);
-        }
-        if !filter.tags_any.is_empty() {
-            let any = Query::select()
-                .column(entity::contact_tags::Column::ContactId)
-                .from(entity::contact_tags::Entity)
-                .and_where(entity::contact_tags::Column::TagId.is_in(filter.tags_any.clone()))
-                .to_owned();
-            query = query.filter(contacts::Column::Id.in_subquery(any));
-        }
-        for tag in &filter.tags_all {
-            query = query.filter(contacts::Column::Id.in_subquery(with_tag(*tag)));
-        }
-        if let Some(t) = filter.contact_type {
-            query = query.filter(contacts::Column::ContactType.eq(t));
-        }
-        let mut accounts = filter.account_ids.clone();
-        if let Some(a) = task.account_id {
-            accounts = if accounts.is_empty() || accounts.contains(&a) {
-                vec![a]
-            } else {
-                vec![]
-            };
-            if accounts.is_empty() {
-                accounts.push(-1);
-            }
-        }
-        if !accounts.is_empty() {
-            query = query.filter(contacts::Column::AccountId.is_in(accounts));
-        }
-        if !filter.instance_ids.is_empty() {
-            query = query.filter(contacts::Column::InstanceId.is_in(filter.instance_ids.clone()));
-        }
+        let query = filtered_contacts(filter, task.account_id, &reach);
         expand_by_account(ctx, run, &task, query).await?;
     }
     for ids in audience.group_ids.chunks(BATCH as usize) {

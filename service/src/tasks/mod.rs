@@ -3,6 +3,7 @@
 //! rate, retry, quiet-hour, frequency-cap and auto-pause settings.
 
 pub mod control;
+pub mod estimate;
 pub mod expand;
 pub mod progress;
 pub mod report;

@@ -836,6 +836,22 @@ export interface paths {
         patch?: never;
         trace?: never;
     };
+    "/api/v1/tasks/estimate": {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        get?: never;
+        put?: never;
+        post: operations["estimate_task"];
+        delete?: never;
+        options?: never;
+        head?: never;
+        patch?: never;
+        trace?: never;
+    };
     "/api/v1/tasks/{id}": {
         parameters: {
             query?: never;
@@ -1381,6 +1397,38 @@ export interface components {
             group_filter?: components["schemas"]["GroupAudience"] | null;
             group_ids?: number[];
         };
+        /** @description The audience as it stands now; a run takes its own snapshot when it starts. */
+        AudienceEstimate: {
+            /**
+             * Format: int64
+             * @description Accounts that would send.
+             */
+            accounts: number;
+            /**
+             * Format: int64
+             * @description Seconds the rates imply for the busiest account or instance, from the first send (quiet
+             *     hours, frequency caps and WeCom's own answers can only make it longer); null when rate
+             *     limits are off.
+             */
+            eta_seconds?: number | null;
+            /**
+             * Format: int64
+             * @description Receivers the audience names now (a contact named twice counts twice here, once in a run).
+             */
+            receivers: number;
+            /**
+             * Format: int64
+             * @description Of those, the ones that would be sent to.
+             */
+            sendable: number;
+            /**
+             * @description The others, by skip reason (`blocked`, `not_friend`, `deleted`, `inactive_group`,
+             *     `not_a_contact_of_the_sending_account`).
+             */
+            skipped: {
+                [key: string]: number;
+            };
+        };
         AudienceFilter: {
             account_ids?: number[];
             contact_type?: components["schemas"]["ContactType"] | null;
@@ -1527,7 +1575,7 @@ export interface components {
             account_id: number;
             contact_type?: components["schemas"]["ContactType"] | null;
             corp_name?: string | null;
-            custom_fields?: Record<string, never> | null;
+            custom_fields?: Record<string, unknown> | null;
             /** Format: int32 */
             gender?: number | null;
             nickname?: string | null;
@@ -1539,7 +1587,7 @@ export interface components {
         };
         /** @description Local fields only: synced fields (nickname, avatar …) come from the instance. */
         ContactPatch: {
-            custom_fields?: Record<string, never> | null;
+            custom_fields?: Record<string, unknown> | null;
             is_blocked?: boolean | null;
             is_star?: boolean | null;
             is_top?: boolean | null;
@@ -1566,7 +1614,7 @@ export interface components {
             corp_name?: string | null;
             /** Format: date-time */
             created_at: string;
-            custom_fields?: Record<string, never> | null;
+            custom_fields?: Record<string, unknown> | null;
             /** @description `normal`, `deleted` (removed the account or was removed) or `blocked`. */
             friend_status: components["schemas"]["FriendStatus"];
             /**
@@ -1626,6 +1674,27 @@ export interface components {
             /** @description Base32 seed, for typing into an authenticator by hand. */
             secret: string;
         };
+        /** @description The parts of a task that decide who receives it and how fast. */
+        EstimateInput: {
+            /**
+             * Format: int64
+             * @description The one account to send from, as in the task.
+             */
+            account_id?: number | null;
+            audience: components["schemas"]["Audience"];
+            channel?: components["schemas"]["Channel"];
+            /**
+             * Format: int32
+             * @description Sends per minute per account, as in the task (default: each account's own limit, else
+             *     `dispatch.default_rate_per_minute`).
+             */
+            rate_per_minute?: number | null;
+            /**
+             * Format: int32
+             * @description Minimum seconds between two sends of one account.
+             */
+            send_interval?: number | null;
+        };
         FieldErrorDoc: {
             field: string;
             message: string;
@@ -1647,7 +1716,7 @@ export interface components {
             instance_ids?: number[];
         };
         GroupPatch: {
-            custom_fields?: Record<string, never> | null;
+            custom_fields?: Record<string, unknown> | null;
             tags?: components["schemas"]["Label"][] | null;
         };
         GroupView: {
@@ -1655,7 +1724,7 @@ export interface components {
             account_id: number;
             /** Format: date-time */
             created_at: string;
-            custom_fields?: Record<string, never> | null;
+            custom_fields?: Record<string, unknown> | null;
             group_name?: string | null;
             group_notice?: string | null;
             group_wxid: string;
@@ -1699,7 +1768,7 @@ export interface components {
              * @description Configuration entries by key: `agent_secret` for agents; `corp_id`, `corp_secret`
              *     (and `agent_id`, `callback_token`, `callback_aes_key`, `robot_key`) for WeCom.
              */
-            config?: Record<string, never>;
+            config?: Record<string, unknown>;
             description?: string | null;
             /** @description Disabled instances are not polled (default true). */
             enabled?: boolean | null;
@@ -1734,7 +1803,7 @@ export interface components {
              *     `proxy_port` changes where the instance connects, every stored secret must be given here
              *     again (and `proxy_password` above), or `forget_secrets` set.
              */
-            config?: Record<string, never>;
+            config?: Record<string, unknown>;
             description?: string | null;
             enabled?: boolean | null;
             /**
@@ -1939,7 +2008,7 @@ export interface components {
             /** Format: int64 */
             group_id?: number | null;
             message_type?: components["schemas"]["MessageType"] | null;
-            payload?: Record<string, never> | null;
+            payload?: Record<string, unknown> | null;
             /**
              * Format: date-time
              * @description Send at this time instead of now.
@@ -1947,7 +2016,7 @@ export interface components {
             scheduled_time?: string | null;
             /** Format: int64 */
             template_id?: number | null;
-            variables?: Record<string, never>;
+            variables?: Record<string, unknown>;
         };
         /**
          * @description Where a stored message stands.
@@ -2165,7 +2234,7 @@ export interface components {
                 corp_name?: string | null;
                 /** Format: date-time */
                 created_at: string;
-                custom_fields?: Record<string, never> | null;
+                custom_fields?: Record<string, unknown> | null;
                 /** @description `normal`, `deleted` (removed the account or was removed) or `blocked`. */
                 friend_status: components["schemas"]["FriendStatus"];
                 /**
@@ -2206,7 +2275,7 @@ export interface components {
                 account_id: number;
                 /** Format: date-time */
                 created_at: string;
-                custom_fields?: Record<string, never> | null;
+                custom_fields?: Record<string, unknown> | null;
                 group_name?: string | null;
                 group_notice?: string | null;
                 group_wxid: string;
@@ -2587,7 +2656,7 @@ export interface components {
                 next_fire_at?: string | null;
                 /** @description Why the task is paused (an operator, or the auto-pause rule). */
                 pause_reason?: string | null;
-                payload?: Record<string, never> | null;
+                payload?: Record<string, unknown> | null;
                 /** Format: int32 */
                 priority: number;
                 /**
@@ -2616,7 +2685,7 @@ export interface components {
                 updated_at: string;
                 /** Format: uuid */
                 uuid: string;
-                variables?: Record<string, never> | null;
+                variables?: Record<string, unknown> | null;
             }[];
             next_cursor?: string | null;
         };
@@ -2648,7 +2717,7 @@ export interface components {
                  * @description Type-specific payload (link: title, description, url, picurl; image/file: media_id …);
                  *     its strings may use template syntax too.
                  */
-                payload?: Record<string, never> | null;
+                payload?: Record<string, unknown> | null;
                 preview_content?: string | null;
                 /** @description `active` or `disabled`. */
                 status: components["schemas"]["TemplateStatus"];
@@ -2713,11 +2782,11 @@ export interface components {
         };
         Preview: {
             content: string;
-            payload?: Record<string, never> | null;
+            payload?: Record<string, unknown> | null;
         };
         PreviewIn: {
             /** @description Values overriding the sample data (variables and contact fields). */
-            sample?: Record<string, never>;
+            sample?: Record<string, unknown>;
         };
         /** @description The problem document. `errors` lists every invalid field; `request_id` ties it to server logs. */
         Problem: {
@@ -3102,7 +3171,7 @@ export interface components {
             max_retry?: number | null;
             message_type?: components["schemas"]["MessageType"] | null;
             name: string;
-            payload?: Record<string, never> | null;
+            payload?: Record<string, unknown> | null;
             /**
              * Format: int32
              * @description 1 high, 2 normal (default), 3 low.
@@ -3134,7 +3203,7 @@ export interface components {
             /** @description Time zone of `cron` (default UTC). */
             timezone?: string | null;
             /** @description Values of the template's declared variables. */
-            variables?: Record<string, never>;
+            variables?: Record<string, unknown>;
         };
         /**
          * @description Where a message task stands.
@@ -3184,7 +3253,7 @@ export interface components {
             next_fire_at?: string | null;
             /** @description Why the task is paused (an operator, or the auto-pause rule). */
             pause_reason?: string | null;
-            payload?: Record<string, never> | null;
+            payload?: Record<string, unknown> | null;
             /** Format: int32 */
             priority: number;
             /**
@@ -3213,7 +3282,7 @@ export interface components {
             updated_at: string;
             /** Format: uuid */
             uuid: string;
-            variables?: Record<string, never> | null;
+            variables?: Record<string, unknown> | null;
         };
         TemplateInput: {
             category?: string | null;
@@ -3221,7 +3290,7 @@ export interface components {
             is_public?: boolean;
             message_type: components["schemas"]["MessageType"];
             name: string;
-            payload?: Record<string, never> | null;
+            payload?: Record<string, unknown> | null;
             tags?: string[];
             variables?: components["schemas"]["VariableSpec"][];
         };
@@ -3230,7 +3299,7 @@ export interface components {
             content?: string | null;
             is_public?: boolean | null;
             name?: string | null;
-            payload?: Record<string, never> | null;
+            payload?: Record<string, unknown> | null;
             status?: components["schemas"]["TemplateStatus"] | null;
             tags?: string[] | null;
             variables?: components["schemas"]["VariableSpec"][] | null;
@@ -3263,7 +3332,7 @@ export interface components {
              * @description Type-specific payload (link: title, description, url, picurl; image/file: media_id …);
              *     its strings may use template syntax too.
              */
-            payload?: Record<string, never> | null;
+            payload?: Record<string, unknown> | null;
             preview_content?: string | null;
             /** @description `active` or `disabled`. */
             status: components["schemas"]["TemplateStatus"];
@@ -5414,7 +5483,7 @@ export interface operations {
         /** @description A signed agent event (docs/agent-protocol.md) */
         requestBody: {
             content: {
-                "application/json": Record<string, never>;
+                "application/json": Record<string, unknown>;
             };
         };
         responses: {
@@ -9194,6 +9263,92 @@ export interface operations {
             };
             /** @description A conflict: the record exists, or the `Idempotency-Key` was used with another body or its first request is still running */
             409: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description The body is larger than `server.max_body_bytes` */
+            413: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description The body is not sent with the content type the operation takes */
+            415: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            422: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description The database or another dependency is unreachable; `Retry-After` says when to retry */
+            503: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+        };
+    };
+    estimate_task: {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        requestBody: {
+            content: {
+                "application/json": components["schemas"]["EstimateInput"];
+            };
+        };
+        responses: {
+            /** @description What a task with this audience and rate would do now */
+            200: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["AudienceEstimate"];
+                };
+            };
+            /** @description The body is not JSON, or a path parameter does not parse */
+            400: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description No session: the bearer token is missing, invalid, expired or revoked */
+            401: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description The session lacks the permission named in this operation's security */
+            403: {
                 headers: {
                     [name: string]: unknown;
                 };

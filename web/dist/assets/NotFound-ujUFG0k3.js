@@ -1,1 +1,0 @@
-import{Bn as e,Mr as t,Rn as n,er as r,ir as i,l as a,t as o,ur as s,zn as c}from"./index-CHIOxFR1.js";var l={};function u(o,l){let u=i(`router-link`),d=a;return r(),n(`main`,null,[e(d,{icon:`info`,title:o.$t(`errors.notFound`)},{extra:s(()=>[e(u,{to:`/`},{default:s(()=>[c(t(o.$t(`nav.home`)),1)]),_:1})]),_:1},8,[`title`])])}var d=o(l,[[`render`,u]]);export{d as default};
