@@ -110,6 +110,7 @@ const en: typeof zh = {
     next: 'Next',
     create: 'Create task',
     instances: 'Instances',
+    instancesHint: 'None ticked: every instance',
     tagsAny: 'Any of these tags',
     tagsAll: 'All of these tags',
     estimate: 'Audience estimate',

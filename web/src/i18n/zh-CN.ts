@@ -108,6 +108,7 @@ export default {
     next: '下一步',
     create: '创建任务',
     instances: '实例',
+    instancesHint: '不选则为全部实例',
     tagsAny: '包含任一标签',
     tagsAll: '包含全部标签',
     estimate: '受众预估',

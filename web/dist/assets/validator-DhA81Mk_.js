@@ -1,1 +1,0 @@
-import{In as e}from"./index-CgKjAucn.js";var t=t=>[``,...e].includes(t);export{t};
