@@ -80,7 +80,9 @@ test('a broadcast built in the wizard runs live on its task page: pause, resume,
   await page.getByRole('link', { name: '消息任务', exact: true }).click()
   await page.getByRole('link', { name: '新建群发' }).click()
   await expect(page.getByRole('heading', { name: '新建群发' })).toBeVisible()
-  await page.getByRole('checkbox', { name: instanceName }).check()
+  // Element Plus draws its own box over a hidden input: click the label, as a user does.
+  await page.locator('label').filter({ hasText: instanceName }).click()
+  await expect(page.getByRole('checkbox', { name: instanceName })).toBeChecked()
   // The sim has 2 accounts of 40 contacts each: the live estimate counts them.
   await expect(page.getByTestId('estimate-sendable')).toContainText('80')
   await expectAccessible(page)
