@@ -2,7 +2,7 @@ import { mount } from '@vue/test-utils'
 import { afterEach, beforeEach, describe, expect, it, vi } from 'vitest'
 import { defineComponent, h } from 'vue'
 
-import { useTaskProgress } from './useTaskProgress'
+import { startsSoon, useTaskProgress } from './useTaskProgress'
 
 /** An EventSource the test drives. */
 class FakeEventSource extends EventTarget {
@@ -58,6 +58,27 @@ describe('useTaskProgress', () => {
     expect(stream.readyState).toBe(FakeEventSource.CLOSED)
     expect(api().live.value).toBe(false)
     expect(api().task.value?.status).toBe('completed')
+  })
+
+  it('keeps following a paused task and comes back for one about to start', () => {
+    vi.useFakeTimers()
+    const { api } = harness()
+    api().follow()
+    const first = FakeEventSource.all[0]!
+    first.emit('paused', 5)
+    expect(first.readyState).not.toBe(FakeEventSource.CLOSED)
+    first.emit('scheduled', 5)
+    expect(first.readyState).toBe(FakeEventSource.CLOSED)
+    vi.advanceTimersByTime(2000)
+    expect(FakeEventSource.all).toHaveLength(2)
+    vi.useRealTimers()
+  })
+
+  it('knows when a scheduled task is due', () => {
+    const now = Date.parse('2026-12-02T10:00:00Z')
+    expect(startsSoon({ scheduled_time: null, next_fire_at: null }, now)).toBe(true)
+    expect(startsSoon({ scheduled_time: '2026-12-02T10:00:30Z', next_fire_at: null }, now)).toBe(true)
+    expect(startsSoon({ scheduled_time: '2026-12-02T11:00:00Z', next_fire_at: null }, now)).toBe(false)
   })
 
   it('opens one stream at a time', () => {

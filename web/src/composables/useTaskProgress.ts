@@ -7,17 +7,20 @@ type Task = Schemas['TaskView']
 
 /**
  * Live progress of one task over server-sent events (`/tasks/{id}/progress`, a `progress` event
- * with the task every second while it runs). The stream is closed as soon as the task is not
- * running; `follow()` opens it again (after resume or retry). A stream refused because the
- * session expired refreshes the session once and reconnects.
+ * with the task every second while it runs or is paused). The stream is closed once the task
+ * settles; a task scheduled to start within a minute is followed again every 2 s until it does;
+ * `follow()` opens it again (after resume or retry). A stream refused because the session
+ * expired refreshes the session once and reconnects.
  */
 export function useTaskProgress(taskId: () => number, onUpdate?: (task: Task) => void) {
   const task = shallowRef<Task | null>(null)
   const live = ref(false)
   let source: EventSource | null = null
   let refreshed = false
+  let again: ReturnType<typeof setTimeout> | undefined
 
   function stop() {
+    clearTimeout(again)
     source?.close()
     source = null
     live.value = false
@@ -35,7 +38,9 @@ export function useTaskProgress(taskId: () => number, onUpdate?: (task: Task) =>
       const next = JSON.parse((event as MessageEvent<string>).data) as Task
       task.value = next
       onUpdate?.(next)
-      if (next.status !== 'running') stop()
+      if (next.status === 'running' || next.status === 'paused') return
+      stop()
+      if (next.status === 'scheduled' && startsSoon(next)) again = setTimeout(follow, 2000)
     })
     events.addEventListener('error', () => {
       if (events.readyState !== EventSource.CLOSED) return
@@ -48,4 +53,10 @@ export function useTaskProgress(taskId: () => number, onUpdate?: (task: Task) =>
 
   onBeforeUnmount(stop)
   return { task, live, follow, stop }
+}
+
+/** Whether a scheduled task is due within the next minute (or overdue: the scheduler is on it). */
+export function startsSoon(task: Pick<Task, 'scheduled_time' | 'next_fire_at'>, now = Date.now()): boolean {
+  const at = task.next_fire_at ?? task.scheduled_time
+  return !at || new Date(at).getTime() <= now + 60_000
 }

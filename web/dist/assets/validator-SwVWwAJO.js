@@ -1,1 +1,0 @@
-import{In as e}from"./index-CcRnJBbB.js";var t=t=>[``,...e].includes(t);export{t};
