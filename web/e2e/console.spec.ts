@@ -1,7 +1,8 @@
 import AxeBuilder from '@axe-core/playwright'
 import { expect, type Page, test } from '@playwright/test'
 
-import { adminPassword, Api, simFaults } from './api'
+import { adminPassword, Api, simFaults, simUrl } from './api'
+import { nextStep, totp } from './totp'
 
 const shots = process.env.WEWORK_SCREENSHOTS
 
@@ -23,8 +24,12 @@ async function signIn(page: Page, login: string, password: string) {
   await expect(page.getByTestId('user-menu')).toBeVisible()
 }
 
-/** No serious or critical axe-core violation on the page as shown. */
+/**
+ * No serious or critical axe-core violation on the page as shown. Toasts are waited out first:
+ * while one fades, its text is partly transparent and would be measured mid-animation.
+ */
 async function expectAccessible(page: Page) {
+  await expect(page.locator('.el-message')).toHaveCount(0, { timeout: 10_000 })
   const result = await new AxeBuilder({ page }).analyze()
   const serious = result.violations
     .filter((v) => v.impact === 'serious' || v.impact === 'critical')
@@ -48,6 +53,7 @@ test('sign in, find your way in Chinese and English, sign out', async ({ page })
     ['客户', '客户'],
     ['实例', '实例'],
     ['用户', '用户'],
+    ['角色', '角色与权限'],
     ['审计日志', '审计日志'],
   ]) {
     await page.getByRole('link', { name: menu, exact: true }).click()
@@ -133,4 +139,107 @@ test('an operator without users:read sees no user admin and is told why', async 
   await page.goto('/users')
   await expect(page.getByRole('alert')).toContainText('users:read')
   await expectAccessible(page)
+})
+
+test('turn on two-factor authentication from the profile, then sign in with a code', async ({ page }) => {
+  const api = await Api.signIn()
+  const name = `twofactor${Date.now()}`
+  const password = 'Two-Factor-Passw0rd!'
+  await api.userWith(name, password, ['profile:self'])
+
+  await signIn(page, name, password)
+  await page.getByTestId('user-menu').click()
+  await page.getByRole('menuitem', { name: '个人中心' }).click()
+  await expect(page.getByTestId('totp-state')).toHaveText('未开启')
+  await page.getByRole('textbox', { name: '当前密码（用于确认身份）' }).fill(password)
+  await page.getByRole('button', { name: '开启两步验证' }).click()
+  await expect(page.getByRole('img', { name: '两步验证二维码' })).toBeVisible()
+  await expectAccessible(page)
+  await screenshot(page, 'two-factor')
+  const secret = (await page.getByTestId('totp-secret').textContent())!.trim()
+  await page.getByRole('textbox', { name: '动态验证码' }).fill(totp(secret))
+  await page.getByRole('button', { name: '确认开启' }).click()
+  await expect(page.getByTestId('totp-state')).toHaveText('已开启')
+
+  await page.getByTestId('user-menu').click()
+  await page.getByRole('menuitem', { name: '退出登录' }).click()
+  await page.locator('#login').fill(name)
+  await page.locator('#password').fill(password)
+  await page.getByRole('button', { name: '登录' }).click()
+  await expect(page.getByText('此账号已开启两步验证')).toBeVisible()
+  await nextStep()
+  await page.locator('#totp').fill(totp(secret))
+  await page.getByRole('button', { name: '登录' }).click()
+  await expect(page.getByTestId('user-menu')).toHaveText(name)
+})
+
+test('ops create an agent instance on the sim, see it online and sync it', async ({ page }) => {
+  const violations = watchPolicy(page)
+  await signIn(page, 'admin', adminPassword)
+  await page.getByRole('link', { name: '实例', exact: true }).click()
+  await page.getByRole('button', { name: '新建实例' }).click()
+  const name = `sim-agent-${Date.now()}`
+  const dialog = page.getByRole('dialog')
+  await dialog.getByRole('textbox', { name: '名称' }).fill(name)
+  await dialog.getByRole('textbox', { name: '接口地址' }).fill(`${simUrl}/agent`)
+  await dialog.getByRole('textbox', { name: '代理密钥' }).fill('sim-agent-secret')
+  await dialog.getByRole('spinbutton', { name: '心跳间隔（秒）' }).fill('2')
+  await expectAccessible(page)
+  await dialog.getByRole('button', { name: '保存' }).click()
+
+  const row = page.getByRole('row').filter({ hasText: name })
+  await expect(row).toBeVisible()
+  await row.getByRole('button', { name: '立即检查' }).click()
+  await expect(row.getByText('在线')).toBeVisible()
+  await row.getByRole('button', { name: '同步' }).click()
+  await expect(row.getByText('同步完成')).toBeVisible({ timeout: 60_000 })
+  await expect(row).toContainText('2 个账号，80 个客户')
+  await screenshot(page, 'instances')
+  expect(violations).toEqual([])
+})
+
+test('an admin creates a role, grants it permissions and finds it in the audit log', async ({ page }) => {
+  await signIn(page, 'admin', adminPassword)
+  await page.getByRole('link', { name: '角色', exact: true }).click()
+  await page.getByRole('button', { name: '新建角色' }).click()
+  const key = `campaign_${Date.now()}`
+  const dialog = page.getByRole('dialog')
+  await dialog.getByRole('textbox', { name: '标识' }).fill(key)
+  await dialog.getByRole('textbox', { name: '名称' }).fill('活动运营')
+  await dialog.getByRole('button', { name: '保存' }).click()
+  await expect(page.getByText('「活动运营」的权限')).toBeVisible()
+  await page.getByRole('checkbox', { name: 'tasks:read' }).check()
+  await page.getByRole('checkbox', { name: 'tasks:create' }).check()
+  await page.getByRole('button', { name: '保存' }).click()
+  await expect(page.getByText('操作成功')).toBeVisible()
+  await expectAccessible(page)
+  await screenshot(page, 'roles')
+
+  await page.getByRole('link', { name: '审计日志' }).click()
+  await page.getByRole('textbox', { name: '操作' }).fill('role.create')
+  await page.getByRole('button', { name: '搜索' }).click()
+  await expect(page.getByRole('row').filter({ hasText: key })).toBeVisible()
+})
+
+test('import a spreadsheet with bad rows, read the errors, then import it fixed', async ({ page }) => {
+  await (await Api.signIn()).simInstance(`import-${Date.now()}`)
+  await signIn(page, 'admin', adminPassword)
+  await page.getByRole('link', { name: '客户', exact: true }).click()
+  await page.getByRole('button', { name: '导入客户' }).click()
+  const dialog = page.getByRole('dialog')
+  await dialog.getByRole('combobox', { name: '所属账号' }).selectOption({ index: 0 })
+  const bad = 'wxid,nickname,phone,gender\nwx_import_1,张三,13800000000,male\n,没有 wxid,,\nwx_import_3,李四,not-a-phone,robot\n'
+  await dialog.getByTestId('import-file').setInputFiles({ name: 'contacts.csv', mimeType: 'text/csv', buffer: Buffer.from(bad) })
+  await dialog.getByRole('button', { name: '上传并导入' }).click()
+  const errors = dialog.getByTestId('import-errors')
+  await expect(errors).toBeVisible()
+  await expect(errors).toContainText('wxid')
+  await expect(errors.getByRole('row').filter({ hasText: 'phone' })).toContainText('4')
+  await expectAccessible(page)
+  await screenshot(page, 'contacts-import')
+
+  const good = 'wxid,nickname,phone,gender,tags\nwx_import_1,张三,13800000000,male,导入客户\nwx_import_3,李四,13900000000,female,导入客户\n'
+  await dialog.getByTestId('import-file').setInputFiles({ name: 'contacts.csv', mimeType: 'text/csv', buffer: Buffer.from(good) })
+  await dialog.getByRole('button', { name: '上传并导入' }).click()
+  await expect(dialog.getByText('已导入 2 行')).toBeVisible()
 })

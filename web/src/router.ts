@@ -23,8 +23,9 @@ export const pages: RouteRecordRaw[] = [
   { path: 'contacts', name: 'contacts', component: () => import('./pages/contacts/ContactList.vue'), meta: { perm: 'contacts:read', title: 'nav.contacts' } },
   { path: 'instances', name: 'instances', component: () => import('./pages/instances/InstanceList.vue'), meta: { perm: 'instances:read', title: 'nav.instances' } },
   { path: 'users', name: 'users', component: () => import('./pages/admin/UserList.vue'), meta: { perm: 'users:read', title: 'nav.users' } },
+  { path: 'roles', name: 'roles', component: () => import('./pages/admin/RoleList.vue'), meta: { perm: 'roles:read', title: 'nav.roles' } },
   { path: 'audit', name: 'audit', component: () => import('./pages/admin/AuditLog.vue'), meta: { perm: 'audit_logs:read', title: 'nav.audit' } },
-  { path: 'profile', name: 'profile', component: () => import('./pages/ProfilePage.vue'), meta: { title: 'app.profile' } },
+  { path: 'profile', name: 'profile', component: () => import('./pages/profile/ProfilePage.vue'), meta: { title: 'app.profile' } },
 ]
 
 const routes: RouteRecordRaw[] = [

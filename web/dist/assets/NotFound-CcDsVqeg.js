@@ -1,1 +1,0 @@
-import{Mr as e,Tr as t,d as n,ii as r,ir as i,or as a,sr as o,t as s,xr as c}from"./index-nFKtlyaf.js";var l={};function u(s,l){let u=t(`router-link`),d=n;return c(),i(`main`,null,[o(d,{icon:`info`,title:s.$t(`errors.notFound`)},{extra:e(()=>[o(u,{to:`/`},{default:e(()=>[a(r(s.$t(`nav.home`)),1)]),_:1})]),_:1},8,[`title`])])}var d=s(l,[[`render`,u]]);export{d as default};

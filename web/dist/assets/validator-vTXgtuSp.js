@@ -1,1 +1,0 @@
-import{In as e}from"./index-nFKtlyaf.js";var t=t=>[``,...e].includes(t);export{t};
