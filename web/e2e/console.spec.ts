@@ -207,7 +207,7 @@ test('an admin creates a role, grants it permissions and finds it in the audit l
   await dialog.getByRole('textbox', { name: '标识' }).fill(key)
   await dialog.getByRole('textbox', { name: '名称' }).fill('活动运营')
   await dialog.getByRole('button', { name: '保存' }).click()
-  await expect(page.getByText('「活动运营」的权限')).toBeVisible()
+  await expect(page.getByRole('table', { name: '「活动运营」的权限' })).toBeVisible()
   await page.getByRole('checkbox', { name: 'tasks:read' }).check()
   await page.getByRole('checkbox', { name: 'tasks:create' }).check()
   await page.getByRole('button', { name: '保存' }).click()

@@ -1,1 +1,0 @@
-import{Vn as e}from"./index-BdLr09Uu.js";var t=t=>[``,...e].includes(t);export{t};
