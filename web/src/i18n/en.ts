@@ -29,6 +29,8 @@ const en: typeof zh = {
     reset: 'Reset',
     refresh: 'Refresh',
     next: 'Next page',
+    previous: 'Previous page',
+    pages: 'Pages',
     first: 'First page',
     loading: 'Loading…',
     empty: 'Nothing here',

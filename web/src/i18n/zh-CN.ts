@@ -27,6 +27,8 @@ export default {
     reset: '重置',
     refresh: '刷新',
     next: '下一页',
+    previous: '上一页',
+    pages: '翻页',
     first: '第一页',
     loading: '加载中…',
     empty: '暂无数据',

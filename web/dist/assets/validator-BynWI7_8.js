@@ -1,0 +1,1 @@
+import{Vn as e}from"./index-CbTdVW2q.js";var t=t=>[``,...e].includes(t);export{t};

@@ -1,1 +1,0 @@
-import{Vn as e}from"./index-B0yrvorI.js";var t=t=>[``,...e].includes(t);export{t};
