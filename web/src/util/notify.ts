@@ -20,3 +20,14 @@ export function notifyError(error: unknown) {
 export function notifyDone() {
   ElMessage({ type: 'success', message: i18n.global.t('common.done') })
 }
+
+/** Runs one action the user asked for, says it worked or why not, then shows the page afresh. */
+export async function act(work: () => Promise<unknown>, reload: () => Promise<unknown>) {
+  try {
+    await work()
+    notifyDone()
+  } catch (error) {
+    notifyError(error)
+  }
+  await reload()
+}

@@ -1,1 +1,0 @@
-import{Ar as e,Hr as t,Pr as n,d as r,fr as i,hr as a,mi as o,mr as s,t as c}from"./index-CbTdVW2q.js";var l={};function u(c,l){let u=n(`router-link`),d=r;return e(),i(`main`,null,[a(d,{icon:`info`,title:c.$t(`errors.notFound`)},{extra:t(()=>[a(u,{to:`/`},{default:t(()=>[s(o(c.$t(`nav.home`)),1)]),_:1})]),_:1},8,[`title`])])}var d=c(l,[[`render`,u]]);export{d as default};

@@ -1,1 +1,0 @@
-import{Vn as e}from"./index-CbTdVW2q.js";var t=t=>[``,...e].includes(t);export{t};
