@@ -5,10 +5,11 @@ import { ElementPlusResolver } from 'unplugin-vue-components/resolvers'
 import { defineConfig } from 'vite'
 
 // Element Plus components are imported where used (with their CSS), so a page loads only what
-// it shows. `npm run dev` proxies the API to a local `wework serve`.
+// it shows.
 export default defineConfig({
   plugins: [vue(), Components({ resolvers: [ElementPlusResolver()], dts: false })],
-  server: { proxy: { '/api': 'http://127.0.0.1:8080' } },
+  // `npm run dev` and `vite preview` (scripts/console-e2e --preview) proxy the API to `wework serve`.
+  server: { proxy: { '/api': process.env.WEWORK_API ?? 'http://127.0.0.1:8080' } },
   build: { outDir: 'dist', emptyOutDir: true, assetsInlineLimit: 0, chunkSizeWarningLimit: 600 },
   test: { environment: 'happy-dom', include: ['src/**/*.test.ts'] },
 })

@@ -1,45 +1,8 @@
-import AxeBuilder from '@axe-core/playwright'
-import { expect, type Page, test } from '@playwright/test'
+import { expect, test } from '@playwright/test'
 
 import { adminPassword, Api, simFaults, simUrl } from './api'
+import { expectAccessible, screenshot, signIn, watchPolicy } from './support'
 import { nextStep, totp } from './totp'
-
-const shots = process.env.WEWORK_SCREENSHOTS
-
-/** Fails the test on any Content-Security-Policy violation the page reports. */
-function watchPolicy(page: Page): string[] {
-  const violations: string[] = []
-  page.on('console', (message) => {
-    if (message.type() === 'error' && /Content Security Policy/i.test(message.text())) violations.push(message.text())
-  })
-  return violations
-}
-
-async function signIn(page: Page, login: string, password: string) {
-  await page.goto('/')
-  await expect(page).toHaveURL(/\/sign-in/)
-  await page.locator('#login').fill(login)
-  await page.locator('#password').fill(password)
-  await page.getByRole('button', { name: '登录' }).click()
-  await expect(page.getByTestId('user-menu')).toBeVisible()
-}
-
-/**
- * No serious or critical axe-core violation on the page as shown. Toasts are waited out first:
- * while one fades, its text is partly transparent and would be measured mid-animation.
- */
-async function expectAccessible(page: Page) {
-  await expect(page.locator('.el-message')).toHaveCount(0, { timeout: 10_000 })
-  const result = await new AxeBuilder({ page }).analyze()
-  const serious = result.violations
-    .filter((v) => v.impact === 'serious' || v.impact === 'critical')
-    .map((v) => `${v.id}: ${v.nodes.map((n) => n.target.join(' ')).join(', ')}`)
-  expect(serious).toEqual([])
-}
-
-async function screenshot(page: Page, name: string) {
-  if (shots) await page.screenshot({ path: `${shots}/${name}.png`, fullPage: false })
-}
 
 test('sign in, find your way in Chinese and English, sign out', async ({ page }) => {
   const violations = watchPolicy(page)

@@ -21,10 +21,18 @@ export const pages: RouteRecordRaw[] = [
   { path: 'tasks/new', name: 'task-new', component: () => import('./pages/tasks/NewBroadcast.vue'), meta: { perm: 'tasks:create', title: 'wizard.title' } },
   { path: 'tasks/:id(\\d+)', name: 'task', component: () => import('./pages/tasks/TaskDetail.vue'), meta: { perm: 'tasks:read', title: 'nav.tasks' } },
   { path: 'contacts', name: 'contacts', component: () => import('./pages/contacts/ContactList.vue'), meta: { perm: 'contacts:read', title: 'nav.contacts' } },
+  { path: 'groups', name: 'groups', component: () => import('./pages/groups/GroupList.vue'), meta: { perm: 'groups:read', title: 'nav.groups' } },
+  { path: 'templates', name: 'templates', component: () => import('./pages/templates/TemplateList.vue'), meta: { perm: 'templates:read', title: 'nav.templates' } },
   { path: 'instances', name: 'instances', component: () => import('./pages/instances/InstanceList.vue'), meta: { perm: 'instances:read', title: 'nav.instances' } },
+  { path: 'instances/:id(\\d+)', name: 'instance', component: () => import('./pages/instances/InstanceDetail.vue'), meta: { perm: 'instances:read', title: 'nav.instances' } },
+  { path: 'health', name: 'health', component: () => import('./pages/monitoring/HealthOverview.vue'), meta: { perm: 'monitoring:read', title: 'nav.health' } },
+  { path: 'alerts', name: 'alerts', component: () => import('./pages/alerts/AlertList.vue'), meta: { perm: 'alerts:read', title: 'nav.alerts' } },
+  { path: 'alert-rules', name: 'alert-rules', component: () => import('./pages/alerts/AlertRuleList.vue'), meta: { perm: 'alert_rules:read', title: 'nav.alertRules' } },
+  { path: 'logs', name: 'logs', component: () => import('./pages/logs/LogSearch.vue'), meta: { perm: 'logs:read', title: 'nav.logs' } },
   { path: 'users', name: 'users', component: () => import('./pages/admin/UserList.vue'), meta: { perm: 'users:read', title: 'nav.users' } },
   { path: 'roles', name: 'roles', component: () => import('./pages/admin/RoleList.vue'), meta: { perm: 'roles:read', title: 'nav.roles' } },
   { path: 'audit', name: 'audit', component: () => import('./pages/admin/AuditLog.vue'), meta: { perm: 'audit_logs:read', title: 'nav.audit' } },
+  { path: 'login-logs', name: 'login-logs', component: () => import('./pages/admin/LoginLogs.vue'), meta: { perm: 'login_logs:read', title: 'nav.loginLogs' } },
   { path: 'profile', name: 'profile', component: () => import('./pages/profile/ProfilePage.vue'), meta: { title: 'app.profile' } },
 ]
 

@@ -1,0 +1,41 @@
+// What every browser test needs: sign-in, the accessibility and Content-Security-Policy checks,
+// and screenshots for docs/console.md when WEWORK_SCREENSHOTS names a directory.
+import AxeBuilder from '@axe-core/playwright'
+import { expect, type Page } from '@playwright/test'
+
+const shots = process.env.WEWORK_SCREENSHOTS
+
+/** Fails the test on any Content-Security-Policy violation the page reports. */
+export function watchPolicy(page: Page): string[] {
+  const violations: string[] = []
+  page.on('console', (message) => {
+    if (message.type() === 'error' && /Content Security Policy/i.test(message.text())) violations.push(message.text())
+  })
+  return violations
+}
+
+export async function signIn(page: Page, login: string, password: string) {
+  await page.goto('/')
+  await expect(page).toHaveURL(/\/sign-in/)
+  await page.locator('#login').fill(login)
+  await page.locator('#password').fill(password)
+  await page.getByRole('button', { name: '登录' }).click()
+  await expect(page.getByTestId('user-menu')).toBeVisible()
+}
+
+/**
+ * No serious or critical axe-core violation on the page as shown. Toasts are waited out first:
+ * while one fades, its text is partly transparent and would be measured mid-animation.
+ */
+export async function expectAccessible(page: Page) {
+  await expect(page.locator('.el-message')).toHaveCount(0, { timeout: 10_000 })
+  const result = await new AxeBuilder({ page }).analyze()
+  const serious = result.violations
+    .filter((v) => v.impact === 'serious' || v.impact === 'critical')
+    .map((v) => `${v.id}: ${v.nodes.map((n) => n.target.join(' ')).join(', ')}`)
+  expect(serious).toEqual([])
+}
+
+export async function screenshot(page: Page, name: string) {
+  if (shots) await page.screenshot({ path: `${shots}/${name}.png`, fullPage: false })
+}
