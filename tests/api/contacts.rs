@@ -103,6 +103,33 @@ async fn sync_then_search_by_tags_keyword_and_instance() {
         .get_as(&format!("/api/v1/groups/{group}/members"), &admin)
         .await;
     assert_eq!(members.items.len(), 5, "owner + 4 customers");
+    // From a member who is a contact of the group's account, back to the group.
+    let of_account: Page<ContactView> = app
+        .get_as(
+            &format!(
+                "/api/v1/contacts?account_id={}&limit=200",
+                groups.items[0].account_id
+            ),
+            &admin,
+        )
+        .await;
+    let member = of_account
+        .items
+        .iter()
+        .find(|c| members.items.iter().any(|m| m.member_wxid == c.wxid))
+        .expect("the sim's members are contacts of the account");
+    let member_of: Page<GroupView> = app
+        .get_as(&format!("/api/v1/groups?contact_id={}", member.id), &admin)
+        .await;
+    assert!(member_of.items.iter().any(|g| g.id == group));
+    assert!(
+        member_of
+            .items
+            .iter()
+            .all(|g| g.account_id == member.account_id)
+    );
+    let missing = app.get("/api/v1/groups?contact_id=999999999", &admin).await;
+    problem(missing, StatusCode::NOT_FOUND).await;
     let accounts: Page<AccountView> = app
         .get_as(&format!("/api/v1/accounts?instance_id={wecom}"), &admin)
         .await;

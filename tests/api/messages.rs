@@ -99,10 +99,40 @@ async fn templates_are_checked_and_previewed() {
         )
         .await;
     assert_eq!(preview.content, "小李，生日快乐！送您 500 积分");
+    let unknown_contact = app
+        .post(
+            &format!("/api/v1/templates/{}/preview", created.id),
+            &admin,
+            json!({ "contact_id": 999999999 }),
+        )
+        .await;
+    problem(unknown_contact, StatusCode::NOT_FOUND).await;
     let wrong_type = app.post("/api/v1/tasks", &admin, json!({ "name": "x", "task_type": "batch", "template_id": created.id, "variables": { "points": "many" }, "audience": { "contact_ids": [1] } })).await;
     assert_eq!(
         fields(&problem(wrong_type, StatusCode::UNPROCESSABLE_ENTITY).await),
         vec!["variables.points"]
+    );
+}
+
+#[tokio::test]
+async fn a_template_previews_with_a_real_contacts_fields() {
+    let (_sim, app, agent) = ready("").await;
+    let admin = app.admin_token().await;
+    let contact = first_contacts(&app, agent, 1).await.remove(0);
+    let template: TemplateView = app
+        .post_as("/api/v1/templates", &admin, json!({ "name": "问候", "message_type": "text", "content": "{{ nickname }}（{{ wxid }}）：{{ offer }}", "variables": [{ "name": "offer", "type": "string", "default": "九折" }] }))
+        .await;
+    let preview: Preview = app
+        .post_as(
+            &format!("/api/v1/templates/{}/preview", template.id),
+            &admin,
+            json!({ "contact_id": contact.id, "sample": { "offer": "八折" } }),
+        )
+        .await;
+    let nickname = contact.nickname.clone().unwrap_or_default();
+    assert_eq!(
+        preview.content,
+        format!("{nickname}（{}）：八折", contact.wxid)
     );
 }
 

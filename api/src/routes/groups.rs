@@ -22,13 +22,15 @@ pub struct GroupQuery {
     pub q: Option<String>,
     pub account_id: Option<i64>,
     pub instance_id: Option<i64>,
+    /// Only the groups this contact is currently a member of.
+    pub contact_id: Option<i64>,
     #[param(minimum = 1, maximum = 200)]
     pub limit: Option<u64>,
     pub cursor: Option<String>,
 }
 
 #[utoipa::path(get, path = "/api/v1/groups", tag = "contacts", params(GroupQuery),
-    responses((status = 200, body = Page<GroupView>), (status = 422, body = Problem)))]
+    responses((status = 200, body = Page<GroupView>), (status = 404, description = "No such contact (contact_id)", body = Problem), (status = 422, body = Problem)))]
 pub async fn list_groups(
     auth: Authorized<perm::GroupsRead>,
     state: web::Data<AppState>,
@@ -39,6 +41,7 @@ pub async fn list_groups(
         q: q.q,
         account_id: q.account_id,
         instance_id: q.instance_id,
+        contact_id: q.contact_id,
     };
     Ok(web::Json(
         groups::list(&state.ctx, &auth.actor, filter, page).await?,

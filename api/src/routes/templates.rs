@@ -103,14 +103,17 @@ pub async fn delete_template(
 #[derive(Debug, Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct PreviewIn {
-    /// Values overriding the sample data (variables and contact fields).
+    /// Render for this contact, with its real fields (nickname, remark, tags, custom, account…)
+    /// as a broadcast would; otherwise for sample data.
+    pub contact_id: Option<i64>,
+    /// Values overriding the sample data or the contact's fields (variables and contact fields).
     #[serde(default)]
     #[schema(value_type = Object)]
     pub sample: serde_json::Map<String, serde_json::Value>,
 }
 
 #[utoipa::path(post, path = "/api/v1/templates/{id}/preview", tag = "messaging", params(("id" = i64, Path)), request_body = PreviewIn,
-    responses((status = 200, body = Preview), (status = 400, body = Problem), (status = 404, body = Problem), (status = 422, description = "Rendering failed (field content or payload)", body = Problem)))]
+    responses((status = 200, body = Preview), (status = 400, body = Problem), (status = 404, description = "No such template, or no such contact (contact_id)", body = Problem), (status = 422, description = "Rendering failed (field content or payload)", body = Problem)))]
 pub async fn preview_template(
     auth: Authorized<perm::TemplatesRead>,
     state: web::Data<AppState>,
@@ -118,6 +121,6 @@ pub async fn preview_template(
     ValidJson(body): ValidJson<PreviewIn>,
 ) -> Result<web::Json<Preview>, ApiError> {
     Ok(web::Json(
-        templates::preview(&state.ctx, &auth.actor, id, body.sample).await?,
+        templates::preview(&state.ctx, &auth.actor, id, body.contact_id, body.sample).await?,
     ))
 }

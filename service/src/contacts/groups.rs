@@ -5,7 +5,7 @@ use chrono::{DateTime, Utc};
 use entity::{chat_groups, group_members};
 use sea_orm::{
     ActiveValue::Set, ColumnTrait, ConnectionTrait, EntityTrait, QueryFilter, QueryOrder,
-    QuerySelect,
+    QuerySelect, QueryTrait,
 };
 use serde::{Deserialize, Serialize};
 
@@ -97,6 +97,8 @@ pub struct GroupFilter {
     pub q: Option<String>,
     pub account_id: Option<i64>,
     pub instance_id: Option<i64>,
+    /// Only groups this contact is a current member of (on the contact's own account).
+    pub contact_id: Option<i64>,
 }
 
 pub async fn find<C: ConnectionTrait>(conn: &C, id: i64) -> ServiceResult<chat_groups::Model> {
@@ -142,6 +144,18 @@ pub async fn list(
     }
     if let Some(id) = filter.instance_id {
         query = query.filter(chat_groups::Column::InstanceId.eq(id));
+    }
+    if let Some(id) = filter.contact_id {
+        let contact = super::find_visible(&ctx.db, actor, id).await?;
+        let memberships = group_members::Entity::find()
+            .select_only()
+            .column(group_members::Column::GroupId)
+            .filter(group_members::Column::MemberWxid.eq(contact.wxid))
+            .filter(group_members::Column::LeftAt.is_null())
+            .into_query();
+        query = query
+            .filter(chat_groups::Column::AccountId.eq(contact.account_id))
+            .filter(chat_groups::Column::Id.in_subquery(memberships));
     }
     if let Some(before) = page.before {
         query = query.filter(chat_groups::Column::Id.lt(before));

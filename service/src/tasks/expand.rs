@@ -80,6 +80,39 @@ async fn account_snapshots<C: ConnectionTrait>(
         .collect())
 }
 
+/// What a template sees of a contact, the same at send time and in a preview.
+fn contact_variables(c: &contacts::Model, tag_names: Vec<String>, account: Value) -> Value {
+    json!({
+        "nickname": c.nickname,
+        "remark": c.remark,
+        "name": c.remark.clone().or(c.nickname.clone()).unwrap_or_else(|| c.wxid.clone()),
+        "wxid": c.wxid,
+        "phone": c.phone,
+        "region": c.region,
+        "corp_name": c.corp_name,
+        "tags": tag_names,
+        "custom": c.custom_fields.clone().unwrap_or_else(|| json!({})),
+        "account": account,
+    })
+}
+
+/// One contact's template variables, read afresh (template previews against a real contact).
+pub async fn variables_of_contact<C: ConnectionTrait>(
+    conn: &C,
+    contact: &contacts::Model,
+) -> ServiceResult<Value> {
+    let tags = tags_of(conn, &[contact.id]).await?;
+    let tag_names = tags
+        .get(&contact.id)
+        .map(|t| t.iter().map(|t| t.name.clone()).collect())
+        .unwrap_or_default();
+    let account = account_snapshots(conn, std::iter::once(contact.account_id))
+        .await?
+        .remove(&contact.account_id)
+        .unwrap_or(Value::Null);
+    Ok(contact_variables(contact, tag_names, account))
+}
+
 async fn contact_receivers(
     ctx: &Context,
     task: &message_tasks::Model,
@@ -111,18 +144,8 @@ async fn contact_receivers(
                 .map(|t| t.iter().map(|t| t.name.clone()).collect())
                 .unwrap_or_default();
             let account_id = task.account_id.unwrap_or(c.account_id);
-            let variables = json!({
-                "nickname": c.nickname,
-                "remark": c.remark,
-                "name": c.remark.clone().or(c.nickname.clone()).unwrap_or_else(|| c.wxid.clone()),
-                "wxid": c.wxid,
-                "phone": c.phone,
-                "region": c.region,
-                "corp_name": c.corp_name,
-                "tags": tag_names,
-                "custom": c.custom_fields.clone().unwrap_or_else(|| json!({})),
-                "account": accounts.get(&account_id).cloned().unwrap_or(Value::Null),
-            });
+            let account = accounts.get(&account_id).cloned().unwrap_or(Value::Null);
+            let variables = contact_variables(&c, tag_names, account);
             Receiver {
                 receiver_type: ReceiverType::Contact,
                 contact_id: Some(c.id),

@@ -454,11 +454,23 @@ pub async fn preview(
     ctx: &Context,
     actor: &Actor,
     id: i64,
+    contact_id: Option<i64>,
     sample: Map<String, Value>,
 ) -> ServiceResult<Preview> {
     actor.require(perm::TemplatesRead)?;
     let template: TemplateView = find_visible(&ctx.db, actor, id).await?.into();
-    let context = sample_context(&template.variables, &sample);
+    let mut overrides = Map::new();
+    if let Some(contact_id) = contact_id {
+        actor.require(perm::ContactsRead)?;
+        let contact = crate::contacts::find_visible(&ctx.db, actor, contact_id).await?;
+        if let Value::Object(fields) =
+            crate::tasks::expand::variables_of_contact(&ctx.db, &contact).await?
+        {
+            overrides = fields;
+        }
+    }
+    overrides.extend(sample);
+    let context = sample_context(&template.variables, &overrides);
     let content = render::render(&template.content, &context)
         .map_err(|e| ServiceError::Validation(vec![FieldError::new("content", e.message)]))?;
     let payload =

@@ -2785,7 +2785,13 @@ export interface components {
             payload?: Record<string, unknown> | null;
         };
         PreviewIn: {
-            /** @description Values overriding the sample data (variables and contact fields). */
+            /**
+             * Format: int64
+             * @description Render for this contact, with its real fields (nickname, remark, tags, custom, account…)
+             *     as a broadcast would; otherwise for sample data.
+             */
+            contact_id?: number | null;
+            /** @description Values overriding the sample data or the contact's fields (variables and contact fields). */
             sample?: Record<string, unknown>;
         };
         /** @description The problem document. `errors` lists every invalid field; `request_id` ties it to server logs. */
@@ -6382,6 +6388,8 @@ export interface operations {
                 q?: string;
                 account_id?: number;
                 instance_id?: number;
+                /** @description Only the groups this contact is currently a member of. */
+                contact_id?: number;
                 limit?: number;
                 cursor?: string;
             };
@@ -6419,6 +6427,15 @@ export interface operations {
             };
             /** @description The session lacks the permission named in this operation's security */
             403: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description No such contact (contact_id) */
+            404: {
                 headers: {
                     [name: string]: unknown;
                 };
@@ -10752,6 +10769,7 @@ export interface operations {
                     "application/problem+json": components["schemas"]["Problem"];
                 };
             };
+            /** @description No such template, or no such contact (contact_id) */
             404: {
                 headers: {
                     [name: string]: unknown;
