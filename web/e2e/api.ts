@@ -18,21 +18,30 @@ export class Api {
   }
 
   /** An agent instance on the sim, synced, with its contacts. */
-  async simInstance(name: string): Promise<number> {
-    const instance = await this.call<{ id: number }>('POST', '/api/v1/instances', {
+  simInstance(name: string): Promise<number> {
+    return this.synced({ name, kind: 'agent', api_url: `${simUrl}/agent`, heartbeat_interval: 5, config: { agent_secret: 'sim-agent-secret' } })
+  }
+
+  /** A WeCom app instance on the sim (its customers, customer mass messages), synced. */
+  simWecomInstance(name: string): Promise<number> {
+    return this.synced({
       name,
-      kind: 'agent',
-      api_url: `${simUrl}/agent`,
+      kind: 'wecom',
+      api_url: `${simUrl}/cgi-bin`,
       heartbeat_interval: 5,
-      config: { agent_secret: 'sim-agent-secret' },
+      config: { corp_id: 'wwsimcorp', corp_secret: 'sim-corp-secret', agent_id: 1000002 },
     })
+  }
+
+  private async synced(input: Record<string, unknown>): Promise<number> {
+    const instance = await this.call<{ id: number }>('POST', '/api/v1/instances', input)
     await this.call('POST', `/api/v1/instances/${instance.id}/sync`)
     for (let i = 0; i < 120; i++) {
       const runs = await this.call<{ items: { status: string }[] }>('GET', `/api/v1/instances/${instance.id}/sync-runs`)
       if (runs.items.some((r) => r.status === 'succeeded')) return instance.id
       await new Promise((r) => setTimeout(r, 500))
     }
-    throw new Error('the sim instance did not sync')
+    throw new Error(`the sim instance ${String(input.name)} did not sync`)
   }
 
   /** A user holding exactly `permissions`, through a role of their own. */
@@ -65,4 +74,17 @@ export async function simFaults(faults: Record<string, unknown>) {
     body: JSON.stringify(faults),
   })
   if (!response.ok) throw new Error(`sim faults: ${response.status}`)
+}
+
+/** What the sim's WeCom holds of customer mass messages (oldest first). */
+export async function simMassMessages(): Promise<{ msgid: string }[]> {
+  const response = await fetch(`${simUrl}/_sim/mass`)
+  if (!response.ok) throw new Error(`sim mass: ${response.status}`)
+  return (await response.json()) as { msgid: string }[]
+}
+
+/** A member confirms a customer mass message in the WeCom client. */
+export async function simConfirmMass(msgid: string) {
+  const response = await fetch(`${simUrl}/_sim/mass/${encodeURIComponent(msgid)}/confirm`, { method: 'POST' })
+  if (!response.ok) throw new Error(`sim confirm: ${response.status}`)
 }

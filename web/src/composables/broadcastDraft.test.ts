@@ -1,6 +1,6 @@
 import { describe, expect, it } from 'vitest'
 
-import { emptyDraft, estimateOf, stepOfField, taskInputOf } from './broadcastDraft'
+import { channelFor, emptyDraft, estimateOf, stepOfField, taskInputOf } from './broadcastDraft'
 
 describe('taskInputOf', () => {
   it('sends inline text now to a filtered audience', () => {
@@ -8,6 +8,7 @@ describe('taskInputOf', () => {
     expect(taskInputOf(draft)).toEqual({
       name: '双十一',
       task_type: 'broadcast',
+      channel: 'direct',
       audience: { filter: { instance_ids: [3], tags_any: [], tags_all: [7, 8], contact_type: null, q: 'vip' } },
       rate_per_minute: null,
       message_type: 'text',
@@ -55,9 +56,19 @@ describe('estimateOf and stepOfField', () => {
 
   it('sends each refused field back to its step', () => {
     expect(stepOfField('audience.filter')).toBe(0)
+    expect(stepOfField('channel')).toBe(0)
     expect(stepOfField('variables.coupon')).toBe(1)
     expect(stepOfField('cron')).toBe(2)
     expect(stepOfField('quiet_hours.start')).toBe(2)
     expect(stepOfField('name')).toBe(3)
+  })
+})
+
+describe('channelFor', () => {
+  it('sends a mass message only when every instance is a WeCom app', () => {
+    expect(channelFor(['wecom', 'wecom'])).toBe('customer_mass')
+    expect(channelFor(['wecom', 'agent'])).toBe('direct')
+    expect(channelFor(['agent'])).toBe('direct')
+    expect(channelFor([])).toBe('direct')
   })
 })

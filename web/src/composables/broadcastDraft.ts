@@ -3,6 +3,9 @@ import type { Schemas } from '../api/client'
 /** What the operator fills in across the wizard's steps. */
 export interface BroadcastDraft {
   name: string
+  /** `direct`: one chat per receiver through agent instances; `customer_mass`: one WeCom mass
+   * message per member, which the member confirms in the WeCom client. */
+  channel: 'direct' | 'customer_mass'
   instanceIds: number[]
   tagsAny: number[]
   tagsAll: number[]
@@ -23,6 +26,7 @@ export interface BroadcastDraft {
 export function emptyDraft(timezone = Intl.DateTimeFormat().resolvedOptions().timeZone): BroadcastDraft {
   return {
     name: '',
+    channel: 'direct',
     instanceIds: [],
     tagsAny: [],
     tagsAll: [],
@@ -60,6 +64,7 @@ export function taskInputOf(draft: BroadcastDraft): Schemas['TaskInput'] {
   const input: Schemas['TaskInput'] = {
     name: draft.name.trim(),
     task_type: 'broadcast',
+    channel: draft.channel,
     audience: audienceOf(draft),
     rate_per_minute: draft.ratePerMinute ?? null,
   }
@@ -84,9 +89,17 @@ export function taskInputOf(draft: BroadcastDraft): Schemas['TaskInput'] {
   return input
 }
 
+/**
+ * The channel that fits the chosen instances: a customer mass message when every one is a WeCom
+ * app, one-to-one chats otherwise (agents send directly; WeCom apps cannot).
+ */
+export function channelFor(kinds: Schemas['InstanceKind'][]): BroadcastDraft['channel'] {
+  return kinds.length > 0 && kinds.every((kind) => kind === 'wecom') ? 'customer_mass' : 'direct'
+}
+
 /** The wizard step (0–3) a field the API refused belongs to, to send the operator back there. */
 export function stepOfField(field: string): number {
-  if (field.startsWith('audience')) return 0
+  if (field.startsWith('audience') || field === 'channel') return 0
   if (['template_id', 'variables', 'content', 'message_type', 'payload'].some((f) => field.startsWith(f))) return 1
   if (field === 'name') return 3
   return 2
