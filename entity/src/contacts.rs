@@ -33,6 +33,12 @@ pub struct Model {
     pub created_at: DateTime,
     pub updated_at: DateTime,
     pub deleted_at: Option<DateTime>,
+    /// Opted out of marketing broadcasts (退订) at this time; `None` when subscribed.
+    pub unsubscribed_at: Option<DateTime>,
+    /// How: the channel of the opt-out message (`agent`, `wecom`, `kf`), `manual` or `import`.
+    pub unsubscribe_source: Option<String>,
+    /// The message that opted out, or the reason a user gave.
+    pub unsubscribe_message: Option<String>,
 }
 
 #[derive(Copy, Clone, Debug, EnumIter, DeriveRelation)]

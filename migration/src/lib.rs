@@ -25,6 +25,7 @@ mod m20261126_000011_task_awaiting;
 mod m20261126_000012_account_metrics;
 mod m20261202_000013_data_scopes;
 mod m20261202_000014_account_status_values;
+mod m20261203_000015_contact_opt_out;
 
 pub struct Migrator;
 
@@ -46,6 +47,7 @@ impl MigratorTrait for Migrator {
             Box::new(m20261126_000012_account_metrics::Migration),
             Box::new(m20261202_000013_data_scopes::Migration),
             Box::new(m20261202_000014_account_status_values::Migration),
+            Box::new(m20261203_000015_contact_opt_out::Migration),
         ]
     }
 }

@@ -55,6 +55,11 @@ pub struct DispatchSettings {
 #[serde(deny_unknown_fields)]
 pub struct ContactSettings {
     pub import_max_bytes: usize,
+    /// Inbound texts that opt a contact out of marketing broadcasts (exact, after trimming,
+    /// full-width and case folded).
+    pub opt_out_keywords: Vec<String>,
+    /// Sent back to a contact who opted out by message; empty for no reply.
+    pub opt_out_reply: String,
 }
 
 #[derive(Debug, Clone, Deserialize)]
@@ -399,6 +404,20 @@ impl Settings {
         }
         if d.confirm_timeout_hours < 1 {
             return fail("dispatch.confirm_timeout_hours", "must be at least 1");
+        }
+        let keywords = &self.contacts.opt_out_keywords;
+        if keywords.len() > 50
+            || keywords
+                .iter()
+                .any(|k| k.trim().is_empty() || k.chars().count() > 50)
+        {
+            return fail(
+                "contacts.opt_out_keywords",
+                "at most 50 keywords of 1 to 50 characters",
+            );
+        }
+        if self.contacts.opt_out_reply.chars().count() > 2000 {
+            return fail("contacts.opt_out_reply", "at most 2000 characters");
         }
         if self.worker.housekeeping_interval_secs == 0 {
             return fail("worker.housekeeping_interval_secs", "must be at least 1");

@@ -24,6 +24,7 @@ mod messages;
 mod metrics;
 mod monitoring;
 mod openapi_routes;
+mod opt_out;
 mod outages;
 mod progress;
 mod rate_limits;

@@ -134,6 +134,41 @@ async fn a_template_previews_with_a_real_contacts_fields() {
         preview.content,
         format!("{nickname}（{}）：八折", contact.wxid)
     );
+    // The editor previews what it holds before saving, checked as a save would check it.
+    let draft: Preview = app
+        .post_as(
+            "/api/v1/templates/preview",
+            &admin,
+            json!({ "message_type": "text", "content": "{{ name }}：{{ gift }}{{ remark }}", "variables": [{ "name": "gift", "type": "string", "default": "红包" }], "contact_id": contact.id }),
+        )
+        .await;
+    let name = contact
+        .remark
+        .clone()
+        .or(contact.nickname.clone())
+        .unwrap_or(contact.wxid.clone());
+    let remark = contact.remark.clone().unwrap_or_default();
+    assert_eq!(draft.content, format!("{name}：红包{remark}"));
+    let undeclared = app
+        .post(
+            "/api/v1/templates/preview",
+            &admin,
+            json!({ "message_type": "text", "content": "{{ secret }}" }),
+        )
+        .await;
+    assert_eq!(
+        fields(&problem(undeclared, StatusCode::UNPROCESSABLE_ENTITY).await),
+        vec!["content"]
+    );
+    let reader = app.user_with(&["templates:read"]).await.1;
+    let no_contacts = app
+        .post(
+            "/api/v1/templates/preview",
+            &reader,
+            json!({ "message_type": "text", "content": "hi", "contact_id": contact.id }),
+        )
+        .await;
+    problem(no_contacts, StatusCode::FORBIDDEN).await;
 }
 
 /// The sim's customer mass messages, oldest first.

@@ -8,6 +8,7 @@ use service::{
     contacts::{
         self as contact_service, ContactFilter, ContactInput, ContactPatch, ContactView, export,
         import::{self, Format, ImportReport},
+        opt_out::{self, OptOutInput},
         tags::{self, BulkTagging, BulkTaggingResult},
     },
     pagination::{Page, PageRequest},
@@ -40,6 +41,8 @@ pub struct ContactQuery {
     pub instance_id: Option<i64>,
     pub is_blocked: Option<bool>,
     pub is_star: Option<bool>,
+    /// `true`: the opt-out list (contacts who opted out of marketing); `false`: the others.
+    pub unsubscribed: Option<bool>,
     /// RFC 3339.
     pub updated_since: Option<chrono::DateTime<chrono::Utc>>,
     #[param(minimum = 1, maximum = 200)]
@@ -59,6 +62,7 @@ impl ContactQuery {
             instance_id: self.instance_id,
             is_blocked: self.is_blocked,
             is_star: self.is_star,
+            unsubscribed: self.unsubscribed,
             updated_since: self.updated_since,
         };
         (filter, self.limit, self.cursor)
@@ -128,6 +132,31 @@ pub async fn delete_contact(
 ) -> Result<HttpResponse, ApiError> {
     contact_service::delete(&state.ctx, &auth.actor, id).await?;
     Ok(no_content())
+}
+
+#[utoipa::path(post, path = "/api/v1/contacts/{id}/opt-out", tag = "contacts", params(("id" = i64, Path)), request_body = OptOutInput,
+    responses((status = 200, description = "The contact, opted out of marketing broadcasts (already opted out: unchanged)", body = ContactView), (status = 400, body = Problem), (status = 404, body = Problem), (status = 422, body = Problem)))]
+pub async fn opt_out_contact(
+    auth: Authorized<perm::ContactsUpdate>,
+    state: web::Data<AppState>,
+    Id(id): Id,
+    ValidJson(body): ValidJson<OptOutInput>,
+) -> Result<web::Json<ContactView>, ApiError> {
+    Ok(web::Json(
+        opt_out::opt_out(&state.ctx, &auth.actor, id, body).await?,
+    ))
+}
+
+#[utoipa::path(post, path = "/api/v1/contacts/{id}/opt-in", tag = "contacts", params(("id" = i64, Path)),
+    responses((status = 200, description = "The contact, subscribed to marketing broadcasts again", body = ContactView), (status = 400, body = Problem), (status = 404, body = Problem)))]
+pub async fn opt_in_contact(
+    auth: Authorized<perm::ContactsUpdate>,
+    state: web::Data<AppState>,
+    Id(id): Id,
+) -> Result<web::Json<ContactView>, ApiError> {
+    Ok(web::Json(
+        opt_out::opt_in(&state.ctx, &auth.actor, id).await?,
+    ))
 }
 
 #[utoipa::path(post, path = "/api/v1/contacts/tags", tag = "contacts", request_body = BulkTagging,

@@ -6,7 +6,9 @@ use serde::Deserialize;
 use service::{
     pagination::{Page, PageRequest},
     rbac::perm,
-    templates::{self, Preview, TemplateFilter, TemplateInput, TemplatePatch, TemplateView},
+    templates::{
+        self, DraftPreview, Preview, TemplateFilter, TemplateInput, TemplatePatch, TemplateView,
+    },
 };
 
 use super::no_content;
@@ -110,6 +112,18 @@ pub struct PreviewIn {
     #[serde(default)]
     #[schema(value_type = Object)]
     pub sample: serde_json::Map<String, serde_json::Value>,
+}
+
+#[utoipa::path(post, path = "/api/v1/templates/preview", tag = "messaging", request_body = DraftPreview,
+    responses((status = 200, description = "The draft rendered (saved or not), for the editor's live preview", body = Preview), (status = 404, description = "No such contact (contact_id)", body = Problem), (status = 422, description = "The draft is invalid or does not render (the field at fault)", body = Problem)))]
+pub async fn preview_template_draft(
+    auth: Authorized<perm::TemplatesRead>,
+    state: web::Data<AppState>,
+    ValidJson(body): ValidJson<DraftPreview>,
+) -> Result<web::Json<Preview>, ApiError> {
+    Ok(web::Json(
+        templates::preview_draft(&state.ctx, &auth.actor, body).await?,
+    ))
 }
 
 #[utoipa::path(post, path = "/api/v1/templates/{id}/preview", tag = "messaging", params(("id" = i64, Path)), request_body = PreviewIn,

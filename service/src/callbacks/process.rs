@@ -289,6 +289,7 @@ async fn store_inbound(
         .into_tuple()
         .one(&ctx.db)
         .await?;
+    let text = content.clone();
     let row = messages::ActiveModel {
         message_uuid: Set(uuid::Uuid::new_v4()),
         direction: Set(MessageDirection::In),
@@ -316,6 +317,14 @@ async fn store_inbound(
     messages::Entity::insert(row)
         .exec_without_returning(&ctx.db)
         .await?;
+    if let (Some(id), None, Some(text)) = (contact_id, group, text.as_deref()) {
+        let sender = crate::contacts::opt_out::InboundContact {
+            id,
+            account_id: account.id,
+            wxid: from,
+        };
+        crate::contacts::opt_out::on_inbound_message(ctx, instance, sender, text).await?;
+    }
     if contact_id.is_some() {
         contacts::Entity::update_many()
             .col_expr(contacts::Column::LastChatTime, Expr::value(now))

@@ -27,6 +27,8 @@ const HEADER: &[&str] = &[
     "tags",
     "custom_fields",
     "updated_at",
+    "unsubscribed_at",
+    "unsubscribe_source",
 ];
 
 struct Cursor {
@@ -130,6 +132,10 @@ async fn next_batch(cursor: &mut Cursor) -> ServiceResult<Option<Vec<u8>>> {
             tags,
             c.custom_fields.map(|f| f.to_string()).unwrap_or_default(),
             c.updated_at.to_rfc3339(),
+            c.unsubscribed_at
+                .map(|t| t.to_rfc3339())
+                .unwrap_or_default(),
+            c.unsubscribe_source.unwrap_or_default(),
         ]));
     }
     Ok(Some(out))

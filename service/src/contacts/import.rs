@@ -41,6 +41,8 @@ enum Column {
     CorpName,
     Tags,
     IsStar,
+    /// Opted out of marketing (true) or subscribed again (false); empty leaves it as it is.
+    Unsubscribed,
 }
 
 fn column(header: &str) -> Option<Column> {
@@ -54,6 +56,7 @@ fn column(header: &str) -> Option<Column> {
         "corp_name" | "company" | "公司" | "企业" => Column::CorpName,
         "tags" | "标签" => Column::Tags,
         "is_star" | "star" | "星标" => Column::IsStar,
+        "unsubscribed" | "opted_out" | "退订" => Column::Unsubscribed,
         _ => return None,
     })
 }
@@ -69,6 +72,7 @@ fn column_name(c: Column) -> &'static str {
         Column::CorpName => "corp_name",
         Column::Tags => "tags",
         Column::IsStar => "is_star",
+        Column::Unsubscribed => "unsubscribed",
     }
 }
 
@@ -79,6 +83,7 @@ struct Row {
     fields: BTreeMap<Column, Option<String>>,
     gender: Option<i16>,
     is_star: Option<bool>,
+    unsubscribed: Option<bool>,
     tags: Vec<String>,
     custom: serde_json::Map<String, serde_json::Value>,
 }
@@ -136,7 +141,7 @@ fn check(rows: &[Vec<String>]) -> Result<(Vec<Column>, Vec<Row>), Vec<FieldError
             }
             columns.push((i, c));
         } else if !trimmed.is_empty() {
-            errors.push(FieldError::new("rows[1]", format!("unknown column `{trimmed}` (known: wxid, nickname, remark, phone, gender, region, corp_name, tags, is_star, custom.<name>)")));
+            errors.push(FieldError::new("rows[1]", format!("unknown column `{trimmed}` (known: wxid, nickname, remark, phone, gender, region, corp_name, tags, is_star, unsubscribed, custom.<name>)")));
         }
     }
     if !columns.iter().any(|(_, c)| *c == Column::Wxid) {
@@ -182,6 +187,13 @@ fn check(rows: &[Vec<String>]) -> Result<(Vec<Column>, Vec<Row>), Vec<FieldError
                     Some(b) => row.is_star = b,
                     None => fail(
                         "is_star",
+                        format!("`{value}` is not true/false (是/否, 1/0)"),
+                    ),
+                },
+                Column::Unsubscribed => match parse_bool(value) {
+                    Some(b) => row.unsubscribed = b,
+                    None => fail(
+                        "unsubscribed",
                         format!("`{value}` is not true/false (是/否, 1/0)"),
                     ),
                 },
@@ -282,7 +294,7 @@ pub async fn import(
                 Column::Region => Some(contacts::Column::Region),
                 Column::CorpName => Some(contacts::Column::CorpName),
                 Column::IsStar => Some(contacts::Column::IsStar),
-                Column::Wxid | Column::Tags => None,
+                Column::Wxid | Column::Tags | Column::Unsubscribed => None,
             });
         }
         let has_custom = rows.iter().any(|r| !r.custom.is_empty());
@@ -326,6 +338,15 @@ pub async fn import(
                 .exec_without_returning(&txn)
                 .await?;
         }
+        // The opt-out list: opted out from the file, keeping an earlier opt-out's time.
+        let listed = |want: bool| -> Vec<String> {
+            rows.iter()
+                .filter(|r| r.unsubscribed == Some(want))
+                .map(|r| r.wxid.clone())
+                .collect()
+        };
+        super::opt_out::opt_out_wxids(&txn, account.id, &listed(true), now, "import", None).await?;
+        super::opt_out::opt_in_wxids(&txn, account.id, &listed(false), now).await?;
         let tags_created = if columns.contains(&Column::Tags) {
             link_tags(&txn, account.id, &rows, now).await?
         } else {

@@ -5,6 +5,7 @@ pub mod export;
 pub mod groups;
 pub mod import;
 mod import_file;
+pub mod opt_out;
 pub mod tags;
 
 use crate::rbac::perm;
@@ -65,6 +66,12 @@ pub struct ContactView {
     #[schema(value_type = Option<Object>)]
     pub custom_fields: Option<serde_json::Value>,
     pub tags: Vec<TagRef>,
+    /// Opted out of marketing broadcasts (退订) at this time; broadcasts skip the contact.
+    pub unsubscribed_at: Option<DateTime<Utc>>,
+    /// How: `agent`, `wecom` or `kf` (a message on that channel), `manual` or `import`.
+    pub unsubscribe_source: Option<String>,
+    /// The opt-out message, or the reason a user gave.
+    pub unsubscribe_message: Option<String>,
     pub last_sync_time: Option<DateTime<Utc>>,
     pub created_at: DateTime<Utc>,
     pub updated_at: DateTime<Utc>,
@@ -94,6 +101,9 @@ fn view(m: contacts::Model, tags: Vec<TagRef>) -> ContactView {
         chat_count: m.chat_count,
         custom_fields: m.custom_fields,
         tags,
+        unsubscribed_at: m.unsubscribed_at.map(to_utc),
+        unsubscribe_source: m.unsubscribe_source,
+        unsubscribe_message: m.unsubscribe_message,
         last_sync_time: m.last_sync_time.map(to_utc),
         created_at: to_utc(m.created_at),
         updated_at: to_utc(m.updated_at),
@@ -166,6 +176,8 @@ pub struct ContactFilter {
     pub instance_id: Option<i64>,
     pub is_blocked: Option<bool>,
     pub is_star: Option<bool>,
+    /// `true`: only contacts who opted out of marketing (the opt-out list); `false`: only the others.
+    pub unsubscribed: Option<bool>,
     /// Only contacts written (by sync or by a user) at or after this time (RFC 3339).
     pub updated_since: Option<DateTime<Utc>>,
 }
@@ -251,6 +263,11 @@ impl ContactFilter {
         }
         if let Some(b) = self.is_star {
             query = query.filter(contacts::Column::IsStar.eq(b));
+        }
+        match self.unsubscribed {
+            Some(true) => query = query.filter(contacts::Column::UnsubscribedAt.is_not_null()),
+            Some(false) => query = query.filter(contacts::Column::UnsubscribedAt.is_null()),
+            None => {}
         }
         if let Some(since) = self.updated_since {
             query = query.filter(contacts::Column::UpdatedAt.gte(since.naive_utc()));

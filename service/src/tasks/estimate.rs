@@ -41,7 +41,7 @@ pub struct AudienceEstimate {
     pub receivers: i64,
     /// Of those, the ones that would be sent to.
     pub sendable: i64,
-    /// The others, by skip reason (`blocked`, `not_friend`, `deleted`, `inactive_group`,
+    /// The others, by skip reason (`blocked`, `not_friend`, `unsubscribed`, `deleted`, `inactive_group`,
     /// `not_a_contact_of_the_sending_account`).
     pub skipped: BTreeMap<String, i64>,
     /// Accounts that would send.
@@ -131,19 +131,34 @@ async fn contact_buckets(
         .filter(contacts::Column::DeletedAt.is_not_null())
         .count(&ctx.db)
         .await?;
-    let rows: Vec<(i64, bool, FriendStatus, i64)> = query
-        .filter(contacts::Column::DeletedAt.is_null())
-        .select_only()
-        .column(contacts::Column::AccountId)
-        .column(contacts::Column::IsBlocked)
-        .column(contacts::Column::FriendStatus)
-        .column_as(contacts::Column::Id.count(), "n")
-        .group_by(contacts::Column::AccountId)
-        .group_by(contacts::Column::IsBlocked)
-        .group_by(contacts::Column::FriendStatus)
-        .into_tuple()
-        .all(&ctx.db)
-        .await?;
+    // Counted apart by opt-out, so each group gets the expansion's reason.
+    let mut rows: Vec<(i64, bool, FriendStatus, bool, i64)> = Vec::new();
+    for unsubscribed in [false, true] {
+        let opt_out = if unsubscribed {
+            contacts::Column::UnsubscribedAt.is_not_null()
+        } else {
+            contacts::Column::UnsubscribedAt.is_null()
+        };
+        let part: Vec<(i64, bool, FriendStatus, i64)> = query
+            .clone()
+            .filter(contacts::Column::DeletedAt.is_null())
+            .filter(opt_out)
+            .select_only()
+            .column(contacts::Column::AccountId)
+            .column(contacts::Column::IsBlocked)
+            .column(contacts::Column::FriendStatus)
+            .column_as(contacts::Column::Id.count(), "n")
+            .group_by(contacts::Column::AccountId)
+            .group_by(contacts::Column::IsBlocked)
+            .group_by(contacts::Column::FriendStatus)
+            .into_tuple()
+            .all(&ctx.db)
+            .await?;
+        rows.extend(
+            part.into_iter()
+                .map(|(owner, blocked, friend, n)| (owner, blocked, friend, unsubscribed, n)),
+        );
+    }
     let gone = Bucket {
         account: 0,
         skip: Some("deleted"),
@@ -152,13 +167,16 @@ async fn contact_buckets(
     Ok(std::iter::once(gone)
         .chain(
             rows.into_iter()
-                .map(|(owner, blocked, friend, count)| Bucket {
+                .map(|(owner, blocked, friend, unsubscribed, count)| Bucket {
                     account: account.unwrap_or(owner),
-                    // The same order of reasons as the expansion's.
+                    // The same order of reasons as the expansion's (an estimate is for a
+                    // broadcast, which skips opted-out contacts).
                     skip: if blocked {
                         Some("blocked")
                     } else if friend != FriendStatus::Normal {
                         Some("not_friend")
+                    } else if unsubscribed {
+                        Some("unsubscribed")
                     } else if account.is_some_and(|a| a != owner) {
                         Some("not_a_contact_of_the_sending_account")
                     } else {

@@ -2,7 +2,7 @@
 //! batches under a lease. Re-running an interrupted expansion is harmless: the unique
 //! (run, type, wxid) key drops duplicates, and the counts are taken from the table at the end.
 
-use entity::states::{Channel, FriendStatus, ReceiverStatus, ReceiverType, RunStatus};
+use entity::states::{Channel, FriendStatus, ReceiverStatus, ReceiverType, RunStatus, TaskType};
 use std::collections::{BTreeMap, HashMap};
 
 use chrono::TimeDelta;
@@ -134,6 +134,8 @@ async fn contact_receivers(
                 Some("blocked")
             } else if c.friend_status != FriendStatus::Normal {
                 Some("not_friend")
+            } else if c.unsubscribed_at.is_some() && task.task_type != TaskType::Single {
+                Some("unsubscribed")
             } else if task.account_id.is_some_and(|a| a != c.account_id) {
                 Some("not_a_contact_of_the_sending_account")
             } else {

@@ -449,7 +449,8 @@ pub struct Preview {
     pub payload: Option<Value>,
 }
 
-/// Renders with sample data, overridden by `sample`; rendering errors name the field.
+/// Renders a stored template with sample data, or for a real contact, overridden by `sample`;
+/// rendering errors name the field.
 pub async fn preview(
     ctx: &Context,
     actor: &Actor,
@@ -459,6 +460,62 @@ pub async fn preview(
 ) -> ServiceResult<Preview> {
     actor.require(perm::TemplatesRead)?;
     let template: TemplateView = find_visible(&ctx.db, actor, id).await?.into();
+    let context = preview_context(ctx, actor, &template.variables, contact_id, sample).await?;
+    render_preview(&template.content, template.payload.as_ref(), &context)
+}
+
+/// A template as the editor holds it, saved or not, to preview while it is written.
+#[derive(Debug, Clone, Deserialize, utoipa::ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct DraftPreview {
+    pub message_type: MessageType,
+    pub content: String,
+    #[schema(value_type = Option<Object>)]
+    pub payload: Option<Value>,
+    #[serde(default)]
+    pub variables: Vec<VariableSpec>,
+    /// Render for this contact (its real fields); otherwise for sample data.
+    pub contact_id: Option<i64>,
+    /// Values overriding the sample data or the contact's fields.
+    #[serde(default)]
+    #[schema(value_type = Object)]
+    pub sample: Map<String, Value>,
+}
+
+/// Checks a draft as saving it would, then renders it like [`preview`]: the editor shows the
+/// server's answer, never a second opinion computed elsewhere.
+pub async fn preview_draft(
+    ctx: &Context,
+    actor: &Actor,
+    draft: DraftPreview,
+) -> ServiceResult<Preview> {
+    actor.require(perm::TemplatesRead)?;
+    let mut v = Violations::new();
+    if draft.content.len() > 16_384 {
+        v.add("content", "must be at most 16 KiB");
+    }
+    check_variables(&mut v, &draft.variables);
+    check_payload(&mut v, draft.message_type, draft.payload.as_ref());
+    check_source(
+        &mut v,
+        &draft.content,
+        draft.payload.as_ref(),
+        &draft.variables,
+    );
+    v.finish()?;
+    let context =
+        preview_context(ctx, actor, &draft.variables, draft.contact_id, draft.sample).await?;
+    render_preview(&draft.content, draft.payload.as_ref(), &context)
+}
+
+/// Sample data, the contact's real fields over it when one is named, then `sample` on top.
+async fn preview_context(
+    ctx: &Context,
+    actor: &Actor,
+    variables: &[VariableSpec],
+    contact_id: Option<i64>,
+    sample: Map<String, Value>,
+) -> ServiceResult<Value> {
     let mut overrides = Map::new();
     if let Some(contact_id) = contact_id {
         actor.require(perm::ContactsRead)?;
@@ -470,12 +527,19 @@ pub async fn preview(
         }
     }
     overrides.extend(sample);
-    let context = sample_context(&template.variables, &overrides);
-    let content = render::render(&template.content, &context)
+    Ok(sample_context(variables, &overrides))
+}
+
+fn render_preview(
+    content: &str,
+    payload: Option<&Value>,
+    context: &Value,
+) -> ServiceResult<Preview> {
+    let content = render::render(content, context)
         .map_err(|e| ServiceError::Validation(vec![FieldError::new("content", e.message)]))?;
     let payload =
-        match &template.payload {
-            Some(p) => Some(render::render_payload(p, &context).map_err(|e| {
+        match payload {
+            Some(p) => Some(render::render_payload(p, context).map_err(|e| {
                 ServiceError::Validation(vec![FieldError::new("payload", e.message)])
             })?),
             None => None,

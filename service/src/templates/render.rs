@@ -50,6 +50,15 @@ fn environment() -> Environment<'static> {
     let mut env = Environment::new();
     env.set_undefined_behavior(UndefinedBehavior::Strict);
     env.set_fuel(Some(FUEL));
+    // A field the contact lacks (no remark, no phone) prints nothing: Jinja's `none` would
+    // reach the customer as the word "none".
+    env.set_formatter(|out, state, value| {
+        if value.is_none() {
+            Ok(())
+        } else {
+            minijinja::escape_formatter(out, state, value)
+        }
+    });
     env
 }
 
@@ -111,6 +120,16 @@ mod tests {
         )
         .unwrap();
         assert_eq!(out, "王伟您好，您的标签：VIP、新品");
+    }
+
+    #[test]
+    fn a_field_the_contact_lacks_prints_nothing() {
+        let out = render(
+            "{{ remark }}您好{{ phone }}！{{ remark or nickname }}",
+            &json!({ "remark": null, "phone": null, "nickname": "王伟" }),
+        )
+        .unwrap();
+        assert_eq!(out, "您好！王伟");
     }
 
     #[test]

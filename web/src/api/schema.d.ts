@@ -452,6 +452,38 @@ export interface paths {
         patch: operations["update_contact"];
         trace?: never;
     };
+    "/api/v1/contacts/{id}/opt-in": {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        get?: never;
+        put?: never;
+        post: operations["opt_in_contact"];
+        delete?: never;
+        options?: never;
+        head?: never;
+        patch?: never;
+        trace?: never;
+    };
+    "/api/v1/contacts/{id}/opt-out": {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        get?: never;
+        put?: never;
+        post: operations["opt_out_contact"];
+        delete?: never;
+        options?: never;
+        head?: never;
+        patch?: never;
+        trace?: never;
+    };
     "/api/v1/groups": {
         parameters: {
             query?: never;
@@ -1028,6 +1060,22 @@ export interface paths {
         patch?: never;
         trace?: never;
     };
+    "/api/v1/templates/preview": {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        get?: never;
+        put?: never;
+        post: operations["preview_template_draft"];
+        delete?: never;
+        options?: never;
+        head?: never;
+        patch?: never;
+        trace?: never;
+    };
     "/api/v1/templates/{id}": {
         parameters: {
             query?: never;
@@ -1422,7 +1470,7 @@ export interface components {
              */
             sendable: number;
             /**
-             * @description The others, by skip reason (`blocked`, `not_friend`, `deleted`, `inactive_group`,
+             * @description The others, by skip reason (`blocked`, `not_friend`, `unsubscribed`, `deleted`, `inactive_group`,
              *     `not_a_contact_of_the_sending_account`).
              */
             skipped: {
@@ -1639,6 +1687,15 @@ export interface components {
             region?: string | null;
             remark?: string | null;
             tags: components["schemas"]["TagRef"][];
+            /** @description The opt-out message, or the reason a user gave. */
+            unsubscribe_message?: string | null;
+            /** @description How: `agent`, `wecom` or `kf` (a message on that channel), `manual` or `import`. */
+            unsubscribe_source?: string | null;
+            /**
+             * Format: date-time
+             * @description Opted out of marketing broadcasts (退订) at this time; broadcasts skip the contact.
+             */
+            unsubscribed_at?: string | null;
             /** Format: date-time */
             updated_at: string;
             wxid: string;
@@ -1668,6 +1725,20 @@ export interface components {
          * @enum {string}
          */
         DataScope: "own" | "assigned" | "all";
+        /** @description A template as the editor holds it, saved or not, to preview while it is written. */
+        DraftPreview: {
+            /**
+             * Format: int64
+             * @description Render for this contact (its real fields); otherwise for sample data.
+             */
+            contact_id?: number | null;
+            content: string;
+            message_type: components["schemas"]["MessageType"];
+            payload?: Record<string, unknown> | null;
+            /** @description Values overriding the sample data or the contact's fields. */
+            sample?: Record<string, unknown>;
+            variables?: components["schemas"]["VariableSpec"][];
+        };
         Enrollment: {
             /** @description `otpauth://` URI, for a QR code. */
             otpauth_uri: string;
@@ -2058,6 +2129,10 @@ export interface components {
             /** Format: int64 */
             task_id?: number | null;
         };
+        OptOutInput: {
+            /** @description Why (e.g. "asked by phone"); kept with the opt-out, at most 500 characters. */
+            reason?: string | null;
+        };
         Overview: {
             /** @description Accounts by status. */
             accounts: {
@@ -2259,6 +2334,15 @@ export interface components {
                 region?: string | null;
                 remark?: string | null;
                 tags: components["schemas"]["TagRef"][];
+                /** @description The opt-out message, or the reason a user gave. */
+                unsubscribe_message?: string | null;
+                /** @description How: `agent`, `wecom` or `kf` (a message on that channel), `manual` or `import`. */
+                unsubscribe_source?: string | null;
+                /**
+                 * Format: date-time
+                 * @description Opted out of marketing broadcasts (退订) at this time; broadcasts skip the contact.
+                 */
+                unsubscribed_at?: string | null;
                 /** Format: date-time */
                 updated_at: string;
                 wxid: string;
@@ -5726,6 +5810,8 @@ export interface operations {
                 instance_id?: number;
                 is_blocked?: boolean;
                 is_star?: boolean;
+                /** @description `true`: the opt-out list (contacts who opted out of marketing); `false`: the others. */
+                unsubscribed?: boolean;
                 /** @description RFC 3339. */
                 updated_since?: string;
                 limit?: number;
@@ -5903,6 +5989,8 @@ export interface operations {
                 instance_id?: number;
                 is_blocked?: boolean;
                 is_star?: boolean;
+                /** @description `true`: only contacts who opted out of marketing (the opt-out list); `false`: only the others. */
+                unsubscribed?: boolean;
                 /** @description Only contacts written (by sync or by a user) at or after this time (RFC 3339). */
                 updated_since?: string;
             };
@@ -6302,6 +6390,175 @@ export interface operations {
             };
         };
         responses: {
+            200: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ContactView"];
+                };
+            };
+            400: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description No session: the bearer token is missing, invalid, expired or revoked */
+            401: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description The session lacks the permission named in this operation's security */
+            403: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            404: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description The body is larger than `server.max_body_bytes` */
+            413: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description The body is not sent with the content type the operation takes */
+            415: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            422: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description The database or another dependency is unreachable; `Retry-After` says when to retry */
+            503: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+        };
+    };
+    opt_in_contact: {
+        parameters: {
+            query?: never;
+            header?: never;
+            path: {
+                id: number;
+            };
+            cookie?: never;
+        };
+        requestBody?: never;
+        responses: {
+            /** @description The contact, subscribed to marketing broadcasts again */
+            200: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ContactView"];
+                };
+            };
+            400: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description No session: the bearer token is missing, invalid, expired or revoked */
+            401: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description The session lacks the permission named in this operation's security */
+            403: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            404: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description Invalid parameters, each named in `errors` */
+            422: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description The database or another dependency is unreachable; `Retry-After` says when to retry */
+            503: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+        };
+    };
+    opt_out_contact: {
+        parameters: {
+            query?: never;
+            header?: never;
+            path: {
+                id: number;
+            };
+            cookie?: never;
+        };
+        requestBody: {
+            content: {
+                "application/json": components["schemas"]["OptOutInput"];
+            };
+        };
+        responses: {
+            /** @description The contact, opted out of marketing broadcasts (already opted out: unchanged) */
             200: {
                 headers: {
                     [name: string]: unknown;
@@ -10463,6 +10720,102 @@ export interface operations {
                 };
             };
             /** @description Invalid, or the template does not compile or uses undeclared variables */
+            422: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description The database or another dependency is unreachable; `Retry-After` says when to retry */
+            503: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+        };
+    };
+    preview_template_draft: {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        requestBody: {
+            content: {
+                "application/json": components["schemas"]["DraftPreview"];
+            };
+        };
+        responses: {
+            /** @description The draft rendered (saved or not), for the editor's live preview */
+            200: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["Preview"];
+                };
+            };
+            /** @description The body is not JSON, or a path parameter does not parse */
+            400: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description No session: the bearer token is missing, invalid, expired or revoked */
+            401: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description The session lacks the permission named in this operation's security */
+            403: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description No such contact (contact_id) */
+            404: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description The body is larger than `server.max_body_bytes` */
+            413: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description The body is not sent with the content type the operation takes */
+            415: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description The draft is invalid or does not render (the field at fault) */
             422: {
                 headers: {
                     [name: string]: unknown;
