@@ -34,6 +34,12 @@ pub struct Model {
     pub variables: Option<Json>,
     pub created_at: DateTime,
     pub updated_at: DateTime,
+    /// The receiver's first reply within the attribution window after this send.
+    pub replied_at: Option<DateTime>,
+    /// Replies attributed to this send.
+    pub reply_count: i32,
+    /// The receiver opted out (退订) in a reply attributed to this send.
+    pub opted_out_at: Option<DateTime>,
 }
 
 #[derive(Copy, Clone, Debug, EnumIter, DeriveRelation)]

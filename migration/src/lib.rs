@@ -26,6 +26,7 @@ mod m20261126_000012_account_metrics;
 mod m20261202_000013_data_scopes;
 mod m20261202_000014_account_status_values;
 mod m20261203_000015_contact_opt_out;
+mod m20261203_000016_reply_attribution;
 
 pub struct Migrator;
 
@@ -48,6 +49,7 @@ impl MigratorTrait for Migrator {
             Box::new(m20261202_000013_data_scopes::Migration),
             Box::new(m20261202_000014_account_status_values::Migration),
             Box::new(m20261203_000015_contact_opt_out::Migration),
+            Box::new(m20261203_000016_reply_attribution::Migration),
         ]
     }
 }

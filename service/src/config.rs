@@ -60,6 +60,9 @@ pub struct ContactSettings {
     pub opt_out_keywords: Vec<String>,
     /// Sent back to a contact who opted out by message; empty for no reply.
     pub opt_out_reply: String,
+    /// Hours after a broadcast reached a contact during which their messages count as replies
+    /// to it (the last broadcast that reached them).
+    pub reply_window_hours: i64,
 }
 
 #[derive(Debug, Clone, Deserialize)]
@@ -415,6 +418,9 @@ impl Settings {
                 "contacts.opt_out_keywords",
                 "at most 50 keywords of 1 to 50 characters",
             );
+        }
+        if !(1..=720).contains(&self.contacts.reply_window_hours) {
+            return fail("contacts.reply_window_hours", "must be between 1 and 720");
         }
         if self.contacts.opt_out_reply.chars().count() > 2000 {
             return fail("contacts.opt_out_reply", "at most 2000 characters");

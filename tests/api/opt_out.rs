@@ -9,7 +9,7 @@ use service::{
     contacts::ContactView,
     instances::{InstanceView, accounts::AccountView},
     pagination::Page,
-    tasks::{TaskView, estimate::AudienceEstimate, report::ReceiverView},
+    tasks::{TaskView, estimate::AudienceEstimate, outcomes::TaskOutcomes, report::ReceiverView},
 };
 
 use crate::{
@@ -78,7 +78,7 @@ async fn opt_out_keywords_in_replies_take_contacts_out_of_broadcasts() {
     inbound(&sim, &app, agent, half_width, " ＴＤ ").await;
     inbound(&sim, &app, agent, chinese, "退订").await;
     inbound(&sim, &app, agent, chatty, "请问怎么退订？").await;
-    // The same opt-out again (a retried callback) changes nothing and replies once.
+    // The same word again changes nothing and is not answered twice.
     inbound(&sim, &app, agent, chinese, "退订").await;
 
     let opted = app
@@ -112,6 +112,56 @@ async fn opt_out_keywords_in_replies_take_contacts_out_of_broadcasts() {
         }
         assert_eq!(replies().await, 1, "{wxid}");
     }
+
+    // Every message counts as a reply to the broadcast that reached them just before.
+    // (Inbound events are applied in the background: wait for the last of them.)
+    let outcomes: TaskOutcomes = app
+        .wait_for_as(
+            &format!("/api/v1/tasks/{}/outcomes", first.id),
+            20,
+            |o: &TaskOutcomes| o.replies == 4,
+        )
+        .await;
+    assert_eq!(
+        (
+            outcomes.sent,
+            outcomes.replied,
+            outcomes.replies,
+            outcomes.opt_outs
+        ),
+        (4, 3, 4, 2),
+        "{outcomes:?}"
+    );
+    assert!((outcomes.reply_rate - 0.75).abs() < 1e-9);
+    assert!(outcomes.first_reply_p50_seconds.is_some());
+    assert_eq!(outcomes.first_reply_histogram["0-1h"], 3);
+    let replied: Page<ReceiverView> = app
+        .get_as(&format!("/api/v1/tasks/{}/receivers", first.id), &admin)
+        .await;
+    let of = |c: &ContactView| {
+        replied
+            .items
+            .iter()
+            .find(|r| r.contact_id == Some(c.id))
+            .cloned()
+            .unwrap()
+    };
+    assert_eq!(of(chinese).reply_count, 2);
+    assert!(of(chinese).opted_out_at.is_some() && of(chatty).opted_out_at.is_none());
+    assert!(of(later).replied_at.is_none());
+    let report = app
+        .get(&format!("/api/v1/tasks/{}/report.csv", first.id), &admin)
+        .await
+        .text()
+        .await
+        .unwrap();
+    assert!(
+        report
+            .lines()
+            .next()
+            .unwrap()
+            .ends_with("replied_at,replies,opted_out_at")
+    );
 
     // A user opts one more out by hand (with a reason) and one back in.
     let reason = "电话中要求不再接收";
@@ -159,6 +209,14 @@ async fn opt_out_keywords_in_replies_take_contacts_out_of_broadcasts() {
 
     // Now opted out: `chinese` (message) and `later` (manual). The estimate and the broadcast
     // both skip them with the reason; everyone else gets the broadcast.
+    let skipped_outcomes = |task: i64| {
+        let app = &app;
+        let admin = admin.clone();
+        async move {
+            app.get_as::<TaskOutcomes>(&format!("/api/v1/tasks/{task}/outcomes"), &admin)
+                .await
+        }
+    };
     let estimate: AudienceEstimate = app
         .post_as(
             "/api/v1/tasks/estimate",
@@ -179,6 +237,9 @@ async fn opt_out_keywords_in_replies_take_contacts_out_of_broadcasts() {
     .await;
     let done = wait_status(&app, task.id, TaskStatus::Completed, 60).await;
     assert_eq!((done.counts.success, done.counts.skipped), (2, 2));
+    let second = skipped_outcomes(task.id).await;
+    assert_eq!(second.skipped_by_reason.get("unsubscribed"), Some(&2));
+    assert_eq!((second.sent, second.replied), (2, 0));
     let skipped: Page<ReceiverView> = app
         .get_as(
             &format!("/api/v1/tasks/{}/receivers?status=skipped", task.id),

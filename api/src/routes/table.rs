@@ -140,6 +140,7 @@ route_table!(
     tasks::list_runs,
     tasks::list_receivers,
     tasks::report_csv,
+    tasks::task_outcomes,
     tasks::progress_stream,
     messages::send_message,
     messages::list_messages,

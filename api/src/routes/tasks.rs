@@ -12,6 +12,7 @@ use service::{
         self as task_service, TaskFilter, TaskInput, TaskView,
         control::{self, RemindReport},
         estimate::{self, AudienceEstimate, EstimateInput},
+        outcomes::{self, OutcomeFilter, TaskOutcomes},
         report::{self, ReceiverFilter, ReceiverView, RunView},
     },
 };
@@ -208,6 +209,19 @@ pub async fn list_receivers(
     };
     Ok(web::Json(
         report::receivers(&state.ctx, &auth.actor, id, &filter, page).await?,
+    ))
+}
+
+#[utoipa::path(get, path = "/api/v1/tasks/{id}/outcomes", tag = "messaging", params(("id" = i64, Path), OutcomeFilter),
+    responses((status = 200, description = "What the task did: replies attributed to it within `contacts.reply_window_hours`, reply rate, time to first reply, opt-outs, failures and skips by reason", body = TaskOutcomes), (status = 400, body = Problem), (status = 404, body = Problem), (status = 422, body = Problem)))]
+pub async fn task_outcomes(
+    auth: Authorized<perm::TasksRead>,
+    state: web::Data<AppState>,
+    Id(id): Id,
+    ValidQuery(filter): ValidQuery<OutcomeFilter>,
+) -> Result<web::Json<TaskOutcomes>, ApiError> {
+    Ok(web::Json(
+        outcomes::outcomes(&state.ctx, &auth.actor, id, filter).await?,
     ))
 }
 

@@ -323,7 +323,9 @@ async fn store_inbound(
             account_id: account.id,
             wxid: from,
         };
-        crate::contacts::opt_out::on_inbound_message(ctx, instance, sender, text).await?;
+        let opted_out =
+            crate::contacts::opt_out::on_inbound_message(ctx, instance, sender, text).await?;
+        crate::tasks::outcomes::attribute_reply(ctx, id, now, opted_out).await?;
     }
     if contact_id.is_some() {
         contacts::Entity::update_many()

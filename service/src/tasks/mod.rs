@@ -5,6 +5,7 @@
 pub mod control;
 pub mod estimate;
 pub mod expand;
+pub mod outcomes;
 pub mod progress;
 pub mod report;
 pub mod schedule;

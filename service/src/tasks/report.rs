@@ -92,6 +92,11 @@ pub struct ReceiverView {
     pub next_attempt_at: Option<DateTime<Utc>>,
     pub send_time: Option<DateTime<Utc>>,
     pub remote_msg_id: Option<String>,
+    /// The receiver's first reply within the attribution window (see outcomes).
+    pub replied_at: Option<DateTime<Utc>>,
+    pub reply_count: i32,
+    /// The receiver opted out (退订) in a reply to this send.
+    pub opted_out_at: Option<DateTime<Utc>>,
 }
 
 impl From<message_receivers::Model> for ReceiverView {
@@ -114,6 +119,9 @@ impl From<message_receivers::Model> for ReceiverView {
             next_attempt_at: r.next_attempt_at.map(to_utc),
             send_time: r.send_time.map(to_utc),
             remote_msg_id: r.remote_msg_id,
+            replied_at: r.replied_at.map(to_utc),
+            reply_count: r.reply_count,
+            opted_out_at: r.opted_out_at.map(to_utc),
         }
     }
 }
@@ -192,6 +200,9 @@ const HEADER: &[&str] = &[
     "retries",
     "send_time",
     "message_uuid",
+    "replied_at",
+    "replies",
+    "opted_out_at",
 ];
 
 /// The report as CSV, streamed in keyset batches (validated before the first byte).
@@ -252,6 +263,13 @@ pub async fn report_csv(
                                 .map(|t| to_utc(t).to_rfc3339())
                                 .unwrap_or_default(),
                             r.message_uuid.to_string(),
+                            r.replied_at
+                                .map(|t| to_utc(t).to_rfc3339())
+                                .unwrap_or_default(),
+                            r.reply_count.to_string(),
+                            r.opted_out_at
+                                .map(|t| to_utc(t).to_rfc3339())
+                                .unwrap_or_default(),
                         ]));
                     }
                     Some((Ok(out), (ctx, filter, last, true, finished)))

@@ -916,6 +916,22 @@ export interface paths {
         patch?: never;
         trace?: never;
     };
+    "/api/v1/tasks/{id}/outcomes": {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        get: operations["task_outcomes"];
+        put?: never;
+        post?: never;
+        delete?: never;
+        options?: never;
+        head?: never;
+        patch?: never;
+        trace?: never;
+    };
     "/api/v1/tasks/{id}/pause": {
         parameters: {
             query?: never;
@@ -2540,10 +2556,22 @@ export interface components {
                 message_uuid: string;
                 /** Format: date-time */
                 next_attempt_at?: string | null;
+                /**
+                 * Format: date-time
+                 * @description The receiver opted out (退订) in a reply to this send.
+                 */
+                opted_out_at?: string | null;
                 receiver_name?: string | null;
                 receiver_type: components["schemas"]["ReceiverType"];
                 receiver_wxid: string;
                 remote_msg_id?: string | null;
+                /**
+                 * Format: date-time
+                 * @description The receiver's first reply within the attribution window (see outcomes).
+                 */
+                replied_at?: string | null;
+                /** Format: int32 */
+                reply_count: number;
                 /** Format: int32 */
                 retry_count: number;
                 /** Format: int64 */
@@ -2936,10 +2964,22 @@ export interface components {
             message_uuid: string;
             /** Format: date-time */
             next_attempt_at?: string | null;
+            /**
+             * Format: date-time
+             * @description The receiver opted out (退订) in a reply to this send.
+             */
+            opted_out_at?: string | null;
             receiver_name?: string | null;
             receiver_type: components["schemas"]["ReceiverType"];
             receiver_wxid: string;
             remote_msg_id?: string | null;
+            /**
+             * Format: date-time
+             * @description The receiver's first reply within the attribution window (see outcomes).
+             */
+            replied_at?: string | null;
+            /** Format: int32 */
+            reply_count: number;
             /** Format: int32 */
             retry_count: number;
             /** Format: int64 */
@@ -3294,6 +3334,53 @@ export interface components {
             timezone?: string | null;
             /** @description Values of the template's declared variables. */
             variables?: Record<string, unknown>;
+        };
+        /** @description A task's (or one run's) results. */
+        TaskOutcomes: {
+            /** @description Failed receivers by error code. */
+            failed_by_reason: {
+                [key: string]: number;
+            };
+            /** @description How long after the send receivers replied: 0–1 h, 1–6 h, 6–24 h, 24 h and more. */
+            first_reply_histogram: {
+                [key: string]: number;
+            };
+            /**
+             * Format: int64
+             * @description Median and 90th percentile of the time from the send to the first reply, in seconds.
+             */
+            first_reply_p50_seconds?: number | null;
+            /** Format: int64 */
+            first_reply_p90_seconds?: number | null;
+            /**
+             * Format: int64
+             * @description Receivers who opted out (退订) in a reply to this task.
+             */
+            opt_outs: number;
+            /**
+             * Format: int64
+             * @description Of those, receivers who replied within the window.
+             */
+            replied: number;
+            /**
+             * Format: int64
+             * @description Replies in all (a receiver may reply more than once).
+             */
+            replies: number;
+            /**
+             * Format: double
+             * @description `replied / sent` (0 when nothing was sent).
+             */
+            reply_rate: number;
+            /**
+             * Format: int64
+             * @description Receivers the messages reached.
+             */
+            sent: number;
+            /** @description Skipped receivers by reason (`unsubscribed`, `blocked`, `frequency_cap`, …). */
+            skipped_by_reason: {
+                [key: string]: number;
+            };
         };
         /**
          * @description Where a message task stands.
@@ -9883,6 +9970,82 @@ export interface operations {
                 };
             };
             /** @description Invalid parameters, each named in `errors` */
+            422: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description The database or another dependency is unreachable; `Retry-After` says when to retry */
+            503: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+        };
+    };
+    task_outcomes: {
+        parameters: {
+            query?: {
+                /** @description Only this run of a recurring task (default: every run). */
+                run_id?: number;
+            };
+            header?: never;
+            path: {
+                id: number;
+            };
+            cookie?: never;
+        };
+        requestBody?: never;
+        responses: {
+            /** @description What the task did: replies attributed to it within `contacts.reply_window_hours`, reply rate, time to first reply, opt-outs, failures and skips by reason */
+            200: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["TaskOutcomes"];
+                };
+            };
+            400: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description No session: the bearer token is missing, invalid, expired or revoked */
+            401: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description The session lacks the permission named in this operation's security */
+            403: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            404: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
             422: {
                 headers: {
                     [name: string]: unknown;
