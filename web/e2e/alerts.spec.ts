@@ -61,7 +61,7 @@ test('alert rules: create one with a signed webhook, find it, edit, disable and 
   await expect(row.getByRole('button', { name: '启用' })).toBeVisible()
 
   await row.getByRole('button', { name: '删除' }).click()
-  await page.getByRole('dialog').getByRole('button', { name: '确定' }).click()
+  await page.getByRole('dialog').getByRole('button', { name: '确认' }).click()
   await expect(row).toHaveCount(0)
   expect(violations).toEqual([])
 })

@@ -88,3 +88,25 @@ export async function simConfirmMass(msgid: string) {
   const response = await fetch(`${simUrl}/_sim/mass/${encodeURIComponent(msgid)}/confirm`, { method: 'POST' })
   if (!response.ok) throw new Error(`sim confirm: ${response.status}`)
 }
+
+/** The contact writes `content` to its account on the sim's agent, which signs the event and
+ * delivers it to the instance's callback URL (on this server). */
+export async function simInbound(
+  api: Api,
+  instanceId: number,
+  contact: { id: number; account_id: number; wxid: string },
+  content: string,
+) {
+  const instance = await api.call<{ callback_url: string }>('GET', `/api/v1/instances/${instanceId}`)
+  const account = await api.call<{ wxid: string }>('GET', `/api/v1/accounts/${contact.account_id}`)
+  const callback = new URL(instance.callback_url)
+  const event = {
+    type: 'message.received',
+    account_wxid: account.wxid,
+    url: `${base}${callback.pathname}${callback.search}`,
+    data: { from: contact.wxid, msgtype: 'text', content, message_id: `e2e-${contact.id}-${Date.now()}` },
+  }
+  const response = await fetch(`${simUrl}/_sim/events`, { method: 'POST', headers: { 'content-type': 'application/json' }, body: JSON.stringify(event) })
+  const pushed = (await response.json()) as { status?: number; error?: string }
+  if (pushed.status !== 200) throw new Error(`sim event: ${JSON.stringify(pushed)}`)
+}

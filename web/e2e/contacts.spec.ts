@@ -1,16 +1,22 @@
 import { expect, test, type Page } from '@playwright/test'
 
-import { adminPassword, Api } from './api'
+import { adminPassword, Api, simInbound } from './api'
 import { expectAccessible, screenshot, signIn, watchPolicy } from './support'
 
 type Page_<T> = { items: T[] }
 type Contact = {
   id: number
   wxid: string
+  account_id: number
   nickname: string | null
   remark: string | null
   custom_fields: Record<string, unknown> | null
   tags: { name: string }[]
+  friend_status: string
+  is_blocked: boolean
+  unsubscribed_at?: string | null
+  unsubscribe_source?: string | null
+  unsubscribe_message?: string | null
 }
 type Group = { id: number; group_name: string | null }
 type Member = { member_wxid: string; member_nickname: string | null; member_type: string }
@@ -22,6 +28,28 @@ async function showInstance(page: Page, name: string) {
 }
 
 const bodyRows = (page: Page, testId: string) => page.getByTestId(testId).locator('.el-table__body tr')
+
+/** Contacts of the instance a broadcast would reach, each found alone by its wxid as keyword. */
+async function reachableContacts(api: Api, instanceId: number, n: number): Promise<Contact[]> {
+  const all = await api.call<Page_<Contact>>('GET', `/api/v1/contacts?instance_id=${instanceId}&contact_type=external&limit=50`)
+  const found: Contact[] = []
+  for (const c of all.items.filter((c) => c.friend_status === 'normal' && !c.is_blocked && c.nickname)) {
+    const same = await api.call<Page_<Contact>>('GET', `/api/v1/contacts?instance_id=${instanceId}&q=${encodeURIComponent(c.wxid)}`)
+    if (same.items.length === 1) found.push(c)
+    if (found.length === n) return found
+  }
+  throw new Error(`fewer than ${n} reachable contacts with a unique wxid`)
+}
+
+async function openContact(page: Page, instance: string, contact: Contact) {
+  await page.getByRole('textbox', { name: '昵称、备注、手机号' }).fill(contact.wxid)
+  await showInstance(page, instance)
+  await expect(bodyRows(page, 'contacts')).toHaveCount(1)
+  await bodyRows(page, 'contacts').first().getByRole('button', { name: contact.nickname ?? contact.wxid }).click()
+  const drawer = page.getByRole('dialog').filter({ has: page.getByRole('tab', { name: '资料' }) })
+  await expect(drawer).toContainText(contact.wxid)
+  return drawer
+}
 
 test('select contacts and tag them in bulk, then filter the list by that tag', async ({ page }) => {
   const violations = watchPolicy(page)
@@ -169,5 +197,94 @@ test('groups: find a group, read its members, label it', async ({ page }) => {
   await expect(page.getByText('操作成功')).toBeVisible()
   await expect(bodyRows(page, 'groups').filter({ hasText: '高价值' })).toHaveCount(1)
   await expectAccessible(page)
+  expect(violations).toEqual([])
+})
+
+test('opt-out: mark a contact opted out and back in, a TD reply opts another out, broadcasts skip it with the reason', async ({ page }) => {
+  const violations = watchPolicy(page)
+  const api = await Api.signIn()
+  const name = `opt-out-e2e-${Date.now()}`
+  const instanceId = await api.simInstance(name)
+  const [byHand, byReply] = await reachableContacts(api, instanceId, 2)
+  const reason = '电话中要求不再接收'
+
+  await signIn(page, 'admin', adminPassword)
+  await page.getByRole('link', { name: '客户', exact: true }).click()
+  let drawer = await openContact(page, name, byHand)
+  const optOut = drawer.getByTestId('contact-opt-out')
+  await expect(optOut).toContainText('未退订')
+  await optOut.getByRole('button', { name: '标记退订' }).click()
+  const dialog = page.getByRole('dialog', { name: `将 ${byHand.nickname} 标记为退订` })
+  await dialog.getByRole('textbox', { name: '原因（可选）' }).fill(reason)
+  await expectAccessible(page)
+  await dialog.getByRole('button', { name: '标记退订' }).click()
+  await expect(dialog).toBeHidden()
+  await expect(optOut).toContainText('已退订')
+  await expect(optOut).toContainText('手动标记')
+  await expect(optOut).toContainText(reason)
+  await expect(bodyRows(page, 'contacts').first().getByTestId('opted-out')).toHaveText('已退订')
+  await expectAccessible(page)
+  await screenshot(page, 'contact-opt-out')
+  await page.keyboard.press('Escape')
+  await expect(drawer).toBeHidden()
+
+  // The opt-out list: the filter finds it (and only it, on this fresh instance); the export agrees.
+  await page.getByRole('textbox', { name: '昵称、备注、手机号' }).fill('')
+  await page.getByRole('combobox', { name: '退订' }).selectOption({ label: '已退订' })
+  await page.getByRole('button', { name: '搜索' }).click()
+  await expect(bodyRows(page, 'contacts')).toHaveCount(1)
+  await expect(bodyRows(page, 'contacts').first()).toContainText(byHand.nickname!)
+  await expect(page.getByRole('link', { name: '导出 CSV' })).toHaveAttribute('href', /unsubscribed=true/)
+  await page.getByRole('combobox', { name: '退订' }).selectOption({ label: '未退订' })
+  await page.getByRole('button', { name: '搜索' }).click()
+  await expect(bodyRows(page, 'contacts').filter({ hasText: byHand.nickname! })).toHaveCount(0)
+
+  // Subscribed again, after confirming (the dialog speaks the console's language).
+  await page.getByRole('combobox', { name: '退订' }).selectOption({ label: '退订：全部' })
+  drawer = await openContact(page, name, byHand)
+  await drawer.getByRole('button', { name: '恢复订阅' }).click()
+  await page.getByRole('dialog', { name: '恢复订阅' }).getByRole('button', { name: '确认' }).click()
+  await expect(drawer.getByTestId('contact-opt-out')).toContainText('未退订')
+  await expect(bodyRows(page, 'contacts').first().getByTestId('opted-out')).toHaveCount(0)
+  expect((await api.call<Contact>('GET', `/api/v1/contacts/${byHand.id}`)).unsubscribed_at ?? null).toBeNull()
+  await page.keyboard.press('Escape')
+  await expect(drawer).toBeHidden()
+
+  // The other contact answers a broadcast with TD: the agent's event opts them out.
+  await simInbound(api, instanceId, byReply, 'TD')
+  await expect
+    .poll(async () => (await api.call<Contact>('GET', `/api/v1/contacts/${byReply.id}`)).unsubscribed_at ?? null, { timeout: 20_000 })
+    .not.toBeNull()
+  await page.getByRole('textbox', { name: '昵称、备注、手机号' }).fill('')
+  await page.getByRole('combobox', { name: '退订' }).selectOption({ label: '已退订' })
+  await page.getByRole('button', { name: '搜索' }).click()
+  await expect(bodyRows(page, 'contacts')).toHaveCount(1)
+  await bodyRows(page, 'contacts').first().getByRole('button', { name: byReply.nickname! }).click()
+  drawer = page.getByRole('dialog').filter({ has: page.getByRole('tab', { name: '资料' }) })
+  await expect(drawer.getByTestId('contact-opt-out')).toContainText('客户发消息退订（代理实例）')
+  await expect(drawer.getByTestId('contact-opt-out').locator('.el-descriptions')).toContainText('TD')
+  await page.keyboard.press('Escape')
+
+  // The broadcast wizard's estimate for the instance names the one skipped as opted out.
+  await page.goto('/tasks/new')
+  await page.locator('label').filter({ hasText: name }).click()
+  await expect(page.getByTestId('estimate-skipped')).toContainText('已退订: 1')
+  await expectAccessible(page)
+
+  // A broadcast to both: the opted-out contact is skipped, and its task page says why.
+  const task = await api.call<{ id: number }>('POST', '/api/v1/tasks', {
+    name: `退订跳过 ${Date.now()}`,
+    task_type: 'broadcast',
+    content: '周末新品上市',
+    audience: { contact_ids: [byHand.id, byReply.id] },
+    rate_per_minute: 6000,
+  })
+  await page.goto(`/tasks/${task.id}`)
+  await expect(page.getByText('已完成').first()).toBeVisible({ timeout: 60_000 })
+  await page.getByRole('button', { name: '刷新', exact: true }).click()
+  const skipped = page.getByRole('row').filter({ hasText: byReply.nickname! })
+  await expect(skipped).toContainText('已跳过')
+  await expect(skipped).toContainText('已退订')
+  await expect(page.getByRole('row').filter({ hasText: byHand.nickname! })).toContainText('已发送')
   expect(violations).toEqual([])
 })

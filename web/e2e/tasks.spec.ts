@@ -1,6 +1,6 @@
 import { expect, test } from '@playwright/test'
 
-import { adminPassword, Api, simConfirmMass, simMassMessages } from './api'
+import { adminPassword, Api, simConfirmMass, simInbound, simMassMessages } from './api'
 import { expectAccessible, screenshot, signIn, watchPolicy } from './support'
 
 test('a customer mass message waits for members: who waits, a reminder, then done once they confirm', async ({ page }) => {
@@ -77,4 +77,77 @@ test('two tabs share one session: an expired access token is refreshed once and 
   await expect(second.getByRole('heading', { name: '实例', exact: true })).toBeVisible()
   expect(first.url()).not.toContain('sign-in')
   expect(second.url()).not.toContain('sign-in')
+})
+
+test('cancel a scheduled task after confirming in the console\'s language', async ({ page }) => {
+  const violations = watchPolicy(page)
+  const api = await Api.signIn()
+  const name = `取消确认 ${Date.now()}`
+  const instanceId = await api.simInstance(`cancel-e2e-${Date.now()}`)
+  const contacts = await api.call<{ items: { id: number }[] }>('GET', `/api/v1/contacts?instance_id=${instanceId}&limit=1`)
+  const task = await api.call<{ id: number }>('POST', '/api/v1/tasks', {
+    name,
+    task_type: 'broadcast',
+    content: '下周上新',
+    audience: { contact_ids: contacts.items.map((c) => c.id) },
+    scheduled_time: new Date(Date.now() + 3_600_000).toISOString(),
+  })
+
+  await signIn(page, 'admin', adminPassword)
+  await page.goto(`/tasks/${task.id}`)
+  await expect(page.locator('.page-title')).toHaveText(name)
+  // The buttons say what each does, in Chinese: keeping the task changes nothing.
+  await page.getByRole('button', { name: '取消任务' }).click()
+  const dialog = page.getByRole('dialog', { name: '取消任务' })
+  await expect(dialog).toContainText(`确定取消任务「${name}」`)
+  await expectAccessible(page)
+  await dialog.getByRole('button', { name: '不取消' }).click()
+  await expect(dialog).toBeHidden()
+  await expect(page.getByText('已计划').first()).toBeVisible()
+
+  await page.getByRole('button', { name: '取消任务' }).click()
+  await dialog.getByRole('button', { name: '取消任务' }).click()
+  await expect(page.getByText('已取消').first()).toBeVisible()
+  await expect(page.getByRole('button', { name: '取消任务' })).toHaveCount(0)
+  expect(violations).toEqual([])
+})
+
+test('a broadcast shows its results: replies within the window, reply rate and opt-outs', async ({ page }) => {
+  const violations = watchPolicy(page)
+  const api = await Api.signIn()
+  const instanceId = await api.simInstance(`results-e2e-${Date.now()}`)
+  const contacts = await api.call<{ items: { id: number; account_id: number; wxid: string }[] }>(
+    'GET',
+    `/api/v1/contacts?instance_id=${instanceId}&limit=4`,
+  )
+  const audience = { contact_ids: contacts.items.map((c) => c.id) }
+  const task = await api.call<{ id: number }>('POST', '/api/v1/tasks', {
+    name: '效果统计群发',
+    task_type: 'broadcast',
+    content: '周末上新，回复 TD 退订',
+    audience,
+    rate_per_minute: 6000,
+  })
+  for (let i = 0; i < 120; i++) {
+    const t = await api.call<{ status: string }>('GET', `/api/v1/tasks/${task.id}`)
+    if (t.status === 'completed') break
+    await new Promise((r) => setTimeout(r, 500))
+  }
+  const [asks, quits] = contacts.items
+  await simInbound(api, instanceId, asks!, '有小码吗？')
+  await simInbound(api, instanceId, quits!, 'ＴＤ')
+
+  await signIn(page, 'admin', adminPassword)
+  await page.goto(`/tasks/${task.id}`)
+  const results = page.getByTestId('task-outcomes')
+  await expect(results).toBeVisible()
+  await expect(async () => {
+    await results.getByRole('button', { name: '刷新效果' }).click()
+    await expect(results.getByTestId('outcome-replied')).toHaveText('2 / 4', { timeout: 2000 })
+  }).toPass({ timeout: 30_000 })
+  await expect(results.getByTestId('outcome-rate')).toHaveText('50.0%')
+  await expect(results.getByTestId('outcome-opt-outs')).toHaveText('1')
+  await expectAccessible(page)
+  await screenshot(page, 'task-results')
+  expect(violations).toEqual([])
 })

@@ -1,5 +1,6 @@
-// Message templates: the editor with typed variables and the server's live preview for a real
-// contact, the list (find, edit, delete), and the broadcast wizard's preview of a template.
+// Message templates: the editor with typed variables and the server's live preview of what is
+// typed (saved or not) for a real contact, the list (find, edit, delete), and the broadcast
+// wizard's preview of a template.
 import { expect, test, type Page } from '@playwright/test'
 
 import { Api, adminPassword } from './api'
@@ -48,7 +49,7 @@ test('a template with typed variables: server errors, live preview for a contact
   await expect(page.getByRole('heading', { name: '消息模板' })).toBeVisible()
   await page.getByRole('button', { name: '新建模板' }).click()
   await expect(page.getByRole('heading', { name: '新建模板' })).toBeVisible()
-  await expect(page.getByText('新模板保存后即可预览')).toBeVisible()
+  await expect(page.getByTestId('template-preview')).toContainText('输入模板内容后')
 
   await page.getByRole('textbox', { name: '名称', exact: true }).fill(name)
   await page.getByRole('textbox', { name: '模板内容' }).fill('{{ nickname }}您好，{{ coupon }}满 {{ amount }} 元可用')
@@ -63,9 +64,11 @@ test('a template with typed variables: server errors, live preview for a contact
   await page.getByRole('spinbutton', { name: '变量 2 默认值' }).press('Tab')
   await page.getByRole('button', { name: '保存' }).click()
 
-  // The server names the variable row and the text that reads the undeclared `amount`.
+  // The server names the variable row and the text that reads the undeclared `amount` (beside
+  // the field, and in the preview, which checks the draft as a save does).
   await expect(page.getByRole('group', { name: '变量 2' })).toContainText('not starting with a digit')
-  await expect(page.getByText('uses `amount`')).toBeVisible()
+  await expect(page.locator('.el-form-item__error').filter({ hasText: 'uses `amount`' })).toBeVisible()
+  await expect(page.getByTestId('template-preview')).toContainText('uses `amount`')
   await expect(page.getByRole('heading', { name: '新建模板' })).toBeVisible()
   await page.getByRole('textbox', { name: '变量 2 变量名' }).fill('amount')
   await page.getByRole('button', { name: '保存' }).click()
@@ -82,11 +85,11 @@ test('a template with typed variables: server errors, live preview for a contact
   await expectAccessible(page)
   await screenshot(page, 'template-editor')
 
-  // An unsaved edit is flagged; saving renders it.
+  // An edit shows before it is saved, and stays once saved.
   await page.getByRole('textbox', { name: '模板内容' }).fill('{{ nickname }}您好，{{ coupon }}满 {{ amount }} 元可用，欢迎光临')
-  await expect(page.getByText('有未保存的修改')).toBeVisible()
+  await expect(preview).toContainText(`${nickname}您好，双十一券满 50 元可用，欢迎光临`)
   await page.getByRole('button', { name: '保存' }).click()
-  await expect(page.getByText('有未保存的修改')).toHaveCount(0)
+  await expect(page.getByText('操作成功')).toBeVisible()
   await expect(preview).toContainText(`${nickname}您好，双十一券满 50 元可用，欢迎光临`)
 
   // The list finds it by keyword.
@@ -113,10 +116,58 @@ test('a template with typed variables: server errors, live preview for a contact
   const renamed = page.getByRole('row').filter({ hasText: `${name}（新版）` })
   await expect(renamed).toHaveCount(1)
 
-  // Delete, after confirming.
+  // Delete, after confirming (the dialog speaks the console's language).
   await renamed.getByRole('button', { name: '删除' }).click()
-  await page.getByRole('dialog').getByRole('button', { name: '确定' }).click()
+  await page.getByRole('dialog', { name: '删除模板' }).getByRole('button', { name: '确认' }).click()
   await expect(page.getByRole('row').filter({ hasText: name })).toHaveCount(0)
+  expect(violations).toEqual([])
+})
+
+test('a new template previews as it is typed, before it is ever saved', async ({ page }) => {
+  const violations = watchPolicy(page)
+  const api = await Api.signIn()
+  const contact = await simContact(api, 'template-draft-e2e')
+  const nickname = contact.nickname!
+  const name = `到店礼草稿${Date.now()}`
+  // Nothing is saved while typing: no template is created or changed.
+  const writes: string[] = []
+  page.on('request', (request) => {
+    const path = new URL(request.url()).pathname
+    if (request.method() !== 'GET' && /^\/api\/v1\/templates(\/\d+)?$/.test(path)) writes.push(`${request.method()} ${path}`)
+  })
+
+  await signIn(page, 'admin', adminPassword)
+  await page.goto('/templates?edit=new')
+  await expect(page.getByRole('heading', { name: '新建模板' })).toBeVisible()
+  const preview = page.getByTestId('template-preview')
+  await expect(preview).toContainText('输入模板内容后')
+
+  await page.getByRole('textbox', { name: '名称', exact: true }).fill(name)
+  const content = page.getByRole('textbox', { name: '模板内容' })
+  await content.fill('{{ nickname }}，新品到店')
+  await expect(preview).toContainText('王伟，新品到店')
+  // Keystroke by keystroke: the preview catches up once typing pauses.
+  await content.pressSequentially('，凭此消息领取{{ gift }}', { delay: 20 })
+  // `gift` is not declared yet: the server says so, as a save would.
+  await expect(preview).toContainText('服务器无法渲染此模板')
+  await expect(preview).toContainText('gift')
+  await page.getByRole('button', { name: '添加变量' }).click()
+  await page.getByRole('textbox', { name: '变量 1 变量名' }).fill('gift')
+  await page.getByRole('textbox', { name: '变量 1 默认值' }).fill('帆布袋')
+  await expect(preview).toContainText('王伟，新品到店，凭此消息领取帆布袋')
+  await expect(preview).not.toContainText('服务器无法渲染此模板')
+
+  // For a real contact, with a value typed for the variable.
+  await pickContact(page, nickname)
+  await expect(preview).toContainText(`${nickname}，新品到店，凭此消息领取帆布袋`)
+  await page.getByRole('textbox', { name: 'gift', exact: true }).fill('保温杯')
+  await expect(preview).toContainText(`${nickname}，新品到店，凭此消息领取保温杯`)
+  await expect(page.getByRole('heading', { name: '新建模板' })).toBeVisible()
+  await expectAccessible(page)
+  await screenshot(page, 'template-draft-preview')
+  expect(writes).toEqual([])
+  const found = await api.call<{ items: unknown[] }>('GET', `/api/v1/templates?q=${encodeURIComponent(name)}`)
+  expect(found.items).toHaveLength(0)
   expect(violations).toEqual([])
 })
 

@@ -23,6 +23,7 @@ describe('contactQuery', () => {
       tagsAll: [{ id: 3, label: '促销' }],
       isStar: 'yes' as const,
       isBlocked: 'no' as const,
+      unsubscribed: 'yes' as const,
       updatedSince: '2025-01-02T03:04',
     }
     expect(contactQuery(filters)).toEqual({
@@ -35,6 +36,7 @@ describe('contactQuery', () => {
       tags_all: '3',
       is_star: true,
       is_blocked: false,
+      unsubscribed: true,
       updated_since: new Date('2025-01-02T03:04').toISOString(),
     })
   })
@@ -44,6 +46,12 @@ describe('contactQuery', () => {
     const params = new URL(url, 'http://x').searchParams
     expect(url.startsWith('/api/v1/contacts/export?')).toBe(true)
     expect(Object.fromEntries(params)).toEqual({ q: 'a b', tags_all: '1,2', is_star: 'false' })
+  })
+
+  it('exports the opt-out list with the same filter', () => {
+    const url = contactExportUrl({ ...emptyContactFilters(), unsubscribed: 'yes' })
+    expect(url).toBe('/api/v1/contacts/export?unsubscribed=true')
+    expect(contactQuery({ ...emptyContactFilters(), unsubscribed: 'no' })).toEqual({ unsubscribed: false })
   })
 
   it('ignores an unreadable date', () => {

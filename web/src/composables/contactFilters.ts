@@ -24,6 +24,8 @@ export interface ContactFilterState {
   tagsAll: TagChoice[]
   isStar: YesNo
   isBlocked: YesNo
+  /** Opted out of marketing (退订): 'yes' is the opt-out list. */
+  unsubscribed: YesNo
   /** A `datetime-local` value, read in the browser's time zone. */
   updatedSince: string
 }
@@ -39,6 +41,7 @@ export function emptyContactFilters(): ContactFilterState {
     tagsAll: [],
     isStar: '',
     isBlocked: '',
+    unsubscribed: '',
     updatedSince: '',
   }
 }
@@ -69,6 +72,7 @@ export function contactQuery(f: ContactFilterState): ContactQuery {
     tags_all: ids(f.tagsAll),
     is_star: yesNo(f.isStar),
     is_blocked: yesNo(f.isBlocked),
+    unsubscribed: yesNo(f.unsubscribed),
     updated_since: instant(f.updatedSince),
   }
   for (const key of Object.keys(query) as (keyof ContactQuery)[]) {

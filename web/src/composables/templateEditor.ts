@@ -4,12 +4,11 @@ import { computed, reactive, ref, shallowRef, watch } from 'vue'
 
 import { ApiError, api, ok, type Schemas } from '../api/client'
 import { notifyError } from '../util/notify'
-import { type TemplateForm, emptyForm, formOf, inputOf, patchOf, renderedPart } from './templateForm'
+import { type TemplateForm, draftOf, emptyForm, formOf, inputOf, patchOf } from './templateForm'
 
 export function useTemplateEditor() {
   const form = reactive<TemplateForm>(emptyForm())
   const saved = shallowRef<Schemas['TemplateView'] | null>(null)
-  const savedRender = ref(renderedPart(form))
   const errors = ref<Record<string, string>>({})
   const loading = ref(false)
   const busy = ref(false)
@@ -19,7 +18,6 @@ export function useTemplateEditor() {
   function take(view: Schemas['TemplateView']) {
     saved.value = view
     Object.assign(form, formOf(view))
-    savedRender.value = renderedPart(form)
   }
 
   async function load(id: number) {
@@ -71,7 +69,7 @@ export function useTemplateEditor() {
     busy,
     load,
     save,
-    /** The form differs from the saved version in what the preview renders. */
-    stale: computed(() => saved.value !== null && renderedPart(form) !== savedRender.value),
+    /** What the preview renders: the form as it is now, saved or not. */
+    draft: computed(() => draftOf(form)),
   }
 }

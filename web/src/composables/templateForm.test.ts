@@ -1,7 +1,7 @@
 import { describe, expect, it } from 'vitest'
 
 import type { Schemas } from '../api/client'
-import { coerceValue, emptyForm, formOf, inputOf, newRow, patchOf, renderedPart, tagsOf } from './templateForm'
+import { coerceValue, draftOf, emptyForm, formOf, inputOf, isBlankDraft, newRow, patchOf, tagsOf } from './templateForm'
 
 const view: Schemas['TemplateView'] = {
   id: 3,
@@ -75,12 +75,31 @@ describe('templateForm', () => {
     expect(tagsOf('a, b，c,,a ')).toEqual(['a', 'b', 'c'])
   })
 
-  it('notices edits that change the render, not the name', () => {
+  it('previews what a save would send, whatever the name', () => {
     const form = formOf(view)
-    const saved = renderedPart(form)
+    const draft = draftOf(form)
+    expect(draft).toEqual({
+      message_type: 'link',
+      content: '{{ nickname }}',
+      payload: { extra: { n: 1 }, title: '{{ shop }}专享', url: 'https://x.cn' },
+      variables: inputOf(form).variables,
+    })
     form.name = 'renamed'
-    expect(renderedPart(form)).toBe(saved)
+    expect(draftOf(form)).toEqual(draft)
     form.variables[0].default = 'x'
-    expect(renderedPart(form)).not.toBe(saved)
+    expect(draftOf(form).variables?.[0]).toMatchObject({ name: 'shop', default: 'x' })
+  })
+
+  it('has nothing to preview until text or an attachment field is typed', () => {
+    const form = emptyForm()
+    expect(isBlankDraft(draftOf(form))).toBe(true)
+    form.content = '  '
+    expect(isBlankDraft(draftOf(form))).toBe(true)
+    form.messageType = 'image'
+    form.payload = { media_id: 'm1' }
+    expect(isBlankDraft(draftOf(form))).toBe(false)
+    form.messageType = 'text'
+    form.content = '你好'
+    expect(isBlankDraft(draftOf(form))).toBe(false)
   })
 })

@@ -160,7 +160,15 @@ export function patchOf(form: TemplateForm): Schemas['TemplatePatch'] {
   return patch
 }
 
-/** What the server's render depends on: when it differs from the saved one, the preview is of the saved version. */
-export function renderedPart(form: TemplateForm): string {
-  return JSON.stringify({ content: form.content, payload: payloadOf(form), variables: form.variables.map(specOf) })
+/** What the server renders of the form (`POST /api/v1/templates/preview`), saved or not: the
+ * same content, payload and variables a save would send, so the preview is checked as a save is. */
+export type TemplateDraft = Pick<Schemas['DraftPreview'], 'message_type' | 'content' | 'payload' | 'variables'>
+
+export function draftOf(form: TemplateForm): TemplateDraft {
+  return { message_type: form.messageType, content: form.content, payload: payloadOf(form), variables: form.variables.map(specOf) }
+}
+
+/** Nothing typed yet that a render would show: no text and no attachment field. */
+export function isBlankDraft(draft: TemplateDraft): boolean {
+  return !draft.content.trim() && Object.keys(draft.payload ?? {}).length === 0
 }

@@ -1,8 +1,9 @@
 import { afterEach, beforeEach, describe, expect, it, vi } from 'vitest'
 import { effectScope, nextTick, ref } from 'vue'
 
-import { ApiError } from '../api/client'
-import { type PreviewRequest, problemLines, sampleOf, useTemplatePreview } from './templatePreview'
+import { ApiError, api } from '../api/client'
+import type { TemplateDraft } from './templateForm'
+import { type PreviewRequest, previewVariables, problemLines, renderOnServer, sampleOf, useTemplatePreview } from './templatePreview'
 
 /** A render whose answers the test releases one by one, in any order. */
 function manualRender() {
@@ -79,7 +80,32 @@ describe('useTemplatePreview', () => {
     scope.stop()
   })
 
-  it('renders nothing without a saved template', async () => {
+  it('follows a draft as it is typed, never showing an overtaken render', async () => {
+    const { calls, render } = manualRender()
+    const content = ref('{{ nickname }}')
+    const draft = (): TemplateDraft => ({ message_type: 'text', content: content.value, payload: null, variables: [] })
+    const scope = effectScope()
+    const p = scope.run(() => useTemplatePreview(() => ({ draft: draft(), sample: {} }), { delay: 300, render }))!
+    vi.advanceTimersByTime(300)
+    expect(calls).toHaveLength(1)
+    content.value = '{{ nickname }}您好'
+    await nextTick()
+    // The first answer arrives after the user typed on: it is dropped.
+    calls[0].resolve('王伟')
+    await Promise.resolve()
+    await Promise.resolve()
+    expect(p.preview.value).toBeNull()
+    vi.advanceTimersByTime(300)
+    expect(calls).toHaveLength(2)
+    expect(calls[1].request).toEqual({ draft: { message_type: 'text', content: '{{ nickname }}您好', payload: null, variables: [] }, sample: {} })
+    calls[1].resolve('王伟您好')
+    vi.useRealTimers()
+    await flush()
+    expect(p.preview.value?.content).toBe('王伟您好')
+    scope.stop()
+  })
+
+  it('renders nothing when there is nothing to render', async () => {
     const render = vi.fn()
     const scope = effectScope()
     const p = scope.run(() => useTemplatePreview(() => null, { delay: 0, render }))!
@@ -88,6 +114,37 @@ describe('useTemplatePreview', () => {
     expect(render).not.toHaveBeenCalled()
     expect(p.preview.value).toBeNull()
     scope.stop()
+  })
+})
+
+describe('renderOnServer', () => {
+  const answer = { data: { content: 'x' }, error: undefined, response: new Response('{}', { status: 200 }) }
+
+  it('sends a draft to the draft preview, the contact when one is picked', async () => {
+    const post = vi.spyOn(api, 'POST').mockResolvedValue(answer as never)
+    const draft: TemplateDraft = { message_type: 'text', content: 'Hi', payload: null, variables: [{ name: 'a', type: 'string', required: false }] }
+    await renderOnServer({ draft, contactId: 9, sample: { a: 1 } })
+    expect(post).toHaveBeenCalledWith('/api/v1/templates/preview', { body: { ...draft, contact_id: 9, sample: { a: 1 } } })
+    post.mockRestore()
+  })
+
+  it('sends a saved template to its own preview', async () => {
+    const post = vi.spyOn(api, 'POST').mockResolvedValue(answer as never)
+    await renderOnServer({ templateId: 4, sample: {} })
+    expect(post).toHaveBeenCalledWith('/api/v1/templates/{id}/preview', { params: { path: { id: 4 } }, body: { sample: {} } })
+    post.mockRestore()
+  })
+})
+
+describe('previewVariables', () => {
+  it('skips rows still unnamed and repeated names', () => {
+    const names = previewVariables([
+      { name: 'a', type: 'string' },
+      { name: '', type: 'number' },
+      { name: 'a', type: 'number' },
+      { name: 'b', type: 'date' },
+    ]).map((v) => `${v.name}:${v.type}`)
+    expect(names).toEqual(['a:string', 'b:date'])
   })
 })
 

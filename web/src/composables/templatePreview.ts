@@ -1,26 +1,27 @@
-// The server's render of a saved template (`POST /api/v1/templates/{id}/preview`) for a chosen
-// contact and the values typed so far, as typing pauses (see `useLatest`).
+// The server's render of a template for a chosen contact and the values typed so far, as typing
+// pauses (see `useLatest`): of a saved template (`POST /api/v1/templates/{id}/preview`, the
+// broadcast wizard) or of the editor's draft, saved or not (`POST /api/v1/templates/preview`,
+// checked as a save would be, so what is shown is what a send would produce).
 import { ApiError, api, ok, type Schemas } from '../api/client'
+import type { TemplateDraft } from './templateForm'
 import { useLatest } from './templateLatest'
 
-export interface PreviewRequest {
-  templateId: number
+interface Audience {
   contactId?: number
   sample: Record<string, unknown>
-  /** The saved version (`updated_at`): a save renders again though nothing else changed. */
-  version?: string
 }
+
+/** A saved template by id, or a draft as the editor holds it. */
+export type PreviewRequest = Audience & ({ templateId: number } | { draft: TemplateDraft })
 
 export type Render = (request: PreviewRequest) => Promise<Schemas['Preview']>
 
 /** The API call; `sample` overrides the contact's fields and the template's defaults. */
-export const renderOnServer: Render = (request) =>
-  ok(
-    api.POST('/api/v1/templates/{id}/preview', {
-      params: { path: { id: request.templateId } },
-      body: request.contactId === undefined ? { sample: request.sample } : { contact_id: request.contactId, sample: request.sample },
-    }),
-  )
+export const renderOnServer: Render = (request) => {
+  const audience = request.contactId === undefined ? { sample: request.sample } : { contact_id: request.contactId, sample: request.sample }
+  if ('draft' in request) return ok(api.POST('/api/v1/templates/preview', { body: { ...request.draft, ...audience } }))
+  return ok(api.POST('/api/v1/templates/{id}/preview', { params: { path: { id: request.templateId } }, body: audience }))
+}
 
 /** Values the user typed: blank ones are left out, so the template's default or placeholder shows. */
 export function sampleOf(values: Record<string, unknown>): Record<string, unknown> {
@@ -29,6 +30,17 @@ export function sampleOf(values: Record<string, unknown>): Record<string, unknow
     if (value !== '' && value !== null && value !== undefined) sample[name] = value
   }
   return sample
+}
+
+/** The variables to type preview values for: named ones, each name once (a row being typed may
+ * be blank or repeat another's name; the preview names that error, the inputs skip it). */
+export function previewVariables(specs: Schemas['VariableSpec'][]): Schemas['VariableSpec'][] {
+  const seen = new Set<string>()
+  return specs.filter((spec) => {
+    if (!spec.name || seen.has(spec.name)) return false
+    seen.add(spec.name)
+    return true
+  })
 }
 
 /** The problem's lines as `field: message` (or its detail when it names no field). */
