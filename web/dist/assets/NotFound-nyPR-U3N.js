@@ -1,1 +1,0 @@
-import{Fr as e,Ur as t,f as n,gr as r,hi as i,hr as a,jr as o,pr as s,t as c}from"./index-D_PUqLh5.js";var l={};function u(c,l){let u=e(`router-link`),d=n;return o(),s(`main`,null,[r(d,{icon:`info`,title:c.$t(`errors.notFound`)},{extra:t(()=>[r(u,{to:`/`},{default:t(()=>[a(i(c.$t(`nav.home`)),1)]),_:1})]),_:1},8,[`title`])])}var d=c(l,[[`render`,u]]);export{d as default};

@@ -1,0 +1,1 @@
+var e=[`ACTIVE`,`ACKNOWLEDGED`,`RESOLVED`];function t(e){return e===`CRITICAL`?`danger`:e===`WARNING`?`warning`:`info`}function n(e){return e===`ACTIVE`?`danger`:e===`ACKNOWLEDGED`?`warning`:`success`}function r(e){let t=Array.isArray(e)?e[0]:e;return typeof t==`string`&&/^[1-9]\d{0,17}$/.test(t)?Number(t):``}export{n as i,r as n,t as r,e as t};

@@ -1,0 +1,1 @@
+function e(e,{t,te:n}){let r=`wizard.skip.${e}`;return n(r)?t(r):e}export{e as t};

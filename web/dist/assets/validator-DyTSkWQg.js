@@ -1,0 +1,1 @@
+import{ir as e}from"./index-BWXLTmwC.js";var t=t=>[``,...e].includes(t);export{t};

@@ -1,1 +1,0 @@
-import{Hn as e}from"./index-D_PUqLh5.js";var t=t=>[``,...e].includes(t);export{t};
