@@ -1,0 +1,1 @@
+import"./index-CM5K6oQo.js";

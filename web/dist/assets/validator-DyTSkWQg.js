@@ -1,1 +1,0 @@
-import{ir as e}from"./index-BWXLTmwC.js";var t=t=>[``,...e].includes(t);export{t};
