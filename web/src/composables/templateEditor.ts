@@ -2,16 +2,16 @@
 // (create, then patches). Refused fields come back by name (`variables[1].name`) for display.
 import { computed, reactive, ref, shallowRef, watch } from 'vue'
 
-import { ApiError, api, ok, type Schemas } from '../api/client'
+import { api, ok, type Schemas } from '../api/client'
 import { notifyError } from '../util/notify'
 import { type TemplateForm, draftOf, emptyForm, formOf, inputOf, patchOf } from './templateForm'
+import { useFormSubmit } from './useFormSubmit'
 
 export function useTemplateEditor() {
   const form = reactive<TemplateForm>(emptyForm())
   const saved = shallowRef<Schemas['TemplateView'] | null>(null)
-  const errors = ref<Record<string, string>>({})
+  const { busy, errors, submit } = useFormSubmit()
   const loading = ref(false)
-  const busy = ref(false)
   // One key per template created here: a double click makes one template.
   let idempotencyKey = crypto.randomUUID()
 
@@ -34,9 +34,7 @@ export function useTemplateEditor() {
 
   /** Creates or updates; the saved template, or `null` when refused (the reasons are in `errors`). */
   async function save(): Promise<Schemas['TemplateView'] | null> {
-    busy.value = true
-    errors.value = {}
-    try {
+    const view = await submit(async () => {
       const current = saved.value
       const view = current
         ? await ok(api.PATCH('/api/v1/templates/{id}', { params: { path: { id: current.id } }, body: patchOf(form) }))
@@ -44,13 +42,8 @@ export function useTemplateEditor() {
       if (!current) idempotencyKey = crypto.randomUUID()
       take(view)
       return view
-    } catch (error) {
-      if (error instanceof ApiError && Object.keys(error.fieldErrors).length) errors.value = error.fieldErrors
-      else notifyError(error)
-      return null
-    } finally {
-      busy.value = false
-    }
+    })
+    return view ?? null
   }
 
   // A removed row moves the ones after it: their old messages would point at the wrong row.

@@ -1,0 +1,1 @@
+import"./index-D5KDxiPU.js";

@@ -1,1 +1,0 @@
-import"./index-CM5K6oQo.js";

@@ -1,0 +1,1 @@
+import{ir as e}from"./index-D5KDxiPU.js";var t=t=>[``,...e].includes(t);export{t};

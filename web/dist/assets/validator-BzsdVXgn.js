@@ -1,1 +1,0 @@
-import{ir as e}from"./index-CM5K6oQo.js";var t=t=>[``,...e].includes(t);export{t};
