@@ -28,6 +28,7 @@ use crate::{
 #[into_params(parameter_in = Query)]
 pub struct ContactQuery {
     /// Substring of nickname, remark, wxid or phone.
+    #[param(max_length = 100)]
     pub q: Option<String>,
     /// Comma-separated tag ids (at most 50): at least one.
     #[param(pattern = r"^ *([1-9][0-9]{0,17} *(, *[1-9][0-9]{0,17} *){0,49})?$")]

@@ -163,6 +163,7 @@ pub async fn views<C: ConnectionTrait>(
 #[into_params(parameter_in = Query)]
 pub struct ContactFilter {
     /// Substring of nickname, remark, wxid or phone (case-insensitive).
+    #[param(max_length = 100)]
     pub q: Option<String>,
     /// Comma-separated tag ids (at most 50): contacts with at least one of them.
     #[param(pattern = r"^ *([1-9][0-9]{0,17} *(, *[1-9][0-9]{0,17} *){0,49})?$")]
