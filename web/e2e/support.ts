@@ -24,11 +24,15 @@ export async function signIn(page: Page, login: string, password: string) {
 }
 
 /**
- * No serious or critical axe-core violation on the page as shown. Toasts are waited out first:
- * while one fades, its text is partly transparent and would be measured mid-animation.
+ * No serious or critical axe-core violation on the page as shown. Toasts and every finite CSS
+ * transition (a dialog fading in, say) are waited out first: mid-animation, text is partly
+ * transparent and its contrast would be measured against a half-drawn background.
  */
 export async function expectAccessible(page: Page) {
   await expect(page.locator('.el-message')).toHaveCount(0, { timeout: 10_000 })
+  await page.waitForFunction(() =>
+    document.getAnimations().every((a) => a.playState !== 'running' || a.effect?.getComputedTiming().endTime === Infinity),
+  )
   const result = await new AxeBuilder({ page }).analyze()
   const serious = result.violations
     .filter((v) => v.impact === 'serious' || v.impact === 'critical')
