@@ -25,6 +25,7 @@ pub mod messages;
 pub mod permissions;
 pub mod role_permissions;
 pub mod roles;
+pub mod segments;
 pub mod session_rotated_tokens;
 pub mod states;
 pub mod sync_runs;

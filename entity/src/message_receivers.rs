@@ -40,6 +40,8 @@ pub struct Model {
     pub reply_count: i32,
     /// The receiver opted out (退订) in a reply attributed to this send.
     pub opted_out_at: Option<DateTime>,
+    /// The A/B content variant this receiver gets (`A`…`E`); `?` waits for a test's winner.
+    pub variant: Option<String>,
 }
 
 #[derive(Copy, Clone, Debug, EnumIter, DeriveRelation)]

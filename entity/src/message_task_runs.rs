@@ -25,6 +25,9 @@ pub struct Model {
     pub lease_owner: Option<String>,
     pub lease_expires_at: Option<DateTime>,
     pub last_activity_at: Option<DateTime>,
+    /// The variant a test phase chose for the rest of the run's audience.
+    pub variant_winner: Option<String>,
+    pub variant_decided_at: Option<DateTime>,
 }
 
 #[derive(Copy, Clone, Debug, EnumIter, DeriveRelation)]

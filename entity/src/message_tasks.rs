@@ -52,6 +52,13 @@ pub struct Model {
     pub updated_at: DateTime,
     pub deleted_at: Option<DateTime>,
     pub channel: crate::states::Channel,
+    /// The saved segment the audience uses, kept beside the audience JSON so deleting a segment
+    /// can find the tasks that still need it.
+    pub segment_id: Option<i64>,
+    /// A/B content variants (`tasks::variants::Variant`), when the task has them.
+    pub variants: Option<Json>,
+    /// The test phase of the variants (`tasks::variants::VariantTest`).
+    pub variant_test: Option<Json>,
 }
 
 #[derive(Copy, Clone, Debug, EnumIter, DeriveRelation)]

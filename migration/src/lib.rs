@@ -27,6 +27,7 @@ mod m20261202_000013_data_scopes;
 mod m20261202_000014_account_status_values;
 mod m20261203_000015_contact_opt_out;
 mod m20261203_000016_reply_attribution;
+mod m20261203_000017_segments_and_variants;
 
 pub struct Migrator;
 
@@ -50,6 +51,7 @@ impl MigratorTrait for Migrator {
             Box::new(m20261202_000014_account_status_values::Migration),
             Box::new(m20261203_000015_contact_opt_out::Migration),
             Box::new(m20261203_000016_reply_attribution::Migration),
+            Box::new(m20261203_000017_segments_and_variants::Migration),
         ]
     }
 }

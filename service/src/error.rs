@@ -109,6 +109,15 @@ impl ServiceError {
         }
     }
 
+    /// The statement broke a unique index: a concurrent request stored the same key first. The
+    /// caller says which field it was (a 409 naming it, not a 500).
+    pub fn is_unique_violation(&self) -> bool {
+        matches!(
+            self,
+            Self::Database(e) if matches!(e.sql_err(), Some(sea_orm::SqlErr::UniqueConstraintViolation(_)))
+        )
+    }
+
     /// The statement lost a lock conflict (a deadlock, a lock wait timeout, a serialization
     /// failure, a busy SQLite): nothing was changed and the same request may simply run again.
     pub fn is_lock_conflict(&self) -> bool {

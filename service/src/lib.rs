@@ -30,6 +30,7 @@ pub mod pagination;
 pub mod rbac;
 pub mod search;
 pub mod secrets;
+pub mod segments;
 pub mod serde_util;
 pub mod stream_slots;
 pub mod sync;

@@ -73,6 +73,7 @@ pub async fn send(ctx: &Context, actor: &Actor, input: MessageInput) -> ServiceR
             contact_ids,
             group_ids,
             filter: None,
+            segment_id: None,
             group_filter: None,
         },
         scheduled_time: input.scheduled_time,
@@ -83,6 +84,8 @@ pub async fn send(ctx: &Context, actor: &Actor, input: MessageInput) -> ServiceR
         rate_per_minute: None,
         max_retry: None,
         quiet_hours: None,
+        variants: None,
+        variant_test: None,
         frequency_cap: None,
         auto_pause: None,
     };

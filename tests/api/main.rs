@@ -32,6 +32,8 @@ mod rbac;
 mod runs;
 mod schema;
 mod secret_leaks;
+mod segments;
 mod tasks;
 mod telemetry_servers;
 mod totp;
+mod variants;

@@ -18,7 +18,13 @@ use crate::{
 };
 
 /// The sim's agent tells the platform that `contact` wrote `content` to its account.
-async fn inbound(sim: &TestSim, app: &TestApp, agent: i64, contact: &ContactView, content: &str) {
+pub(crate) async fn inbound(
+    sim: &TestSim,
+    app: &TestApp,
+    agent: i64,
+    contact: &ContactView,
+    content: &str,
+) {
     let admin = app.admin_token().await;
     let instance: InstanceView = app
         .get_as(&format!("/api/v1/instances/{agent}"), &admin)
@@ -48,7 +54,7 @@ async fn contact(app: &TestApp, id: i64) -> ContactView {
 }
 
 /// Sim deliveries to one receiver.
-async fn deliveries_to(sim: &TestSim, wxid: &str) -> Vec<String> {
+pub(crate) async fn deliveries_to(sim: &TestSim, wxid: &str) -> Vec<String> {
     let all: Vec<Value> = sim
         .control(Method::GET, &format!("/deliveries?to={wxid}"), json!({}))
         .await
@@ -160,7 +166,7 @@ async fn opt_out_keywords_in_replies_take_contacts_out_of_broadcasts() {
             .lines()
             .next()
             .unwrap()
-            .ends_with("replied_at,replies,opted_out_at")
+            .ends_with("replied_at,replies,opted_out_at,variant")
     );
 
     // A user opts one more out by hand (with a reason) and one back in.

@@ -46,6 +46,8 @@ pub struct ContactQuery {
     pub unsubscribed: Option<bool>,
     /// RFC 3339.
     pub updated_since: Option<chrono::DateTime<chrono::Utc>>,
+    /// Only contacts a saved segment selects (needs `segments:read`).
+    pub segment_id: Option<i64>,
     #[param(minimum = 1, maximum = 200)]
     pub limit: Option<u64>,
     pub cursor: Option<String>,
@@ -65,6 +67,7 @@ impl ContactQuery {
             is_star: self.is_star,
             unsubscribed: self.unsubscribed,
             updated_since: self.updated_since,
+            segment_id: self.segment_id,
         };
         (filter, self.limit, self.cursor)
     }
@@ -227,7 +230,7 @@ pub async fn export_contacts(
     state: web::Data<AppState>,
     ValidQuery(filter): ValidQuery<ContactFilter>,
 ) -> Result<HttpResponse, ApiError> {
-    let stream = export::stream(&state.ctx, &auth.actor, filter)?;
+    let stream = export::stream(&state.ctx, &auth.actor, filter).await?;
     let body = stream.map(|chunk| {
         chunk.map(web::Bytes::from).map_err(|e| {
             tracing::error!(error = %e, "contact export stopped");

@@ -16,6 +16,7 @@ pub mod monitoring;
 
 pub mod permissions;
 pub mod roles;
+pub mod segments;
 pub mod session;
 pub mod table;
 pub mod tags;

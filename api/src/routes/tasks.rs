@@ -10,10 +10,11 @@ use service::{
     rbac::perm,
     tasks::{
         self as task_service, TaskFilter, TaskInput, TaskView,
-        control::{self, RemindReport},
+        control::{self, RemindReport, WinnerChoice},
         estimate::{self, AudienceEstimate, EstimateInput},
         outcomes::{self, OutcomeFilter, TaskOutcomes},
         report::{self, ReceiverFilter, ReceiverView, RunView},
+        summary::{self, OutcomeSummary, SummaryQuery},
     },
 };
 
@@ -187,6 +188,9 @@ pub struct ReceiverQuery {
     pub status: Option<ReceiverStatus>,
     pub error_code: Option<String>,
     pub q: Option<String>,
+    /// Only receivers of this A/B variant (`A`…`E`, or `?` for those held for a test's winner).
+    #[param(pattern = r"^[A-E?]$")]
+    pub variant: Option<String>,
     #[param(minimum = 1, maximum = 200)]
     pub limit: Option<u64>,
     pub cursor: Option<String>,
@@ -206,6 +210,7 @@ pub async fn list_receivers(
         status: q.status,
         error_code: q.error_code,
         q: q.q,
+        variant: q.variant,
     };
     Ok(web::Json(
         report::receivers(&state.ctx, &auth.actor, id, &filter, page).await?,
@@ -222,6 +227,31 @@ pub async fn task_outcomes(
 ) -> Result<web::Json<TaskOutcomes>, ApiError> {
     Ok(web::Json(
         outcomes::outcomes(&state.ctx, &auth.actor, id, filter).await?,
+    ))
+}
+
+#[utoipa::path(get, path = "/api/v1/outcomes", tag = "messaging", params(SummaryQuery),
+    responses((status = 200, description = "Broadcast outcomes per template or per sending account and per day (in `timezone`): runs, reached, replied, reply rate, opt-outs", body = OutcomeSummary), (status = 422, body = Problem)))]
+pub async fn outcome_summary(
+    auth: Authorized<perm::TasksRead>,
+    state: web::Data<AppState>,
+    ValidQuery(q): ValidQuery<SummaryQuery>,
+) -> Result<web::Json<OutcomeSummary>, ApiError> {
+    Ok(web::Json(
+        summary::summary(&state.ctx, &auth.actor, q).await?,
+    ))
+}
+
+#[utoipa::path(post, path = "/api/v1/tasks/{id}/variants/winner", tag = "messaging", params(("id" = i64, Path)), request_body = WinnerChoice,
+    responses((status = 200, description = "The run's winner is recorded and its held receivers get it now", body = TaskView), (status = 400, body = Problem), (status = 404, body = Problem), (status = 409, body = Problem), (status = 422, body = Problem)))]
+pub async fn pick_variant_winner(
+    auth: Authorized<perm::TasksControl>,
+    state: web::Data<AppState>,
+    Id(id): Id,
+    ValidJson(body): ValidJson<WinnerChoice>,
+) -> Result<web::Json<TaskView>, ApiError> {
+    Ok(web::Json(
+        control::pick_winner(&state.ctx, &auth.actor, id, body).await?,
     ))
 }
 

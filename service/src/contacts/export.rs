@@ -5,7 +5,7 @@ use entity::contacts;
 use futures_util::Stream;
 use sea_orm::{ColumnTrait, EntityTrait, QueryFilter, QueryOrder, QuerySelect};
 
-use super::{ContactFilter, views};
+use super::{ContactFilter, ResolvedFilter, views};
 use crate::{Context, ServiceError, ServiceResult, auth::actor::Actor, rbac::scope::Reach};
 
 const BATCH: u64 = 1000;
@@ -33,7 +33,7 @@ const HEADER: &[&str] = &[
 
 struct Cursor {
     ctx: Context,
-    filter: ContactFilter,
+    filter: ResolvedFilter,
     reach: Reach,
     before: Option<i64>,
     header_sent: bool,
@@ -41,12 +41,13 @@ struct Cursor {
 }
 
 /// Validates the filter up front (a bad filter is a 422, not a broken download), then streams.
-pub fn stream(
+pub async fn stream(
     ctx: &Context,
     actor: &Actor,
     filter: ContactFilter,
 ) -> ServiceResult<impl Stream<Item = Result<Vec<u8>, ServiceError>> + use<>> {
     actor.require(perm::ContactsExport)?;
+    let filter = filter.resolve(ctx, actor).await?;
     filter.apply(&actor.reach, contacts::Entity::find())?;
     let cursor = Cursor {
         ctx: ctx.clone(),

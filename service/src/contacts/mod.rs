@@ -5,6 +5,7 @@ pub mod export;
 pub mod groups;
 pub mod import;
 mod import_file;
+pub mod matching;
 pub mod opt_out;
 pub mod tags;
 
@@ -181,6 +182,30 @@ pub struct ContactFilter {
     pub unsubscribed: Option<bool>,
     /// Only contacts written (by sync or by a user) at or after this time (RFC 3339).
     pub updated_since: Option<DateTime<Utc>>,
+    /// Only contacts a saved segment selects (needs `segments:read`).
+    pub segment_id: Option<i64>,
+}
+
+/// A contact filter with its segment read, ready to narrow queries.
+#[derive(Debug, Clone)]
+pub struct ResolvedFilter {
+    filter: ContactFilter,
+    segment: Option<crate::tasks::spec::AudienceFilter>,
+}
+
+impl ResolvedFilter {
+    /// The filtered query (live contacts in `reach` only), or the bad fields.
+    pub fn apply(
+        &self,
+        reach: &Reach,
+        query: Select<contacts::Entity>,
+    ) -> ServiceResult<Select<contacts::Entity>> {
+        let query = self.filter.apply(reach, query)?;
+        Ok(match &self.segment {
+            Some(s) => matching::narrow(query, s),
+            None => query,
+        })
+    }
 }
 
 fn id_list(field: &str, raw: Option<&str>, v: &mut Violations) -> Vec<i64> {
@@ -216,6 +241,21 @@ fn contacts_with_tag(tag_ids: Vec<i64>) -> sea_orm::sea_query::SelectStatement {
 }
 
 impl ContactFilter {
+    /// Reads the segment the filter names, if any.
+    pub async fn resolve(self, ctx: &Context, actor: &Actor) -> ServiceResult<ResolvedFilter> {
+        let segment = match self.segment_id {
+            Some(id) => {
+                actor.require(perm::SegmentsRead)?;
+                Some(crate::segments::filter_of(&ctx.db, id, "segment_id").await?)
+            }
+            None => None,
+        };
+        Ok(ResolvedFilter {
+            filter: self,
+            segment,
+        })
+    }
+
     /// The filtered query (live contacts in `reach` only), or the bad fields.
     pub fn apply(
         &self,
@@ -284,6 +324,7 @@ pub async fn list(
     page: PageRequest,
 ) -> ServiceResult<Page<ContactView>> {
     actor.require(perm::ContactsRead)?;
+    let filter = filter.clone().resolve(ctx, actor).await?;
     let mut query = filter.apply(&actor.reach, contacts::Entity::find())?;
     if let Some(before) = page.before {
         query = query.filter(contacts::Column::Id.lt(before));

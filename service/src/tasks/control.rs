@@ -485,6 +485,42 @@ pub async fn retry_failed(ctx: &Context, actor: &Actor, id: i64) -> ServiceResul
     .await
 }
 
+/// An operator's choice of an A/B test's winner.
+#[derive(Debug, Clone, serde::Deserialize, serde::Serialize, utoipa::ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct WinnerChoice {
+    /// `A`…`E`.
+    #[schema(pattern = "^[A-E]$")]
+    pub variant: String,
+    /// The run whose test it decides (default: the current run).
+    pub run_id: Option<i64>,
+}
+
+/// Decides a run's A/B test now: its held receivers get `variant` and go out.
+pub async fn pick_winner(
+    ctx: &Context,
+    actor: &Actor,
+    id: i64,
+    choice: WinnerChoice,
+) -> ServiceResult<TaskView> {
+    let entry = AuditEntry::new("task.pick_winner", OperationType::Update, "task").target(id);
+    audit::guard(ctx, actor, entry.clone(), async {
+        actor.require(perm::TasksControl)?;
+        let task = find_visible(&ctx.db, actor, id).await?;
+        let Some(run_id) = choice.run_id.or(task.current_run_id) else {
+            return Err(ServiceError::conflict("run_id", "the task has not run yet"));
+        };
+        let winner = super::variants::pick(ctx, &task, run_id, &choice.variant).await?;
+        let entry = entry
+            .clone()
+            .resource(id, task.task_name.clone().unwrap_or_default())
+            .extra(serde_json::json!({ "run": run_id, "winner": winner }));
+        audit::record(&ctx.db, actor, entry, ctx.clock.now_db()).await?;
+        view(ctx, &ctx.db, find(&ctx.db, id).await?).await
+    })
+    .await
+}
+
 fn wait_for_the_run() -> ServiceError {
     ServiceError::conflict("status", "wait for the current run to finish")
 }
@@ -538,6 +574,8 @@ async fn copy_failed(
                     retry_count: Set(0),
                     remind_count: Set(0),
                     variables: Set(Some(variables)),
+                    // The retry sends the same content the receiver was meant to get.
+                    variant: Set(r.variant.clone()),
                     created_at: Set(now),
                     updated_at: Set(now),
                     ..Default::default()

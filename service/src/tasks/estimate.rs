@@ -86,6 +86,9 @@ pub async fn estimate(
 ) -> ServiceResult<AudienceEstimate> {
     actor.require(perm::TasksCreate)?;
     input.check()?;
+    if input.audience.segment_id.is_some() {
+        actor.require(perm::SegmentsRead)?;
+    }
     let reach = &actor.reach;
     let audience = &input.audience;
     let mut buckets = Vec::new();
@@ -95,8 +98,8 @@ pub async fn estimate(
             .filter(reach.on_instances(contacts::Column::InstanceId));
         buckets.extend(contact_buckets(ctx, named, input.account_id).await?);
     }
-    if let Some(filter) = &audience.filter {
-        let matched = filtered_contacts(filter, input.account_id, reach);
+    for filter in crate::segments::contact_filters(&ctx.db, audience).await? {
+        let matched = filtered_contacts(&filter, input.account_id, reach);
         buckets.extend(contact_buckets(ctx, matched, input.account_id).await?);
     }
     if !audience.group_ids.is_empty() {

@@ -12,11 +12,14 @@ use entity::{
 use sea_orm::{
     ActiveValue::Set,
     ColumnTrait, Condition, ConnectionTrait, EntityTrait, QueryFilter, QueryOrder, QuerySelect,
-    sea_query::{Expr, ExprTrait, OnConflict, Query},
+    sea_query::{Expr, ExprTrait, OnConflict},
 };
 use serde_json::{Value, json};
 
-use super::spec::{Audience, AudienceFilter};
+use super::{
+    spec::{Audience, AudienceFilter},
+    variants::Plan,
+};
 use crate::{Context, ServiceError, ServiceResult, contacts::tags_of, rbac::scope::Reach};
 
 /// An expansion lease: renewed with every batch written, so a dead worker's run is taken over soon.
@@ -191,6 +194,7 @@ async fn group_receivers(
 async fn insert(
     ctx: &Context,
     run: &message_task_runs::Model,
+    plan: Option<&Plan>,
     receivers: Vec<Receiver>,
 ) -> ServiceResult<()> {
     if receivers.is_empty() {
@@ -199,28 +203,39 @@ async fn insert(
     let now = ctx.clock.now_db();
     let rows: Vec<message_receivers::ActiveModel> = receivers
         .into_iter()
-        .map(|r| message_receivers::ActiveModel {
-            task_id: Set(run.task_id),
-            run_id: Set(run.id),
-            receiver_type: Set(r.receiver_type),
-            contact_id: Set(r.contact_id),
-            group_id: Set(r.group_id),
-            account_id: Set(Some(r.account_id)),
-            receiver_wxid: Set(r.wxid.chars().take(100).collect()),
-            receiver_name: Set(r.name.map(|n| n.chars().take(100).collect())),
-            message_uuid: Set(uuid::Uuid::new_v4()),
-            send_status: Set(if r.skip.is_some() {
-                ReceiverStatus::Skipped
-            } else {
-                ReceiverStatus::Pending
-            }),
-            skip_reason: Set(r.skip.map(str::to_owned)),
-            retry_count: Set(0),
-            remind_count: Set(0),
-            variables: Set(Some(r.variables)),
-            created_at: Set(now),
-            updated_at: Set(now),
-            ..Default::default()
+        .map(|r| {
+            let (variant, due) = match plan {
+                Some(p) => {
+                    let (variant, due) = p.assign(&r.wxid);
+                    (Some(variant), due)
+                }
+                None => (None, None),
+            };
+            message_receivers::ActiveModel {
+                task_id: Set(run.task_id),
+                run_id: Set(run.id),
+                receiver_type: Set(r.receiver_type),
+                contact_id: Set(r.contact_id),
+                group_id: Set(r.group_id),
+                account_id: Set(Some(r.account_id)),
+                receiver_wxid: Set(r.wxid.chars().take(100).collect()),
+                receiver_name: Set(r.name.map(|n| n.chars().take(100).collect())),
+                message_uuid: Set(uuid::Uuid::new_v4()),
+                send_status: Set(if r.skip.is_some() {
+                    ReceiverStatus::Skipped
+                } else {
+                    ReceiverStatus::Pending
+                }),
+                skip_reason: Set(r.skip.map(str::to_owned)),
+                retry_count: Set(0),
+                remind_count: Set(0),
+                variables: Set(Some(r.variables)),
+                variant: Set(variant),
+                next_attempt_at: Set(due),
+                created_at: Set(now),
+                updated_at: Set(now),
+                ..Default::default()
+            }
         })
         .collect();
     let on_conflict = OnConflict::columns([
@@ -248,14 +263,6 @@ async fn insert(
     Ok(())
 }
 
-fn with_tag(tag: i64) -> sea_orm::sea_query::SelectStatement {
-    Query::select()
-        .column(entity::contact_tags::Column::ContactId)
-        .from(entity::contact_tags::Entity)
-        .and_where(entity::contact_tags::Column::TagId.eq(tag))
-        .to_owned()
-}
-
 /// Writes the filtered contacts as receivers, walking each sending account's contacts with its
 /// own keyset cursor. Receivers are claimed in id order, so the order written here is the order
 /// of sending. Normally the accounts take turns: every chunk then spans the accounts, whose rate
@@ -265,6 +272,7 @@ fn with_tag(tag: i64) -> sea_orm::sea_query::SelectStatement {
 async fn expand_by_account(
     ctx: &Context,
     run: &message_task_runs::Model,
+    plan: Option<&Plan>,
     task: &message_tasks::Model,
     query: sea_orm::Select<contacts::Entity>,
 ) -> ServiceResult<()> {
@@ -318,7 +326,13 @@ async fn expand_by_account(
             }
         }
         for part in round.chunks(BATCH as usize) {
-            insert(ctx, run, contact_receivers(ctx, task, part.to_vec()).await?).await?;
+            insert(
+                ctx,
+                run,
+                plan,
+                contact_receivers(ctx, task, part.to_vec()).await?,
+            )
+            .await?;
         }
     }
     Ok(())
@@ -331,49 +345,20 @@ pub(super) fn filtered_contacts(
     account: Option<i64>,
     reach: &Reach,
 ) -> sea_orm::Select<contacts::Entity> {
-    let mut query = contacts::Entity::find()
+    let query = contacts::Entity::find()
         .filter(contacts::Column::DeletedAt.is_null())
         .filter(reach.on_instances(contacts::Column::InstanceId));
-    if let Some(m) = crate::search::contains_any(
-        &[
-            contacts::Column::Nickname,
-            contacts::Column::Remark,
-            contacts::Column::Wxid,
-            contacts::Column::Phone,
-        ],
-        filter.q.as_deref(),
-    ) {
-        query = query.filter(m);
-    }
-    if !filter.tags_any.is_empty() {
-        let any = Query::select()
-            .column(entity::contact_tags::Column::ContactId)
-            .from(entity::contact_tags::Entity)
-            .and_where(entity::contact_tags::Column::TagId.is_in(filter.tags_any.clone()))
-            .to_owned();
-        query = query.filter(contacts::Column::Id.in_subquery(any));
-    }
-    for tag in &filter.tags_all {
-        query = query.filter(contacts::Column::Id.in_subquery(with_tag(*tag)));
-    }
-    if let Some(t) = filter.contact_type {
-        query = query.filter(contacts::Column::ContactType.eq(t));
-    }
-    let mut accounts = filter.account_ids.clone();
-    if let Some(a) = account {
-        accounts = if accounts.is_empty() || accounts.contains(&a) {
-            vec![a]
-        } else {
-            vec![-1]
-        };
-    }
-    if !accounts.is_empty() {
-        query = query.filter(contacts::Column::AccountId.is_in(accounts));
-    }
-    if !filter.instance_ids.is_empty() {
-        query = query.filter(contacts::Column::InstanceId.is_in(filter.instance_ids.clone()));
-    }
-    query
+    let Some(account) = account else {
+        return crate::contacts::matching::narrow(query, filter);
+    };
+    // The task's one sending account narrows the filter's own accounts (or contradicts them).
+    let mut filter = filter.clone();
+    filter.account_ids = if filter.account_ids.is_empty() || filter.account_ids.contains(&account) {
+        vec![account]
+    } else {
+        vec![-1]
+    };
+    crate::contacts::matching::narrow(query, &filter)
 }
 
 /// Writes the run's receivers, then counts them and moves the run to `running` in one
@@ -388,17 +373,29 @@ pub async fn expand(ctx: &Context, run: &message_task_runs::Model) -> ServiceRes
     // The audience is taken in with the creator's data scope as it stands now: contacts and
     // groups on instances out of their reach never become receivers.
     let reach = Reach::of_user(&ctx.db, task.created_by, ctx.clock.now_db()).await?;
+    let plan = Plan::of(&task, ctx.clock.now_db())?;
     for ids in audience.contact_ids.chunks(BATCH as usize) {
         let rows = contacts::Entity::find()
             .filter(contacts::Column::Id.is_in(ids.iter().copied()))
             .filter(reach.on_instances(contacts::Column::InstanceId))
             .all(&ctx.db)
             .await?;
-        insert(ctx, run, contact_receivers(ctx, &task, rows).await?).await?;
+        insert(
+            ctx,
+            run,
+            plan.as_ref(),
+            contact_receivers(ctx, &task, rows).await?,
+        )
+        .await?;
     }
-    if let Some(filter) = &audience.filter {
+    // A segment is read live, as it is when the run starts. One deleted under an active task
+    // (deletion refuses that) is an error, never an empty audience.
+    let filters = crate::segments::contact_filters(&ctx.db, &audience)
+        .await
+        .map_err(|e| ServiceError::Internal(anyhow::anyhow!("task {}: {e}", task.id)))?;
+    for filter in &filters {
         let query = filtered_contacts(filter, task.account_id, &reach);
-        expand_by_account(ctx, run, &task, query).await?;
+        expand_by_account(ctx, run, plan.as_ref(), &task, query).await?;
     }
     for ids in audience.group_ids.chunks(BATCH as usize) {
         let rows = chat_groups::Entity::find()
@@ -406,7 +403,13 @@ pub async fn expand(ctx: &Context, run: &message_task_runs::Model) -> ServiceRes
             .filter(reach.on_instances(chat_groups::Column::InstanceId))
             .all(&ctx.db)
             .await?;
-        insert(ctx, run, group_receivers(ctx, &task, rows).await?).await?;
+        insert(
+            ctx,
+            run,
+            plan.as_ref(),
+            group_receivers(ctx, &task, rows).await?,
+        )
+        .await?;
     }
     if let Some(g) = &audience.group_filter {
         let mut query = chat_groups::Entity::find()
@@ -419,7 +422,13 @@ pub async fn expand(ctx: &Context, run: &message_task_runs::Model) -> ServiceRes
             query = query.filter(chat_groups::Column::InstanceId.is_in(g.instance_ids.clone()));
         }
         let rows = query.all(&ctx.db).await?;
-        insert(ctx, run, group_receivers(ctx, &task, rows).await?).await?;
+        insert(
+            ctx,
+            run,
+            plan.as_ref(),
+            group_receivers(ctx, &task, rows).await?,
+        )
+        .await?;
     }
     start(ctx, run.id).await
 }

@@ -10,6 +10,8 @@ pub mod progress;
 pub mod report;
 pub mod schedule;
 pub mod spec;
+pub mod summary;
+pub mod variants;
 
 use crate::rbac::perm;
 use chrono::{DateTime, Utc};
@@ -100,6 +102,10 @@ pub struct TaskView {
     pub quiet_hours: Option<QuietHours>,
     pub frequency_cap: Option<FrequencyCap>,
     pub auto_pause: Option<AutoPause>,
+    pub variants: Option<Vec<variants::Variant>>,
+    pub variant_test: Option<variants::VariantTest>,
+    /// The variant the current run's test chose (or an operator picked) for the rest.
+    pub variant_winner: Option<String>,
     /// Sums over every run of the task.
     pub counts: Counts,
     /// Percent of the current run's receivers that are finished.
@@ -180,6 +186,9 @@ pub async fn view<C: ConnectionTrait>(
         quiet_hours: parse_json(m.quiet_hours, "quiet_hours"),
         frequency_cap: parse_json(m.frequency_cap, "frequency_cap"),
         auto_pause: parse_json(m.auto_pause, "auto_pause"),
+        variants: parse_json(m.variants, "variants"),
+        variant_test: parse_json(m.variant_test, "variant_test"),
+        variant_winner: run.as_ref().and_then(|r| r.variant_winner.clone()),
         counts: Counts::new(
             m.target_count,
             m.success_count,
@@ -237,6 +246,11 @@ pub struct TaskInput {
     pub quiet_hours: Option<QuietHours>,
     pub frequency_cap: Option<FrequencyCap>,
     pub auto_pause: Option<AutoPause>,
+    /// A/B variants (2–5), each with its own template or content and a share of the audience;
+    /// the task then gives no `template_id`, `content` or `variables` of its own.
+    pub variants: Option<Vec<variants::Variant>>,
+    /// Send the variants to a sample first, then the best by reply rate to the rest.
+    pub variant_test: Option<variants::VariantTest>,
 }
 
 fn range(v: &mut Violations, field: &str, value: Option<i32>, min: i32, max: i32) {
@@ -258,7 +272,7 @@ async fn check_input(
     match input.task_type {
         TaskType::Single
             if input.audience.explicit_count() != 1
-                || input.audience.filter.is_some()
+                || input.audience.has_contact_rule()
                 || input.audience.group_filter.is_some() =>
         {
             v.add(
@@ -267,7 +281,7 @@ async fn check_input(
             );
         }
         TaskType::Batch
-            if input.audience.filter.is_some() || input.audience.group_filter.is_some() =>
+            if input.audience.has_contact_rule() || input.audience.group_filter.is_some() =>
         {
             v.add(
                 "audience",
@@ -276,73 +290,30 @@ async fn check_input(
         }
         _ => {}
     }
-    let message_type = match input.template_id {
-        Some(id) => match templates::find_visible(&ctx.db, actor, id).await {
-            Ok(t) if t.status != TemplateStatus::Active => {
-                v.add("template_id", "the template is disabled");
-                t.message_type
-            }
-            Ok(t) => {
-                let spec: Vec<templates::VariableSpec> =
-                    match spec::stored(t.variables.as_ref(), "variables") {
-                        Ok(spec) => spec.unwrap_or_default(),
-                        Err(e) => {
-                            v.add("template_id", format!("the template is damaged: {e}"));
-                            Vec::new()
-                        }
-                    };
-                for s in &spec {
-                    match input.variables.get(&s.name) {
-                        Some(value) => {
-                            if let Err(why) = templates::check_value(s, value) {
-                                v.add(format!("variables.{}", s.name), why);
-                            }
-                        }
-                        None if s.required && s.default.is_none() => v.add(
-                            format!("variables.{}", s.name),
-                            "is required by the template",
-                        ),
-                        None => {}
-                    }
-                }
-                for name in input
-                    .variables
-                    .keys()
-                    .filter(|k| !spec.iter().any(|s| &s.name == *k))
-                {
-                    v.add(
-                        format!("variables.{name}"),
-                        "is not declared by the template",
-                    );
-                }
-                check_not_personal(input.channel, "template_id", &t.content, v);
-                t.message_type
-            }
-            Err(_) => {
-                v.add("template_id", "no such template");
-                MessageType::Text
-            }
-        },
+    let message_type = match &input.variants {
+        Some(variants) => check_variants(ctx, actor, input, variants, v).await?,
         None => {
-            let message_type = input.message_type.unwrap_or(MessageType::Text);
-            match input.content.as_deref() {
-                None | Some("") if message_type == MessageType::Text => {
-                    v.add("content", "is required without a template_id")
-                }
-                Some(c) if c.len() > 16_384 => v.add("content", "must be at most 16 KiB"),
-                Some(c) => {
-                    if let Err(e) = templates::render::variables_of(c) {
-                        v.add("content", format!("does not compile: {}", e.message));
-                    }
-                    check_not_personal(input.channel, "content", c, v);
-                }
-                None => {}
+            if input.variant_test.is_some() {
+                v.add("variant_test", "a test needs variants");
             }
-            message_type
+            let content = Content {
+                prefix: "",
+                template_id: input.template_id,
+                message_type: input.message_type,
+                content: input.content.as_deref(),
+                variables: &input.variables,
+            };
+            check_content(ctx, actor, input.channel, content, v).await?
         }
     };
-    if input.template_id.is_some() && (input.content.is_some() || input.message_type.is_some()) {
-        v.add("content", "give a template_id or inline content, not both");
+    if let Some(id) = input.audience.segment_id {
+        actor.require(perm::SegmentsRead)?;
+        if crate::segments::find(&ctx.db, id).await.is_err() {
+            v.add("audience.segment_id", "no such segment");
+        }
+    }
+    if let Some(f) = &input.audience.filter {
+        crate::segments::check_reply_task(ctx, actor, "audience.filter", f, v).await;
     }
     match (&input.cron, &input.scheduled_time) {
         (Some(cron), None) => {
@@ -394,6 +365,140 @@ async fn check_input(
         }
     }
     Ok(message_type)
+}
+
+/// One content of a task (its own, or one A/B variant's), with its fields under `prefix`.
+struct Content<'a> {
+    prefix: &'a str,
+    template_id: Option<i64>,
+    message_type: Option<MessageType>,
+    content: Option<&'a str>,
+    variables: &'a Map<String, Value>,
+}
+
+/// Checks a content against its template (or compiles the inline text); returns its message
+/// type.
+async fn check_content(
+    ctx: &Context,
+    actor: &Actor,
+    channel: Channel,
+    c: Content<'_>,
+    v: &mut Violations,
+) -> ServiceResult<MessageType> {
+    let field = |name: &str| format!("{}{name}", c.prefix);
+    let message_type = match c.template_id {
+        Some(id) => match templates::find_visible(&ctx.db, actor, id).await {
+            Ok(t) if t.status != TemplateStatus::Active => {
+                v.add(field("template_id"), "the template is disabled");
+                t.message_type
+            }
+            Ok(t) => {
+                let spec: Vec<templates::VariableSpec> =
+                    match spec::stored(t.variables.as_ref(), "variables") {
+                        Ok(spec) => spec.unwrap_or_default(),
+                        Err(e) => {
+                            v.add(
+                                field("template_id"),
+                                format!("the template is damaged: {e}"),
+                            );
+                            Vec::new()
+                        }
+                    };
+                for s in &spec {
+                    match c.variables.get(&s.name) {
+                        Some(value) => {
+                            if let Err(why) = templates::check_value(s, value) {
+                                v.add(field(&format!("variables.{}", s.name)), why);
+                            }
+                        }
+                        None if s.required && s.default.is_none() => v.add(
+                            field(&format!("variables.{}", s.name)),
+                            "is required by the template",
+                        ),
+                        None => {}
+                    }
+                }
+                for name in c
+                    .variables
+                    .keys()
+                    .filter(|k| !spec.iter().any(|s| &s.name == *k))
+                {
+                    v.add(
+                        field(&format!("variables.{name}")),
+                        "is not declared by the template",
+                    );
+                }
+                check_not_personal(channel, &field("template_id"), &t.content, v);
+                t.message_type
+            }
+            Err(_) => {
+                v.add(field("template_id"), "no such template");
+                MessageType::Text
+            }
+        },
+        None => {
+            let message_type = c.message_type.unwrap_or(MessageType::Text);
+            match c.content {
+                None | Some("") if message_type == MessageType::Text => {
+                    v.add(field("content"), "is required without a template_id")
+                }
+                Some(text) if text.len() > 16_384 => {
+                    v.add(field("content"), "must be at most 16 KiB")
+                }
+                Some(text) => {
+                    if let Err(e) = templates::render::variables_of(text) {
+                        v.add(field("content"), format!("does not compile: {}", e.message));
+                    }
+                    check_not_personal(channel, &field("content"), text, v);
+                }
+                None => {}
+            }
+            message_type
+        }
+    };
+    if c.template_id.is_some() && (c.content.is_some() || c.message_type.is_some()) {
+        v.add(
+            field("content"),
+            "give a template_id or inline content, not both",
+        );
+    }
+    Ok(message_type)
+}
+
+/// Checks a task's A/B variants, each content like a task's own; returns their message type.
+async fn check_variants(
+    ctx: &Context,
+    actor: &Actor,
+    input: &TaskInput,
+    list: &[variants::Variant],
+    v: &mut Violations,
+) -> ServiceResult<MessageType> {
+    if let Err(why) = variants::allowed(input.task_type, input.channel == Channel::CustomerMass) {
+        v.add("variants", why);
+    }
+    if input.template_id.is_some() || input.content.is_some() || !input.variables.is_empty() {
+        v.add(
+            "variants",
+            "the variants carry the content: give no template_id, content or variables besides",
+        );
+    }
+    variants::check(list, input.variant_test.as_ref(), v);
+    let mut types = Vec::with_capacity(list.len());
+    for (i, x) in list.iter().enumerate() {
+        let prefix = format!("variants[{i}].");
+        let content = Content {
+            prefix: &prefix,
+            template_id: x.template_id,
+            message_type: input.message_type.filter(|_| x.template_id.is_none()),
+            content: x.content.as_deref(),
+            variables: &x.variables,
+        };
+        types.push(check_content(ctx, actor, input.channel, content, v).await?);
+    }
+    if types.windows(2).any(|w| w[0] != w[1]) {
+        v.add("variants", "every variant must send the same message type");
+    }
+    Ok(types.first().copied().unwrap_or(MessageType::Text))
 }
 
 /// A customer mass message goes out once per member to many customers and is confirmed once, so
@@ -458,6 +563,15 @@ pub async fn create(ctx: &Context, actor: &Actor, input: TaskInput) -> ServiceRe
             template_id: Set(input.template_id),
             template_variables: Set(Some(Value::Object(input.variables.clone()))),
             audience: Set(serde_json::to_value(&input.audience).unwrap_or(Value::Null)),
+            segment_id: Set(input.audience.segment_id),
+            variants: Set(input
+                .variants
+                .as_ref()
+                .and_then(|v| serde_json::to_value(v).ok())),
+            variant_test: Set(input
+                .variant_test
+                .as_ref()
+                .and_then(|t| serde_json::to_value(t).ok())),
             cron_expression: Set(input.cron.clone()),
             timezone: Set(input
                 .cron

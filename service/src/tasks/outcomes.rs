@@ -11,7 +11,8 @@ use entity::{
     states::{ReceiverStatus, TaskType},
 };
 use sea_orm::{
-    ColumnTrait, EntityTrait, JoinType, QueryFilter, QueryOrder, QuerySelect, RelationTrait,
+    ColumnTrait, EntityTrait, JoinType, PaginatorTrait, QueryFilter, QueryOrder, QuerySelect,
+    RelationTrait,
     sea_query::{Expr, ExprTrait},
 };
 use serde::{Deserialize, Serialize};
@@ -28,9 +29,7 @@ pub async fn attribute_reply(
     opted_out: bool,
 ) -> ServiceResult<Option<i64>> {
     let window = TimeDelta::hours(ctx.settings.contacts.reply_window_hours);
-    let receiver: Option<i64> = message_receivers::Entity::find()
-        .select_only()
-        .column(message_receivers::Column::Id)
+    let receiver: Option<message_receivers::Model> = message_receivers::Entity::find()
         .join(
             JoinType::InnerJoin,
             message_receivers::Relation::MessageTasks.def(),
@@ -42,12 +41,12 @@ pub async fn attribute_reply(
         .filter(message_tasks::Column::TaskType.ne(TaskType::Single))
         .order_by_desc(message_receivers::Column::SendTime)
         .order_by_desc(message_receivers::Column::Id)
-        .into_tuple()
         .one(&ctx.db)
         .await?;
-    let Some(id) = receiver else {
+    let Some(receiver) = receiver else {
         return Ok(None);
     };
+    let id = receiver.id;
     let mut update = message_receivers::Entity::update_many().col_expr(
         message_receivers::Column::ReplyCount,
         Expr::col(message_receivers::Column::ReplyCount).add(1),
@@ -60,13 +59,56 @@ pub async fn attribute_reply(
         .exec(&ctx.db)
         .await?;
     // The first reply's time stays.
-    message_receivers::Entity::update_many()
+    let first = message_receivers::Entity::update_many()
         .col_expr(message_receivers::Column::RepliedAt, Expr::value(Some(at)))
         .filter(message_receivers::Column::Id.eq(id))
         .filter(message_receivers::Column::RepliedAt.is_null())
         .exec(&ctx.db)
-        .await?;
+        .await?
+        .rows_affected
+        == 1;
+    reply_metric(ctx, &receiver, first, opted_out).await;
     Ok(Some(id))
+}
+
+/// A reply as a metric point for the sinks (InfluxDB, VictoriaMetrics, the SQL store): replies,
+/// first replies (the receivers who replied) and opt-outs by task, template, account and
+/// variant, so dashboards chart outcomes over time without reading the receivers table.
+async fn reply_metric(
+    ctx: &Context,
+    receiver: &message_receivers::Model,
+    first: bool,
+    opted_out: bool,
+) {
+    let template = match super::find(&ctx.db, receiver.task_id).await {
+        Ok(task) => task.template_id.map(|t| t.to_string()).unwrap_or_default(),
+        Err(_) => String::new(),
+    };
+    ctx.telemetry.metric(
+        crate::telemetry::Point::new("broadcast_replies", ctx.clock.now())
+            .tag("task", receiver.task_id)
+            .tag("template", template)
+            .tag(
+                "account",
+                receiver
+                    .account_id
+                    .map(|a| a.to_string())
+                    .unwrap_or_default(),
+            )
+            .tag("variant", receiver.variant.clone().unwrap_or_default())
+            .int("replies", 1)
+            .int("first_replies", i64::from(first))
+            .int("opt_outs", i64::from(opted_out)),
+    );
+}
+
+/// `part / whole`, 0 when nothing was sent.
+pub fn rate(part: i64, whole: i64) -> f64 {
+    if whole > 0 {
+        part as f64 / whole as f64
+    } else {
+        0.0
+    }
 }
 
 /// A task's (or one run's) results.
@@ -91,6 +133,12 @@ pub struct TaskOutcomes {
     pub skipped_by_reason: BTreeMap<String, i64>,
     /// How long after the send receivers replied: 0–1 h, 1–6 h, 6–24 h, 24 h and more.
     pub first_reply_histogram: BTreeMap<String, i64>,
+    /// Per A/B variant (empty without variants).
+    pub variants: Vec<super::variants::VariantOutcome>,
+    /// The two best variants compared (absent with fewer than two).
+    pub significance: Option<super::variants::Significance>,
+    /// Receivers still held back for an A/B test's winner.
+    pub variant_held: i64,
 }
 
 #[derive(Debug, Clone, Default, Deserialize, utoipa::IntoParams)]
@@ -108,7 +156,8 @@ pub async fn outcomes(
     filter: OutcomeFilter,
 ) -> ServiceResult<TaskOutcomes> {
     actor.require(perm::TasksRead)?;
-    find_visible(&ctx.db, actor, task_id).await?;
+    let task = find_visible(&ctx.db, actor, task_id).await?;
+    let variants = super::variants::outcomes(&ctx.db, &task, filter.run_id).await?;
     let scoped = || {
         let mut q =
             message_receivers::Entity::find().filter(message_receivers::Column::TaskId.eq(task_id));
@@ -147,11 +196,7 @@ pub async fn outcomes(
     Ok(TaskOutcomes {
         sent,
         replied,
-        reply_rate: if sent > 0 {
-            replied as f64 / sent as f64
-        } else {
-            0.0
-        },
+        reply_rate: rate(replied, sent),
         replies,
         first_reply_p50_seconds: percentile(&waits, 50),
         first_reply_p90_seconds: percentile(&waits, 90),
@@ -169,6 +214,17 @@ pub async fn outcomes(
         )
         .await?,
         first_reply_histogram: histogram(&waits),
+        variant_held: if variants.is_empty() {
+            0
+        } else {
+            scoped()
+                .filter(message_receivers::Column::Variant.eq(super::variants::HOLD))
+                .filter(message_receivers::Column::SendStatus.eq(ReceiverStatus::Pending))
+                .count(&ctx.db)
+                .await? as i64
+        },
+        significance: super::variants::significance(&variants),
+        variants,
     })
 }
 

@@ -97,6 +97,8 @@ pub struct ReceiverView {
     pub reply_count: i32,
     /// The receiver opted out (退订) in a reply to this send.
     pub opted_out_at: Option<DateTime<Utc>>,
+    /// The A/B variant (`A`…`E`); `?` while held for the test's winner.
+    pub variant: Option<String>,
 }
 
 impl From<message_receivers::Model> for ReceiverView {
@@ -122,6 +124,7 @@ impl From<message_receivers::Model> for ReceiverView {
             replied_at: r.replied_at.map(to_utc),
             reply_count: r.reply_count,
             opted_out_at: r.opted_out_at.map(to_utc),
+            variant: r.variant,
         }
     }
 }
@@ -136,6 +139,9 @@ pub struct ReceiverFilter {
     pub error_code: Option<String>,
     /// Substring of the receiver's wxid or name.
     pub q: Option<String>,
+    /// Only receivers of this A/B variant (`A`…`E`, or `?` for those held for a test's winner).
+    #[param(pattern = r"^[A-E?]$")]
+    pub variant: Option<String>,
 }
 
 fn filtered(
@@ -146,6 +152,15 @@ fn filtered(
         message_receivers::Entity::find().filter(message_receivers::Column::TaskId.eq(task_id));
     if let Some(run) = filter.run_id {
         query = query.filter(message_receivers::Column::RunId.eq(run));
+    }
+    if let Some(v) = &filter.variant {
+        if !(v == super::variants::HOLD || super::variants::KEYS.contains(&v.as_str())) {
+            return Err(crate::ServiceError::invalid(
+                "variant",
+                "must be A to E, or ?",
+            ));
+        }
+        query = query.filter(message_receivers::Column::Variant.eq(v.clone()));
     }
     if let Some(s) = filter.status {
         query = query.filter(message_receivers::Column::SendStatus.eq(s));
@@ -203,6 +218,7 @@ const HEADER: &[&str] = &[
     "replied_at",
     "replies",
     "opted_out_at",
+    "variant",
 ];
 
 /// The report as CSV, streamed in keyset batches (validated before the first byte).
@@ -270,6 +286,7 @@ pub async fn report_csv(
                             r.opted_out_at
                                 .map(|t| to_utc(t).to_rfc3339())
                                 .unwrap_or_default(),
+                            r.variant.unwrap_or_default(),
                         ]));
                     }
                     Some((Ok(out), (ctx, filter, last, true, finished)))

@@ -65,6 +65,8 @@ pub struct Audience {
     #[serde(default)]
     pub group_ids: Vec<i64>,
     pub filter: Option<AudienceFilter>,
+    /// Every contact a saved segment selects when the run starts (the segment is read live).
+    pub segment_id: Option<i64>,
     pub group_filter: Option<GroupAudience>,
 }
 
@@ -82,6 +84,61 @@ pub struct AudienceFilter {
     pub account_ids: Vec<i64>,
     #[serde(default)]
     pub instance_ids: Vec<i64>,
+    /// Contacts still in at least one of these groups (matched by their WeChat id).
+    #[serde(default)]
+    pub group_ids: Vec<i64>,
+    /// `true`: only contacts who opted out (broadcasts still skip them, with the reason);
+    /// `false`: only the others.
+    pub unsubscribed: Option<bool>,
+    /// Contacts a task reached and who replied to it (or, with `replied: false`, did not).
+    pub replied: Option<ReplyCondition>,
+    /// Last chat with the contact at or after this time.
+    pub last_chat_after: Option<DateTime<Utc>>,
+    /// Last chat with the contact before this time (contacts never chatted with match too).
+    pub last_chat_before: Option<DateTime<Utc>>,
+}
+
+/// Receivers of task `task_id` whom it reached (`sent`), and who replied to it within the
+/// attribution window — or, with `replied: false`, who did not.
+#[derive(Debug, Clone, Copy, Serialize, Deserialize, PartialEq, Eq, utoipa::ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct ReplyCondition {
+    pub task_id: i64,
+    pub replied: bool,
+}
+
+/// Most ids one list of a filter may name.
+pub const MAX_FILTER_IDS: usize = 50;
+
+impl AudienceFilter {
+    /// The checks that need no database, with fields under `prefix` (`audience.filter`, `filter`).
+    pub fn check(&self, prefix: &str, v: &mut Violations) {
+        for (name, ids) in [
+            ("tags_any", &self.tags_any),
+            ("tags_all", &self.tags_all),
+            ("account_ids", &self.account_ids),
+            ("instance_ids", &self.instance_ids),
+            ("group_ids", &self.group_ids),
+        ] {
+            if ids.len() > MAX_FILTER_IDS {
+                v.add(
+                    format!("{prefix}.{name}"),
+                    format!("at most {MAX_FILTER_IDS} ids"),
+                );
+            }
+        }
+        if self.q.as_ref().is_some_and(|q| q.chars().count() > 100) {
+            v.add(format!("{prefix}.q"), "must be at most 100 characters");
+        }
+        if let (Some(after), Some(before)) = (self.last_chat_after, self.last_chat_before)
+            && after >= before
+        {
+            v.add(
+                format!("{prefix}.last_chat_before"),
+                "must be later than last_chat_after",
+            );
+        }
+    }
 }
 
 #[derive(Debug, Clone, Default, Serialize, Deserialize, utoipa::ToSchema)]
@@ -100,11 +157,12 @@ impl Audience {
         if self.contact_ids.is_empty()
             && self.group_ids.is_empty()
             && self.filter.is_none()
+            && self.segment_id.is_none()
             && self.group_filter.is_none()
         {
             v.add(
                 "audience",
-                "name contacts, groups, a contact filter or a group filter",
+                "name contacts, groups, a contact filter, a segment or a group filter",
             );
         }
         if self.contact_ids.len() > MAX_EXPLICIT {
@@ -116,10 +174,8 @@ impl Audience {
         if self.group_ids.len() > MAX_EXPLICIT {
             v.add("audience.group_ids", format!("at most {MAX_EXPLICIT}"));
         }
-        if let Some(f) = &self.filter
-            && (f.tags_any.len() > 50 || f.tags_all.len() > 50)
-        {
-            v.add("audience.filter", "at most 50 tags per list");
+        if let Some(f) = &self.filter {
+            f.check("audience.filter", v);
         }
         if let Some(g) = &self.group_filter
             && g.account_ids.is_empty()
@@ -127,6 +183,11 @@ impl Audience {
         {
             v.add("audience.group_filter", "name account_ids or instance_ids");
         }
+    }
+
+    /// Whether contacts are chosen by a rule (a filter or a segment) rather than listed.
+    pub fn has_contact_rule(&self) -> bool {
+        self.filter.is_some() || self.segment_id.is_some()
     }
 
     /// How many receivers the explicit lists name (filters unknown until a run starts).

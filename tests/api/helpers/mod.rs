@@ -390,6 +390,14 @@ impl TestApp {
             .unwrap()
     }
 
+    /// DELETE `path`; the response as it came.
+    pub async fn delete(&self, path: &str, token: &str) -> Response {
+        self.request(Method::DELETE, path, Some(token))
+            .send()
+            .await
+            .unwrap()
+    }
+
     pub async fn post(&self, path: &str, token: &str, body: Value) -> Response {
         self.send_json(Method::POST, path, token, body).await
     }

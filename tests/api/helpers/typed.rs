@@ -46,6 +46,24 @@ impl TestApp {
         answer(self.get(path, token).await, StatusCode::OK).await
     }
 
+    /// Every item of a keyset-paged list: `path` (with its query) is read page after page, 200
+    /// at a time.
+    pub async fn all_pages<T: DeserializeOwned>(&self, path: &str, token: &str) -> Vec<T> {
+        let joiner = if path.contains('?') { '&' } else { '?' };
+        let mut out = Vec::new();
+        let mut cursor = String::new();
+        loop {
+            let page: service::pagination::Page<T> = self
+                .get_as(&format!("{path}{joiner}limit=200{cursor}"), token)
+                .await;
+            out.extend(page.items);
+            match page.next_cursor {
+                Some(next) => cursor = format!("&cursor={next}"),
+                None => return out,
+            }
+        }
+    }
+
     /// POST `body` to `path`, expecting a 2xx and a `T`.
     pub async fn post_as<T: DeserializeOwned>(&self, path: &str, token: &str, body: Value) -> T {
         success(self.post(path, token, body).await).await

@@ -756,6 +756,22 @@ export interface paths {
         patch?: never;
         trace?: never;
     };
+    "/api/v1/outcomes": {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        get: operations["outcome_summary"];
+        put?: never;
+        post?: never;
+        delete?: never;
+        options?: never;
+        head?: never;
+        patch?: never;
+        trace?: never;
+    };
     "/api/v1/permissions": {
         parameters: {
             query?: never;
@@ -813,6 +829,70 @@ export interface paths {
         };
         get?: never;
         put: operations["set_permissions"];
+        post?: never;
+        delete?: never;
+        options?: never;
+        head?: never;
+        patch?: never;
+        trace?: never;
+    };
+    "/api/v1/segments": {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        get: operations["list_segments"];
+        put?: never;
+        post: operations["create_segment"];
+        delete?: never;
+        options?: never;
+        head?: never;
+        patch?: never;
+        trace?: never;
+    };
+    "/api/v1/segments/count": {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        get?: never;
+        put?: never;
+        post: operations["count_segment_draft"];
+        delete?: never;
+        options?: never;
+        head?: never;
+        patch?: never;
+        trace?: never;
+    };
+    "/api/v1/segments/{id}": {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        get: operations["get_segment"];
+        put?: never;
+        post?: never;
+        delete: operations["delete_segment"];
+        options?: never;
+        head?: never;
+        patch: operations["update_segment"];
+        trace?: never;
+    };
+    "/api/v1/segments/{id}/count": {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        get: operations["count_segment"];
+        put?: never;
         post?: never;
         delete?: never;
         options?: never;
@@ -1054,6 +1134,22 @@ export interface paths {
         get: operations["list_runs"];
         put?: never;
         post?: never;
+        delete?: never;
+        options?: never;
+        head?: never;
+        patch?: never;
+        trace?: never;
+    };
+    "/api/v1/tasks/{id}/variants/winner": {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        get?: never;
+        put?: never;
+        post: operations["pick_variant_winner"];
         delete?: never;
         options?: never;
         head?: never;
@@ -1460,6 +1556,11 @@ export interface components {
             filter?: components["schemas"]["AudienceFilter"] | null;
             group_filter?: components["schemas"]["GroupAudience"] | null;
             group_ids?: number[];
+            /**
+             * Format: int64
+             * @description Every contact a saved segment selects when the run starts (the segment is read live).
+             */
+            segment_id?: number | null;
         };
         /** @description The audience as it stands now; a run takes its own snapshot when it starts. */
         AudienceEstimate: {
@@ -1496,11 +1597,29 @@ export interface components {
         AudienceFilter: {
             account_ids?: number[];
             contact_type?: components["schemas"]["ContactType"] | null;
+            /** @description Contacts still in at least one of these groups (matched by their WeChat id). */
+            group_ids?: number[];
             instance_ids?: number[];
+            /**
+             * Format: date-time
+             * @description Last chat with the contact at or after this time.
+             */
+            last_chat_after?: string | null;
+            /**
+             * Format: date-time
+             * @description Last chat with the contact before this time (contacts never chatted with match too).
+             */
+            last_chat_before?: string | null;
             /** @description Substring of nickname, remark, wxid or phone. */
             q?: string | null;
+            replied?: components["schemas"]["ReplyCondition"] | null;
             tags_all?: number[];
             tags_any?: number[];
+            /**
+             * @description `true`: only contacts who opted out (broadcasts still skip them, with the reason);
+             *     `false`: only the others.
+             */
+            unsubscribed?: boolean | null;
         };
         AuditLogOut: {
             /** Format: uuid */
@@ -2149,6 +2268,16 @@ export interface components {
             /** @description Why (e.g. "asked by phone"); kept with the opt-out, at most 500 characters. */
             reason?: string | null;
         };
+        OutcomeSummary: {
+            /** Format: date-time */
+            from: string;
+            group_by: components["schemas"]["SummaryGroup"];
+            /** @description By day, then by key. */
+            rows: components["schemas"]["SummaryRow"][];
+            timezone: string;
+            /** Format: date-time */
+            to: string;
+        };
         Overview: {
             /** @description Accounts by status. */
             accounts: {
@@ -2580,6 +2709,8 @@ export interface components {
                 /** Format: date-time */
                 send_time?: string | null;
                 skip_reason?: string | null;
+                /** @description The A/B variant (`A`…`E`); `?` while held for the test's winner. */
+                variant?: string | null;
             }[];
             next_cursor?: string | null;
         };
@@ -2663,6 +2794,26 @@ export interface components {
                 started_at?: string | null;
                 /** @description expanding, running, awaiting_confirmation, completed, cancelled, failed. */
                 status: components["schemas"]["RunStatus"];
+            }[];
+            next_cursor?: string | null;
+        };
+        /**
+         * @description One page of a list, newest first. Pass `next_cursor` back as `cursor` for the next page;
+         *     it is `null` on the last page.
+         */
+        Page_SegmentView: {
+            items: {
+                /** Format: date-time */
+                created_at: string;
+                /** Format: int64 */
+                created_by: number;
+                description?: string | null;
+                filter: components["schemas"]["AudienceFilter"];
+                /** Format: int64 */
+                id: number;
+                name: string;
+                /** Format: date-time */
+                updated_at: string;
             }[];
             next_cursor?: string | null;
         };
@@ -2798,6 +2949,10 @@ export interface components {
                 /** Format: uuid */
                 uuid: string;
                 variables?: Record<string, unknown> | null;
+                variant_test?: components["schemas"]["VariantTest"] | null;
+                /** @description The variant the current run's test chose (or an operator picked) for the rest. */
+                variant_winner?: string | null;
+                variants?: components["schemas"]["Variant"][] | null;
             }[];
             next_cursor?: string | null;
         };
@@ -2884,7 +3039,7 @@ export interface components {
             reason?: string | null;
         };
         /** @enum {string} */
-        PermissionName: "profile:self" | "users:read" | "users:create" | "users:update" | "users:delete" | "roles:read" | "roles:create" | "roles:update" | "roles:delete" | "permissions:read" | "audit_logs:read" | "login_logs:read" | "logs:read" | "monitoring:read" | "alert_rules:read" | "alert_rules:create" | "alert_rules:update" | "alert_rules:delete" | "alerts:read" | "alerts:ack" | "instances:read" | "instances:create" | "instances:update" | "instances:delete" | "instances:control" | "accounts:read" | "accounts:update" | "accounts:control" | "contacts:read" | "contacts:create" | "contacts:update" | "contacts:delete" | "contacts:import" | "contacts:export" | "groups:read" | "groups:update" | "tags:read" | "tags:create" | "tags:update" | "tags:delete" | "templates:read" | "templates:create" | "templates:update" | "templates:delete" | "messages:read" | "messages:send" | "tasks:read" | "tasks:create" | "tasks:update" | "tasks:delete" | "tasks:control" | "tasks:export";
+        PermissionName: "profile:self" | "users:read" | "users:create" | "users:update" | "users:delete" | "roles:read" | "roles:create" | "roles:update" | "roles:delete" | "permissions:read" | "audit_logs:read" | "login_logs:read" | "logs:read" | "monitoring:read" | "alert_rules:read" | "alert_rules:create" | "alert_rules:update" | "alert_rules:delete" | "alerts:read" | "alerts:ack" | "instances:read" | "instances:create" | "instances:update" | "instances:delete" | "instances:control" | "accounts:read" | "accounts:update" | "accounts:control" | "contacts:read" | "contacts:create" | "contacts:update" | "contacts:delete" | "contacts:import" | "contacts:export" | "groups:read" | "groups:update" | "tags:read" | "tags:create" | "tags:update" | "tags:delete" | "segments:read" | "segments:create" | "segments:update" | "segments:delete" | "templates:read" | "templates:create" | "templates:update" | "templates:delete" | "messages:read" | "messages:send" | "tasks:read" | "tasks:create" | "tasks:update" | "tasks:delete" | "tasks:control" | "tasks:export";
         PermissionView: {
             action: string;
             display_name: string;
@@ -2988,6 +3143,8 @@ export interface components {
             /** Format: date-time */
             send_time?: string | null;
             skip_reason?: string | null;
+            /** @description The A/B variant (`A`…`E`); `?` while held for the test's winner. */
+            variant?: string | null;
         };
         RefreshIn: {
             refresh_token: string;
@@ -3003,6 +3160,15 @@ export interface components {
             limited: number;
             /** @description Mass messages whose members were reminded. */
             reminded: number;
+        };
+        /**
+         * @description Receivers of task `task_id` whom it reached (`sent`), and who replied to it within the
+         *     attribution window — or, with `replied: false`, who did not.
+         */
+        ReplyCondition: {
+            replied: boolean;
+            /** Format: int64 */
+            task_id: number;
         };
         RoleGrant: {
             /**
@@ -3144,6 +3310,39 @@ export interface components {
             /** @description expanding, running, awaiting_confirmation, completed, cancelled, failed. */
             status: components["schemas"]["RunStatus"];
         };
+        /** @description How many live contacts in the caller's reach a filter selects now. */
+        SegmentCount: {
+            /** Format: int64 */
+            contacts: number;
+            /**
+             * Format: int64
+             * @description Of those, the ones who opted out: broadcasts skip them with the reason `unsubscribed`.
+             */
+            unsubscribed: number;
+        };
+        SegmentInput: {
+            description?: string | null;
+            filter: components["schemas"]["AudienceFilter"];
+            name: string;
+        };
+        SegmentPatch: {
+            description?: string | null;
+            filter?: components["schemas"]["AudienceFilter"] | null;
+            name?: string | null;
+        };
+        SegmentView: {
+            /** Format: date-time */
+            created_at: string;
+            /** Format: int64 */
+            created_by: number;
+            description?: string | null;
+            filter: components["schemas"]["AudienceFilter"];
+            /** Format: int64 */
+            id: number;
+            name: string;
+            /** Format: date-time */
+            updated_at: string;
+        };
         Series: {
             /** Format: int64 */
             account_id?: number | null;
@@ -3214,6 +3413,52 @@ export interface components {
         SetRolesIn: {
             /** @description The complete set of grants; roles not listed are removed. */
             roles: components["schemas"]["RoleGrant"][];
+        };
+        /**
+         * @description Whether the leading variant's reply rate differs from the runner-up's by more than chance
+         *     (a two-sided two-proportion z-test).
+         */
+        Significance: {
+            leader: string;
+            /** @description In words, for the console. */
+            note: string;
+            /** Format: double */
+            p_value: number;
+            runner_up: string;
+            /** @description `p < 0.05` with at least [`MIN_SENT_TO_COMPARE`] sends on each side. */
+            significant: boolean;
+            /** Format: double */
+            z: number;
+        };
+        /** @enum {string} */
+        SummaryGroup: "template" | "account";
+        /** @description One template's (or account's) results on one day. */
+        SummaryRow: {
+            /**
+             * Format: date
+             * @description `YYYY-MM-DD` in the requested time zone.
+             */
+            day: string;
+            /**
+             * Format: int64
+             * @description The template or account id; `null` for inline text.
+             */
+            key?: number | null;
+            /** @description Its name (the template's, or the account's nickname or wxid). */
+            label: string;
+            /** Format: int64 */
+            opt_outs: number;
+            /** Format: int64 */
+            replied: number;
+            /** Format: double */
+            reply_rate: number;
+            /**
+             * Format: int64
+             * @description Runs that started that day and sent through it.
+             */
+            runs: number;
+            /** Format: int64 */
+            sent: number;
         };
         SyncRunView: {
             /** Format: int32 */
@@ -3334,6 +3579,12 @@ export interface components {
             timezone?: string | null;
             /** @description Values of the template's declared variables. */
             variables?: Record<string, unknown>;
+            variant_test?: components["schemas"]["VariantTest"] | null;
+            /**
+             * @description A/B variants (2–5), each with its own template or content and a share of the audience;
+             *     the task then gives no `template_id`, `content` or `variables` of its own.
+             */
+            variants?: components["schemas"]["Variant"][] | null;
         };
         /** @description A task's (or one run's) results. */
         TaskOutcomes: {
@@ -3377,10 +3628,18 @@ export interface components {
              * @description Receivers the messages reached.
              */
             sent: number;
+            significance?: components["schemas"]["Significance"] | null;
             /** @description Skipped receivers by reason (`unsubscribed`, `blocked`, `frequency_cap`, …). */
             skipped_by_reason: {
                 [key: string]: number;
             };
+            /**
+             * Format: int64
+             * @description Receivers still held back for an A/B test's winner.
+             */
+            variant_held: number;
+            /** @description Per A/B variant (empty without variants). */
+            variants: components["schemas"]["VariantOutcome"][];
         };
         /**
          * @description Where a message task stands.
@@ -3460,6 +3719,10 @@ export interface components {
             /** Format: uuid */
             uuid: string;
             variables?: Record<string, unknown> | null;
+            variant_test?: components["schemas"]["VariantTest"] | null;
+            /** @description The variant the current run's test chose (or an operator picked) for the rest. */
+            variant_winner?: string | null;
+            variants?: components["schemas"]["Variant"][] | null;
         };
         TemplateInput: {
             category?: string | null;
@@ -3617,6 +3880,66 @@ export interface components {
          * @enum {string}
          */
         VariableType: "string" | "number" | "boolean" | "date";
+        /** @description One content of an A/B broadcast: a template (with its variables) or inline content. */
+        Variant: {
+            content?: string | null;
+            /** @description What the console calls it (e.g. 短文案); the key (`A`…`E`) follows the order given. */
+            name?: string | null;
+            /** Format: int64 */
+            template_id?: number | null;
+            /** @description Values of the template's declared variables. */
+            variables?: Record<string, unknown>;
+            /**
+             * Format: int32
+             * @description Percent of the audience (or of the test sample) that gets it; the weights add up to 100.
+             */
+            weight: number;
+        };
+        /** @description One variant's results in a task's (or run's) outcomes. */
+        VariantOutcome: {
+            /** @description `A`…`E`. */
+            key: string;
+            name?: string | null;
+            /** Format: int64 */
+            opt_outs: number;
+            /** Format: int64 */
+            replied: number;
+            /** Format: double */
+            reply_rate: number;
+            /**
+             * Format: int64
+             * @description Receivers the variant reached.
+             */
+            sent: number;
+            /** Format: int32 */
+            weight: number;
+            /** @description The variant a test chose (or an operator picked) for the rest of the run. */
+            winner: boolean;
+        };
+        /** @description Send the variants to a sample first, then the winner by reply rate to everyone else. */
+        VariantTest: {
+            /**
+             * Format: int32
+             * @description Minutes after the run starts before the winner is chosen (10 minutes to 7 days); the
+             *     choice also waits until every sample receiver is settled.
+             */
+            decide_after_minutes: number;
+            /**
+             * Format: int32
+             * @description Percent of the audience in the test sample (5–50).
+             */
+            sample_percent: number;
+        };
+        /** @description An operator's choice of an A/B test's winner. */
+        WinnerChoice: {
+            /**
+             * Format: int64
+             * @description The run whose test it decides (default: the current run).
+             */
+            run_id?: number | null;
+            /** @description `A`…`E`. */
+            variant: string;
+        };
     };
     responses: never;
     parameters: never;
@@ -5901,6 +6224,8 @@ export interface operations {
                 unsubscribed?: boolean;
                 /** @description RFC 3339. */
                 updated_since?: string;
+                /** @description Only contacts a saved segment selects (needs `segments:read`). */
+                segment_id?: number;
                 limit?: number;
                 cursor?: string;
             };
@@ -6080,6 +6405,8 @@ export interface operations {
                 unsubscribed?: boolean;
                 /** @description Only contacts written (by sync or by a user) at or after this time (RFC 3339). */
                 updated_since?: string;
+                /** @description Only contacts a saved segment selects (needs `segments:read`). */
+                segment_id?: number;
             };
             header?: never;
             path?: never;
@@ -8586,6 +8913,78 @@ export interface operations {
             };
         };
     };
+    outcome_summary: {
+        parameters: {
+            query: {
+                group_by: components["schemas"]["SummaryGroup"];
+                /** @description RFC 3339; default 30 days before `to`. */
+                from?: string;
+                /** @description RFC 3339, exclusive; default now. */
+                to?: string;
+                /** @description IANA time zone the days are counted in (default UTC). */
+                timezone?: string;
+            };
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        requestBody?: never;
+        responses: {
+            /** @description Broadcast outcomes per template or per sending account and per day (in `timezone`): runs, reached, replied, reply rate, opt-outs */
+            200: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["OutcomeSummary"];
+                };
+            };
+            /** @description A path parameter does not parse */
+            400: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description No session: the bearer token is missing, invalid, expired or revoked */
+            401: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description The session lacks the permission named in this operation's security */
+            403: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            422: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description The database or another dependency is unreachable; `Retry-After` says when to retry */
+            503: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+        };
+    };
     list_permissions: {
         parameters: {
             query?: never;
@@ -9135,6 +9534,586 @@ export interface operations {
                     "application/problem+json": components["schemas"]["Problem"];
                 };
             };
+            422: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description The database or another dependency is unreachable; `Retry-After` says when to retry */
+            503: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+        };
+    };
+    list_segments: {
+        parameters: {
+            query?: {
+                /** @description Substring of the name or description. */
+                q?: string;
+                limit?: number;
+                cursor?: string;
+            };
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        requestBody?: never;
+        responses: {
+            200: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["Page_SegmentView"];
+                };
+            };
+            /** @description A path parameter does not parse */
+            400: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description No session: the bearer token is missing, invalid, expired or revoked */
+            401: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description The session lacks the permission named in this operation's security */
+            403: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            422: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description The database or another dependency is unreachable; `Retry-After` says when to retry */
+            503: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+        };
+    };
+    create_segment: {
+        parameters: {
+            query?: never;
+            header?: {
+                /** @description Repeat the POST safely: the same key and body return the first answer (`Idempotent-Replayed: true`); 1 to 255 printable ASCII characters */
+                "Idempotency-Key"?: string;
+            };
+            path?: never;
+            cookie?: never;
+        };
+        requestBody: {
+            content: {
+                "application/json": components["schemas"]["SegmentInput"];
+            };
+        };
+        responses: {
+            201: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["SegmentView"];
+                };
+            };
+            /** @description The body is not JSON, or a path parameter does not parse */
+            400: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description No session: the bearer token is missing, invalid, expired or revoked */
+            401: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description The session lacks the permission named in this operation's security */
+            403: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description A conflict: the record exists, or the `Idempotency-Key` was used with another body or its first request is still running */
+            409: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description The body is larger than `server.max_body_bytes` */
+            413: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description The body is not sent with the content type the operation takes */
+            415: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            422: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description The database or another dependency is unreachable; `Retry-After` says when to retry */
+            503: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+        };
+    };
+    count_segment_draft: {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        requestBody: {
+            content: {
+                "application/json": components["schemas"]["AudienceFilter"];
+            };
+        };
+        responses: {
+            /** @description How many live contacts in your reach the filter selects now (the segment editor's live count) */
+            200: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["SegmentCount"];
+                };
+            };
+            /** @description The body is not JSON, or a path parameter does not parse */
+            400: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description No session: the bearer token is missing, invalid, expired or revoked */
+            401: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description The session lacks the permission named in this operation's security */
+            403: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description The body is larger than `server.max_body_bytes` */
+            413: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description The body is not sent with the content type the operation takes */
+            415: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            422: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description The database or another dependency is unreachable; `Retry-After` says when to retry */
+            503: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+        };
+    };
+    get_segment: {
+        parameters: {
+            query?: never;
+            header?: never;
+            path: {
+                id: number;
+            };
+            cookie?: never;
+        };
+        requestBody?: never;
+        responses: {
+            200: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["SegmentView"];
+                };
+            };
+            400: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description No session: the bearer token is missing, invalid, expired or revoked */
+            401: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description The session lacks the permission named in this operation's security */
+            403: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            404: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description Invalid parameters, each named in `errors` */
+            422: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description The database or another dependency is unreachable; `Retry-After` says when to retry */
+            503: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+        };
+    };
+    delete_segment: {
+        parameters: {
+            query?: never;
+            header?: never;
+            path: {
+                id: number;
+            };
+            cookie?: never;
+        };
+        requestBody?: never;
+        responses: {
+            204: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content?: never;
+            };
+            400: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description No session: the bearer token is missing, invalid, expired or revoked */
+            401: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description The session lacks the permission named in this operation's security */
+            403: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            404: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description Tasks that may still run use the segment */
+            409: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description Invalid parameters, each named in `errors` */
+            422: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description The database or another dependency is unreachable; `Retry-After` says when to retry */
+            503: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+        };
+    };
+    update_segment: {
+        parameters: {
+            query?: never;
+            header?: never;
+            path: {
+                id: number;
+            };
+            cookie?: never;
+        };
+        requestBody: {
+            content: {
+                "application/json": components["schemas"]["SegmentPatch"];
+            };
+        };
+        responses: {
+            200: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["SegmentView"];
+                };
+            };
+            400: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description No session: the bearer token is missing, invalid, expired or revoked */
+            401: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description The session lacks the permission named in this operation's security */
+            403: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            404: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            409: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description The body is larger than `server.max_body_bytes` */
+            413: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description The body is not sent with the content type the operation takes */
+            415: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            422: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description The database or another dependency is unreachable; `Retry-After` says when to retry */
+            503: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+        };
+    };
+    count_segment: {
+        parameters: {
+            query?: never;
+            header?: never;
+            path: {
+                id: number;
+            };
+            cookie?: never;
+        };
+        requestBody?: never;
+        responses: {
+            /** @description How many live contacts in your reach the segment selects now */
+            200: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["SegmentCount"];
+                };
+            };
+            400: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description No session: the bearer token is missing, invalid, expired or revoked */
+            401: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description The session lacks the permission named in this operation's security */
+            403: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            404: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description Invalid parameters, each named in `errors` */
             422: {
                 headers: {
                     [name: string]: unknown;
@@ -10259,6 +11238,8 @@ export interface operations {
                 status?: components["schemas"]["ReceiverStatus"];
                 error_code?: string;
                 q?: string;
+                /** @description Only receivers of this A/B variant (`A`…`E`, or `?` for those held for a test's winner). */
+                variant?: string;
                 limit?: number;
                 cursor?: string;
             };
@@ -10422,6 +11403,8 @@ export interface operations {
                 error_code?: string;
                 /** @description Substring of the receiver's wxid or name. */
                 q?: string;
+                /** @description Only receivers of this A/B variant (`A`…`E`, or `?` for those held for a test's winner). */
+                variant?: string;
             };
             header?: never;
             path: {
@@ -10707,6 +11690,109 @@ export interface operations {
                 };
             };
             404: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            422: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description The database or another dependency is unreachable; `Retry-After` says when to retry */
+            503: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+        };
+    };
+    pick_variant_winner: {
+        parameters: {
+            query?: never;
+            header?: never;
+            path: {
+                id: number;
+            };
+            cookie?: never;
+        };
+        requestBody: {
+            content: {
+                "application/json": components["schemas"]["WinnerChoice"];
+            };
+        };
+        responses: {
+            /** @description The run's winner is recorded and its held receivers get it now */
+            200: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["TaskView"];
+                };
+            };
+            400: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description No session: the bearer token is missing, invalid, expired or revoked */
+            401: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description The session lacks the permission named in this operation's security */
+            403: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            404: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            409: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description The body is larger than `server.max_body_bytes` */
+            413: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description The body is not sent with the content type the operation takes */
+            415: {
                 headers: {
                     [name: string]: unknown;
                 };

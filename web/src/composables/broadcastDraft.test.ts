@@ -1,6 +1,6 @@
 import { describe, expect, it } from 'vitest'
 
-import { channelFor, emptyDraft, estimateOf, stepOfField, taskInputOf } from './broadcastDraft'
+import { channelFor, emptyDraft, estimateOf, evenWeights, stepOfField, taskInputOf } from './broadcastDraft'
 
 describe('taskInputOf', () => {
   it('sends inline text now to a filtered audience', () => {
@@ -70,5 +70,40 @@ describe('channelFor', () => {
     expect(channelFor(['wecom', 'agent'])).toBe('direct')
     expect(channelFor(['agent'])).toBe('direct')
     expect(channelFor([])).toBe('direct')
+  })
+})
+
+describe('segments and A/B versions', () => {
+  it('sends to a saved segment instead of the conditions', () => {
+    const draft = { ...emptyDraft('UTC'), audienceMode: 'segment' as const, segmentId: 9, instanceIds: [1] }
+    expect(taskInputOf(draft).audience).toEqual({ segment_id: 9 })
+    expect(estimateOf(draft).audience).toEqual({ segment_id: 9 })
+  })
+
+  it('sends versions with their shares and the test instead of one text', () => {
+    const draft = emptyDraft('UTC')
+    draft.name = 'AB'
+    draft.content = 'ignored'
+    draft.variants.enabled = true
+    draft.variants.items = [
+      { name: ' 短 ', weight: 70, content: '短文案' },
+      { name: '', weight: 30, content: '长文案 {{name}}' },
+    ]
+    draft.variants.test.enabled = true
+    const input = taskInputOf(draft)
+    expect(input.content).toBeUndefined()
+    expect(input.variants).toEqual([
+      { name: '短', weight: 70, content: '短文案' },
+      { name: null, weight: 30, content: '长文案 {{name}}' },
+    ])
+    expect(input.variant_test).toEqual({ sample_percent: 20, decide_after_minutes: 120 })
+    expect(stepOfField('variants[1].content')).toBe(1)
+    expect(stepOfField('variant_test.sample_percent')).toBe(1)
+  })
+
+  it('splits shares evenly so they add up to 100', () => {
+    expect(evenWeights(2)).toEqual([50, 50])
+    expect(evenWeights(3)).toEqual([34, 33, 33])
+    expect(evenWeights(5).reduce((a, b) => a + b, 0)).toBe(100)
   })
 })

@@ -1,11 +1,21 @@
 import type { Schemas } from '../api/client'
 
+/** One A/B version of the text, with its share of the audience in percent. */
+export interface VariantDraft {
+  name: string
+  weight: number
+  content: string
+}
+
 /** What the operator fills in across the wizard's steps. */
 export interface BroadcastDraft {
   name: string
   /** `direct`: one chat per receiver through agent instances; `customer_mass`: one WeCom mass
    * message per member, which the member confirms in the WeCom client. */
   channel: 'direct' | 'customer_mass'
+  /** Choose receivers by conditions here, or by a saved segment. */
+  audienceMode: 'filter' | 'segment'
+  segmentId?: number
   instanceIds: number[]
   tagsAny: number[]
   tagsAll: number[]
@@ -21,12 +31,22 @@ export interface BroadcastDraft {
   ratePerMinute?: number
   quietHours: { enabled: boolean; start: string; end: string }
   frequencyCap: { enabled: boolean; max: number; windowHours: number }
+  /** A/B versions instead of one text; with a test, the best by reply rate goes to the rest. */
+  variants: {
+    enabled: boolean
+    items: VariantDraft[]
+    test: { enabled: boolean; samplePercent: number; decideAfterMinutes: number }
+  }
 }
+
+/** Version keys in order, as the API names them. */
+export const VARIANT_KEYS = ['A', 'B', 'C', 'D', 'E'] as const
 
 export function emptyDraft(timezone = Intl.DateTimeFormat().resolvedOptions().timeZone): BroadcastDraft {
   return {
     name: '',
     channel: 'direct',
+    audienceMode: 'filter',
     instanceIds: [],
     tagsAny: [],
     tagsAll: [],
@@ -38,11 +58,26 @@ export function emptyDraft(timezone = Intl.DateTimeFormat().resolvedOptions().ti
     timezone,
     quietHours: { enabled: false, start: '22:00', end: '08:00' },
     frequencyCap: { enabled: false, max: 1, windowHours: 24 },
+    variants: {
+      enabled: false,
+      items: [
+        { name: '', weight: 50, content: '' },
+        { name: '', weight: 50, content: '' },
+      ],
+      test: { enabled: false, samplePercent: 20, decideAfterMinutes: 120 },
+    },
   }
+}
+
+/** Shares for `n` versions that add up to 100 (the first ones take the remainder). */
+export function evenWeights(n: number): number[] {
+  const base = Math.floor(100 / n)
+  return Array.from({ length: n }, (_, i) => base + (i < 100 - base * n ? 1 : 0))
 }
 
 /** The audience filter the draft describes (what the estimate and the task both take). */
 export function audienceOf(draft: BroadcastDraft): Schemas['Audience'] {
+  if (draft.audienceMode === 'segment') return { segment_id: draft.segmentId ?? null }
   return {
     filter: {
       instance_ids: draft.instanceIds,
@@ -68,7 +103,15 @@ export function taskInputOf(draft: BroadcastDraft): Schemas['TaskInput'] {
     audience: audienceOf(draft),
     rate_per_minute: draft.ratePerMinute ?? null,
   }
-  if (draft.templateId !== undefined) {
+  if (draft.variants.enabled && draft.channel === 'direct') {
+    input.variants = draft.variants.items.map((v) => ({ name: v.name.trim() || null, weight: v.weight, content: v.content }))
+    if (draft.variants.test.enabled) {
+      input.variant_test = {
+        sample_percent: draft.variants.test.samplePercent,
+        decide_after_minutes: draft.variants.test.decideAfterMinutes,
+      }
+    }
+  } else if (draft.templateId !== undefined) {
     input.template_id = draft.templateId
     input.variables = { ...draft.variables }
   } else {
@@ -100,7 +143,7 @@ export function channelFor(kinds: Schemas['InstanceKind'][]): BroadcastDraft['ch
 /** The wizard step (0–3) a field the API refused belongs to, to send the operator back there. */
 export function stepOfField(field: string): number {
   if (field.startsWith('audience') || field === 'channel') return 0
-  if (['template_id', 'variables', 'content', 'message_type', 'payload'].some((f) => field.startsWith(f))) return 1
+  if (['template_id', 'variables', 'content', 'message_type', 'payload', 'variant'].some((f) => field.startsWith(f))) return 1
   if (field === 'name') return 3
   return 2
 }

@@ -28,6 +28,8 @@ export interface ContactFilterState {
   unsubscribed: YesNo
   /** A `datetime-local` value, read in the browser's time zone. */
   updatedSince: string
+  /** Only the contacts a saved segment selects. */
+  segmentId: number | null
 }
 
 export function emptyContactFilters(): ContactFilterState {
@@ -43,6 +45,7 @@ export function emptyContactFilters(): ContactFilterState {
     isBlocked: '',
     unsubscribed: '',
     updatedSince: '',
+    segmentId: null,
   }
 }
 
@@ -74,6 +77,7 @@ export function contactQuery(f: ContactFilterState): ContactQuery {
     is_blocked: yesNo(f.isBlocked),
     unsubscribed: yesNo(f.unsubscribed),
     updated_since: instant(f.updatedSince),
+    segment_id: f.segmentId ?? undefined,
   }
   for (const key of Object.keys(query) as (keyof ContactQuery)[]) {
     if (query[key] === undefined) delete query[key]

@@ -5,6 +5,9 @@ import type zh from './zh-CN'
 const en: typeof zh = {
   app: { name: 'wework console', signOut: 'Sign out', profile: 'Profile', language: 'Language' },
   nav: {
+    outcomes: 'Broadcast results',
+    segments: 'Segments',
+    optOuts: 'Opt-out list',
     home: 'Home',
     tasks: 'Message tasks',
     contacts: 'Contacts',

@@ -4,6 +4,9 @@ import * as sections from './sections'
 export default {
   app: { name: 'wework 控制台', signOut: '退出登录', profile: '个人中心', language: '语言' },
   nav: {
+    outcomes: '群发效果',
+    segments: '人群分组',
+    optOuts: '退订名单',
     home: '首页',
     tasks: '消息任务',
     contacts: '客户',

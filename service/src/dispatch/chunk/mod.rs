@@ -85,12 +85,24 @@ enum Outcome {
     },
 }
 
+/// One content and the values of its variables.
+#[derive(Debug, Clone)]
+struct Body {
+    content: String,
+    payload: Option<Value>,
+    /// The template's variable defaults.
+    defaults: Map<String, Value>,
+    /// The task's (or variant's) values.
+    variables: Map<String, Value>,
+}
+
 /// What every send of the chunk shares.
 struct Shared {
     task: message_tasks::Model,
-    content: String,
-    payload: Option<Value>,
-    defaults: Map<String, Value>,
+    /// The task's content (its first variant's when it has variants).
+    body: Body,
+    /// Contents by variant key, when the task has A/B variants.
+    variant_bodies: HashMap<String, Body>,
     accounts: HashMap<i64, wework_accounts::Model>,
     drivers: HashMap<i64, Arc<dyn InstanceDriver>>,
     frequency_cap: Option<FrequencyCap>,
@@ -99,6 +111,52 @@ struct Shared {
     /// No send of the chunk waits for a slot beyond this: the chunk ends well within its lease,
     /// so the sweeper never hands receivers it still sends to another worker.
     send_until: tokio::time::Instant,
+}
+
+fn is_held(r: &message_receivers::Model) -> bool {
+    r.variant.as_deref() == Some(tasks::variants::HOLD)
+}
+
+/// Receivers held for an A/B test's winner: with the winner decided they get it and go on;
+/// while the test runs they go back to wait (no retry used) and the rest of the chunk goes on.
+async fn release_held(
+    ctx: &Context,
+    run: &message_task_runs::Model,
+    task: &message_tasks::Model,
+    mut claimed: Vec<message_receivers::Model>,
+) -> ServiceResult<Vec<message_receivers::Model>> {
+    if let Some(winner) = tasks::variants::decide(ctx, run, task).await? {
+        for r in claimed.iter_mut().filter(|r| is_held(r)) {
+            r.variant = Some(winner.clone());
+        }
+        return Ok(claimed);
+    }
+    let (held, rest): (Vec<_>, Vec<_>) = claimed.into_iter().partition(is_held);
+    let again = ctx.clock.now_db() + chrono::TimeDelta::seconds(HELD_RECHECK_SECS);
+    super::lease_returned()
+        .col_expr(
+            message_receivers::Column::SendStatus,
+            Expr::value(ReceiverStatus::Pending),
+        )
+        .col_expr(message_receivers::Column::NextAttemptAt, Expr::value(again))
+        .filter(message_receivers::Column::Id.is_in(held.iter().map(|r| r.id)))
+        .exec(&ctx.db)
+        .await?;
+    Ok(rest)
+}
+
+/// How often receivers held for a test's winner look again while the sample is still sending.
+const HELD_RECHECK_SECS: i64 = 30;
+
+impl Shared {
+    /// The content a receiver gets: its variant's, else the task's.
+    fn body_for(&self, receiver: &message_receivers::Model) -> &Body {
+        receiver
+            .variant
+            .as_ref()
+            .and_then(|v| self.variant_bodies.get(v))
+            .unwrap_or(&self.body)
+    }
 }
 
 /// Claims up to a chunk of ready receivers of `run_id`, sends them, records the outcomes.
@@ -173,6 +231,12 @@ pub async fn run_chunk(
     if claimed.is_empty() {
         finish::finish_if_done(ctx, run_id).await?;
         return Ok(report);
+    }
+    if claimed.iter().any(is_held) {
+        claimed = release_held(ctx, &run, &task, claimed).await?;
+        if claimed.is_empty() {
+            return Ok(report);
+        }
     }
     let task_id = task.id;
     let shared = match prepare(ctx, task, settings.frequency_cap, &claimed, send_until).await {

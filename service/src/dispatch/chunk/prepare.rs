@@ -8,7 +8,8 @@ use entity::{message_receivers, message_tasks, wework_accounts, wework_instances
 use sea_orm::{ColumnTrait, EntityTrait, QueryFilter};
 use serde_json::{Map, Value};
 
-use super::{Outcome, Shared};
+use super::{Body, Outcome, Shared};
+use crate::tasks::variants::KEYS;
 use crate::{
     Context, ServiceResult,
     dispatch::limits,
@@ -25,25 +26,38 @@ pub(super) async fn prepare(
     claimed: &[message_receivers::Model],
     send_until: tokio::time::Instant,
 ) -> ServiceResult<Result<Shared, String>> {
-    let (content, payload, defaults) = match task.template_id {
-        Some(id) => {
-            let t = templates::find(&ctx.db, id).await?;
-            let spec: Vec<templates::VariableSpec> = match stored(t.variables.as_ref(), "variables")
-            {
-                Ok(spec) => spec.unwrap_or_default(),
-                Err(why) => return Ok(Err(format!("template {id}: {why}"))),
-            };
-            let defaults = spec
-                .into_iter()
-                .filter_map(|s| s.default.map(|d| (s.name, d)))
-                .collect();
-            (t.content, t.payload, defaults)
-        }
-        None => (
-            task.message_content.clone().unwrap_or_default(),
+    let body = match &task.variants {
+        Some(_) => None,
+        None => match body_of(
+            ctx,
+            task.template_id,
+            task.message_content.clone(),
             task.message_payload.clone(),
-            Map::new(),
-        ),
+            task.template_variables.clone(),
+        )
+        .await?
+        {
+            Ok(body) => Some(body),
+            Err(why) => return Ok(Err(why)),
+        },
+    };
+    let mut variant_bodies = HashMap::new();
+    let listed = match crate::tasks::variants::stored(&task) {
+        Ok(listed) => listed,
+        Err(e) => return Ok(Err(e.to_string())),
+    };
+    for (key, v) in crate::tasks::variants::KEYS
+        .iter()
+        .zip(listed.map(|(list, _)| list).unwrap_or_default())
+    {
+        let variables = Some(Value::Object(v.variables));
+        match body_of(ctx, v.template_id, v.content, None, variables).await? {
+            Ok(b) => variant_bodies.insert((*key).to_owned(), b),
+            Err(why) => return Ok(Err(format!("variant {key}: {why}"))),
+        };
+    }
+    let Some(body) = body.or_else(|| variant_bodies.get(KEYS[0]).cloned()) else {
+        return Ok(Err("the task has neither content nor variants".into()));
     };
     let account_ids: Vec<i64> = claimed.iter().filter_map(|r| r.account_id).collect();
     let accounts: HashMap<i64, wework_accounts::Model> = wework_accounts::Entity::find()
@@ -71,9 +85,8 @@ pub(super) async fn prepare(
     }
     Ok(Ok(Shared {
         task,
-        content,
-        payload,
-        defaults,
+        body,
+        variant_bodies,
         accounts,
         drivers,
         frequency_cap,
@@ -82,12 +95,51 @@ pub(super) async fn prepare(
     }))
 }
 
-/// Defaults, then the task's values, then the receiver's snapshot.
-pub(super) fn context_for(shared: &Shared, receiver: &message_receivers::Model) -> Value {
-    let mut context = shared.defaults.clone();
-    if let Some(Value::Object(vars)) = &shared.task.template_variables {
-        context.extend(vars.clone());
-    }
+/// A content to send: a template's (with its payload and variable defaults) or inline text,
+/// with the values the task (or variant) gives its variables.
+async fn body_of(
+    ctx: &Context,
+    template_id: Option<i64>,
+    content: Option<String>,
+    payload: Option<Value>,
+    variables: Option<Value>,
+) -> ServiceResult<Result<Body, String>> {
+    let variables = match variables {
+        Some(Value::Object(map)) => map,
+        _ => Map::new(),
+    };
+    Ok(Ok(match template_id {
+        Some(id) => {
+            let t = templates::find(&ctx.db, id).await?;
+            let spec: Vec<templates::VariableSpec> = match stored(t.variables.as_ref(), "variables")
+            {
+                Ok(spec) => spec.unwrap_or_default(),
+                Err(why) => return Ok(Err(format!("template {id}: {why}"))),
+            };
+            let defaults = spec
+                .into_iter()
+                .filter_map(|s| s.default.map(|d| (s.name, d)))
+                .collect();
+            Body {
+                content: t.content,
+                payload: t.payload,
+                defaults,
+                variables,
+            }
+        }
+        None => Body {
+            content: content.unwrap_or_default(),
+            payload,
+            defaults: Map::new(),
+            variables,
+        },
+    }))
+}
+
+/// Defaults, then the task's (or variant's) values, then the receiver's snapshot.
+pub(super) fn context_for(body: &Body, receiver: &message_receivers::Model) -> Value {
+    let mut context = body.defaults.clone();
+    context.extend(body.variables.clone());
     if let Some(Value::Object(vars)) = &receiver.variables {
         context.extend(
             vars.iter()
@@ -148,16 +200,17 @@ pub(super) async fn prepare_send(
             }));
         }
     }
-    let context = context_for(shared, r);
+    let body = shared.body_for(r);
+    let context = context_for(body, r);
     let render_failed = |e: render::RenderError| Outcome::Failed {
         code: "render_error".into(),
         message: e.message,
     };
-    let content = match render::render(&shared.content, &context) {
+    let content = match render::render(&body.content, &context) {
         Ok(text) => text,
         Err(e) => return Ok(Err(render_failed(e))),
     };
-    let payload = match &shared.payload {
+    let payload = match &body.payload {
         Some(p) => match render::render_payload(p, &context) {
             Ok(mut rendered) => {
                 if task.message_type == MessageType::Text

@@ -5,12 +5,14 @@ import * as contacts from './contacts'
 import * as groups from './groups'
 import * as instances from './instances'
 import * as monitoring from './monitoring'
+import * as segments from './segments'
 import * as tasks from './tasks'
 import * as templates from './templates'
 
 export const zh = {
   ...tasks.zh,
   ...contacts.zh,
+  ...segments.zh,
   ...groups.zh,
   ...templates.zh,
   ...instances.zh,
@@ -22,6 +24,7 @@ export const zh = {
 export const en: typeof zh = {
   ...tasks.en,
   ...contacts.en,
+  ...segments.en,
   ...groups.en,
   ...templates.en,
   ...instances.en,

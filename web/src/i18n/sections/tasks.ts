@@ -62,6 +62,10 @@ export const zh = {
     },
   },
   wizard: {
+    audienceBy: '选择客户的方式',
+    byConditions: '按条件筛选',
+    bySegment: '使用人群分组',
+    chooseSegment: '请选择人群分组',
     title: '新建群发',
     channel: '发送方式',
     channels: { direct: '逐个私聊（代理实例）', customer_mass: '企业微信客户群发' },
@@ -184,6 +188,10 @@ export const en: typeof zh = {
     },
   },
   wizard: {
+    audienceBy: 'Choose contacts',
+    byConditions: 'By conditions',
+    bySegment: 'By a saved segment',
+    chooseSegment: 'Choose a segment',
     title: 'New broadcast',
     channel: 'Channel',
     channels: { direct: 'One-to-one chats (agent instances)', customer_mass: 'WeCom customer mass message' },

@@ -1,0 +1,1 @@
+import"./index-CsRKW4l0.js";

@@ -1,1 +1,0 @@
-import{wi as e}from"./index-D5KDxiPU.js";var t=(e=``)=>e.replace(/[|\\{}()[\]^$+*?.]/g,`\\$&`).replace(/-/g,`\\x2d`),n=t=>e(t);export{t as n,n as t};

@@ -1,1 +1,0 @@
-import{ir as e}from"./index-D5KDxiPU.js";var t=t=>[``,...e].includes(t);export{t};

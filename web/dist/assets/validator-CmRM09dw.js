@@ -1,0 +1,1 @@
+import{ir as e}from"./index-CsRKW4l0.js";var t=t=>[``,...e].includes(t);export{t};
