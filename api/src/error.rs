@@ -91,6 +91,9 @@ impl ApiError {
                     (StatusCode::SERVICE_UNAVAILABLE, "database_unavailable")
                 }
                 e if e.is_lock_conflict() => (StatusCode::SERVICE_UNAVAILABLE, "lock_conflict"),
+                // Two requests passed the application's check together and the unique index
+                // kept the second out: the same answer the check gives, never a 500.
+                e if e.is_unique_violation() => (StatusCode::CONFLICT, "conflict"),
                 ServiceError::Database(_) | ServiceError::Internal(_) => {
                     (StatusCode::INTERNAL_SERVER_ERROR, "internal_error")
                 }
@@ -179,6 +182,9 @@ impl ResponseError for ApiError {
             // The cause chain goes to the log once, here; the client gets only the request id.
             tracing::error!(request_id = request_id.as_deref().unwrap_or("-"), error = ?self, "request failed");
             "an internal error occurred; quote the request_id when reporting it".to_owned()
+        } else if matches!(self, Self::Service(e) if e.is_unique_violation()) {
+            // The database's words would name its indexes: say what happened instead.
+            "another request stored the same record at the same moment; reload and retry".to_owned()
         } else {
             self.to_string()
         };

@@ -33,6 +33,8 @@ pub enum Action {
     Broadcast(super::bench_broadcast::BroadcastArgs),
     /// Latency of an authenticated request while many clients log in at once.
     LoginFlood(super::bench_login::LoginFloodArgs),
+    /// Requests per second and latency of the API's hot path against a bare handler.
+    Api(super::bench_api::ApiArgs),
 }
 
 #[derive(Debug, ClapArgs)]
@@ -66,6 +68,7 @@ pub async fn run(action: Action) -> anyhow::Result<()> {
         Action::Sync(args) => sync_bench(args).await,
         Action::Broadcast(args) => super::bench_broadcast::broadcast_bench(args).await,
         Action::LoginFlood(args) => super::bench_login::login_flood_bench(args).await,
+        Action::Api(args) => super::bench_api::api_bench(args).await,
     }
 }
 
@@ -134,6 +137,11 @@ pub fn percentiles(mut samples: Vec<Duration>) -> (f64, f64) {
         samples.get(i).map_or(0.0, |d| d.as_secs_f64() * 1000.0)
     };
     (at(0.50), at(0.99))
+}
+
+/// Seeds `count` contacts (one instance and account, a few tags), as `bench contacts` does.
+pub(super) async fn seed_contacts(ctx: &Context, count: usize) -> anyhow::Result<()> {
+    seed(ctx, count).await.map(|_| ())
 }
 
 async fn seed(ctx: &Context, count: usize) -> anyhow::Result<(i64, Vec<i64>)> {

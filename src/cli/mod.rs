@@ -1,6 +1,7 @@
 //! Command-line interface.
 
 mod bench;
+mod bench_api;
 mod bench_broadcast;
 mod bench_login;
 mod config;

@@ -41,6 +41,8 @@ const UNSCOPED: &[&str] = &[
     "/api/v1/roles/",
     "/api/v1/alert-rules/",
     "/api/v1/alerts/",
+    // Segments are shared definitions; what one selects is counted within the caller's reach.
+    "/api/v1/segments/",
 ];
 
 /// One record of each scoped kind.
@@ -261,6 +263,7 @@ fn body_for(method: &Method, template: &str) -> Option<Value> {
         (_, "/api/v1/instances/{id}/configs/{key}") => Some(json!({ "value": "x" })),
         (_, "/api/v1/instances/{id}/maintenance") => Some(json!({ "on": true })),
         (_, "/api/v1/tasks/{id}/pause") => Some(json!({ "reason": "x" })),
+        (_, "/api/v1/tasks/{id}/variants/winner") => Some(json!({ "variant": "A" })),
         ("POST" | "PUT" | "PATCH", _) => Some(json!({})),
         _ => None,
     }

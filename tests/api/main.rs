@@ -27,6 +27,7 @@ mod openapi_routes;
 mod opt_out;
 mod outages;
 mod progress;
+mod races;
 mod rate_limits;
 mod rbac;
 mod runs;

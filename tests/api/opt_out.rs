@@ -375,3 +375,41 @@ async fn the_opt_out_list_is_exported_and_imported() {
             .is_none()
     );
 }
+
+#[tokio::test]
+async fn parallel_opt_outs_opt_ins_and_keywords_leave_a_consistent_contact() {
+    let (sim, app, agent) = ready("").await;
+    let admin = app.admin_token().await;
+    let people = first_contacts(&app, agent, 1).await;
+    let someone = &people[0];
+    let out = format!("/api/v1/contacts/{}/opt-out", someone.id);
+    let back = format!("/api/v1/contacts/{}/opt-in", someone.id);
+    // Users click opt-out and opt-in at once while the contact writes TD: every request is
+    // answered (no 500, no lost update), and the row ends either opted out with its source and
+    // time, or subscribed with neither.
+    let clicks = (0..8).map(|i| {
+        let path = if i % 2 == 0 { &out } else { &back };
+        app.post(path, &admin, json!({}))
+    });
+    let (answers, ()) = tokio::join!(futures_util::future::join_all(clicks), async {
+        inbound(&sim, &app, agent, someone, "TD").await;
+    });
+    for a in &answers {
+        assert!(
+            a.status().is_success() || a.status() == StatusCode::SERVICE_UNAVAILABLE,
+            "{}",
+            a.status()
+        );
+    }
+    // Whenever it is read (the keyword's background work may still be landing), the row holds
+    // together: each writer sets or clears the three columns in one statement.
+    let now = contact(&app, someone.id).await;
+    assert_eq!(
+        now.unsubscribed_at.is_some(),
+        now.unsubscribe_source.is_some(),
+        "{now:?}"
+    );
+    // And the last word wins plainly: one more opt-out by hand.
+    let last: ContactView = app.post_as(&out, &admin, json!({})).await;
+    assert!(last.unsubscribed_at.is_some() && last.unsubscribe_source.is_some());
+}

@@ -18,7 +18,8 @@ async fn migrations_roll_back_and_reapply() {
             .count(&db)
             .await
             .unwrap() as usize,
-        52
+        service::rbac::perm::ALL.len(),
+        "the migrations seed every permission the code names"
     );
     Migrator::down(&db, None).await.unwrap();
     assert_eq!(

@@ -284,6 +284,15 @@ async fn change(
         actor.require(perm::ContactsUpdate)?;
         let now = ctx.clock.now_db();
         let txn = crate::db::begin(&ctx.db).await?;
+        // The row is read locked (SQLite's immediate transaction holds the only write lock):
+        // an opt-out by message or another user's click committing meanwhile is seen, not
+        // overwritten with what was read before it.
+        if crate::db::row_locks(&txn) {
+            contacts::Entity::find_by_id(id)
+                .lock_exclusive()
+                .one(&txn)
+                .await?;
+        }
         let row = find_visible(&txn, actor, id).await?;
         let before = views(&txn, vec![row.clone()]).await?.remove(0);
         let mut next = row;
