@@ -223,3 +223,66 @@ async fn metrics_reach_influxdb_1() {
         tokio::time::sleep(Duration::from_millis(300)).await;
     }
 }
+
+#[tokio::test]
+async fn replies_and_opt_outs_reach_the_metric_store_per_task() {
+    let vm = VictoriaMetrics::start().await;
+    let sim = TestSim::small();
+    let mut app = TestApp::spawn_with(&format!(
+        "[influxdb]\nurl = \"{}\"\nflush_interval_ms = 100\nspool_dir = \"{}\"\n",
+        vm.url,
+        spool_dir()
+    ))
+    .await;
+    let (agent, _) = app.register_sim(&sim, 60).await;
+    app.start_worker();
+    assert_eq!(app.sync(agent).await.status, SyncStatus::Succeeded);
+    let admin = app.admin_token().await;
+    let people = crate::tasks::first_contacts(&app, agent, 3).await;
+    let ids: Vec<i64> = people.iter().map(|c| c.id).collect();
+    let task: TaskView = app
+        .post_as(
+            "/api/v1/tasks",
+            &admin,
+            json!({ "name": "回复指标", "task_type": "broadcast", "content": "新品上市", "audience": { "contact_ids": ids }, "rate_per_minute": 6000 }),
+        )
+        .await;
+    crate::tasks::wait_status(&app, task.id, TaskStatus::Completed, 60).await;
+    // Two replies from one contact (one reply counts as the first), an opt-out from another.
+    crate::opt_out::inbound(&sim, &app, agent, &people[0], "有优惠吗").await;
+    crate::opt_out::inbound(&sim, &app, agent, &people[0], "还有吗").await;
+    crate::opt_out::inbound(&sim, &app, agent, &people[1], "TD").await;
+    app.wait_for_as(
+        &format!("/api/v1/tasks/{}/outcomes", task.id),
+        20,
+        |o: &service::tasks::outcomes::TaskOutcomes| o.replies == 3,
+    )
+    .await;
+    // The point of a reply is made right after its row is written: read until all three have
+    // been shipped (or the deadline says one was lost).
+    let total = |field: &'static str| {
+        let selector = format!("broadcast_replies_{field}{{task=\"{}\"}}", task.id);
+        let vm = &vm;
+        async move {
+            vm.samples(&selector, 1, 30)
+                .await
+                .iter()
+                .map(|(_, v)| *v as i64)
+                .sum::<i64>()
+        }
+    };
+    let deadline = std::time::Instant::now() + Duration::from_secs(30);
+    loop {
+        assert!(app.ctx.telemetry.flush().await);
+        let got = (
+            total("replies").await,
+            total("first_replies").await,
+            total("opt_outs").await,
+        );
+        if got == (3, 2, 1) || std::time::Instant::now() > deadline {
+            assert_eq!(got, (3, 2, 1), "replies, first replies, opt-outs");
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(500)).await;
+    }
+}
