@@ -32,6 +32,8 @@ pub struct Context {
     pub limiter: RateLimiter,
     /// Metric points bound for InfluxDB, log records bound for Elasticsearch or SQL.
     pub telemetry: Telemetry,
+    /// Access tokens resolved within the last second (`auth::cache`).
+    pub auth_cache: Arc<crate::auth::cache::ActorCache>,
 }
 
 impl Context {
@@ -71,6 +73,7 @@ impl Context {
             tokens,
             limiter,
             telemetry,
+            auth_cache: Arc::default(),
         })
     }
 }

@@ -456,3 +456,72 @@ async fn disabling_a_user_ends_their_sessions_and_blocks_login() {
         StatusCode::OK
     );
 }
+
+/// Polls `url` with `token` (on another process) until it answers `status`; how long it took.
+async fn answered_within(
+    app: &TestApp,
+    url: &str,
+    token: &str,
+    status: StatusCode,
+) -> std::time::Duration {
+    let started = std::time::Instant::now();
+    loop {
+        let got = app
+            .client
+            .get(url)
+            .bearer_auth(token)
+            .send()
+            .await
+            .unwrap()
+            .status();
+        if got == status {
+            return started.elapsed();
+        }
+        assert!(
+            started.elapsed() < std::time::Duration::from_secs(10),
+            "{url} still answers {got}, not {status}"
+        );
+        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+    }
+}
+
+#[tokio::test]
+async fn a_lost_permission_and_a_logout_reach_every_api_process() {
+    use crate::helpers::processes::{ConfigFile, kill, spawn_api};
+    let app = TestApp::spawn().await;
+    let admin = app.admin_token().await;
+    let (mut other, base) = spawn_api(&ConfigFile::of(&app)).await;
+    let (user, token) = app.user_with(&["contacts:read"]).await;
+    let contacts_here = "/api/v1/contacts";
+    let contacts_there = format!("{base}/api/v1/contacts");
+    // The other process resolves the token (and keeps the answer for a moment).
+    answered_within(&app, &contacts_there, &token, StatusCode::OK).await;
+    // The user loses their role in this process: refused here at once, and there too once the
+    // other process's resolution of the token runs out (auth::cache::TTL, under a second).
+    let roles = app
+        .send_json(
+            Method::PUT,
+            &format!("/api/v1/users/{user}/roles"),
+            &admin,
+            json!({ "roles": [] }),
+        )
+        .await;
+    assert!(roles.status().is_success(), "{}", roles.status());
+    assert_eq!(
+        app.get(contacts_here, &token).await.status(),
+        StatusCode::FORBIDDEN
+    );
+    let took = answered_within(&app, &contacts_there, &token, StatusCode::FORBIDDEN).await;
+    eprintln!("the other process refused the lost permission after {took:?}");
+    // A logout in this process ends the session there too.
+    let logout = app.post("/api/v1/auth/logout", &token, json!({})).await;
+    assert!(logout.status().is_success(), "{}", logout.status());
+    assert_eq!(
+        app.get("/api/v1/auth/me", &token).await.status(),
+        StatusCode::UNAUTHORIZED
+    );
+    let me_there = format!("{base}/api/v1/auth/me");
+    let took = answered_within(&app, &me_there, &token, StatusCode::UNAUTHORIZED).await;
+    eprintln!("the other process refused the ended session after {took:?}");
+    kill(&mut other).await;
+}

@@ -39,6 +39,7 @@ pub async fn authenticate(
     next: Next<impl MessageBody + 'static>,
 ) -> Result<ServiceResponse<BoxBody>, Error> {
     let state = req.app_data::<web::Data<AppState>>().cloned();
+    let changes = !matches!(*req.method(), Method::GET | Method::HEAD | Method::OPTIONS);
     if let (Some((token, from_cookie)), Some(state)) = (sent_token(&req), state) {
         let unsafe_method = !matches!(*req.method(), Method::GET | Method::HEAD | Method::OPTIONS);
         let outcome = match token {
@@ -64,7 +65,13 @@ pub async fn authenticate(
         };
         req.extensions_mut().insert(outcome);
     }
-    Ok(next.call(req).await?.map_into_boxed_body())
+    let response = next.call(req).await;
+    if changes {
+        // Whatever it changed (a logout, a role, a user's status) is committed by now: tokens
+        // resolved before it are not used again in this process (`auth::cache`).
+        service::auth::cache::invalidate();
+    }
+    Ok(response?.map_into_boxed_body())
 }
 
 fn bearer_token(header: &str) -> Option<String> {

@@ -3,6 +3,7 @@
 
 pub mod actor;
 pub mod attempt;
+pub mod cache;
 pub mod lockout;
 pub mod login_log;
 pub mod password;
@@ -146,8 +147,15 @@ pub async fn authenticate(
         return Err(invalid());
     }
     let now = ctx.clock.now_db();
+    let token_hash = token::sha256_hex(access_token);
+    if let Some(mut actor) = ctx.auth_cache.get(&token_hash, now) {
+        actor.meta = meta;
+        return Ok(actor);
+    }
+    // Taken before the reads: a change committed while they run leaves this entry unused.
+    let epoch = cache::epoch();
     let session = user_sessions::Entity::find()
-        .filter(user_sessions::Column::AccessTokenHash.eq(token::sha256_hex(access_token)))
+        .filter(user_sessions::Column::AccessTokenHash.eq(token_hash.clone()))
         .filter(user_sessions::Column::RevokedAt.is_null())
         .filter(user_sessions::Column::AccessExpiresAt.gt(now))
         .filter(user_sessions::Column::AbsoluteExpiresAt.gt(now))
@@ -166,15 +174,23 @@ pub async fn authenticate(
     }
     let (permissions, scope) = rbac::effective_access(&ctx.db, user.id, now).await?;
     let reach = rbac::scope::Reach::resolve(&ctx.db, user.id, scope).await?;
-    Ok(Actor {
+    let actor = Actor {
         user_id: Some(user.id),
         username: Some(user.username),
         session_id: Some(session.id),
         session_uuid: Some(session.session_uuid.to_string()),
         permissions: std::sync::Arc::new(permissions),
         reach,
-        meta,
-    })
+        meta: RequestMeta::default(),
+    };
+    ctx.auth_cache.put(
+        token_hash,
+        actor.clone(),
+        session.access_expires_at,
+        session.absolute_expires_at,
+        epoch,
+    );
+    Ok(Actor { meta, ..actor })
 }
 
 /// Whether a long-lived request (a progress stream) may go on: its session is neither revoked
