@@ -7,6 +7,7 @@ use reqwest::{Method, StatusCode};
 use serde_json::{Value, json};
 use service::{
     contacts::{ContactView, groups::GroupView, groups::MemberView},
+    instances::accounts::AccountView,
     pagination::Page,
     segments::{SegmentCount, SegmentView},
     tasks::{TaskView, outcomes::TaskOutcomes},
@@ -292,8 +293,31 @@ async fn a_segment_of_group_members_matches_their_contacts_of_the_groups_account
         .get_as(&format!("/api/v1/groups/{}/members", group.id), &admin)
         .await;
     assert!(!members.items.is_empty());
-    // The same WeChat users are contacts of another account too (the harness's WeCom app instance
-    // on the same sim): those rows are other conversations and stay out.
+    // A member is also a contact of the instance's other account: that row is another
+    // conversation with the same WeChat user, and stays out of the group's segment.
+    let accounts: Page<AccountView> = app
+        .get_as(&format!("/api/v1/accounts?instance_id={agent}"), &admin)
+        .await;
+    let other = accounts
+        .items
+        .iter()
+        .find(|a| a.id != group.account_id)
+        .unwrap();
+    let customer = members
+        .items
+        .iter()
+        .find(|m| m.member_type == "external")
+        .unwrap();
+    answer::<ContactView>(
+        app.post(
+            "/api/v1/contacts",
+            &admin,
+            json!({ "account_id": other.id, "wxid": customer.member_wxid, "nickname": "同一个人" }),
+        )
+        .await,
+        StatusCode::CREATED,
+    )
+    .await;
     let (mut expected, mut elsewhere) = (0, 0);
     for m in &members.items {
         let found = all_contacts(&app, &admin, &format!("q={}", m.member_wxid)).await;
