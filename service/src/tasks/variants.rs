@@ -322,7 +322,16 @@ pub async fn pick(
             format!("this run's winner is already {w}"),
         ));
     }
-    settle(ctx, run_id, winner).await
+    // The automatic decision may have committed since the run was read: then it stands, and the
+    // operator is told rather than shown a winner they did not pick.
+    let settled = settle(ctx, run_id, winner).await?;
+    if settled != winner {
+        return Err(ServiceError::conflict(
+            "variant",
+            format!("this run's test chose {settled} meanwhile"),
+        ));
+    }
+    Ok(settled)
 }
 
 /// One variant's results in a task's (or run's) outcomes.
