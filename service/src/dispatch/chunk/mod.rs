@@ -142,6 +142,16 @@ async fn release_held(
         .filter(message_receivers::Column::Id.is_in(held.iter().map(|r| r.id)))
         .exec(&ctx.db)
         .await?;
+    // Every other held receiver of the run waits with them in one statement, rather than being
+    // claimed and given back chunk by chunk until the sample settles.
+    message_receivers::Entity::update_many()
+        .col_expr(message_receivers::Column::NextAttemptAt, Expr::value(again))
+        .filter(message_receivers::Column::RunId.eq(run.id))
+        .filter(message_receivers::Column::Variant.eq(tasks::variants::HOLD))
+        .filter(message_receivers::Column::SendStatus.eq(ReceiverStatus::Pending))
+        .filter(message_receivers::Column::NextAttemptAt.lt(again))
+        .exec(&ctx.db)
+        .await?;
     Ok(rest)
 }
 
