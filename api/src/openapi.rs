@@ -35,6 +35,7 @@ use crate::{error, extract::Access, routes};
         (name = "logs", description = "System, error and access logs (Elasticsearch or SQL)"),
         (name = "alerts", description = "Alert rules, alerts and their notifications"),
         (name = "monitoring", description = "Health overview and metric series"),
+        (name = "desk", description = "Customer-service desk: conversations, agents, skill groups, channels, visitors, quick replies and the live event stream"),
     )
 )]
 pub struct ApiDoc;

@@ -410,6 +410,69 @@ state_enum! {
     }
 }
 
+state_enum! {
+    /// Whether a customer-service agent takes new conversations.
+    AgentStatus {
+        /// Takes new conversations up to their maximum.
+        Online = "online",
+        /// Keeps their conversations, takes no new ones.
+        Busy = "busy",
+        /// Stepped away: keeps their conversations, takes no new ones.
+        Away = "away",
+        /// Signed off or silent: takes nothing; conversations not yet accepted go back to the queue.
+        Offline = "offline",
+    }
+}
+
+state_enum! {
+    /// Why an agent's status changed (the work log).
+    AgentStatusCause {
+        /// The agent set it.
+        Agent = "agent",
+        /// The workbench stopped sending heartbeats.
+        Heartbeat = "heartbeat",
+        /// A supervisor or administrator set it.
+        Supervisor = "supervisor",
+    }
+}
+
+state_enum! {
+    /// Which online agent of a skill group gets the next queued conversation.
+    AssignmentRule {
+        /// The agent who was given a conversation longest ago.
+        RoundRobin = "round_robin",
+        /// The agent with the fewest open conversations.
+        LeastBusy = "least_busy",
+        /// The agent who last served the visitor when they can take it, else the least busy.
+        Sticky = "sticky",
+    }
+}
+
+state_enum! {
+    /// Where a customer-service conversation stands.
+    ConversationState {
+        /// Waiting for an agent of its skill group.
+        Queued = "queued",
+        /// Given to an agent who has not accepted it yet.
+        Assigned = "assigned",
+        /// Being served by its agent.
+        Active = "active",
+        Closed = "closed",
+    }
+}
+
+state_enum! {
+    /// Who or what closed a conversation.
+    CloseReason {
+        Agent = "agent",
+        Supervisor = "supervisor",
+        /// The visitor wrote nothing for the skill group's inactivity timeout.
+        VisitorTimeout = "visitor_timeout",
+        /// The channel ended it (its account or channel was removed or disabled).
+        Channel = "channel",
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

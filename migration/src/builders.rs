@@ -75,3 +75,99 @@ pub async fn drop_all(manager: &SchemaManager<'_>, tables: &[&'static str]) -> R
     }
     Ok(())
 }
+
+/// Adds permissions `(name, display name)` of `module`, sorted from `first_sort_order`.
+pub async fn add_permissions(
+    manager: &SchemaManager<'_>,
+    module: &str,
+    first_sort_order: i32,
+    permissions: &[(&str, &str)],
+) -> Result<(), DbErr> {
+    let now = chrono::Utc::now().naive_utc();
+    let mut insert = Query::insert();
+    insert.into_table("permissions").columns([
+        "name",
+        "display_name",
+        "module",
+        "resource",
+        "action",
+        "sort_order",
+        "created_at",
+    ]);
+    for (order, (name, display)) in (first_sort_order..).zip(permissions) {
+        let (resource, action) = name.split_once(':').unwrap_or((name, ""));
+        insert
+            .values([
+                (*name).into(),
+                (*display).into(),
+                module.into(),
+                resource.into(),
+                action.into(),
+                order.into(),
+                now.into(),
+            ])
+            .map_err(|e| DbErr::Custom(e.to_string()))?;
+    }
+    manager.exec_stmt(insert).await.map(|_| ())
+}
+
+/// Grants each role its permissions (`INSERT … SELECT`: a database whose operators deleted a
+/// built-in role just skips it).
+pub async fn grant_to_roles(
+    manager: &SchemaManager<'_>,
+    grants: &[(&str, &[&str])],
+) -> Result<(), DbErr> {
+    let now = chrono::Utc::now().naive_utc();
+    for (role, names) in grants {
+        let select = Query::select()
+            .expr(Expr::col(("r", "id")))
+            .expr(Expr::col(("p", "id")))
+            .expr(Expr::val(now))
+            .from_as("roles", "r")
+            .from_as("permissions", "p")
+            .and_where(Expr::col(("r", "name")).eq(*role))
+            .and_where(Expr::col(("p", "name")).is_in(names.iter().copied()))
+            .to_owned();
+        manager
+            .exec_stmt(
+                Query::insert()
+                    .into_table("role_permissions")
+                    .columns(["role_id", "permission_id", "created_at"])
+                    .select_from(select)
+                    .map_err(|e| DbErr::Custom(e.to_string()))?
+                    .to_owned(),
+            )
+            .await?;
+    }
+    Ok(())
+}
+
+/// Removes permissions by name, and every grant of them.
+pub async fn remove_permissions(
+    manager: &SchemaManager<'_>,
+    permissions: &[(&str, &str)],
+) -> Result<(), DbErr> {
+    let names: Vec<&str> = permissions.iter().map(|(n, _)| *n).collect();
+    let ids = Query::select()
+        .column("id")
+        .from("permissions")
+        .and_where(Expr::col("name").is_in(names.clone()))
+        .to_owned();
+    manager
+        .exec_stmt(
+            Query::delete()
+                .from_table("role_permissions")
+                .and_where(Expr::col("permission_id").in_subquery(ids))
+                .to_owned(),
+        )
+        .await?;
+    manager
+        .exec_stmt(
+            Query::delete()
+                .from_table("permissions")
+                .and_where(Expr::col("name").is_in(names))
+                .to_owned(),
+        )
+        .await
+        .map(|_| ())
+}

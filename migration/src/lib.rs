@@ -28,6 +28,7 @@ mod m20261202_000014_account_status_values;
 mod m20261203_000015_contact_opt_out;
 mod m20261203_000016_reply_attribution;
 mod m20261203_000017_segments_and_variants;
+mod m20261203_000018_service_desk;
 
 pub struct Migrator;
 
@@ -52,6 +53,7 @@ impl MigratorTrait for Migrator {
             Box::new(m20261203_000015_contact_opt_out::Migration),
             Box::new(m20261203_000016_reply_attribution::Migration),
             Box::new(m20261203_000017_segments_and_variants::Migration),
+            Box::new(m20261203_000018_service_desk::Migration),
         ]
     }
 }

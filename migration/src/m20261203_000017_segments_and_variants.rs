@@ -5,7 +5,9 @@
 
 use sea_orm_migration::{prelude::*, schema::*};
 
-use crate::builders::{create, fk, table, with_timestamps};
+use crate::builders::{
+    add_permissions, create, fk, grant_to_roles, remove_permissions, table, with_timestamps,
+};
 
 #[derive(DeriveMigrationName)]
 pub struct Migration;
@@ -105,28 +107,7 @@ impl MigrationTrait for Migration {
     }
 
     async fn down(&self, manager: &SchemaManager) -> Result<(), DbErr> {
-        let names: Vec<&str> = PERMISSIONS.iter().map(|(n, _)| *n).collect();
-        let ids = Query::select()
-            .column("id")
-            .from("permissions")
-            .and_where(Expr::col("name").is_in(names.clone()))
-            .to_owned();
-        manager
-            .exec_stmt(
-                Query::delete()
-                    .from_table("role_permissions")
-                    .and_where(Expr::col("permission_id").in_subquery(ids))
-                    .to_owned(),
-            )
-            .await?;
-        manager
-            .exec_stmt(
-                Query::delete()
-                    .from_table("permissions")
-                    .and_where(Expr::col("name").is_in(names))
-                    .to_owned(),
-            )
-            .await?;
+        remove_permissions(manager, PERMISSIONS).await?;
         manager
             .drop_index(
                 Index::drop()
@@ -152,53 +133,6 @@ impl MigrationTrait for Migration {
 }
 
 async fn grant(manager: &SchemaManager<'_>) -> Result<(), DbErr> {
-    let now = chrono::Utc::now().naive_utc();
-    let mut insert = Query::insert();
-    insert.into_table("permissions").columns([
-        "name",
-        "display_name",
-        "module",
-        "resource",
-        "action",
-        "sort_order",
-        "created_at",
-    ]);
-    for (order, (name, display)) in PERMISSIONS.iter().enumerate() {
-        let (resource, action) = name.split_once(':').unwrap_or((name, ""));
-        insert
-            .values([
-                (*name).into(),
-                (*display).into(),
-                "contacts".into(),
-                resource.into(),
-                action.into(),
-                (1000 + order as i32).into(),
-                now.into(),
-            ])
-            .map_err(|e| DbErr::Custom(e.to_string()))?;
-    }
-    manager.exec_stmt(insert).await?;
-    for (role, names) in GRANTS {
-        // INSERT … SELECT: a database whose operators deleted a built-in role just skips it.
-        let select = Query::select()
-            .expr(Expr::col(("r", "id")))
-            .expr(Expr::col(("p", "id")))
-            .expr(Expr::val(now))
-            .from_as("roles", "r")
-            .from_as("permissions", "p")
-            .and_where(Expr::col(("r", "name")).eq(*role))
-            .and_where(Expr::col(("p", "name")).is_in(names.iter().copied()))
-            .to_owned();
-        manager
-            .exec_stmt(
-                Query::insert()
-                    .into_table("role_permissions")
-                    .columns(["role_id", "permission_id", "created_at"])
-                    .select_from(select)
-                    .map_err(|e| DbErr::Custom(e.to_string()))?
-                    .to_owned(),
-            )
-            .await?;
-    }
-    Ok(())
+    add_permissions(manager, "contacts", 1000, PERMISSIONS).await?;
+    grant_to_roles(manager, GRANTS).await
 }

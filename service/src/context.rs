@@ -34,6 +34,8 @@ pub struct Context {
     pub telemetry: Telemetry,
     /// Access tokens resolved within the last second (`auth::cache`).
     pub auth_cache: Arc<crate::auth::cache::ActorCache>,
+    /// This process's reader of the service desk's event log (`desk::events`).
+    pub desk_hub: Arc<crate::desk::events::Hub>,
 }
 
 impl Context {
@@ -74,6 +76,7 @@ impl Context {
             limiter,
             telemetry,
             auth_cache: Arc::default(),
+            desk_hub: Arc::default(),
         })
     }
 }

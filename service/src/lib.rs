@@ -12,6 +12,7 @@ pub mod context;
 pub mod crypto;
 pub mod csv_out;
 pub mod db;
+pub mod desk;
 pub mod dispatch;
 
 pub mod drivers;

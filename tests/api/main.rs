@@ -13,6 +13,7 @@ mod console_session;
 mod contacts;
 mod crash;
 mod data_scopes;
+mod desk;
 mod drivers;
 mod errors;
 mod estimate;

@@ -25,6 +25,19 @@ pub(crate) async fn inbound(
     contact: &ContactView,
     content: &str,
 ) {
+    let id = format!("in-{}-{content}", contact.id);
+    inbound_with_id(sim, app, agent, contact, content, &id).await;
+}
+
+/// `inbound` with the message id the agent reports (the same id twice is one message).
+pub(crate) async fn inbound_with_id(
+    sim: &TestSim,
+    app: &TestApp,
+    agent: i64,
+    contact: &ContactView,
+    content: &str,
+    message_id: &str,
+) {
     let admin = app.admin_token().await;
     let instance: InstanceView = app
         .get_as(&format!("/api/v1/instances/{agent}"), &admin)
@@ -37,7 +50,7 @@ pub(crate) async fn inbound(
         .replace("http://127.0.0.1:8080", &app.address);
     let event = json!({
         "type": "message.received", "account_wxid": account.wxid, "url": url,
-        "data": { "from": contact.wxid, "msgtype": "text", "content": content, "message_id": format!("in-{}-{content}", contact.id) }
+        "data": { "from": contact.wxid, "msgtype": "text", "content": content, "message_id": message_id }
     });
     let pushed: Value = sim
         .control(Method::POST, "/events", event)

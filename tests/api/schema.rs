@@ -27,7 +27,7 @@ async fn migrations_roll_back_and_reapply() {
         all
     );
     Migrator::up(&db, None).await.unwrap();
-    assert_eq!(entity::roles::Entity::find().count(&db).await.unwrap(), 5);
+    assert_eq!(entity::roles::Entity::find().count(&db).await.unwrap(), 6);
 }
 
 #[tokio::test]

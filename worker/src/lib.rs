@@ -89,6 +89,13 @@ pub async fn run(ctx: Context, shutdown: watch::Receiver<bool>) {
                 async move { jobs::sweep::run(&ctx).await }
             }
         }),
+        supervise("desk", Duration::from_secs(5), shutdown.clone(), {
+            let ctx = ctx.clone();
+            move || {
+                let ctx = ctx.clone();
+                async move { jobs::desk::run(&ctx).await }
+            }
+        }),
         supervise("events", Duration::from_millis(500), shutdown.clone(), {
             let ctx = ctx.clone();
             move || {

@@ -6,6 +6,7 @@ pub mod audit_logs;
 pub mod auth;
 pub mod callbacks;
 pub mod contacts;
+pub mod desk;
 pub mod groups;
 pub mod health;
 pub mod instances;

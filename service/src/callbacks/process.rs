@@ -290,6 +290,7 @@ async fn store_inbound(
         .one(&ctx.db)
         .await?;
     let text = content.clone();
+    let remote_ref = remote_id.clone();
     let row = messages::ActiveModel {
         message_uuid: Set(uuid::Uuid::new_v4()),
         direction: Set(MessageDirection::In),
@@ -317,6 +318,22 @@ async fn store_inbound(
     messages::Entity::insert(row)
         .exec_without_returning(&ctx.db)
         .await?;
+    if group.is_none() {
+        // A private message to an account that is a service-desk channel joins a conversation.
+        crate::desk::intake::on_inbound(
+            ctx,
+            crate::desk::intake::Inbound {
+                instance,
+                account,
+                from,
+                contact_id,
+                msgtype,
+                content: text.as_deref(),
+                remote_id: remote_ref.as_deref(),
+            },
+        )
+        .await?;
+    }
     if let (Some(id), None, Some(text)) = (contact_id, group, text.as_deref()) {
         let sender = crate::contacts::opt_out::InboundContact {
             id,

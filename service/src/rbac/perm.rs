@@ -77,6 +77,9 @@ permissions! {
     TasksDelete => "tasks:delete",
     TasksControl => "tasks:control",
     TasksExport => "tasks:export",
+    DeskWork => "desk:work",
+    DeskSupervise => "desk:supervise",
+    DeskManage => "desk:manage",
 }
 
 /// The OpenAPI shape of a permission name: one of [`ALL`], the catalogue the migrations seed.

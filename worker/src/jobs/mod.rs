@@ -3,6 +3,7 @@
 pub mod alerts;
 pub mod audit_ship;
 pub mod confirm;
+pub mod desk;
 pub mod events;
 pub mod heartbeats;
 pub mod housekeeping;
