@@ -43,6 +43,9 @@ const UNSCOPED: &[&str] = &[
     "/api/v1/alerts/",
     // Segments are shared definitions; what one selects is counted within the caller's reach.
     "/api/v1/segments/",
+    // The desk has its own reach: an agent sees their own conversations and their groups'
+    // queue, a supervisor all (tests/api/desk.rs); its settings are `desk:manage`'s.
+    "/api/v1/desk/",
 ];
 
 /// One record of each scoped kind.
