@@ -45,11 +45,12 @@ export class Api {
   }
 
   /** A user holding exactly `permissions`, through a role of their own. */
-  async userWith(username: string, password: string, permissions: string[]): Promise<void> {
+  async userWith(username: string, password: string, permissions: string[]): Promise<number> {
     const role = await this.call<{ id: number }>('POST', '/api/v1/roles', { name: `${username}_role`, display_name: `${username} role` })
     await this.call('PUT', `/api/v1/roles/${role.id}/permissions`, { permissions })
     const user = await this.call<{ id: number }>('POST', '/api/v1/users', { username, password })
     await this.call('PUT', `/api/v1/users/${user.id}/roles`, { roles: [{ role_id: role.id }] })
+    return user.id
   }
 }
 

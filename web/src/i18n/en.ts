@@ -5,6 +5,10 @@ import type zh from './zh-CN'
 const en: typeof zh = {
   app: { name: 'wework console', signOut: 'Sign out', profile: 'Profile', language: 'Language' },
   nav: {
+    desk: 'Service workbench',
+    deskSupervisor: 'Service supervision',
+    deskSettings: 'Service settings',
+    service: 'Customer service',
     outcomes: 'Broadcast results',
     segments: 'Segments',
     optOuts: 'Opt-out list',

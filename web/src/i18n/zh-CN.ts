@@ -4,6 +4,10 @@ import * as sections from './sections'
 export default {
   app: { name: 'wework 控制台', signOut: '退出登录', profile: '个人中心', language: '语言' },
   nav: {
+    desk: '客服工作台',
+    deskSupervisor: '客服监控',
+    deskSettings: '客服设置',
+    service: '客服',
     outcomes: '群发效果',
     segments: '人群分组',
     optOuts: '退订名单',

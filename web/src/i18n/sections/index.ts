@@ -2,6 +2,7 @@
 import * as admin from './admin'
 import * as alerts from './alerts'
 import * as contacts from './contacts'
+import * as desk from './desk'
 import * as groups from './groups'
 import * as instances from './instances'
 import * as monitoring from './monitoring'
@@ -13,6 +14,7 @@ export const zh = {
   ...tasks.zh,
   ...contacts.zh,
   ...segments.zh,
+  ...desk.zh,
   ...groups.zh,
   ...templates.zh,
   ...instances.zh,
@@ -25,6 +27,7 @@ export const en: typeof zh = {
   ...tasks.en,
   ...contacts.en,
   ...segments.en,
+  ...desk.en,
   ...groups.en,
   ...templates.en,
   ...instances.en,

@@ -1,1 +1,0 @@
-import{Ar as e,Ii as t,Jr as n,Mr as r,Nr as i,Qr as a,ci as o,h as s,n as c}from"./index-CsRKW4l0.js";var l={};function u(c,l){let u=a(`router-link`),d=s;return n(),e(`main`,null,[i(d,{icon:`info`,title:c.$t(`errors.notFound`)},{extra:o(()=>[i(u,{to:`/`},{default:o(()=>[r(t(c.$t(`nav.home`)),1)]),_:1})]),_:1},8,[`title`])])}var d=c(l,[[`render`,u]]);export{d as default};

@@ -1,0 +1,1 @@
+import"./index-C9Uf_NXZ.js";

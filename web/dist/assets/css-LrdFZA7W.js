@@ -1,1 +1,0 @@
-import"./index-CsRKW4l0.js";import"./css-DJAv6I7k.js";

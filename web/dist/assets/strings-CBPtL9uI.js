@@ -1,1 +1,0 @@
-import{wi as e}from"./index-CsRKW4l0.js";var t=(e=``)=>e.replace(/[|\\{}()[\]^$+*?.]/g,`\\$&`).replace(/-/g,`\\x2d`),n=t=>e(t);export{t as n,n as t};

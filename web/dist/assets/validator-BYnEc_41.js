@@ -1,0 +1,1 @@
+import{ar as e}from"./index-C9Uf_NXZ.js";var t=t=>[``,...e].includes(t);export{t};

@@ -1,1 +1,0 @@
-import{ir as e}from"./index-CsRKW4l0.js";var t=t=>[``,...e].includes(t);export{t};

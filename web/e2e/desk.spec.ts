@@ -1,0 +1,96 @@
+import { expect, test, type Browser, type Page } from '@playwright/test'
+
+import { Api, adminPassword, simInbound } from './api'
+import { expectAccessible, screenshot, signIn, watchPolicy } from './support'
+
+type Contact = { id: number; account_id: number; wxid: string; nickname: string | null }
+
+async function agentPage(browser: Browser, username: string, password: string): Promise<Page> {
+  const page = await (await browser.newContext()).newPage()
+  await signIn(page, username, password)
+  await page.getByRole('link', { name: '客服工作台', exact: true }).click()
+  await expect(page.getByRole('heading', { name: '客服工作台' })).toBeVisible()
+  await page.getByTestId('my-status').getByText('在线', { exact: true }).click()
+  await expect(page.getByText('实时', { exact: true })).toBeVisible()
+  return page
+}
+
+test('two agents: a visitor queues, is assigned, answered, transferred with a reason and closed', async ({ page, browser }) => {
+  const violations = watchPolicy(page)
+  const api = await Api.signIn()
+  const stamp = Date.now()
+  const instanceId = await api.simInstance(`desk-e2e-${stamp}`)
+  const contacts = await api.call<{ items: Contact[] }>('GET', `/api/v1/contacts?instance_id=${instanceId}&limit=2`)
+  const visitor = contacts.items[0]
+  const shown = visitor.nickname || visitor.wxid
+  const groupName = `售后-${stamp}`
+
+  // The manager sets up a skill group in the console.
+  await signIn(page, 'admin', adminPassword)
+  await page.getByRole('link', { name: '客服设置', exact: true }).click()
+  await page.getByRole('button', { name: '新建技能组' }).click()
+  const dialog = page.getByRole('dialog', { name: '新建技能组' })
+  await dialog.getByRole('textbox', { name: '名称' }).fill(groupName)
+  await dialog.getByRole('button', { name: '保存' }).click()
+  await expect(page.getByTestId('skill-groups')).toContainText(groupName)
+  await expectAccessible(page)
+  const groups = await api.call<{ id: number; name: string }[]>('GET', '/api/v1/desk/skill-groups')
+  const group = groups.find((g) => g.name === groupName)!
+  await api.call('POST', '/api/v1/desk/channels', {
+    name: `官方客服 ${stamp}`, account_id: visitor.account_id, skill_group_id: group.id,
+    welcome_message: '您好，客服马上为您服务', rating_prompt: '请为本次服务打分：回复 1-5',
+  })
+  const agents: { name: string; password: string }[] = []
+  for (const [i, name] of [`kfa${stamp}`, `kfb${stamp}`].entries()) {
+    const password = 'Agent-Passw0rd!'
+    const userId = await api.userWith(name, password, ['desk:work', 'profile:self'])
+    await api.call('POST', '/api/v1/desk/agents', { user_id: userId, agent_no: `E${stamp % 100000}${i}`, max_concurrent: 3, skill_group_ids: [group.id] })
+    agents.push({ name, password })
+  }
+
+  // Two agents online in two browsers; the visitor writes.
+  const a = await agentPage(browser, agents[0].name, agents[0].password)
+  const b = await agentPage(browser, agents[1].name, agents[1].password)
+  await simInbound(api, instanceId, visitor, '你好，我的订单还没到')
+  // Round robin: the first agent (given nothing yet, created first) gets it, live.
+  const mine = a.getByTestId('desk-mine')
+  await expect(mine.getByRole('button', { name: shown })).toBeVisible()
+  await mine.getByRole('button', { name: shown }).click()
+  await expect(a.getByTestId('chat-messages')).toContainText('你好，我的订单还没到')
+  await expect(a.getByTestId('visitor-panel')).toContainText(visitor.wxid)
+  await a.getByRole('button', { name: '接入', exact: true }).click()
+  await a.getByRole('textbox', { name: '输入消息' }).fill('您好，我来帮您查一下')
+  await a.getByRole('button', { name: '发送', exact: true }).click()
+  await expect(a.getByTestId('chat-messages')).toContainText('您好，我来帮您查一下')
+  await simInbound(api, instanceId, visitor, '单号 20261203')
+  await expect(a.getByTestId('chat-messages')).toContainText('单号 20261203')
+  await expectAccessible(a)
+  await screenshot(a, 'desk-workbench')
+
+  // Transfer to the colleague with a reason; it leaves A and reaches B, who closes it.
+  await a.getByRole('button', { name: '转接', exact: true }).click()
+  const transfer = a.getByRole('dialog', { name: '转接' })
+  await transfer.getByRole('combobox', { name: '客服' }).selectOption({ index: 1 })
+  await transfer.getByRole('textbox', { name: '转接原因' }).fill('物流问题转专员')
+  await transfer.getByRole('button', { name: '转接', exact: true }).click()
+  await expect(mine.getByRole('button', { name: shown })).toBeHidden()
+  const theirs = b.getByTestId('desk-mine')
+  await expect(theirs.getByRole('button', { name: shown })).toBeVisible()
+  await theirs.getByRole('button', { name: shown }).click()
+  await expect(b.getByTestId('chat-messages')).toContainText('单号 20261203')
+  await b.getByRole('button', { name: '接入', exact: true }).click()
+  await b.getByRole('button', { name: '结束会话', exact: true }).click()
+  await expect(theirs.getByRole('button', { name: shown })).toBeHidden()
+
+  // The supervisor sees both agents online with nothing open.
+  await page.getByRole('link', { name: '客服监控', exact: true }).click()
+  const rows = page.getByTestId('desk-agents')
+  await expect(rows).toContainText(`0 / 3`)
+  await expect(page.getByTestId('desk-groups')).toContainText(groupName)
+  await expectAccessible(page)
+  await screenshot(page, 'desk-supervisor')
+  const transfers = await api.call<{ items: { id: number }[] }>('GET', `/api/v1/desk/conversations?limit=5`)
+  const record = await api.call<{ reason: string }[]>('GET', `/api/v1/desk/conversations/${transfers.items[0].id}/transfers`)
+  expect(record.map((r) => r.reason)).toEqual(['物流问题转专员'])
+  expect(violations).toEqual([])
+})
