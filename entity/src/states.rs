@@ -274,6 +274,9 @@ state_enum! {
         MetricThreshold = "metric_threshold",
         /// Tasks whose recent sends failed more than `threshold` (a share).
         TaskFailureRate = "task_failure_rate",
+        /// Service-desk skill groups whose oldest queued conversation has waited more than
+        /// `threshold` seconds.
+        DeskQueueWait = "desk_queue_wait",
     }
 }
 

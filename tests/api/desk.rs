@@ -730,3 +730,98 @@ async fn the_live_stream_moves_to_another_api_process_without_losing_or_repeatin
         .collect();
     assert_eq!(said, ["第一条", "第二条", "第三条", "第四条"]);
 }
+
+/// Alerts of `status` about the skill group.
+async fn group_alerts(app: &TestApp, status: &str, group: i64) -> Vec<Value> {
+    let admin = app.admin_token().await;
+    let page: Value = app
+        .get_json(&format!("/api/v1/alerts?status={status}"), &admin)
+        .await;
+    page["items"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|a| a["source_type"] == "skill_group" && a["source_id"] == group.to_string())
+        .cloned()
+        .collect()
+}
+
+#[tokio::test]
+async fn a_long_queue_raises_an_alert_and_service_levels_reach_the_metric_store() {
+    use crate::telemetry_servers::{VictoriaMetrics, spool_dir};
+    use entity::states::SyncStatus;
+    let vm = VictoriaMetrics::start().await;
+    let sim = TestSim::small();
+    let mut app = TestApp::spawn_with(&format!(
+        "[worker]\nalert_interval_secs = 1\n[influxdb]\nurl = \"{}\"\nflush_interval_ms = 100\nspool_dir = \"{}\"\n",
+        vm.url,
+        spool_dir()
+    ))
+    .await;
+    let (agent, _) = app.register_sim(&sim, 60).await;
+    app.start_worker();
+    assert_eq!(app.sync(agent).await.status, SyncStatus::Succeeded);
+    let admin = app.admin_token().await;
+    let people = visitors_of_one_account(&app, agent, 1).await;
+    let (group, agents) = desk(&app, people[0].account_id, "round_robin", &[1]).await;
+    let (_, token) = &agents[0];
+    let _: Value = answer(
+        app.post("/api/v1/alert-rules", &admin, json!({ "name": "客服排队", "rule_type": "desk_queue_wait", "threshold": 1, "cooldown_seconds": 0 })).await,
+        StatusCode::CREATED,
+    )
+    .await;
+    // Nobody is online: the visitor waits, and past a second of waiting the rule fires.
+    visitor_says(&sim, &app, agent, &people[0], "有人吗", "wait-1").await;
+    for _ in 0..100 {
+        if !group_alerts(&app, "ACTIVE", group.id).await.is_empty() {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(300)).await;
+    }
+    let raised = group_alerts(&app, "ACTIVE", group.id).await;
+    assert_eq!(raised.len(), 1, "one alert for the group");
+    // The agent comes online and takes it: the alert resolves on its own.
+    go(&app, token, "online").await;
+    for _ in 0..100 {
+        if !group_alerts(&app, "RESOLVED", group.id).await.is_empty() {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(300)).await;
+    }
+    assert_eq!(group_alerts(&app, "RESOLVED", group.id).await.len(), 1);
+    let mine = conversations(&app, token, "").await;
+    let id = mine[0].id;
+    let _: DeskMessageView = answer(
+        app.post(
+            &format!("/api/v1/desk/conversations/{id}/reply"),
+            token,
+            json!({ "content": "在的" }),
+        )
+        .await,
+        StatusCode::CREATED,
+    )
+    .await;
+    let _: ConversationView = answer(
+        app.post(
+            &format!("/api/v1/desk/conversations/{id}/close"),
+            token,
+            json!({}),
+        )
+        .await,
+        StatusCode::OK,
+    )
+    .await;
+    // One point per moment: the wait (over a second), the first response, the close.
+    assert!(app.ctx.telemetry.flush().await);
+    let series =
+        |field: &str| format!("desk_conversations_{field}{{skill_group=\"{}\"}}", group.id);
+    let waited = vm.samples(&series("queue_wait_ms"), 1, 30).await;
+    assert!(waited.iter().any(|(_, v)| *v >= 1000.0), "{waited:?}");
+    assert_eq!(
+        vm.samples(&series("first_response_ms"), 1, 30).await.len(),
+        1
+    );
+    let closed = vm.samples(&series("closed"), 1, 30).await;
+    assert_eq!(closed.iter().map(|(_, v)| *v as i64).sum::<i64>(), 1);
+    assert_eq!(vm.samples(&series("handle_ms"), 1, 30).await.len(), 1);
+}

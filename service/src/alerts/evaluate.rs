@@ -201,6 +201,28 @@ async fn firing(
                 }
             }
         }
+        AlertRuleType::DeskQueueWait => {
+            let threshold = rule.threshold.unwrap_or(300.0);
+            let now = ctx.clock.now_db();
+            for (group, name, oldest) in crate::desk::conversations::oldest_queued(ctx).await? {
+                let waited = (now - oldest).num_seconds() as f64;
+                if waited > threshold {
+                    out.insert(
+                        key("skill_group", group),
+                        Firing {
+                            title: format!("Visitors of skill group {name} wait more than {threshold:.0} s"),
+                            message: format!(
+                                "the oldest queued conversation has waited {waited:.0} s (limit {threshold:.0} s)"
+                            ),
+                            value: Some(waited),
+                            instance_id: None,
+                            source_type: "skill_group",
+                            source_id: group.to_string(),
+                        },
+                    );
+                }
+            }
+        }
     }
     Ok(out)
 }

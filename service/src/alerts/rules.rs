@@ -64,7 +64,7 @@ pub struct RuleInput {
     /// metric_threshold: >, >=, < or <=.
     pub comparator: Option<String>,
     /// heartbeat_missing: missed heartbeats (default `instances.offline_after_missed`);
-    /// metric_threshold: the value; task_failure_rate: a share between 0 and 1.
+    /// metric_threshold: the value; task_failure_rate: a share between 0 and 1; desk_queue_wait: seconds a queued conversation may wait (1 to 86400).
     pub threshold: Option<f64>,
     /// Window the condition is judged over, 60–86400 s (default 300).
     pub window_seconds: Option<i32>,
@@ -227,6 +227,14 @@ fn check_condition(
         }
         AlertRuleType::TaskFailureRate if !threshold.is_some_and(|t| (0.0..=1.0).contains(&t)) => {
             v.add("threshold", "must be a share between 0 and 1");
+        }
+        AlertRuleType::DeskQueueWait
+            if !threshold.is_some_and(|t| (1.0..=86_400.0).contains(&t)) =>
+        {
+            v.add(
+                "threshold",
+                "must be between 1 and 86400 seconds of waiting",
+            );
         }
         AlertRuleType::HeartbeatMissing
             if threshold.is_some_and(|t| !(1.0..=1000.0).contains(&t)) =>

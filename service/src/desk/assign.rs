@@ -175,8 +175,10 @@ pub async fn try_assign(ctx: &Context, conversation_id: i64) -> ServiceResult<Op
             EventKind::ConversationAssigned,
         )
         .await?;
+        let assigned = super::conversations::find(&txn, conversation_id).await?;
         txn.commit().await?;
         events::announce(ctx).await;
+        super::metrics::record(ctx, &assigned, super::metrics::Moment::Assigned);
         return Ok(Some(agent_id));
     }
     Ok(None)

@@ -557,7 +557,7 @@ pub async fn reply(
         .filter(desk_conversations::Column::Id.eq(id))
         .exec(&txn)
         .await?;
-    desk_conversations::Entity::update_many()
+    let first = desk_conversations::Entity::update_many()
         .col_expr(
             desk_conversations::Column::FirstResponseAt,
             Expr::value(now),
@@ -565,12 +565,17 @@ pub async fn reply(
         .filter(desk_conversations::Column::Id.eq(id))
         .filter(desk_conversations::Column::FirstResponseAt.is_null())
         .exec(&txn)
-        .await?;
+        .await?
+        .rows_affected
+        == 1;
     let current = find(&txn, id).await?;
     let view = DeskMessageView::from(message);
     record_message(&txn, now, &current, EventKind::MessageSent, &view).await?;
     txn.commit().await?;
     events::announce(ctx).await;
+    if first {
+        super::metrics::record(ctx, &current, super::metrics::Moment::FirstResponse);
+    }
     Ok(view)
 }
 
@@ -838,8 +843,10 @@ pub async fn close_as(
         assign::release_seat(&txn, agent).await?;
     }
     let view = record_change(&txn, now, conversation.id, EventKind::ConversationClosed).await?;
+    let closed = find(&txn, conversation.id).await?;
     txn.commit().await?;
     events::announce(ctx).await;
+    super::metrics::record(ctx, &closed, super::metrics::Moment::Closed);
     if let Some(agent) = current.agent_id {
         assign::drain_for_agent(ctx, agent).await?;
     }
@@ -941,8 +948,31 @@ pub async fn take_rating(ctx: &Context, visitor_id: i64, text: &str) -> ServiceR
         record_change(&txn, now, last.id, EventKind::ConversationRated).await?;
     }
     txn.commit().await?;
+    if rated == 1 {
+        super::metrics::record(ctx, &last, super::metrics::Moment::Rated(score as i32));
+    }
     events::announce(ctx).await;
     Ok(rated == 1)
+}
+
+/// Each skill group with a queue: its id, name and when its oldest queued conversation queued.
+pub async fn oldest_queued(ctx: &Context) -> ServiceResult<Vec<(i64, String, NaiveDateTime)>> {
+    let mut out = Vec::new();
+    for group in desk_skill_groups::Entity::find().all(&ctx.db).await? {
+        let oldest: Option<NaiveDateTime> = desk_conversations::Entity::find()
+            .select_only()
+            .column_as(desk_conversations::Column::QueuedAt.min(), "oldest")
+            .filter(desk_conversations::Column::SkillGroupId.eq(group.id))
+            .filter(desk_conversations::Column::State.eq(ConversationState::Queued))
+            .into_tuple::<Option<NaiveDateTime>>()
+            .one(&ctx.db)
+            .await?
+            .flatten();
+        if let Some(oldest) = oldest {
+            out.push((group.id, group.name, oldest));
+        }
+    }
+    Ok(out)
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize, utoipa::ToSchema)]

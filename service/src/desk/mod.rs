@@ -13,6 +13,7 @@ pub mod assign;
 pub mod conversations;
 pub mod events;
 pub mod intake;
+pub mod metrics;
 pub mod quick_replies;
 pub mod setup;
 pub mod stream;

@@ -1962,7 +1962,7 @@ export interface components {
          * @description What an alert rule watches.
          * @enum {string}
          */
-        AlertRuleType: "heartbeat_missing" | "instance_error" | "metric_threshold" | "task_failure_rate";
+        AlertRuleType: "heartbeat_missing" | "instance_error" | "metric_threshold" | "task_failure_rate" | "desk_queue_wait";
         /**
          * @description Where an alert stands.
          * @enum {string}
@@ -4043,7 +4043,7 @@ export interface components {
             /**
              * Format: double
              * @description heartbeat_missing: missed heartbeats (default `instances.offline_after_missed`);
-             *     metric_threshold: the value; task_failure_rate: a share between 0 and 1.
+             *     metric_threshold: the value; task_failure_rate: a share between 0 and 1; desk_queue_wait: seconds a queued conversation may wait (1 to 86400).
              */
             threshold?: number | null;
             /**

@@ -107,6 +107,7 @@ describe('conditionText', () => {
     expect(conditionText(rule, t)).toBe('alertRules.when.metric {"metric":"heartbeat_latency_ms","comparator":">","value":500,"window":300}')
     expect(conditionText({ ...rule, rule_type: 'heartbeat_missing', threshold: null }, t)).toBe('alertRules.when.heartbeatDefault {}')
     expect(conditionText({ ...rule, rule_type: 'task_failure_rate', threshold: 0.25 }, t)).toBe('alertRules.when.failureRate {"percent":25,"window":300}')
+    expect(conditionText({ ...rule, rule_type: 'desk_queue_wait', threshold: 120 }, t)).toBe('alertRules.when.queueWait {"seconds":120}')
   })
 })
 

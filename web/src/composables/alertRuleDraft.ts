@@ -6,7 +6,7 @@ export type RuleType = Schemas['AlertRuleType']
 export type ChannelKind = Schemas['AlertChannelKind']
 export type AlertLevel = Schemas['AlertLevel']
 
-export const RULE_TYPES: RuleType[] = ['heartbeat_missing', 'instance_error', 'metric_threshold', 'task_failure_rate']
+export const RULE_TYPES: RuleType[] = ['heartbeat_missing', 'instance_error', 'metric_threshold', 'task_failure_rate', 'desk_queue_wait']
 export const LEVELS: AlertLevel[] = ['INFO', 'WARNING', 'CRITICAL']
 export const CHANNEL_KINDS: ChannelKind[] = ['webhook', 'wecom_robot']
 /** The metrics and comparators `metric_threshold` accepts (service/src/alerts/rules.rs). */
@@ -164,6 +164,8 @@ export function conditionText(rule: Schemas['RuleView'], t: Translate): string {
       })
     case 'task_failure_rate':
       return t('alertRules.when.failureRate', { percent: thresholdForForm('task_failure_rate', rule.threshold ?? 0.5), window: rule.window_seconds })
+    case 'desk_queue_wait':
+      return t('alertRules.when.queueWait', { seconds: rule.threshold ?? 300 })
   }
 }
 

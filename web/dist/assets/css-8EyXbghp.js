@@ -1,0 +1,1 @@
+import"./index-Bc-qGkGw.js";

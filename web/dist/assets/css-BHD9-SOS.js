@@ -1,1 +1,0 @@
-import"./index-C9Uf_NXZ.js";import"./css-CoSOIm4p.js";

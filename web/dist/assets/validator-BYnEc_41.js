@@ -1,1 +1,0 @@
-import{ar as e}from"./index-C9Uf_NXZ.js";var t=t=>[``,...e].includes(t);export{t};
