@@ -35,6 +35,8 @@ pub enum Action {
     LoginFlood(super::bench_login::LoginFloodArgs),
     /// Requests per second and latency of the API's hot path against a bare handler.
     Api(super::bench_api::ApiArgs),
+    /// Open conversations, inbound messages per second and the live push latency of the desk.
+    Desk(super::bench_desk::DeskArgs),
 }
 
 #[derive(Debug, ClapArgs)]
@@ -69,6 +71,7 @@ pub async fn run(action: Action) -> anyhow::Result<()> {
         Action::Broadcast(args) => super::bench_broadcast::broadcast_bench(args).await,
         Action::LoginFlood(args) => super::bench_login::login_flood_bench(args).await,
         Action::Api(args) => super::bench_api::api_bench(args).await,
+        Action::Desk(args) => super::bench_desk::desk_bench(args).await,
     }
 }
 

@@ -3,6 +3,7 @@
 mod bench;
 mod bench_api;
 mod bench_broadcast;
+mod bench_desk;
 mod bench_login;
 mod config;
 mod migrate;

@@ -741,7 +741,10 @@ async fn group_alerts(app: &TestApp, status: &str, group: i64) -> Vec<Value> {
         .as_array()
         .unwrap()
         .iter()
-        .filter(|a| a["source_type"] == "skill_group" && a["source_id"] == group.to_string())
+        .filter(|a| {
+            a["source_type"] == "skill_group"
+                && a["source_id"].as_str().and_then(|s| s.parse::<i64>().ok()) == Some(group)
+        })
         .cloned()
         .collect()
 }
