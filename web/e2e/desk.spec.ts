@@ -34,6 +34,12 @@ test('two agents: a visitor queues, is assigned, answered, transferred with a re
   await dialog.getByRole('button', { name: '保存' }).click()
   await expect(page.getByTestId('skill-groups')).toContainText(groupName)
   await expectAccessible(page)
+  // …and a shared quick reply with the visitor's name in it.
+  await page.getByRole('tab', { name: '共享快捷回复' }).click()
+  await page.getByRole('textbox', { name: '标题' }).fill(`问候${stamp}`)
+  await page.getByRole('textbox', { name: '内容' }).fill('{{ nickname }}您好，请问有什么可以帮您？')
+  await page.getByRole('button', { name: '添加快捷回复' }).click()
+  await expect(page.getByTestId('quick-replies')).toContainText(`问候${stamp}`)
   const groups = await api.call<{ id: number; name: string }[]>('GET', '/api/v1/desk/skill-groups')
   const group = groups.find((g) => g.name === groupName)!
   await api.call('POST', '/api/v1/desk/channels', {
@@ -59,6 +65,8 @@ test('two agents: a visitor queues, is assigned, answered, transferred with a re
   await expect(a.getByTestId('chat-messages')).toContainText('你好，我的订单还没到')
   await expect(a.getByTestId('visitor-panel')).toContainText(visitor.wxid)
   await a.getByRole('button', { name: '接入', exact: true }).click()
+  await a.getByRole('combobox', { name: '快捷回复' }).selectOption({ label: `问候${stamp}` })
+  await expect(a.getByTestId('chat-messages')).toContainText(`${shown}您好，请问有什么可以帮您？`)
   await a.getByRole('textbox', { name: '输入消息' }).fill('您好，我来帮您查一下')
   await a.getByRole('button', { name: '发送', exact: true }).click()
   await expect(a.getByTestId('chat-messages')).toContainText('您好，我来帮您查一下')

@@ -65,6 +65,12 @@ export const zh = {
     ratingPrompt: '结束后的评价邀请',
     enabled: '启用',
     enabledOf: '启用渠道 {name}',
+    sharedReplies: '共享快捷回复',
+    myReplies: '我的快捷回复',
+    replyTitle: '标题',
+    replyBody: '内容',
+    replyVariables: "可用变量：{'{{ nickname }}'} 访客昵称，{'{{ agent_no }}'} 工号，{'{{ agent_name }}'} 客服名",
+    addReply: '添加快捷回复',
   },
 }
 
@@ -134,5 +140,11 @@ export const en: typeof zh = {
     ratingPrompt: 'Rating prompt after close',
     enabled: 'Enabled',
     enabledOf: 'Channel {name} enabled',
+    sharedReplies: 'Shared quick replies',
+    myReplies: 'My quick replies',
+    replyTitle: 'Title',
+    replyBody: 'Text',
+    replyVariables: "Variables: {'{{ nickname }}'} the visitor, {'{{ agent_no }}'} your number, {'{{ agent_name }}'} your name",
+    addReply: 'Add quick reply',
   },
 }

@@ -1,1 +1,0 @@
-import"./index-Bc-qGkGw.js";

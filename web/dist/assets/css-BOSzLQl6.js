@@ -1,0 +1,1 @@
+import"./index-D8N0580K.js";import"./css-BK_Rtvon.js";
