@@ -22,6 +22,8 @@ pub struct Swept {
     /// Raw metric samples folded into rollups.
     pub rolled_up: u64,
     pub inbound_events: u64,
+    /// Service-desk events older than a week (streams resume from at most the last 5,000).
+    pub desk_events: u64,
     /// system, error and access log rows in SQL.
     pub log_rows: u64,
     pub log_indices: usize,
@@ -76,6 +78,11 @@ pub async fn sweep(ctx: &Context) -> ServiceResult<Swept> {
         .exec(&ctx.db)
         .await?
         .rows_affected;
+    let desk_events = entity::desk_events::Entity::delete_many()
+        .filter(entity::desk_events::Column::CreatedAt.lt(now - crate::desk::events::RETENTION))
+        .exec(&ctx.db)
+        .await?
+        .rows_affected;
     let mut log_rows = 0;
     log_rows += system_logs::Entity::delete_many()
         .filter(system_logs::Column::CreatedAt.lt(retention))
@@ -115,5 +122,6 @@ pub async fn sweep(ctx: &Context) -> ServiceResult<Swept> {
         idempotency_keys,
         metric_samples,
         inbound_events,
+        desk_events,
     })
 }

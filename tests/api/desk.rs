@@ -828,3 +828,40 @@ async fn a_long_queue_raises_an_alert_and_service_levels_reach_the_metric_store(
     assert_eq!(closed.iter().map(|(_, v)| *v as i64).sum::<i64>(), 1);
     assert_eq!(vm.samples(&series("handle_ms"), 1, 30).await.len(), 1);
 }
+
+#[tokio::test]
+async fn the_event_log_keeps_a_week_and_a_resume_point_must_be_an_event_id() {
+    use sea_orm::{ActiveValue::Set, EntityTrait, PaginatorTrait};
+    let app = TestApp::spawn().await;
+    let admin = app.admin_token().await;
+    let bad = problem(
+        app.get("/api/v1/desk/events?after=-1", &admin).await,
+        StatusCode::UNPROCESSABLE_ENTITY,
+    )
+    .await;
+    assert_eq!(crate::helpers::fields(&bad), ["after"]);
+    let now = chrono::Utc::now().naive_utc();
+    for age in [chrono::TimeDelta::days(8), chrono::TimeDelta::days(6)] {
+        entity::desk_events::Entity::insert(entity::desk_events::ActiveModel {
+            kind: Set("agent.status".into()),
+            payload: Set(json!({})),
+            created_at: Set(now - age),
+            ..Default::default()
+        })
+        .exec(&app.ctx.db)
+        .await
+        .unwrap();
+    }
+    let swept = service::housekeeping::sweep(&app.ctx).await.unwrap();
+    assert_eq!(
+        swept.desk_events, 1,
+        "only the event older than a week goes"
+    );
+    assert_eq!(
+        entity::desk_events::Entity::find()
+            .count(&app.ctx.db)
+            .await
+            .unwrap(),
+        1
+    );
+}

@@ -373,7 +373,7 @@ pub struct EventsQuery {
     /// Replay the events after this id first (or send `Last-Event-ID`, as browsers do when they
     /// reconnect).
     #[param(minimum = 0)]
-    pub after: Option<i64>,
+    pub after: Option<u64>,
 }
 
 #[utoipa::path(get, path = "/api/v1/desk/events", tag = "desk", params(EventsQuery),
@@ -389,7 +389,9 @@ pub async fn desk_events(
         .get("Last-Event-ID")
         .and_then(|v| v.to_str().ok())
         .and_then(|v| v.trim().parse::<i64>().ok());
-    let after = header.or(q.after).filter(|a| *a >= 0);
+    let after = header
+        .or(q.after.and_then(|a| i64::try_from(a).ok()))
+        .filter(|a| *a >= 0);
     // Who the viewer is on the desk is settled before a stream slot is taken.
     service::desk::audience_of(&state.ctx, &auth.actor).await?;
     let slot = state.streams.take(auth.actor.user_id()?).await.ok_or(

@@ -89,25 +89,58 @@ pub struct WorkLogEntry {
 }
 
 async fn view<C: ConnectionTrait>(conn: &C, m: desk_agents::Model) -> ServiceResult<AgentView> {
-    let user = users::Entity::find_by_id(m.user_id)
-        .one(conn)
+    views(conn, vec![m])
         .await?
-        .ok_or(ServiceError::NotFound("user"))?;
-    let mut groups = super::groups_of(conn, m.id).await?;
-    groups.sort_unstable();
-    Ok(AgentView {
-        id: m.id,
-        user_id: m.user_id,
-        username: user.username,
-        nickname: user.nickname,
-        agent_no: m.agent_no,
-        max_concurrent: m.max_concurrent,
-        status: m.status,
-        status_changed_at: to_utc(m.status_changed_at),
-        last_heartbeat_at: m.last_heartbeat_at.map(to_utc),
-        active_conversations: m.active_conversations,
-        skill_group_ids: groups,
-    })
+        .pop()
+        .ok_or(ServiceError::NotFound("agent"))
+}
+
+/// The agents' views, their users and groups read in one query each.
+async fn views<C: ConnectionTrait>(
+    conn: &C,
+    agents: Vec<desk_agents::Model>,
+) -> ServiceResult<Vec<AgentView>> {
+    let ids: Vec<i64> = agents.iter().map(|a| a.id).collect();
+    let users: std::collections::HashMap<i64, users::Model> = users::Entity::find()
+        .filter(users::Column::Id.is_in(agents.iter().map(|a| a.user_id)))
+        .all(conn)
+        .await?
+        .into_iter()
+        .map(|u| (u.id, u))
+        .collect();
+    let mut groups: std::collections::HashMap<i64, Vec<i64>> = std::collections::HashMap::new();
+    for link in desk_agent_groups::Entity::find()
+        .filter(desk_agent_groups::Column::AgentId.is_in(ids))
+        .order_by_asc(desk_agent_groups::Column::SkillGroupId)
+        .all(conn)
+        .await?
+    {
+        groups
+            .entry(link.agent_id)
+            .or_default()
+            .push(link.skill_group_id);
+    }
+    agents
+        .into_iter()
+        .map(|m| {
+            let user = users
+                .get(&m.user_id)
+                .ok_or(ServiceError::NotFound("user"))?;
+            Ok(AgentView {
+                id: m.id,
+                user_id: m.user_id,
+                username: user.username.clone(),
+                nickname: user.nickname.clone(),
+                agent_no: m.agent_no,
+                max_concurrent: m.max_concurrent,
+                status: m.status,
+                status_changed_at: to_utc(m.status_changed_at),
+                last_heartbeat_at: m.last_heartbeat_at.map(to_utc),
+                active_conversations: m.active_conversations,
+                skill_group_ids: groups.remove(&m.id).unwrap_or_default(),
+            })
+        })
+        .collect()
 }
 
 pub async fn find<C: ConnectionTrait>(conn: &C, id: i64) -> ServiceResult<desk_agents::Model> {
@@ -126,11 +159,7 @@ pub async fn list(ctx: &Context, actor: &Actor) -> ServiceResult<Vec<AgentView>>
         .order_by_asc(desk_agents::Column::AgentNo)
         .all(&ctx.db)
         .await?;
-    let mut out = Vec::with_capacity(rows.len());
-    for row in rows {
-        out.push(view(&ctx.db, row).await?);
-    }
-    Ok(out)
+    views(&ctx.db, rows).await
 }
 
 fn check_no(v: &mut Violations, no: &str) -> Option<String> {

@@ -108,7 +108,11 @@ pub async fn view<C: ConnectionTrait>(
         .one(conn)
         .await?
         .ok_or(ServiceError::NotFound("visitor"))?;
-    Ok(ConversationView {
+    Ok(view_with(m, visitor))
+}
+
+fn view_with(m: desk_conversations::Model, visitor: desk_visitors::Model) -> ConversationView {
+    ConversationView {
         id: m.id,
         channel_id: m.channel_id,
         visitor: VisitorBrief {
@@ -133,7 +137,7 @@ pub async fn view<C: ConnectionTrait>(
         unread: m.unread,
         rating: m.rating,
         rating_comment: m.rating_comment,
-    })
+    }
 }
 
 pub async fn find<C: ConnectionTrait>(
@@ -257,9 +261,22 @@ pub async fn list(
         .limit(page.fetch())
         .all(&ctx.db)
         .await?;
+    // The page's visitors in one read.
+    let visitors: std::collections::HashMap<i64, desk_visitors::Model> =
+        desk_visitors::Entity::find()
+            .filter(desk_visitors::Column::Id.is_in(rows.iter().map(|r| r.visitor_id)))
+            .all(&ctx.db)
+            .await?
+            .into_iter()
+            .map(|v| (v.id, v))
+            .collect();
     let mut views = Vec::with_capacity(rows.len());
     for row in rows {
-        views.push(view(&ctx.db, row).await?);
+        let visitor = visitors
+            .get(&row.visitor_id)
+            .cloned()
+            .ok_or(ServiceError::NotFound("visitor"))?;
+        views.push(view_with(row, visitor));
     }
     Ok(Page::from_rows(page, views, |v| v.id, |v| v))
 }

@@ -34,6 +34,9 @@ use crate::{Context, ServiceResult, clock::to_utc};
 pub const TICK: Duration = Duration::from_millis(1000);
 /// How long a missing id may still be an insert that has not committed yet.
 const GAP_PATIENCE: Duration = Duration::from_secs(10);
+/// How long the log keeps an event (housekeeping removes older ones): far longer than any
+/// stream's resume needs, short enough that the table stays small.
+pub const RETENTION: chrono::TimeDelta = chrono::TimeDelta::days(7);
 /// Rows fetched per read.
 const BATCH: u64 = 500;
 
