@@ -409,10 +409,11 @@ fn sender_for(actor: Option<&Actor>, channel: &desk_channels::Model) -> Actor {
 }
 
 /// Queues a text to the conversation's visitor through its channel's account and stores it.
+/// `by`: who writes — the user (and their agent id, when they are one), or the desk itself.
 async fn send_text(
     ctx: &Context,
     conversation: &desk_conversations::Model,
-    agent: Option<(i64, &Actor)>,
+    by: Option<(Option<i64>, &Actor)>,
     text: String,
 ) -> ServiceResult<desk_messages::Model> {
     let channel = desk_channels::Entity::find_by_id(conversation.channel_id)
@@ -429,7 +430,7 @@ async fn send_text(
             "the visitor is not a contact of the channel's account yet",
         ));
     };
-    let sender = sender_for(agent.map(|(_, actor)| actor), &channel);
+    let sender = sender_for(by.map(|(_, actor)| actor), &channel);
     let task = crate::messages::send(
         ctx,
         &sender,
@@ -452,7 +453,7 @@ async fn send_text(
         conversation_id: Set(conversation.id),
         channel_id: Set(conversation.channel_id),
         direction: Set(MessageDirection::Out),
-        agent_id: Set(agent.map(|(id, _)| id)),
+        agent_id: Set(by.and_then(|(agent, _)| agent)),
         msgtype: Set("text".into()),
         content: Set(Some(text)),
         remote_msg_id: Set(None),
@@ -561,7 +562,8 @@ pub async fn reply(
     if role.owner && conversation.state == ConversationState::Assigned {
         accept(ctx, actor, id).await?;
     }
-    let message = send_text(ctx, &conversation, role.agent_id.map(|a| (a, actor)), text).await?;
+    // A supervisor who is not an agent writes as themselves, not as the desk.
+    let message = send_text(ctx, &conversation, Some((role.agent_id, actor)), text).await?;
     let now = ctx.clock.now_db();
     let txn = crate::db::begin(&ctx.db).await?;
     desk_conversations::Entity::update_many()
