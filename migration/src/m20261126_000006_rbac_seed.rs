@@ -285,7 +285,7 @@ impl MigrationTrait for Migration {
                 ])
                 .map_err(db_err)?;
             manager.exec_stmt(role).await?;
-            grant(manager, name, grants).await?;
+            crate::builders::grant_to_roles(manager, &[(*name, *grants)]).await?;
         }
         Ok(())
     }
@@ -309,24 +309,4 @@ impl MigrationTrait for Migration {
             )
             .await
     }
-}
-
-/// `INSERT INTO role_permissions SELECT role.id, permission.id … WHERE name IN (grants)`.
-async fn grant(manager: &SchemaManager<'_>, role: &str, grants: &[&str]) -> Result<(), DbErr> {
-    let select = Query::select()
-        .expr(Expr::col(("r", "id")))
-        .expr(Expr::col(("p", "id")))
-        .expr(Expr::val(now()))
-        .from_as("roles", "r")
-        .from_as("permissions", "p")
-        .and_where(Expr::col(("r", "name")).eq(role))
-        .and_where(Expr::col(("p", "name")).is_in(grants.iter().copied()))
-        .to_owned();
-    let insert = Query::insert()
-        .into_table("role_permissions")
-        .columns(["role_id", "permission_id", "created_at"])
-        .select_from(select)
-        .map_err(db_err)?
-        .to_owned();
-    manager.exec_stmt(insert).await
 }
