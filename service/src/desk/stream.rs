@@ -81,9 +81,11 @@ pub async fn follow(
                     Err(RecvError::Closed) => return,
                 },
                 _ = recheck.tick() => {
-                    let allowed = crate::auth::still_allowed(&ctx, &actor, perm::DeskWork).await.unwrap_or(false)
-                        || crate::auth::still_allowed(&ctx, &actor, perm::DeskSupervise).await.unwrap_or(false);
-                    if !allowed {
+                    let supervises = crate::auth::still_allowed(&ctx, &actor, perm::DeskSupervise).await.unwrap_or(false);
+                    let works = crate::auth::still_allowed(&ctx, &actor, perm::DeskWork).await.unwrap_or(false);
+                    // Lost the desk, or lost `desk:supervise` while seeing everything: the
+                    // stream ends and the client reconnects with the rights it has now.
+                    if !(supervises || (works && !audience.everything)) {
                         return;
                     }
                     if let Ok(fresh) = super::audience_of(&ctx, &actor).await {
