@@ -345,6 +345,10 @@ state_enum! {
         CustomerMass = "customer_mass",
         /// A group robot webhook.
         Robot = "robot",
+        /// A 微信客服 (WeChat customer service) message to a WeChat user, sent by the service
+        /// desk only (WeCom lets it write within 48 hours of the user's last message, at most
+        /// 5 times until they write again).
+        WecomKf = "wecom_kf",
     }
 }
 

@@ -167,5 +167,6 @@ pub fn configure(cfg: &mut web::ServiceConfig) {
         .route("/mass", web::get().to(list_mass))
         .route("/mass/{msgid}/confirm", web::post().to(confirm_mass))
         .route("/tokens/expire", web::post().to(expire_tokens))
-        .route("/events", web::post().to(push_event));
+        .route("/events", web::post().to(push_event))
+        .configure(crate::kf::configure_control);
 }

@@ -35,6 +35,9 @@ pub struct Faults {
     pub offline: bool,
     /// The error message of those 503 answers (default "instance offline").
     pub offline_message: Option<String>,
+    /// `kf/sync_msg` hands back the previous page's last entries again (WeCom warns that
+    /// entries can repeat; the platform must show each once).
+    pub kf_repeat: bool,
 }
 
 /// What a data endpoint should do instead of its normal answer.

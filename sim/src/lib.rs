@@ -9,9 +9,11 @@ mod admin;
 mod agent;
 mod data;
 mod faults;
+mod kf;
 mod signing;
 mod state;
 mod wecom;
+mod wecom_push;
 
 use std::{net::TcpListener, sync::Arc};
 
@@ -36,6 +38,10 @@ pub struct SimConfig {
     /// Credentials the WeCom API accepts at `/cgi-bin/gettoken`.
     pub corp_id: String,
     pub corp_secret: String,
+    /// The 微信客服 secret, whose token alone the `kf/*` calls take.
+    pub kf_secret: String,
+    /// 微信客服 accounts (`wksim0`, `wksim1`, …).
+    pub kf_accounts: usize,
     /// Where `POST /_sim/events` delivers signed agent events (the platform's callback URL).
     pub push_url: Option<String>,
     pub faults: Faults,
@@ -54,6 +60,8 @@ impl Default for SimConfig {
             agent_secret: "sim-agent-secret".to_owned(),
             corp_id: "wwsimcorp".to_owned(),
             corp_secret: "sim-corp-secret".to_owned(),
+            kf_secret: "sim-kf-secret".to_owned(),
+            kf_accounts: 2,
             push_url: None,
             faults: Faults::default(),
         }

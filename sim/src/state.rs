@@ -63,6 +63,11 @@ pub struct SimState {
     pub removed_contacts: Mutex<HashSet<String>>,
     pub mass_tasks: Mutex<HashMap<String, MassTask>>,
     pub token_requests: Mutex<u64>,
+    pub kf_secret: String,
+    pub kf_accounts: usize,
+    /// Tokens issued for the 微信客服 secret.
+    pub kf_tokens: Mutex<HashSet<String>>,
+    pub kf: Mutex<crate::kf::KfState>,
 }
 
 impl SimState {
@@ -87,6 +92,10 @@ impl SimState {
             removed_contacts: Mutex::default(),
             mass_tasks: Mutex::default(),
             token_requests: Mutex::default(),
+            kf_secret: config.kf_secret,
+            kf_accounts: config.kf_accounts,
+            kf_tokens: Mutex::default(),
+            kf: Mutex::default(),
         }
     }
 

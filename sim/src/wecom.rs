@@ -16,11 +16,11 @@ use crate::{
 
 type State = web::Data<SimState>;
 
-fn err(code: i64, msg: &str) -> HttpResponse {
+pub(crate) fn err(code: i64, msg: &str) -> HttpResponse {
     HttpResponse::Ok().json(json!({ "errcode": code, "errmsg": msg }))
 }
 
-fn ok(mut body: Value) -> HttpResponse {
+pub(crate) fn ok(mut body: Value) -> HttpResponse {
     if let Some(map) = body.as_object_mut() {
         map.insert("errcode".into(), json!(0));
         map.insert("errmsg".into(), json!("ok"));
@@ -29,12 +29,32 @@ fn ok(mut body: Value) -> HttpResponse {
 }
 
 #[derive(Deserialize)]
-struct TokenQuery {
-    access_token: Option<String>,
+pub(crate) struct TokenQuery {
+    pub(crate) access_token: Option<String>,
 }
 
 /// Token check, then injected faults.
 async fn admit(state: &SimState, token: Option<&str>) -> Result<(), HttpResponse> {
+    admit_as(state, token, false).await
+}
+
+/// Token check for an app call (`kf: false`) or a 微信客服 call: each takes only the token of
+/// its own secret, as WeCom does (48002 otherwise).
+pub(crate) async fn admit_as(
+    state: &SimState,
+    token: Option<&str>,
+    kf: bool,
+) -> Result<(), HttpResponse> {
+    let is_kf_token = token.is_some_and(|t| {
+        state
+            .kf_tokens
+            .lock()
+            .map(|k| k.contains(t))
+            .unwrap_or(false)
+    });
+    if token.is_some() && is_kf_token != kf {
+        return Err(err(48002, "api forbidden: wrong secret for this api"));
+    }
     let now = signing::now();
     let valid = token.and_then(|t| {
         state
@@ -71,7 +91,8 @@ async fn gettoken(state: State, q: web::Query<GetToken>) -> HttpResponse {
     if q.corpid.as_deref() != Some(state.corp_id.as_str()) {
         return err(40013, "invalid corpid");
     }
-    if q.corpsecret.as_deref() != Some(state.corp_secret.as_str()) {
+    let kf = q.corpsecret.as_deref() == Some(state.kf_secret.as_str());
+    if q.corpsecret.as_deref() != Some(state.corp_secret.as_str()) && !kf {
         return err(40001, "invalid credential");
     }
     let token: String = {
@@ -82,6 +103,9 @@ async fn gettoken(state: State, q: web::Query<GetToken>) -> HttpResponse {
     };
     if let Ok(mut tokens) = state.tokens.lock() {
         tokens.insert(token.clone(), signing::now() + 7200);
+    }
+    if kf && let Ok(mut kf_tokens) = state.kf_tokens.lock() {
+        kf_tokens.insert(token.clone());
     }
     ok(json!({ "access_token": token, "expires_in": 7200 }))
 }
@@ -583,5 +607,6 @@ pub fn configure(cfg: &mut web::ServiceConfig) {
             "/externalcontact/cancel_groupmsg_send",
             web::post().to(cancel),
         )
-        .route("/webhook/send", web::post().to(robot_send));
+        .route("/webhook/send", web::post().to(robot_send))
+        .configure(crate::kf::configure);
 }

@@ -30,6 +30,12 @@ pub struct Args {
     corp_id: String,
     #[arg(long, default_value = "sim-corp-secret")]
     corp_secret: String,
+    /// The 微信客服 secret (its token alone opens the kf/* calls).
+    #[arg(long, default_value = "sim-kf-secret")]
+    kf_secret: String,
+    /// 微信客服 accounts (wksim0, wksim1, …).
+    #[arg(long, default_value_t = 2)]
+    kf_accounts: usize,
     /// The platform's agent callback URL, for events pushed with POST /_sim/events.
     #[arg(long)]
     push_url: Option<String>,
@@ -69,6 +75,8 @@ pub async fn run(args: Args) -> anyhow::Result<()> {
         agent_secret: args.agent_secret,
         corp_id: args.corp_id,
         corp_secret: args.corp_secret,
+        kf_secret: args.kf_secret,
+        kf_accounts: args.kf_accounts,
         push_url: args.push_url,
         faults: Faults {
             latency_ms_min: args.latency_ms,
@@ -81,6 +89,7 @@ pub async fn run(args: Args) -> anyhow::Result<()> {
             rate_limit_per_minute: args.rate_limit_per_minute,
             offline: false,
             offline_message: None,
+            kf_repeat: false,
         },
     };
     let simulator = Simulator::start(config)?;

@@ -39,7 +39,7 @@ async fn visitor_says(
 
 /// A group, a channel on `account` in it, and `capacities.len()` agents (users holding only
 /// `desk:work`) with those maximums, all online. Returns the group and each agent with its token.
-async fn desk(
+pub(crate) async fn desk(
     app: &TestApp,
     account: i64,
     rule: &str,
@@ -78,7 +78,7 @@ async fn desk(
     (group, agents)
 }
 
-async fn go(app: &TestApp, token: &str, status: &str) -> AgentView {
+pub(crate) async fn go(app: &TestApp, token: &str, status: &str) -> AgentView {
     answer(
         app.send_json(
             Method::PUT,
@@ -92,7 +92,11 @@ async fn go(app: &TestApp, token: &str, status: &str) -> AgentView {
     .await
 }
 
-async fn conversations(app: &TestApp, token: &str, query: &str) -> Vec<ConversationView> {
+pub(crate) async fn conversations(
+    app: &TestApp,
+    token: &str,
+    query: &str,
+) -> Vec<ConversationView> {
     let page: Page<ConversationView> = app
         .get_as(&format!("/api/v1/desk/conversations?{query}"), token)
         .await;
@@ -100,7 +104,7 @@ async fn conversations(app: &TestApp, token: &str, query: &str) -> Vec<Conversat
 }
 
 /// Waits until the supervisor's list of open conversations satisfies `done`.
-async fn wait_conversations(
+pub(crate) async fn wait_conversations(
     app: &TestApp,
     done: impl Fn(&[ConversationView]) -> bool,
 ) -> Vec<ConversationView> {

@@ -14,6 +14,7 @@ mod contacts;
 mod crash;
 mod data_scopes;
 mod desk;
+mod desk_kf;
 mod drivers;
 mod errors;
 mod estimate;

@@ -33,6 +33,24 @@ export class Api {
     })
   }
 
+  /** A WeCom instance on the sim with the 微信客服 secret and callback settings, synced (its
+   * 微信客服 accounts are `kf:wksim0`, `kf:wksim1`), with the sim's callbacks pointed at it. */
+  async simKfInstance(name: string): Promise<number> {
+    const token = 'e2eKfToken'
+    const aesKey = 'abcdefghijklmnopqrstuvwxyz0123456789ABCDEFG'
+    const id = await this.synced({
+      name,
+      kind: 'wecom',
+      api_url: `${simUrl}/cgi-bin`,
+      heartbeat_interval: 5,
+      config: { corp_id: 'wwsimcorp', corp_secret: 'sim-corp-secret', kf_secret: 'sim-kf-secret', callback_token: token, callback_aes_key: aesKey },
+    })
+    const instance = await this.call<{ callback_url: string }>('GET', `/api/v1/instances/${id}`)
+    const callback = new URL(instance.callback_url)
+    await simKf('PUT', 'callback', { url: `${base}${callback.pathname}${callback.search}`, token, aes_key: aesKey })
+    return id
+  }
+
   private async synced(input: Record<string, unknown>): Promise<number> {
     const instance = await this.call<{ id: number }>('POST', '/api/v1/instances', input)
     await this.call('POST', `/api/v1/instances/${instance.id}/sync`)
@@ -110,4 +128,17 @@ export async function simInbound(
   const response = await fetch(`${simUrl}/_sim/events`, { method: 'POST', headers: { 'content-type': 'application/json' }, body: JSON.stringify(event) })
   const pushed = (await response.json()) as { status?: number; error?: string }
   if (pushed.status !== 200) throw new Error(`sim event: ${JSON.stringify(pushed)}`)
+}
+
+/** The sim's 微信客服 control: `messages` (a WeChat user writes), `enter` (opens the chat from a
+ * link), `callback`, `sessions`, `sent`. */
+export async function simKf<T = unknown>(method: string, what: string, body?: unknown): Promise<T> {
+  const response = await fetch(`${simUrl}/_sim/kf/${what}`, {
+    method,
+    headers: body === undefined ? {} : { 'content-type': 'application/json' },
+    body: body === undefined ? undefined : JSON.stringify(body),
+  })
+  if (!response.ok) throw new Error(`sim kf ${what}: ${response.status} ${await response.text()}`)
+  const text = await response.text()
+  return (text ? JSON.parse(text) : undefined) as T
 }

@@ -1,19 +1,10 @@
-import { expect, test, type Browser, type Page } from '@playwright/test'
+import { expect, test } from '@playwright/test'
 
 import { Api, adminPassword, simInbound } from './api'
-import { expectAccessible, screenshot, signIn, watchPolicy } from './support'
+import { agentPage, expectAccessible, screenshot, signIn, watchPolicy } from './support'
 
 type Contact = { id: number; account_id: number; wxid: string; nickname: string | null }
 
-async function agentPage(browser: Browser, username: string, password: string): Promise<Page> {
-  const page = await (await browser.newContext()).newPage()
-  await signIn(page, username, password)
-  await page.getByRole('link', { name: '客服工作台', exact: true }).click()
-  await expect(page.getByRole('heading', { name: '客服工作台' })).toBeVisible()
-  await page.getByTestId('my-status').getByText('在线', { exact: true }).click()
-  await expect(page.getByText('实时', { exact: true })).toBeVisible()
-  return page
-}
 
 test('two agents: a visitor queues, is assigned, answered, transferred with a reason and closed', async ({ page, browser }) => {
   const violations = watchPolicy(page)

@@ -1,7 +1,7 @@
 // What every browser test needs: sign-in, the accessibility and Content-Security-Policy checks,
 // and screenshots for docs/console.md when WEWORK_SCREENSHOTS names a directory.
 import AxeBuilder from '@axe-core/playwright'
-import { expect, type Page } from '@playwright/test'
+import { expect, type Browser, type Page } from '@playwright/test'
 
 const shots = process.env.WEWORK_SCREENSHOTS
 
@@ -42,4 +42,15 @@ export async function expectAccessible(page: Page) {
 
 export async function screenshot(page: Page, name: string) {
   if (shots) await page.screenshot({ path: `${shots}/${name}.png`, fullPage: false })
+}
+
+/** An agent signed in on the workbench in a browser of their own, online. */
+export async function agentPage(browser: Browser, username: string, password: string): Promise<Page> {
+  const page = await (await browser.newContext()).newPage()
+  await signIn(page, username, password)
+  await page.getByRole('link', { name: '客服工作台', exact: true }).click()
+  await expect(page.getByRole('heading', { name: '客服工作台' })).toBeVisible()
+  await page.getByTestId('my-status').getByText('在线', { exact: true }).click()
+  await expect(page.getByText('实时', { exact: true })).toBeVisible()
+  return page
 }

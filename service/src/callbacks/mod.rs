@@ -210,7 +210,8 @@ async fn exists(ctx: &Context, instance_id: i64, key: &str) -> ServiceResult<boo
         > 0)
 }
 
-async fn store(
+/// Stores an event once per (instance, key); the worker applies it.
+pub(crate) async fn store(
     ctx: &Context,
     instance_id: i64,
     key: &str,

@@ -56,7 +56,11 @@ async fn apply(ctx: &Context, event: &inbound_events::Model) -> ServiceResult<()
         .one(&ctx.db)
         .await?
         .ok_or(ServiceError::NotFound("instance"))?;
-    if event.event_key.starts_with("agent:") {
+    if event.event_key.starts_with("kf:") {
+        let entry: Value = serde_json::from_str(&event.payload)
+            .map_err(|e| ServiceError::invalid("payload", e.to_string()))?;
+        crate::desk::kf::apply_entry(ctx, &instance, &entry).await
+    } else if event.event_key.starts_with("agent:") {
         let body: Value = serde_json::from_str(&event.payload)
             .map_err(|e| ServiceError::invalid("payload", e.to_string()))?;
         apply_agent(ctx, &instance, &body).await
@@ -199,6 +203,14 @@ async fn apply_wecom(
     if msg_type == "event" {
         let event = xml_field(xml, "Event").unwrap_or_default();
         let change = xml_field(xml, "ChangeType").unwrap_or_default();
+        if event == "kf_msg_or_event" {
+            // 微信客服: the callback only announces news; the desk pulls it.
+            let Some(open_kfid) = xml_field(xml, "OpenKfId") else {
+                return Ok(());
+            };
+            let token = xml_field(xml, "Token");
+            return crate::desk::kf::on_callback(ctx, instance, &open_kfid, token.as_deref()).await;
+        }
         if event != "change_external_contact" {
             return Ok(());
         }
@@ -211,18 +223,8 @@ async fn apply_wecom(
         return match change.as_str() {
             "add_external_contact" | "edit_external_contact" | "add_half_external_contact" => {
                 let contact = RemoteContact {
-                    wxid: external,
-                    nickname: None,
-                    remark: None,
-                    avatar_url: None,
-                    phone: None,
-                    gender: None,
-                    region: None,
-                    corp_name: None,
-                    contact_type: "external".into(),
-                    tags: Vec::new(),
                     add_time: xml_field(xml, "CreateTime").and_then(|t| t.parse().ok()),
-                    deleted: false,
+                    ..RemoteContact::external(&external)
                 };
                 crate::sync::upsert_contacts(ctx, instance, &account, &[contact])
                     .await
@@ -269,7 +271,7 @@ async fn mark_contact_deleted(ctx: &Context, account_id: i64, wxid: &str) -> Ser
 }
 
 #[allow(clippy::too_many_arguments)]
-async fn store_inbound(
+pub(crate) async fn store_inbound(
     ctx: &Context,
     instance: &wework_instances::Model,
     account: &wework_accounts::Model,
@@ -281,14 +283,7 @@ async fn store_inbound(
 ) -> ServiceResult<()> {
     let now = ctx.clock.now_db();
     let chat = group.unwrap_or(from);
-    let contact_id: Option<i64> = contacts::Entity::find()
-        .select_only()
-        .column(contacts::Column::Id)
-        .filter(contacts::Column::AccountId.eq(account.id))
-        .filter(contacts::Column::Wxid.eq(from))
-        .into_tuple()
-        .one(&ctx.db)
-        .await?;
+    let contact_id = crate::desk::intake::contact_id(&ctx.db, account.id, from).await?;
     let text = content.clone();
     let remote_ref = remote_id.clone();
     let row = messages::ActiveModel {

@@ -9,6 +9,7 @@ use entity::{
     desk_channels, desk_conversations, desk_messages, desk_skill_groups, desk_transfers,
     desk_visitors,
     states::{AgentStatus, CloseReason, ConversationState, MessageDirection},
+    wework_accounts,
 };
 use sea_orm::{
     ActiveValue::Set,
@@ -64,6 +65,9 @@ pub struct ConversationView {
     pub replies_since_visitor: i32,
     /// Visitor messages the agent has not read.
     pub unread: i32,
+    /// 微信客服 channels only: how long and how often the desk may still write (WeCom drops
+    /// what goes beyond, so the desk refuses it).
+    pub send_window: Option<super::kf::SendWindow>,
     /// 1 (poor) to 5 (excellent), once the visitor rated.
     pub rating: Option<i32>,
     pub rating_comment: Option<String>,
@@ -108,10 +112,16 @@ pub async fn view<C: ConnectionTrait>(
         .one(conn)
         .await?
         .ok_or(ServiceError::NotFound("visitor"))?;
-    Ok(view_with(m, visitor))
+    let kf = super::kf::channel_ids(conn).await?.contains(&m.channel_id);
+    Ok(view_with(m, visitor, kf))
 }
 
-fn view_with(m: desk_conversations::Model, visitor: desk_visitors::Model) -> ConversationView {
+fn view_with(
+    m: desk_conversations::Model,
+    visitor: desk_visitors::Model,
+    kf: bool,
+) -> ConversationView {
+    let send_window = kf.then(|| super::kf::window(&m));
     ConversationView {
         id: m.id,
         channel_id: m.channel_id,
@@ -135,6 +145,7 @@ fn view_with(m: desk_conversations::Model, visitor: desk_visitors::Model) -> Con
         last_message_at: to_utc(m.last_message_at),
         replies_since_visitor: m.replies_since_visitor,
         unread: m.unread,
+        send_window,
         rating: m.rating,
         rating_comment: m.rating_comment,
     }
@@ -270,13 +281,15 @@ pub async fn list(
             .into_iter()
             .map(|v| (v.id, v))
             .collect();
+    let kf = super::kf::channel_ids(&ctx.db).await?;
     let mut views = Vec::with_capacity(rows.len());
     for row in rows {
         let visitor = visitors
             .get(&row.visitor_id)
             .cloned()
             .ok_or(ServiceError::NotFound("visitor"))?;
-        views.push(view_with(row, visitor));
+        let on_kf = kf.contains(&row.channel_id);
+        views.push(view_with(row, visitor, on_kf));
     }
     Ok(Page::from_rows(page, views, |v| v.id, |v| v))
 }
@@ -400,9 +413,13 @@ fn sender_for(actor: Option<&Actor>, channel: &desk_channels::Model) -> Actor {
         }
     };
     sender.permissions = std::sync::Arc::new(
-        ["messages:send".to_owned(), "tasks:create".to_owned()]
-            .into_iter()
-            .collect::<BTreeSet<_>>(),
+        [
+            "messages:send".to_owned(),
+            "tasks:create".to_owned(),
+            super::SENDER_MARK.to_owned(),
+        ]
+        .into_iter()
+        .collect::<BTreeSet<_>>(),
     );
     sender.reach = crate::rbac::scope::Reach::All;
     sender
@@ -430,15 +447,27 @@ async fn send_text(
             "the visitor is not a contact of the channel's account yet",
         ));
     };
+    let account = wework_accounts::Entity::find_by_id(channel.account_id)
+        .one(&ctx.db)
+        .await?
+        .ok_or(ServiceError::NotFound("account"))?;
+    let kf = crate::drivers::wecom::kf::open_kfid(&account.wxid).is_some();
+    if kf {
+        super::kf::reserve(ctx, conversation.id).await?;
+    }
     let sender = sender_for(by.map(|(_, actor)| actor), &channel);
-    let task = crate::messages::send(
+    let queued = crate::messages::send(
         ctx,
         &sender,
         crate::messages::MessageInput {
             contact_id: Some(contact_id),
             group_id: None,
             account_id: Some(channel.account_id),
-            channel: Default::default(),
+            channel: if kf {
+                entity::states::Channel::WecomKf
+            } else {
+                Default::default()
+            },
             template_id: None,
             message_type: Some(entity::states::MessageType::Text),
             content: Some(text.clone()),
@@ -447,17 +476,44 @@ async fn send_text(
             scheduled_time: None,
         },
     )
-    .await?;
+    .await;
+    let task = match queued {
+        Ok(task) => task,
+        Err(e) => {
+            if kf {
+                super::kf::release(ctx, conversation.id).await?;
+            }
+            return Err(e);
+        }
+    };
+    insert_out(
+        ctx,
+        conversation,
+        by.and_then(|(agent, _)| agent),
+        text,
+        Some(task.id),
+    )
+    .await
+}
+
+/// Stores a message to the visitor (`task_id`: the send task, when it goes out through one).
+async fn insert_out(
+    ctx: &Context,
+    conversation: &desk_conversations::Model,
+    agent_id: Option<i64>,
+    text: String,
+    task_id: Option<i64>,
+) -> ServiceResult<desk_messages::Model> {
     let now = ctx.clock.now_db();
     let row = desk_messages::ActiveModel {
         conversation_id: Set(conversation.id),
         channel_id: Set(conversation.channel_id),
         direction: Set(MessageDirection::Out),
-        agent_id: Set(by.and_then(|(agent, _)| agent)),
+        agent_id: Set(agent_id),
         msgtype: Set("text".into()),
         content: Set(Some(text)),
         remote_msg_id: Set(None),
-        task_id: Set(Some(task.id)),
+        task_id: Set(task_id),
         created_at: Set(now),
         ..Default::default()
     };
@@ -478,6 +534,25 @@ pub(super) async fn send_from_desk(
     text: String,
 ) -> ServiceResult<()> {
     let message = send_text(ctx, conversation, None, text).await?;
+    announce_desk_text(ctx, conversation, message).await
+}
+
+/// The desk's own message that went out another way (a 微信客服 event code), recorded and
+/// announced like a reply.
+pub(super) async fn note_desk_text(
+    ctx: &Context,
+    conversation: &desk_conversations::Model,
+    text: String,
+) -> ServiceResult<()> {
+    let message = insert_out(ctx, conversation, None, text, None).await?;
+    announce_desk_text(ctx, conversation, message).await
+}
+
+async fn announce_desk_text(
+    ctx: &Context,
+    conversation: &desk_conversations::Model,
+    message: desk_messages::Model,
+) -> ServiceResult<()> {
     let now = ctx.clock.now_db();
     record_message(
         &ctx.db,
@@ -564,15 +639,22 @@ pub async fn reply(
     }
     // A supervisor who is not an agent writes as themselves, not as the desk.
     let message = send_text(ctx, &conversation, Some((role.agent_id, actor)), text).await?;
+    // 微信客服 replies were counted when their window slot was taken.
+    let counted = super::kf::channel_ids(&ctx.db)
+        .await?
+        .contains(&conversation.channel_id);
     let now = ctx.clock.now_db();
     let txn = crate::db::begin(&ctx.db).await?;
-    desk_conversations::Entity::update_many()
+    let mut touch = desk_conversations::Entity::update_many()
         .col_expr(desk_conversations::Column::LastMessageAt, Expr::value(now))
-        .col_expr(
+        .col_expr(desk_conversations::Column::UpdatedAt, Expr::value(now));
+    if !counted {
+        touch = touch.col_expr(
             desk_conversations::Column::RepliesSinceVisitor,
             Expr::col(desk_conversations::Column::RepliesSinceVisitor).add(1),
-        )
-        .col_expr(desk_conversations::Column::UpdatedAt, Expr::value(now))
+        );
+    }
+    touch
         .filter(desk_conversations::Column::Id.eq(id))
         .exec(&txn)
         .await?;
@@ -816,24 +898,39 @@ pub async fn close(ctx: &Context, actor: &Actor, id: i64) -> ServiceResult<Conve
     } else {
         CloseReason::Supervisor
     };
-    let view = close_as(ctx, &conversation, reason)
+    let view = close_row(ctx, &conversation, reason)
         .await?
         .ok_or_else(|| ServiceError::conflict("state", "the conversation is already closed"))?;
-    if let Some(prompt) = desk_channels::Entity::find_by_id(conversation.channel_id)
+    let prompt = desk_channels::Entity::find_by_id(conversation.channel_id)
         .one(&ctx.db)
         .await?
-        .and_then(|c| c.rating_prompt)
+        .and_then(|c| c.rating_prompt);
+    let closed = find(&ctx.db, id).await?;
+    // On 微信客服 the prompt rides on the session's end; elsewhere (or if that fails) it is sent.
+    if !super::kf::end_session(ctx, &closed, prompt.as_deref()).await
+        && let Some(prompt) = prompt
+        && let Err(e) = send_from_desk(ctx, &closed, prompt).await
     {
-        let closed = find(&ctx.db, id).await?;
-        if let Err(e) = send_from_desk(ctx, &closed, prompt).await {
-            tracing::warn!(conversation = id, error = %e, "the rating prompt could not be queued");
-        }
+        tracing::warn!(conversation = id, error = %e, "the rating prompt could not be queued");
     }
     Ok(view)
 }
 
-/// Closes a conversation that is still open; `None` when it was closed already.
+/// Closes a conversation that is still open; `None` when it was closed already. Unless the
+/// channel itself ended it, a 微信客服 session ends in WeCom too.
 pub async fn close_as(
+    ctx: &Context,
+    conversation: &desk_conversations::Model,
+    reason: CloseReason,
+) -> ServiceResult<Option<ConversationView>> {
+    let view = close_row(ctx, conversation, reason).await?;
+    if view.is_some() && reason != CloseReason::Channel {
+        super::kf::end_session(ctx, conversation, None).await;
+    }
+    Ok(view)
+}
+
+async fn close_row(
     ctx: &Context,
     conversation: &desk_conversations::Model,
     reason: CloseReason,

@@ -35,17 +35,12 @@ pub struct Inbound<'a> {
 
 /// Takes the message onto the desk when its account is an enabled channel; otherwise nothing.
 pub async fn on_inbound(ctx: &Context, message: Inbound<'_>) -> ServiceResult<()> {
-    let Some(channel) = desk_channels::Entity::find()
-        .filter(desk_channels::Column::AccountId.eq(message.account.id))
-        .filter(desk_channels::Column::Enabled.eq(true))
-        .one(&ctx.db)
-        .await?
-    else {
+    let Some(channel) = enabled_channel(ctx, message.account.id).await? else {
         return Ok(());
     };
     let contact_id = match message.contact_id {
         Some(id) => Some(id),
-        None => ensure_contact(ctx, &message).await?,
+        None => ensure_contact(ctx, message.instance, message.account, message.from).await?,
     };
     let visitor = visitor_for(ctx, &channel, message.from, contact_id).await?;
     let open = open_conversation(&ctx.db, visitor.id).await?;
@@ -160,7 +155,11 @@ pub async fn on_inbound(ctx: &Context, message: Inbound<'_>) -> ServiceResult<()
     txn.commit().await?;
     events::announce(ctx).await;
     if opened {
-        if let Some(welcome) = channel.welcome_message.clone()
+        let kf = crate::drivers::wecom::kf::open_kfid(&message.account.wxid).is_some();
+        if kf {
+            // 微信客服 welcomes on `enter_session`, with the event's code (see `kf`).
+            super::kf::serve_session(ctx, &conversation).await;
+        } else if let Some(welcome) = channel.welcome_message.clone()
             && let Err(e) = conversations::send_from_desk(ctx, &conversation, welcome).await
         {
             tracing::warn!(conversation = conversation_id, error = %e, "the welcome message could not be queued");
@@ -185,37 +184,53 @@ async fn open_conversation<C: sea_orm::ConnectionTrait>(
         .await?)
 }
 
+/// The enabled channel on the account, if it is one.
+pub(super) async fn enabled_channel(
+    ctx: &Context,
+    account_id: i64,
+) -> ServiceResult<Option<desk_channels::Model>> {
+    Ok(desk_channels::Entity::find()
+        .filter(desk_channels::Column::AccountId.eq(account_id))
+        .filter(desk_channels::Column::Enabled.eq(true))
+        .one(&ctx.db)
+        .await?)
+}
+
 /// Someone who writes to the account is a contact of it: a row is made now (the next sync
 /// fills in their profile) so replies have someone to go to.
-async fn ensure_contact(ctx: &Context, message: &Inbound<'_>) -> ServiceResult<Option<i64>> {
-    let contact = crate::drivers::RemoteContact {
-        wxid: message.from.to_owned(),
-        nickname: None,
-        remark: None,
-        avatar_url: None,
-        phone: None,
-        gender: None,
-        region: None,
-        corp_name: None,
-        contact_type: "external".into(),
-        tags: Vec::new(),
-        add_time: None,
-        deleted: false,
-    };
-    crate::sync::upsert_contacts(ctx, message.instance, message.account, &[contact]).await?;
+pub(super) async fn ensure_contact(
+    ctx: &Context,
+    instance: &wework_instances::Model,
+    account: &wework_accounts::Model,
+    from: &str,
+) -> ServiceResult<Option<i64>> {
+    if let Some(id) = contact_id(&ctx.db, account.id, from).await? {
+        return Ok(Some(id));
+    }
+    let contact = crate::drivers::RemoteContact::external(from);
+    crate::sync::upsert_contacts(ctx, instance, account, &[contact]).await?;
+    contact_id(&ctx.db, account.id, from).await
+}
+
+/// The id of the account's contact `wxid`, if there is one.
+pub(crate) async fn contact_id<C: sea_orm::ConnectionTrait>(
+    conn: &C,
+    account_id: i64,
+    wxid: &str,
+) -> ServiceResult<Option<i64>> {
     Ok(contacts::Entity::find()
         .select_only()
         .column(contacts::Column::Id)
-        .filter(contacts::Column::AccountId.eq(message.account.id))
-        .filter(contacts::Column::Wxid.eq(message.from))
+        .filter(contacts::Column::AccountId.eq(account_id))
+        .filter(contacts::Column::Wxid.eq(wxid))
         .into_tuple()
-        .one(&ctx.db)
+        .one(conn)
         .await?)
 }
 
 /// The visitor's profile on the channel, made on their first message (named after the contact
 /// when there is one). Two first messages at once make one profile.
-async fn visitor_for(
+pub(super) async fn visitor_for(
     ctx: &Context,
     channel: &desk_channels::Model,
     external_id: &str,

@@ -13,6 +13,7 @@ pub mod assign;
 pub mod conversations;
 pub mod events;
 pub mod intake;
+pub mod kf;
 pub mod metrics;
 pub mod quick_replies;
 pub mod setup;
@@ -23,6 +24,10 @@ use entity::{desk_agent_groups, desk_agents};
 use sea_orm::{ColumnTrait, ConnectionTrait, EntityTrait, QueryFilter, QuerySelect};
 
 use crate::{Context, ServiceError, ServiceResult, auth::actor::Actor, rbac::perm};
+
+/// Marks the desk's own sender: only it may queue 微信客服 messages, whose send window it keeps.
+/// Not a permission any role can hold.
+pub const SENDER_MARK: &str = "internal:desk-sender";
 
 /// The agent profile of the signed-in user.
 pub async fn my_agent<C: ConnectionTrait>(

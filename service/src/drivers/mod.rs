@@ -67,6 +67,33 @@ pub struct RemotePage<T> {
     pub next_cursor: Option<String>,
 }
 
+impl<T> Default for RemotePage<T> {
+    fn default() -> Self {
+        Self {
+            items: Vec::new(),
+            next_cursor: None,
+        }
+    }
+}
+
+/// One page of a 微信客服 account's message log (`kf/sync_msg`): messages and events as WeCom
+/// wrote them, oldest first.
+#[derive(Debug, Clone, Default)]
+pub struct KfPage {
+    pub entries: Vec<serde_json::Value>,
+    pub next_cursor: Option<String>,
+    pub has_more: bool,
+}
+
+/// A 微信客服 session's state (`service_state`) as WeCom numbers it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum KfServiceState {
+    /// 1: answered through the API (WeCom's 智能助手 state), where the desk keeps it open.
+    Api = 1,
+    /// 4: ended.
+    Ended = 4,
+}
+
 #[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct RemoteTag {
     /// The tag's id at the source (WeCom corp tag id), when it has one.
@@ -96,6 +123,26 @@ pub struct RemoteContact {
     /// The contact removed the account (or was removed).
     #[serde(default)]
     pub deleted: bool,
+}
+
+impl RemoteContact {
+    /// An external contact known only by id, whose profile a later sync or lookup fills in.
+    pub fn external(wxid: &str) -> Self {
+        Self {
+            wxid: wxid.to_owned(),
+            nickname: None,
+            remark: None,
+            avatar_url: None,
+            phone: None,
+            gender: None,
+            region: None,
+            corp_name: None,
+            contact_type: external(),
+            tags: Vec::new(),
+            add_time: None,
+            deleted: false,
+        }
+    }
 }
 
 fn external() -> String {
@@ -328,10 +375,45 @@ pub trait InstanceDriver: Send + Sync {
     async fn mass_cancel(&self, _msgid: &str) -> Result<(), DriverError> {
         Err(mass_unsupported())
     }
+
+    /// The 微信客服 account's messages and events after `cursor` (`token`: the callback's, which
+    /// WeCom rate-limits less strictly).
+    async fn kf_sync(
+        &self,
+        _open_kfid: &str,
+        _cursor: Option<&str>,
+        _token: Option<&str>,
+    ) -> Result<KfPage, DriverError> {
+        Err(kf_unsupported())
+    }
+
+    /// Answers an event (`enter_session`'s welcome code, a state change's code) with a text.
+    async fn kf_send_on_event(&self, _code: &str, _text: &str) -> Result<(), DriverError> {
+        Err(kf_unsupported())
+    }
+
+    /// Moves the visitor's session to `state`; returns the code WeCom gives for an answer.
+    async fn kf_set_state(
+        &self,
+        _open_kfid: &str,
+        _external_userid: &str,
+        _state: KfServiceState,
+    ) -> Result<Option<String>, DriverError> {
+        Err(kf_unsupported())
+    }
+
+    /// Profiles of 微信客服 visitors (nickname, avatar, gender), as contacts.
+    async fn kf_customers(&self, _ids: &[String]) -> Result<Vec<RemoteContact>, DriverError> {
+        Err(kf_unsupported())
+    }
 }
 
 fn mass_unsupported() -> DriverError {
     DriverError::Unsupported("customer mass messages need an official WeCom app instance".into())
+}
+
+fn kf_unsupported() -> DriverError {
+    DriverError::Unsupported("微信客服 needs an official WeCom instance with a `kf_secret`".into())
 }
 
 /// The driver for `instance`, with its secrets opened and its proxy applied.
@@ -374,6 +456,7 @@ pub async fn for_instance(
                 corp_secret,
                 agent_id: config.get("agent_id").and_then(|a| a.parse().ok()),
                 robot_key: config.get("robot_key").cloned(),
+                kf_secret: config.get("kf_secret").cloned(),
             };
             Ok(Box::new(wecom::WecomDriver::new(
                 client,

@@ -85,6 +85,14 @@ pub const KNOWN: &[KnownKey] = &[
         required: false,
         description: "Key of a group robot (群机器人) webhook",
     },
+    KnownKey {
+        key: "kf_secret",
+        kind: InstanceKind::Wecom,
+        value_type: "string",
+        secret: true,
+        required: false,
+        description: "Secret of 微信客服 (WeChat customer service): its accounts become service-desk channels",
+    },
 ];
 
 pub fn known(key: &str) -> Option<&'static KnownKey> {

@@ -351,7 +351,24 @@ async fn check_input(
             Ok(a) => {
                 let instance = crate::instances::find_live(&ctx.db, a.instance_id).await?;
                 let agent = instance.kind == InstanceKind::Agent;
-                if agent != (input.channel == Channel::Direct) {
+                let kf = crate::drivers::wecom::kf::open_kfid(&a.wxid).is_some();
+                if kf != (input.channel == Channel::WecomKf) {
+                    v.add(
+                        "channel",
+                        if kf {
+                            "a 微信客服 account sends through `wecom_kf`"
+                        } else {
+                            "`wecom_kf` sends through a 微信客服 account"
+                        },
+                    );
+                } else if kf {
+                    if !actor.permissions.contains(crate::desk::SENDER_MARK) {
+                        v.add(
+                            "channel",
+                            "微信客服 messages are the service desk's replies (POST /desk/conversations/{id}/reply), which keep WeCom's 48-hour / 5-message window",
+                        );
+                    }
+                } else if agent != (input.channel == Channel::Direct) {
                     v.add(
                         "channel",
                         if agent {

@@ -2159,7 +2159,7 @@ export interface components {
          * @description How a message reaches its receiver.
          * @enum {string}
          */
-        Channel: "direct" | "app_message" | "app_chat" | "customer_mass" | "robot";
+        Channel: "direct" | "app_message" | "app_chat" | "customer_mass" | "robot" | "wecom_kf";
         ChannelInput: {
             /** @description Read as text and checked with the other fields, so one answer lists every mistake. */
             kind: components["schemas"]["AlertChannelKind"];
@@ -2355,6 +2355,7 @@ export interface components {
              * @description Replies since the visitor last wrote.
              */
             replies_since_visitor: number;
+            send_window?: components["schemas"]["SendWindow"] | null;
             /** Format: int64 */
             skill_group_id: number;
             state: components["schemas"]["ConversationState"];
@@ -3178,6 +3179,7 @@ export interface components {
                  * @description Replies since the visitor last wrote.
                  */
                 replies_since_visitor: number;
+                send_window?: components["schemas"]["SendWindow"] | null;
                 /** Format: int64 */
                 skill_group_id: number;
                 state: components["schemas"]["ConversationState"];
@@ -4151,6 +4153,20 @@ export interface components {
             name: string;
             /** Format: date-time */
             updated_at: string;
+        };
+        /** @description Where a 微信客服 conversation stands with WeCom's send window. */
+        SendWindow: {
+            /**
+             * Format: date-time
+             * @description 48 hours after the visitor's last message.
+             */
+            closes_at: string;
+            /**
+             * Format: int32
+             * @description Messages the desk may still send before the visitor writes again (0–5); the window is
+             *     open while this is above 0 and `closes_at` is ahead.
+             */
+            replies_left: number;
         };
         Series: {
             /** Format: int64 */

@@ -1,6 +1,6 @@
 import { describe, expect, it } from 'vitest'
 
-import { appendMessage, applyEvent, applyMessage, split, type Conversation, type DeskEvent, type DeskMessage, type Inbox } from './deskInbox'
+import { appendMessage, applyEvent, applyMessage, sendWindowState, split, type Conversation, type DeskEvent, type DeskMessage, type Inbox } from './deskInbox'
 
 function conversation(id: number, patch: Partial<Conversation> = {}): Conversation {
   return {
@@ -52,5 +52,37 @@ describe('the desk inbox', () => {
     const a = { id: 2 } as DeskMessage
     const b = { id: 1 } as DeskMessage
     expect(appendMessage(appendMessage(appendMessage([], a), b), a).map((m) => m.id)).toEqual([1, 2])
+  })
+})
+
+describe('the 微信客服 send window', () => {
+  const now = new Date('2026-12-03T12:00:00Z')
+
+  it('is absent on other channels', () => {
+    expect(sendWindowState(conversation(1), now)).toBeNull()
+  })
+
+  it('counts the replies left until it closes', () => {
+    const open = conversation(1, { send_window: { closes_at: '2026-12-05T10:00:00Z', replies_left: 3 } })
+    expect(sendWindowState(open, now)).toEqual({ kind: 'open', left: 3, closesAt: '2026-12-05T10:00:00Z' })
+  })
+
+  it('follows the messages: each reply takes one, the visitor\'s message reopens it', () => {
+    const open = conversation(1, { send_window: { closes_at: '2026-12-05T10:00:00Z', replies_left: 5 } })
+    const sent = { id: 9, conversation_id: 1, direction: 'out', msgtype: 'text', content: 'hi', created_at: '2026-12-03T12:00:00Z' }
+    let inbox: Inbox = new Map([[1, open]])
+    inbox = applyMessage(inbox, event('message.sent', sent, 1), 1)
+    expect(inbox.get(1)?.send_window?.replies_left).toBe(4)
+    expect(inbox.get(1)?.replies_since_visitor).toBe(1)
+    const heard = { ...sent, id: 10, direction: 'in', created_at: '2026-12-04T08:00:00Z' }
+    inbox = applyMessage(inbox, event('message.received', heard, 1), 1)
+    expect(inbox.get(1)?.send_window).toEqual({ closes_at: '2026-12-06T08:00:00.000Z', replies_left: 5 })
+  })
+
+  it('waits for the visitor after five replies, and expires after 48 hours', () => {
+    const spent = conversation(1, { send_window: { closes_at: '2026-12-05T10:00:00Z', replies_left: 0 } })
+    expect(sendWindowState(spent, now)).toEqual({ kind: 'waiting' })
+    const late = conversation(1, { send_window: { closes_at: '2026-12-03T11:59:59Z', replies_left: 5 } })
+    expect(sendWindowState(late, now)).toEqual({ kind: 'expired' })
   })
 })

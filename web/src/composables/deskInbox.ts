@@ -31,8 +31,23 @@ export function applyMessage(inbox: Inbox, event: DeskEvent, reading: number | n
     ...current,
     last_message_at: message.created_at,
     unread: incoming && reading !== current.id ? current.unread + 1 : current.unread,
+    ...windowAfter(current, message, incoming),
   })
   return next
+}
+
+const WINDOW_HOURS = 48
+const WINDOW_REPLIES = 5
+
+/** The count of replies since the visitor wrote (and a 微信客服 send window) after a message, as
+ * the server keeps them: the visitor's message reopens the window, each message out takes one. */
+function windowAfter(current: Conversation, message: DeskMessage, incoming: boolean): Partial<Conversation> {
+  const replies = incoming ? 0 : current.replies_since_visitor + 1
+  if (!current.send_window) return { replies_since_visitor: replies }
+  const closesAt = incoming
+    ? new Date(new Date(message.created_at).getTime() + WINDOW_HOURS * 3600_000).toISOString()
+    : current.send_window.closes_at
+  return { replies_since_visitor: replies, send_window: { closes_at: closesAt, replies_left: Math.max(0, WINDOW_REPLIES - replies) } }
 }
 
 /** The agent's open conversations (newest activity first) and their groups' queue (longest waiting first). */
@@ -51,4 +66,16 @@ export function split(inbox: Inbox, agentId: number | null, groups: number[]) {
 export function appendMessage(messages: DeskMessage[], message: DeskMessage): DeskMessage[] {
   if (messages.some((m) => m.id === message.id)) return messages
   return [...messages, message].sort((a, b) => a.id - b.id)
+}
+
+/** Where a 微信客服 conversation stands with WeCom's send window (48 hours after the visitor's
+ * last message, 5 messages until they write again); `null` on other channels. */
+export type SendWindowState = { kind: 'open'; left: number; closesAt: string } | { kind: 'waiting' } | { kind: 'expired' }
+
+export function sendWindowState(conversation: Conversation, now: Date): SendWindowState | null {
+  const window = conversation.send_window
+  if (!window) return null
+  if (window.replies_left <= 0) return { kind: 'waiting' }
+  if (new Date(window.closes_at).getTime() <= now.getTime()) return { kind: 'expired' }
+  return { kind: 'open', left: window.replies_left, closesAt: window.closes_at }
 }

@@ -23,6 +23,7 @@ export const CONFIG_FIELDS: Record<Kind, ConfigField[]> = {
     { key: 'callback_token', secret: true },
     { key: 'callback_aes_key', secret: true },
     { key: 'robot_key', secret: true },
+    { key: 'kf_secret', secret: true },
   ],
 }
 

@@ -2,6 +2,7 @@
 //! nothing. Token problems refresh the token once and retry the call once.
 
 pub mod errors;
+pub mod kf;
 mod send;
 pub mod token;
 
@@ -14,9 +15,9 @@ use tokio::sync::OnceCell;
 
 use self::token::TokenCache;
 use super::{
-    Channel, DriverError, Health, InstanceDriver, LoginQr, MassMessage, MassReceipt, MassResult,
-    MassState, OutboundMessage, RemoteAccount, RemoteContact, RemoteGroup, RemoteMember,
-    RemotePage, RemoteTag, SendReceipt,
+    Channel, DriverError, Health, InstanceDriver, KfPage, KfServiceState, LoginQr, MassMessage,
+    MassReceipt, MassResult, MassState, OutboundMessage, RemoteAccount, RemoteContact, RemoteGroup,
+    RemoteMember, RemotePage, RemoteTag, SendReceipt,
 };
 use crate::net::client::OutboundClient;
 
@@ -36,13 +37,22 @@ pub struct WecomSettings {
     pub corp_secret: String,
     pub agent_id: Option<i64>,
     pub robot_key: Option<String>,
+    /// The 微信客服 secret: its token is the only one the `kf/*` calls take.
+    pub kf_secret: Option<String>,
+}
+
+/// One secret of the corp and the key of its cached token.
+struct Credential {
+    secret: String,
+    token_key: String,
 }
 
 pub struct WecomDriver {
     client: OutboundClient,
     settings: WecomSettings,
     tokens: TokenCache,
-    token_key: String,
+    app: Credential,
+    kf: Option<Credential>,
     /// Corp tag id → (group name, tag name), loaded once per driver.
     tags: OnceCell<HashMap<String, (String, String)>>,
 }
@@ -56,12 +66,18 @@ fn s(v: &Value, key: &str) -> Option<String> {
 
 impl WecomDriver {
     pub fn new(client: OutboundClient, settings: WecomSettings, tokens: TokenCache) -> Self {
-        let token_key = token::key_for(&settings.base, &settings.corp_id, &settings.corp_secret);
+        let credential = |secret: &String| Credential {
+            secret: secret.clone(),
+            token_key: token::key_for(&settings.base, &settings.corp_id, secret),
+        };
+        let app = credential(&settings.corp_secret);
+        let kf = settings.kf_secret.as_ref().map(credential);
         Self {
             client,
             settings,
             tokens,
-            token_key,
+            app,
+            kf,
             tags: OnceCell::new(),
         }
     }
@@ -108,14 +124,13 @@ impl WecomDriver {
         })
     }
 
-    async fn fetch_token(&self) -> Result<(String, i64), DriverError> {
+    async fn fetch_token(&self, secret: &str) -> Result<(String, i64), DriverError> {
         let url = format!(
             "{}?corpid={}&corpsecret={}",
             self.url("/gettoken"),
             url::form_urlencoded::byte_serialize(self.settings.corp_id.as_bytes())
                 .collect::<String>(),
-            url::form_urlencoded::byte_serialize(self.settings.corp_secret.as_bytes())
-                .collect::<String>()
+            url::form_urlencoded::byte_serialize(secret.as_bytes()).collect::<String>()
         );
         let body = self.http(Method::GET, &url, None).await?;
         let code = body["errcode"].as_i64().unwrap_or(-1);
@@ -133,13 +148,15 @@ impl WecomDriver {
         Ok((token, body["expires_in"].as_i64().unwrap_or(7200)))
     }
 
-    async fn token(&self) -> Result<String, DriverError> {
+    async fn token(&self, credential: &Credential) -> Result<String, DriverError> {
         self.tokens
-            .get(&self.token_key, || self.fetch_token())
+            .get(&credential.token_key, || {
+                self.fetch_token(&credential.secret)
+            })
             .await
     }
 
-    /// Calls `path` with the access token; on a token error refreshes once and retries once.
+    /// Calls `path` with the app's access token.
     async fn call(
         &self,
         method: Method,
@@ -147,9 +164,22 @@ impl WecomDriver {
         query: &str,
         body: Option<Value>,
     ) -> Result<Value, DriverError> {
+        self.call_as(&self.app, method, path, query, body).await
+    }
+
+    /// Calls `path` with the token of `credential`; on a token error refreshes once and retries
+    /// once.
+    async fn call_as(
+        &self,
+        credential: &Credential,
+        method: Method,
+        path: &str,
+        query: &str,
+        body: Option<Value>,
+    ) -> Result<Value, DriverError> {
         let mut retried = false;
         loop {
-            let token = self.token().await?;
+            let token = self.token(credential).await?;
             let url = format!("{}?access_token={token}{query}", self.url(path));
             let response = self.http(method.clone(), &url, body.as_ref()).await?;
             let code = response["errcode"].as_i64().unwrap_or(0);
@@ -157,7 +187,7 @@ impl WecomDriver {
                 return Ok(response);
             }
             if errors::is_token_error(code) && !retried {
-                self.tokens.invalidate(&self.token_key, &token).await;
+                self.tokens.invalidate(&credential.token_key, &token).await;
                 retried = true;
                 continue;
             }
@@ -319,6 +349,7 @@ impl InstanceDriver for WecomDriver {
                 is_logged_in: active,
             });
         }
+        accounts.extend(self.kf_accounts().await?);
         Ok(accounts)
     }
 
@@ -334,6 +365,10 @@ impl InstanceDriver for WecomDriver {
         account: &str,
         cursor: Option<String>,
     ) -> Result<RemotePage<RemoteContact>, DriverError> {
+        if kf::open_kfid(account).is_some() {
+            // 微信客服 visitors are not listed: they arrive with their messages.
+            return Ok(RemotePage::default());
+        }
         let body =
             json!({ "userid_list": [account], "cursor": cursor.unwrap_or_default(), "limit": 100 });
         let response = self
@@ -396,6 +431,9 @@ impl InstanceDriver for WecomDriver {
         account: &str,
         cursor: Option<String>,
     ) -> Result<RemotePage<RemoteGroup>, DriverError> {
+        if kf::open_kfid(account).is_some() {
+            return Ok(RemotePage::default());
+        }
         let body = json!({ "status_filter": 0, "owner_filter": { "userid_list": [account] }, "cursor": cursor.unwrap_or_default(), "limit": 100 });
         let response = self
             .call(
@@ -448,5 +486,31 @@ impl InstanceDriver for WecomDriver {
 
     async fn mass_cancel(&self, msgid: &str) -> Result<(), DriverError> {
         self.cancel_mass(msgid).await
+    }
+
+    async fn kf_sync(
+        &self,
+        open_kfid: &str,
+        cursor: Option<&str>,
+        token: Option<&str>,
+    ) -> Result<KfPage, DriverError> {
+        self.sync_kf(open_kfid, cursor, token).await
+    }
+
+    async fn kf_send_on_event(&self, code: &str, text: &str) -> Result<(), DriverError> {
+        self.send_kf_on_event(code, text).await
+    }
+
+    async fn kf_set_state(
+        &self,
+        open_kfid: &str,
+        external_userid: &str,
+        state: KfServiceState,
+    ) -> Result<Option<String>, DriverError> {
+        self.set_kf_state(open_kfid, external_userid, state).await
+    }
+
+    async fn kf_customers(&self, ids: &[String]) -> Result<Vec<RemoteContact>, DriverError> {
+        self.kf_customer_profiles(ids).await
     }
 }

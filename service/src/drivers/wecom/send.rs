@@ -5,7 +5,7 @@
 use super::*;
 
 impl WecomDriver {
-    fn text_of(payload: &Value, limit: usize) -> Result<String, DriverError> {
+    pub(super) fn text_of(payload: &Value, limit: usize) -> Result<String, DriverError> {
         let content = payload["content"].as_str().unwrap_or_default().to_owned();
         if content.len() > limit {
             return Err(DriverError::Permanent {
@@ -122,6 +122,7 @@ impl WecomDriver {
                     )),
                 }
             }
+            Channel::WecomKf => self.send_kf(message).await,
             Channel::Direct => Err(DriverError::Unsupported(
                 "official WeCom apps send through app_message, app_chat, customer_mass or robot"
                     .into(),

@@ -27,6 +27,7 @@ export const zh = {
       callback_token: '回调 Token',
       callback_aes_key: '回调 EncodingAESKey',
       robot_key: '群机器人 Key',
+      kf_secret: '微信客服 Secret',
     },
     form: {
       edit: '编辑实例',
@@ -130,6 +131,7 @@ export const en: typeof zh = {
       callback_token: 'Callback token',
       callback_aes_key: 'Callback EncodingAESKey',
       robot_key: 'Group robot key',
+      kf_secret: 'WeChat customer service (微信客服) secret',
     },
     form: {
       edit: 'Edit instance',

@@ -1,1 +1,0 @@
-import"./index-D8N0580K.js";import"./css-BK_Rtvon.js";

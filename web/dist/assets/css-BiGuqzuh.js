@@ -1,1 +1,0 @@
-import"./index-D8N0580K.js";

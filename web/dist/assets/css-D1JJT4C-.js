@@ -1,0 +1,1 @@
+import"./index-D9s7HXZE.js";

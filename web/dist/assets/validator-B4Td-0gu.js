@@ -1,0 +1,1 @@
+import{ar as e}from"./index-D9s7HXZE.js";var t=t=>[``,...e].includes(t);export{t};

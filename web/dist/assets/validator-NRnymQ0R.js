@@ -1,1 +1,0 @@
-import{ar as e}from"./index-D8N0580K.js";var t=t=>[``,...e].includes(t);export{t};
