@@ -14,6 +14,7 @@ pub mod desk_agent_groups;
 pub mod desk_agent_status_log;
 pub mod desk_agents;
 pub mod desk_channels;
+pub mod desk_conversation_members;
 pub mod desk_conversations;
 pub mod desk_events;
 pub mod desk_messages;

@@ -11,6 +11,7 @@ pub use super::desk_agent_groups::Entity as DeskAgentGroups;
 pub use super::desk_agent_status_log::Entity as DeskAgentStatusLog;
 pub use super::desk_agents::Entity as DeskAgents;
 pub use super::desk_channels::Entity as DeskChannels;
+pub use super::desk_conversation_members::Entity as DeskConversationMembers;
 pub use super::desk_conversations::Entity as DeskConversations;
 pub use super::desk_events::Entity as DeskEvents;
 pub use super::desk_messages::Entity as DeskMessages;

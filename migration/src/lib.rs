@@ -29,6 +29,7 @@ mod m20261203_000015_contact_opt_out;
 mod m20261203_000016_reply_attribution;
 mod m20261203_000017_segments_and_variants;
 mod m20261203_000018_service_desk;
+mod m20261203_000019_desk_conversation_members;
 
 pub struct Migrator;
 
@@ -54,6 +55,7 @@ impl MigratorTrait for Migrator {
             Box::new(m20261203_000016_reply_attribution::Migration),
             Box::new(m20261203_000017_segments_and_variants::Migration),
             Box::new(m20261203_000018_service_desk::Migration),
+            Box::new(m20261203_000019_desk_conversation_members::Migration),
         ]
     }
 }

@@ -26,7 +26,7 @@ use crate::{
 };
 
 /// The sim's agent tells the platform that `contact` wrote `content` (message id `id`).
-async fn visitor_says(
+pub(crate) async fn visitor_says(
     sim: &TestSim,
     app: &TestApp,
     agent: i64,
@@ -123,20 +123,20 @@ pub(crate) async fn wait_conversations(
 }
 
 /// A server-sent-event reader over a streaming response.
-struct Sse {
+pub(crate) struct Sse {
     response: reqwest::Response,
     buffer: String,
 }
 
 #[derive(Debug, Clone)]
-struct Received {
-    id: Option<i64>,
-    event: String,
-    data: Value,
+pub(crate) struct Received {
+    pub(crate) id: Option<i64>,
+    pub(crate) event: String,
+    pub(crate) data: Value,
 }
 
 impl Sse {
-    async fn open(base: &str, token: &str, last_event_id: Option<i64>) -> Self {
+    pub(crate) async fn open(base: &str, token: &str, last_event_id: Option<i64>) -> Self {
         let mut request = reqwest::Client::new()
             .get(format!("{base}/api/v1/desk/events"))
             .bearer_auth(token);
@@ -188,7 +188,7 @@ impl Sse {
     }
 
     /// Reads until an event satisfies `want` (within 10 s); returns every event read.
-    async fn until(&mut self, want: impl Fn(&Received) -> bool) -> Vec<Received> {
+    pub(crate) async fn until(&mut self, want: impl Fn(&Received) -> bool) -> Vec<Received> {
         let mut seen = Vec::new();
         while let Some(event) = self.next(Duration::from_secs(10)).await {
             let done = want(&event);
@@ -616,7 +616,11 @@ async fn the_desk_needs_its_permissions_and_checks_its_input() {
 }
 
 /// Contacts of the sim's first account, as many as it has (up to `n`).
-async fn visitors_of_one_account(app: &TestApp, agent: i64, n: usize) -> Vec<ContactView> {
+pub(crate) async fn visitors_of_one_account(
+    app: &TestApp,
+    agent: i64,
+    n: usize,
+) -> Vec<ContactView> {
     let people = first_contacts(app, agent, 200).await;
     let account = people[0].account_id;
     people

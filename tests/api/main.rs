@@ -15,6 +15,7 @@ mod crash;
 mod data_scopes;
 mod desk;
 mod desk_kf;
+mod desk_team;
 mod drivers;
 mod errors;
 mod estimate;

@@ -78,8 +78,24 @@ test('two agents: a visitor queues, is assigned, answered, transferred with a re
   await theirs.getByRole('button', { name: shown }).click()
   await expect(b.getByTestId('chat-messages')).toContainText('单号 20261203')
   await b.getByRole('button', { name: '接入', exact: true }).click()
+
+  // B brings A back in to serve the visitor together: A finds it under 协助中, live, and writes.
+  await b.getByTestId('desk-members').getByRole('button', { name: '邀请同事' }).click()
+  const invite = b.getByRole('dialog', { name: '邀请同事' })
+  await invite.getByRole('combobox', { name: '客服' }).selectOption({ index: 1 })
+  await invite.getByRole('button', { name: '邀请同事' }).click()
+  await expect(b.getByTestId('desk-members')).toContainText(agents[0].name)
+  const helping = a.getByTestId('desk-assisting').getByRole('button', { name: shown })
+  await expect(helping).toBeVisible()
+  await helping.click()
+  await expect(a.getByTestId('chat-messages')).toContainText('单号 20261203')
+  await expect(a.getByRole('button', { name: '结束会话', exact: true })).toBeHidden()
+  await a.getByRole('textbox', { name: '输入消息' }).fill('我是之前的客服，补充一下')
+  await a.getByRole('button', { name: '发送', exact: true }).click()
+  await expect(b.getByTestId('chat-messages')).toContainText('我是之前的客服，补充一下')
   await b.getByRole('button', { name: '结束会话', exact: true }).click()
   await expect(theirs.getByRole('button', { name: shown })).toBeHidden()
+  await expect(helping).toBeHidden()
 
   // The supervisor sees both agents online with nothing open.
   await page.getByRole('link', { name: '客服监控', exact: true }).click()

@@ -12,5 +12,5 @@ pub use auth::{Access, Authenticated, Authorized, Public, access_of};
 pub use client::request_meta;
 pub use idempotency::{HEADER as IDEMPOTENCY_HEADER, IdempotencyKey};
 pub use json::ValidJson;
-pub use path::{Id, SessionId};
+pub use path::{AgentId, Id, SessionId};
 pub use query::ValidQuery;

@@ -26,6 +26,20 @@ fn param<T: std::str::FromStr>(
         })
 }
 
+/// A segment that must be a positive 64-bit integer.
+fn positive(req: &HttpRequest, name: &str) -> Result<i64, ApiError> {
+    param::<i64>(req, name, "a positive integer").and_then(|id| {
+        if id > 0 {
+            Ok(id)
+        } else {
+            Err(ApiError::BadParameter {
+                field: name.to_owned(),
+                message: "must be a positive integer".to_owned(),
+            })
+        }
+    })
+}
+
 /// The `{id}` segment: a positive 64-bit integer.
 pub struct Id(pub i64);
 
@@ -34,18 +48,19 @@ impl FromRequest for Id {
     type Future = Ready<Result<Self, ApiError>>;
 
     fn from_request(req: &HttpRequest, _: &mut Payload) -> Self::Future {
-        ready(
-            param::<i64>(req, "id", "a positive integer").and_then(|id| {
-                if id > 0 {
-                    Ok(Id(id))
-                } else {
-                    Err(ApiError::BadParameter {
-                        field: "id".to_owned(),
-                        message: "must be a positive integer".to_owned(),
-                    })
-                }
-            }),
-        )
+        ready(positive(req, "id").map(Id))
+    }
+}
+
+/// The `{agent_id}` segment: a positive 64-bit integer.
+pub struct AgentId(pub i64);
+
+impl FromRequest for AgentId {
+    type Error = ApiError;
+    type Future = Ready<Result<Self, ApiError>>;
+
+    fn from_request(req: &HttpRequest, _: &mut Payload) -> Self::Future {
+        ready(positive(req, "agent_id").map(AgentId))
     }
 }
 

@@ -15,6 +15,7 @@ use service::{
             TransferInput, TransferView,
         },
         events::DeskEvent,
+        members::{self, InviteInput},
         quick_replies::{self, QuickReplyInput, QuickReplyView},
         setup::{
             self, DeskChannelInput, DeskChannelPatch, DeskChannelView, SkillGroupInput,
@@ -30,7 +31,7 @@ use service::{
 use super::{PageQuery, no_content};
 use crate::{
     error::{ApiError, Problem},
-    extract::{Authorized, Id, IdempotencyKey, ValidJson, ValidQuery},
+    extract::{AgentId, Authorized, Id, IdempotencyKey, ValidJson, ValidQuery},
     state::AppState,
 };
 
@@ -339,6 +340,32 @@ pub async fn transfer_conversation(
 ) -> Result<web::Json<ConversationView>, ApiError> {
     Ok(web::Json(
         conversations::transfer(&state.ctx, &auth.actor, id, body).await?,
+    ))
+}
+
+#[utoipa::path(post, path = "/api/v1/desk/conversations/{id}/members", tag = "desk", params(("id" = i64, Path)), request_body = InviteInput,
+    responses((status = 200, description = "The colleague serves the visitor too (the conversation's `members`)", body = ConversationView), (status = 404, body = Problem), (status = 409, description = "Queued or closed, the colleague is offline, or already a member", body = Problem), (status = 422, body = Problem)))]
+pub async fn invite_member(
+    auth: Authorized<perm::DeskWork>,
+    state: web::Data<AppState>,
+    Id(id): Id,
+    ValidJson(body): ValidJson<InviteInput>,
+) -> Result<web::Json<ConversationView>, ApiError> {
+    Ok(web::Json(
+        members::invite(&state.ctx, &auth.actor, id, body).await?,
+    ))
+}
+
+#[utoipa::path(delete, path = "/api/v1/desk/conversations/{id}/members/{agent_id}", tag = "desk", params(("id" = i64, Path), ("agent_id" = i64, Path)),
+    responses((status = 200, description = "The member left (themselves, or taken out by the conversation's agent or a supervisor)", body = ConversationView), (status = 400, body = Problem), (status = 404, body = Problem)))]
+pub async fn remove_member(
+    auth: Authorized<perm::DeskWork>,
+    state: web::Data<AppState>,
+    Id(id): Id,
+    AgentId(agent): AgentId,
+) -> Result<web::Json<ConversationView>, ApiError> {
+    Ok(web::Json(
+        members::remove(&state.ctx, &auth.actor, id, agent).await?,
     ))
 }
 

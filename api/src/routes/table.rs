@@ -179,6 +179,8 @@ route_table!(
     desk::reply_conversation,
     desk::transfer_conversation,
     desk::close_conversation,
+    desk::invite_member,
+    desk::remove_member,
     desk::read_conversation,
     desk::desk_events,
     desk::list_visitors,

@@ -68,6 +68,9 @@ pub struct ConversationView {
     /// 微信客服 channels only: how long and how often the desk may still write (WeCom drops
     /// what goes beyond, so the desk refuses it).
     pub send_window: Option<super::kf::SendWindow>,
+    /// Colleagues serving the visitor with the conversation's agent, each with their own
+    /// unread count.
+    pub members: Vec<super::members::ConversationMember>,
     /// 1 (poor) to 5 (excellent), once the visitor rated.
     pub rating: Option<i32>,
     pub rating_comment: Option<String>,
@@ -113,13 +116,18 @@ pub async fn view<C: ConnectionTrait>(
         .await?
         .ok_or(ServiceError::NotFound("visitor"))?;
     let kf = super::kf::channel_ids(conn).await?.contains(&m.channel_id);
-    Ok(view_with(m, visitor, kf))
+    let members = super::members::of_conversations(conn, [m.id])
+        .await?
+        .remove(&m.id)
+        .unwrap_or_default();
+    Ok(view_with(m, visitor, kf, members))
 }
 
 fn view_with(
     m: desk_conversations::Model,
     visitor: desk_visitors::Model,
     kf: bool,
+    members: Vec<super::members::ConversationMember>,
 ) -> ConversationView {
     let send_window = kf.then(|| super::kf::window(&m));
     ConversationView {
@@ -146,6 +154,7 @@ fn view_with(
         replies_since_visitor: m.replies_since_visitor,
         unread: m.unread,
         send_window,
+        members,
         rating: m.rating,
         rating_comment: m.rating_comment,
     }
@@ -179,15 +188,17 @@ pub async fn record_change<C: ConnectionTrait>(
     Ok(view)
 }
 
-/// Who the actor is on a conversation: its agent, a supervisor, or (for a queued one) an agent
-/// of its group. Anyone else gets 404, as if it did not exist.
-struct Role {
-    agent_id: Option<i64>,
-    supervisor: bool,
-    owner: bool,
+/// Who the actor is on a conversation: its agent, a supervisor, a colleague serving it with
+/// them (a member), or (for a queued one) an agent of its group. Anyone else gets 404, as if it
+/// did not exist.
+pub(super) struct Role {
+    pub(super) agent_id: Option<i64>,
+    pub(super) supervisor: bool,
+    pub(super) owner: bool,
+    pub(super) member: bool,
 }
 
-async fn role_on(
+pub(super) async fn role_on(
     ctx: &Context,
     actor: &Actor,
     conversation: &desk_conversations::Model,
@@ -199,11 +210,16 @@ async fn role_on(
     }
     let agent_id = agent.as_ref().map(|a| a.id);
     let owner = agent_id.is_some() && conversation.agent_id == agent_id;
-    if supervisor || owner {
+    let member = match agent_id {
+        Some(agent) if !owner => super::members::is_member(&ctx.db, conversation.id, agent).await?,
+        _ => false,
+    };
+    if supervisor || owner || member {
         return Ok(Role {
             agent_id,
             supervisor,
             owner,
+            member,
         });
     }
     if let Some(agent) = agent
@@ -216,6 +232,7 @@ async fn role_on(
             agent_id: Some(agent.id),
             supervisor,
             owner,
+            member,
         });
     }
     Err(ServiceError::NotFound("conversation"))
@@ -250,7 +267,8 @@ pub async fn list(
         let queue = Condition::all()
             .add(desk_conversations::Column::State.eq(ConversationState::Queued))
             .add(desk_conversations::Column::SkillGroupId.is_in(audience.groups.iter().copied()));
-        select = select.filter(Condition::any().add(mine).add(queue));
+        let serving = desk_conversations::Column::Id.is_in(audience.conversations.iter().copied());
+        select = select.filter(Condition::any().add(mine).add(queue).add(serving));
     }
     if let Some(state) = query.state {
         select = select.filter(desk_conversations::Column::State.eq(state));
@@ -282,6 +300,7 @@ pub async fn list(
             .map(|v| (v.id, v))
             .collect();
     let kf = super::kf::channel_ids(&ctx.db).await?;
+    let mut members = super::members::of_conversations(&ctx.db, rows.iter().map(|r| r.id)).await?;
     let mut views = Vec::with_capacity(rows.len());
     for row in rows {
         let visitor = visitors
@@ -289,7 +308,8 @@ pub async fn list(
             .cloned()
             .ok_or(ServiceError::NotFound("visitor"))?;
         let on_kf = kf.contains(&row.channel_id);
-        views.push(view_with(row, visitor, on_kf));
+        let serving = members.remove(&row.id).unwrap_or_default();
+        views.push(view_with(row, visitor, on_kf, serving));
     }
     Ok(Page::from_rows(page, views, |v| v.id, |v| v))
 }
@@ -598,7 +618,7 @@ pub async fn reply(
 ) -> ServiceResult<DeskMessageView> {
     let conversation = find(&ctx.db, id).await?;
     let role = role_on(ctx, actor, &conversation).await?;
-    if !role.owner && !role.supervisor {
+    if !role.owner && !role.supervisor && !role.member {
         return Err(ServiceError::conflict(
             "state",
             "accept the conversation before replying",
@@ -658,6 +678,7 @@ pub async fn reply(
         .filter(desk_conversations::Column::Id.eq(id))
         .exec(&txn)
         .await?;
+    super::members::count_message(&txn, id, role.agent_id).await?;
     let first = desk_conversations::Entity::update_many()
         .col_expr(
             desk_conversations::Column::FirstResponseAt,
@@ -778,6 +799,9 @@ pub async fn transfer(
     };
     let now = ctx.clock.now_db();
     let txn = crate::db::begin(&ctx.db).await?;
+    if let Some(agent) = target_agent {
+        super::members::drop_owner(&txn, id, agent).await?;
+    }
     let mut update = desk_conversations::Entity::update_many()
         .col_expr(
             desk_conversations::Column::AgentId,
@@ -969,17 +993,23 @@ async fn close_row(
     Ok(Some(view))
 }
 
-/// The agent read the conversation: its unread count goes to zero.
+/// The agent read the conversation: its unread count goes to zero (a member's own count, for a
+/// member).
 pub async fn mark_read(ctx: &Context, actor: &Actor, id: i64) -> ServiceResult<ConversationView> {
     let conversation = find(&ctx.db, id).await?;
-    role_on(ctx, actor, &conversation).await?;
+    let role = role_on(ctx, actor, &conversation).await?;
     let now = ctx.clock.now_db();
     let txn = crate::db::begin(&ctx.db).await?;
-    desk_conversations::Entity::update_many()
-        .col_expr(desk_conversations::Column::Unread, Expr::value(0))
-        .filter(desk_conversations::Column::Id.eq(id))
-        .exec(&txn)
-        .await?;
+    if role.member {
+        // A member's own count; the conversation's is its agent's.
+        super::members::read(&txn, id, role.agent_id.unwrap_or_default()).await?;
+    } else {
+        desk_conversations::Entity::update_many()
+            .col_expr(desk_conversations::Column::Unread, Expr::value(0))
+            .filter(desk_conversations::Column::Id.eq(id))
+            .exec(&txn)
+            .await?;
+    }
     let view = record_change(&txn, now, id, EventKind::ConversationRead).await?;
     txn.commit().await?;
     events::announce(ctx).await;

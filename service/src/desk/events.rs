@@ -59,6 +59,11 @@ pub enum EventKind {
     ConversationRated,
     #[serde(rename = "conversation.read")]
     ConversationRead,
+    /// A colleague joined to serve the visitor too (`members` of the conversation).
+    #[serde(rename = "conversation.member_joined")]
+    MemberJoined,
+    #[serde(rename = "conversation.member_left")]
+    MemberLeft,
     #[serde(rename = "message.received")]
     MessageReceived,
     #[serde(rename = "message.sent")]
@@ -78,6 +83,8 @@ impl EventKind {
             Self::ConversationClosed => "conversation.closed",
             Self::ConversationRated => "conversation.rated",
             Self::ConversationRead => "conversation.read",
+            Self::MemberJoined => "conversation.member_joined",
+            Self::MemberLeft => "conversation.member_left",
             Self::MessageReceived => "message.received",
             Self::MessageSent => "message.sent",
             Self::AgentStatus => "agent.status",
@@ -94,6 +101,7 @@ impl EventKind {
 pub struct DeskEvent {
     pub id: i64,
     /// One of the kinds of [`EventKind`].
+    #[schema(value_type = EventKind)]
     pub kind: String,
     pub conversation_id: Option<i64>,
     /// The agent it concerns (the conversation's agent, or the agent whose status changed).
@@ -329,12 +337,15 @@ async fn listen_on_redis(ctx: Context) {
 }
 
 /// The events a viewer may see: supervisors all of them; an agent their own conversations and
-/// status, and the conversations (not the messages of other agents' chats) of their groups.
+/// status, the conversations they serve as a member (messages included), and the conversations
+/// (not the messages of other agents' chats) of their groups.
 #[derive(Debug, Clone, Default)]
 pub struct Audience {
     pub everything: bool,
     pub agent_id: Option<i64>,
     pub groups: BTreeSet<i64>,
+    /// Open conversations the agent serves as a member.
+    pub conversations: BTreeSet<i64>,
 }
 
 impl Audience {
@@ -345,11 +356,47 @@ impl Audience {
         if event.agent_id.is_some() && event.agent_id == self.agent_id {
             return true;
         }
+        if event
+            .conversation_id
+            .is_some_and(|c| self.conversations.contains(&c))
+            || self.listed_in(event)
+        {
+            return true;
+        }
         let in_my_groups = event
             .skill_group_id
             .is_some_and(|g| self.groups.contains(&g));
         in_my_groups
             && (event.agent_id.is_none() || EventKind::is_about_a_conversation(&event.kind))
+    }
+}
+
+impl Audience {
+    /// Whether the event's conversation lists this agent among its members.
+    fn listed_in(&self, event: &DeskEvent) -> bool {
+        let Some(me) = self.agent_id else {
+            return false;
+        };
+        EventKind::is_about_a_conversation(&event.kind)
+            && event.data["members"]
+                .as_array()
+                .is_some_and(|m| m.iter().any(|m| m["agent_id"].as_i64() == Some(me)))
+    }
+
+    /// Follows membership as it changes: a conversation whose event lists the agent as a member
+    /// is theirs to watch from then on, one that no longer lists them is not.
+    pub fn track(&mut self, event: &DeskEvent) {
+        let Some(conversation) = event.conversation_id else {
+            return;
+        };
+        if !EventKind::is_about_a_conversation(&event.kind) || self.everything {
+            return;
+        }
+        if self.listed_in(event) && event.data["state"].as_str() != Some("closed") {
+            self.conversations.insert(conversation);
+        } else {
+            self.conversations.remove(&conversation);
+        }
     }
 }
 
@@ -408,6 +455,7 @@ mod tests {
             everything: false,
             agent_id: Some(7),
             groups: [1].into(),
+            ..Audience::default()
         };
         assert!(me.sees(&event(EventKind::MessageSent, Some(7), Some(2))));
         assert!(me.sees(&event(EventKind::ConversationOpened, None, Some(1))));
@@ -420,6 +468,25 @@ mod tests {
             ..Audience::default()
         };
         assert!(boss.sees(&event(EventKind::MessageReceived, Some(8), Some(2))));
+    }
+
+    #[test]
+    fn a_member_follows_the_conversations_that_list_them() {
+        let mut me = Audience {
+            agent_id: Some(7),
+            ..Audience::default()
+        };
+        let message = event(EventKind::MessageReceived, Some(8), Some(2));
+        assert!(!me.sees(&message));
+        let mut joined = event(EventKind::MemberJoined, Some(8), Some(2));
+        joined.data = serde_json::json!({ "state": "active", "members": [{ "agent_id": 7 }] });
+        assert!(me.sees(&joined));
+        me.track(&joined);
+        assert!(me.sees(&message));
+        let mut left = event(EventKind::MemberLeft, Some(8), Some(2));
+        left.data = serde_json::json!({ "state": "active", "members": [] });
+        me.track(&left);
+        assert!(!me.sees(&message));
     }
 
     #[test]

@@ -134,6 +134,7 @@ pub async fn on_inbound(ctx: &Context, message: Inbound<'_>) -> ServiceResult<()
         .filter(desk_conversations::Column::Id.eq(conversation_id))
         .exec(&txn)
         .await?;
+    super::members::count_message(&txn, conversation_id, None).await?;
     desk_visitors::Entity::update_many()
         .col_expr(desk_visitors::Column::LastSeenAt, Expr::value(now))
         .filter(desk_visitors::Column::Id.eq(visitor.id))

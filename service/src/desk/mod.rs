@@ -14,6 +14,7 @@ pub mod conversations;
 pub mod events;
 pub mod intake;
 pub mod kf;
+pub mod members;
 pub mod metrics;
 pub mod quick_replies;
 pub mod setup;
@@ -66,7 +67,7 @@ pub async fn audience_of(ctx: &Context, actor: &Actor) -> ServiceResult<events::
         return Ok(events::Audience {
             everything: true,
             agent_id: agent.map(|a| a.id),
-            groups: Default::default(),
+            ..Default::default()
         });
     }
     actor.require(perm::DeskWork)?;
@@ -75,5 +76,9 @@ pub async fn audience_of(ctx: &Context, actor: &Actor) -> ServiceResult<events::
         everything: false,
         agent_id: Some(agent.id),
         groups: groups_of(&ctx.db, agent.id).await?.into_iter().collect(),
+        conversations: members::open_memberships(&ctx.db, agent.id)
+            .await?
+            .into_iter()
+            .collect(),
     })
 }

@@ -66,7 +66,9 @@ pub async fn follow(
             tokio::select! {
                 received = live.recv() => match received {
                     Ok(event) => {
-                        if !sent.remove(&event.id) && audience.sees(&event)
+                        let visible = audience.sees(&event);
+                        audience.track(&event);
+                        if !sent.remove(&event.id) && visible
                             && tx.send(Frame::Event(event)).await.is_err()
                         {
                             return;

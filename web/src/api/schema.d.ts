@@ -644,6 +644,38 @@ export interface paths {
         patch?: never;
         trace?: never;
     };
+    "/api/v1/desk/conversations/{id}/members": {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        get?: never;
+        put?: never;
+        post: operations["invite_member"];
+        delete?: never;
+        options?: never;
+        head?: never;
+        patch?: never;
+        trace?: never;
+    };
+    "/api/v1/desk/conversations/{id}/members/{agent_id}": {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        get?: never;
+        put?: never;
+        post?: never;
+        delete: operations["remove_member"];
+        options?: never;
+        head?: never;
+        patch?: never;
+        trace?: never;
+    };
     "/api/v1/desk/conversations/{id}/messages": {
         parameters: {
             query?: never;
@@ -2312,6 +2344,23 @@ export interface components {
             updated_at: string;
             wxid: string;
         };
+        /** @description One colleague serving the conversation besides its agent. */
+        ConversationMember: {
+            /** Format: int64 */
+            agent_id: number;
+            /**
+             * Format: int64
+             * @description The user who brought them in.
+             */
+            invited_by?: number | null;
+            /** Format: date-time */
+            joined_at: string;
+            /**
+             * Format: int32
+             * @description The visitor's messages and other members' replies this member has not read.
+             */
+            unread: number;
+        };
         /**
          * @description Where a customer-service conversation stands.
          * @enum {string}
@@ -2337,6 +2386,11 @@ export interface components {
             last_message_at: string;
             /** Format: date-time */
             last_visitor_message_at: string;
+            /**
+             * @description Colleagues serving the visitor with the conversation's agent, each with their own
+             *     unread count.
+             */
+            members: components["schemas"]["ConversationMember"][];
             /** Format: date-time */
             opened_at: string;
             /**
@@ -2455,7 +2509,7 @@ export interface components {
             /** Format: int64 */
             id: number;
             /** @description One of the kinds of [`EventKind`]. */
-            kind: string;
+            kind: components["schemas"]["EventKind"];
             /** Format: int64 */
             skill_group_id?: number | null;
         };
@@ -2527,6 +2581,11 @@ export interface components {
              */
             send_interval?: number | null;
         };
+        /**
+         * @description What happened.
+         * @enum {string}
+         */
+        EventKind: "conversation.opened" | "conversation.assigned" | "conversation.accepted" | "conversation.transferred" | "conversation.requeued" | "conversation.closed" | "conversation.rated" | "conversation.read" | "conversation.member_joined" | "conversation.member_left" | "message.received" | "message.sent" | "agent.status";
         FieldErrorDoc: {
             field: string;
             message: string;
@@ -2718,6 +2777,13 @@ export interface components {
             /** Format: uuid */
             uuid: string;
             version?: string | null;
+        };
+        InviteInput: {
+            /**
+             * Format: int64
+             * @description The colleague (an agent who is not offline).
+             */
+            agent_id: number;
         };
         Label: string;
         /** @description One log line, as stored and as searched. */
@@ -3161,6 +3227,11 @@ export interface components {
                 last_message_at: string;
                 /** Format: date-time */
                 last_visitor_message_at: string;
+                /**
+                 * @description Colleagues serving the visitor with the conversation's agent, each with their own
+                 *     unread count.
+                 */
+                members: components["schemas"]["ConversationMember"][];
                 /** Format: date-time */
                 opened_at: string;
                 /**
@@ -9109,6 +9180,186 @@ export interface operations {
                 };
             };
             409: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description Invalid parameters, each named in `errors` */
+            422: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description The database or another dependency is unreachable; `Retry-After` says when to retry */
+            503: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+        };
+    };
+    invite_member: {
+        parameters: {
+            query?: never;
+            header?: never;
+            path: {
+                id: number;
+            };
+            cookie?: never;
+        };
+        requestBody: {
+            content: {
+                "application/json": components["schemas"]["InviteInput"];
+            };
+        };
+        responses: {
+            /** @description The colleague serves the visitor too (the conversation's `members`) */
+            200: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ConversationView"];
+                };
+            };
+            /** @description The body is not JSON, or a path parameter does not parse */
+            400: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description No session: the bearer token is missing, invalid, expired or revoked */
+            401: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description The session lacks the permission named in this operation's security */
+            403: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            404: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description Queued or closed, the colleague is offline, or already a member */
+            409: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description The body is larger than `server.max_body_bytes` */
+            413: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description The body is not sent with the content type the operation takes */
+            415: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            422: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description The database or another dependency is unreachable; `Retry-After` says when to retry */
+            503: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+        };
+    };
+    remove_member: {
+        parameters: {
+            query?: never;
+            header?: never;
+            path: {
+                id: number;
+                agent_id: number;
+            };
+            cookie?: never;
+        };
+        requestBody?: never;
+        responses: {
+            /** @description The member left (themselves, or taken out by the conversation's agent or a supervisor) */
+            200: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ConversationView"];
+                };
+            };
+            400: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description No session: the bearer token is missing, invalid, expired or revoked */
+            401: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description The session lacks the permission named in this operation's security */
+            403: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            404: {
                 headers: {
                     [name: string]: unknown;
                 };

@@ -1,6 +1,6 @@
 import { describe, expect, it } from 'vitest'
 
-import { appendMessage, applyEvent, applyMessage, sendWindowState, split, type Conversation, type DeskEvent, type DeskMessage, type Inbox } from './deskInbox'
+import { appendMessage, applyEvent, applyMessage, sendWindowState, split, unreadFor, type Conversation, type DeskEvent, type DeskMessage, type Inbox } from './deskInbox'
 
 function conversation(id: number, patch: Partial<Conversation> = {}): Conversation {
   return {
@@ -16,6 +16,7 @@ function conversation(id: number, patch: Partial<Conversation> = {}): Conversati
     last_message_at: `2026-12-03T10:0${id}:00Z`,
     replies_since_visitor: 0,
     unread: 0,
+    members: [],
     ...patch,
   } as Conversation
 }
@@ -84,5 +85,32 @@ describe('the 微信客服 send window', () => {
     expect(sendWindowState(spent, now)).toEqual({ kind: 'waiting' })
     const late = conversation(1, { send_window: { closes_at: '2026-12-03T11:59:59Z', replies_left: 5 } })
     expect(sendWindowState(late, now)).toEqual({ kind: 'expired' })
+  })
+})
+
+describe('colleagues serving one visitor', () => {
+  const member = (agent_id: number, unread = 0) => ({ agent_id, unread, invited_by: 1, joined_at: '2026-12-03T10:00:00Z' })
+
+  it('lists the conversations an agent helps with apart from their own', () => {
+    const inbox: Inbox = new Map([
+      [1, conversation(1, { state: 'active', agent_id: 7 })],
+      [2, conversation(2, { state: 'active', agent_id: 8, members: [member(7)] })],
+      [3, conversation(3, { state: 'closed', agent_id: 8, members: [member(7)] })],
+    ])
+    const lists = split(inbox, 7, [])
+    expect(lists.mine.map((c) => c.id)).toEqual([1])
+    expect(lists.assisting.map((c) => c.id)).toEqual([2])
+  })
+
+  it('counts unread per member: the visitor\'s messages for all, a reply for all but its author', () => {
+    let inbox: Inbox = new Map([[2, conversation(2, { state: 'active', agent_id: 8, unread: 0, members: [member(7), member(9)] })]])
+    const heard = { id: 1, conversation_id: 2, direction: 'in', msgtype: 'text', content: 'hi', created_at: '2026-12-03T12:00:00Z' }
+    inbox = applyMessage(inbox, event('message.received', heard, 2), null)
+    const byNine = { ...heard, id: 2, direction: 'out', agent_id: 9 }
+    inbox = applyMessage(inbox, event('message.sent', byNine, 2), null)
+    const now = inbox.get(2)!
+    expect(unreadFor(now, 7)).toBe(2)
+    expect(unreadFor(now, 9)).toBe(1)
+    expect(unreadFor(now, 8)).toBe(1)
   })
 })

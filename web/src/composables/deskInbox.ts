@@ -31,6 +31,7 @@ export function applyMessage(inbox: Inbox, event: DeskEvent, reading: number | n
     ...current,
     last_message_at: message.created_at,
     unread: incoming && reading !== current.id ? current.unread + 1 : current.unread,
+    members: current.members.map((m) => (incoming || m.agent_id !== message.agent_id ? { ...m, unread: m.unread + 1 } : m)),
     ...windowAfter(current, message, incoming),
   })
   return next
@@ -50,16 +51,28 @@ function windowAfter(current: Conversation, message: DeskMessage, incoming: bool
   return { replies_since_visitor: replies, send_window: { closes_at: closesAt, replies_left: Math.max(0, WINDOW_REPLIES - replies) } }
 }
 
-/** The agent's open conversations (newest activity first) and their groups' queue (longest waiting first). */
+/** Whether the agent serves the conversation as a colleague of its agent. */
+export function isMember(conversation: Conversation, agentId: number | null): boolean {
+  return agentId != null && conversation.members.some((m) => m.agent_id === agentId)
+}
+
+/** What the agent has not read: their own count as a member, else the conversation's. */
+export function unreadFor(conversation: Conversation, agentId: number | null): number {
+  const member = conversation.members.find((m) => m.agent_id === agentId)
+  return member ? member.unread : conversation.unread
+}
+
+/** The agent's open conversations (newest activity first), those they help a colleague with,
+ * and their groups' queue (longest waiting first). */
 export function split(inbox: Inbox, agentId: number | null, groups: number[]) {
   const all = [...inbox.values()]
-  const mine = all
-    .filter((c) => c.agent_id != null && c.agent_id === agentId && c.state !== 'closed')
-    .sort((a, b) => b.last_message_at.localeCompare(a.last_message_at))
+  const byActivity = (a: Conversation, b: Conversation) => b.last_message_at.localeCompare(a.last_message_at)
+  const mine = all.filter((c) => c.agent_id != null && c.agent_id === agentId && c.state !== 'closed').sort(byActivity)
+  const assisting = all.filter((c) => c.agent_id !== agentId && c.state !== 'closed' && isMember(c, agentId)).sort(byActivity)
   const queue = all
     .filter((c) => c.state === 'queued' && groups.includes(c.skill_group_id))
     .sort((a, b) => a.queued_at.localeCompare(b.queued_at))
-  return { mine, queue }
+  return { mine, assisting, queue }
 }
 
 /** Adds a message to a chat's list (newest last) unless it is there already. */

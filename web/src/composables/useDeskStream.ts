@@ -18,10 +18,17 @@ export const DESK_EVENT_KINDS = [
   'conversation.closed',
   'conversation.rated',
   'conversation.read',
+  'conversation.member_joined',
+  'conversation.member_left',
   'message.received',
   'message.sent',
   'agent.status',
-] as const
+] as const satisfies readonly DeskEvent['kind'][]
+
+// Every kind the API sends is listened for: a kind added there and not here fails to compile
+// (an EventSource drops named events nobody listens for).
+type Unheard = Exclude<DeskEvent['kind'], (typeof DESK_EVENT_KINDS)[number]>
+export const everyKindHeard: [Unheard] extends [never] ? true : Unheard = true
 
 /** Remembers the ids handed on, the newest few thousand. */
 export class SeenIds {

@@ -1,0 +1,1 @@
+import"./index-BpX5D6Yu.js";

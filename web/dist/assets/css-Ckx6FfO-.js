@@ -1,1 +1,0 @@
-import"./index-D9s7HXZE.js";import"./css-DaUOvFZ2.js";

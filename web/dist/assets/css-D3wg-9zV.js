@@ -1,0 +1,1 @@
+import"./index-BpX5D6Yu.js";import"./css-DWQb5Z3_.js";

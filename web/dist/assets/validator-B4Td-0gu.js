@@ -1,1 +1,0 @@
-import{ar as e}from"./index-D9s7HXZE.js";var t=t=>[``,...e].includes(t);export{t};
