@@ -127,8 +127,8 @@ fn matches_template(template: &str, path: &str) -> bool {
             .all(|(t, p)| (t.starts_with('{') && !p.is_empty()) || t == p)
 }
 
-/// Parameters every route shares, shaped once: `{id}` is a positive integer (the `Id` extractor
-/// answers 400 otherwise) and `cursor` has the form `service::pagination` issues.
+/// Parameters every route shares, shaped once: `{id}` and `{agent_id}` are positive integers
+/// (the `Id` and `AgentId` extractors answer 400 otherwise) and `cursor` has the form `service::pagination` issues.
 struct ParameterShapes;
 
 impl Modify for ParameterShapes {
@@ -148,7 +148,7 @@ impl Modify for ParameterShapes {
                 })
             {
                 let shape = match (&parameter.parameter_in, parameter.name.as_str()) {
-                    (ParameterIn::Path, "id") => ObjectBuilder::new()
+                    (ParameterIn::Path, "id" | "agent_id") => ObjectBuilder::new()
                         .schema_type(Type::Integer)
                         .format(Some(SchemaFormat::KnownFormat(KnownFormat::Int64)))
                         .minimum(Some(1)),

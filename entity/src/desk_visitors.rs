@@ -13,6 +13,7 @@ pub struct Model {
     pub avatar_url: Option<String>,
     pub source_scene: Option<String>,
     pub contact_id: Option<i64>,
+    pub group_id: Option<i64>,
     pub tags: Option<Json>,
     #[sea_orm(column_type = "Text", nullable)]
     pub notes: Option<String>,

@@ -21,6 +21,7 @@ pub mod desk_messages;
 pub mod desk_quick_replies;
 pub mod desk_skill_groups;
 pub mod desk_transfers;
+pub mod desk_visitor_groups;
 pub mod desk_visitors;
 pub mod error_logs;
 pub mod group_members;

@@ -18,6 +18,7 @@ pub use super::desk_messages::Entity as DeskMessages;
 pub use super::desk_quick_replies::Entity as DeskQuickReplies;
 pub use super::desk_skill_groups::Entity as DeskSkillGroups;
 pub use super::desk_transfers::Entity as DeskTransfers;
+pub use super::desk_visitor_groups::Entity as DeskVisitorGroups;
 pub use super::desk_visitors::Entity as DeskVisitors;
 pub use super::error_logs::Entity as ErrorLogs;
 pub use super::group_members::Entity as GroupMembers;

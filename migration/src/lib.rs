@@ -30,6 +30,7 @@ mod m20261203_000016_reply_attribution;
 mod m20261203_000017_segments_and_variants;
 mod m20261203_000018_service_desk;
 mod m20261203_000019_desk_conversation_members;
+mod m20261203_000020_desk_visitor_groups;
 
 pub struct Migrator;
 
@@ -56,6 +57,7 @@ impl MigratorTrait for Migrator {
             Box::new(m20261203_000017_segments_and_variants::Migration),
             Box::new(m20261203_000018_service_desk::Migration),
             Box::new(m20261203_000019_desk_conversation_members::Migration),
+            Box::new(m20261203_000020_desk_visitor_groups::Migration),
         ]
     }
 }

@@ -286,3 +286,145 @@ async fn colleagues_serve_one_visitor_together_each_with_their_own_unread_count(
     .await;
     assert_eq!(fields(&refused), ["state"]);
 }
+
+#[tokio::test]
+async fn visitors_are_filed_in_groups_that_never_point_at_a_removed_one() {
+    use service::desk::{visitor_groups::VisitorGroupView, visitors::VisitorView};
+    let (sim, app, agent_instance) = ready("").await;
+    let admin = app.admin_token().await;
+    let people = visitors_of_one_account(&app, agent_instance, 1).await;
+    let (_, agents) = desk(&app, people[0].account_id, "round_robin", &[3]).await;
+    let token = &agents[0].1;
+    visitor_says(&sim, &app, agent_instance, &people[0], "你好", "group-1").await;
+    let all = wait_conversations(&app, |c| !c.is_empty()).await;
+    let visitor = all[0].visitor.id;
+
+    // Managers name groups (names are unique); agents only read them.
+    let vip: VisitorGroupView = answer(
+        app.post(
+            "/api/v1/desk/visitor-groups",
+            &admin,
+            json!({ "name": "VIP 客户", "description": "年消费过万" }),
+        )
+        .await,
+        StatusCode::CREATED,
+    )
+    .await;
+    let taken = problem(
+        app.post(
+            "/api/v1/desk/visitor-groups",
+            &admin,
+            json!({ "name": "VIP 客户" }),
+        )
+        .await,
+        StatusCode::CONFLICT,
+    )
+    .await;
+    assert_eq!(fields(&taken), ["name"]);
+    problem(
+        app.post("/api/v1/desk/visitor-groups", token, json!({ "name": "x" }))
+            .await,
+        StatusCode::FORBIDDEN,
+    )
+    .await;
+
+    // An agent files the visitor; the group lists them and counts them.
+    let filed: VisitorView = answer(
+        app.send_json(
+            Method::PATCH,
+            &format!("/api/v1/desk/visitors/{visitor}"),
+            token,
+            json!({ "group_id": vip.id }),
+        )
+        .await,
+        StatusCode::OK,
+    )
+    .await;
+    assert_eq!(filed.group_id, Some(vip.id));
+    let members: service::pagination::Page<VisitorView> = app
+        .get_as(&format!("/api/v1/desk/visitors?group_id={}", vip.id), token)
+        .await;
+    assert_eq!(
+        members.items.iter().map(|v| v.id).collect::<Vec<_>>(),
+        [visitor]
+    );
+    let groups: Vec<VisitorGroupView> = app.get_as("/api/v1/desk/visitor-groups", token).await;
+    assert_eq!(groups.iter().find(|g| g.id == vip.id).unwrap().visitors, 1);
+    let nowhere = problem(
+        app.send_json(
+            Method::PATCH,
+            &format!("/api/v1/desk/visitors/{visitor}"),
+            token,
+            json!({ "group_id": 999_999 }),
+        )
+        .await,
+        StatusCode::UNPROCESSABLE_ENTITY,
+    )
+    .await;
+    assert_eq!(fields(&nowhere), ["group_id"]);
+
+    // Filing into a group while it is removed: the visitor ends up in it only if it survives.
+    let doomed: VisitorGroupView = answer(
+        app.post(
+            "/api/v1/desk/visitor-groups",
+            &admin,
+            json!({ "name": "待清理" }),
+        )
+        .await,
+        StatusCode::CREATED,
+    )
+    .await;
+    let (visitor_path, group_path) = (
+        format!("/api/v1/desk/visitors/{visitor}"),
+        format!("/api/v1/desk/visitor-groups/{}", doomed.id),
+    );
+    let file = app.send_json(
+        Method::PATCH,
+        &visitor_path,
+        token,
+        json!({ "group_id": doomed.id }),
+    );
+    let remove = app.send_json(Method::DELETE, &group_path, &admin, json!({}));
+    let (filed, removed) = tokio::join!(file, remove);
+    assert_eq!(removed.status(), StatusCode::NO_CONTENT);
+    assert!(
+        [StatusCode::OK, StatusCode::UNPROCESSABLE_ENTITY].contains(&filed.status()),
+        "filed first, or told the group is gone: {}",
+        filed.status()
+    );
+    let after: VisitorView = app
+        .get_as(&format!("/api/v1/desk/visitors/{visitor}"), token)
+        .await;
+    assert_ne!(
+        after.group_id,
+        Some(doomed.id),
+        "no visitor points at a removed group"
+    );
+
+    // Taking them out, and removing a group, leave visitors ungrouped.
+    let out: VisitorView = answer(
+        app.send_json(
+            Method::PATCH,
+            &format!("/api/v1/desk/visitors/{visitor}"),
+            token,
+            json!({ "group_id": vip.id }),
+        )
+        .await,
+        StatusCode::OK,
+    )
+    .await;
+    assert_eq!(out.group_id, Some(vip.id));
+    let gone = app
+        .send_json(
+            Method::DELETE,
+            &format!("/api/v1/desk/visitor-groups/{}", vip.id),
+            &admin,
+            json!({}),
+        )
+        .await;
+    assert_eq!(gone.status(), StatusCode::NO_CONTENT);
+    let after: VisitorView = app
+        .get_as(&format!("/api/v1/desk/visitors/{visitor}"), token)
+        .await;
+    assert_eq!(after.group_id, None);
+}

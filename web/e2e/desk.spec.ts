@@ -24,6 +24,20 @@ test('two agents: a visitor queues, is assigned, answered, transferred with a re
   await dialog.getByRole('textbox', { name: '名称' }).fill(groupName)
   await dialog.getByRole('button', { name: '保存' }).click()
   await expect(page.getByTestId('skill-groups')).toContainText(groupName)
+  // …edits it in place…
+  await page.getByTestId('skill-groups').getByRole('row', { name: new RegExp(groupName) }).getByRole('button', { name: '编辑' }).click()
+  const editGroup = page.getByRole('dialog', { name: '编辑技能组' })
+  await editGroup.getByRole('textbox', { name: '名称' }).fill(`${groupName}（改）`)
+  await editGroup.getByRole('button', { name: '保存' }).click()
+  await expect(page.getByTestId('skill-groups')).toContainText(`${groupName}（改）`)
+  // …and a visitor group to file visitors under.
+  await page.getByRole('tab', { name: '访客分组' }).click()
+  await page.getByRole('button', { name: '新建访客分组' }).click()
+  const newVisitorGroup = page.getByRole('dialog', { name: '新建访客分组' })
+  await newVisitorGroup.getByRole('textbox', { name: '名称' }).fill(`VIP${stamp}`)
+  await newVisitorGroup.getByRole('button', { name: '保存' }).click()
+  await expect(page.getByTestId('visitor-groups')).toContainText(`VIP${stamp}`)
+  await page.getByRole('tab', { name: '技能组' }).click()
   await expectAccessible(page)
   // …and a shared quick reply with the visitor's name in it.
   await page.getByRole('tab', { name: '共享快捷回复' }).click()
@@ -32,7 +46,7 @@ test('two agents: a visitor queues, is assigned, answered, transferred with a re
   await page.getByRole('button', { name: '添加快捷回复' }).click()
   await expect(page.getByTestId('quick-replies')).toContainText(`问候${stamp}`)
   const groups = await api.call<{ id: number; name: string }[]>('GET', '/api/v1/desk/skill-groups')
-  const group = groups.find((g) => g.name === groupName)!
+  const group = groups.find((g) => g.name === `${groupName}（改）`)!
   await api.call('POST', '/api/v1/desk/channels', {
     name: `官方客服 ${stamp}`, account_id: visitor.account_id, skill_group_id: group.id,
     welcome_message: '您好，客服马上为您服务', rating_prompt: '请为本次服务打分：回复 1-5',
@@ -55,6 +69,13 @@ test('two agents: a visitor queues, is assigned, answered, transferred with a re
   await mine.getByRole('button', { name: shown }).click()
   await expect(a.getByTestId('chat-messages')).toContainText('你好，我的订单还没到')
   await expect(a.getByTestId('visitor-panel')).toContainText(visitor.wxid)
+  await a.getByTestId('visitor-panel').getByRole('combobox', { name: '访客分组' }).selectOption({ label: `VIP${stamp}` })
+  await a.getByTestId('visitor-panel').getByRole('button', { name: '保存' }).click()
+  await expect.poll(async () => {
+    const filed = await api.call<{ items: { external_id: string }[] }>('GET', `/api/v1/desk/visitors?q=${encodeURIComponent(visitor.wxid)}`)
+    const groups = await api.call<{ name: string; visitors: number }[]>('GET', '/api/v1/desk/visitor-groups')
+    return filed.items.length > 0 && groups.find((g) => g.name === `VIP${stamp}`)?.visitors
+  }).toBe(1)
   await a.getByRole('button', { name: '接入', exact: true }).click()
   await a.getByRole('combobox', { name: '快捷回复' }).selectOption({ label: `问候${stamp}` })
   await expect(a.getByTestId('chat-messages')).toContainText(`${shown}您好，请问有什么可以帮您？`)

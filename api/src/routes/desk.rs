@@ -22,6 +22,7 @@ use service::{
             SkillGroupPatch, SkillGroupView,
         },
         stream::{self, Frame},
+        visitor_groups::{self, VisitorGroupInput, VisitorGroupPatch, VisitorGroupView},
         visitors::{self, VisitorPatch, VisitorQuery, VisitorView},
     },
     pagination::{Page, PageRequest},
@@ -82,6 +83,56 @@ pub async fn delete_skill_group(
     Id(id): Id,
 ) -> Result<HttpResponse, ApiError> {
     setup::delete_group(&state.ctx, &auth.actor, id).await?;
+    Ok(no_content())
+}
+
+#[utoipa::path(get, path = "/api/v1/desk/visitor-groups", tag = "desk",
+    responses((status = 200, body = Vec<VisitorGroupView>)))]
+pub async fn list_visitor_groups(
+    auth: Authorized<perm::DeskWork>,
+    state: web::Data<AppState>,
+) -> Result<web::Json<Vec<VisitorGroupView>>, ApiError> {
+    Ok(web::Json(
+        visitor_groups::list(&state.ctx, &auth.actor).await?,
+    ))
+}
+
+#[utoipa::path(post, path = "/api/v1/desk/visitor-groups", tag = "desk", request_body = VisitorGroupInput,
+    responses((status = 201, body = VisitorGroupView), (status = 409, description = "Another group has the name", body = Problem), (status = 422, body = Problem)))]
+pub async fn create_visitor_group(
+    auth: Authorized<perm::DeskManage>,
+    state: web::Data<AppState>,
+    key: IdempotencyKey,
+    ValidJson(body): ValidJson<VisitorGroupInput>,
+) -> Result<HttpResponse, ApiError> {
+    let actor = &auth.actor;
+    key.created(&state, actor, "desk.visitor_group.create", body, |body| {
+        visitor_groups::create(&state.ctx, actor, body)
+    })
+    .await
+}
+
+#[utoipa::path(patch, path = "/api/v1/desk/visitor-groups/{id}", tag = "desk", params(("id" = i64, Path)), request_body = VisitorGroupPatch,
+    responses((status = 200, body = VisitorGroupView), (status = 404, body = Problem), (status = 409, body = Problem), (status = 422, body = Problem)))]
+pub async fn update_visitor_group(
+    auth: Authorized<perm::DeskManage>,
+    state: web::Data<AppState>,
+    Id(id): Id,
+    ValidJson(body): ValidJson<VisitorGroupPatch>,
+) -> Result<web::Json<VisitorGroupView>, ApiError> {
+    Ok(web::Json(
+        visitor_groups::update(&state.ctx, &auth.actor, id, body).await?,
+    ))
+}
+
+#[utoipa::path(delete, path = "/api/v1/desk/visitor-groups/{id}", tag = "desk", params(("id" = i64, Path)),
+    responses((status = 204, description = "Removed; its visitors are ungrouped"), (status = 404, body = Problem)))]
+pub async fn delete_visitor_group(
+    auth: Authorized<perm::DeskManage>,
+    state: web::Data<AppState>,
+    Id(id): Id,
+) -> Result<HttpResponse, ApiError> {
+    visitor_groups::delete(&state.ctx, &auth.actor, id).await?;
     Ok(no_content())
 }
 

@@ -19,6 +19,7 @@ pub mod metrics;
 pub mod quick_replies;
 pub mod setup;
 pub mod stream;
+pub mod visitor_groups;
 pub mod visitors;
 
 use entity::{desk_agent_groups, desk_agents};

@@ -2,7 +2,7 @@
 //! seen, visits) and what agents add (tags, notes), searchable by name or id.
 
 use chrono::{DateTime, Utc};
-use entity::desk_visitors;
+use entity::{desk_visitor_groups, desk_visitors};
 use sea_orm::{
     ActiveValue::Set, ColumnTrait, Condition, EntityTrait, QueryFilter, QueryOrder, QuerySelect,
 };
@@ -29,6 +29,8 @@ pub struct VisitorView {
     pub source_scene: Option<String>,
     /// The contact of the channel's account they are.
     pub contact_id: Option<i64>,
+    /// The visitor group they are filed under.
+    pub group_id: Option<i64>,
     pub tags: Vec<String>,
     pub notes: Option<String>,
     /// Conversations they opened.
@@ -47,6 +49,7 @@ impl From<desk_visitors::Model> for VisitorView {
             avatar_url: m.avatar_url,
             source_scene: m.source_scene,
             contact_id: m.contact_id,
+            group_id: m.group_id,
             tags: m
                 .tags
                 .and_then(|t| serde_json::from_value(t).ok())
@@ -69,6 +72,10 @@ pub struct VisitorPatch {
     #[serde(default, deserialize_with = "crate::serde_util::double_option")]
     #[schema(value_type = Option<String>, max_length = 2000)]
     pub notes: Option<Option<String>>,
+    /// A visitor group to file them under; `null` takes them out of theirs.
+    #[serde(default, deserialize_with = "crate::serde_util::double_option")]
+    #[schema(value_type = Option<i64>)]
+    pub group_id: Option<Option<i64>>,
 }
 
 #[derive(Debug, Clone, Default, Deserialize, utoipa::IntoParams)]
@@ -79,6 +86,8 @@ pub struct VisitorQuery {
     #[param(max_length = 100)]
     pub q: Option<String>,
     pub channel_id: Option<i64>,
+    /// Only the visitors of this group.
+    pub group_id: Option<i64>,
     #[param(minimum = 1, maximum = 200)]
     pub limit: Option<u64>,
     pub cursor: Option<String>,
@@ -112,6 +121,9 @@ pub async fn list(
     if let Some(channel) = query.channel_id {
         select = select.filter(desk_visitors::Column::ChannelId.eq(channel));
     }
+    if let Some(group) = query.group_id {
+        select = select.filter(desk_visitors::Column::GroupId.eq(group));
+    }
     if let Some(before) = page.before {
         select = select.filter(desk_visitors::Column::Id.lt(before));
     }
@@ -129,8 +141,15 @@ pub async fn get(ctx: &Context, actor: &Actor, id: i64) -> ServiceResult<Visitor
 }
 
 async fn find(ctx: &Context, id: i64) -> ServiceResult<desk_visitors::Model> {
+    find_in(&ctx.db, id).await
+}
+
+async fn find_in<C: sea_orm::ConnectionTrait>(
+    conn: &C,
+    id: i64,
+) -> ServiceResult<desk_visitors::Model> {
     desk_visitors::Entity::find_by_id(id)
-        .one(&ctx.db)
+        .one(conn)
         .await?
         .ok_or(ServiceError::NotFound("visitor"))
 }
@@ -175,7 +194,18 @@ pub async fn update(
         None => None,
     };
     v.finish()?;
-    let mut row: desk_visitors::ActiveModel = find(ctx, id).await?.into();
+    let txn = crate::db::begin(&ctx.db).await?;
+    if let Some(Some(group)) = patch.group_id {
+        // The group's row is held until the visitor is filed, so a removal waits for it.
+        let mut lock = desk_visitor_groups::Entity::find_by_id(group);
+        if crate::db::row_locks(&txn) {
+            lock = lock.lock_shared();
+        }
+        if lock.one(&txn).await?.is_none() {
+            return Err(ServiceError::invalid("group_id", "no such visitor group"));
+        }
+    }
+    let mut row: desk_visitors::ActiveModel = find_in(&txn, id).await?.into();
     if let Some(nickname) = nickname {
         row.nickname = Set(Some(nickname));
     }
@@ -185,6 +215,10 @@ pub async fn update(
     if let Some(notes) = notes {
         row.notes = Set(notes);
     }
-    desk_visitors::Entity::update(row).exec(&ctx.db).await?;
+    if let Some(group) = patch.group_id {
+        row.group_id = Set(group);
+    }
+    desk_visitors::Entity::update(row).exec(&txn).await?;
+    txn.commit().await?;
     Ok(find(ctx, id).await?.into())
 }

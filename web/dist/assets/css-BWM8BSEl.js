@@ -1,1 +1,0 @@
-import"./index-BpX5D6Yu.js";

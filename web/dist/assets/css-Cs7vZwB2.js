@@ -1,0 +1,1 @@
+import"./index-C3q-zVjS.js";

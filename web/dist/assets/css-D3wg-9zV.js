@@ -1,1 +1,0 @@
-import"./index-BpX5D6Yu.js";import"./css-DWQb5Z3_.js";

@@ -1,1 +1,0 @@
-import{ar as e}from"./index-BpX5D6Yu.js";var t=t=>[``,...e].includes(t);export{t};

@@ -1,0 +1,1 @@
+import{ar as e}from"./index-C3q-zVjS.js";var t=t=>[``,...e].includes(t);export{t};
