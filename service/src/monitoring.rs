@@ -28,7 +28,7 @@ pub const METRICS: &[&str] = &[
     "dispatch_sends_rate_limited",
 ];
 
-#[derive(Debug, Clone, Default, Serialize, Deserialize, PartialEq, Eq, utoipa::ToSchema)]
+#[derive(Debug, Clone, Default, Serialize, Deserialize, PartialEq, utoipa::ToSchema)]
 pub struct Overview {
     /// Instances by status (online, offline, error, maintenance, unknown …) and in all.
     pub instances: BTreeMap<String, u64>,
@@ -42,6 +42,8 @@ pub struct Overview {
     /// Runs sending now, and their receivers still to send (the queue depth).
     pub running_runs: u64,
     pub pending_receivers: u64,
+    /// The customer-service desk's service levels.
+    pub desk: crate::desk::levels::DeskServiceLevels,
 }
 
 async fn by_status<E, C>(
@@ -113,6 +115,7 @@ pub async fn overview(ctx: &Context, actor: &Actor) -> ServiceResult<Overview> {
         })
         .sum();
     Ok(Overview {
+        desk: crate::desk::levels::current(ctx).await?,
         running_runs: running.len() as u64,
         pending_receivers,
         instances_total: instances.values().sum(),

@@ -285,6 +285,22 @@ async fn colleagues_serve_one_visitor_together_each_with_their_own_unread_count(
     )
     .await;
     assert_eq!(fields(&refused), ["state"]);
+
+    // The health view's service levels count it: opened, answered, queued, handled, closed.
+    let overview: service::monitoring::Overview = app
+        .get_as("/api/v1/monitoring/overview", &app.admin_token().await)
+        .await;
+    let desk = overview.desk;
+    assert_eq!(
+        (desk.opened, desk.closed, desk.queued, desk.serving),
+        (1, 1, 0, 0),
+        "{desk:?}"
+    );
+    assert_eq!(desk.agents_online, 3);
+    assert!(desk.first_response_p50_ms.is_some() && desk.queue_wait_p50_ms.is_some());
+    assert!(desk.handle_avg_ms.is_some());
+    assert_eq!(desk.closed_per_agent, Some(1.0));
+    assert_eq!((desk.rating_avg, desk.ratings), (None, 0));
 }
 
 #[tokio::test]

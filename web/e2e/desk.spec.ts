@@ -125,6 +125,10 @@ test('two agents: a visitor queues, is assigned, answered, transferred with a re
   await expect(page.getByTestId('desk-groups')).toContainText(groupName)
   await expectAccessible(page)
   await screenshot(page, 'desk-supervisor')
+  // …and the health view counts the closed conversation in the desk's service levels.
+  await page.getByRole('link', { name: '健康总览', exact: true }).click()
+  await expect(page.getByTestId('health-block-desk')).toContainText('客服服务水平')
+  await expect(page.getByTestId('health-block-desk')).toContainText(/已结束 [1-9]/)
   const transfers = await api.call<{ items: { id: number }[] }>('GET', `/api/v1/desk/conversations?limit=5`)
   const record = await api.call<{ reason: string }[]>('GET', `/api/v1/desk/conversations/${transfers.items[0].id}/transfers`)
   expect(record.map((r) => r.reason)).toEqual(['物流问题转专员'])

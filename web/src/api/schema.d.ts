@@ -2572,6 +2572,59 @@ export interface components {
             agents: components["schemas"]["AgentView"][];
             groups: components["schemas"]["GroupLoad"][];
         };
+        DeskServiceLevels: {
+            /**
+             * Format: int64
+             * @description Agents not offline.
+             */
+            agents_online: number;
+            /** Format: int64 */
+            closed: number;
+            /**
+             * Format: double
+             * @description Conversations closed per agent who closed any.
+             */
+            closed_per_agent?: number | null;
+            /**
+             * Format: int64
+             * @description From opening to the first reply, median and 90th percentile (milliseconds).
+             */
+            first_response_p50_ms?: number | null;
+            /** Format: int64 */
+            first_response_p90_ms?: number | null;
+            /**
+             * Format: int64
+             * @description From being taken on to closing, mean (milliseconds).
+             */
+            handle_avg_ms?: number | null;
+            /**
+             * Format: int64
+             * @description Over the last 24 hours:
+             */
+            opened: number;
+            /**
+             * Format: int64
+             * @description From entering the queue to being given to an agent, median (milliseconds).
+             */
+            queue_wait_p50_ms?: number | null;
+            /**
+             * Format: int64
+             * @description Waiting in a queue now.
+             */
+            queued: number;
+            /**
+             * Format: double
+             * @description Mean rating (1–5) and how many ratings.
+             */
+            rating_avg?: number | null;
+            /** Format: int64 */
+            ratings: number;
+            /**
+             * Format: int64
+             * @description Assigned or being answered now.
+             */
+            serving: number;
+        };
         /** @description A template as the editor holds it, saved or not, to preview while it is written. */
         DraftPreview: {
             /**
@@ -3023,6 +3076,8 @@ export interface components {
             accounts: {
                 [key: string]: number;
             };
+            /** @description The customer-service desk's service levels. */
+            desk: components["schemas"]["DeskServiceLevels"];
             /** @description Instances by status (online, offline, error, maintenance, unknown …) and in all. */
             instances: {
                 [key: string]: number;

@@ -14,6 +14,16 @@ export const zh = {
     queue: '{runs} 个任务正在发送，{receivers} 个接收者待发送',
     filterStatus: '按状态筛选实例',
     levels: { CRITICAL: '严重', WARNING: '警告', INFO: '提示' },
+    desk: {
+      title: '客服服务水平',
+      now: '排队 {queued} · 接待中 {serving} · 在线客服 {agents}',
+      day: '近 24 小时：新会话 {opened}，已结束 {closed}',
+      firstResponse: '首次响应（中位 / P90）',
+      queueWait: '排队等待（中位）',
+      handle: '平均处理时长',
+      rating: '平均评分（评价数）',
+      perAgent: '人均结束会话',
+    },
   },
 }
 
@@ -31,5 +41,15 @@ export const en: typeof zh = {
     queue: '{runs} tasks sending, {receivers} receivers waiting',
     filterStatus: 'Filter instances by status',
     levels: { CRITICAL: 'Critical', WARNING: 'Warning', INFO: 'Info' },
+    desk: {
+      title: 'Customer service',
+      now: '{queued} queued · {serving} being served · {agents} agents online',
+      day: 'Last 24 h: {opened} opened, {closed} closed',
+      firstResponse: 'First response (median / p90)',
+      queueWait: 'Queue wait (median)',
+      handle: 'Mean handle time',
+      rating: 'Mean rating (ratings)',
+      perAgent: 'Closed per agent',
+    },
   },
 }

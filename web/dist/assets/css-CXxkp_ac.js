@@ -1,0 +1,1 @@
+import"./index-urkd3ASN.js";

@@ -1,1 +1,0 @@
-import"./index-C3q-zVjS.js";
