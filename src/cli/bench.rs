@@ -91,6 +91,21 @@ pub(super) async fn fresh_context_as(
     extra: &str,
     admin_password: &str,
 ) -> anyhow::Result<Context> {
+    Ok(
+        fresh_context_with_settings(database_url, tag, extra, admin_password)
+            .await?
+            .0,
+    )
+}
+
+/// A fresh context, and the settings file (TOML) it was made from: other `wework` processes
+/// started with it share its database, Redis and master key.
+pub(super) async fn fresh_context_with_settings(
+    database_url: Option<String>,
+    tag: &str,
+    extra: &str,
+    admin_password: &str,
+) -> anyhow::Result<(Context, String)> {
     let url = database_url.unwrap_or_else(|| {
         let path =
             std::env::temp_dir().join(format!("wework-bench-{tag}-{}.db", std::process::id()));
@@ -99,12 +114,13 @@ pub(super) async fn fresh_context_as(
     let key = service::crypto::sealer::Sealer::generate_key();
     let spool = std::env::temp_dir().join(format!("wework-bench-spool-{}", std::process::id()));
     let spool = spool.display();
-    let settings = Settings::from_toml(&format!(
+    let toml = format!(
         "[database]\nurl = \"{url}\"\nmax_connections = 8\n[secrets]\nmaster_key = \"{key}\"\n[outbound]\nallowed_networks = [\"127.0.0.1\"]\n[log]\nlevel = \"warn\"\n[elasticsearch]\nspool_dir = \"{spool}/logs\"\n[influxdb]\nspool_dir = \"{spool}/metrics\"\n[instances]\nmetrics_spool_dir = \"{spool}/sql-metrics\"\n{extra}"
-    ))?;
+    );
+    let settings = Settings::from_toml(&toml)?;
     println!("database: {}", settings.backend_label());
     let (ctx, _) = crate::prepare(settings, Some(admin_password.to_owned())).await?;
-    Ok(ctx)
+    Ok((ctx, toml))
 }
 
 fn reader() -> Actor {

@@ -5,6 +5,8 @@
 //! message carries a token; the time from handing it to the desk's intake to its
 //! `message.received` event arriving on a stream is its push latency. Prints the rates reached,
 //! push latency p50/p99/max per stream and events missing or repeated, for docs/benchmarks.md.
+//! `--processes N` starts N more `wework api` processes on the same database (and Redis) and
+//! spreads the streams over every server, so events cross processes as in a deployment.
 //!
 //! The intake is called directly: what a callback adds before it (the signed request, the
 //! stored inbound event the worker applies) is the callbacks' cost, measured with them.
@@ -24,7 +26,7 @@ use service::{
     desk::{agents, intake, setup},
 };
 
-use super::bench::{fresh_context_as, peak_rss_mib, percentiles};
+use super::bench::{fresh_context_with_settings, peak_rss_mib, percentiles};
 
 #[derive(Debug, ClapArgs)]
 pub struct DeskArgs {
@@ -49,6 +51,37 @@ pub struct DeskArgs {
     /// Redis for the live fan-out (as several API processes use it); default none.
     #[arg(long)]
     redis_url: Option<String>,
+    /// `wework api` processes started beside this one on the same database and Redis; the
+    /// streams are spread over all servers (the messages enter through this one).
+    #[arg(long, default_value_t = 0)]
+    processes: usize,
+}
+
+/// Starts `wework api` with the bench's settings; its base URL once it listens.
+async fn spawn_api(config: &std::path::Path) -> anyhow::Result<(tokio::process::Child, String)> {
+    use tokio::io::AsyncBufReadExt;
+    let mut child = tokio::process::Command::new(std::env::current_exe()?)
+        .arg("api")
+        .env("WEWORK_CONFIG", config)
+        .env_remove("WEWORK_ADMIN_PASSWORD")
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::null())
+        .kill_on_drop(true)
+        .spawn()?;
+    let stdout = child
+        .stdout
+        .take()
+        .ok_or_else(|| anyhow::anyhow!("no stdout"))?;
+    let mut lines = tokio::io::BufReader::new(stdout).lines();
+    while let Some(line) = lines.next_line().await? {
+        if let Some(url) = line.strip_prefix("wework listening on ") {
+            let url = url.split_whitespace().next().unwrap_or_default().to_owned();
+            // Keep draining its output so it never blocks on a full pipe.
+            tokio::spawn(async move { while let Ok(Some(_)) = lines.next_line().await {} });
+            return Ok((child, url));
+        }
+    }
+    anyhow::bail!("wework api exited before it listened")
 }
 
 fn manager() -> Actor {
@@ -176,7 +209,7 @@ pub async fn desk_bench(args: DeskArgs) -> anyhow::Result<()> {
             )
         })
         .unwrap_or_default();
-    let ctx = fresh_context_as(
+    let (ctx, settings) = fresh_context_with_settings(
         args.database_url,
         "desk",
         &format!("[server]\nport = 0\n{redis}"),
@@ -208,6 +241,23 @@ pub async fn desk_bench(args: DeskArgs) -> anyhow::Result<()> {
     let app = api::Application::build(ctx.clone())?;
     let base = format!("http://127.0.0.1:{}", app.port());
     let server = tokio::spawn(app.run_until_stopped());
+    let mut servers = vec![base.clone()];
+    let mut children = Vec::new();
+    let config =
+        std::env::temp_dir().join(format!("wework-bench-desk-{}.toml", std::process::id()));
+    if args.processes > 0 {
+        std::fs::write(&config, &settings)?;
+        for _ in 0..args.processes {
+            let (child, url) = spawn_api(&config).await?;
+            children.push(child);
+            servers.push(url);
+        }
+        println!(
+            "streams spread over {} API processes: {}",
+            servers.len(),
+            servers.join(", ")
+        );
+    }
     let login: serde_json::Value = reqwest::Client::new()
         .post(format!("{base}/api/v1/auth/login"))
         .json(&serde_json::json!({ "login": "admin", "password": password }))
@@ -222,7 +272,10 @@ pub async fn desk_bench(args: DeskArgs) -> anyhow::Result<()> {
         .to_owned();
     let arrivals: Arrivals = Arc::new(Mutex::new(vec![HashMap::new(); args.streams]));
     let followers: Vec<_> = (0..args.streams)
-        .map(|i| tokio::spawn(follow(base.clone(), token.clone(), i, arrivals.clone())))
+        .map(|i| {
+            let server = servers[i % servers.len()].clone();
+            tokio::spawn(follow(server, token.clone(), i, arrivals.clone()))
+        })
         .collect();
     tokio::time::sleep(Duration::from_millis(500)).await;
 
@@ -291,6 +344,8 @@ pub async fn desk_bench(args: DeskArgs) -> anyhow::Result<()> {
         f.abort();
     }
     server.abort();
+    drop(children);
+    let _ = std::fs::remove_file(&config);
 
     let sent = sent
         .lock()
@@ -311,8 +366,8 @@ pub async fn desk_bench(args: DeskArgs) -> anyhow::Result<()> {
         args.streams
     );
     println!();
-    println!("| stream | received | missing | repeated | push p50 | push p99 | max |");
-    println!("|---|---:|---:|---:|---:|---:|---:|");
+    println!("| stream | process | received | missing | repeated | push p50 | push p99 | max |");
+    println!("|---|---:|---:|---:|---:|---:|---:|---:|");
     for (i, seen) in arrivals.iter().enumerate() {
         let mut samples = Vec::new();
         let (mut missing, mut repeated) = (0, 0);
@@ -329,8 +384,9 @@ pub async fn desk_bench(args: DeskArgs) -> anyhow::Result<()> {
         let received = samples.len();
         let (p50, p99) = percentiles(samples);
         println!(
-            "| {} | {received} | {missing} | {repeated} | {p50:.1} ms | {p99:.1} ms | {:.1} ms |",
+            "| {} | {} | {received} | {missing} | {repeated} | {p50:.1} ms | {p99:.1} ms | {:.1} ms |",
             i + 1,
+            i % servers.len() + 1,
             max.as_secs_f64() * 1000.0
         );
     }
