@@ -347,3 +347,77 @@ async fn a_contact_update_replaces_its_synced_tags_and_keeps_local_ones() {
         "the old synced tags are gone, the local one stays"
     );
 }
+
+#[tokio::test]
+async fn a_member_writing_to_the_app_is_served_by_the_desk_and_answered_with_an_app_message() {
+    let (sim, app, _, wecom, key) = setup().await;
+    let admin = app.admin_token().await;
+    let accounts: Page<service::instances::accounts::AccountView> = app
+        .get_as(
+            &format!("/api/v1/accounts?instance_id={}", wecom.id),
+            &admin,
+        )
+        .await;
+    let member = accounts
+        .items
+        .iter()
+        .find(|a| a.wxid == "sim_user_0")
+        .unwrap();
+    let (_, agents) = crate::desk::desk(&app, member.id, "round_robin", &[3]).await;
+    crate::desk::go(&app, &agents[0].1, "online").await;
+
+    // The member writes to the app: an encrypted text callback.
+    let ts = now();
+    let message = format!(
+        "<xml><ToUserName><![CDATA[wwsimcorp]]></ToUserName><FromUserName><![CDATA[sim_user_0]]></FromUserName><CreateTime>{ts}</CreateTime><MsgType><![CDATA[text]]></MsgType><Content><![CDATA[报销流程怎么走]]></Content><MsgId>7300000000001</MsgId><AgentID>1000002</AgentID></xml>"
+    );
+    let encrypted = encrypt(&key, &message, "wwsimcorp");
+    let body = format!(
+        "<xml><ToUserName><![CDATA[wwsimcorp]]></ToUserName><Encrypt><![CDATA[{encrypted}]]></Encrypt><AgentID><![CDATA[1000002]]></AgentID></xml>"
+    );
+    let url = format!(
+        "{}?msg_signature={}&timestamp={ts}&nonce=901",
+        path_of(&wecom.callback_url),
+        sign(&ts, "901", &encrypted)
+    );
+    let posted = app
+        .request(Method::POST, &url, None)
+        .header("content-type", "text/xml")
+        .body(body)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(posted.status(), StatusCode::OK);
+    let all = crate::desk::wait_conversations(&app, |c| {
+        c.iter().any(|c| c.agent_id == Some(agents[0].0.id))
+    })
+    .await;
+    let id = all[0].id;
+
+    // The agent's answer goes back to the member as an app message (message/send), once.
+    let reply = app
+        .post(
+            &format!("/api/v1/desk/conversations/{id}/reply"),
+            &agents[0].1,
+            json!({ "content": "在审批里选「报销」即可" }),
+        )
+        .await;
+    assert_eq!(reply.status(), StatusCode::CREATED);
+    for _ in 0..100 {
+        let sent = crate::opt_out::deliveries_to(&sim, "sim_user_0").await;
+        if sent.iter().any(|c| c == "在审批里选「报销」即可") {
+            assert_eq!(
+                sent.iter()
+                    .filter(|c| *c == "在审批里选「报销」即可")
+                    .count(),
+                1
+            );
+            return;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(200)).await;
+    }
+    panic!(
+        "the reply never reached the member: {:?}",
+        crate::opt_out::deliveries_to(&sim, "sim_user_0").await
+    );
+}

@@ -472,6 +472,14 @@ async fn send_text(
         .await?
         .ok_or(ServiceError::NotFound("account"))?;
     let kf = crate::drivers::wecom::kf::open_kfid(&account.wxid).is_some();
+    // An agent instance chats directly; an official app answers the member who wrote to it
+    // with an app message; a 微信客服 account through 微信客服.
+    let instance = crate::instances::find_live(&ctx.db, account.instance_id).await?;
+    let route = match (kf, instance.kind) {
+        (true, _) => entity::states::Channel::WecomKf,
+        (false, crate::instances::InstanceKind::Wecom) => entity::states::Channel::AppMessage,
+        (false, crate::instances::InstanceKind::Agent) => entity::states::Channel::Direct,
+    };
     if kf {
         super::kf::reserve(ctx, conversation.id).await?;
     }
@@ -483,11 +491,7 @@ async fn send_text(
             contact_id: Some(contact_id),
             group_id: None,
             account_id: Some(channel.account_id),
-            channel: if kf {
-                entity::states::Channel::WecomKf
-            } else {
-                Default::default()
-            },
+            channel: route,
             template_id: None,
             message_type: Some(entity::states::MessageType::Text),
             content: Some(text.clone()),
