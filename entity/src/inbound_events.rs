@@ -16,6 +16,8 @@ pub struct Model {
     pub processed_at: Option<DateTime>,
     #[sea_orm(column_type = "Text", nullable)]
     pub error_message: Option<String>,
+    pub attempts: i32,
+    pub lease_until: Option<DateTime>,
 }
 
 #[derive(Copy, Clone, Debug, EnumIter, DeriveRelation)]

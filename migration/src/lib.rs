@@ -31,6 +31,7 @@ mod m20261203_000017_segments_and_variants;
 mod m20261203_000018_service_desk;
 mod m20261203_000019_desk_conversation_members;
 mod m20261203_000020_desk_visitor_groups;
+mod m20261204_000021_inbound_event_leases;
 
 pub struct Migrator;
 
@@ -58,6 +59,7 @@ impl MigratorTrait for Migrator {
             Box::new(m20261203_000018_service_desk::Migration),
             Box::new(m20261203_000019_desk_conversation_members::Migration),
             Box::new(m20261203_000020_desk_visitor_groups::Migration),
+            Box::new(m20261204_000021_inbound_event_leases::Migration),
         ]
     }
 }

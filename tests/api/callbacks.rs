@@ -257,7 +257,7 @@ async fn agent_events_pushed_by_the_simulator_are_verified_deduplicated_and_appl
         },
     )
     .await;
-    use sea_orm::{ColumnTrait, EntityTrait, QueryFilter};
+    use sea_orm::{ColumnTrait, EntityTrait, PaginatorTrait, QueryFilter};
     let inbound = entity::messages::Entity::find()
         .filter(entity::messages::Column::Direction.eq("in"))
         .all(&app.ctx.db)
@@ -265,6 +265,50 @@ async fn agent_events_pushed_by_the_simulator_are_verified_deduplicated_and_appl
         .unwrap();
     assert_eq!(inbound.len(), 1, "the repeated event made one message");
     assert_eq!(inbound[0].message_content.as_deref(), Some("你好，在吗？"));
+
+    // A worker that died after applying the event but before marking it: its lease ends and the
+    // event is applied again, which stores nothing twice.
+    use sea_orm::sea_query::Expr;
+    entity::inbound_events::Entity::update_many()
+        .col_expr(
+            entity::inbound_events::Column::ProcessedAt,
+            Expr::value(Option::<chrono::NaiveDateTime>::None),
+        )
+        .col_expr(
+            entity::inbound_events::Column::LeaseUntil,
+            Expr::value(chrono::Utc::now().naive_utc() - chrono::TimeDelta::seconds(1)),
+        )
+        .exec(&app.ctx.db)
+        .await
+        .unwrap();
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
+    loop {
+        let events = entity::inbound_events::Entity::find()
+            .all(&app.ctx.db)
+            .await
+            .unwrap();
+        if events
+            .iter()
+            .all(|e| e.processed_at.is_some() && e.attempts == 2)
+        {
+            assert!(
+                events.iter().all(|e| e.error_message.is_none()),
+                "{events:?}"
+            );
+            break;
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "not applied again: {events:?}"
+        );
+        tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+    }
+    let again = entity::messages::Entity::find()
+        .filter(entity::messages::Column::Direction.eq("in"))
+        .count(&app.ctx.db)
+        .await
+        .unwrap();
+    assert_eq!(again, 1, "the event applied twice stored one message");
     let _ = admin;
 
     let forged = app

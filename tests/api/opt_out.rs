@@ -97,8 +97,8 @@ async fn opt_out_keywords_in_replies_take_contacts_out_of_broadcasts() {
     inbound(&sim, &app, agent, half_width, " ＴＤ ").await;
     inbound(&sim, &app, agent, chinese, "退订").await;
     inbound(&sim, &app, agent, chatty, "请问怎么退订？").await;
-    // The same word again changes nothing and is not answered twice.
-    inbound(&sim, &app, agent, chinese, "退订").await;
+    // The same word again (a new message) changes nothing and is not answered twice.
+    inbound_with_id(&sim, &app, agent, chinese, "退订", "in-again").await;
 
     let opted = app
         .wait_for_as(

@@ -380,3 +380,108 @@ async fn a_broadcast_waits_out_a_database_crash_and_finishes_exactly_once() {
     }
     app.stop_worker().await;
 }
+
+/// The events worker meets the crash in the middle of a backlog: an event it had claimed (or
+/// applied without marking) when the database went is taken again when it returns, and every
+/// received message is stored exactly once.
+#[tokio::test]
+async fn callbacks_met_by_a_database_crash_are_applied_exactly_once_after_it() {
+    use futures_util::StreamExt;
+    use sea_orm::{ColumnTrait, EntityTrait, PaginatorTrait, QueryFilter};
+
+    if std::env::var("WEWORK_TEST_BACKEND").as_deref() != Ok("postgres") {
+        return;
+    }
+    const EVENTS: usize = 1500;
+    let pg = PrivatePostgres::start().await;
+    let sim = TestSim::small();
+    let mut app = TestApp::spawn_with(&format!("[database]\nurl = \"{}\"\n", pg.url())).await;
+    let (agent, _) = app.register_sim(&sim, 60).await;
+    app.start_worker();
+    assert_eq!(app.sync(agent).await.status, SyncStatus::Succeeded);
+    // The backlog arrives while no worker applies it.
+    app.stop_worker().await;
+    let admin = app.admin_token().await;
+    let instance = app
+        .get_json(&format!("/api/v1/instances/{agent}"), &admin)
+        .await;
+    let url = instance["callback_url"]
+        .as_str()
+        .unwrap()
+        .replace("http://127.0.0.1:8080", &app.address);
+    futures_util::stream::iter(0..EVENTS)
+        .map(|i| {
+            let event = serde_json::json!({
+                "type": "message.received", "account_wxid": "sim_user_0", "url": url,
+                "id": format!("evt-{i}"),
+                "data": { "from": format!("wm_42_0_{}", i % 40), "msgtype": "text",
+                          "content": format!("第 {i} 条"), "message_id": format!("remote-{i}") }
+            });
+            let sim = &sim;
+            async move {
+                let pushed: Value = sim
+                    .control(reqwest::Method::POST, "/events", event)
+                    .await
+                    .json()
+                    .await
+                    .unwrap();
+                assert_eq!(pushed["status"], 200, "{pushed}");
+            }
+        })
+        .buffer_unordered(8)
+        .collect::<Vec<()>>()
+        .await;
+
+    let inbound = || {
+        entity::messages::Entity::find()
+            .filter(entity::messages::Column::Direction.eq("in"))
+            .filter(entity::messages::Column::InstanceId.eq(agent))
+    };
+    app.start_worker();
+    let deadline = std::time::Instant::now() + Duration::from_secs(60);
+    while inbound().count(&app.ctx.db).await.unwrap() < 100 {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "the worker applies nothing"
+        );
+        tokio::time::sleep(Duration::from_millis(5)).await;
+    }
+    pg.crash().await;
+    tokio::time::sleep(Duration::from_secs(2)).await;
+    pg.restart().await;
+
+    let deadline = std::time::Instant::now() + Duration::from_secs(180);
+    loop {
+        let processed = entity::inbound_events::Entity::find()
+            .filter(entity::inbound_events::Column::ProcessedAt.is_not_null())
+            .count(&app.ctx.db)
+            .await;
+        if processed.as_ref().is_ok_and(|n| *n == EVENTS as u64) {
+            break;
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "events left unapplied: {processed:?} of {EVENTS} processed"
+        );
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+    let failed = entity::inbound_events::Entity::find()
+        .filter(entity::inbound_events::Column::ErrorMessage.is_not_null())
+        .all(&app.ctx.db)
+        .await
+        .unwrap();
+    assert!(failed.is_empty(), "events kept an error: {failed:?}");
+    let stored = inbound().all(&app.ctx.db).await.unwrap();
+    let mut remote: Vec<String> = stored.into_iter().filter_map(|m| m.remote_msg_id).collect();
+    remote.sort();
+    let total = remote.len();
+    remote.dedup();
+    assert_eq!(
+        total,
+        EVENTS,
+        "each message stored once ({} distinct)",
+        remote.len()
+    );
+    assert_eq!(remote.len(), EVENTS);
+    app.stop_worker().await;
+}

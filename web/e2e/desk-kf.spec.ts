@@ -1,7 +1,7 @@
 import { expect, test } from '@playwright/test'
 
 import { Api, adminPassword, simKf } from './api'
-import { agentPage, expectAccessible, screenshot, signIn, watchPolicy } from './support'
+import { agentPage, selectNaming, expectAccessible, screenshot, signIn, watchPolicy } from './support'
 
 type Sent = { to: string; content: string; via: string }
 type Session = { external_userid: string; service_state: number }
@@ -63,7 +63,7 @@ test('a WeChat user through 微信客服: welcomed, answered within the send win
   // the rating prompt with the session's code; the user's "5" rates it.
   await a.getByRole('button', { name: '转接', exact: true }).click()
   const transfer = a.getByRole('dialog', { name: '转接' })
-  await transfer.getByRole('combobox', { name: '客服' }).selectOption({ index: 1 })
+  await selectNaming(transfer.getByRole('combobox', { name: '客服' }), agents[1].name)
   await transfer.getByRole('textbox', { name: '转接原因' }).fill('会员问题转专员')
   await transfer.getByRole('button', { name: '转接', exact: true }).click()
   await expect(item).toBeHidden()

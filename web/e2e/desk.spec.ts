@@ -1,7 +1,7 @@
 import { expect, test } from '@playwright/test'
 
 import { Api, adminPassword, simInbound } from './api'
-import { agentPage, expectAccessible, screenshot, signIn, watchPolicy } from './support'
+import { agentPage, selectNaming, expectAccessible, screenshot, signIn, watchPolicy } from './support'
 
 type Contact = { id: number; account_id: number; wxid: string; nickname: string | null }
 
@@ -90,7 +90,7 @@ test('two agents: a visitor queues, is assigned, answered, transferred with a re
   // Transfer to the colleague with a reason; it leaves A and reaches B, who closes it.
   await a.getByRole('button', { name: '转接', exact: true }).click()
   const transfer = a.getByRole('dialog', { name: '转接' })
-  await transfer.getByRole('combobox', { name: '客服' }).selectOption({ index: 1 })
+  await selectNaming(transfer.getByRole('combobox', { name: '客服' }), agents[1].name)
   await transfer.getByRole('textbox', { name: '转接原因' }).fill('物流问题转专员')
   await transfer.getByRole('button', { name: '转接', exact: true }).click()
   await expect(mine.getByRole('button', { name: shown })).toBeHidden()
@@ -103,7 +103,7 @@ test('two agents: a visitor queues, is assigned, answered, transferred with a re
   // B brings A back in to serve the visitor together: A finds it under 协助中, live, and writes.
   await b.getByTestId('desk-members').getByRole('button', { name: '邀请同事' }).click()
   const invite = b.getByRole('dialog', { name: '邀请同事' })
-  await invite.getByRole('combobox', { name: '客服' }).selectOption({ index: 1 })
+  await selectNaming(invite.getByRole('combobox', { name: '客服' }), agents[0].name)
   await invite.getByRole('button', { name: '邀请同事' }).click()
   await expect(b.getByTestId('desk-members')).toContainText(agents[0].name)
   const helping = a.getByTestId('desk-assisting').getByRole('button', { name: shown })

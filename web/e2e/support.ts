@@ -1,7 +1,7 @@
 // What every browser test needs: sign-in, the accessibility and Content-Security-Policy checks,
 // and screenshots for docs/console.md when WEWORK_SCREENSHOTS names a directory.
 import AxeBuilder from '@axe-core/playwright'
-import { expect, type Browser, type Page } from '@playwright/test'
+import { expect, type Browser, type Locator, type Page } from '@playwright/test'
 
 const shots = process.env.WEWORK_SCREENSHOTS
 
@@ -44,13 +44,21 @@ export async function screenshot(page: Page, name: string) {
   if (shots) await page.screenshot({ path: `${shots}/${name}.png`, fullPage: false })
 }
 
-/** An agent signed in on the workbench in a browser of their own, online. */
-export async function agentPage(browser: Browser, username: string, password: string): Promise<Page> {
-  const page = await (await browser.newContext()).newPage()
+/** An agent signed in on the workbench in a browser of their own, online (at `baseURL` when given). */
+export async function agentPage(browser: Browser, username: string, password: string, baseURL?: string): Promise<Page> {
+  const page = await (await browser.newContext(baseURL ? { baseURL } : {})).newPage()
   await signIn(page, username, password)
   await page.getByRole('link', { name: '客服工作台', exact: true }).click()
   await expect(page.getByRole('heading', { name: '客服工作台' })).toBeVisible()
   await page.getByTestId('my-status').getByText('在线', { exact: true }).click()
   await expect(page.getByText('实时', { exact: true })).toBeVisible()
   return page
+}
+
+/** Picks the option that names `text` in a native select: which place an option has depends on
+ * who else the shared server holds (other tests' agents), its label does not. */
+export async function selectNaming(select: Locator, text: string) {
+  const value = await select.locator('option', { hasText: text }).getAttribute('value')
+  if (value === null) throw new Error(`no option names ${text}`)
+  await select.selectOption(value)
 }

@@ -227,6 +227,7 @@ pub(crate) async fn store(
         event_type: Set(event_type.chars().take(50).collect()),
         payload: Set(payload.to_owned()),
         received_at: Set(ctx.clock.now_db()),
+        attempts: Set(0),
         ..Default::default()
     };
     match inbound_events::Entity::insert(row)

@@ -11,8 +11,8 @@ use entity::{
     states::{ReceiverStatus, TaskType},
 };
 use sea_orm::{
-    ColumnTrait, EntityTrait, JoinType, PaginatorTrait, QueryFilter, QueryOrder, QuerySelect,
-    RelationTrait,
+    ColumnTrait, ConnectionTrait, EntityTrait, JoinType, PaginatorTrait, QueryFilter, QueryOrder,
+    QuerySelect, RelationTrait,
     sea_query::{Expr, ExprTrait},
 };
 use serde::{Deserialize, Serialize};
@@ -20,14 +20,23 @@ use serde::{Deserialize, Serialize};
 use super::find_visible;
 use crate::{Context, ServiceResult, auth::actor::Actor, rbac::perm};
 
+/// A reply counted on a broadcast's receiver, to emit as a metric once its transaction commits.
+pub struct AttributedReply {
+    receiver: message_receivers::Model,
+    first: bool,
+    opted_out: bool,
+}
+
 /// Counts a contact's inbound message as a reply to the last broadcast that reached them within
-/// the window; `opted_out` when the message opted them out. Returns the receiver it counted on.
+/// the window; `opted_out` when the message opted them out. Runs on the caller's connection (the
+/// transaction that stores the message, so a retried event never counts twice).
 pub async fn attribute_reply(
     ctx: &Context,
+    conn: &impl ConnectionTrait,
     contact_id: i64,
     at: NaiveDateTime,
     opted_out: bool,
-) -> ServiceResult<Option<i64>> {
+) -> ServiceResult<Option<AttributedReply>> {
     let window = TimeDelta::hours(ctx.settings.contacts.reply_window_hours);
     let receiver: Option<message_receivers::Model> = message_receivers::Entity::find()
         .join(
@@ -41,7 +50,7 @@ pub async fn attribute_reply(
         .filter(message_tasks::Column::TaskType.ne(TaskType::Single))
         .order_by_desc(message_receivers::Column::SendTime)
         .order_by_desc(message_receivers::Column::Id)
-        .one(&ctx.db)
+        .one(conn)
         .await?;
     let Some(receiver) = receiver else {
         return Ok(None);
@@ -56,50 +65,52 @@ pub async fn attribute_reply(
     }
     update
         .filter(message_receivers::Column::Id.eq(id))
-        .exec(&ctx.db)
+        .exec(conn)
         .await?;
     // The first reply's time stays.
     let first = message_receivers::Entity::update_many()
         .col_expr(message_receivers::Column::RepliedAt, Expr::value(Some(at)))
         .filter(message_receivers::Column::Id.eq(id))
         .filter(message_receivers::Column::RepliedAt.is_null())
-        .exec(&ctx.db)
+        .exec(conn)
         .await?
         .rows_affected
         == 1;
-    reply_metric(ctx, &receiver, first, opted_out).await;
-    Ok(Some(id))
+    Ok(Some(AttributedReply {
+        receiver,
+        first,
+        opted_out,
+    }))
 }
 
-/// A reply as a metric point for the sinks (InfluxDB, VictoriaMetrics, the SQL store): replies,
-/// first replies (the receivers who replied) and opt-outs by task, template, account and
-/// variant, so dashboards chart outcomes over time without reading the receivers table.
-async fn reply_metric(
-    ctx: &Context,
-    receiver: &message_receivers::Model,
-    first: bool,
-    opted_out: bool,
-) {
-    let template = match super::find(&ctx.db, receiver.task_id).await {
-        Ok(task) => task.template_id.map(|t| t.to_string()).unwrap_or_default(),
-        Err(_) => String::new(),
-    };
-    ctx.telemetry.metric(
-        crate::telemetry::Point::new("broadcast_replies", ctx.clock.now())
-            .tag("task", receiver.task_id)
-            .tag("template", template)
-            .tag(
-                "account",
-                receiver
-                    .account_id
-                    .map(|a| a.to_string())
-                    .unwrap_or_default(),
-            )
-            .tag("variant", receiver.variant.clone().unwrap_or_default())
-            .int("replies", 1)
-            .int("first_replies", i64::from(first))
-            .int("opt_outs", i64::from(opted_out)),
-    );
+impl AttributedReply {
+    /// A reply as a metric point for the sinks (InfluxDB, VictoriaMetrics, the SQL store):
+    /// replies, first replies (the receivers who replied) and opt-outs by task, template,
+    /// account and variant, so dashboards chart outcomes over time without reading the
+    /// receivers table.
+    pub async fn emit(self, ctx: &Context) {
+        let receiver = &self.receiver;
+        let template = match super::find(&ctx.db, receiver.task_id).await {
+            Ok(task) => task.template_id.map(|t| t.to_string()).unwrap_or_default(),
+            Err(_) => String::new(),
+        };
+        ctx.telemetry.metric(
+            crate::telemetry::Point::new("broadcast_replies", ctx.clock.now())
+                .tag("task", receiver.task_id)
+                .tag("template", template)
+                .tag(
+                    "account",
+                    receiver
+                        .account_id
+                        .map(|a| a.to_string())
+                        .unwrap_or_default(),
+                )
+                .tag("variant", receiver.variant.clone().unwrap_or_default())
+                .int("replies", 1)
+                .int("first_replies", i64::from(self.first))
+                .int("opt_outs", i64::from(self.opted_out)),
+        );
+    }
 }
 
 /// `part / whole`, 0 when nothing was sent.
