@@ -17,6 +17,8 @@ pub struct Model {
     pub remote_msg_id: Option<String>,
     pub task_id: Option<i64>,
     pub created_at: DateTime,
+    pub servicer_userid: Option<String>,
+    pub recalled_at: Option<DateTime>,
 }
 
 #[derive(Copy, Clone, Debug, EnumIter, DeriveRelation)]

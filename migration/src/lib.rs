@@ -32,6 +32,7 @@ mod m20261203_000018_service_desk;
 mod m20261203_000019_desk_conversation_members;
 mod m20261203_000020_desk_visitor_groups;
 mod m20261204_000021_inbound_event_leases;
+mod m20261204_000022_desk_message_origin;
 
 pub struct Migrator;
 
@@ -60,6 +61,7 @@ impl MigratorTrait for Migrator {
             Box::new(m20261203_000019_desk_conversation_members::Migration),
             Box::new(m20261203_000020_desk_visitor_groups::Migration),
             Box::new(m20261204_000021_inbound_event_leases::Migration),
+            Box::new(m20261204_000022_desk_message_origin::Migration),
         ]
     }
 }

@@ -465,6 +465,11 @@ struct VisitorIn {
     content: Option<String>,
     /// Where they came from (`enter`): comes back as `scene_param`.
     scene_param: Option<String>,
+    /// The receptionist (a member's userid) who writes or recalls (`servicer_messages`,
+    /// `recall`).
+    servicer_userid: Option<String>,
+    /// The message recalled (`recall`).
+    msgid: Option<String>,
 }
 
 /// Appends an entry to the account's log, then tells the platform (callback) if configured.
@@ -558,6 +563,50 @@ async fn end_session(state: State, body: web::Json<VisitorIn>) -> HttpResponse {
     .await
 }
 
+/// A receptionist writes to the visitor in the WeCom client (an entry of `origin` 5); the
+/// session is theirs from then on.
+async fn servicer_message(state: State, body: web::Json<VisitorIn>) -> HttpResponse {
+    let (Some(servicer), Some(content)) = (body.servicer_userid.clone(), body.content.clone())
+    else {
+        return HttpResponse::BadRequest()
+            .json(json!({ "error": "servicer_userid and content are required" }));
+    };
+    user_side(&state, &body, |kf, key| {
+        let session = kf.sessions.entry(key.clone()).or_default();
+        session.state = 3;
+        session.servicer = Some(servicer.clone());
+        Some(kf.append(
+            &key.0,
+            json!({ "external_userid": key.1, "servicer_userid": servicer, "origin": 5, "msgtype": "text", "text": { "content": content } }),
+        ))
+    })
+    .await
+}
+
+/// The visitor (or, with `servicer_userid`, a receptionist) recalls message `msgid`.
+async fn recall(state: State, body: web::Json<VisitorIn>) -> HttpResponse {
+    let Some(recalled) = body.msgid.clone() else {
+        return HttpResponse::BadRequest().json(json!({ "error": "msgid is required" }));
+    };
+    let servicer = body.servicer_userid.clone();
+    user_side(&state, &body, |kf, key| {
+        let mut event =
+            json!({ "open_kfid": key.0, "external_userid": key.1, "recall_msgid": recalled });
+        match servicer {
+            Some(servicer) => {
+                event["event_type"] = json!("servicer_recall_msg");
+                event["servicer_userid"] = json!(servicer);
+            }
+            None => event["event_type"] = json!("user_recall_msg"),
+        }
+        Some(kf.append(
+            &key.0,
+            json!({ "origin": 4, "msgtype": "event", "event": event }),
+        ))
+    })
+    .await
+}
+
 async fn sessions(state: State) -> HttpResponse {
     let Ok(kf) = state.kf.lock() else {
         return HttpResponse::InternalServerError().finish();
@@ -582,6 +631,8 @@ pub fn configure_control(cfg: &mut web::ServiceConfig) {
         .route("/kf/messages", web::post().to(visitor_message))
         .route("/kf/enter", web::post().to(enter_session))
         .route("/kf/end", web::post().to(end_session))
+        .route("/kf/servicer_messages", web::post().to(servicer_message))
+        .route("/kf/recall", web::post().to(recall))
         .route("/kf/sessions", web::get().to(sessions))
         .route("/kf/sent", web::get().to(sent));
 }

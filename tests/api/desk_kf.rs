@@ -340,8 +340,10 @@ async fn entries_handed_back_twice_show_once_and_a_lost_callback_is_caught_up() 
     // WeCom hands back the last entries of each pull again: each message shows once.
     sim.control(Method::PUT, "/faults", json!({ "kf_repeat": true }))
         .await;
+    let mut msgids = Vec::new();
     for text in ["一", "二", "三"] {
-        visitor_writes(&sim, "wmVisitorB", text).await;
+        let written = visitor_writes(&sim, "wmVisitorB", text).await;
+        msgids.push(written["msgid"].as_str().unwrap().to_owned());
     }
     let all = wait_conversations(&app, |c| {
         c.iter().any(|c| c.visitor.external_id == "wmVisitorB")
@@ -366,6 +368,55 @@ async fn entries_handed_back_twice_show_once_and_a_lost_callback_is_caught_up() 
     let seen_after = messages_of(&app, id, |m| inbound(m).len() >= 4).await;
     assert_eq!(inbound(&seen), ["一", "二", "三"]);
     assert_eq!(inbound(&seen_after), ["一", "二", "三", "四"]);
+
+    // A receptionist answers in the WeCom client: the message shows in the conversation under
+    // their userid (once, repeats and all); then the visitor recalls "二" and the receptionist
+    // their own message, which stay marked as recalled.
+    let written = sim
+        .control(
+            Method::POST,
+            "/kf/servicer_messages",
+            json!({ "open_kfid": "wksim0", "external_userid": "wmVisitorB", "servicer_userid": "zhangsan", "content": "我是店长，已为您处理" }),
+        )
+        .await;
+    assert_eq!(written.status(), StatusCode::OK);
+    let theirs = written.json::<Value>().await.unwrap()["msgid"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    let by_receptionist = |m: &[DeskMessageView]| {
+        m.iter()
+            .filter(|m| m.servicer_userid.as_deref() == Some("zhangsan"))
+            .cloned()
+            .collect::<Vec<_>>()
+    };
+    let shown = messages_of(&app, id, |m| !by_receptionist(m).is_empty()).await;
+    let mirrored = by_receptionist(&shown);
+    assert_eq!(mirrored.len(), 1, "{shown:#?}");
+    assert_eq!(mirrored[0].direction, MessageDirection::Out);
+    assert_eq!(mirrored[0].agent_id, None);
+    assert_eq!(mirrored[0].content.as_deref(), Some("我是店长，已为您处理"));
+    for (msgid, servicer) in [(&msgids[1], None), (&theirs, Some("zhangsan"))] {
+        let r = sim
+            .control(
+                Method::POST,
+                "/kf/recall",
+                json!({ "open_kfid": "wksim0", "external_userid": "wmVisitorB", "msgid": msgid, "servicer_userid": servicer }),
+            )
+            .await;
+        assert_eq!(r.status(), StatusCode::OK);
+    }
+    let recalled = messages_of(&app, id, |m| {
+        m.iter().filter(|m| m.recalled_at.is_some()).count() == 2
+    })
+    .await;
+    let mut recalled: Vec<_> = recalled
+        .iter()
+        .filter(|m| m.recalled_at.is_some())
+        .filter_map(|m| m.content.clone())
+        .collect();
+    recalled.sort();
+    assert_eq!(recalled, ["二", "我是店长，已为您处理"]);
 
     // The callback is lost (the platform unreachable from WeCom): the worker's periodic pull
     // brings the message in anyway, within its interval.

@@ -39,7 +39,7 @@ test('a WeChat user through 微信客服: welcomed, answered within the send win
   const visitor = `wmE2E${stamp}`
   await simKf('POST', 'enter', { open_kfid: 'wksim0', external_userid: visitor, scene_param: 'e2e_poster' })
   await expect.poll(async () => (await simKf<Sent[]>('GET', 'sent')).some((s) => s.to === visitor && s.content === '欢迎咨询，客服马上为您服务')).toBe(true)
-  await simKf('POST', 'messages', { open_kfid: 'wksim0', external_userid: visitor, content: '你好，我想咨询会员卡' })
+  const asked = await simKf<{ msgid: string }>('POST', 'messages', { open_kfid: 'wksim0', external_userid: visitor, content: '你好，我想咨询会员卡' })
 
   // Round robin gives it to the first agent, live, named after the WeChat profile.
   const mine = a.getByTestId('desk-mine')
@@ -56,6 +56,14 @@ test('a WeChat user through 微信客服: welcomed, answered within the send win
   await expect(a.getByTestId('chat-messages')).toContainText('您好，会员卡可以在小程序里办理')
   await expect(a.getByTestId('send-window')).toContainText('还可发送 4 条')
   await expect.poll(async () => (await simKf<Sent[]>('GET', 'sent')).some((s) => s.via === 'send_msg' && s.content === '您好，会员卡可以在小程序里办理')).toBe(true)
+
+  // A receptionist answers in the WeCom client: it shows live under their name and does not
+  // take from the window; the visitor recalls their first message, which shows as recalled.
+  await simKf('POST', 'servicer_messages', { open_kfid: 'wksim0', external_userid: visitor, servicer_userid: 'zhangsan', content: '店长补充：办卡送积分' })
+  await expect(a.getByTestId('chat-messages').getByRole('listitem').filter({ hasText: '店长补充：办卡送积分' })).toContainText('接待人员 zhangsan（企业微信）')
+  await expect(a.getByTestId('send-window')).toContainText('还可发送 4 条')
+  await simKf('POST', 'recall', { open_kfid: 'wksim0', external_userid: visitor, msgid: asked.msgid })
+  await expect(a.getByTestId('chat-messages').getByRole('listitem').filter({ hasText: '你好，我想咨询会员卡' })).toContainText('已撤回')
   await expectAccessible(a)
   await screenshot(a, 'desk-wecom-kf')
 

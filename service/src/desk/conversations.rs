@@ -89,6 +89,11 @@ pub struct DeskMessageView {
     pub content: Option<String>,
     /// The send task of an outgoing message (its delivery is that task's receiver).
     pub task_id: Option<i64>,
+    /// A 微信客服 receptionist (WeCom member userid) who wrote it in the WeCom client rather
+    /// than on the desk.
+    pub servicer_userid: Option<String>,
+    /// When the visitor or the receptionist recalled it (the text stays for the record).
+    pub recalled_at: Option<DateTime<Utc>>,
     pub created_at: DateTime<Utc>,
 }
 
@@ -102,6 +107,8 @@ impl From<desk_messages::Model> for DeskMessageView {
             msgtype: m.msgtype,
             content: m.content,
             task_id: m.task_id,
+            servicer_userid: m.servicer_userid,
+            recalled_at: m.recalled_at.map(to_utc),
             created_at: to_utc(m.created_at),
         }
     }
@@ -590,7 +597,7 @@ async fn announce_desk_text(
     Ok(())
 }
 
-pub(super) async fn record_message<C: ConnectionTrait>(
+pub(crate) async fn record_message<C: ConnectionTrait>(
     conn: &C,
     now: NaiveDateTime,
     conversation: &desk_conversations::Model,

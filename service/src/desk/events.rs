@@ -68,6 +68,9 @@ pub enum EventKind {
     MessageReceived,
     #[serde(rename = "message.sent")]
     MessageSent,
+    /// The visitor or a receptionist recalled a message (`recalled_at` is set on it).
+    #[serde(rename = "message.recalled")]
+    MessageRecalled,
     #[serde(rename = "agent.status")]
     AgentStatus,
 }
@@ -87,6 +90,7 @@ impl EventKind {
             Self::MemberLeft => "conversation.member_left",
             Self::MessageReceived => "message.received",
             Self::MessageSent => "message.sent",
+            Self::MessageRecalled => "message.recalled",
             Self::AgentStatus => "agent.status",
         }
     }

@@ -21,7 +21,7 @@ use std::{
 use chrono::{DateTime, NaiveDateTime, TimeDelta, Utc};
 use entity::{
     contacts, desk_channels, desk_conversations, desk_visitors, messages,
-    states::{CloseReason, ConversationState, MessageStatus},
+    states::{CloseReason, MessageStatus},
     wework_accounts, wework_instances,
 };
 use sea_orm::{
@@ -333,7 +333,7 @@ async fn learn_visitors(
     }
 }
 
-fn text(v: &Value, pointer: &str) -> Option<String> {
+pub(super) fn text(v: &Value, pointer: &str) -> Option<String> {
     v.pointer(pointer)
         .and_then(Value::as_str)
         .filter(|s| !s.is_empty())
@@ -341,7 +341,7 @@ fn text(v: &Value, pointer: &str) -> Option<String> {
 }
 
 /// What the desk shows of a visitor's message: its text, or a short description of media.
-fn content_of(entry: &Value) -> Option<String> {
+pub(super) fn content_of(entry: &Value) -> Option<String> {
     match entry["msgtype"].as_str()? {
         "text" => text(entry, "/text/content"),
         "link" => Some(format!(
@@ -388,7 +388,8 @@ pub async fn apply_entry(
             .await
         }
         Some(4) => apply_event(ctx, instance, &account, &entry["event"]).await,
-        // 5: a receptionist answered in the WeCom client; the desk's agents answer here.
+        // A receptionist wrote in the WeCom client: shown in the conversation too.
+        Some(5) => super::kf_mirror::receptionist_message(ctx, &account, entry).await,
         _ => Ok(()),
     }
 }
@@ -407,6 +408,9 @@ async fn apply_event(
         // Ended in WeCom (by a receptionist, or WeCom's own timeout): closed here too.
         ("session_status_change", Some(visitor)) if event["change_type"].as_i64() == Some(3) => {
             close_for_channel(ctx, account, &visitor).await
+        }
+        ("user_recall_msg" | "servicer_recall_msg", _) => {
+            super::kf_mirror::recall(ctx, account, event).await
         }
         ("msg_send_fail", _) => {
             if let Some(failed) = text(event, "/fail_msgid") {
@@ -472,22 +476,9 @@ async fn close_for_channel(
     account: &wework_accounts::Model,
     visitor: &str,
 ) -> ServiceResult<()> {
-    let Some(channel) = super::intake::enabled_channel(ctx, account.id).await? else {
+    let Some((_, open)) = super::kf_mirror::open_conversations(ctx, account, visitor).await? else {
         return Ok(());
     };
-    let Some(profile) = desk_visitors::Entity::find()
-        .filter(desk_visitors::Column::ChannelId.eq(channel.id))
-        .filter(desk_visitors::Column::ExternalId.eq(visitor))
-        .one(&ctx.db)
-        .await?
-    else {
-        return Ok(());
-    };
-    let open = desk_conversations::Entity::find()
-        .filter(desk_conversations::Column::VisitorId.eq(profile.id))
-        .filter(desk_conversations::Column::State.ne(ConversationState::Closed))
-        .all(&ctx.db)
-        .await?;
     for conversation in open {
         super::conversations::close_as(ctx, &conversation, CloseReason::Channel).await?;
     }

@@ -14,6 +14,7 @@ pub mod conversations;
 pub mod events;
 pub mod intake;
 pub mod kf;
+pub mod kf_mirror;
 pub mod levels;
 pub mod members;
 pub mod metrics;

@@ -2563,6 +2563,16 @@ export interface components {
             id: number;
             msgtype: string;
             /**
+             * Format: date-time
+             * @description When the visitor or the receptionist recalled it (the text stays for the record).
+             */
+            recalled_at?: string | null;
+            /**
+             * @description A 微信客服 receptionist (WeCom member userid) who wrote it in the WeCom client rather
+             *     than on the desk.
+             */
+            servicer_userid?: string | null;
+            /**
              * Format: int64
              * @description The send task of an outgoing message (its delivery is that task's receiver).
              */
@@ -2670,7 +2680,7 @@ export interface components {
          * @description What happened.
          * @enum {string}
          */
-        EventKind: "conversation.opened" | "conversation.assigned" | "conversation.accepted" | "conversation.transferred" | "conversation.requeued" | "conversation.closed" | "conversation.rated" | "conversation.read" | "conversation.member_joined" | "conversation.member_left" | "message.received" | "message.sent" | "agent.status";
+        EventKind: "conversation.opened" | "conversation.assigned" | "conversation.accepted" | "conversation.transferred" | "conversation.requeued" | "conversation.closed" | "conversation.rated" | "conversation.read" | "conversation.member_joined" | "conversation.member_left" | "message.received" | "message.sent" | "message.recalled" | "agent.status";
         FieldErrorDoc: {
             field: string;
             message: string;
@@ -3372,6 +3382,16 @@ export interface components {
                 /** Format: int64 */
                 id: number;
                 msgtype: string;
+                /**
+                 * Format: date-time
+                 * @description When the visitor or the receptionist recalled it (the text stays for the record).
+                 */
+                recalled_at?: string | null;
+                /**
+                 * @description A 微信客服 receptionist (WeCom member userid) who wrote it in the WeCom client rather
+                 *     than on the desk.
+                 */
+                servicer_userid?: string | null;
                 /**
                  * Format: int64
                  * @description The send task of an outgoing message (its delivery is that task's receiver).

@@ -80,11 +80,31 @@ describe('the 微信客服 send window', () => {
     expect(inbox.get(1)?.send_window).toEqual({ closes_at: '2026-12-06T08:00:00.000Z', replies_left: 5 })
   })
 
+  it('leaves out what a receptionist types in the WeCom client, and a recall', () => {
+    const open = conversation(1, { send_window: { closes_at: '2026-12-05T10:00:00Z', replies_left: 5 } })
+    const typed = { id: 9, conversation_id: 1, direction: 'out', msgtype: 'text', content: '店长在此', servicer_userid: 'zhangsan', created_at: '2026-12-03T12:00:00Z' }
+    let inbox: Inbox = new Map([[1, open]])
+    inbox = applyMessage(inbox, event('message.sent', typed, 1), 1)
+    expect(inbox.get(1)).toMatchObject({ replies_since_visitor: 0, send_window: { replies_left: 5 }, last_message_at: typed.created_at })
+    const before = inbox
+    inbox = applyMessage(inbox, event('message.recalled', { ...typed, recalled_at: '2026-12-03T12:01:00Z' }, 1), 1)
+    expect(inbox).toBe(before)
+  })
+
   it('waits for the visitor after five replies, and expires after 48 hours', () => {
     const spent = conversation(1, { send_window: { closes_at: '2026-12-05T10:00:00Z', replies_left: 0 } })
     expect(sendWindowState(spent, now)).toEqual({ kind: 'waiting' })
     const late = conversation(1, { send_window: { closes_at: '2026-12-03T11:59:59Z', replies_left: 5 } })
     expect(sendWindowState(late, now)).toEqual({ kind: 'expired' })
+  })
+})
+
+describe('the chat history', () => {
+  const message = { id: 3, conversation_id: 1, direction: 'in', msgtype: 'text', content: '在吗', created_at: '2026-12-03T12:00:00Z' } as DeskMessage
+
+  it('takes a recall in place', () => {
+    const recalled = { ...message, recalled_at: '2026-12-03T12:01:00Z' }
+    expect(appendMessage([message], recalled)).toEqual([recalled])
   })
 })
 

@@ -21,7 +21,8 @@ export function applyEvent(inbox: Inbox, event: DeskEvent): Inbox {
 
 /** A message event's effect on its conversation: newest message time, unread count for visitors' messages. */
 export function applyMessage(inbox: Inbox, event: DeskEvent, reading: number | null): Inbox {
-  if (!event.kind.startsWith('message.') || event.conversation_id == null) return inbox
+  // A recall changes a message already counted.
+  if ((event.kind !== 'message.received' && event.kind !== 'message.sent') || event.conversation_id == null) return inbox
   const current = inbox.get(event.conversation_id)
   if (!current) return inbox
   const message = event.data as unknown as DeskMessage
@@ -43,6 +44,8 @@ const WINDOW_REPLIES = 5
 /** The count of replies since the visitor wrote (and a 微信客服 send window) after a message, as
  * the server keeps them: the visitor's message reopens the window, each message out takes one. */
 function windowAfter(current: Conversation, message: DeskMessage, incoming: boolean): Partial<Conversation> {
+  // What a receptionist types in the WeCom client is not the API's to count.
+  if (message.servicer_userid) return {}
   const replies = incoming ? 0 : current.replies_since_visitor + 1
   if (!current.send_window) return { replies_since_visitor: replies }
   const closesAt = incoming
@@ -75,9 +78,9 @@ export function split(inbox: Inbox, agentId: number | null, groups: number[]) {
   return { mine, assisting, queue }
 }
 
-/** Adds a message to a chat's list (newest last) unless it is there already. */
+/** Adds a message to a chat's list (newest last), or takes its newer state (a recall) in place. */
 export function appendMessage(messages: DeskMessage[], message: DeskMessage): DeskMessage[] {
-  if (messages.some((m) => m.id === message.id)) return messages
+  if (messages.some((m) => m.id === message.id)) return messages.map((m) => (m.id === message.id ? message : m))
   return [...messages, message].sort((a, b) => a.id - b.id)
 }
 

@@ -22,6 +22,7 @@ export const DESK_EVENT_KINDS = [
   'conversation.member_left',
   'message.received',
   'message.sent',
+  'message.recalled',
   'agent.status',
 ] as const satisfies readonly DeskEvent['kind'][]
 

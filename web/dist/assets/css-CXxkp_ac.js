@@ -1,1 +1,0 @@
-import"./index-urkd3ASN.js";

@@ -1,0 +1,1 @@
+import"./index-B3sIVzZa.js";

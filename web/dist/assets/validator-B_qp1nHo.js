@@ -1,0 +1,1 @@
+import{ar as e}from"./index-B3sIVzZa.js";var t=t=>[``,...e].includes(t);export{t};
