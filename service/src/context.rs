@@ -34,6 +34,8 @@ pub struct Context {
     pub telemetry: Telemetry,
     /// Access tokens resolved within the last second (`auth::cache`).
     pub auth_cache: Arc<crate::auth::cache::ActorCache>,
+    /// Users' own profiles (`GET /auth/me`) read within the last second, by user id.
+    pub profile_cache: Arc<crate::auth::cache::FreshCache<i64, crate::rbac::users::UserView>>,
     /// This process's reader of the service desk's event log (`desk::events`).
     pub desk_hub: Arc<crate::desk::events::Hub>,
 }
@@ -76,6 +78,7 @@ impl Context {
             limiter,
             telemetry,
             auth_cache: Arc::default(),
+            profile_cache: Arc::default(),
             desk_hub: Arc::default(),
         })
     }

@@ -457,32 +457,38 @@ async fn disabling_a_user_ends_their_sessions_and_blocks_login() {
     );
 }
 
-/// Polls `url` with `token` (on another process) until it answers `status`; how long it took.
+/// Polls `url` with `token` (on another process) until its answer satisfies `done`; how long
+/// it took.
+async fn polled_until(
+    app: &TestApp,
+    url: &str,
+    token: &str,
+    done: impl Fn(StatusCode, &Value) -> bool,
+) -> std::time::Duration {
+    let started = std::time::Instant::now();
+    loop {
+        let response = app.client.get(url).bearer_auth(token).send().await.unwrap();
+        let status = response.status();
+        let body: Value = response.json().await.unwrap_or(Value::Null);
+        if done(status, &body) {
+            return started.elapsed();
+        }
+        assert!(
+            started.elapsed() < std::time::Duration::from_secs(10),
+            "{url} still answers {status} {body}"
+        );
+        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+    }
+}
+
+/// Polls `url` with `token` until it answers `status`; how long it took.
 async fn answered_within(
     app: &TestApp,
     url: &str,
     token: &str,
     status: StatusCode,
 ) -> std::time::Duration {
-    let started = std::time::Instant::now();
-    loop {
-        let got = app
-            .client
-            .get(url)
-            .bearer_auth(token)
-            .send()
-            .await
-            .unwrap()
-            .status();
-        if got == status {
-            return started.elapsed();
-        }
-        assert!(
-            started.elapsed() < std::time::Duration::from_secs(10),
-            "{url} still answers {got}, not {status}"
-        );
-        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
-    }
+    polled_until(app, url, token, |got, _| got == status).await
 }
 
 #[tokio::test]
@@ -523,5 +529,46 @@ async fn a_lost_permission_and_a_logout_reach_every_api_process() {
     let me_there = format!("{base}/api/v1/auth/me");
     let took = answered_within(&app, &me_there, &token, StatusCode::UNAUTHORIZED).await;
     eprintln!("the other process refused the ended session after {took:?}");
+    kill(&mut other).await;
+}
+
+#[tokio::test]
+async fn a_changed_profile_shows_at_once_here_and_within_the_cache_bound_elsewhere() {
+    use crate::helpers::processes::{ConfigFile, kill, spawn_api};
+    let app = TestApp::spawn().await;
+    let admin = app.admin_token().await;
+    let (mut other, base) = spawn_api(&ConfigFile::of(&app)).await;
+    let (user, token) = app.user_with(&["profile:self"]).await;
+    // Both processes have read (and keep for a moment) the profile as it was.
+    for at in [app.address.as_str(), base.as_str()] {
+        let me: Value = app
+            .client
+            .get(format!("{at}/api/v1/auth/me"))
+            .bearer_auth(&token)
+            .send()
+            .await
+            .unwrap()
+            .json()
+            .await
+            .unwrap();
+        assert_eq!(me["user"]["id"], user, "{me}");
+    }
+    let patched = app
+        .send_json(
+            Method::PATCH,
+            &format!("/api/v1/users/{user}"),
+            &admin,
+            json!({ "nickname": "改过的昵称" }),
+        )
+        .await;
+    assert!(patched.status().is_success(), "{}", patched.status());
+    // The process that made the change answers with it at once.
+    let here: Value = app.get_json("/api/v1/auth/me", &token).await;
+    assert_eq!(here["user"]["nickname"], "改过的昵称", "{here}");
+    let took = polled_until(&app, &format!("{base}/api/v1/auth/me"), &token, |_, me| {
+        me["user"]["nickname"] == "改过的昵称"
+    })
+    .await;
+    eprintln!("the other process showed the new nickname after {took:?}");
     kill(&mut other).await;
 }

@@ -5,6 +5,9 @@
 //! effect everywhere within it. Within the process that made the change it takes effect at
 //! once: every request that changes something moves a process-wide epoch when it is done, and
 //! an entry filled under an older epoch is not used.
+//!
+//! The same rule serves other reads a request repeats (`FreshCache`): a user's own profile,
+//! which the console asks for on every page.
 
 use std::{
     collections::HashMap,
@@ -37,45 +40,87 @@ pub fn epoch() -> u64 {
     EPOCH.load(Ordering::SeqCst)
 }
 
-struct Entry {
-    actor: Actor,
-    access_expires_at: NaiveDateTime,
-    absolute_expires_at: NaiveDateTime,
+struct Entry<V> {
+    value: V,
+    valid_until: NaiveDateTime,
     at: Instant,
     epoch: u64,
 }
 
-impl Entry {
+impl<V> Entry<V> {
     fn fresh(&self, now: NaiveDateTime, epoch: u64) -> bool {
-        self.epoch == epoch
-            && self.at.elapsed() < TTL
-            && now < self.access_expires_at
-            && now < self.absolute_expires_at
+        self.epoch == epoch && self.at.elapsed() < TTL && now < self.valid_until
     }
 }
 
-/// Tokens by their SHA-256 (the form the sessions table keeps; the token itself is not held).
-#[derive(Default)]
-pub struct ActorCache {
-    entries: Mutex<HashMap<String, Entry>>,
+/// Values read from the database within the last `TTL`, under the current epoch: the same
+/// staleness bound for whatever a request would otherwise read again.
+pub struct FreshCache<K, V> {
+    entries: Mutex<HashMap<K, Entry<V>>>,
 }
 
-impl std::fmt::Debug for ActorCache {
+impl<K, V> Default for FreshCache<K, V> {
+    fn default() -> Self {
+        Self {
+            entries: Mutex::new(HashMap::new()),
+        }
+    }
+}
+
+impl<K, V> std::fmt::Debug for FreshCache<K, V> {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("ActorCache").finish_non_exhaustive()
+        f.debug_struct("FreshCache").finish_non_exhaustive()
     }
 }
+
+impl<K: std::hash::Hash + Eq, V: Clone> FreshCache<K, V> {
+    /// The value kept for `key` within the last `TTL`, if nothing has changed since and it is
+    /// still good at `now`.
+    pub fn get<Q>(&self, key: &Q, now: NaiveDateTime) -> Option<V>
+    where
+        K: std::borrow::Borrow<Q>,
+        Q: std::hash::Hash + Eq + ?Sized,
+    {
+        let mut entries = self.entries.lock().unwrap_or_else(|e| e.into_inner());
+        let entry = entries.get(key)?;
+        if entry.fresh(now, epoch()) {
+            return Some(entry.value.clone());
+        }
+        entries.remove(key);
+        None
+    }
+
+    /// Keeps `value` as read under `epoch`, good until `valid_until` at the latest.
+    pub fn put(&self, key: K, value: V, valid_until: NaiveDateTime, epoch: u64) {
+        let mut entries = self.entries.lock().unwrap_or_else(|e| e.into_inner());
+        if entries.len() >= MAX_ENTRIES {
+            let (now, current) = (chrono::Utc::now().naive_utc(), self::epoch());
+            entries.retain(|_, e| e.fresh(now, current));
+            if entries.len() >= MAX_ENTRIES {
+                entries.clear();
+            }
+        }
+        entries.insert(
+            key,
+            Entry {
+                value,
+                valid_until,
+                at: Instant::now(),
+                epoch,
+            },
+        );
+    }
+}
+
+/// Resolved access tokens by their SHA-256 (the form the sessions table keeps; the token
+/// itself is not held), each good until its session's access or absolute end.
+#[derive(Debug, Default)]
+pub struct ActorCache(FreshCache<String, Actor>);
 
 impl ActorCache {
     /// The actor a token resolved to within the last `TTL`, if nothing has changed since.
     pub fn get(&self, token_hash: &str, now: NaiveDateTime) -> Option<Actor> {
-        let mut entries = self.entries.lock().unwrap_or_else(|e| e.into_inner());
-        let entry = entries.get(token_hash)?;
-        if entry.fresh(now, epoch()) {
-            return Some(entry.actor.clone());
-        }
-        entries.remove(token_hash);
-        None
+        self.0.get(token_hash, now)
     }
 
     /// Keeps what `token_hash` resolved to, as read under `epoch`.
@@ -87,24 +132,8 @@ impl ActorCache {
         absolute_expires_at: NaiveDateTime,
         epoch: u64,
     ) {
-        let mut entries = self.entries.lock().unwrap_or_else(|e| e.into_inner());
-        if entries.len() >= MAX_ENTRIES {
-            let (now, current) = (chrono::Utc::now().naive_utc(), self::epoch());
-            entries.retain(|_, e| e.fresh(now, current));
-            if entries.len() >= MAX_ENTRIES {
-                entries.clear();
-            }
-        }
-        entries.insert(
-            token_hash,
-            Entry {
-                actor,
-                access_expires_at,
-                absolute_expires_at,
-                at: Instant::now(),
-                epoch,
-            },
-        );
+        let valid_until = access_expires_at.min(absolute_expires_at);
+        self.0.put(token_hash, actor, valid_until, epoch);
     }
 }
 

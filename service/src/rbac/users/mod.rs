@@ -230,14 +230,24 @@ pub async fn get(ctx: &Context, actor: &Actor, id: i64) -> ServiceResult<UserVie
 }
 
 /// The caller's own account, for `GET /auth/me`.
+/// The caller's own profile; read again at most once a second per user and process
+/// (`auth::cache`: a change made here is seen at once, one made elsewhere within the second).
 pub async fn me(ctx: &Context, actor: &Actor) -> ServiceResult<UserView> {
     actor.require(perm::ProfileSelf)?;
-    view(
-        &ctx.db,
-        find_live(&ctx.db, actor.user_id()?).await?,
-        ctx.clock.now_db(),
-    )
-    .await
+    let user_id = actor.user_id()?;
+    let now = ctx.clock.now_db();
+    if let Some(profile) = ctx.profile_cache.get(&user_id, now) {
+        return Ok(profile);
+    }
+    let epoch = crate::auth::cache::epoch();
+    let profile = view(&ctx.db, find_live(&ctx.db, user_id).await?, now).await?;
+    ctx.profile_cache.put(
+        user_id,
+        profile.clone(),
+        now + chrono::TimeDelta::seconds(1),
+        epoch,
+    );
+    Ok(profile)
 }
 
 async fn unique_conflicts<C: ConnectionTrait>(
