@@ -465,3 +465,69 @@ async fn a_member_writing_to_the_app_is_served_by_the_desk_and_answered_with_an_
         crate::opt_out::deliveries_to(&sim, "sim_user_0").await
     );
 }
+
+/// Several workers applying one backlog at once: each event is claimed by one of them, applied
+/// once (one attempt each) and stores its message once.
+#[tokio::test]
+async fn workers_racing_for_one_backlog_apply_each_event_once() {
+    use sea_orm::{ColumnTrait, EntityTrait, PaginatorTrait, QueryFilter};
+    const EVENTS: usize = 120;
+    let sim = TestSim::small();
+    let mut app = TestApp::spawn().await;
+    let (agent, _) = app.register_sim(&sim, 60).await;
+    app.start_worker();
+    app.sync(agent).await;
+    app.stop_worker().await;
+    let admin = app.admin_token().await;
+    let instance: InstanceView = app
+        .get_as(&format!("/api/v1/instances/{agent}"), &admin)
+        .await;
+    let url = instance
+        .callback_url
+        .replace("http://127.0.0.1:8080", &app.address);
+    for i in 0..EVENTS {
+        let event = json!({
+            "type": "message.received", "account_wxid": "sim_user_0", "url": url, "id": format!("race-{i}"),
+            "data": { "from": format!("wm_42_0_{}", i % 10), "msgtype": "text", "content": format!("并发 {i}"), "message_id": format!("race-remote-{i}") }
+        });
+        let pushed: Value = sim
+            .control(Method::POST, "/events", event)
+            .await
+            .json()
+            .await
+            .unwrap();
+        assert_eq!(pushed["status"], 200, "{pushed}");
+    }
+    let workers = (0..4).map(|_| {
+        let ctx = app.ctx.clone();
+        async move {
+            while service::callbacks::process::pending(&ctx, 10)
+                .await
+                .unwrap()
+                > 0
+            {}
+        }
+    });
+    futures_util::future::join_all(workers).await;
+    let events = entity::inbound_events::Entity::find()
+        .all(&app.ctx.db)
+        .await
+        .unwrap();
+    assert_eq!(events.len(), EVENTS);
+    assert!(
+        events
+            .iter()
+            .all(|e| e.processed_at.is_some() && e.attempts == 1 && e.error_message.is_none()),
+        "{:?}",
+        events
+            .iter()
+            .filter(|e| e.attempts != 1)
+            .collect::<Vec<_>>()
+    );
+    let stored = entity::messages::Entity::find()
+        .filter(entity::messages::Column::Direction.eq("in"))
+        .count(&app.ctx.db)
+        .await
+        .unwrap();
+    assert_eq!(stored, EVENTS as u64);
+}

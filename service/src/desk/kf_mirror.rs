@@ -109,6 +109,8 @@ pub async fn receptionist_message(
         .filter(desk_conversations::Column::Id.eq(conversation.id))
         .exec(&txn)
         .await?;
+    // Unread for every colleague serving the visitor, as an agent's reply is for the others.
+    super::members::count_message(&txn, conversation.id, None).await?;
     let stored = desk_messages::Entity::find_by_id(id)
         .one(&txn)
         .await?
