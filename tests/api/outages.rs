@@ -17,7 +17,7 @@ use std::{
     time::Duration,
 };
 
-use entity::states::{SyncStatus, TaskStatus};
+use entity::states::TaskStatus;
 use reqwest::StatusCode;
 use serde_json::Value;
 use tokio::process::{Child, Command};
@@ -127,7 +127,7 @@ async fn a_broadcast_waits_out_a_redis_outage_and_finishes_exactly_once() {
     .await;
     let (agent, _) = app.register_sim(&sim, 60).await;
     app.start_worker();
-    assert_eq!(app.sync(agent).await.status, SyncStatus::Succeeded);
+    app.sync(agent).await;
     let id = app.start_slow_broadcast(&sim, agent, "缓存故障演练").await;
     app.wait_sent(id, 40).await;
 
@@ -327,7 +327,7 @@ async fn a_broadcast_waits_out_a_database_crash_and_finishes_exactly_once() {
     .await;
     let (agent, _) = app.register_sim(&sim, 60).await;
     app.start_worker();
-    assert_eq!(app.sync(agent).await.status, SyncStatus::Succeeded);
+    app.sync(agent).await;
     let admin = app.admin_token().await;
     let id = app
         .start_slow_broadcast(&sim, agent, "数据库故障演练")
@@ -398,35 +398,19 @@ async fn callbacks_met_by_a_database_crash_are_applied_exactly_once_after_it() {
     let mut app = TestApp::spawn_with(&format!("[database]\nurl = \"{}\"\n", pg.url())).await;
     let (agent, _) = app.register_sim(&sim, 60).await;
     app.start_worker();
-    assert_eq!(app.sync(agent).await.status, SyncStatus::Succeeded);
+    app.sync(agent).await;
     // The backlog arrives while no worker applies it.
     app.stop_worker().await;
-    let admin = app.admin_token().await;
-    let instance = app
-        .get_json(&format!("/api/v1/instances/{agent}"), &admin)
-        .await;
-    let url = instance["callback_url"]
-        .as_str()
-        .unwrap()
-        .replace("http://127.0.0.1:8080", &app.address);
+    let url = app.agent_callback_url(agent).await;
     futures_util::stream::iter(0..EVENTS)
         .map(|i| {
             let event = serde_json::json!({
-                "type": "message.received", "account_wxid": "sim_user_0", "url": url,
+                "type": "message.received", "account_wxid": "sim_user_0",
                 "id": format!("evt-{i}"),
                 "data": { "from": format!("wm_42_0_{}", i % 40), "msgtype": "text",
                           "content": format!("第 {i} 条"), "message_id": format!("remote-{i}") }
             });
-            let sim = &sim;
-            async move {
-                let pushed: Value = sim
-                    .control(reqwest::Method::POST, "/events", event)
-                    .await
-                    .json()
-                    .await
-                    .unwrap();
-                assert_eq!(pushed["status"], 200, "{pushed}");
-            }
+            sim.push_event(&url, event)
         })
         .buffer_unordered(8)
         .collect::<Vec<()>>()

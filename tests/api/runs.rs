@@ -13,7 +13,7 @@ use std::{
 
 use entity::{
     message_task_runs, message_tasks,
-    states::{RunStatus, SyncStatus, TaskStatus},
+    states::{RunStatus, TaskStatus},
 };
 use reqwest::{Method, StatusCode};
 use sea_orm::{ActiveValue::Set, ColumnTrait, EntityTrait, QueryFilter};
@@ -94,7 +94,7 @@ async fn retry_failed_reaches_exactly_the_failed_receivers_while_expanders_race(
     .await;
     let (agent, _) = app.register_sim(&sim, 60).await;
     app.start_worker();
-    assert_eq!(app.sync(agent).await.status, SyncStatus::Succeeded);
+    app.sync(agent).await;
     let admin = app.admin_token().await;
     // Every second contact has removed its account: the agent refuses them (`not_friend`).
     let refused: Vec<String> = (0..2)
@@ -246,7 +246,7 @@ async fn a_task_paused_as_its_run_ended_resumes_to_the_run_outcome() {
     let mut app = TestApp::spawn_with("[dispatch]\nchunk_size = 5\nconcurrency = 4\n").await;
     let (agent, _) = app.register_sim(&sim, 60).await;
     app.start_worker();
-    assert_eq!(app.sync(agent).await.status, SyncStatus::Succeeded);
+    app.sync(agent).await;
     let admin = app.admin_token().await;
     let listed: Page<ContactView> = app
         .get_as(
@@ -293,7 +293,7 @@ async fn a_task_cancelled_while_its_audience_expands_settles_every_receiver() {
     let mut app = TestApp::spawn().await;
     let (agent, _) = app.register_sim(&sim, 60).await;
     app.start_worker();
-    assert_eq!(app.sync(agent).await.status, SyncStatus::Succeeded);
+    app.sync(agent).await;
     // The test is the scheduler and the expander from here on.
     app.stop_worker().await;
     let admin = app.admin_token().await;

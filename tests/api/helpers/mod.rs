@@ -336,6 +336,19 @@ impl TestApp {
     }
 
     /// Queues a sync of `instance` and waits for it to finish.
+    /// Where an agent instance delivers its events: its callback URL on this app's address.
+    pub async fn agent_callback_url(&self, instance: i64) -> String {
+        let admin = self.admin_token().await;
+        let instance: Value = self
+            .get_json(&format!("/api/v1/instances/{instance}"), &admin)
+            .await;
+        instance["callback_url"]
+            .as_str()
+            .expect("an instance has a callback URL")
+            .replace("http://127.0.0.1:8080", &self.address)
+    }
+
+    /// Syncs the instance and waits for the run to succeed.
     pub async fn sync(&self, instance: i64) -> SyncRunView {
         let admin = self.admin_token().await;
         let queued = self
@@ -356,7 +369,13 @@ impl TestApp {
                 |v: &Page<SyncRunView>| v.items.iter().any(finished),
             )
             .await;
-        runs.items.into_iter().find(finished).unwrap()
+        let run = runs.items.into_iter().find(finished).unwrap();
+        assert_eq!(
+            run.status,
+            SyncStatus::Succeeded,
+            "the sync failed: {run:?}"
+        );
+        run
     }
 
     pub fn request(&self, method: Method, path: &str, token: Option<&str>) -> RequestBuilder {

@@ -43,6 +43,22 @@ impl TestSim {
         stats["deliveries"].clone()
     }
 
+    /// Has the simulator sign and deliver an agent event (`type`, `account_wxid`, `data`, an
+    /// optional `id`) to `url`, and checks the platform took it.
+    pub async fn push_event(&self, url: &str, mut event: Value) {
+        event["url"] = url.into();
+        let pushed: Value = self
+            .control(Method::POST, "/events", event)
+            .await
+            .json()
+            .await
+            .unwrap();
+        assert_eq!(
+            pushed["status"], 200,
+            "the platform refused the event: {pushed}"
+        );
+    }
+
     pub async fn control(&self, method: Method, path: &str, body: Value) -> Response {
         reqwest::Client::new()
             .request(method, format!("{}/_sim{path}", self.base))
