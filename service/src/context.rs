@@ -38,6 +38,11 @@ pub struct Context {
     pub profile_cache: Arc<crate::auth::cache::FreshCache<i64, crate::rbac::users::UserView>>,
     /// This process's reader of the service desk's event log (`desk::events`).
     pub desk_hub: Arc<crate::desk::events::Hub>,
+    /// Raised when a task may have become due sooner than the scheduler planned (created,
+    /// resumed, back to `scheduled` after a run): the scheduler looks again at once.
+    pub schedule_signal: Arc<crate::wake::Signal>,
+    /// Raised when the scheduler created runs whose audiences wait for expansion.
+    pub expand_signal: Arc<crate::wake::Signal>,
 }
 
 impl Context {
@@ -80,6 +85,8 @@ impl Context {
             auth_cache: Arc::default(),
             profile_cache: Arc::default(),
             desk_hub: Arc::default(),
+            schedule_signal: crate::wake::Signal::new("tasks-due"),
+            expand_signal: crate::wake::Signal::new("runs-to-expand"),
         })
     }
 }

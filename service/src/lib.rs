@@ -42,6 +42,7 @@ pub mod templates;
 
 pub mod throttle;
 pub mod validate;
+pub mod wake;
 
 pub use context::Context;
 pub use error::{FieldError, ServiceError, ServiceResult};

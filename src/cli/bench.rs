@@ -37,6 +37,8 @@ pub enum Action {
     Api(super::bench_api::ApiArgs),
     /// Open conversations, inbound messages per second and the live push latency of the desk.
     Desk(super::bench_desk::DeskArgs),
+    /// How late scheduled tasks and cron firings start, run by the whole worker.
+    Schedule(super::bench_schedule::ScheduleArgs),
 }
 
 #[derive(Debug, ClapArgs)]
@@ -72,6 +74,7 @@ pub async fn run(action: Action) -> anyhow::Result<()> {
         Action::LoginFlood(args) => super::bench_login::login_flood_bench(args).await,
         Action::Api(args) => super::bench_api::api_bench(args).await,
         Action::Desk(args) => super::bench_desk::desk_bench(args).await,
+        Action::Schedule(args) => super::bench_schedule::schedule_bench(args).await,
     }
 }
 

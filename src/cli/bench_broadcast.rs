@@ -59,14 +59,18 @@ pub struct BroadcastArgs {
 }
 
 /// A `wework sim` child process; killed when dropped.
-struct SimProcess {
+pub(super) struct SimProcess {
     child: tokio::process::Child,
     base: String,
 }
 
 impl SimProcess {
     /// `rate_per_minute` > 0: the simulator refuses an account's sends beyond it (429).
-    async fn start(accounts: usize, contacts: usize, rate_per_minute: u32) -> anyhow::Result<Self> {
+    pub(super) async fn start(
+        accounts: usize,
+        contacts: usize,
+        rate_per_minute: u32,
+    ) -> anyhow::Result<Self> {
         let mut command = tokio::process::Command::new(std::env::current_exe()?);
         command
             .args(["sim", "--port", "0", "--groups", "0", "--members", "0"])
@@ -114,7 +118,8 @@ impl Drop for SimProcess {
     }
 }
 
-fn operator() -> Actor {
+/// An operator who may register instances and create and read tasks.
+pub(super) fn operator() -> Actor {
     Actor {
         user_id: Some(1),
         permissions: Arc::new(
@@ -140,32 +145,21 @@ pub async fn broadcast_bench(args: BroadcastArgs) -> anyhow::Result<()> {
     let sim_limit = if limited { args.rate_per_minute + 1 } else { 0 };
     let sim = SimProcess::start(args.accounts, per_account, sim_limit).await?;
     let mut extra = format!(
-        "[dispatch]\nrate_limits = {limited}\nmax_slot_wait_secs = {}\nchunk_size = {}\nconcurrency = {}\nchains_per_run = {}\njobs_in_flight = {}\n[worker]\nqueue_path = \"{}\"\n",
+        "[dispatch]\nrate_limits = {limited}\nmax_slot_wait_secs = {}\nchunk_size = {}\nconcurrency = {}\nchains_per_run = {}\njobs_in_flight = {}\n{}",
         args.max_slot_wait_secs,
         args.chunk_size,
         args.concurrency,
         args.chains,
         args.chains.max(8),
-        std::env::temp_dir()
-            .join(format!("wework-bench-queue-{}.db", std::process::id()))
-            .display()
+        queue_setting("broadcast"),
     );
     if let Some(redis) = &args.redis_url {
         extra.push_str(&format!("[redis]\nurl = \"{redis}\"\n"));
     }
     let ctx = fresh_context(args.database_url.clone(), "broadcast", &extra).await?;
     let actor = operator();
-    let input = serde_json::from_value(serde_json::json!({
-        "name": "bench agent", "kind": "agent", "api_url": format!("{}/agent", sim.base),
-        "config": { "agent_secret": "sim-agent-secret" }
-    }))?;
-    let instance = service::instances::manage::create(&ctx, &actor, input).await?;
     let started = Instant::now();
-    service::sync::request(&ctx, &actor, instance.id).await?;
-    let claimed = service::sync::claim_next(&ctx, "bench")
-        .await?
-        .ok_or_else(|| anyhow::anyhow!("sync run not claimable"))?;
-    service::sync::execute(&ctx, &claimed, "bench").await?;
+    let instance_id = synced_instance(&ctx, &actor, &sim).await?;
     let total = per_account * args.accounts;
     // As autovacuum would on a live system (it is off on some CI servers).
     analyze(&ctx, &["contacts", "contact_tags"]).await?;
@@ -179,14 +173,14 @@ pub async fn broadcast_bench(args: BroadcastArgs) -> anyhow::Result<()> {
     let baseline = if limited {
         None
     } else {
-        Some(baseline(&ctx, instance.id, &args).await?)
+        Some(baseline(&ctx, instance_id, &args).await?)
     };
     let before = sim.deliveries().await?;
 
     let mut task_input = serde_json::json!({
         "name": "bench broadcast", "task_type": "broadcast",
         "content": "{{ nickname }}您好，双十一会员专享价今晚开抢",
-        "audience": { "filter": { "instance_ids": [instance.id] } }
+        "audience": { "filter": { "instance_ids": [instance_id] } }
     });
     if limited {
         task_input["rate_per_minute"] = args.rate_per_minute.into();
@@ -282,6 +276,35 @@ pub async fn broadcast_bench(args: BroadcastArgs) -> anyhow::Result<()> {
         println!("peak RSS of the engine process: {rss:.0} MiB");
     }
     Ok(())
+}
+
+/// The `[worker]` setting that puts the dispatch queue in a file of this run.
+pub(super) fn queue_setting(tag: &str) -> String {
+    let path = std::env::temp_dir().join(format!(
+        "wework-bench-{tag}-queue-{}.db",
+        std::process::id()
+    ));
+    format!("[worker]\nqueue_path = \"{}\"\n", path.display())
+}
+
+/// Registers the simulator as an agent instance and syncs its accounts and contacts; returns
+/// the instance's id.
+pub(super) async fn synced_instance(
+    ctx: &Context,
+    actor: &Actor,
+    sim: &SimProcess,
+) -> anyhow::Result<i64> {
+    let input = serde_json::from_value(serde_json::json!({
+        "name": "bench agent", "kind": "agent", "api_url": format!("{}/agent", sim.base),
+        "config": { "agent_secret": "sim-agent-secret" }
+    }))?;
+    let instance = service::instances::manage::create(ctx, actor, input).await?;
+    service::sync::request(ctx, actor, instance.id).await?;
+    let claimed = service::sync::claim_next(ctx, "bench")
+        .await?
+        .ok_or_else(|| anyhow::anyhow!("sync run not claimable"))?;
+    service::sync::execute(ctx, &claimed, "bench").await?;
+    Ok(instance.id)
 }
 
 /// Waits until every receiver of the task is written, or nothing moved for a minute.

@@ -5,6 +5,7 @@ mod bench_api;
 mod bench_broadcast;
 mod bench_desk;
 mod bench_login;
+mod bench_schedule;
 mod config;
 mod migrate;
 mod run;

@@ -328,3 +328,101 @@ async fn a_task_cancelled_while_its_audience_expands_settles_every_receiver() {
     assert_eq!(runs[0].status, RunStatus::Cancelled);
     assert_eq!(sim.deliveries().await["delivered"], 0);
 }
+
+/// The scheduler sleeps until the next task is due (`next_due`: the earliest one-shot time or
+/// cron firing of a scheduled task), and creating a task wakes it at once: in the process that
+/// created it, and in every other process through Redis when it is configured.
+#[tokio::test]
+async fn the_scheduler_knows_the_next_due_time_and_a_new_task_wakes_it() {
+    use service::tasks::schedule::next_due;
+    let app = TestApp::spawn().await;
+    let admin = app.admin_token().await;
+    let task = |name: &str, when: Value| {
+        let mut body = json!({ "name": name, "task_type": "broadcast", "content": "x", "audience": { "filter": { "q": "无人" } } });
+        body.as_object_mut()
+            .unwrap()
+            .extend(when.as_object().unwrap().clone());
+        app.post_as::<TaskView>("/api/v1/tasks", &admin, body)
+    };
+    assert_eq!(next_due(&app.ctx).await.unwrap(), None, "nothing scheduled");
+    let far = chrono::NaiveDate::from_ymd_opt(2099, 1, 1)
+        .unwrap()
+        .and_hms_opt(0, 0, 0)
+        .unwrap();
+    task("远期", json!({ "scheduled_time": "2099-01-01T00:00:00Z" })).await;
+    assert_eq!(next_due(&app.ctx).await.unwrap(), Some(far));
+    let daily = task(
+        "每天",
+        json!({ "cron": "0 9 * * *", "timezone": "Asia/Shanghai" }),
+    )
+    .await;
+    let firing = message_tasks::Entity::find_by_id(daily.id)
+        .one(&app.ctx.db)
+        .await
+        .unwrap()
+        .unwrap()
+        .next_fire_at;
+    assert!(firing.is_some_and(|f| f < far));
+    assert_eq!(
+        next_due(&app.ctx).await.unwrap(),
+        firing,
+        "the cron firing comes first"
+    );
+    let sooner = task(
+        "暂停的",
+        json!({ "scheduled_time": "2026-01-01T00:00:00Z" }),
+    )
+    .await;
+    let paused = app
+        .post(
+            &format!("/api/v1/tasks/{}/pause", sooner.id),
+            &admin,
+            json!({}),
+        )
+        .await;
+    assert_eq!(paused.status(), StatusCode::OK);
+    assert_eq!(
+        next_due(&app.ctx).await.unwrap(),
+        firing,
+        "a paused task is not due"
+    );
+
+    // The waiter is this process's scheduler, or with Redis another process's.
+    let redis = std::env::var("WEWORK_TEST_REDIS_URL").is_ok_and(|u| !u.is_empty());
+    let waiter_ctx = if redis {
+        let settings = service::config::Settings::from_toml(&app.config).unwrap();
+        Context::connect(settings).await.unwrap()
+    } else {
+        app.ctx.clone()
+    };
+    // Drain a wake-up left by the creates above.
+    waiter_ctx
+        .schedule_signal
+        .wait(&waiter_ctx, Duration::from_millis(10))
+        .await;
+    let woken = tokio::spawn({
+        let ctx = waiter_ctx.clone();
+        async move {
+            ctx.schedule_signal
+                .wait(&ctx, Duration::from_secs(600))
+                .await
+        }
+    });
+    // Until the other process has subscribed, an announcement may pass it by: create tasks
+    // until it wakes, far sooner than its ten-minute bound.
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(20);
+    let mut created = 0;
+    while !woken.is_finished() {
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "the scheduler was not woken by {created} new tasks"
+        );
+        task("现在发", json!({})).await;
+        created += 1;
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    assert!(
+        next_due(&app.ctx).await.unwrap() <= Some(app.ctx.clock.now_db()),
+        "a task to send now is due now"
+    );
+}

@@ -5,7 +5,7 @@
 pub mod dispatch;
 pub mod jobs;
 
-use std::{future::Future, time::Duration};
+use std::{future::Future, sync::Arc, time::Duration};
 
 use service::Context;
 use tokio::sync::watch;
@@ -52,15 +52,32 @@ pub async fn run(ctx: Context, shutdown: watch::Receiver<bool>) {
                 async move { jobs::sync::run(&ctx, &name).await }
             }
         }),
-        supervise("schedule", Duration::from_secs(1), shutdown.clone(), {
-            let ctx = ctx.clone();
-            let name = name.clone();
-            move || {
+        supervise_paced(
+            "schedule",
+            Some((ctx.clone(), ctx.schedule_signal.clone())),
+            shutdown.clone(),
+            {
+                let ctx = ctx.clone();
+                move || {
+                    let ctx = ctx.clone();
+                    async move { jobs::schedule::run(&ctx).await }
+                }
+            },
+        ),
+        supervise_paced(
+            "expand",
+            Some((ctx.clone(), ctx.expand_signal.clone())),
+            shutdown.clone(),
+            {
                 let ctx = ctx.clone();
                 let name = name.clone();
-                async move { jobs::schedule::run(&ctx, &name).await }
-            }
-        }),
+                move || {
+                    let ctx = ctx.clone();
+                    let name = name.clone();
+                    async move { jobs::expand::run(&ctx, &name).await }
+                }
+            },
+        ),
         supervise("alerts", alerts_every, shutdown.clone(), {
             let ctx = ctx.clone();
             move || {
@@ -121,22 +138,53 @@ pub async fn run(ctx: Context, shutdown: watch::Receiver<bool>) {
 fn supervise<F, Fut>(
     name: &'static str,
     every: Duration,
-    mut shutdown: watch::Receiver<bool>,
+    shutdown: watch::Receiver<bool>,
     job: F,
 ) -> tokio::task::JoinHandle<()>
 where
     F: Fn() -> Fut + Send + 'static,
     Fut: Future<Output = anyhow::Result<()>> + Send + 'static,
 {
+    supervise_paced(name, None, shutdown, move || {
+        let pass = job();
+        async move { pass.await.map(|()| every) }
+    })
+}
+
+/// Like [`supervise`], with each pass saying how long its loop may wait before the next (the
+/// scheduler sleeps until the next task is due), and `wake` cutting the wait short when raised.
+/// After a failed pass the next one follows in a second.
+fn supervise_paced<F, Fut>(
+    name: &'static str,
+    wake: Option<(Context, Arc<service::wake::Signal>)>,
+    mut shutdown: watch::Receiver<bool>,
+    job: F,
+) -> tokio::task::JoinHandle<()>
+where
+    F: Fn() -> Fut + Send + 'static,
+    Fut: Future<Output = anyhow::Result<Duration>> + Send + 'static,
+{
     tokio::spawn(async move {
         loop {
-            match tokio::spawn(job()).await {
-                Ok(Ok(())) => {}
-                Ok(Err(e)) => tracing::warn!(job = name, error = %e, "job pass failed; retrying"),
-                Err(e) => tracing::error!(job = name, error = %e, "job pass panicked; restarting"),
-            }
+            let wait = match tokio::spawn(job()).await {
+                Ok(Ok(wait)) => wait,
+                Ok(Err(e)) => {
+                    tracing::warn!(job = name, error = %e, "job pass failed; retrying");
+                    Duration::from_secs(1)
+                }
+                Err(e) => {
+                    tracing::error!(job = name, error = %e, "job pass panicked; restarting");
+                    Duration::from_secs(1)
+                }
+            };
+            let waited = async {
+                match &wake {
+                    Some((ctx, signal)) => signal.wait(ctx, wait).await,
+                    None => tokio::time::sleep(wait).await,
+                }
+            };
             tokio::select! {
-                _ = tokio::time::sleep(every) => {}
+                () = waited => {}
                 _ = shutdown.changed() => {}
             }
             if *shutdown.borrow() {

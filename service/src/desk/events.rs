@@ -24,11 +24,10 @@ use sea_orm::{
     ActiveValue::Set, ColumnTrait, ConnectionTrait, EntityTrait, QueryFilter, QueryOrder,
     QuerySelect,
 };
-use secrecy::ExposeSecret;
 use serde::{Deserialize, Serialize};
-use tokio::sync::{Notify, broadcast};
+use tokio::sync::broadcast;
 
-use crate::{Context, ServiceResult, clock::to_utc};
+use crate::{Context, ServiceResult, clock::to_utc, wake::Signal};
 
 /// The longest a process waits before looking for other processes' events.
 pub const TICK: Duration = Duration::from_millis(1000);
@@ -165,29 +164,12 @@ pub async fn record<C: ConnectionTrait>(
 
 /// Wakes this process's streams now and, through Redis, every other process's.
 pub async fn announce(ctx: &Context) {
-    ctx.desk_hub.wake.notify_one();
-    if let Some(redis) = &ctx.redis {
-        let mut conn = redis.clone();
-        let channel = channel_name(ctx);
-        let sent: redis::RedisResult<i64> = redis::cmd("PUBLISH")
-            .arg(&channel)
-            .arg(1)
-            .query_async(&mut conn)
-            .await;
-        if let Err(e) = sent {
-            // The other processes still see the event at their next tick.
-            tracing::debug!(error = %e, "could not announce a desk event on Redis");
-        }
-    }
-}
-
-fn channel_name(ctx: &Context) -> String {
-    format!("{}desk-events", ctx.settings.redis.key_prefix)
+    ctx.desk_hub.wake.raise(ctx).await;
 }
 
 /// One process's reader of the event log; streams subscribe to it.
 pub struct Hub {
-    wake: Notify,
+    wake: Arc<Signal>,
     sender: broadcast::Sender<Arc<DeskEvent>>,
     started: OnceLock<()>,
     /// The highest id below which every event has been delivered (the reader's floor).
@@ -197,7 +179,7 @@ pub struct Hub {
 impl Default for Hub {
     fn default() -> Self {
         Self {
-            wake: Notify::new(),
+            wake: Signal::new("desk-events"),
             sender: broadcast::channel(4096).0,
             started: OnceLock::new(),
             floor: Mutex::new(0),
@@ -220,10 +202,8 @@ impl Hub {
                 .flatten();
             if hub.started.set(()).is_ok() {
                 *hub.floor.lock().unwrap_or_else(PoisonError::into_inner) = latest.unwrap_or(0);
+                hub.wake.listen(ctx);
                 tokio::spawn(read_loop(ctx.clone()));
-                if ctx.redis.is_some() {
-                    tokio::spawn(listen_on_redis(ctx.clone()));
-                }
             }
         }
         Ok(receiver)
@@ -236,10 +216,7 @@ async fn read_loop(ctx: Context) {
     let mut seen: BTreeSet<i64> = BTreeSet::new();
     let mut gap_since: Option<std::time::Instant> = None;
     loop {
-        tokio::select! {
-            () = hub.wake.notified() => {}
-            () = tokio::time::sleep(TICK) => {}
-        }
+        hub.wake.wait(&ctx, TICK).await;
         if hub.sender.receiver_count() == 0 {
             // Nobody listens: move the floor to the end so a later subscriber starts live.
             if let Ok(Some(Some(max))) = desk_events::Entity::find()
@@ -317,29 +294,6 @@ fn raise_floor(
 }
 
 /// Wakes the reader whenever another process announces an event; reconnects after a failure.
-async fn listen_on_redis(ctx: Context) {
-    use futures_util::StreamExt;
-    let url = ctx.settings.redis.url.expose_secret().to_owned();
-    let channel = channel_name(&ctx);
-    loop {
-        let result: redis::RedisResult<()> = async {
-            let client = redis::Client::open(url.as_str())?;
-            let mut pubsub = client.get_async_pubsub().await?;
-            pubsub.subscribe(&channel).await?;
-            let mut messages = pubsub.on_message();
-            while messages.next().await.is_some() {
-                ctx.desk_hub.wake.notify_one();
-            }
-            Ok(())
-        }
-        .await;
-        if let Err(e) = result {
-            tracing::debug!(error = %e, "desk event subscription lost; reconnecting");
-        }
-        tokio::time::sleep(Duration::from_secs(1)).await;
-    }
-}
-
 /// The events a viewer may see: supervisors all of them; an agent their own conversations and
 /// status, the conversations they serve as a member (messages included), and the conversations
 /// (not the messages of other agents' chats) of their groups.

@@ -90,6 +90,9 @@ async fn transition(
             .new_values(&serde_json::json!({ "status": to, "reason": reason }));
         audit::record(&txn, actor, entry, now).await?;
         txn.commit().await?;
+        if to == TaskStatus::Scheduled {
+            ctx.schedule_signal.raise(ctx).await;
+        }
         view(ctx, &ctx.db, find(&ctx.db, id).await?).await
     })
     .await

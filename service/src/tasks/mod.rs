@@ -630,7 +630,7 @@ pub async fn create(ctx: &Context, actor: &Actor, input: TaskInput) -> ServiceRe
             .await?
             .last_insert_id;
         let created = view(ctx, &txn, find(&txn, id).await?).await?;
-        audit::commit_created(
+        let created = audit::commit_created(
             txn,
             actor,
             &entry,
@@ -639,7 +639,10 @@ pub async fn create(ctx: &Context, actor: &Actor, input: TaskInput) -> ServiceRe
             created,
             ctx.clock.now_db(),
         )
-        .await
+        .await?;
+        // A task due now (or sooner than the scheduler's next look) starts without waiting.
+        ctx.schedule_signal.raise(ctx).await;
+        Ok(created)
     })
     .await
 }

@@ -87,6 +87,45 @@ pub async fn tick(ctx: &Context) -> ServiceResult<Vec<i64>> {
     Ok(runs)
 }
 
+/// When the next task or cron firing falls due (a past time when some are due already), so
+/// the scheduler sleeps until then rather than polling; `None` when nothing is scheduled.
+pub async fn next_due(ctx: &Context) -> ServiceResult<Option<NaiveDateTime>> {
+    let scheduled = || {
+        message_tasks::Entity::find()
+            .filter(message_tasks::Column::DeletedAt.is_null())
+            .filter(message_tasks::Column::Status.eq(TaskStatus::Scheduled))
+    };
+    let earliest = |column: message_tasks::Column,
+                    query: sea_orm::Select<message_tasks::Entity>| {
+        query
+            .select_only()
+            .column_as(column.min(), "earliest")
+            .into_tuple::<Option<NaiveDateTime>>()
+            .one(&ctx.db)
+    };
+    let start_now = scheduled()
+        .filter(message_tasks::Column::CronExpression.is_null())
+        .filter(message_tasks::Column::ScheduledTime.is_null())
+        .count(&ctx.db)
+        .await?;
+    if start_now > 0 {
+        return Ok(Some(ctx.clock.now_db()));
+    }
+    let one_shot = earliest(
+        message_tasks::Column::ScheduledTime,
+        scheduled().filter(message_tasks::Column::CronExpression.is_null()),
+    )
+    .await?
+    .flatten();
+    let recurring = earliest(
+        message_tasks::Column::NextFireAt,
+        scheduled().filter(message_tasks::Column::CronExpression.is_not_null()),
+    )
+    .await?
+    .flatten();
+    Ok(one_shot.into_iter().chain(recurring).min())
+}
+
 /// Claims the task with `claim` and creates the firing's run, both or neither. `None` when
 /// another scheduler claimed it first, or when this firing already ran (a one-shot task resumed
 /// to `scheduled` after its run ended): the task then takes the state that run left it in.

@@ -5,6 +5,7 @@ pub mod audit_ship;
 pub mod confirm;
 pub mod desk;
 pub mod events;
+pub mod expand;
 pub mod heartbeats;
 pub mod housekeeping;
 pub mod schedule;
