@@ -91,6 +91,8 @@ pub struct ServerSettings {
 #[serde(deny_unknown_fields)]
 pub struct DatabaseSettings {
     pub url: SecretString,
+    /// A read replica of `url` for lists, search and reports; empty: everything reads `url`.
+    pub read_url: SecretString,
     pub max_connections: u32,
     pub min_connections: u32,
     pub connect_timeout_secs: u64,
@@ -280,6 +282,15 @@ impl Settings {
             return fail(
                 "database.url",
                 "must start with sqlite://, mysql:// or postgres://",
+            );
+        }
+        let read_url = self.database.read_url.expose_secret();
+        if !read_url.is_empty()
+            && Backend::from_url(read_url) != Backend::from_url(self.database.url.expose_secret())
+        {
+            return fail(
+                "database.read_url",
+                "must be empty or a replica of the same kind of database as database.url",
             );
         }
         let influx = &self.influxdb;
@@ -506,6 +517,19 @@ mod tests {
     fn bad_database_scheme_names_the_key() {
         let err = Settings::from_toml("[database]\nurl = \"oracle://x\"").expect_err("must fail");
         assert!(err.to_string().contains("database.url"), "{err}");
+    }
+
+    #[test]
+    fn a_read_replica_must_be_the_same_kind_of_database() {
+        let err = Settings::from_toml(
+            "[database]\nurl = \"sqlite://./w.db\"\nread_url = \"postgres://replica/w\"",
+        )
+        .expect_err("must fail");
+        assert!(err.to_string().contains("database.read_url"), "{err}");
+        let ok = Settings::from_toml(
+            "[database]\nurl = \"postgres://primary/w\"\nread_url = \"postgres://replica/w\"",
+        );
+        assert!(ok.is_ok(), "{ok:?}");
     }
 
     #[test]

@@ -19,6 +19,9 @@ use crate::{
 #[derive(Clone)]
 pub struct Context {
     pub db: DatabaseConnection,
+    /// For lists, search and reports: the read replica (`database.read_url`) when one is set,
+    /// else the same pool as `db`. What must see the caller's own writes reads `db`.
+    pub read_db: DatabaseConnection,
     pub settings: Arc<Settings>,
     pub sealer: Sealer,
     pub clock: Arc<dyn Clock>,
@@ -71,8 +74,10 @@ impl Context {
         let tokens = TokenCache::new(redis.clone(), settings.redis.key_prefix.clone());
         let limiter = RateLimiter::new(redis.clone(), &settings.redis.key_prefix);
         let telemetry = Telemetry::start(&settings, &db)?;
+        let read_db = crate::db::connect_reader(&settings.database, &db).await?;
         Ok(Self {
             db,
+            read_db,
             settings: Arc::new(settings),
             sealer,
             clock,

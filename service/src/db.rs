@@ -35,7 +35,26 @@ pub async fn begin(db: &DatabaseConnection) -> Result<DatabaseTransaction, DbErr
 /// Opens the pool. SQLite gets WAL, a busy timeout and foreign keys, and its directory is created,
 /// so the embedded default works on a machine with nothing installed.
 pub async fn connect(settings: &DatabaseSettings) -> anyhow::Result<DatabaseConnection> {
-    let url = settings.url.expose_secret().to_owned();
+    connect_to(settings, settings.url.expose_secret(), "database.url").await
+}
+
+/// The pool for reads that may lag (`database.read_url`), or the primary's when none is set.
+pub async fn connect_reader(
+    settings: &DatabaseSettings,
+    primary: &DatabaseConnection,
+) -> anyhow::Result<DatabaseConnection> {
+    match settings.read_url.expose_secret() {
+        "" => Ok(primary.clone()),
+        url => connect_to(settings, url, "database.read_url").await,
+    }
+}
+
+async fn connect_to(
+    settings: &DatabaseSettings,
+    url: &str,
+    key: &str,
+) -> anyhow::Result<DatabaseConnection> {
+    let url = url.to_owned();
     if let Some(path) = sqlite_path(&url)
         && let Some(dir) = Path::new(path)
             .parent()
@@ -58,9 +77,9 @@ pub async fn connect(settings: &DatabaseSettings) -> anyhow::Result<DatabaseConn
                 .busy_timeout(Duration::from_secs(10))
                 .foreign_keys(true)
         });
-    Database::connect(options).await.context(
-        "connecting to `database.url` (check the address, credentials and that the server runs)",
-    )
+    Database::connect(options).await.with_context(|| {
+        format!("connecting to `{key}` (check the address, credentials and that the server runs)")
+    })
 }
 
 fn sqlite_path(url: &str) -> Option<&str> {

@@ -33,6 +33,7 @@ mod progress;
 mod races;
 mod rate_limits;
 mod rbac;
+mod replica;
 mod runs;
 mod schema;
 mod secret_leaks;

@@ -332,11 +332,11 @@ pub async fn list(
     let rows = query
         .order_by_desc(contacts::Column::Id)
         .limit(page.fetch())
-        .all(&ctx.db)
+        .all(&ctx.read_db)
         .await?;
     let models = Page::from_rows(page, rows, |r| r.id, |r| r);
     Ok(Page {
-        items: views(&ctx.db, models.items).await?,
+        items: views(&ctx.read_db, models.items).await?,
         next_cursor: models.next_cursor,
     })
 }

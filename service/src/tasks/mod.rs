@@ -708,12 +708,12 @@ pub async fn list(
     let rows = query
         .order_by_desc(message_tasks::Column::Id)
         .limit(page.fetch())
-        .all(&ctx.db)
+        .all(&ctx.read_db)
         .await?;
     let models = Page::from_rows(page, rows, |r| r.id, |r| r);
     let mut items = Vec::with_capacity(models.items.len());
     for m in models.items {
-        items.push(view(ctx, &ctx.db, m).await?);
+        items.push(view(ctx, &ctx.read_db, m).await?);
     }
     Ok(Page {
         items,

@@ -168,7 +168,8 @@ pub async fn outcomes(
 ) -> ServiceResult<TaskOutcomes> {
     actor.require(perm::TasksRead)?;
     let task = find_visible(&ctx.db, actor, task_id).await?;
-    let variants = super::variants::outcomes(&ctx.db, &task, filter.run_id).await?;
+    // The counts are a report: the read replica, when there is one, serves them.
+    let variants = super::variants::outcomes(&ctx.read_db, &task, filter.run_id).await?;
     let scoped = || {
         let mut q =
             message_receivers::Entity::find().filter(message_receivers::Column::TaskId.eq(task_id));
@@ -184,7 +185,7 @@ pub async fn outcomes(
         .column_as(message_receivers::Column::RepliedAt.count(), "replied")
         .column_as(message_receivers::Column::OptedOutAt.count(), "opt_outs")
         .into_tuple()
-        .all(&ctx.db)
+        .all(&ctx.read_db)
         .await?;
     let (sent, replied, opt_outs) = sent.first().copied().unwrap_or_default();
     // Only the receivers who replied are read: two timestamps and a count each.
@@ -196,7 +197,7 @@ pub async fn outcomes(
         .column(message_receivers::Column::RepliedAt)
         .column(message_receivers::Column::ReplyCount)
         .into_tuple()
-        .all(&ctx.db)
+        .all(&ctx.read_db)
         .await?;
     let replies: i64 = timings.iter().map(|(_, _, n)| i64::from(*n)).sum();
     let mut waits: Vec<i64> = timings
@@ -231,7 +232,7 @@ pub async fn outcomes(
             scoped()
                 .filter(message_receivers::Column::Variant.eq(super::variants::HOLD))
                 .filter(message_receivers::Column::SendStatus.eq(ReceiverStatus::Pending))
-                .count(&ctx.db)
+                .count(&ctx.read_db)
                 .await? as i64
         },
         significance: super::variants::significance(&variants),
@@ -250,7 +251,7 @@ async fn by_reason(
         .column_as(message_receivers::Column::Id.count(), "n")
         .group_by(column)
         .into_tuple()
-        .all(&ctx.db)
+        .all(&ctx.read_db)
         .await?;
     Ok(rows
         .into_iter()
