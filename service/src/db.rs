@@ -76,7 +76,13 @@ async fn connect_to(
                 .synchronous(SqliteSynchronous::Normal)
                 .busy_timeout(Duration::from_secs(10))
                 .foreign_keys(true)
-        });
+        })
+        // Prepared statements are planned for their parameters every time. PostgreSQL's
+        // generic plan (chosen after five runs) cannot see that one account holds most
+        // contacts or how long an IN list is: sync's lookup of a page's ids by account and wxid
+        // fell to a scan of the account's contacts per page, quadratic in their number
+        // (docs/benchmarks.md, sync).
+        .map_sqlx_postgres_opts(|opts| opts.options([("plan_cache_mode", "force_custom_plan")]));
     Database::connect(options).await.with_context(|| {
         format!("connecting to `{key}` (check the address, credentials and that the server runs)")
     })

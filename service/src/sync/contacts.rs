@@ -84,7 +84,10 @@ pub(crate) async fn upsert_contacts(
             contacts::Column::UpdatedAt,
         ])
         .to_owned();
-    for chunk in rows.collect::<Vec<_>>().chunks(500) {
+    for chunk in rows
+        .collect::<Vec<_>>()
+        .chunks(crate::db::INSERT_BATCH_ROWS)
+    {
         contacts::Entity::insert_many(chunk.to_vec())
             .on_conflict(on_conflict.clone())
             .exec_without_returning(&ctx.db)

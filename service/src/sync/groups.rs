@@ -189,7 +189,7 @@ pub(super) async fn upsert_members(
         group_members::Column::UpdatedAt,
     ])
     .to_owned();
-    for chunk in rows.chunks(500) {
+    for chunk in rows.chunks(crate::db::INSERT_BATCH_ROWS) {
         group_members::Entity::insert_many(chunk.to_vec())
             .on_conflict(on_conflict.clone())
             .exec_without_returning(&ctx.db)
