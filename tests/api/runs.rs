@@ -426,3 +426,33 @@ async fn the_scheduler_knows_the_next_due_time_and_a_new_task_wakes_it() {
         "a task to send now is due now"
     );
 }
+
+/// A task due that no pass can start (its stored cron expression no longer parses) does not make
+/// the scheduler spin: it waits its regular beat, while a task it did start is followed at once.
+#[tokio::test]
+async fn a_due_task_that_cannot_start_leaves_the_scheduler_on_its_beat() {
+    use worker::jobs::schedule::{LOOK_AT_LEAST_EVERY, run};
+    let app = TestApp::spawn().await;
+    let stuck = due_task(&app, json!({ "name": "坏的", "task_type": "broadcast", "content": "x", "audience": { "filter": { "q": "无人" } }, "cron": "0 9 * * *" })).await;
+    message_tasks::Entity::update(message_tasks::ActiveModel {
+        id: Set(stuck),
+        cron_expression: Set(Some("not a cron".into())),
+        ..Default::default()
+    })
+    .exec(&app.ctx.db)
+    .await
+    .unwrap();
+    assert_eq!(run(&app.ctx).await.unwrap(), LOOK_AT_LEAST_EVERY);
+    assert!(runs_of(&app, stuck).await.is_empty());
+    let startable = due_task(&app, json!({ "name": "好的", "task_type": "broadcast", "content": "x", "audience": { "filter": { "q": "无人" } }, "scheduled_time": "2099-01-01T00:00:00Z" })).await;
+    let wait = run(&app.ctx).await.unwrap();
+    assert_eq!(
+        runs_of(&app, startable).await.len(),
+        1,
+        "the startable task started"
+    );
+    assert!(
+        wait < LOOK_AT_LEAST_EVERY,
+        "a pass that started something looks again at once for the rest: {wait:?}"
+    );
+}
