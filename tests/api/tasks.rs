@@ -280,8 +280,12 @@ async fn pause_holds_within_a_chunk_resume_finishes_and_cancel_skips_the_rest() 
 
     let second = create(&app, json!({ "name": "可恢复", "task_type": "broadcast", "content": "hello {{ wxid }}", "audience": { "filter": { "instance_ids": [agent] } }, "rate_per_minute": 6000 })).await;
     let sid = second.id;
-    app.post(&format!("/api/v1/tasks/{sid}/pause"), &admin, json!({}))
+    // The pause lands as the scheduler starts the task (it wakes the moment a task is
+    // created): it must hold either way.
+    let paused = app
+        .post(&format!("/api/v1/tasks/{sid}/pause"), &admin, json!({}))
         .await;
+    let _: TaskView = answer(paused, StatusCode::OK).await;
     tokio::time::sleep(Duration::from_secs(2)).await;
     let resumed = app
         .post(&format!("/api/v1/tasks/{sid}/resume"), &admin, json!({}))

@@ -45,55 +45,61 @@ async fn transition(
     let entry = AuditEntry::new(operation, OperationType::Update, "task").target(id);
     audit::guard(ctx, actor, entry.clone(), async {
         actor.require(perm::TasksControl)?;
-        let task = find_visible(&ctx.db, actor, id).await?;
-        if !from(task.status) {
-            return Err(ServiceError::conflict(
-                "status",
-                format!(
-                    "a {} task cannot be {}",
-                    task.status,
-                    operation.trim_start_matches("task.")
-                ),
-            ));
+        // The scheduler or a worker may move the task between this read and the update (a task
+        // created a moment ago starting now): read it again and decide again.
+        for _ in 0..3 {
+            let task = find_visible(&ctx.db, actor, id).await?;
+            if !from(task.status) {
+                return Err(ServiceError::conflict(
+                    "status",
+                    format!(
+                        "a {} task cannot be {}",
+                        task.status,
+                        operation.trim_start_matches("task.")
+                    ),
+                ));
+            }
+            let now = ctx.clock.now_db();
+            let txn = crate::db::begin(&ctx.db).await?;
+            let first = match target {
+                Target::To(status) => status,
+                Target::AfterRun => TaskStatus::Running,
+            };
+            let moved = message_tasks::Entity::update_many()
+                .col_expr(message_tasks::Column::Status, Expr::value(first))
+                .col_expr(
+                    message_tasks::Column::PauseReason,
+                    Expr::value(reason.clone()),
+                )
+                .col_expr(message_tasks::Column::UpdatedAt, Expr::value(now))
+                .filter(message_tasks::Column::Id.eq(id))
+                .filter(message_tasks::Column::Status.eq(task.status))
+                .exec(&txn)
+                .await?;
+            if moved.rows_affected != 1 {
+                txn.rollback().await?;
+                continue;
+            }
+            let to = match target {
+                Target::To(status) => status,
+                Target::AfterRun => follow_current_run(&txn, &task, now).await?,
+            };
+            let entry = entry
+                .clone()
+                .resource(id, task.task_name.clone().unwrap_or_default())
+                .old(&serde_json::json!({ "status": task.status }))
+                .new_values(&serde_json::json!({ "status": to, "reason": reason }));
+            audit::record(&txn, actor, entry, now).await?;
+            txn.commit().await?;
+            if to == TaskStatus::Scheduled {
+                ctx.schedule_signal.raise(ctx).await;
+            }
+            return view(ctx, &ctx.db, find(&ctx.db, id).await?).await;
         }
-        let now = ctx.clock.now_db();
-        let txn = crate::db::begin(&ctx.db).await?;
-        let first = match target {
-            Target::To(status) => status,
-            Target::AfterRun => TaskStatus::Running,
-        };
-        let moved = message_tasks::Entity::update_many()
-            .col_expr(message_tasks::Column::Status, Expr::value(first))
-            .col_expr(
-                message_tasks::Column::PauseReason,
-                Expr::value(reason.clone()),
-            )
-            .col_expr(message_tasks::Column::UpdatedAt, Expr::value(now))
-            .filter(message_tasks::Column::Id.eq(id))
-            .filter(message_tasks::Column::Status.eq(task.status))
-            .exec(&txn)
-            .await?;
-        if moved.rows_affected != 1 {
-            return Err(ServiceError::conflict(
-                "status",
-                "the task changed meanwhile; reload and retry",
-            ));
-        }
-        let to = match target {
-            Target::To(status) => status,
-            Target::AfterRun => follow_current_run(&txn, &task, now).await?,
-        };
-        let entry = entry
-            .clone()
-            .resource(id, task.task_name.clone().unwrap_or_default())
-            .old(&serde_json::json!({ "status": task.status }))
-            .new_values(&serde_json::json!({ "status": to, "reason": reason }));
-        audit::record(&txn, actor, entry, now).await?;
-        txn.commit().await?;
-        if to == TaskStatus::Scheduled {
-            ctx.schedule_signal.raise(ctx).await;
-        }
-        view(ctx, &ctx.db, find(&ctx.db, id).await?).await
+        Err(ServiceError::conflict(
+            "status",
+            "the task changed meanwhile; reload and retry",
+        ))
     })
     .await
 }
