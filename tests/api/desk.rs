@@ -439,6 +439,39 @@ async fn visitors_queue_get_assigned_answered_transferred_closed_and_rate() {
         (rated.rating, rated.rating_comment.as_deref()),
         (Some(5), Some("很满意"))
     );
+    // The history finds it by state, visitor, rating and when it opened.
+    let ids = |list: Vec<ConversationView>| list.into_iter().map(|c| c.id).collect::<Vec<_>>();
+    let visitor_id = rated.visitor.id;
+    assert_eq!(
+        ids(conversations(
+            &app,
+            &admin,
+            &format!("state=closed&visitor_id={visitor_id}")
+        )
+        .await),
+        [conv_a]
+    );
+    assert_eq!(
+        ids(conversations(&app, &admin, "rating_max=5").await),
+        [conv_a]
+    );
+    assert!(conversations(&app, &admin, "rating_max=4").await.is_empty());
+    let opened = rated.opened_at;
+    let at = |t: chrono::DateTime<chrono::Utc>| {
+        t.to_rfc3339_opts(chrono::SecondsFormat::Micros, true)
+            .replace('+', "%2B")
+    };
+    let window = format!(
+        "visitor_id={visitor_id}&opened_from={}&opened_to={}",
+        at(opened),
+        at(opened + chrono::TimeDelta::milliseconds(1))
+    );
+    assert_eq!(ids(conversations(&app, &admin, &window).await), [conv_a]);
+    let later = format!(
+        "visitor_id={visitor_id}&opened_from={}",
+        at(opened + chrono::TimeDelta::seconds(1))
+    );
+    assert!(conversations(&app, &admin, &later).await.is_empty());
     // Writing again opens a new conversation, sticky rules aside queued for the group.
     visitor_says(&sim, &app, agent, &people[0], "还有一个问题", "v0-4").await;
     let again = wait_conversations(&app, |all| all.len() == 4).await;
@@ -608,6 +641,13 @@ async fn the_desk_needs_its_permissions_and_checks_its_input() {
     )
     .await;
     assert_eq!(crate::helpers::fields(&bad), ["body"]);
+    let bad = problem(
+        app.get("/api/v1/desk/conversations?rating_max=6", &admin)
+            .await,
+        StatusCode::UNPROCESSABLE_ENTITY,
+    )
+    .await;
+    assert_eq!(crate::helpers::fields(&bad), ["rating_max"]);
     // The group has no channel and no conversation: it can go.
     let deleted = app
         .delete(&format!("/api/v1/desk/skill-groups/{}", group.id), &admin)

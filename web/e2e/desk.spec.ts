@@ -117,6 +117,8 @@ test('two agents: a visitor queues, is assigned, answered, transferred with a re
   await b.getByRole('button', { name: '结束会话', exact: true }).click()
   await expect(theirs.getByRole('button', { name: shown })).toBeHidden()
   await expect(helping).toBeHidden()
+  // The visitor answers the rating prompt.
+  await simInbound(api, instanceId, visitor, '5 很满意')
 
   // The supervisor sees both agents online with nothing open.
   await page.getByRole('link', { name: '客服监控', exact: true }).click()
@@ -129,6 +131,29 @@ test('two agents: a visitor queues, is assigned, answered, transferred with a re
   await page.getByRole('link', { name: '健康总览', exact: true }).click()
   await expect(page.getByTestId('health-block-desk')).toContainText('客服服务水平')
   await expect(page.getByTestId('health-block-desk')).toContainText(/已结束 [1-9]/)
+  // The conversation history shows it rated, with its transfer and the whole chat.
+  await page.getByRole('link', { name: '会话记录', exact: true }).click()
+  const history = page.getByTestId('desk-history')
+  const row = history.getByRole('row', { name: new RegExp(groupName) }).first()
+  await expect(async () => {
+    await page.getByRole('button', { name: '搜索', exact: true }).click()
+    await expect(row.getByRole('img', { name: '5 星' })).toHaveText('★★★★★', { timeout: 1000 })
+  }).toPass()
+  await expect(row).toContainText('客服结束')
+  await expectAccessible(page)
+  await row.getByRole('button', { name: /^会话 #/ }).click()
+  const recordPane = page.getByTestId('conversation-record')
+  await expect(recordPane.getByTestId('record-rating')).toContainText('很满意')
+  await expect(recordPane.getByTestId('record-transfers')).toContainText('物流问题转专员')
+  await expect(recordPane.getByTestId('chat-messages')).toContainText('单号 20261203')
+  await expect(recordPane.getByTestId('chat-messages')).toContainText('我是之前的客服，补充一下')
+  await expectAccessible(page)
+  await screenshot(page, 'desk-history')
+  await page.keyboard.press('Escape')
+  // Only what is rated 4 stars or fewer: this one is not among them.
+  await page.getByRole('combobox', { name: '评价' }).selectOption({ label: '4 星及以下' })
+  await page.getByRole('button', { name: '搜索', exact: true }).click()
+  await expect(history.getByRole('row', { name: new RegExp(groupName) })).toHaveCount(0)
   const transfers = await api.call<{ items: { id: number }[] }>('GET', `/api/v1/desk/conversations?limit=5`)
   const record = await api.call<{ reason: string }[]>('GET', `/api/v1/desk/conversations/${transfers.items[0].id}/transfers`)
   expect(record.map((r) => r.reason)).toEqual(['物流问题转专员'])

@@ -28,6 +28,7 @@ export const pages: RouteRecordRaw[] = [
   { path: 'templates', name: 'templates', component: () => import('./pages/templates/TemplateList.vue'), meta: { perm: 'templates:read', title: 'nav.templates' } },
   { path: 'desk', name: 'desk', component: () => import('./pages/desk/DeskWorkbench.vue'), meta: { perm: 'desk:work', title: 'nav.desk' } },
   { path: 'desk-supervisor', name: 'desk-supervisor', component: () => import('./pages/desk/DeskSupervisor.vue'), meta: { perm: 'desk:supervise', title: 'nav.deskSupervisor' } },
+  { path: 'desk-history', name: 'desk-history', component: () => import('./pages/desk/DeskHistory.vue'), meta: { perm: 'desk:work', title: 'nav.deskHistory' } },
   { path: 'desk-settings', name: 'desk-settings', component: () => import('./pages/desk/DeskSettings.vue'), meta: { perm: 'desk:manage', title: 'nav.deskSettings' } },
   { path: 'instances', name: 'instances', component: () => import('./pages/instances/InstanceList.vue'), meta: { perm: 'instances:read', title: 'nav.instances' } },
   { path: 'instances/:id(\\d+)', name: 'instance', component: () => import('./pages/instances/InstanceDetail.vue'), meta: { perm: 'instances:read', title: 'nav.instances' } },

@@ -24,7 +24,7 @@ use super::{
     events::{self, EventKind, Scope},
 };
 use crate::{
-    Context, ServiceError, ServiceResult,
+    Context, FieldError, ServiceError, ServiceResult,
     auth::actor::Actor,
     clock::to_utc,
     pagination::{Page, PageRequest},
@@ -254,6 +254,13 @@ pub struct ConversationQuery {
     pub agent_id: Option<i64>,
     pub skill_group_id: Option<i64>,
     pub visitor_id: Option<i64>,
+    /// Rated at most this many stars (1–5): the conversations to review.
+    #[param(minimum = 1, maximum = 5)]
+    pub rating_max: Option<i32>,
+    /// Opened at or after this instant.
+    pub opened_from: Option<DateTime<Utc>>,
+    /// Opened before this instant.
+    pub opened_to: Option<DateTime<Utc>>,
     #[param(minimum = 1, maximum = 200)]
     pub limit: Option<u64>,
     pub cursor: Option<String>,
@@ -288,6 +295,21 @@ pub async fn list(
     }
     if let Some(visitor) = query.visitor_id {
         select = select.filter(desk_conversations::Column::VisitorId.eq(visitor));
+    }
+    if let Some(stars) = query.rating_max {
+        if !(1..=5).contains(&stars) {
+            return Err(ServiceError::Validation(vec![FieldError::new(
+                "rating_max",
+                "must be from 1 to 5",
+            )]));
+        }
+        select = select.filter(desk_conversations::Column::Rating.lte(stars));
+    }
+    if let Some(from) = query.opened_from {
+        select = select.filter(desk_conversations::Column::OpenedAt.gte(from.naive_utc()));
+    }
+    if let Some(to) = query.opened_to {
+        select = select.filter(desk_conversations::Column::OpenedAt.lt(to.naive_utc()));
     }
     if let Some(before) = page.before {
         select = select.filter(desk_conversations::Column::Id.lt(before));

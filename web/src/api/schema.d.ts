@@ -9039,6 +9039,12 @@ export interface operations {
                 agent_id?: number;
                 skill_group_id?: number;
                 visitor_id?: number;
+                /** @description Rated at most this many stars (1–5): the conversations to review. */
+                rating_max?: number;
+                /** @description Opened at or after this instant. */
+                opened_from?: string;
+                /** @description Opened before this instant. */
+                opened_to?: string;
                 limit?: number;
                 cursor?: string;
             };

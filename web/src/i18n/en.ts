@@ -8,6 +8,7 @@ const en: typeof zh = {
     desk: 'Service workbench',
     deskSupervisor: 'Service supervision',
     deskSettings: 'Service settings',
+    deskHistory: 'Conversation history',
     service: 'Customer service',
     outcomes: 'Broadcast results',
     segments: 'Segments',

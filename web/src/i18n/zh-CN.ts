@@ -7,6 +7,7 @@ export default {
     desk: '客服工作台',
     deskSupervisor: '客服监控',
     deskSettings: '客服设置',
+    deskHistory: '会话记录',
     service: '客服',
     outcomes: '群发效果',
     segments: '人群分组',

@@ -1,1 +1,0 @@
-import{$r as e,Li as t,Nr as n,Pr as r,Yr as i,h as a,jr as o,li as s,n as c}from"./index-B3sIVzZa.js";var l={};function u(c,l){let u=e(`router-link`),d=a;return i(),o(`main`,null,[r(d,{icon:`info`,title:c.$t(`errors.notFound`)},{extra:s(()=>[r(u,{to:`/`},{default:s(()=>[n(t(c.$t(`nav.home`)),1)]),_:1})]),_:1},8,[`title`])])}var d=c(l,[[`render`,u]]);export{d as default};

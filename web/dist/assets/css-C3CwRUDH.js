@@ -1,0 +1,1 @@
+import"./index-BukdM6FV.js";

@@ -1,1 +1,0 @@
-import"./index-B3sIVzZa.js";

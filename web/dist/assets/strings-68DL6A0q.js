@@ -1,0 +1,1 @@
+import{Ti as e}from"./index-BukdM6FV.js";var t=(e=``)=>e.replace(/[|\\{}()[\]^$+*?.]/g,`\\$&`).replace(/-/g,`\\x2d`),n=t=>e(t);export{t as n,n as t};

@@ -1,1 +1,0 @@
-import{Ti as e}from"./index-B3sIVzZa.js";var t=(e=``)=>e.replace(/[|\\{}()[\]^$+*?.]/g,`\\$&`).replace(/-/g,`\\x2d`),n=t=>e(t);export{t as n,n as t};

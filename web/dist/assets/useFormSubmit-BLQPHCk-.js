@@ -1,1 +1,0 @@
-import{a as e,gi as t,s as n}from"./index-B3sIVzZa.js";function r(){let r=t(!1),i=t({});async function a(t){r.value=!0,i.value={};try{return await t()}catch(t){t instanceof n&&Object.keys(t.fieldErrors).length?i.value=t.fieldErrors:e(t);return}finally{r.value=!1}}return{busy:r,errors:i,submit:a}}export{r as t};

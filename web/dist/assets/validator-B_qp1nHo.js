@@ -1,1 +1,0 @@
-import{ar as e}from"./index-B3sIVzZa.js";var t=t=>[``,...e].includes(t);export{t};

@@ -1,0 +1,1 @@
+import{ar as e}from"./index-BukdM6FV.js";var t=t=>[``,...e].includes(t);export{t};
