@@ -33,6 +33,8 @@ mod m20261203_000019_desk_conversation_members;
 mod m20261203_000020_desk_visitor_groups;
 mod m20261204_000021_inbound_event_leases;
 mod m20261204_000022_desk_message_origin;
+mod m20261205_000023_contact_search;
+mod m20261205_000024_no_deleted_at_indexes;
 
 pub struct Migrator;
 
@@ -62,6 +64,8 @@ impl MigratorTrait for Migrator {
             Box::new(m20261203_000020_desk_visitor_groups::Migration),
             Box::new(m20261204_000021_inbound_event_leases::Migration),
             Box::new(m20261204_000022_desk_message_origin::Migration),
+            Box::new(m20261205_000023_contact_search::Migration),
+            Box::new(m20261205_000024_no_deleted_at_indexes::Migration),
         ]
     }
 }

@@ -21,7 +21,7 @@ pub fn contains_any<C: ColumnTrait>(columns: &[C], q: Option<&str>) -> Option<Co
     let pattern = format!("%{escaped}%");
     Some(columns.iter().fold(Condition::any(), |any, column| {
         any.add(
-            Expr::expr(Func::lower(Expr::col(*column)))
+            Expr::expr(Func::lower(Expr::col((column.entity_name(), *column))))
                 .like(LikeExpr::new(pattern.clone()).escape('\\')),
         )
     }))

@@ -150,6 +150,7 @@ pub async fn count_filter(
             .filter(contacts::Column::DeletedAt.is_null())
             .filter(reach.on_instances(contacts::Column::InstanceId)),
         filter,
+        ctx.db.get_database_backend(),
     );
     let contacts = matched.clone().count(&ctx.db).await?;
     let unsubscribed = matched

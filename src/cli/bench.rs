@@ -327,6 +327,10 @@ async fn contacts_bench(args: ContactsArgs) -> anyhow::Result<()> {
     };
     analyze(&ctx, &["contacts", "contact_tags"]).await?;
     let actor = reader();
+    let keyword = |q: &str| ContactFilter {
+        q: Some(q.into()),
+        ..Default::default()
+    };
     let cases: Vec<(&str, ContactFilter)> = vec![
         ("first page, no filter", ContactFilter::default()),
         (
@@ -357,20 +361,10 @@ async fn contacts_bench(args: ContactsArgs) -> anyhow::Result<()> {
                 ..Default::default()
             },
         ),
-        (
-            "keyword (rare)",
-            ContactFilter {
-                q: Some("王99999".into()),
-                ..Default::default()
-            },
-        ),
-        (
-            "keyword (common)",
-            ContactFilter {
-                q: Some("李".into()),
-                ..Default::default()
-            },
-        ),
+        ("keyword (rare)", keyword("王99999")),
+        ("keyword (common)", keyword("李")),
+        ("keyword (common, 5 chars: every wxid)", keyword("bench")),
+        ("keyword (2 chars, no match)", keyword("李0")),
     ];
     println!("\n| query (limit 50) | p50 ms | p99 ms |\n|---|---:|---:|");
     for (name, filter) in &cases {

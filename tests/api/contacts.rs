@@ -33,21 +33,7 @@ async fn synced() -> (TestSim, TestApp, i64, i64) {
 }
 
 async fn count(app: &TestApp, query: &str) -> usize {
-    let admin = app.admin_token().await;
-    let mut total = 0;
-    let mut cursor: Option<String> = None;
-    loop {
-        let path = match &cursor {
-            Some(c) => format!("/api/v1/contacts?{query}&limit=200&cursor={c}"),
-            None => format!("/api/v1/contacts?{query}&limit=200"),
-        };
-        let page: Page<ContactView> = app.get_as(&path, &admin).await;
-        total += page.items.len();
-        match page.next_cursor {
-            Some(next) => cursor = Some(next),
-            None => return total,
-        }
-    }
+    ids_of(app, query, 200).await.len()
 }
 
 #[tokio::test]
@@ -448,4 +434,133 @@ async fn crafted_files_are_refused_and_the_process_survives() {
         StatusCode::OK,
         "still serving"
     );
+}
+
+/// Every id the list gives for `query`, walking pages of `limit`; asserts newest first.
+async fn ids_of(app: &TestApp, query: &str, limit: u32) -> Vec<i64> {
+    let admin = app.admin_token().await;
+    let mut ids = Vec::new();
+    let mut cursor: Option<String> = None;
+    loop {
+        let path = match &cursor {
+            Some(c) => format!("/api/v1/contacts?{query}&limit={limit}&cursor={c}"),
+            None => format!("/api/v1/contacts?{query}&limit={limit}"),
+        };
+        let page: Page<ContactView> = app.get_as(&path, &admin).await;
+        ids.extend(page.items.iter().map(|c| c.id));
+        match page.next_cursor {
+            Some(next) => cursor = Some(next),
+            None => break,
+        }
+    }
+    assert!(ids.windows(2).all(|w| w[0] > w[1]), "{query}: {ids:?}");
+    ids
+}
+
+/// `text` for a query string: every byte but letters and digits percent-encoded.
+fn encode(text: &str) -> String {
+    text.bytes()
+        .map(|b| match b {
+            b'a'..=b'z' | b'A'..=b'Z' | b'0'..=b'9' => (b as char).to_string(),
+            _ => format!("%{b:02X}"),
+        })
+        .collect()
+}
+
+/// The contacts whose name, remark, wxid or phone contains `q`, case aside: what the search
+/// means, computed here from every contact.
+fn expected(all: &[ContactView], q: &str) -> Vec<i64> {
+    let q = q.to_lowercase();
+    let mut ids: Vec<i64> = all
+        .iter()
+        .filter(|c| {
+            [&c.nickname, &c.remark, &Some(c.wxid.clone()), &c.phone]
+                .into_iter()
+                .flatten()
+                .any(|v| v.to_lowercase().contains(&q))
+        })
+        .map(|c| c.id)
+        .collect();
+    ids.sort_unstable_by(|a, b| b.cmp(a));
+    ids
+}
+
+#[tokio::test]
+async fn keyword_search_finds_exactly_the_substring_matches_through_the_index_or_not() {
+    let (_sim, app, _agent, _wecom) = synced().await;
+    let admin = app.admin_token().await;
+    let mut all = Vec::new();
+    for id in ids_of(&app, "q=", 200).await {
+        all.push(
+            app.get_as::<ContactView>(&format!("/api/v1/contacts/{id}"), &admin)
+                .await,
+        );
+    }
+    assert_eq!(all.len(), 480);
+    let sample = &all[17];
+    let wxid: Vec<char> = sample.wxid.chars().collect();
+    let name: String = sample.nickname.clone().unwrap_or_default();
+    let mut keywords: Vec<String> = vec![
+        // Short keywords scan; three characters and more go through the index on SQLite.
+        wxid[..1].iter().collect(),
+        wxid[1..3].iter().collect(),
+        wxid[2..5].iter().collect(),
+        wxid[1..].iter().collect(),
+        sample.wxid.to_uppercase(),
+        name.chars().take(1).collect(),
+        name.chars().take(3).collect(),
+        name.clone(),
+        "%".into(),
+        "_".into(),
+        "wm\"x".into(),
+        "没有这个人".into(),
+    ];
+    if let Some(phone) = &sample.phone {
+        keywords.push(phone.chars().skip(3).take(5).collect());
+    }
+    for q in &keywords {
+        let found = ids_of(&app, &format!("q={}", encode(q)), 7).await;
+        assert_eq!(found, expected(&all, q), "keyword {q:?}");
+    }
+    assert!(!expected(&all, &keywords[2]).is_empty());
+
+    // A changed remark is found by its new text and no longer by its old one; a deleted
+    // contact is not found.
+    let target = &all[3];
+    let edited = app
+        .send_json(
+            Method::PATCH,
+            &format!("/api/v1/contacts/{}", target.id),
+            &admin,
+            json!({ "remark": "索引里的新备注XYZ" }),
+        )
+        .await;
+    assert_eq!(edited.status(), StatusCode::OK);
+    assert_eq!(
+        ids_of(&app, "q=%E6%96%B0%E5%A4%87%E6%B3%A8xyz", 7).await,
+        [target.id]
+    );
+    assert_eq!(
+        ids_of(&app, "q=%E7%B4%A2%E5%BC%95%E9%87%8C", 50).await,
+        [target.id],
+        "索引里"
+    );
+    app.send_json(
+        Method::PATCH,
+        &format!("/api/v1/contacts/{}", target.id),
+        &admin,
+        json!({ "remark": "换掉了" }),
+    )
+    .await;
+    assert!(
+        ids_of(&app, "q=%E6%96%B0%E5%A4%87%E6%B3%A8xyz", 7)
+            .await
+            .is_empty()
+    );
+    let gone = app
+        .delete(&format!("/api/v1/contacts/{}", all[5].id), &admin)
+        .await;
+    assert!(gone.status().is_success(), "{}", gone.status());
+    let by_wxid = format!("q={}", encode(&all[5].wxid));
+    assert!(!ids_of(&app, &by_wxid, 7).await.contains(&all[5].id));
 }

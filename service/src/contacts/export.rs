@@ -1,9 +1,7 @@
 //! Contact export as CSV, streamed in keyset batches so a million rows never sit in memory.
 
 use crate::rbac::perm;
-use entity::contacts;
 use futures_util::Stream;
-use sea_orm::{ColumnTrait, EntityTrait, QueryFilter, QueryOrder, QuerySelect};
 
 use super::{ContactFilter, ResolvedFilter, views};
 use crate::{Context, ServiceError, ServiceResult, auth::actor::Actor, rbac::scope::Reach};
@@ -48,7 +46,7 @@ pub async fn stream(
 ) -> ServiceResult<impl Stream<Item = Result<Vec<u8>, ServiceError>> + use<>> {
     actor.require(perm::ContactsExport)?;
     let filter = filter.resolve(ctx, actor).await?;
-    filter.apply(&actor.reach, contacts::Entity::find())?;
+    filter.page(&actor.reach, ctx.db.get_database_backend(), None, BATCH)?;
     let cursor = Cursor {
         ctx: ctx.clone(),
         filter,
@@ -85,15 +83,14 @@ pub async fn stream(
 }
 
 async fn next_batch(cursor: &mut Cursor) -> ServiceResult<Option<Vec<u8>>> {
-    let mut query = cursor
+    let rows = cursor
         .filter
-        .apply(&cursor.reach, contacts::Entity::find())?;
-    if let Some(before) = cursor.before {
-        query = query.filter(contacts::Column::Id.lt(before));
-    }
-    let rows = query
-        .order_by_desc(contacts::Column::Id)
-        .limit(BATCH)
+        .page(
+            &cursor.reach,
+            cursor.ctx.db.get_database_backend(),
+            cursor.before,
+            BATCH,
+        )?
         .all(&cursor.ctx.db)
         .await?;
     if rows.is_empty() {

@@ -4,7 +4,7 @@
 
 use entity::{chat_groups, contacts, group_members, message_receivers, states::ReceiverStatus};
 use sea_orm::{
-    ColumnTrait, QueryFilter, Select,
+    ColumnTrait, DbBackend, QueryFilter, Select,
     sea_query::{Condition, Expr, ExprTrait, Query, SelectStatement},
 };
 
@@ -23,15 +23,10 @@ fn with_tags(tag_ids: Vec<i64>) -> SelectStatement {
 pub fn narrow(
     mut query: Select<contacts::Entity>,
     filter: &AudienceFilter,
+    backend: DbBackend,
 ) -> Select<contacts::Entity> {
-    let searched = [
-        contacts::Column::Nickname,
-        contacts::Column::Remark,
-        contacts::Column::Wxid,
-        contacts::Column::Phone,
-    ];
-    if let Some(m) = crate::search::contains_any(&searched, filter.q.as_deref()) {
-        query = query.filter(m);
+    if let Some(keyword) = super::keyword::Keyword::parse(backend, filter.q.as_deref()) {
+        query = query.filter(keyword.condition());
     }
     if !filter.tags_any.is_empty() {
         query = query.filter(contacts::Column::Id.in_subquery(with_tags(filter.tags_any.clone())));

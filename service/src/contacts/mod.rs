@@ -5,6 +5,7 @@ pub mod export;
 pub mod groups;
 pub mod import;
 mod import_file;
+pub mod keyword;
 pub mod matching;
 pub mod opt_out;
 pub mod tags;
@@ -16,8 +17,8 @@ use std::collections::{BTreeMap, BTreeSet};
 use chrono::{DateTime, Utc};
 use entity::{contact_tags, contacts, tags as tag_entity};
 use sea_orm::{
-    ActiveValue::Set, ColumnTrait, ConnectionTrait, EntityTrait, JoinType, QueryFilter, QueryOrder,
-    QuerySelect, RelationTrait, Select, sea_query::Query,
+    ActiveValue::Set, ColumnTrait, ConnectionTrait, DbBackend, EntityTrait, JoinType, QueryFilter,
+    QueryOrder, QuerySelect, RelationTrait, Select, sea_query::Query,
 };
 use serde::{Deserialize, Serialize};
 
@@ -194,17 +195,28 @@ pub struct ResolvedFilter {
 }
 
 impl ResolvedFilter {
-    /// The filtered query (live contacts in `reach` only), or the bad fields.
-    pub fn apply(
+    /// One page of the live contacts in `reach` the filter selects, newest first (`id <
+    /// before`), or the bad fields. The keyword goes through the search index where the
+    /// database has one (`keyword::newest_first`).
+    pub fn page(
         &self,
         reach: &Reach,
-        query: Select<contacts::Entity>,
+        backend: DbBackend,
+        before: Option<i64>,
+        limit: u64,
     ) -> ServiceResult<Select<contacts::Entity>> {
-        let query = self.filter.apply(reach, query)?;
-        Ok(match &self.segment {
-            Some(s) => matching::narrow(query, s),
+        let query = self.filter.apply(reach, contacts::Entity::find())?;
+        let query = match &self.segment {
+            Some(s) => matching::narrow(query, s, backend),
             None => query,
-        })
+        };
+        let keyword = keyword::Keyword::parse(backend, self.filter.q.as_deref());
+        Ok(keyword::newest_first(
+            query,
+            keyword.as_ref(),
+            before,
+            limit,
+        ))
     }
 }
 
@@ -256,8 +268,9 @@ impl ContactFilter {
         })
     }
 
-    /// The filtered query (live contacts in `reach` only), or the bad fields.
-    pub fn apply(
+    /// The filtered query (live contacts in `reach` only) but for the keyword, which
+    /// `ResolvedFilter::page` applies with the order it needs; or the bad fields.
+    fn apply(
         &self,
         reach: &Reach,
         mut query: Select<contacts::Entity>,
@@ -272,15 +285,6 @@ impl ContactFilter {
         query = query
             .filter(contacts::Column::DeletedAt.is_null())
             .filter(reach.on_instances(contacts::Column::InstanceId));
-        let searched = [
-            contacts::Column::Nickname,
-            contacts::Column::Remark,
-            contacts::Column::Wxid,
-            contacts::Column::Phone,
-        ];
-        if let Some(m) = crate::search::contains_any(&searched, self.q.as_deref()) {
-            query = query.filter(m);
-        }
         if !any.is_empty() {
             query = query.filter(contacts::Column::Id.in_subquery(contacts_with_tag(any)));
         }
@@ -325,13 +329,13 @@ pub async fn list(
 ) -> ServiceResult<Page<ContactView>> {
     actor.require(perm::ContactsRead)?;
     let filter = filter.clone().resolve(ctx, actor).await?;
-    let mut query = filter.apply(&actor.reach, contacts::Entity::find())?;
-    if let Some(before) = page.before {
-        query = query.filter(contacts::Column::Id.lt(before));
-    }
-    let rows = query
-        .order_by_desc(contacts::Column::Id)
-        .limit(page.fetch())
+    let rows = filter
+        .page(
+            &actor.reach,
+            ctx.read_db.get_database_backend(),
+            page.before,
+            page.fetch(),
+        )?
         .all(&ctx.read_db)
         .await?;
     let models = Page::from_rows(page, rows, |r| r.id, |r| r);

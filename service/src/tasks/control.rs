@@ -65,18 +65,12 @@ async fn transition(
                 Target::To(status) => status,
                 Target::AfterRun => TaskStatus::Running,
             };
-            let moved = message_tasks::Entity::update_many()
-                .col_expr(message_tasks::Column::Status, Expr::value(first))
-                .col_expr(
-                    message_tasks::Column::PauseReason,
-                    Expr::value(reason.clone()),
-                )
-                .col_expr(message_tasks::Column::UpdatedAt, Expr::value(now))
-                .filter(message_tasks::Column::Id.eq(id))
-                .filter(message_tasks::Column::Status.eq(task.status))
-                .exec(&txn)
-                .await?;
-            if moved.rows_affected != 1 {
+            let change = Move {
+                to: first,
+                pause_reason: reason.clone(),
+                reopen: false,
+            };
+            if !move_task(&txn, &task, change, now).await? {
                 txn.rollback().await?;
                 continue;
             }
@@ -96,12 +90,50 @@ async fn transition(
             }
             return view(ctx, &ctx.db, find(&ctx.db, id).await?).await;
         }
-        Err(ServiceError::conflict(
-            "status",
-            "the task changed meanwhile; reload and retry",
-        ))
+        Err(changed_meanwhile())
     })
     .await
+}
+
+fn changed_meanwhile() -> ServiceError {
+    ServiceError::conflict("status", "the task changed meanwhile; reload and retry")
+}
+
+/// A task's move by an operator.
+struct Move {
+    to: TaskStatus,
+    pause_reason: Option<String>,
+    /// A retry: the task is no longer completed.
+    reopen: bool,
+}
+
+/// Moves `task` from the status it was read in, in `txn`; false when something else moved it
+/// meanwhile (the caller reads it again and decides again).
+async fn move_task(
+    txn: &DatabaseTransaction,
+    task: &message_tasks::Model,
+    change: Move,
+    now: NaiveDateTime,
+) -> ServiceResult<bool> {
+    let mut update = message_tasks::Entity::update_many()
+        .col_expr(message_tasks::Column::Status, Expr::value(change.to))
+        .col_expr(
+            message_tasks::Column::PauseReason,
+            Expr::value(change.pause_reason),
+        )
+        .col_expr(message_tasks::Column::UpdatedAt, Expr::value(now));
+    if change.reopen {
+        update = update.col_expr(
+            message_tasks::Column::CompletedAt,
+            Expr::value(Option::<NaiveDateTime>::None),
+        );
+    }
+    let moved = update
+        .filter(message_tasks::Column::Id.eq(task.id))
+        .filter(message_tasks::Column::Status.eq(task.status))
+        .exec(txn)
+        .await?;
+    Ok(moved.rows_affected == 1)
 }
 
 /// Inside a resume: the task (claimed as `running`) takes the state of its current run — still
@@ -403,36 +435,30 @@ pub async fn retry_failed(ctx: &Context, actor: &Actor, id: i64) -> ServiceResul
     let entry = AuditEntry::new("task.retry_failed", OperationType::Update, "task").target(id);
     audit::guard(ctx, actor, entry.clone(), async {
         actor.require(perm::TasksControl)?;
-        let task = find_visible(&ctx.db, actor, id).await?;
-        if !task.status.allows_retry() {
-            return Err(wait_for_the_run());
+        // As with the other controls: a task moved between the read and the claim is read
+        // again (a second retry at the same moment then finds it running).
+        let mut claimed = None;
+        for _ in 0..3 {
+            let task = find_visible(&ctx.db, actor, id).await?;
+            if !task.status.allows_retry() {
+                return Err(wait_for_the_run());
+            }
+            let now = ctx.clock.now_db();
+            let txn = crate::db::begin(&ctx.db).await?;
+            let change = Move {
+                to: TaskStatus::Running,
+                pause_reason: None,
+                reopen: true,
+            };
+            if move_task(&txn, &task, change, now).await? {
+                claimed = Some((task, txn, now));
+                break;
+            }
+            txn.rollback().await?;
         }
-        let now = ctx.clock.now_db();
-        let txn = crate::db::begin(&ctx.db).await?;
-        let moved = message_tasks::Entity::update_many()
-            .col_expr(
-                message_tasks::Column::Status,
-                Expr::value(TaskStatus::Running),
-            )
-            .col_expr(
-                message_tasks::Column::PauseReason,
-                Expr::value(Option::<String>::None),
-            )
-            .col_expr(
-                message_tasks::Column::CompletedAt,
-                Expr::value(Option::<NaiveDateTime>::None),
-            )
-            .col_expr(message_tasks::Column::UpdatedAt, Expr::value(now))
-            .filter(message_tasks::Column::Id.eq(id))
-            .filter(message_tasks::Column::Status.eq(task.status))
-            .exec(&txn)
-            .await?;
-        if moved.rows_affected != 1 {
-            return Err(ServiceError::conflict(
-                "status",
-                "the task changed meanwhile; reload and retry",
-            ));
-        }
+        let Some((task, txn, now)) = claimed else {
+            return Err(changed_meanwhile());
+        };
         let Some(last) = message_task_runs::Entity::find()
             .filter(message_task_runs::Column::TaskId.eq(id))
             .order_by_desc(message_task_runs::Column::Id)

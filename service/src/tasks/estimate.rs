@@ -99,7 +99,12 @@ pub async fn estimate(
         buckets.extend(contact_buckets(ctx, named, input.account_id).await?);
     }
     for filter in crate::segments::contact_filters(&ctx.db, audience).await? {
-        let matched = filtered_contacts(&filter, input.account_id, reach);
+        let matched = filtered_contacts(
+            &filter,
+            input.account_id,
+            reach,
+            ctx.db.get_database_backend(),
+        );
         buckets.extend(contact_buckets(ctx, matched, input.account_id).await?);
     }
     if !audience.group_ids.is_empty() {

@@ -344,12 +344,13 @@ pub(super) fn filtered_contacts(
     filter: &AudienceFilter,
     account: Option<i64>,
     reach: &Reach,
+    backend: sea_orm::DbBackend,
 ) -> sea_orm::Select<contacts::Entity> {
     let query = contacts::Entity::find()
         .filter(contacts::Column::DeletedAt.is_null())
         .filter(reach.on_instances(contacts::Column::InstanceId));
     let Some(account) = account else {
-        return crate::contacts::matching::narrow(query, filter);
+        return crate::contacts::matching::narrow(query, filter, backend);
     };
     // The task's one sending account narrows the filter's own accounts (or contradicts them).
     let mut filter = filter.clone();
@@ -358,7 +359,7 @@ pub(super) fn filtered_contacts(
     } else {
         vec![-1]
     };
-    crate::contacts::matching::narrow(query, &filter)
+    crate::contacts::matching::narrow(query, &filter, backend)
 }
 
 /// Writes the run's receivers, then counts them and moves the run to `running` in one
@@ -394,7 +395,12 @@ pub async fn expand(ctx: &Context, run: &message_task_runs::Model) -> ServiceRes
         .await
         .map_err(|e| ServiceError::Internal(anyhow::anyhow!("task {}: {e}", task.id)))?;
     for filter in &filters {
-        let query = filtered_contacts(filter, task.account_id, &reach);
+        let query = filtered_contacts(
+            filter,
+            task.account_id,
+            &reach,
+            ctx.db.get_database_backend(),
+        );
         expand_by_account(ctx, run, plan.as_ref(), &task, query).await?;
     }
     for ids in audience.group_ids.chunks(BATCH as usize) {
