@@ -168,6 +168,12 @@ pub(super) async fn seed_contacts(ctx: &Context, count: usize) -> anyhow::Result
     seed(ctx, count).await.map(|_| ())
 }
 
+/// The bench's contacts, for tests that need volume: into an empty database, ids from 1; tag
+/// *k* of the ten returned is on every (*k*+2)-th contact. Returns the instance and the tags.
+pub async fn seed_tagged_contacts(ctx: &Context, count: usize) -> anyhow::Result<(i64, Vec<i64>)> {
+    seed(ctx, count).await
+}
+
 async fn seed(ctx: &Context, count: usize) -> anyhow::Result<(i64, Vec<i64>)> {
     let now = ctx.clock.now_db();
     let instance = wework_instances::Entity::insert(wework_instances::ActiveModel {

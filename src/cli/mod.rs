@@ -13,6 +13,8 @@ mod secrets;
 mod sim;
 mod user;
 
+pub use bench::seed_tagged_contacts;
+
 use std::path::PathBuf;
 
 use clap::{Parser, Subcommand};

@@ -5,18 +5,10 @@
 use entity::{chat_groups, contacts, group_members, message_receivers, states::ReceiverStatus};
 use sea_orm::{
     ColumnTrait, DbBackend, QueryFilter, Select,
-    sea_query::{Condition, Expr, ExprTrait, Query, SelectStatement},
+    sea_query::{Condition, Expr, ExprTrait, Query},
 };
 
 use crate::tasks::spec::AudienceFilter;
-
-fn with_tags(tag_ids: Vec<i64>) -> SelectStatement {
-    Query::select()
-        .column(entity::contact_tags::Column::ContactId)
-        .from(entity::contact_tags::Entity)
-        .and_where(entity::contact_tags::Column::TagId.is_in(tag_ids))
-        .to_owned()
-}
 
 /// `query` narrowed to the contacts `filter` selects. Reach, deletion and the sending account
 /// are the caller's business.
@@ -28,11 +20,12 @@ pub fn narrow(
     if let Some(keyword) = super::keyword::Keyword::parse(backend, filter.q.as_deref()) {
         query = query.filter(keyword.condition());
     }
+    // Counts and expansions read every match: collecting the tags' contacts suits them.
     if !filter.tags_any.is_empty() {
-        query = query.filter(contacts::Column::Id.in_subquery(with_tags(filter.tags_any.clone())));
+        query = query.filter(super::tag_filter::with_any(filter.tags_any.clone(), false));
     }
     for tag in &filter.tags_all {
-        query = query.filter(contacts::Column::Id.in_subquery(with_tags(vec![*tag])));
+        query = query.filter(super::tag_filter::with_any(vec![*tag], false));
     }
     if let Some(t) = filter.contact_type {
         query = query.filter(contacts::Column::ContactType.eq(t));

@@ -8,6 +8,7 @@ mod import_file;
 pub mod keyword;
 pub mod matching;
 pub mod opt_out;
+pub mod tag_filter;
 pub mod tags;
 
 use crate::rbac::perm;
@@ -18,7 +19,7 @@ use chrono::{DateTime, Utc};
 use entity::{contact_tags, contacts, tags as tag_entity};
 use sea_orm::{
     ActiveValue::Set, ColumnTrait, ConnectionTrait, DbBackend, EntityTrait, JoinType, QueryFilter,
-    QueryOrder, QuerySelect, RelationTrait, Select, sea_query::Query,
+    QueryOrder, QuerySelect, RelationTrait, Select,
 };
 use serde::{Deserialize, Serialize};
 
@@ -192,6 +193,7 @@ pub struct ContactFilter {
 pub struct ResolvedFilter {
     filter: ContactFilter,
     segment: Option<crate::tasks::spec::AudienceFilter>,
+    density: tag_filter::Density,
 }
 
 impl ResolvedFilter {
@@ -205,7 +207,9 @@ impl ResolvedFilter {
         before: Option<i64>,
         limit: u64,
     ) -> ServiceResult<Select<contacts::Entity>> {
-        let query = self.filter.apply(reach, contacts::Entity::find())?;
+        let query = self
+            .filter
+            .apply(reach, contacts::Entity::find(), &self.density)?;
         let query = match &self.segment {
             Some(s) => matching::narrow(query, s, backend),
             None => query,
@@ -244,14 +248,6 @@ fn id_list(field: &str, raw: Option<&str>, v: &mut Violations) -> Vec<i64> {
     ids
 }
 
-fn contacts_with_tag(tag_ids: Vec<i64>) -> sea_orm::sea_query::SelectStatement {
-    Query::select()
-        .column(contact_tags::Column::ContactId)
-        .from(contact_tags::Entity)
-        .and_where(contact_tags::Column::TagId.is_in(tag_ids))
-        .to_owned()
-}
-
 impl ContactFilter {
     /// Reads the segment the filter names, if any.
     pub async fn resolve(self, ctx: &Context, actor: &Actor) -> ServiceResult<ResolvedFilter> {
@@ -262,9 +258,18 @@ impl ContactFilter {
             }
             None => None,
         };
+        // Lenient here: `apply` reports ids that do not parse.
+        let lenient = |raw: Option<&str>| id_list("", raw, &mut Violations::new());
+        let density = tag_filter::Density::measure(
+            &ctx.read_db,
+            &lenient(self.tags_any.as_deref()),
+            &lenient(self.tags_all.as_deref()),
+        )
+        .await?;
         Ok(ResolvedFilter {
             filter: self,
             segment,
+            density,
         })
     }
 
@@ -274,6 +279,7 @@ impl ContactFilter {
         &self,
         reach: &Reach,
         mut query: Select<contacts::Entity>,
+        density: &tag_filter::Density,
     ) -> ServiceResult<Select<contacts::Entity>> {
         let mut v = Violations::new();
         let any = id_list("tags_any", self.tags_any.as_deref(), &mut v);
@@ -286,10 +292,11 @@ impl ContactFilter {
             .filter(contacts::Column::DeletedAt.is_null())
             .filter(reach.on_instances(contacts::Column::InstanceId));
         if !any.is_empty() {
-            query = query.filter(contacts::Column::Id.in_subquery(contacts_with_tag(any)));
+            query = query.filter(tag_filter::with_any(any, density.any));
         }
         for tag in all {
-            query = query.filter(contacts::Column::Id.in_subquery(contacts_with_tag(vec![tag])));
+            let probe = density.all.contains(&tag);
+            query = query.filter(tag_filter::with_any(vec![tag], probe));
         }
         if let Some(t) = self.contact_type {
             query = query.filter(contacts::Column::ContactType.eq(t));
