@@ -194,6 +194,10 @@ pub struct MetricsSettings {
 pub struct WorkerSettings {
     pub housekeeping_interval_secs: u64,
     pub log_retention_days: i64,
+    /// 0: kept for ever.
+    pub message_retention_days: i64,
+    /// 0: kept for ever; otherwise longer than the longest frequency-cap window.
+    pub receiver_retention_days: i64,
     pub queue_path: String,
     pub alert_interval_secs: u64,
 }
@@ -454,6 +458,16 @@ impl Settings {
         if self.worker.log_retention_days < 1 {
             return fail("worker.log_retention_days", "must be at least 1");
         }
+        if self.worker.message_retention_days < 0 {
+            return fail("worker.message_retention_days", "must be 0 (keep) or more");
+        }
+        let receivers = self.worker.receiver_retention_days;
+        if receivers != 0 && receivers < 32 {
+            return fail(
+                "worker.receiver_retention_days",
+                "must be 0 (keep) or at least 32: frequency caps look back up to 31 days",
+            );
+        }
         Ok(())
     }
 
@@ -530,6 +544,23 @@ mod tests {
             "[database]\nurl = \"postgres://primary/w\"\nread_url = \"postgres://replica/w\"",
         );
         assert!(ok.is_ok(), "{ok:?}");
+    }
+
+    #[test]
+    fn receiver_retention_outlasts_the_longest_frequency_cap() {
+        let err =
+            Settings::from_toml("[worker]\nreceiver_retention_days = 30").expect_err("must fail");
+        assert!(
+            err.to_string().contains("worker.receiver_retention_days"),
+            "{err}"
+        );
+        for ok in [
+            "receiver_retention_days = 0",
+            "receiver_retention_days = 32",
+        ] {
+            let settings = Settings::from_toml(&format!("[worker]\n{ok}"));
+            assert!(settings.is_ok(), "{ok}: {settings:?}");
+        }
     }
 
     #[test]

@@ -1,13 +1,19 @@
 //! Periodic clean-up: expired sessions and rotated tokens, old login history and logs, lapsed
-//! idempotency keys, Elasticsearch log indices past retention. Idempotent, so any number of
-//! workers may run it.
+//! idempotency keys, Elasticsearch log indices past retention, and — when configured — chat
+//! messages and broadcast receiver records past their retention. Tables that grow with traffic
+//! are purged in batches of ids (`purge`), so a large backlog never sits in one long delete that
+//! locks the table. Idempotent, so any number of workers may run it.
 
 use chrono::TimeDelta;
 use entity::{
     access_logs, error_logs, idempotency_keys, inbound_events, instance_monitors, login_logs,
-    session_rotated_tokens, system_logs, user_sessions,
+    message_receivers, message_task_runs, messages, session_rotated_tokens, system_logs,
+    user_sessions,
 };
-use sea_orm::{ColumnTrait, Condition, EntityTrait, QueryFilter};
+use sea_orm::{
+    ColumnTrait, Condition, DatabaseConnection, EntityTrait, QueryFilter, QueryOrder, QuerySelect,
+    sea_query::Query,
+};
 use serde::Serialize;
 
 use crate::{Context, ServiceResult};
@@ -27,6 +33,45 @@ pub struct Swept {
     /// system, error and access log rows in SQL.
     pub log_rows: u64,
     pub log_indices: usize,
+    /// Chat messages past `worker.message_retention_days`.
+    pub messages: u64,
+    /// Receiver records of runs ended before `worker.receiver_retention_days`.
+    pub receivers: u64,
+}
+
+/// Rows deleted per statement.
+pub const PURGE_BATCH: u64 = 5000;
+
+/// Deletes the rows of `E` that `old` selects, `PURGE_BATCH` ids at a time.
+async fn purge<E: EntityTrait>(
+    db: &DatabaseConnection,
+    id: E::Column,
+    old: Condition,
+) -> ServiceResult<u64> {
+    let mut total = 0;
+    loop {
+        let ids: Vec<i64> = E::find()
+            .select_only()
+            .column(id)
+            .filter(old.clone())
+            .order_by_asc(id)
+            .limit(PURGE_BATCH)
+            .into_tuple()
+            .all(db)
+            .await?;
+        if ids.is_empty() {
+            return Ok(total);
+        }
+        let full = ids.len() as u64 == PURGE_BATCH;
+        total += E::delete_many()
+            .filter(id.is_in(ids))
+            .exec(db)
+            .await?
+            .rows_affected;
+        if !full {
+            return Ok(total);
+        }
+    }
 }
 
 pub async fn sweep(ctx: &Context) -> ServiceResult<Swept> {
@@ -49,11 +94,12 @@ pub async fn sweep(ctx: &Context) -> ServiceResult<Swept> {
         .await?
         .rows_affected;
     let retention = now - TimeDelta::days(ctx.settings.worker.log_retention_days);
-    let login_logs = login_logs::Entity::delete_many()
-        .filter(login_logs::Column::CreatedAt.lt(retention))
-        .exec(&ctx.db)
-        .await?
-        .rows_affected;
+    let login_logs = purge::<login_logs::Entity>(
+        &ctx.db,
+        login_logs::Column::Id,
+        Condition::all().add(login_logs::Column::CreatedAt.lt(retention)),
+    )
+    .await?;
     let idempotency_keys = idempotency_keys::Entity::delete_many()
         .filter(idempotency_keys::Column::ExpiresAt.lt(now))
         .exec(&ctx.db)
@@ -68,37 +114,72 @@ pub async fn sweep(ctx: &Context) -> ServiceResult<Swept> {
             break;
         }
     }
-    let metric_samples = instance_monitors::Entity::delete_many()
-        .filter(instance_monitors::Column::CollectedAt.lt(metrics_before))
-        .exec(&ctx.db)
-        .await?
-        .rows_affected;
-    let inbound_events = inbound_events::Entity::delete_many()
-        .filter(inbound_events::Column::ProcessedAt.lt(retention))
-        .exec(&ctx.db)
-        .await?
-        .rows_affected;
-    let desk_events = entity::desk_events::Entity::delete_many()
-        .filter(entity::desk_events::Column::CreatedAt.lt(now - crate::desk::events::RETENTION))
-        .exec(&ctx.db)
-        .await?
-        .rows_affected;
+    let metric_samples = purge::<instance_monitors::Entity>(
+        &ctx.db,
+        instance_monitors::Column::Id,
+        Condition::all().add(instance_monitors::Column::CollectedAt.lt(metrics_before)),
+    )
+    .await?;
+    let inbound_events = purge::<inbound_events::Entity>(
+        &ctx.db,
+        inbound_events::Column::Id,
+        Condition::all().add(inbound_events::Column::ProcessedAt.lt(retention)),
+    )
+    .await?;
+    let desk_events = purge::<entity::desk_events::Entity>(
+        &ctx.db,
+        entity::desk_events::Column::Id,
+        Condition::all()
+            .add(entity::desk_events::Column::CreatedAt.lt(now - crate::desk::events::RETENTION)),
+    )
+    .await?;
     let mut log_rows = 0;
-    log_rows += system_logs::Entity::delete_many()
-        .filter(system_logs::Column::CreatedAt.lt(retention))
-        .exec(&ctx.db)
-        .await?
-        .rows_affected;
-    log_rows += error_logs::Entity::delete_many()
-        .filter(error_logs::Column::CreatedAt.lt(retention))
-        .exec(&ctx.db)
-        .await?
-        .rows_affected;
-    log_rows += access_logs::Entity::delete_many()
-        .filter(access_logs::Column::CreatedAt.lt(retention))
-        .exec(&ctx.db)
-        .await?
-        .rows_affected;
+    log_rows += purge::<system_logs::Entity>(
+        &ctx.db,
+        system_logs::Column::Id,
+        Condition::all().add(system_logs::Column::CreatedAt.lt(retention)),
+    )
+    .await?;
+    log_rows += purge::<error_logs::Entity>(
+        &ctx.db,
+        error_logs::Column::Id,
+        Condition::all().add(error_logs::Column::CreatedAt.lt(retention)),
+    )
+    .await?;
+    log_rows += purge::<access_logs::Entity>(
+        &ctx.db,
+        access_logs::Column::Id,
+        Condition::all().add(access_logs::Column::CreatedAt.lt(retention)),
+    )
+    .await?;
+    let messages = match ctx.settings.worker.message_retention_days {
+        0 => 0,
+        days => {
+            let before = now - TimeDelta::days(days);
+            purge::<messages::Entity>(
+                &ctx.db,
+                messages::Column::Id,
+                Condition::all().add(messages::Column::CreatedAt.lt(before)),
+            )
+            .await?
+        }
+    };
+    let receivers = match ctx.settings.worker.receiver_retention_days {
+        0 => 0,
+        days => {
+            let ended = Query::select()
+                .column(message_task_runs::Column::Id)
+                .from(message_task_runs::Entity)
+                .and_where(message_task_runs::Column::CompletedAt.lt(now - TimeDelta::days(days)))
+                .to_owned();
+            purge::<message_receivers::Entity>(
+                &ctx.db,
+                message_receivers::Column::Id,
+                Condition::all().add(message_receivers::Column::RunId.in_subquery(ended)),
+            )
+            .await?
+        }
+    };
     let log_indices = match &ctx.telemetry.elastic {
         Some(store) => match store
             .delete_older_than(ctx.settings.elasticsearch.retention_days)
@@ -123,5 +204,7 @@ pub async fn sweep(ctx: &Context) -> ServiceResult<Swept> {
         metric_samples,
         inbound_events,
         desk_events,
+        messages,
+        receivers,
     })
 }

@@ -458,9 +458,7 @@ async fn workers_racing_for_one_backlog_apply_each_event_once() {
     const EVENTS: usize = 120;
     let sim = TestSim::small();
     let mut app = TestApp::spawn().await;
-    let (agent, _) = app.register_sim(&sim, 60).await;
-    app.start_worker();
-    app.sync(agent).await;
+    let agent = app.with_synced_agent(&sim).await;
     app.stop_worker().await;
     let url = app.agent_callback_url(agent).await;
     for i in 0..EVENTS {

@@ -387,9 +387,7 @@ async fn formula_nicknames_are_exported_as_text() {
 async fn crafted_files_are_refused_and_the_process_survives() {
     let sim = TestSim::small();
     let mut app = TestApp::spawn().await;
-    let (agent, _) = app.register_sim(&sim, 60).await;
-    app.start_worker();
-    app.sync(agent).await;
+    let agent = app.with_synced_agent(&sim).await;
     let admin = app.admin_token().await;
     let account = app.account_ids(agent).await[0];
     let fixture = |name: &str| {

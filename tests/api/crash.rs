@@ -14,9 +14,7 @@ async fn killed_workers_lose_nothing_and_deliver_nothing_twice() {
         "[dispatch]\nchunk_size = 20\nconcurrency = 4\nlease_secs = 10\nrate_limits = false\n",
     )
     .await;
-    let (agent, _) = app.register_sim(&sim, 60).await;
-    app.start_worker();
-    app.sync(agent).await;
+    let agent = app.with_synced_agent(&sim).await;
     app.stop_worker().await;
     let config = ConfigFile::of(&app);
     let admin = app.admin_token().await;

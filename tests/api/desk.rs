@@ -809,9 +809,7 @@ async fn a_long_queue_raises_an_alert_and_service_levels_reach_the_metric_store(
         spool_dir()
     ))
     .await;
-    let (agent, _) = app.register_sim(&sim, 60).await;
-    app.start_worker();
-    app.sync(agent).await;
+    let agent = app.with_synced_agent(&sim).await;
     let admin = app.admin_token().await;
     let people = visitors_of_one_account(&app, agent, 1).await;
     let (group, agents) = desk(&app, people[0].account_id, "round_robin", &[1]).await;

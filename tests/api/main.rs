@@ -34,6 +34,7 @@ mod races;
 mod rate_limits;
 mod rbac;
 mod replica;
+mod retention;
 mod runs;
 mod schema;
 mod secret_leaks;

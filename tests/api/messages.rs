@@ -187,9 +187,7 @@ async fn customer_mass_messages_wait_for_members_then_settle_from_wecom_results(
         "[dispatch]\nchunk_size = 5\nmass_chunk_size = 50\nconfirm_poll_secs = 1\n",
     )
     .await;
-    let (_, wecom) = app.register_sim(&sim, 60).await;
-    app.start_worker();
-    app.sync(wecom).await;
+    let wecom = app.with_synced_wecom(&sim).await;
     let admin = app.admin_token().await;
     let body = |content: &str| json!({ "name": "新品上市", "task_type": "broadcast", "channel": "customer_mass", "content": content, "audience": { "filter": { "instance_ids": [wecom] } }, "rate_per_minute": 6000 });
 

@@ -99,9 +99,7 @@ async fn send_counters_per_instance_and_account_add_up_to_the_task() {
         spool_dir()
     ))
     .await;
-    let (agent, _) = app.register_sim(&sim, 60).await;
-    app.start_worker();
-    app.sync(agent).await;
+    let agent = app.with_synced_agent(&sim).await;
     let admin = app.admin_token().await;
     let task: TaskView = app
         .post_as(
@@ -231,9 +229,7 @@ async fn replies_and_opt_outs_reach_the_metric_store_per_task() {
         spool_dir()
     ))
     .await;
-    let (agent, _) = app.register_sim(&sim, 60).await;
-    app.start_worker();
-    app.sync(agent).await;
+    let agent = app.with_synced_agent(&sim).await;
     let admin = app.admin_token().await;
     let people = crate::tasks::first_contacts(&app, agent, 3).await;
     let ids: Vec<i64> = people.iter().map(|c| c.id).collect();

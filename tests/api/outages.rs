@@ -125,9 +125,7 @@ async fn a_broadcast_waits_out_a_redis_outage_and_finishes_exactly_once() {
         redis.url()
     ))
     .await;
-    let (agent, _) = app.register_sim(&sim, 60).await;
-    app.start_worker();
-    app.sync(agent).await;
+    let agent = app.with_synced_agent(&sim).await;
     let id = app.start_slow_broadcast(&sim, agent, "缓存故障演练").await;
     app.wait_sent(id, 40).await;
 
@@ -325,9 +323,7 @@ async fn a_broadcast_waits_out_a_database_crash_and_finishes_exactly_once() {
         pg.url()
     ))
     .await;
-    let (agent, _) = app.register_sim(&sim, 60).await;
-    app.start_worker();
-    app.sync(agent).await;
+    let agent = app.with_synced_agent(&sim).await;
     let admin = app.admin_token().await;
     let id = app
         .start_slow_broadcast(&sim, agent, "数据库故障演练")
@@ -396,9 +392,7 @@ async fn callbacks_met_by_a_database_crash_are_applied_exactly_once_after_it() {
     let pg = PrivatePostgres::start().await;
     let sim = TestSim::small();
     let mut app = TestApp::spawn_with(&format!("[database]\nurl = \"{}\"\n", pg.url())).await;
-    let (agent, _) = app.register_sim(&sim, 60).await;
-    app.start_worker();
-    app.sync(agent).await;
+    let agent = app.with_synced_agent(&sim).await;
     // The backlog arrives while no worker applies it.
     app.stop_worker().await;
     let url = app.agent_callback_url(agent).await;

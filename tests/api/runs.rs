@@ -92,9 +92,7 @@ async fn retry_failed_reaches_exactly_the_failed_receivers_while_expanders_race(
         "[dispatch]\nchunk_size = 100\nconcurrency = 16\nrate_limits = false\n",
     )
     .await;
-    let (agent, _) = app.register_sim(&sim, 60).await;
-    app.start_worker();
-    app.sync(agent).await;
+    let agent = app.with_synced_agent(&sim).await;
     let admin = app.admin_token().await;
     // Every second contact has removed its account: the agent refuses them (`not_friend`).
     let refused: Vec<String> = (0..2)
@@ -244,9 +242,7 @@ async fn concurrent_schedulers_start_each_firing_once() {
 async fn a_task_paused_as_its_run_ended_resumes_to_the_run_outcome() {
     let sim = TestSim::small();
     let mut app = TestApp::spawn_with("[dispatch]\nchunk_size = 5\nconcurrency = 4\n").await;
-    let (agent, _) = app.register_sim(&sim, 60).await;
-    app.start_worker();
-    app.sync(agent).await;
+    let agent = app.with_synced_agent(&sim).await;
     let admin = app.admin_token().await;
     let listed: Page<ContactView> = app
         .get_as(
@@ -291,9 +287,7 @@ async fn a_task_paused_as_its_run_ended_resumes_to_the_run_outcome() {
 async fn a_task_cancelled_while_its_audience_expands_settles_every_receiver() {
     let sim = TestSim::small();
     let mut app = TestApp::spawn().await;
-    let (agent, _) = app.register_sim(&sim, 60).await;
-    app.start_worker();
-    app.sync(agent).await;
+    let agent = app.with_synced_agent(&sim).await;
     // The test is the scheduler and the expander from here on.
     app.stop_worker().await;
     let admin = app.admin_token().await;

@@ -27,9 +27,7 @@ pub(crate) async fn ready(extra: &str) -> (TestSim, TestApp, i64) {
         "[dispatch]\nchunk_size = 5\nconcurrency = 4\n{extra}"
     ))
     .await;
-    let (agent, _) = app.register_sim(&sim, 60).await;
-    app.start_worker();
-    app.sync(agent).await;
+    let agent = app.with_synced_agent(&sim).await;
     (sim, app, agent)
 }
 

@@ -246,6 +246,23 @@ impl TestApp {
         (agent.id, wecom.id)
     }
 
+    /// Registers the simulator's two instances, starts the worker and syncs the agent instance:
+    /// how a test that sends begins. Returns the agent instance's id.
+    pub async fn with_synced_agent(&mut self, sim: &TestSim) -> i64 {
+        let (agent, _) = self.register_sim(sim, 60).await;
+        self.start_worker();
+        self.sync(agent).await;
+        agent
+    }
+
+    /// As `with_synced_agent`, syncing the WeCom instance instead; returns its id.
+    pub async fn with_synced_wecom(&mut self, sim: &TestSim) -> i64 {
+        let (_, wecom) = self.register_sim(sim, 60).await;
+        self.start_worker();
+        self.sync(wecom).await;
+        wecom
+    }
+
     /// Starts a broadcast of `content` to every contact of `agent`, with the sim's sends slowed
     /// (20–120 ms) so a kill or an outage lands while chunks are in flight; returns the task id.
     pub async fn start_slow_broadcast(&self, sim: &TestSim, agent: i64, name: &str) -> i64 {
