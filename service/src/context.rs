@@ -91,7 +91,8 @@ impl Context {
             profile_cache: Arc::default(),
             desk_hub: Arc::default(),
             schedule_signal: crate::wake::Signal::new("tasks-due"),
-            expand_signal: crate::wake::Signal::new("runs-to-expand"),
+            // Runs to expand are made by this process's scheduler; any expander may take them.
+            expand_signal: crate::wake::Signal::local("runs-to-expand"),
         })
     }
 }

@@ -20,14 +20,26 @@ pub struct Signal {
     name: &'static str,
     notify: Notify,
     listening: OnceLock<()>,
+    /// Whether raises travel between processes (through Redis, when configured).
+    shared: bool,
 }
 
 impl Signal {
     pub fn new(name: &'static str) -> Arc<Self> {
+        Self::with(name, true)
+    }
+
+    /// A signal only this process raises and waits for: no Redis subscription, no publish.
+    pub fn local(name: &'static str) -> Arc<Self> {
+        Self::with(name, false)
+    }
+
+    fn with(name: &'static str, shared: bool) -> Arc<Self> {
         Arc::new(Self {
             name,
             notify: Notify::new(),
             listening: OnceLock::new(),
+            shared,
         })
     }
 
@@ -35,7 +47,7 @@ impl Signal {
     /// other processes. Never fails: a waiter that misses the announcement looks at its bound.
     pub async fn raise(&self, ctx: &Context) {
         self.notify.notify_one();
-        if let Some(redis) = &ctx.redis {
+        if let Some(redis) = ctx.redis.as_ref().filter(|_| self.shared) {
             let mut conn = redis.clone();
             let sent: redis::RedisResult<i64> = redis::cmd("PUBLISH")
                 .arg(self.channel(ctx))
@@ -64,7 +76,7 @@ impl Signal {
 
     /// Starts, once per process, the Redis subscription that relays other processes' raises.
     pub fn listen(self: &Arc<Self>, ctx: &Context) {
-        if ctx.redis.is_some() && self.listening.set(()).is_ok() {
+        if self.shared && ctx.redis.is_some() && self.listening.set(()).is_ok() {
             tokio::spawn(self.clone().relay(ctx.clone()));
         }
     }
