@@ -80,6 +80,18 @@ async fn sync_then_search_by_tags_keyword_and_instance() {
         fields(&problem(bad, StatusCode::UNPROCESSABLE_ENTITY).await),
         vec!["tags_any"]
     );
+    // A crafted list of thousands of tags is refused (and not counted tag by tag first).
+    let many: Vec<String> = (1..=3000).map(|i| i.to_string()).collect();
+    let bad = app
+        .get(
+            &format!("/api/v1/contacts?tags_all={}", many.join(",")),
+            &admin,
+        )
+        .await;
+    assert_eq!(
+        fields(&problem(bad, StatusCode::UNPROCESSABLE_ENTITY).await),
+        vec!["tags_all"]
+    );
     let groups: Page<GroupView> = app
         .get_as(&format!("/api/v1/groups?instance_id={agent}"), &admin)
         .await;

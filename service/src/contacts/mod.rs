@@ -258,12 +258,17 @@ impl ContactFilter {
             }
             None => None,
         };
-        // Lenient here: `apply` reports ids that do not parse.
-        let lenient = |raw: Option<&str>| id_list("", raw, &mut Violations::new());
+        // Only a list `apply` accepts is measured (it answers the others with a 422): a crafted
+        // list of thousands of ids must not cost a count each first.
+        let accepted = |raw: Option<&str>| {
+            let mut v = Violations::new();
+            let ids = id_list("", raw, &mut v);
+            if v.finish().is_ok() { ids } else { Vec::new() }
+        };
         let density = tag_filter::Density::measure(
             &ctx.read_db,
-            &lenient(self.tags_any.as_deref()),
-            &lenient(self.tags_all.as_deref()),
+            &accepted(self.tags_any.as_deref()),
+            &accepted(self.tags_all.as_deref()),
         )
         .await?;
         Ok(ResolvedFilter {

@@ -45,7 +45,7 @@ impl Density {
             any: !any.is_empty() && dense(db, any).await?,
             all: BTreeSet::new(),
         };
-        for tag in all {
+        for tag in all.iter().collect::<BTreeSet<_>>() {
             if dense(db, &[*tag]).await? {
                 density.all.insert(*tag);
             }
