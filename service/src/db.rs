@@ -32,6 +32,30 @@ pub async fn begin(db: &DatabaseConnection) -> Result<DatabaseTransaction, DbErr
     .await
 }
 
+/// Runs a transaction again when it lost a lock conflict (a deadlock on MySQL, a busy SQLite,
+/// a serialization failure): such a transaction changed nothing, so running it again is safe
+/// when its writes are conditional. Up to four retries, 25 ms apart and growing.
+pub async fn retry_lock_conflicts<T, F, Fut>(
+    what: &str,
+    mut attempt_once: F,
+) -> crate::ServiceResult<T>
+where
+    F: FnMut() -> Fut,
+    Fut: std::future::Future<Output = crate::ServiceResult<T>>,
+{
+    let mut attempt = 0u64;
+    loop {
+        match attempt_once().await {
+            Err(e) if attempt < 4 && e.is_lock_conflict() => {
+                attempt += 1;
+                tracing::debug!(attempt, error = %e, "{what} retried after a lock conflict");
+                tokio::time::sleep(Duration::from_millis(25 * attempt)).await;
+            }
+            other => return other,
+        }
+    }
+}
+
 /// Opens the pool. SQLite gets WAL, a busy timeout and foreign keys, and its directory is created,
 /// so the embedded default works on a machine with nothing installed.
 pub async fn connect(settings: &DatabaseSettings) -> anyhow::Result<DatabaseConnection> {

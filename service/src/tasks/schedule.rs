@@ -43,7 +43,7 @@ pub async fn tick(ctx: &Context) -> ServiceResult<Vec<i64>> {
             .filter(message_tasks::Column::Id.eq(task.id))
             .filter(message_tasks::Column::Status.eq(TaskStatus::Scheduled));
         let at = task.scheduled_time.unwrap_or(task.created_at);
-        if let Some(run) = start_firing(ctx, &task, claim, at).await? {
+        if let Some(run) = start_firing(ctx, &task, &claim, at).await? {
             runs.push(run);
         }
     }
@@ -80,7 +80,7 @@ pub async fn tick(ctx: &Context) -> ServiceResult<Vec<i64>> {
             .filter(message_tasks::Column::Id.eq(task.id))
             .filter(message_tasks::Column::Status.eq(TaskStatus::Scheduled))
             .filter(message_tasks::Column::NextFireAt.eq(fire_at));
-        if let Some(run) = start_firing(ctx, &task, claim, fire_at).await? {
+        if let Some(run) = start_firing(ctx, &task, &claim, fire_at).await? {
             runs.push(run);
         }
     }
@@ -129,7 +129,21 @@ pub async fn next_due(ctx: &Context) -> ServiceResult<Option<NaiveDateTime>> {
 /// Claims the task with `claim` and creates the firing's run, both or neither. `None` when
 /// another scheduler claimed it first, or when this firing already ran (a one-shot task resumed
 /// to `scheduled` after its run ended): the task then takes the state that run left it in.
+/// Schedulers racing for one task may deadlock on MySQL (each holds an index entry the other's
+/// claim needs); the loser changed nothing and tries again, its claim then finding the task taken.
 async fn start_firing(
+    ctx: &Context,
+    task: &message_tasks::Model,
+    claim: &sea_orm::UpdateMany<message_tasks::Entity>,
+    scheduled_for: NaiveDateTime,
+) -> ServiceResult<Option<i64>> {
+    crate::db::retry_lock_conflicts("task start", || {
+        start_firing_once(ctx, task, claim.clone(), scheduled_for)
+    })
+    .await
+}
+
+async fn start_firing_once(
     ctx: &Context,
     task: &message_tasks::Model,
     claim: sea_orm::UpdateMany<message_tasks::Entity>,

@@ -2,10 +2,7 @@
 //! transaction, and the send metrics.
 
 use entity::states::{ChatType, MessageDirection, MessageStatus, ReceiverStatus, ReceiverType};
-use std::{
-    collections::{BTreeMap, HashMap, HashSet},
-    time::Duration,
-};
+use std::collections::{BTreeMap, HashMap, HashSet};
 
 use chrono::NaiveDateTime;
 use entity::{message_receivers, message_tasks, messages, wework_accounts};
@@ -29,17 +26,17 @@ pub(super) async fn record(
     outcomes: Vec<(message_receivers::Model, Outcome)>,
     report: &mut ChunkReport,
 ) -> ServiceResult<()> {
-    let mut attempt = 0u64;
-    loop {
-        match record_once(ctx, task, run_id, token, outcomes.clone(), report).await {
-            Err(e) if attempt < 4 && e.is_lock_conflict() => {
-                attempt += 1;
-                tracing::debug!(run.id = run_id, attempt, error = %e, "chunk record retried");
-                tokio::time::sleep(Duration::from_millis(25 * attempt)).await;
-            }
-            other => return other,
-        }
-    }
+    let recorded = crate::db::retry_lock_conflicts("chunk record", || {
+        record_once(ctx, task, run_id, token, outcomes.clone())
+    })
+    .await?;
+    report.per_account = recorded.per_account;
+    report.sent = recorded.sent;
+    report.awaiting = recorded.awaiting;
+    report.failed = recorded.failed;
+    report.skipped = recorded.skipped;
+    report.retried = recorded.retried;
+    Ok(())
 }
 
 /// Writes every outcome of the chunk, the counters and the outbound message rows in one
@@ -51,8 +48,7 @@ pub(super) async fn record_once(
     run_id: i64,
     token: &str,
     outcomes: Vec<(message_receivers::Model, Outcome)>,
-    report: &mut ChunkReport,
-) -> ServiceResult<()> {
+) -> ServiceResult<ChunkReport> {
     let now = ctx.clock.now_db();
     let txn = crate::db::begin(&ctx.db).await?;
     let outcomes = still_leased(&txn, token, outcomes, now).await?;
@@ -73,13 +69,15 @@ pub(super) async fn record_once(
     };
     finish::add_counts(&txn, task.id, run_id, change, now).await?;
     txn.commit().await?;
-    report.per_account = tally(&outcomes);
-    report.sent = delivered;
-    report.awaiting = awaiting;
-    report.failed = sorted.failed.len();
-    report.skipped = sorted.skipped.len();
-    report.retried = sorted.retried.len();
-    Ok(())
+    Ok(ChunkReport {
+        per_account: tally(&outcomes),
+        sent: delivered,
+        awaiting,
+        failed: sorted.failed.len(),
+        skipped: sorted.skipped.len(),
+        retried: sorted.retried.len(),
+        ..ChunkReport::default()
+    })
 }
 
 type Row<'a> = (&'a message_receivers::Model, &'a Outcome);
