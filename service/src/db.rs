@@ -183,6 +183,25 @@ fn write_private(path: &Path, contents: &str) -> std::io::Result<()> {
     options.open(path)?.write_all(contents.as_bytes())
 }
 
+/// Whether `UPDATE … RETURNING` is available: SQLite (3.35 and later; the bundled one is) and
+/// PostgreSQL. MySQL and MariaDB have no such clause for UPDATE.
+pub fn update_returns(conn: &impl ConnectionTrait) -> bool {
+    conn.get_database_backend() != sea_orm::DatabaseBackend::MySql
+}
+
+/// Runs `update` and returns the rows it changed, as they are after it, in one statement (see
+/// `update_returns`; in no particular order).
+pub async fn update_returning<E: sea_orm::EntityTrait>(
+    conn: &impl ConnectionTrait,
+    update: sea_orm::UpdateMany<E>,
+) -> Result<Vec<E::Model>, DbErr> {
+    use sea_orm::QueryTrait;
+    let mut query = update.into_query();
+    query.returning_all();
+    let statement = conn.get_database_backend().build(&query);
+    E::find().from_raw_sql(statement).all(conn).await
+}
+
 /// Whether a transaction may lock rows it reads (`SELECT … FOR UPDATE`); SQLite serialises
 /// writers instead and has no such clause.
 pub fn row_locks(conn: &impl ConnectionTrait) -> bool {

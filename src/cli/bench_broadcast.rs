@@ -15,6 +15,7 @@ use futures_util::StreamExt;
 use service::{
     Context,
     auth::actor::{Actor, RequestMeta},
+    dispatch::Phases,
     drivers::{Channel, OutboundMessage},
 };
 use tokio::io::{AsyncBufReadExt, BufReader};
@@ -196,12 +197,12 @@ pub async fn broadcast_bench(args: BroadcastArgs) -> anyhow::Result<()> {
     let expanded = started.elapsed();
     analyze(&ctx, &["message_receivers", "messages"]).await?;
 
-    let chunks: Arc<Mutex<Vec<(Duration, usize)>>> = Arc::default();
+    let chunks: Arc<Mutex<Vec<(Duration, usize, Phases)>>> = Arc::default();
     let observer: worker::dispatch::ChunkObserver = {
         let chunks = chunks.clone();
         Arc::new(move |report, took| {
             if let Ok(mut chunks) = chunks.lock() {
-                chunks.push((took, report.claimed));
+                chunks.push((took, report.claimed, report.phases));
             }
         })
     };
@@ -232,12 +233,15 @@ pub async fn broadcast_bench(args: BroadcastArgs) -> anyhow::Result<()> {
     );
 
     let chunks = std::mem::take(&mut *chunks.lock().map_err(|_| anyhow::anyhow!("poisoned"))?);
-    let chunk_ms: Vec<Duration> = chunks.iter().map(|(d, _)| *d).collect();
+    let chunk_ms: Vec<Duration> = chunks.iter().map(|(d, ..)| *d).collect();
     // Every receiver of a chunk is claimed at its start and acknowledged by its commit.
     let per_receiver: Vec<Duration> = chunks
         .iter()
-        .flat_map(|(d, n)| std::iter::repeat_n(*d, *n))
+        .flat_map(|(d, n, _)| std::iter::repeat_n(*d, *n))
         .collect();
+    let phases = chunks
+        .iter()
+        .fold(Phases::default(), |sum, (.., p)| sum + *p);
     let (chunk_p50, chunk_p99) = percentiles(chunk_ms);
     let (p50, p99) = percentiles(per_receiver);
     println!(
@@ -253,6 +257,7 @@ pub async fn broadcast_bench(args: BroadcastArgs) -> anyhow::Result<()> {
         total as f64 / elapsed.as_secs_f64(),
         chunks.len(),
     );
+    print_phases(&phases, total, chunks.len());
     if let Some(baseline) = baseline {
         println!(
             "\nsimulator baseline: {baseline:.0} sends/s from one client ({} in flight); the engine reached {:.0}% of it",
@@ -276,6 +281,41 @@ pub async fn broadcast_bench(args: BroadcastArgs) -> anyhow::Result<()> {
         println!("peak RSS of the engine process: {rss:.0} MiB");
     }
     Ok(())
+}
+
+/// Where a receiver's time went: each chunk phase's wall time per receiver and as a share of the
+/// chunks' time, then the per-receiver steps inside sending (these overlap, `concurrency` at a
+/// time).
+fn print_phases(p: &Phases, receivers: usize, chunks: usize) {
+    let per = |d: Duration| d.as_secs_f64() * 1e6 / receivers.max(1) as f64;
+    let chunk_total = p.claim + p.prepare + p.sending + p.record + p.finish;
+    let share = |d: Duration| 100.0 * d.as_secs_f64() / chunk_total.as_secs_f64().max(1e-9);
+    println!("\nwhere the {chunks} chunks' time went (µs per receiver, share of chunk time):");
+    println!("| phase | µs per receiver | share |");
+    println!("|---|---:|---:|");
+    for (name, d) in [
+        ("claim (read run and task, claim receivers)", p.claim),
+        ("prepare (templates, accounts, drivers)", p.prepare),
+        ("sending (first send to last answer)", p.sending),
+        (
+            "record (outcomes, counters, messages: one transaction)",
+            p.record,
+        ),
+        ("finish (settle the run, look for more)", p.finish),
+    ] {
+        println!("| {name} | {:.1} | {:.0}% |", per(d), share(d));
+    }
+    println!("inside sending, summed over receivers (they overlap):");
+    for (name, d) in [
+        (
+            "render and checks (account, cap, quota)",
+            p.render_and_checks,
+        ),
+        ("rate limiter", p.rate_limiter),
+        ("send (the instance's answer)", p.send),
+    ] {
+        println!("| {name} | {:.1} | |", per(d));
+    }
 }
 
 /// The `[worker]` setting that puts the dispatch queue in a file of this run.

@@ -12,7 +12,7 @@ pub mod limits;
 pub mod ratelimit;
 pub mod sweeper;
 
-pub use chunk::{ChunkReport, run_chunk};
+pub use chunk::{ChunkReport, Phases, run_chunk};
 
 use entity::states::{ReceiverStatus, RunStatus, TaskStatus};
 use entity::{message_receivers, message_task_runs, message_tasks};

@@ -4,7 +4,7 @@ use chrono::{NaiveDateTime, TimeDelta};
 use entity::message_receivers;
 use entity::states::ReceiverStatus;
 use sea_orm::{
-    ColumnTrait, Condition, EntityTrait, QueryFilter, QueryOrder, QuerySelect,
+    ColumnTrait, Condition, EntityTrait, QueryFilter, QueryOrder, QuerySelect, QueryTrait,
     sea_query::Expr,
     sea_query::{LockBehavior, LockType},
 };
@@ -46,7 +46,12 @@ pub(super) async fn ready_ids(
         .await?)
 }
 
-/// Marks up to a chunk of ready receivers as ours (unique token) and returns exactly those won.
+/// Marks up to a chunk of ready receivers as ours (unique token) and returns exactly those won,
+/// in id order. SQLite does it in one statement. MySQL/MariaDB and PostgreSQL lock the ready
+/// rows first (`SKIP LOCKED`, so workers draining one run never queue behind each other's rows)
+/// and mark them in the same transaction; PostgreSQL's UPDATE returns the rows, MySQL's are read
+/// back. (PostgreSQL is not given the one-statement form: a `LIMIT … SKIP LOCKED` subquery may
+/// be run again inside the UPDATE's plan and then leases more rows than the limit.)
 pub(super) async fn claim(
     ctx: &Context,
     run_id: i64,
@@ -55,36 +60,42 @@ pub(super) async fn claim(
     token: &str,
     now: NaiveDateTime,
 ) -> ServiceResult<Vec<message_receivers::Model>> {
-    // Workers draining one run must not queue behind each other's rows: on MySQL/MariaDB and
-    // PostgreSQL each takes ready rows the others have not locked (SKIP LOCKED). SQLite has one
-    // writer at a time; a claim that lost the race to another worker tries the next rows.
-    let sqlite = ctx.db.get_database_backend() == sea_orm::DatabaseBackend::Sqlite;
+    let lease = LeaseTo {
+        token,
+        until: now + TimeDelta::seconds(ctx.settings.dispatch.lease_secs),
+    };
+    if !crate::db::row_locks(&ctx.db) {
+        let picked = ready(ctx, run_id, after, limit).into_query();
+        let update = lease
+            .update()
+            .filter(message_receivers::Column::Id.in_subquery(picked));
+        return Ok(by_id(crate::db::update_returning(&ctx.db, update).await?));
+    }
     for _ in 0..5 {
-        let won = if sqlite {
-            let ids = ready_ids(ctx, run_id, after, limit).await?;
-            if ids.is_empty() {
+        let txn = crate::db::begin(&ctx.db).await?;
+        let ids: Vec<i64> = ready(ctx, run_id, after, limit)
+            .lock_with_behavior(LockType::Update, LockBehavior::SkipLocked)
+            .into_tuple()
+            .all(&txn)
+            .await?;
+        if ids.is_empty() {
+            txn.commit().await?;
+            // Everything ready may be locked by other workers' claims right now.
+            if ready_ids(ctx, run_id, after, 1).await?.is_empty() {
                 return Ok(Vec::new());
             }
-            mark_claimed(&ctx.db, ids, token, ctx.settings.dispatch.lease_secs, now).await?
-        } else {
-            let txn = crate::db::begin(&ctx.db).await?;
-            let ids: Vec<i64> = ready(ctx, run_id, after, limit)
-                .lock_with_behavior(LockType::Update, LockBehavior::SkipLocked)
-                .into_tuple()
-                .all(&txn)
-                .await?;
-            if ids.is_empty() {
-                txn.commit().await?;
-                // Everything ready may be locked by other workers' claims right now.
-                if ready_ids(ctx, run_id, after, 1).await?.is_empty() {
-                    return Ok(Vec::new());
-                }
-                continue;
-            }
-            let won = mark_claimed(&txn, ids, token, ctx.settings.dispatch.lease_secs, now).await?;
+            continue;
+        }
+        let update = lease
+            .update()
+            .filter(message_receivers::Column::Id.is_in(ids));
+        if crate::db::update_returns(&txn) {
+            let won = crate::db::update_returning(&txn, update).await?;
             txn.commit().await?;
-            won
-        };
+            return Ok(by_id(won));
+        }
+        let won = update.exec(&txn).await?.rows_affected;
+        txn.commit().await?;
         if won > 0 {
             break;
         }
@@ -97,29 +108,35 @@ pub(super) async fn claim(
         .await?)
 }
 
-/// Leases the still-pending receivers among `ids` to `token`; returns how many it got.
-pub(super) async fn mark_claimed<C: sea_orm::ConnectionTrait>(
-    conn: &C,
-    ids: Vec<i64>,
-    token: &str,
-    lease_secs: i64,
-    now: NaiveDateTime,
-) -> ServiceResult<u64> {
-    Ok(message_receivers::Entity::update_many()
-        .col_expr(
-            message_receivers::Column::SendStatus,
-            Expr::value(ReceiverStatus::Claimed),
-        )
-        .col_expr(message_receivers::Column::LeaseOwner, Expr::value(token))
-        .col_expr(
-            message_receivers::Column::LeaseExpiresAt,
-            Expr::value(now + TimeDelta::seconds(lease_secs)),
-        )
-        .filter(message_receivers::Column::Id.is_in(ids))
-        .filter(message_receivers::Column::SendStatus.eq(ReceiverStatus::Pending))
-        .exec(conn)
-        .await?
-        .rows_affected)
+fn by_id(mut won: Vec<message_receivers::Model>) -> Vec<message_receivers::Model> {
+    won.sort_unstable_by_key(|r| r.id);
+    won
+}
+
+/// A lease of receivers to one chunk.
+struct LeaseTo<'a> {
+    token: &'a str,
+    until: NaiveDateTime,
+}
+
+impl LeaseTo<'_> {
+    /// Leases the still-pending receivers the caller's filter picks.
+    fn update(&self) -> sea_orm::UpdateMany<message_receivers::Entity> {
+        message_receivers::Entity::update_many()
+            .col_expr(
+                message_receivers::Column::SendStatus,
+                Expr::value(ReceiverStatus::Claimed),
+            )
+            .col_expr(
+                message_receivers::Column::LeaseOwner,
+                Expr::value(self.token),
+            )
+            .col_expr(
+                message_receivers::Column::LeaseExpiresAt,
+                Expr::value(self.until),
+            )
+            .filter(message_receivers::Column::SendStatus.eq(ReceiverStatus::Pending))
+    }
 }
 
 /// Gives claimed receivers back untouched (the chunk could not start).

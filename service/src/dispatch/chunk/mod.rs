@@ -48,6 +48,64 @@ pub struct ChunkReport {
     pub last_id: i64,
     /// Recorded outcomes per sending account.
     pub per_account: BTreeMap<i64, AccountTally>,
+    /// Where the chunk's time went.
+    pub phases: Phases,
+}
+
+/// Where a chunk's time went, for `wework bench broadcast`'s breakdown. The chunk-wide phases
+/// are wall time; the per-receiver ones are summed over the chunk's receivers, which run
+/// `dispatch.concurrency` at a time, so they add up to more than the chunk's sending time.
+#[derive(Debug, Default, Clone, Copy, PartialEq, Eq)]
+pub struct Phases {
+    /// Reading the run and task, and claiming the receivers.
+    pub claim: Duration,
+    /// Loading what the sends share: templates, accounts, drivers.
+    pub prepare: Duration,
+    /// From the first send's start to the last one's answer.
+    pub sending: Duration,
+    /// The transaction that writes the outcomes, counters and messages.
+    pub record: Duration,
+    /// Settling the run when it may be done, and looking for more work.
+    pub finish: Duration,
+    /// Per receiver: the checks (account, frequency cap, quota) and rendering.
+    pub render_and_checks: Duration,
+    /// Per receiver: waiting for the rate limiter's slot.
+    pub rate_limiter: Duration,
+    /// Per receiver: the instance's answer to the send.
+    pub send: Duration,
+}
+
+impl std::ops::Add for Phases {
+    type Output = Self;
+
+    fn add(self, o: Self) -> Self {
+        Self {
+            claim: self.claim + o.claim,
+            prepare: self.prepare + o.prepare,
+            sending: self.sending + o.sending,
+            record: self.record + o.record,
+            finish: self.finish + o.finish,
+            render_and_checks: self.render_and_checks + o.render_and_checks,
+            rate_limiter: self.rate_limiter + o.rate_limiter,
+            send: self.send + o.send,
+        }
+    }
+}
+
+impl Phases {
+    fn add_sends(&mut self, times: SendTimes) {
+        self.render_and_checks += times.render_and_checks;
+        self.rate_limiter += times.rate_limiter;
+        self.send += times.send;
+    }
+}
+
+/// One receiver's share of `Phases`.
+#[derive(Debug, Default, Clone, Copy)]
+struct SendTimes {
+    render_and_checks: Duration,
+    rate_limiter: Duration,
+    send: Duration,
 }
 
 /// What one sending account's receivers came to in a chunk.
@@ -181,6 +239,7 @@ pub async fn run_chunk(
     after: i64,
 ) -> ServiceResult<ChunkReport> {
     let mut report = ChunkReport::default();
+    let started = std::time::Instant::now();
     let Some(run) = message_task_runs::Entity::find_by_id(run_id)
         .one(&ctx.db)
         .await?
@@ -238,6 +297,7 @@ pub async fn run_chunk(
     }
     report.claimed = claimed.len();
     report.last_id = claimed.iter().map(|r| r.id).max().unwrap_or(after);
+    report.phases.claim = started.elapsed();
     if claimed.is_empty() {
         finish::finish_if_done(ctx, run_id).await?;
         return Ok(report);
@@ -249,6 +309,7 @@ pub async fn run_chunk(
         }
     }
     let task_id = task.id;
+    let preparing = std::time::Instant::now();
     let shared = match prepare(ctx, task, settings.frequency_cap, &claimed, send_until).await {
         Ok(Ok(shared)) => Arc::new(shared),
         Ok(Err(why)) => {
@@ -262,24 +323,36 @@ pub async fn run_chunk(
             return Err(e);
         }
     };
+    report.phases.prepare = preparing.elapsed();
     let concurrency = ctx.settings.dispatch.concurrency;
+    let sending = std::time::Instant::now();
     let outcomes: Vec<(message_receivers::Model, Outcome)> =
         if shared.task.channel == Channel::CustomerMass {
             send_mass_chunk(ctx, &shared, claimed).await
         } else {
-            futures_util::stream::iter(claimed)
+            let sent: Vec<_> = futures_util::stream::iter(claimed)
                 .map(|r| {
                     let shared = shared.clone();
                     async move {
-                        let outcome = send_one(ctx, &shared, &r).await;
-                        (r, outcome)
+                        let (outcome, times) = send_one(ctx, &shared, &r).await;
+                        (r, outcome, times)
                     }
                 })
                 .buffer_unordered(concurrency)
                 .collect()
-                .await
+                .await;
+            sent.into_iter()
+                .map(|(r, outcome, times)| {
+                    report.phases.add_sends(times);
+                    (r, outcome)
+                })
+                .collect()
         };
-    record(ctx, &shared.task, run_id, &token, outcomes, &mut report).await?;
+    report.phases.sending = sending.elapsed();
+    let recording = std::time::Instant::now();
+    record(ctx, &shared, run_id, &token, outcomes, &mut report).await?;
+    report.phases.record = recording.elapsed();
+    let finishing = std::time::Instant::now();
     record_send_metrics(ctx, &shared, &report);
     if let Some(rule) = settings.auto_pause {
         finish::auto_pause(ctx, &shared.task, run_id, rule).await?;
@@ -290,5 +363,6 @@ pub async fn run_chunk(
         finish::finish_if_done(ctx, run_id).await?;
         report.more = !ready_ids(ctx, run_id, 0, 1).await?.is_empty();
     }
+    report.phases.finish = finishing.elapsed();
     Ok(report)
 }

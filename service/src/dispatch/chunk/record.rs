@@ -2,14 +2,15 @@
 //! transaction, and the send metrics.
 
 use entity::states::{ChatType, MessageDirection, MessageStatus, ReceiverStatus, ReceiverType};
-use std::collections::{BTreeMap, HashMap, HashSet};
+use std::collections::{BTreeMap, HashSet};
 
 use chrono::NaiveDateTime;
 use entity::{message_receivers, message_tasks, messages, wework_accounts};
 use sea_orm::{
     ActiveValue::Set,
-    ColumnTrait, Condition, DatabaseTransaction, EntityTrait, QueryFilter, QuerySelect,
-    sea_query::{CaseStatement, Expr, ExprTrait},
+    ColumnTrait, ConnectionTrait, DatabaseTransaction, EntityTrait, QueryFilter, QueryOrder,
+    QuerySelect,
+    sea_query::{CaseStatement, Expr, ExprTrait, LockType},
 };
 use serde_json::Value;
 
@@ -20,14 +21,14 @@ use crate::{Context, ServiceResult, dispatch::finish};
 /// SQLite) is simply run again — it only touches rows this chunk still leases.
 pub(super) async fn record(
     ctx: &Context,
-    task: &message_tasks::Model,
+    shared: &Shared,
     run_id: i64,
     token: &str,
     outcomes: Vec<(message_receivers::Model, Outcome)>,
     report: &mut ChunkReport,
 ) -> ServiceResult<()> {
     let recorded = crate::db::retry_lock_conflicts("chunk record", || {
-        record_once(ctx, task, run_id, token, outcomes.clone())
+        record_once(ctx, shared, run_id, token, outcomes.clone())
     })
     .await?;
     report.per_account = recorded.per_account;
@@ -42,22 +43,23 @@ pub(super) async fn record(
 /// Writes every outcome of the chunk, the counters and the outbound message rows in one
 /// transaction, with one statement per kind of outcome rather than one per receiver. Rows are
 /// only touched while this chunk still holds their lease.
-pub(super) async fn record_once(
+async fn record_once(
     ctx: &Context,
-    task: &message_tasks::Model,
+    shared: &Shared,
     run_id: i64,
     token: &str,
     outcomes: Vec<(message_receivers::Model, Outcome)>,
 ) -> ServiceResult<ChunkReport> {
+    let task = &shared.task;
     let now = ctx.clock.now_db();
     let txn = crate::db::begin(&ctx.db).await?;
-    let outcomes = still_leased(&txn, token, outcomes, now).await?;
+    let outcomes = still_leased(&txn, token, outcomes).await?;
     let sorted = Sorted::of(&outcomes);
     write_sent(&txn, &sorted.sent, now).await?;
-    write_failed(&txn, &sorted.failed).await?;
-    write_skipped(&txn, &sorted.skipped).await?;
+    write_failed(&txn, &sorted.failed, now).await?;
+    write_skipped(&txn, &sorted.skipped, now).await?;
     write_retried(&txn, &sorted.retried, now).await?;
-    write_messages(&txn, task, &sorted.sent, now).await?;
+    write_messages(&txn, shared, &sorted.sent, now).await?;
     let count = |n: usize| i32::try_from(n).unwrap_or(i32::MAX);
     let awaiting = sorted.awaiting();
     let delivered = sorted.sent.len() - awaiting;
@@ -119,33 +121,29 @@ impl<'a> Sorted<'a> {
     }
 }
 
-/// The outcomes whose receivers this chunk still leases. The first statement writes: it takes
-/// SQLite's write lock and locks the rows on MySQL and PostgreSQL, so the set read next cannot
-/// change before the commit. A receiver whose lease expired belongs to another worker now: its
-/// outcome wins.
+/// The outcomes whose receivers this chunk still leases, locked until the commit: SQLite's write
+/// lock is held from `BEGIN IMMEDIATE`, and MySQL and PostgreSQL lock the rows read here
+/// (`FOR UPDATE`, no new row versions, unlike an UPDATE that only touched them), so the set
+/// cannot change before the commit. A receiver whose lease expired belongs to another worker
+/// now: its outcome wins.
 async fn still_leased(
     txn: &DatabaseTransaction,
     token: &str,
     outcomes: Vec<(message_receivers::Model, Outcome)>,
-    now: NaiveDateTime,
 ) -> ServiceResult<Vec<(message_receivers::Model, Outcome)>> {
     let ids: Vec<i64> = outcomes.iter().map(|(r, _)| r.id).collect();
-    let still_ours = || {
-        Condition::all()
-            .add(message_receivers::Column::LeaseOwner.eq(token))
-            .add(message_receivers::Column::SendStatus.eq(ReceiverStatus::Claimed))
-    };
-    message_receivers::Entity::update_many()
-        .col_expr(message_receivers::Column::UpdatedAt, Expr::value(now))
-        .filter(message_receivers::Column::Id.is_in(ids.clone()))
-        .filter(still_ours())
-        .exec(txn)
-        .await?;
-    let owned: HashSet<i64> = message_receivers::Entity::find()
+    let mut ours = message_receivers::Entity::find()
         .select_only()
         .column(message_receivers::Column::Id)
         .filter(message_receivers::Column::Id.is_in(ids))
-        .filter(still_ours())
+        .filter(message_receivers::Column::LeaseOwner.eq(token))
+        .filter(message_receivers::Column::SendStatus.eq(ReceiverStatus::Claimed));
+    if crate::db::row_locks(txn) {
+        ours = ours
+            .order_by_asc(message_receivers::Column::Id)
+            .lock(LockType::Update);
+    }
+    let owned: HashSet<i64> = ours
         .into_tuple::<i64>()
         .all(txn)
         .await?
@@ -158,8 +156,12 @@ async fn still_leased(
 }
 
 /// An update of `rows` that also returns their leases.
-fn released(rows: &[Row<'_>]) -> sea_orm::UpdateMany<message_receivers::Entity> {
+fn released(
+    rows: &[Row<'_>],
+    now: NaiveDateTime,
+) -> sea_orm::UpdateMany<message_receivers::Entity> {
     crate::dispatch::lease_returned()
+        .col_expr(message_receivers::Column::UpdatedAt, Expr::value(now))
         .filter(message_receivers::Column::Id.is_in(rows.iter().map(|(r, _)| r.id)))
 }
 
@@ -179,11 +181,16 @@ fn with_errors(
         )
 }
 
-/// One column's value per row, as a `CASE id WHEN …` expression.
+/// One column's value per row, as a `CASE id WHEN …` expression, or the value itself when every
+/// row has the same (the CASE costs each row a scan of its arms).
 fn per_row(
     rows: &[Row<'_>],
     value: &dyn Fn(&message_receivers::Model, &Outcome) -> sea_orm::Value,
 ) -> Expr {
+    let first = value(rows[0].0, rows[0].1);
+    if rows.iter().all(|(r, o)| value(r, o) == first) {
+        return Expr::val(first);
+    }
     rows.iter()
         .fold(CaseStatement::new(), |case, (r, outcome)| {
             case.case(
@@ -213,7 +220,7 @@ async fn write_sent(
     if sent.is_empty() {
         return Ok(());
     }
-    released(sent)
+    released(sent, now)
         .col_expr(
             message_receivers::Column::SendStatus,
             per_row(sent, &|_, o| {
@@ -250,11 +257,15 @@ async fn write_sent(
     Ok(())
 }
 
-async fn write_failed(txn: &DatabaseTransaction, failed: &[Row<'_>]) -> ServiceResult<()> {
+async fn write_failed(
+    txn: &DatabaseTransaction,
+    failed: &[Row<'_>],
+    now: NaiveDateTime,
+) -> ServiceResult<()> {
     if failed.is_empty() {
         return Ok(());
     }
-    let update = released(failed).col_expr(
+    let update = released(failed, now).col_expr(
         message_receivers::Column::SendStatus,
         Expr::value(ReceiverStatus::Failed),
     );
@@ -262,11 +273,15 @@ async fn write_failed(txn: &DatabaseTransaction, failed: &[Row<'_>]) -> ServiceR
     Ok(())
 }
 
-async fn write_skipped(txn: &DatabaseTransaction, skipped: &[Row<'_>]) -> ServiceResult<()> {
+async fn write_skipped(
+    txn: &DatabaseTransaction,
+    skipped: &[Row<'_>],
+    now: NaiveDateTime,
+) -> ServiceResult<()> {
     if skipped.is_empty() {
         return Ok(());
     }
-    released(skipped)
+    released(skipped, now)
         .col_expr(
             message_receivers::Column::SendStatus,
             Expr::value(ReceiverStatus::Skipped),
@@ -292,7 +307,7 @@ async fn write_retried(
     if retried.is_empty() {
         return Ok(());
     }
-    let update = released(retried)
+    let update = released(retried, now)
         .col_expr(
             message_receivers::Column::SendStatus,
             Expr::value(ReceiverStatus::Pending),
@@ -316,15 +331,19 @@ async fn write_retried(
 }
 
 /// The sending accounts' message counters and the outbound `messages` rows. Lock order, the same
-/// in every chunk: receivers (before this), accounts by id, then the message rows (whose
-/// foreign-key checks on those accounts then need no further lock on MySQL), then the run and
-/// the task. Concurrent chunks cannot deadlock on it.
+/// in every chunk, so concurrent chunks cannot deadlock: receivers (before this), accounts by
+/// id, message rows, then the run and the task (after this). On MySQL the accounts come before
+/// the message rows, whose foreign-key checks take shared locks on them that two chunks could
+/// not both upgrade; PostgreSQL's foreign-key lock (`KEY SHARE`) does not conflict with a
+/// counter update, so there the accounts come last and chunks hold them only until the commit
+/// instead of through every insert.
 async fn write_messages(
     txn: &DatabaseTransaction,
-    task: &message_tasks::Model,
+    shared: &Shared,
     sent: &[Row<'_>],
     now: NaiveDateTime,
 ) -> ServiceResult<()> {
+    let task = &shared.task;
     let mut per_account: BTreeMap<i64, i64> = BTreeMap::new();
     let mut message_rows = Vec::new();
     for (r, outcome) in sent {
@@ -338,27 +357,18 @@ async fn write_messages(
         ) = (outcome, r.account_id)
         {
             *per_account.entry(account).or_default() += 1;
-            message_rows.push(message_row(
-                task, r, account, remote, *awaiting, content, now,
-            ));
+            let mut row = message_row(task, r, account, remote, *awaiting, content, now);
+            if let Some(a) = shared.accounts.get(&account) {
+                row.instance_id = Set(a.instance_id);
+            }
+            message_rows.push(row);
         }
     }
-    for (account, n) in per_account {
-        wework_accounts::Entity::update_many()
-            .col_expr(
-                wework_accounts::Column::TotalMessages,
-                Expr::col(wework_accounts::Column::TotalMessages).add(n),
-            )
-            .col_expr(
-                wework_accounts::Column::TodayMessages,
-                Expr::col(wework_accounts::Column::TodayMessages).add(n),
-            )
-            .filter(wework_accounts::Column::Id.eq(account))
-            .exec(txn)
-            .await?;
+    let accounts_last = txn.get_database_backend() == sea_orm::DatabaseBackend::Postgres;
+    if !accounts_last {
+        add_account_counts(txn, &per_account).await?;
     }
     if !message_rows.is_empty() {
-        fill_instances(txn, &mut message_rows).await?;
         let on_conflict = sea_orm::sea_query::OnConflict::column(messages::Column::MessageUuid)
             .update_column(messages::Column::MessageUuid)
             .to_owned();
@@ -369,6 +379,53 @@ async fn write_messages(
                 .await?;
         }
     }
+    if accounts_last {
+        add_account_counts(txn, &per_account).await?;
+    }
+    Ok(())
+}
+
+/// Adds each account's sends to its counters, in one statement. PostgreSQL would lock the rows
+/// in the order its plan meets them, which need not be id order: they are locked in id order
+/// first, `FOR NO KEY UPDATE` (the lock the counter update takes): `FOR UPDATE` would conflict
+/// with the foreign-key locks the chunks' message rows hold on the same accounts.
+async fn add_account_counts(
+    txn: &DatabaseTransaction,
+    per_account: &BTreeMap<i64, i64>,
+) -> ServiceResult<()> {
+    if per_account.is_empty() {
+        return Ok(());
+    }
+    if txn.get_database_backend() == sea_orm::DatabaseBackend::Postgres {
+        wework_accounts::Entity::find()
+            .select_only()
+            .column(wework_accounts::Column::Id)
+            .filter(wework_accounts::Column::Id.is_in(per_account.keys().copied()))
+            .order_by_asc(wework_accounts::Column::Id)
+            .lock(LockType::NoKeyUpdate)
+            .into_tuple::<i64>()
+            .all(txn)
+            .await?;
+    }
+    let added: Expr = per_account
+        .iter()
+        .fold(CaseStatement::new(), |case, (account, n)| {
+            case.case(wework_accounts::Column::Id.eq(*account), Expr::val(*n))
+        })
+        .finally(Expr::val(0))
+        .into();
+    wework_accounts::Entity::update_many()
+        .col_expr(
+            wework_accounts::Column::TotalMessages,
+            Expr::col(wework_accounts::Column::TotalMessages).add(added.clone()),
+        )
+        .col_expr(
+            wework_accounts::Column::TodayMessages,
+            Expr::col(wework_accounts::Column::TodayMessages).add(added),
+        )
+        .filter(wework_accounts::Column::Id.is_in(per_account.keys().copied()))
+        .exec(txn)
+        .await?;
     Ok(())
 }
 
@@ -458,33 +515,4 @@ pub(super) fn message_row(
         updated_at: Set(now),
         ..Default::default()
     }
-}
-
-/// Fills `instance_id` of message rows from their accounts.
-pub(super) async fn fill_instances<C: sea_orm::ConnectionTrait>(
-    conn: &C,
-    rows: &mut [messages::ActiveModel],
-) -> ServiceResult<()> {
-    let ids: Vec<i64> = rows
-        .iter()
-        .filter_map(|r| r.account_id.clone().take())
-        .collect();
-    let instances: HashMap<i64, i64> = wework_accounts::Entity::find()
-        .select_only()
-        .column(wework_accounts::Column::Id)
-        .column(wework_accounts::Column::InstanceId)
-        .filter(wework_accounts::Column::Id.is_in(ids))
-        .into_tuple::<(i64, i64)>()
-        .all(conn)
-        .await?
-        .into_iter()
-        .collect();
-    for row in rows {
-        if let Some(account) = row.account_id.clone().take()
-            && let Some(instance) = instances.get(&account)
-        {
-            row.instance_id = Set(*instance);
-        }
-    }
-    Ok(())
 }

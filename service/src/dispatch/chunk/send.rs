@@ -10,7 +10,7 @@ use chrono::TimeDelta;
 use entity::{message_receivers, message_tasks};
 
 use super::prepare::{Prepared, internal_retry, prepare_send};
-use super::{Outcome, Shared};
+use super::{Outcome, SendTimes, Shared};
 use crate::{
     Context,
     dispatch::{
@@ -26,22 +26,33 @@ const RATE_LIMITED_TRIES: i32 = 20;
 /// How long a rate-limited account waits when the answer names no `Retry-After`.
 const RATE_LIMITED_PAUSE: Duration = Duration::from_secs(60);
 
+/// Checks, renders and sends one receiver's message; says how long each step took.
 pub(super) async fn send_one(
     ctx: &Context,
     shared: &Shared,
     r: &message_receivers::Model,
-) -> Outcome {
-    let prepared = match prepare_send(ctx, shared, r).await {
+) -> (Outcome, SendTimes) {
+    let mut times = SendTimes::default();
+    let step = std::time::Instant::now();
+    let prepared = prepare_send(ctx, shared, r).await;
+    times.render_and_checks = step.elapsed();
+    let prepared = match prepared {
         Ok(Ok(prepared)) => prepared,
-        Ok(Err(outcome)) => return outcome,
-        Err(e) => return internal_retry(ctx, &e),
+        Ok(Err(outcome)) => return (outcome, times),
+        Err(e) => return (internal_retry(ctx, &e), times),
     };
+    let step = std::time::Instant::now();
     let account = &shared.accounts[&prepared.account_id];
     let rates = limits::send_rates(ctx, &shared.task, account, &r.receiver_wxid);
-    if let Some(later) = await_slot(ctx, shared, &rates).await {
-        return later;
+    let later = await_slot(ctx, shared, &rates).await;
+    times.rate_limiter = step.elapsed();
+    if let Some(later) = later {
+        return (later, times);
     }
-    match prepared.driver.send(&prepared.message).await {
+    let step = std::time::Instant::now();
+    let answer = prepared.driver.send(&prepared.message).await;
+    times.send = step.elapsed();
+    let outcome = match answer {
         Ok(receipt) => Outcome::Sent {
             remote: receipt.remote_msg_id,
             awaiting: receipt.awaiting_confirmation,
@@ -51,7 +62,8 @@ pub(super) async fn send_one(
             penalize(ctx, prepared.account_id, &e).await;
             failure_outcome(ctx, &shared.task, r.retry_count, e)
         }
-    }
+    };
+    (outcome, times)
 }
 
 /// Customer mass messages: one `add_msg_template` per account and content for the whole chunk,
