@@ -183,6 +183,18 @@ fn write_private(path: &Path, contents: &str) -> std::io::Result<()> {
     options.open(path)?.write_all(contents.as_bytes())
 }
 
+/// A read-only transaction whose reads all see one snapshot, for reports whose figures must agree
+/// with each other while writes go on (repeatable read; SQLite's deferred transaction in WAL
+/// mode is a snapshot already and takes no isolation setting).
+pub async fn snapshot(db: &DatabaseConnection) -> Result<DatabaseTransaction, DbErr> {
+    let server = db.get_database_backend() != sea_orm::DatabaseBackend::Sqlite;
+    db.begin_with_config(
+        server.then_some(sea_orm::IsolationLevel::RepeatableRead),
+        server.then_some(sea_orm::AccessMode::ReadOnly),
+    )
+    .await
+}
+
 /// Whether `UPDATE … RETURNING` is available: SQLite (3.35 and later; the bundled one is) and
 /// PostgreSQL. MySQL and MariaDB have no such clause for UPDATE.
 pub fn update_returns(conn: &impl ConnectionTrait) -> bool {

@@ -168,8 +168,10 @@ pub async fn outcomes(
 ) -> ServiceResult<TaskOutcomes> {
     actor.require(perm::TasksRead)?;
     let task = find_visible(&ctx.db, actor, task_id).await?;
-    // The counts are a report: the read replica, when there is one, serves them.
-    let variants = super::variants::outcomes(&ctx.read_db, &task, filter.run_id).await?;
+    // The counts are a report: the read replica, when there is one, serves them, all from one
+    // snapshot so that they agree with each other while replies come in.
+    let snapshot = crate::db::snapshot(&ctx.read_db).await?;
+    let variants = super::variants::outcomes(&snapshot, &task, filter.run_id).await?;
     let scoped = || {
         let mut q =
             message_receivers::Entity::find().filter(message_receivers::Column::TaskId.eq(task_id));
@@ -185,7 +187,7 @@ pub async fn outcomes(
         .column_as(message_receivers::Column::RepliedAt.count(), "replied")
         .column_as(message_receivers::Column::OptedOutAt.count(), "opt_outs")
         .into_tuple()
-        .all(&ctx.read_db)
+        .all(&snapshot)
         .await?;
     let (sent, replied, opt_outs) = sent.first().copied().unwrap_or_default();
     // Only the receivers who replied are read: two timestamps and a count each.
@@ -197,7 +199,7 @@ pub async fn outcomes(
         .column(message_receivers::Column::RepliedAt)
         .column(message_receivers::Column::ReplyCount)
         .into_tuple()
-        .all(&ctx.read_db)
+        .all(&snapshot)
         .await?;
     let replies: i64 = timings.iter().map(|(_, _, n)| i64::from(*n)).sum();
     let mut waits: Vec<i64> = timings
@@ -205,7 +207,7 @@ pub async fn outcomes(
         .map(|(sent, replied, _)| Ord::max((*replied - *sent).num_seconds(), 0))
         .collect();
     waits.sort_unstable();
-    Ok(TaskOutcomes {
+    let report = TaskOutcomes {
         sent,
         replied,
         reply_rate: rate(replied, sent),
@@ -214,13 +216,13 @@ pub async fn outcomes(
         first_reply_p90_seconds: percentile(&waits, 90),
         opt_outs,
         failed_by_reason: by_reason(
-            ctx,
+            &snapshot,
             scoped().filter(message_receivers::Column::SendStatus.eq(ReceiverStatus::Failed)),
             message_receivers::Column::ErrorCode,
         )
         .await?,
         skipped_by_reason: by_reason(
-            ctx,
+            &snapshot,
             scoped().filter(message_receivers::Column::SendStatus.eq(ReceiverStatus::Skipped)),
             message_receivers::Column::SkipReason,
         )
@@ -232,16 +234,18 @@ pub async fn outcomes(
             scoped()
                 .filter(message_receivers::Column::Variant.eq(super::variants::HOLD))
                 .filter(message_receivers::Column::SendStatus.eq(ReceiverStatus::Pending))
-                .count(&ctx.read_db)
+                .count(&snapshot)
                 .await? as i64
         },
         significance: super::variants::significance(&variants),
         variants,
-    })
+    };
+    snapshot.commit().await?;
+    Ok(report)
 }
 
 async fn by_reason(
-    ctx: &Context,
+    conn: &impl ConnectionTrait,
     query: sea_orm::Select<message_receivers::Entity>,
     column: message_receivers::Column,
 ) -> ServiceResult<BTreeMap<String, i64>> {
@@ -251,7 +255,7 @@ async fn by_reason(
         .column_as(message_receivers::Column::Id.count(), "n")
         .group_by(column)
         .into_tuple()
-        .all(&ctx.read_db)
+        .all(conn)
         .await?;
     Ok(rows
         .into_iter()
