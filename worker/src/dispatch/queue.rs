@@ -19,6 +19,12 @@ const QUEUE: &str = "dispatch";
 /// its unfinished jobs go back to the queue (the receivers' own leases recover the sends).
 const HEARTBEAT: Duration = Duration::from_secs(5);
 const MISSED_HEARTBEATS: usize = 6;
+/// The embedded queue's worker beats every second instead (dead after the same 30 s): apalis
+/// 1.0's SQLite worker can stop polling after a few empty fetches and only wakes on its next
+/// heartbeat, so a job queued then waited up to `HEARTBEAT` before a chunk ran (seen as a
+/// broadcast that started sending 3–5 s late). The beat bounds that wait to a second.
+const SQLITE_HEARTBEAT: Duration = Duration::from_secs(1);
+const SQLITE_MISSED_HEARTBEATS: usize = 30;
 
 /// One slice of work on one run: a job sends chunk after chunk of the run for a while, then
 /// queues its continuation. Fields only ever get added, with defaults, so queued jobs written by
@@ -88,8 +94,8 @@ impl Queue {
             .with_context(|| format!("preparing the dispatch queue {path}"))?;
         let config = apalis_sqlite::Config::default()
             .queue(QUEUE)
-            .heartbeat_interval(HEARTBEAT)
-            .missed_heartbeats(MISSED_HEARTBEATS);
+            .heartbeat_interval(SQLITE_HEARTBEAT)
+            .missed_heartbeats(SQLITE_MISSED_HEARTBEATS);
         Ok(Self::Sqlite(SqliteStorage::new(&pool).with_config(config)))
     }
 
