@@ -1,6 +1,8 @@
 //! Sync from the simulator (both kinds), search and filters, local edits surviving a resync,
 //! removed contacts, groups and members, import with row-level errors, streamed export.
 
+use std::collections::BTreeMap;
+
 use entity::states::{FriendStatus, SyncStatus};
 use reqwest::{Method, StatusCode};
 use serde_json::{Value, json};
@@ -637,4 +639,159 @@ async fn tag_filters_give_the_same_pages_whether_they_probe_or_collect() {
             .collect();
         assert_eq!(found, expected, "{query}");
     }
+}
+
+/// An agent that serves a sync from pages the test sets: one account, no groups.
+struct ScriptedAgent {
+    url: String,
+    pages: std::sync::Arc<std::sync::Mutex<Vec<Value>>>,
+}
+
+impl ScriptedAgent {
+    fn start() -> Self {
+        use actix_web::{App, HttpResponse, HttpServer, web};
+        let pages = std::sync::Arc::new(std::sync::Mutex::new(Vec::<Value>::new()));
+        let served = pages.clone();
+        let server = HttpServer::new(move || {
+            let served = served.clone();
+            App::new()
+                .route(
+                    "/v1/accounts",
+                    web::get().to(|| async {
+                        HttpResponse::Ok().json(json!({ "accounts": [
+                            { "wxid": "scripted_account", "status": "online", "is_logged_in": true }
+                        ] }))
+                    }),
+                )
+                .route(
+                    "/v1/accounts/{wxid}/contacts",
+                    web::get().to(
+                        move |query: web::Query<std::collections::HashMap<String, String>>| {
+                            let at: usize = query.get("cursor").map_or(0, |c| c.parse().unwrap());
+                            let pages = served.lock().unwrap().clone();
+                            let next = (at + 1 < pages.len()).then(|| (at + 1).to_string());
+                            async move {
+                                HttpResponse::Ok()
+                                    .json(json!({ "items": pages[at], "next_cursor": next }))
+                            }
+                        },
+                    ),
+                )
+                .route(
+                    "/v1/accounts/{wxid}/groups",
+                    web::get().to(|| async { HttpResponse::Ok().json(json!({ "items": [] })) }),
+                )
+        })
+        .workers(1)
+        .bind("127.0.0.1:0")
+        .unwrap();
+        let url = format!("http://127.0.0.1:{}", server.addrs()[0].port());
+        tokio::spawn(server.run());
+        Self { url, pages }
+    }
+
+    fn serve(&self, pages: Vec<Value>) {
+        *self.pages.lock().unwrap() = pages;
+    }
+}
+
+/// The instance's contacts by wxid: nickname, tag names (sorted) and id.
+async fn synced_tags(
+    app: &TestApp,
+    admin: &str,
+    instance: i64,
+) -> BTreeMap<String, (String, Vec<String>, i64)> {
+    let page: Page<ContactView> = app
+        .get_as(
+            &format!("/api/v1/contacts?instance_id={instance}&limit=50"),
+            admin,
+        )
+        .await;
+    page.items
+        .into_iter()
+        .map(|c| {
+            let mut tags: Vec<String> = c.tags.into_iter().map(|t| t.name).collect();
+            tags.sort();
+            (c.wxid, (c.nickname.unwrap_or_default(), tags, c.id))
+        })
+        .collect()
+}
+
+fn remote(wxid: &str, nickname: &str, tags: &[&str]) -> Value {
+    let tags: Vec<Value> = tags
+        .iter()
+        .map(|t| json!({ "id": format!("et_{t}"), "group": "等级", "name": t }))
+        .collect();
+    json!({ "wxid": wxid, "nickname": nickname, "contact_type": "external", "tags": tags })
+}
+
+/// What an instance may send and the sync must take as meant, on every database: a wxid listed
+/// twice on a page (its last entry counts), a NUL inside a name (dropped: PostgreSQL text
+/// cannot hold one), and on a resync synced tags that moved between contacts, with a local tag
+/// left alone. PostgreSQL writes a page in one statement and skips the stale-link look for
+/// contacts it just created; the others write in batches; the outcome must be the same.
+#[tokio::test]
+async fn a_sync_takes_repeated_contacts_nul_characters_and_moved_tags_as_meant() {
+    let agent = ScriptedAgent::start();
+    let mut app = TestApp::spawn().await;
+    let admin = app.admin_token().await;
+    let instance: service::instances::InstanceView = app
+        .post_as(
+            "/api/v1/instances",
+            &admin,
+            json!({ "name": "scripted", "kind": "agent", "api_url": agent.url, "config": { "agent_secret": "agent-secret-for-tests" } }),
+        )
+        .await;
+    app.start_worker();
+    agent.serve(vec![
+        json!([
+            remote("c1", "甲", &["VIP", "来源A"]),
+            remote("c2", "王\u{0}芳", &["VIP"]),
+            remote("c1", "甲", &["老客户"]),
+        ]),
+        json!([remote("c3", "丙", &["VIP"])]),
+    ]);
+    let run = app.sync(instance.id).await;
+    assert_eq!(run.contacts, 3, "c1 counts once: {run:?}");
+    let first = synced_tags(&app, &admin, instance.id).await;
+    let names = |m: &BTreeMap<String, (String, Vec<String>, i64)>| {
+        m.iter()
+            .map(|(w, (n, t, _))| (w.clone(), n.clone(), t.join(",")))
+            .collect::<Vec<_>>()
+    };
+    assert_eq!(
+        names(&first),
+        [
+            ("c1".into(), "甲".into(), "老客户".into()),
+            ("c2".into(), "王芳".into(), "VIP".into()),
+            ("c3".into(), "丙".into(), "VIP".into()),
+        ]
+    );
+    let local: TagView = app
+        .post_as("/api/v1/tags", &admin, json!({ "name": "本地" }))
+        .await;
+    let c1 = first["c1"].2;
+    let edited = app
+        .send_json(
+            Method::PATCH,
+            &format!("/api/v1/contacts/{c1}"),
+            &admin,
+            json!({ "tag_ids": [local.id] }),
+        )
+        .await;
+    let _: ContactView = answer(edited, StatusCode::OK).await;
+    agent.serve(vec![
+        json!([remote("c1", "甲", &["VIP"]), remote("c2", "王芳", &[])]),
+        json!([remote("c3", "丙", &["VIP", "老客户"])]),
+    ]);
+    let run = app.sync(instance.id).await;
+    assert_eq!(run.contacts, 3, "{run:?}");
+    assert_eq!(
+        names(&synced_tags(&app, &admin, instance.id).await),
+        [
+            ("c1".into(), "甲".into(), "VIP,本地".into()),
+            ("c2".into(), "王芳".into(), String::new()),
+            ("c3".into(), "丙".into(), "VIP,老客户".into()),
+        ]
+    );
 }

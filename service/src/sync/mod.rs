@@ -7,14 +7,15 @@
 
 mod contacts;
 mod groups;
+mod pg_page;
 
 use crate::rbac::perm;
 use chrono::{DateTime, NaiveDateTime, TimeDelta, Utc};
 use entity::states::{InstanceStatus, SyncStatus};
-use entity::{sync_runs, wework_instances};
+use entity::{sync_runs, wework_accounts, wework_instances};
 use sea_orm::{
-    ActiveValue::Set, ColumnTrait, Condition, EntityTrait, PaginatorTrait, QueryFilter, QueryOrder,
-    QuerySelect, sea_query::Expr,
+    ActiveValue::Set, ColumnTrait, Condition, ConnectionTrait, EntityTrait, PaginatorTrait,
+    QueryFilter, QueryOrder, QuerySelect, sea_query::Expr,
 };
 use serde::{Deserialize, Serialize};
 
@@ -23,14 +24,14 @@ use crate::{
     audit::{self, AuditEntry, OperationType},
     auth::actor::Actor,
     clock::to_utc,
-    drivers::with_retries,
+    drivers::{RemoteContact, with_retries},
     instances::{accounts, find_live, find_visible},
     pagination::{Page, PageRequest},
 };
 
 pub(crate) use self::contacts::upsert_contacts;
 use self::{
-    contacts::{mark_unlisted_contacts, newly_deleted},
+    contacts::{mark_unlisted_contacts, newly_deleted, upsert_contacts_on},
     groups::{account_counts, pull_groups},
 };
 
@@ -226,8 +227,9 @@ struct Counts {
 }
 
 /// Renews the lease and stores progress; `false` when another worker took the run over.
-async fn heartbeat(
+async fn heartbeat<C: ConnectionTrait>(
     ctx: &Context,
+    conn: &C,
     run_id: i64,
     worker: &str,
     counts: Counts,
@@ -246,7 +248,7 @@ async fn heartbeat(
         .filter(sync_runs::Column::Id.eq(run_id))
         .filter(sync_runs::Column::LeaseOwner.eq(worker))
         .filter(sync_runs::Column::Status.eq(SyncStatus::Running))
-        .exec(&ctx.db)
+        .exec(conn)
         .await?;
     Ok(renewed.rows_affected == 1)
 }
@@ -258,7 +260,7 @@ async fn finish(
     counts: Counts,
     error: Option<String>,
 ) -> ServiceResult<()> {
-    heartbeat(ctx, run_id, worker, counts).await?;
+    heartbeat(ctx, &ctx.db, run_id, worker, counts).await?;
     sync_runs::Entity::update_many()
         .col_expr(
             sync_runs::Column::Status,
@@ -308,6 +310,38 @@ pub async fn execute(ctx: &Context, run: &sync_runs::Model, worker: &str) -> Ser
     finish(ctx, run.id, worker, counts, error).await
 }
 
+/// Writes one page of contacts and the run's progress in one transaction (one commit a page,
+/// where each statement used to commit alone), run again if it loses a lock conflict; returns
+/// the counts with the page. A run another worker took over writes nothing.
+async fn store_page(
+    ctx: &Context,
+    run_id: i64,
+    worker: &str,
+    instance: &wework_instances::Model,
+    account: &wework_accounts::Model,
+    items: &[RemoteContact],
+    counts: &Counts,
+) -> ServiceResult<Counts> {
+    crate::db::retry_lock_conflicts("sync page", || async {
+        let txn = crate::db::begin(&ctx.db).await?;
+        let mut counts = *counts;
+        counts.removed += newly_deleted(&txn, account.id, items).await?;
+        crate::db::reuse_plans(&txn).await?;
+        crate::db::commit_without_flush(&txn).await?;
+        counts.contacts +=
+            upsert_contacts_on(&txn, ctx.clock.now_db(), instance, account, items).await?;
+        if !heartbeat(ctx, &txn, run_id, worker, counts).await? {
+            return Err(ServiceError::Conflict {
+                field: None,
+                message: "another worker took over this sync".into(),
+            });
+        }
+        txn.commit().await?;
+        Ok(counts)
+    })
+    .await
+}
+
 /// Tries per page before a sync gives up on a flaky instance.
 const PAGE_ATTEMPTS: u32 = 6;
 
@@ -323,30 +357,45 @@ async fn pull(
     counts.accounts = i32::try_from(synced.len()).unwrap_or(i32::MAX);
     for account in synced {
         let started = ctx.clock.now_db();
-        let mut cursor = None;
-        loop {
-            let from = cursor.take();
-            let page = with_retries(PAGE_ATTEMPTS, || {
-                driver.contacts(&account.wxid, from.clone())
-            })
-            .await
-            .map_err(accounts::driver_failure)?;
-            counts.removed += newly_deleted(ctx, account.id, &page.items).await?;
-            counts.contacts += upsert_contacts(ctx, &instance, &account, &page.items).await?;
-            if !heartbeat(ctx, run.id, worker, *counts).await? {
-                return Err(ServiceError::Conflict {
-                    field: None,
-                    message: "another worker took over this sync".into(),
-                });
+        let fetch = |cursor: Option<String>| {
+            let driver = driver.as_ref();
+            let wxid = &account.wxid;
+            async move {
+                with_retries(PAGE_ATTEMPTS, || driver.contacts(wxid, cursor.clone()))
+                    .await
+                    .map_err(accounts::driver_failure)
             }
-            match page.next_cursor.filter(|c| !c.is_empty()) {
-                Some(next) => cursor = Some(next),
+        };
+        let mut page = fetch(None).await?;
+        loop {
+            // The next page is fetched while this one is written: the instance and the database
+            // work at the same time.
+            let next = page.next_cursor.take().filter(|c| !c.is_empty());
+            let prefetch = async {
+                match next {
+                    Some(cursor) => fetch(Some(cursor)).await.map(Some),
+                    None => Ok(None),
+                }
+            };
+            let store = store_page(
+                ctx,
+                run.id,
+                worker,
+                &instance,
+                &account,
+                &page.items,
+                counts,
+            );
+            let (stored, fetched) = tokio::join!(store, prefetch);
+            *counts = stored?;
+            match fetched? {
+                Some(next) => page = next,
                 None => break,
             }
         }
         counts.removed += mark_unlisted_contacts(ctx, account.id, started).await?;
         pull_groups(ctx, driver.as_ref(), &instance, &account, counts).await?;
-        heartbeat(ctx, run.id, worker, *counts).await?;
+        heartbeat(ctx, &ctx.db, run.id, worker, *counts).await?;
         account_counts(ctx, account.id).await?;
     }
     Ok(())

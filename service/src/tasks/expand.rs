@@ -245,10 +245,14 @@ async fn insert(
     ])
     .update_column(message_receivers::Column::ReceiverType)
     .to_owned();
+    // One transaction a batch: one commit instead of one per statement, and cached plans for
+    // the two foreign-key checks of every row (`db::reuse_plans`).
+    let txn = crate::db::begin(&ctx.db).await?;
+    crate::db::reuse_plans(&txn).await?;
     for chunk in rows.chunks(crate::db::INSERT_BATCH_ROWS) {
         message_receivers::Entity::insert_many(chunk.to_vec())
             .on_conflict(on_conflict.clone())
-            .exec_without_returning(&ctx.db)
+            .exec_without_returning(&txn)
             .await?;
     }
     // Keep the lease while a large audience is written.
@@ -258,8 +262,9 @@ async fn insert(
             Expr::value(now + TimeDelta::seconds(LEASE_SECS)),
         )
         .filter(message_task_runs::Column::Id.eq(run.id))
-        .exec(&ctx.db)
+        .exec(&txn)
         .await?;
+    txn.commit().await?;
     Ok(())
 }
 

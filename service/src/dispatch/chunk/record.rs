@@ -59,6 +59,7 @@ async fn record_once(
     write_failed(&txn, &sorted.failed, now).await?;
     write_skipped(&txn, &sorted.skipped, now).await?;
     write_retried(&txn, &sorted.retried, now).await?;
+    crate::db::reuse_plans(&txn).await?;
     write_messages(&txn, shared, &sorted.sent, now).await?;
     let count = |n: usize| i32::try_from(n).unwrap_or(i32::MAX);
     let awaiting = sorted.awaiting();
