@@ -284,6 +284,8 @@ pub async fn import(
                 .await?;
             existing.extend(found.into_iter().map(|c| c.wxid));
         }
+        // The rows' foreign-key checks may use cached plans from here on.
+        crate::db::reuse_plans(&txn).await?;
         let mut update_columns = vec![contacts::Column::UpdatedAt];
         for c in &columns {
             update_columns.extend(match c {

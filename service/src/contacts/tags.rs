@@ -455,6 +455,7 @@ pub async fn bulk(
                 .exec(&txn)
                 .await?;
         }
+        crate::db::reuse_plans(&txn).await?;
         link(&txn, existing.iter().flat_map(|c| input.add.iter().map(move |t| (*c, *t))), now).await?;
         let result = BulkTaggingResult { contacts: existing.len(), added: input.add.len(), removed: input.remove.len() };
         let entry = entry.clone().new_values(&serde_json::json!({ "contact_ids": input.contact_ids, "add": input.add, "remove": input.remove }));
