@@ -641,7 +641,8 @@ async fn tag_filters_give_the_same_pages_whether_they_probe_or_collect() {
     }
 }
 
-/// An agent that serves a sync from pages the test sets: one account, no groups.
+/// An agent that serves a sync from pages the test sets (a `null` page answers 404): one
+/// account, no groups.
 struct ScriptedAgent {
     url: String,
     pages: std::sync::Arc<std::sync::Mutex<Vec<Value>>>,
@@ -671,6 +672,11 @@ impl ScriptedAgent {
                             let pages = served.lock().unwrap().clone();
                             let next = (at + 1 < pages.len()).then(|| (at + 1).to_string());
                             async move {
+                                if pages[at].is_null() {
+                                    return HttpResponse::NotFound().json(
+                                        json!({ "code": "not_found", "message": "page lost" }),
+                                    );
+                                }
                                 HttpResponse::Ok()
                                     .json(json!({ "items": pages[at], "next_cursor": next }))
                             }
@@ -727,8 +733,8 @@ fn remote(wxid: &str, nickname: &str, tags: &[&str]) -> Value {
 
 /// What an instance may send and the sync must take as meant, on every database: a wxid listed
 /// twice on a page (its last entry counts), a NUL inside a name (dropped: PostgreSQL text
-/// cannot hold one), and on a resync synced tags that moved between contacts, with a local tag
-/// left alone. PostgreSQL writes a page in one statement and skips the stale-link look for
+/// cannot hold one), on a resync synced tags that moved between contacts, with a local tag
+/// left alone, and a page it cannot give. PostgreSQL writes a page in one statement and skips the stale-link look for
 /// contacts it just created; the others write in batches; the outcome must be the same.
 #[tokio::test]
 async fn a_sync_takes_repeated_contacts_nul_characters_and_moved_tags_as_meant() {
@@ -794,4 +800,20 @@ async fn a_sync_takes_repeated_contacts_nul_characters_and_moved_tags_as_meant()
             ("c3".into(), "丙".into(), "VIP,老客户".into()),
         ]
     );
+    // A page the agent cannot give ends the run failed, after the page before it (written while
+    // the failing one was fetched) is stored and counted; nobody is marked removed.
+    agent.serve(vec![json!([remote("c4", "丁", &["VIP"])]), Value::Null]);
+    let failed = app.sync_to_end(instance.id).await;
+    assert_eq!(failed.status, SyncStatus::Failed, "{failed:?}");
+    assert!(
+        failed
+            .error_message
+            .as_deref()
+            .is_some_and(|m| m.contains("page lost")),
+        "{failed:?}"
+    );
+    assert_eq!((failed.contacts, failed.removed), (1, 0), "{failed:?}");
+    let after = synced_tags(&app, &admin, instance.id).await;
+    assert_eq!(after.len(), 4);
+    assert_eq!(after["c4"].1, ["VIP"]);
 }

@@ -2,7 +2,7 @@
 //! no longer reports, marked deleted when no longer listed.
 
 use entity::states::{ContactType, FriendStatus};
-use std::collections::{HashMap, HashSet};
+use std::collections::{BTreeMap, HashMap, HashSet};
 
 use chrono::{DateTime, NaiveDateTime};
 use entity::{contact_tags, contacts, tags, wework_accounts, wework_instances};
@@ -88,17 +88,41 @@ pub(crate) async fn upsert_contacts(
     account: &wework_accounts::Model,
     items: &[RemoteContact],
 ) -> ServiceResult<i32> {
-    upsert_contacts_on(&ctx.db, ctx.clock.now_db(), instance, account, items).await
+    let now = ctx.clock.now_db();
+    let tag_ids = synced_tag_ids(&ctx.db, instance.id, items, now).await?;
+    upsert_contacts_on(&ctx.db, now, instance, account, items, &tag_ids).await
 }
 
-/// Upserts one page of contacts and their synced tags on `conn` (a sync writes each page in one
-/// transaction); returns how many were written. A wxid listed twice counts once, as its last entry.
+/// The instance's tags the contacts carry, upserted; their ids by (group, name). A sync runs this
+/// before a page's transaction, so pages written at the same time do not wait on each other's
+/// tag rows.
+pub(super) async fn synced_tag_ids<C: ConnectionTrait>(
+    conn: &C,
+    instance_id: i64,
+    items: &[RemoteContact],
+    now: NaiveDateTime,
+) -> ServiceResult<BTreeMap<(String, String), i64>> {
+    let remote_tags: Vec<(Option<String>, String, String)> = items
+        .iter()
+        .flat_map(|c| {
+            c.tags
+                .iter()
+                .map(|t| (t.id.clone(), t.group.clone(), t.name.clone()))
+        })
+        .collect();
+    upsert_remote(conn, instance_id, &remote_tags, now).await
+}
+
+/// Upserts one page of contacts on `conn` (a sync writes each page in one transaction) and links
+/// them to their synced tags (`tag_ids`, from [`synced_tag_ids`]); returns how many were written.
+/// A wxid listed twice counts once, as its last entry.
 pub(super) async fn upsert_contacts_on<C: ConnectionTrait>(
     conn: &C,
     now: NaiveDateTime,
     instance: &wework_instances::Model,
     account: &wework_accounts::Model,
     items: &[RemoteContact],
+    tag_ids: &BTreeMap<(String, String), i64>,
 ) -> ServiceResult<i32> {
     // In the page's order, each wxid at its first place with its last entry.
     let mut place: HashMap<String, usize> = HashMap::new();
@@ -123,15 +147,6 @@ pub(super) async fn upsert_contacts_on<C: ConnectionTrait>(
     } else {
         upsert_portable(conn, now, instance.id, account.id, &page).await?
     };
-    let remote_tags: Vec<(Option<String>, String, String)> = remotes
-        .iter()
-        .flat_map(|c| {
-            c.tags
-                .iter()
-                .map(|t| (t.id.clone(), t.group.clone(), t.name.clone()))
-        })
-        .collect();
-    let tag_ids = upsert_remote(conn, instance.id, &remote_tags, now).await?;
     let mut pairs: Vec<(i64, i64)> = Vec::new();
     for contact in &stored {
         let Some(remote) = place.get(&contact.wxid).map(|&at| remotes[at]) else {

@@ -14,8 +14,10 @@ use chrono::{DateTime, NaiveDateTime, TimeDelta, Utc};
 use entity::states::{InstanceStatus, SyncStatus};
 use entity::{sync_runs, wework_accounts, wework_instances};
 use sea_orm::{
-    ActiveValue::Set, ColumnTrait, Condition, ConnectionTrait, EntityTrait, PaginatorTrait,
-    QueryFilter, QueryOrder, QuerySelect, sea_query::Expr,
+    ActiveValue::Set,
+    ColumnTrait, Condition, ConnectionTrait, EntityTrait, PaginatorTrait, QueryFilter, QueryOrder,
+    QuerySelect,
+    sea_query::{Expr, ExprTrait},
 };
 use serde::{Deserialize, Serialize};
 
@@ -31,7 +33,7 @@ use crate::{
 
 pub(crate) use self::contacts::upsert_contacts;
 use self::{
-    contacts::{mark_unlisted_contacts, newly_deleted, upsert_contacts_on},
+    contacts::{mark_unlisted_contacts, newly_deleted, synced_tag_ids, upsert_contacts_on},
     groups::{account_counts, pull_groups},
 };
 
@@ -226,25 +228,45 @@ struct Counts {
     removed: i32,
 }
 
+/// What a progress write stores: the run's totals, or what one page added (pages may commit out
+/// of order, so theirs is added to the stored counters).
+#[derive(Debug, Clone, Copy)]
+enum Progress {
+    Totals(Counts),
+    Page(Counts),
+}
+
 /// Renews the lease and stores progress; `false` when another worker took the run over.
 async fn heartbeat<C: ConnectionTrait>(
     ctx: &Context,
     conn: &C,
     run_id: i64,
     worker: &str,
-    counts: Counts,
+    progress: Progress,
 ) -> ServiceResult<bool> {
     let now = ctx.clock.now_db();
-    let renewed = sync_runs::Entity::update_many()
-        .col_expr(
-            sync_runs::Column::LeaseExpiresAt,
-            Expr::value(now + TimeDelta::seconds(LEASE_SECS)),
-        )
-        .col_expr(sync_runs::Column::Accounts, Expr::value(counts.accounts))
-        .col_expr(sync_runs::Column::Contacts, Expr::value(counts.contacts))
-        .col_expr(sync_runs::Column::Groups, Expr::value(counts.groups))
-        .col_expr(sync_runs::Column::Members, Expr::value(counts.members))
-        .col_expr(sync_runs::Column::Removed, Expr::value(counts.removed))
+    let mut update = sync_runs::Entity::update_many().col_expr(
+        sync_runs::Column::LeaseExpiresAt,
+        Expr::value(now + TimeDelta::seconds(LEASE_SECS)),
+    );
+    update = match progress {
+        Progress::Totals(counts) => update
+            .col_expr(sync_runs::Column::Accounts, Expr::value(counts.accounts))
+            .col_expr(sync_runs::Column::Contacts, Expr::value(counts.contacts))
+            .col_expr(sync_runs::Column::Groups, Expr::value(counts.groups))
+            .col_expr(sync_runs::Column::Members, Expr::value(counts.members))
+            .col_expr(sync_runs::Column::Removed, Expr::value(counts.removed)),
+        Progress::Page(added) => update
+            .col_expr(
+                sync_runs::Column::Contacts,
+                Expr::col(sync_runs::Column::Contacts).add(added.contacts),
+            )
+            .col_expr(
+                sync_runs::Column::Removed,
+                Expr::col(sync_runs::Column::Removed).add(added.removed),
+            ),
+    };
+    let renewed = update
         .filter(sync_runs::Column::Id.eq(run_id))
         .filter(sync_runs::Column::LeaseOwner.eq(worker))
         .filter(sync_runs::Column::Status.eq(SyncStatus::Running))
@@ -260,7 +282,7 @@ async fn finish(
     counts: Counts,
     error: Option<String>,
 ) -> ServiceResult<()> {
-    heartbeat(ctx, &ctx.db, run_id, worker, counts).await?;
+    heartbeat(ctx, &ctx.db, run_id, worker, Progress::Totals(counts)).await?;
     sync_runs::Entity::update_many()
         .col_expr(
             sync_runs::Column::Status,
@@ -310,36 +332,131 @@ pub async fn execute(ctx: &Context, run: &sync_runs::Model, worker: &str) -> Ser
     finish(ctx, run.id, worker, counts, error).await
 }
 
-/// Writes one page of contacts and the run's progress in one transaction (one commit a page,
-/// where each statement used to commit alone), run again if it loses a lock conflict; returns
-/// the counts with the page. A run another worker took over writes nothing.
+/// Writes one page of contacts and adds it to the run's progress in one transaction (one commit
+/// a page, where each statement used to commit alone), run again if it loses a lock conflict;
+/// returns what the page added. A run another worker took over writes nothing. The page's tags
+/// are upserted first, on their own, so that pages written at the same time share no locked row
+/// but the run's, which each takes last.
 async fn store_page(
-    ctx: &Context,
+    ctx: Context,
     run_id: i64,
-    worker: &str,
-    instance: &wework_instances::Model,
-    account: &wework_accounts::Model,
-    items: &[RemoteContact],
-    counts: &Counts,
+    worker: String,
+    instance: wework_instances::Model,
+    account: wework_accounts::Model,
+    items: Vec<RemoteContact>,
 ) -> ServiceResult<Counts> {
+    let tag_ids = synced_tag_ids(&ctx.db, instance.id, &items, ctx.clock.now_db()).await?;
     crate::db::retry_lock_conflicts("sync page", || async {
         let txn = crate::db::begin(&ctx.db).await?;
-        let mut counts = *counts;
-        counts.removed += newly_deleted(&txn, account.id, items).await?;
+        let removed = newly_deleted(&txn, account.id, &items).await?;
         crate::db::reuse_plans(&txn).await?;
         crate::db::commit_without_flush(&txn).await?;
-        counts.contacts +=
-            upsert_contacts_on(&txn, ctx.clock.now_db(), instance, account, items).await?;
-        if !heartbeat(ctx, &txn, run_id, worker, counts).await? {
+        let now = ctx.clock.now_db();
+        let contacts = upsert_contacts_on(&txn, now, &instance, &account, &items, &tag_ids).await?;
+        let added = Counts {
+            contacts,
+            removed,
+            ..Counts::default()
+        };
+        if !heartbeat(&ctx, &txn, run_id, &worker, Progress::Page(added)).await? {
             return Err(ServiceError::Conflict {
                 field: None,
                 message: "another worker took over this sync".into(),
             });
         }
         txn.commit().await?;
-        Ok(counts)
+        Ok(added)
     })
     .await
+}
+
+/// Pages of one account written at the same time. On PostgreSQL two: the server's work on a
+/// page is most of a sync, and a second connection puts the other core to use. SQLite has one
+/// writer, and on MySQL the foreign-key checks' shared locks would make pages wait on each other.
+fn pages_in_flight(ctx: &Context) -> usize {
+    if ctx.db.get_database_backend() == sea_orm::DatabaseBackend::Postgres {
+        2
+    } else {
+        1
+    }
+}
+
+/// Adds a written page to the counts, or keeps the first failure.
+fn settle(
+    written: Result<ServiceResult<Counts>, tokio::task::JoinError>,
+    counts: &mut Counts,
+    failure: &mut Option<ServiceError>,
+) {
+    match written {
+        Ok(Ok(added)) => {
+            counts.contacts += added.contacts;
+            counts.removed += added.removed;
+        }
+        Ok(Err(e)) => {
+            failure.get_or_insert(e);
+        }
+        Err(e) => {
+            failure.get_or_insert(ServiceError::Internal(anyhow::anyhow!(
+                "a sync page writer stopped: {e}"
+            )));
+        }
+    }
+}
+
+/// Pulls an account's contacts page by page, fetching the next page while earlier ones are
+/// written (`pages_in_flight` at a time). Every page started is waited for, even when a fetch
+/// fails, so the counts are final when this returns.
+async fn pull_contacts(
+    ctx: &Context,
+    run_id: i64,
+    worker: &str,
+    driver: &dyn crate::drivers::InstanceDriver,
+    instance: &wework_instances::Model,
+    account: &wework_accounts::Model,
+    counts: &mut Counts,
+) -> ServiceResult<()> {
+    let mut writing: std::collections::VecDeque<tokio::task::JoinHandle<ServiceResult<Counts>>> =
+        std::collections::VecDeque::new();
+    let mut failure: Option<ServiceError> = None;
+    let mut cursor = None;
+    loop {
+        let page = with_retries(PAGE_ATTEMPTS, || {
+            driver.contacts(&account.wxid, cursor.clone())
+        })
+        .await
+        .map_err(accounts::driver_failure);
+        let page = match page {
+            Ok(page) => page,
+            Err(e) => {
+                failure.get_or_insert(e);
+                break;
+            }
+        };
+        if writing.len() >= pages_in_flight(ctx)
+            && let Some(oldest) = writing.pop_front()
+        {
+            settle(oldest.await, counts, &mut failure);
+        }
+        writing.push_back(tokio::spawn(store_page(
+            ctx.clone(),
+            run_id,
+            worker.to_owned(),
+            instance.clone(),
+            account.clone(),
+            page.items,
+        )));
+        match page.next_cursor.filter(|c| !c.is_empty()) {
+            Some(next) if failure.is_none() => cursor = Some(next),
+            _ => break,
+        }
+    }
+    while let Some(oldest) = writing.pop_front() {
+        settle(oldest.await, counts, &mut failure);
+    }
+    match failure {
+        Some(e) => Err(e),
+        None => Ok(()),
+    }
 }
 
 /// Tries per page before a sync gives up on a flaky instance.
@@ -357,45 +474,19 @@ async fn pull(
     counts.accounts = i32::try_from(synced.len()).unwrap_or(i32::MAX);
     for account in synced {
         let started = ctx.clock.now_db();
-        let fetch = |cursor: Option<String>| {
-            let driver = driver.as_ref();
-            let wxid = &account.wxid;
-            async move {
-                with_retries(PAGE_ATTEMPTS, || driver.contacts(wxid, cursor.clone()))
-                    .await
-                    .map_err(accounts::driver_failure)
-            }
-        };
-        let mut page = fetch(None).await?;
-        loop {
-            // The next page is fetched while this one is written: the instance and the database
-            // work at the same time.
-            let next = page.next_cursor.take().filter(|c| !c.is_empty());
-            let prefetch = async {
-                match next {
-                    Some(cursor) => fetch(Some(cursor)).await.map(Some),
-                    None => Ok(None),
-                }
-            };
-            let store = store_page(
-                ctx,
-                run.id,
-                worker,
-                &instance,
-                &account,
-                &page.items,
-                counts,
-            );
-            let (stored, fetched) = tokio::join!(store, prefetch);
-            *counts = stored?;
-            match fetched? {
-                Some(next) => page = next,
-                None => break,
-            }
-        }
+        pull_contacts(
+            ctx,
+            run.id,
+            worker,
+            driver.as_ref(),
+            &instance,
+            &account,
+            counts,
+        )
+        .await?;
         counts.removed += mark_unlisted_contacts(ctx, account.id, started).await?;
         pull_groups(ctx, driver.as_ref(), &instance, &account, counts).await?;
-        heartbeat(ctx, &ctx.db, run.id, worker, *counts).await?;
+        heartbeat(ctx, &ctx.db, run.id, worker, Progress::Totals(*counts)).await?;
         account_counts(ctx, account.id).await?;
     }
     Ok(())

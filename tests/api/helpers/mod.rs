@@ -367,6 +367,17 @@ impl TestApp {
 
     /// Syncs the instance and waits for the run to succeed.
     pub async fn sync(&self, instance: i64) -> SyncRunView {
+        let run = self.sync_to_end(instance).await;
+        assert_eq!(
+            run.status,
+            SyncStatus::Succeeded,
+            "the sync failed: {run:?}"
+        );
+        run
+    }
+
+    /// Requests a sync and waits until it succeeded or failed.
+    pub async fn sync_to_end(&self, instance: i64) -> SyncRunView {
         let admin = self.admin_token().await;
         let queued = self
             .post(
@@ -386,13 +397,7 @@ impl TestApp {
                 |v: &Page<SyncRunView>| v.items.iter().any(finished),
             )
             .await;
-        let run = runs.items.into_iter().find(finished).unwrap();
-        assert_eq!(
-            run.status,
-            SyncStatus::Succeeded,
-            "the sync failed: {run:?}"
-        );
-        run
+        runs.items.into_iter().find(finished).unwrap()
     }
 
     pub fn request(&self, method: Method, path: &str, token: Option<&str>) -> RequestBuilder {
