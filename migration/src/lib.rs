@@ -36,6 +36,7 @@ mod m20261204_000022_desk_message_origin;
 mod m20261205_000023_contact_search;
 mod m20261205_000024_no_deleted_at_indexes;
 mod m20261206_000025_no_contact_name_indexes;
+mod m20261206_000026_mysql_contact_grams;
 
 pub struct Migrator;
 
@@ -68,6 +69,7 @@ impl MigratorTrait for Migrator {
             Box::new(m20261205_000023_contact_search::Migration),
             Box::new(m20261205_000024_no_deleted_at_indexes::Migration),
             Box::new(m20261206_000025_no_contact_name_indexes::Migration),
+            Box::new(m20261206_000026_mysql_contact_grams::Migration),
         ]
     }
 }

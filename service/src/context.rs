@@ -75,6 +75,9 @@ impl Context {
         let limiter = RateLimiter::new(redis.clone(), &settings.redis.key_prefix);
         let telemetry = Telemetry::start(&settings, &db)?;
         let read_db = crate::db::connect_reader(&settings.database, &db).await?;
+        for conn in [&db, &read_db] {
+            crate::contacts::keyword::detect_index(conn).await?;
+        }
         Ok(Self {
             db,
             read_db,

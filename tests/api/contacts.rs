@@ -527,12 +527,23 @@ async fn keyword_search_finds_exactly_the_substring_matches_through_the_index_or
         "wm\"x".into(),
         "没有这个人".into(),
     ];
+    // The end of a contact's last columns: on MySQL one or two characters are looked up as
+    // the beginning of a piece, and the text is padded so that these begin one too.
+    keywords.push(wxid[wxid.len() - 2..].iter().collect());
+    keywords.push(wxid[wxid.len() - 1..].iter().collect());
     if let Some(phone) = &sample.phone {
         keywords.push(phone.chars().skip(3).take(5).collect());
+        let phone: Vec<char> = phone.chars().collect();
+        keywords.push(phone[phone.len() - 2..].iter().collect());
     }
     for q in &keywords {
         let found = ids_of(&app, &format!("q={}", encode(q)), 7).await;
         assert_eq!(found, expected(&all, q), "keyword {q:?}");
+        // Counts (segments, estimates, expansions) take the keyword as one condition.
+        let counted: service::segments::SegmentCount = app
+            .post_as("/api/v1/segments/count", &admin, json!({ "q": q }))
+            .await;
+        assert_eq!(counted.contacts, found.len() as u64, "count of {q:?}");
     }
     assert!(!expected(&all, &keywords[2]).is_empty());
 
@@ -557,6 +568,9 @@ async fn keyword_search_finds_exactly_the_substring_matches_through_the_index_or
         [target.id],
         "索引里"
     );
+    // The last two characters of a contact's text (on MySQL, the beginning of a piece only
+    // because the text is padded).
+    assert!(ids_of(&app, "q=yz", 50).await.contains(&target.id), "yz");
     app.send_json(
         Method::PATCH,
         &format!("/api/v1/contacts/{}", target.id),
@@ -575,6 +589,63 @@ async fn keyword_search_finds_exactly_the_substring_matches_through_the_index_or
     assert!(gone.status().is_success(), "{}", gone.status());
     let by_wxid = format!("q={}", encode(&all[5].wxid));
     assert!(!ids_of(&app, &by_wxid, 7).await.contains(&all[5].id));
+
+    if app.ctx.db.get_database_backend() != sea_orm::DbBackend::MySql {
+        return;
+    }
+    // MySQL: the triggers kept the trigram table as the contact changed (the `LIKE` on every
+    // path would hide a missing removal from the searches above).
+    assert!(service::contacts::keyword::mysql_index_present());
+    use sea_orm::ConnectionTrait;
+    let pieces_of = |id: i64, gram: &'static str| {
+        let db = app.ctx.db.clone();
+        async move {
+            let row = db
+                .query_one_raw(sea_orm::Statement::from_sql_and_values(
+                    sea_orm::DbBackend::MySql,
+                    "SELECT COUNT(*) AS n FROM contacts_search_grams \
+                     WHERE contact_id = ? AND gram = ?",
+                    [id.into(), gram.into()],
+                ))
+                .await
+                .unwrap()
+                .unwrap();
+            row.try_get::<i64>("", "n").unwrap()
+        }
+    };
+    assert_eq!(
+        pieces_of(target.id, "备注x").await,
+        0,
+        "the old remark's pieces went"
+    );
+    assert_eq!(pieces_of(target.id, "换掉了").await, 1);
+
+    // A database migrated while contacts exist indexes them: without the table, a remark
+    // changes; migrated again, the new remark is found through the table.
+    use migration::{Migrator, MigratorTrait};
+    let position = Migrator::migrations()
+        .iter()
+        .position(|m| m.name() == "m20261206_000026_mysql_contact_grams")
+        .unwrap();
+    let after = u32::try_from(Migrator::migrations().len() - position).unwrap();
+    Migrator::down(&app.ctx.db, Some(after)).await.unwrap();
+    let edited = app
+        .send_json(
+            Method::PATCH,
+            &format!("/api/v1/contacts/{}", target.id),
+            &admin,
+            json!({ "remark": "迁移之前的备注" }),
+        )
+        .await;
+    assert_eq!(edited.status(), StatusCode::OK);
+    Migrator::up(&app.ctx.db, None).await.unwrap();
+    assert_eq!(pieces_of(target.id, "之前的").await, 1);
+    assert_eq!(pieces_of(target.id, "换掉了").await, 0);
+    assert_eq!(
+        ids_of(&app, "q=%E4%B9%8B%E5%89%8D%E7%9A%84", 7).await,
+        [target.id],
+        "之前的"
+    );
 }
 
 #[tokio::test]

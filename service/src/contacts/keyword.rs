@@ -6,16 +6,26 @@
 //!   rare keyword reads its few entries and a common one stops early; counts and expansions ask
 //!   it for the matching ids. Shorter keywords scan, newest first, stopping at a full page.
 //! - PostgreSQL: `pg_trgm` indexes on `LOWER(col)` serve the unchanged `LIKE`.
-//! - MySQL/MariaDB: a scan.
+//! - MySQL/MariaDB: the trigram table `contacts_search_grams` (migration
+//!   `m20261206_000026_mysql_contact_grams`), joined once for each of the keyword's pieces on
+//!   `(gram, contact_id)`; the planner drives from the rarest piece (its index dives count
+//!   them) or, for a common keyword, reads contacts newest first and probes. Where the
+//!   migration could not make it, a scan.
 //!
 //! The `LIKE` stays on every path, so the index only ever narrows what is read, never what
 //! matches.
 
+use std::sync::atomic::{AtomicU8, Ordering};
+
 use entity::contacts;
 use sea_orm::{
-    ColumnTrait, DbBackend, JoinType, QueryFilter, QueryOrder, QuerySelect, QueryTrait, Select,
-    sea_query::{Alias, Condition, Expr, ExprTrait, Order, Query},
+    ColumnTrait, ConnectionTrait, DatabaseConnection, DbBackend, DbErr, JoinType, QueryFilter,
+    QueryOrder, QuerySelect, QueryTrait, Select, Statement,
+    sea_query::{Alias, Condition, Expr, ExprTrait, LikeExpr, Order, Query, SelectStatement},
 };
+
+use super::tag_filter;
+use crate::ServiceResult;
 
 /// The columns a keyword is looked for in.
 pub const SEARCHED: [contacts::Column; 4] = [
@@ -25,15 +35,70 @@ pub const SEARCHED: [contacts::Column; 4] = [
     contacts::Column::Phone,
 ];
 
-/// The FTS5 trigram tokenizer needs three characters to look anything up.
+/// Both trigram indexes need three characters to look anything up.
 const INDEXED_MIN_CHARS: usize = 3;
 const INDEX: &str = "contacts_search";
+const GRAMS: &str = "contacts_search_grams";
+/// At most this many of a long keyword's pieces are looked up (one join each); the `LIKE`
+/// checks the rest.
+const MAX_GRAMS: usize = 6;
+
+const UNKNOWN: u8 = 0;
+const PRESENT: u8 = 1;
+const ABSENT: u8 = 2;
+/// Whether the MySQL databases this process uses have the trigram table. Unknown until
+/// `detect_index` looked (then search scans, which is always right); once one lacks it, it
+/// stays absent.
+static MYSQL_GRAMS: AtomicU8 = AtomicU8::new(UNKNOWN);
+
+/// Looks, on MySQL, for the trigram table and its three triggers (the migration makes all or
+/// none, but a database migrated by hand could differ); called once a database is migrated.
+pub async fn detect_index(db: &DatabaseConnection) -> Result<(), DbErr> {
+    if db.get_database_backend() != DbBackend::MySql {
+        return Ok(());
+    }
+    let found = db
+        .query_one_raw(Statement::from_string(
+            DbBackend::MySql,
+            "SELECT COUNT(*) AS n FROM information_schema.TRIGGERS \
+             WHERE TRIGGER_SCHEMA = DATABASE() AND EVENT_OBJECT_TABLE = 'contacts' \
+             AND TRIGGER_NAME LIKE 'contacts\\_search\\_%'",
+        ))
+        .await?
+        .map(|row| row.try_get::<i64>("", "n"))
+        .transpose()?
+        .unwrap_or(0);
+    if found == 3 {
+        let _ = MYSQL_GRAMS.compare_exchange(UNKNOWN, PRESENT, Ordering::AcqRel, Ordering::Acquire);
+    } else {
+        MYSQL_GRAMS.store(ABSENT, Ordering::Release);
+    }
+    Ok(())
+}
+
+/// Whether keywords on MySQL go through the trigram table.
+pub fn mysql_index_present() -> bool {
+    MYSQL_GRAMS.load(Ordering::Acquire) == PRESENT
+}
+
+/// How the index finds a keyword's candidates.
+#[derive(Debug, Clone)]
+enum Lookup {
+    /// Shorter than a trigram, or no index: the `LIKE` alone.
+    Scan,
+    /// SQLite: the FTS5 query (one phrase).
+    Phrase(String),
+    /// MySQL: the pieces a matching contact has all of.
+    Grams(Vec<String>),
+    /// MySQL, a keyword of one or two characters that begins few pieces: the `LIKE` pattern
+    /// of those pieces (`ab%`).
+    Prefix(String),
+}
 
 #[derive(Debug, Clone)]
 pub struct Keyword {
     like: Condition,
-    /// The FTS5 query (one phrase) when the SQLite index can serve this keyword.
-    phrase: Option<String>,
+    lookup: Lookup,
 }
 
 impl Keyword {
@@ -41,35 +106,129 @@ impl Keyword {
     pub fn parse(backend: DbBackend, q: Option<&str>) -> Option<Self> {
         let like = crate::search::contains_any(&SEARCHED, q)?;
         let q = q.map(str::trim).unwrap_or_default();
-        let phrase = (backend == DbBackend::Sqlite && q.chars().count() >= INDEXED_MIN_CHARS)
-            .then(|| format!("\"{}\"", q.replace('"', "\"\"")));
-        Some(Self { like, phrase })
+        let lookup = match backend {
+            _ if q.chars().count() < INDEXED_MIN_CHARS => Lookup::Scan,
+            DbBackend::Sqlite => Lookup::Phrase(format!("\"{}\"", q.replace('"', "\"\""))),
+            DbBackend::MySql if mysql_index_present() => Lookup::Grams(grams(q)),
+            _ => Lookup::Scan,
+        };
+        Some(Self { like, lookup })
     }
 
     /// The keyword as a condition on a contacts query, for counts and expansions (which need
     /// every match, so reading all of the index's matches is what they would do anyway).
     pub fn condition(&self) -> Condition {
-        let Some(phrase) = &self.phrase else {
-            return self.like.clone();
+        let indexed = match &self.lookup {
+            Lookup::Scan => return self.like.clone(),
+            Lookup::Phrase(phrase) => Query::select()
+                .expr(Expr::col(Alias::new("rowid")))
+                .from(Alias::new(INDEX))
+                .and_where(Expr::cust_with_values(
+                    format!("{INDEX} MATCH ?"),
+                    [phrase.clone()],
+                ))
+                .to_owned(),
+            Lookup::Grams(grams) => with_all_grams(grams),
+            Lookup::Prefix(pattern) => pieces_beginning(pattern),
         };
-        let indexed = Query::select()
-            .expr(Expr::col(Alias::new("rowid")))
-            .from(Alias::new(INDEX))
-            .and_where(Expr::cust_with_values(
-                format!("{INDEX} MATCH ?"),
-                [phrase.clone()],
-            ))
-            .to_owned();
-        self.like
-            .clone()
+        // `like` is an `any` of the columns: the index narrows it, never widens it.
+        Condition::all()
+            .add(self.like.clone())
             .add(Expr::col((contacts::Entity, contacts::Column::Id)).in_subquery(indexed))
     }
+}
+
+impl Keyword {
+    /// `parse`, for one page of the list: on MySQL a keyword of one or two characters is
+    /// looked up as a prefix of the pieces when few pieces begin with it (a bounded count, as
+    /// for tags). A common one scans newest first, which stops after the page; a rare one
+    /// would scan every contact.
+    pub async fn for_page<C: ConnectionTrait>(
+        db: &C,
+        q: Option<&str>,
+    ) -> ServiceResult<Option<Self>> {
+        let backend = db.get_database_backend();
+        let Some(mut keyword) = Self::parse(backend, q) else {
+            return Ok(None);
+        };
+        let q = q.map(str::trim).unwrap_or_default();
+        if backend == DbBackend::MySql
+            && mysql_index_present()
+            && q.chars().count() < INDEXED_MIN_CHARS
+        {
+            let pattern = format!("{}%", crate::search::lower_escaped(q));
+            if !tag_filter::more_than_dense(db, pieces_beginning(&pattern)).await? {
+                keyword.lookup = Lookup::Prefix(pattern);
+            }
+        }
+        Ok(Some(keyword))
+    }
+
+    fn without_lookup(&self) -> Self {
+        Self {
+            like: self.like.clone(),
+            lookup: Lookup::Scan,
+        }
+    }
+}
+
+/// The distinct three-character pieces of the lower-cased keyword (as the `LIKE` pattern has
+/// it), at most `MAX_GRAMS` of them spread from first to last.
+fn grams(q: &str) -> Vec<String> {
+    let chars: Vec<char> = q.to_lowercase().chars().collect();
+    let mut all: Vec<String> = chars.windows(3).map(|w| w.iter().collect()).collect();
+    let mut seen = std::collections::HashSet::new();
+    all.retain(|g| seen.insert(g.clone()));
+    if all.len() <= MAX_GRAMS {
+        return all;
+    }
+    let last = all.len() - 1;
+    (0..MAX_GRAMS)
+        .map(|k| all[k * last / (MAX_GRAMS - 1)].clone())
+        .collect()
+}
+
+/// `contact_id` of the pieces `pattern` (`LIKE`, escaped with `\`) matches.
+fn pieces_beginning(pattern: &str) -> SelectStatement {
+    Query::select()
+        .column(Alias::new("contact_id"))
+        .from(Alias::new(GRAMS))
+        .and_where(Expr::col(Alias::new("gram")).like(LikeExpr::new(pattern).escape('\\')))
+        .to_owned()
+}
+
+fn gram_alias(k: usize) -> Alias {
+    Alias::new(format!("kw_g{k}"))
+}
+
+/// `contact_id` of the contacts that have every one of `grams`.
+fn with_all_grams(grams: &[String]) -> SelectStatement {
+    let mut query = Query::select();
+    query
+        .column((gram_alias(0), Alias::new("contact_id")))
+        .from_as(Alias::new(GRAMS), gram_alias(0))
+        .and_where(Expr::col((gram_alias(0), Alias::new("gram"))).eq(grams[0].clone()));
+    for (k, gram) in grams.iter().enumerate().skip(1) {
+        query.join_as(
+            JoinType::InnerJoin,
+            Alias::new(GRAMS),
+            gram_alias(k),
+            Condition::all()
+                .add(Expr::col((gram_alias(k), Alias::new("gram"))).eq(gram.clone()))
+                .add(
+                    Expr::col((gram_alias(k), Alias::new("contact_id")))
+                        .equals((gram_alias(0), Alias::new("contact_id"))),
+                ),
+        );
+    }
+    query
 }
 
 /// One page of `query` newest first (`id < before` when given), the keyword applied. On SQLite
 /// with an indexed keyword the index drives the page: joined on its rowid (the contact's id)
 /// and ordered by it, which SQLite reads newest first and stops after `limit`; a condition
-/// `id IN (…)` would first collect every match.
+/// `id IN (…)` would first collect every match. On MySQL each piece is joined on its primary
+/// key, which leaves the planner both ways to go (from the rarest piece, or down the contacts).
 pub fn newest_first(
     query: Select<contacts::Entity>,
     keyword: Option<&Keyword>,
@@ -80,7 +239,29 @@ pub fn newest_first(
     match keyword {
         Some(
             k @ Keyword {
-                phrase: Some(phrase),
+                lookup: Lookup::Grams(grams),
+                ..
+            },
+        ) => {
+            let mut query = query;
+            for (i, gram) in grams.iter().enumerate() {
+                QueryTrait::query(&mut query).join_as(
+                    JoinType::InnerJoin,
+                    Alias::new(GRAMS),
+                    gram_alias(i),
+                    Condition::all()
+                        .add(Expr::col((gram_alias(i), Alias::new("gram"))).eq(gram.clone()))
+                        .add(
+                            Expr::col((gram_alias(i), Alias::new("contact_id")))
+                                .equals((contacts::Entity, contacts::Column::Id)),
+                        ),
+                );
+            }
+            newest_first(query, Some(&k.without_lookup()), before, limit)
+        }
+        Some(
+            k @ Keyword {
+                lookup: Lookup::Phrase(phrase),
                 ..
             },
         ) => {
@@ -100,8 +281,9 @@ pub fn newest_first(
             query.order_by(rowid(), Order::Desc).limit(limit)
         }
         _ => {
+            // A scan, or a prefix's few contacts collected.
             let mut query = match keyword {
-                Some(k) => query.filter(k.like.clone()),
+                Some(k) => query.filter(k.condition()),
                 None => query,
             };
             if let Some(before) = before {
@@ -109,5 +291,25 @@ pub fn newest_first(
             }
             query.order_by_desc(contacts::Column::Id).limit(limit)
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::grams;
+
+    #[test]
+    fn a_keyword_is_cut_into_its_distinct_lower_cased_pieces() {
+        assert_eq!(grams("王99999"), ["王99", "999"]);
+        assert_eq!(grams("BeNch"), ["ben", "enc", "nch"]);
+        assert!(grams("ab").is_empty());
+    }
+
+    #[test]
+    fn a_long_keyword_is_looked_up_by_pieces_spread_over_it() {
+        let picked = grams("abcdefghijklmnop");
+        assert_eq!(picked.len(), super::MAX_GRAMS);
+        assert_eq!(picked.first().map(String::as_str), Some("abc"));
+        assert_eq!(picked.last().map(String::as_str), Some("nop"));
     }
 }

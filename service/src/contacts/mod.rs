@@ -194,6 +194,7 @@ pub struct ResolvedFilter {
     filter: ContactFilter,
     segment: Option<crate::tasks::spec::AudienceFilter>,
     density: tag_filter::Density,
+    keyword: Option<keyword::Keyword>,
 }
 
 impl ResolvedFilter {
@@ -214,10 +215,9 @@ impl ResolvedFilter {
             Some(s) => matching::narrow(query, s, backend),
             None => query,
         };
-        let keyword = keyword::Keyword::parse(backend, self.filter.q.as_deref());
         Ok(keyword::newest_first(
             query,
-            keyword.as_ref(),
+            self.keyword.as_ref(),
             before,
             limit,
         ))
@@ -271,10 +271,12 @@ impl ContactFilter {
             &accepted(self.tags_all.as_deref()),
         )
         .await?;
+        let keyword = keyword::Keyword::for_page(&ctx.read_db, self.q.as_deref()).await?;
         Ok(ResolvedFilter {
             filter: self,
             segment,
             density,
+            keyword,
         })
     }
 

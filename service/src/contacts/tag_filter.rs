@@ -56,15 +56,22 @@ impl Density {
 
 /// Whether the tags hold more than `DENSE_POSTINGS` links, reading at most one more.
 async fn dense<C: ConnectionTrait>(db: &C, tag_ids: &[i64]) -> ServiceResult<bool> {
-    let bounded = Query::select()
+    let postings = Query::select()
         .expr_as(Expr::val(1), "one")
         .from(contact_tags::Entity)
         .and_where(contact_tags::Column::TagId.is_in(tag_ids.iter().copied()))
-        .limit(DENSE_POSTINGS + 1)
         .to_owned();
+    more_than_dense(db, postings).await
+}
+
+/// Whether `postings` gives more than `DENSE_POSTINGS` rows, reading at most one more.
+pub(super) async fn more_than_dense<C: ConnectionTrait>(
+    db: &C,
+    mut postings: SelectStatement,
+) -> ServiceResult<bool> {
     let count = Query::select()
         .expr_as(Expr::cust("COUNT(*)"), "n")
-        .from_subquery(bounded, "bounded")
+        .from_subquery(postings.limit(DENSE_POSTINGS + 1).to_owned(), "bounded")
         .to_owned();
     let n: i64 = match db.query_one(&count).await? {
         Some(row) => row.try_get("", "n")?,
