@@ -9,8 +9,10 @@
 //! - MySQL/MariaDB: the trigram table `contacts_search_grams` (migration
 //!   `m20261206_000026_mysql_contact_grams`), joined once for each of the keyword's pieces on
 //!   `(gram, contact_id)`; the planner drives from the rarest piece (its index dives count
-//!   them) or, for a common keyword, reads contacts newest first and probes. Where the
-//!   migration could not make it, a scan.
+//!   them) or, for a common keyword, reads contacts newest first and probes. One or two
+//!   characters are a prefix of the pieces: collected when few pieces begin with them, else a
+//!   scan newest first (which a common keyword ends soon). Where the migration could not make
+//!   the table, a scan.
 //!
 //! The `LIKE` stays on every path, so the index only ever narrows what is read, never what
 //! matches.
