@@ -46,6 +46,8 @@ pub struct Context {
     pub schedule_signal: Arc<crate::wake::Signal>,
     /// Raised when the scheduler created runs whose audiences wait for expansion.
     pub expand_signal: Arc<crate::wake::Signal>,
+    /// Turns at SQLite's write lock for the dispatch chains (`db::WriteTurns`).
+    pub write_turns: crate::db::WriteTurns,
 }
 
 impl Context {
@@ -79,6 +81,7 @@ impl Context {
             crate::contacts::keyword::detect_index(conn).await?;
         }
         Ok(Self {
+            write_turns: crate::db::WriteTurns::for_backend(db.get_database_backend()),
             db,
             read_db,
             settings: Arc::new(settings),

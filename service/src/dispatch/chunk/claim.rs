@@ -69,6 +69,7 @@ pub(super) async fn claim(
         let update = lease
             .update()
             .filter(message_receivers::Column::Id.in_subquery(picked));
+        let _turn = ctx.write_turns.take().await;
         return Ok(by_id(crate::db::update_returning(&ctx.db, update).await?));
     }
     for _ in 0..5 {

@@ -52,6 +52,7 @@ async fn record_once(
 ) -> ServiceResult<ChunkReport> {
     let task = &shared.task;
     let now = ctx.clock.now_db();
+    let _turn = ctx.write_turns.take().await;
     let txn = crate::db::begin(&ctx.db).await?;
     let outcomes = still_leased(&txn, token, outcomes).await?;
     let sorted = Sorted::of(&outcomes);
