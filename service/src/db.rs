@@ -283,4 +283,55 @@ mod tests {
         assert_eq!(sqlite_path("sqlite::memory:"), None);
         assert_eq!(sqlite_path("postgres://x/y"), None);
     }
+
+    /// Another connection holds SQLite's write lock; this one does not wait for it (no busy
+    /// timeout), so its write fails as busy until the other commits.
+    #[tokio::test]
+    async fn a_write_that_found_the_database_locked_is_run_again_and_others_are_not() {
+        let path = std::env::temp_dir().join(format!("wework-retry-{}.db", uuid::Uuid::new_v4()));
+        let url = format!("sqlite://{}?mode=rwc", path.display());
+        let holder = Database::connect(&url).await.unwrap();
+        holder
+            .execute_unprepared("PRAGMA journal_mode = WAL; CREATE TABLE t (x INTEGER)")
+            .await
+            .unwrap();
+        let mut options = ConnectOptions::new(url);
+        options.map_sqlx_sqlite_opts(|o| o.busy_timeout(Duration::ZERO));
+        let impatient = Database::connect(options).await.unwrap();
+        let lock = tokio::sync::Mutex::new(Some(begin(&holder).await.unwrap()));
+        let attempts = std::sync::atomic::AtomicU32::new(0);
+        let done = retry_lock_conflicts("test write", || async {
+            let n = attempts.fetch_add(1, std::sync::atomic::Ordering::SeqCst) + 1;
+            if n == 3
+                && let Some(txn) = lock.lock().await.take()
+            {
+                txn.commit().await?;
+            }
+            impatient
+                .execute_unprepared("INSERT INTO t VALUES (1)")
+                .await?;
+            Ok(n)
+        })
+        .await;
+        assert_eq!(done.unwrap(), 3, "busy twice, then written");
+
+        let attempts = std::sync::atomic::AtomicU32::new(0);
+        let refused: crate::ServiceResult<()> = retry_lock_conflicts("test read", || async {
+            attempts.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+            impatient
+                .execute_unprepared("SELECT * FROM missing")
+                .await?;
+            Ok(())
+        })
+        .await;
+        assert!(refused.is_err());
+        assert_eq!(
+            attempts.into_inner(),
+            1,
+            "an error that is no lock conflict is not retried"
+        );
+        for suffix in ["", "-wal", "-shm"] {
+            let _ = std::fs::remove_file(format!("{}{suffix}", path.display()));
+        }
+    }
 }

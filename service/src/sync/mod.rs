@@ -345,7 +345,13 @@ async fn store_page(
     account: wework_accounts::Model,
     items: Vec<RemoteContact>,
 ) -> ServiceResult<Counts> {
-    let tag_ids = synced_tag_ids(&ctx.db, instance.id, &items, ctx.clock.now_db()).await?;
+    // An upsert, so as safe to run again as the page: a lost lock conflict here (a callback
+    // upserting the same tags) no longer fails the sync.
+    let tagged_at = ctx.clock.now_db();
+    let tag_ids = crate::db::retry_lock_conflicts("sync page tags", || {
+        synced_tag_ids(&ctx.db, instance.id, &items, tagged_at)
+    })
+    .await?;
     crate::db::retry_lock_conflicts("sync page", || async {
         let txn = crate::db::begin(&ctx.db).await?;
         let removed = newly_deleted(&txn, account.id, &items).await?;
