@@ -17,6 +17,14 @@ use crate::{
     tasks::{self, TaskInput, TaskView, spec::Audience},
 };
 
+/// A new message's uuid (a receiver's, then its `messages` row's; also the idempotency key of
+/// its send). Time-ordered (UUIDv7, 74 random bits): each table's uuid index then takes new
+/// keys at its end, in pages already in memory, where random ones landed on a page anywhere in
+/// an index of millions.
+pub fn new_message_uuid() -> uuid::Uuid {
+    uuid::Uuid::now_v7()
+}
+
 #[derive(Debug, Clone, Deserialize, Serialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct MessageInput {

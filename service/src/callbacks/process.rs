@@ -402,7 +402,7 @@ pub(crate) async fn store_inbound(
             _ => false,
         };
         let row = messages::ActiveModel {
-            message_uuid: Set(uuid::Uuid::new_v4()),
+            message_uuid: Set(crate::messages::new_message_uuid()),
             direction: Set(MessageDirection::In),
             instance_id: Set(instance.id),
             account_id: Set(account.id),

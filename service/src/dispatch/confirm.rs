@@ -60,7 +60,7 @@ pub async fn poll(ctx: &Context, limit: u64) -> ServiceResult<CheckReport> {
         .select_only()
         .column(message_receivers::Column::RemoteMsgId)
         .column(message_receivers::Column::AccountId)
-        .filter(message_receivers::Column::SendStatus.eq(ReceiverStatus::AwaitingConfirmation))
+        .filter(super::status_is(ReceiverStatus::AwaitingConfirmation))
         .filter(message_receivers::Column::RemoteMsgId.is_not_null())
         .group_by(message_receivers::Column::RemoteMsgId)
         .group_by(message_receivers::Column::AccountId)
@@ -89,7 +89,7 @@ pub async fn check(
     mode: Mode,
 ) -> ServiceResult<CheckReport> {
     let waiting = message_receivers::Entity::find()
-        .filter(message_receivers::Column::SendStatus.eq(ReceiverStatus::AwaitingConfirmation))
+        .filter(super::status_is(ReceiverStatus::AwaitingConfirmation))
         .filter(message_receivers::Column::RemoteMsgId.eq(msgid))
         .filter(message_receivers::Column::AccountId.eq(account_id))
         .all(&ctx.db)
@@ -182,7 +182,7 @@ pub async fn resolve_remote(
         .all(&ctx.db)
         .await?;
     let waiting = message_receivers::Entity::find()
-        .filter(message_receivers::Column::SendStatus.eq(ReceiverStatus::AwaitingConfirmation))
+        .filter(super::status_is(ReceiverStatus::AwaitingConfirmation))
         .filter(message_receivers::Column::RemoteMsgId.eq(remote))
         .filter(message_receivers::Column::AccountId.is_in(accounts))
         .all(&ctx.db)
@@ -272,9 +272,7 @@ pub async fn apply(
                 .col_expr(message_receivers::Column::SkipReason, Expr::value(skip))
                 .col_expr(message_receivers::Column::UpdatedAt, Expr::value(now))
                 .filter(message_receivers::Column::Id.is_in(rows.iter().map(|r| r.id)))
-                .filter(
-                    message_receivers::Column::SendStatus.eq(ReceiverStatus::AwaitingConfirmation),
-                )
+                .filter(super::status_is(ReceiverStatus::AwaitingConfirmation))
                 .exec(&txn)
                 .await?
                 .rows_affected;

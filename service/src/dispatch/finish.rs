@@ -80,22 +80,30 @@ pub async fn add_counts<C: ConnectionTrait>(
     Ok(())
 }
 
-/// Whether receivers of the run are still to be sent (pending or claimed). An existence check,
-/// not a count: it runs after every chunk that did not fill.
+/// Whether receivers of the run are still to be sent (pending or claimed). Existence checks,
+/// not a count: it runs after every chunk that did not fill. One per status, so that each is
+/// answered from its partial index, in one snapshot: a receiver moving between the two (a
+/// claim, a lease given back) is seen in one of them.
 pub async fn unfinished(ctx: &Context, run_id: i64) -> ServiceResult<bool> {
-    Ok(message_receivers::Entity::find()
-        .select_only()
-        .column(message_receivers::Column::Id)
-        .filter(message_receivers::Column::RunId.eq(run_id))
-        .filter(
-            message_receivers::Column::SendStatus
-                .is_in([ReceiverStatus::Pending, ReceiverStatus::Claimed]),
-        )
-        .limit(1)
-        .into_tuple::<i64>()
-        .one(&ctx.db)
-        .await?
-        .is_some())
+    let snapshot = crate::db::snapshot(&ctx.db).await?;
+    let mut open = false;
+    for status in [ReceiverStatus::Pending, ReceiverStatus::Claimed] {
+        open = message_receivers::Entity::find()
+            .select_only()
+            .column(message_receivers::Column::Id)
+            .filter(message_receivers::Column::RunId.eq(run_id))
+            .filter(super::status_is(status))
+            .limit(1)
+            .into_tuple::<i64>()
+            .one(&snapshot)
+            .await?
+            .is_some();
+        if open {
+            break;
+        }
+    }
+    snapshot.commit().await?;
+    Ok(open)
 }
 
 /// Completes the run once nothing is left to send (or moves it to `awaiting_confirmation` while
@@ -113,7 +121,7 @@ pub async fn finish_if_done(ctx: &Context, run_id: i64) -> ServiceResult<()> {
     };
     let awaiting = message_receivers::Entity::find()
         .filter(message_receivers::Column::RunId.eq(run_id))
-        .filter(message_receivers::Column::SendStatus.eq(ReceiverStatus::AwaitingConfirmation))
+        .filter(super::status_is(ReceiverStatus::AwaitingConfirmation))
         .count(&ctx.db)
         .await?;
     let now = ctx.clock.now_db();

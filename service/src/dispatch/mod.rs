@@ -52,7 +52,7 @@ pub async fn ready_runs(
             .select_only()
             .column(message_receivers::Column::Id)
             .filter(message_receivers::Column::RunId.eq(run))
-            .filter(message_receivers::Column::SendStatus.eq(ReceiverStatus::Pending))
+            .filter(status_is(ReceiverStatus::Pending))
             .filter(
                 Condition::any()
                     .add(message_receivers::Column::NextAttemptAt.is_null())
@@ -95,4 +95,18 @@ pub(crate) fn lease_returned() -> sea_orm::UpdateMany<entity::message_receivers:
             Column::LeaseExpiresAt,
             Expr::value(Option::<chrono::NaiveDateTime>::None),
         )
+}
+
+/// `send_status = '<status>'` with the status written into the statement, not bound. The
+/// lookups by status read partial indexes (`… WHERE send_status = 'pending'`, migration
+/// `m20261206_000027`), and PostgreSQL, once it plans a prepared statement without its values
+/// (its generic plan, used after a few runs), can use such an index only if the condition names
+/// the same constant. (SQLite re-plans for the bound value.) The statuses are fixed identifiers.
+pub(crate) fn status_is(status: ReceiverStatus) -> sea_orm::sea_query::SimpleExpr {
+    use sea_orm::sea_query::{Expr, ExprTrait};
+    Expr::col((
+        message_receivers::Entity,
+        message_receivers::Column::SendStatus,
+    ))
+    .eq(Expr::cust(format!("'{}'", status.as_str())))
 }

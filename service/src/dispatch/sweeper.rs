@@ -21,7 +21,7 @@ pub async fn sweep(ctx: &Context) -> ServiceResult<Swept> {
             message_receivers::Column::SendStatus,
             Expr::value(ReceiverStatus::Pending),
         )
-        .filter(message_receivers::Column::SendStatus.eq(ReceiverStatus::Claimed))
+        .filter(super::status_is(ReceiverStatus::Claimed))
         .filter(message_receivers::Column::LeaseExpiresAt.lt(now))
         .exec(&ctx.db)
         .await?

@@ -282,7 +282,7 @@ pub(crate) async fn skip_pending_as_cancelled(
         )
         .col_expr(message_receivers::Column::UpdatedAt, Expr::value(now))
         .filter(message_receivers::Column::RunId.eq(run_id))
-        .filter(message_receivers::Column::SendStatus.eq(ReceiverStatus::Pending))
+        .filter(crate::dispatch::status_is(ReceiverStatus::Pending))
         .exec(txn)
         .await?
         .rows_affected)
@@ -313,7 +313,9 @@ async fn unconfirmed(
             .column(message_receivers::Column::RemindCount)
             .column(message_receivers::Column::LastRemindedAt)
             .filter(message_receivers::Column::TaskId.eq(task_id))
-            .filter(message_receivers::Column::SendStatus.eq(ReceiverStatus::AwaitingConfirmation))
+            .filter(crate::dispatch::status_is(
+                ReceiverStatus::AwaitingConfirmation,
+            ))
             .filter(message_receivers::Column::RemoteMsgId.is_not_null())
             .distinct()
             .into_tuple()
@@ -573,7 +575,7 @@ async fn copy_failed(
     loop {
         let rows = message_receivers::Entity::find()
             .filter(message_receivers::Column::RunId.eq(from))
-            .filter(message_receivers::Column::SendStatus.eq(ReceiverStatus::Failed))
+            .filter(crate::dispatch::status_is(ReceiverStatus::Failed))
             .filter(message_receivers::Column::Id.gt(after))
             .order_by_asc(message_receivers::Column::Id)
             .limit(500)
@@ -604,7 +606,7 @@ async fn copy_failed(
                     account_id: Set(r.account_id),
                     receiver_wxid: Set(r.receiver_wxid),
                     receiver_name: Set(r.receiver_name),
-                    message_uuid: Set(uuid::Uuid::new_v4()),
+                    message_uuid: Set(crate::messages::new_message_uuid()),
                     send_status: Set(ReceiverStatus::Pending),
                     retry_count: Set(0),
                     remind_count: Set(0),

@@ -220,7 +220,7 @@ async fn insert(
                 account_id: Set(Some(r.account_id)),
                 receiver_wxid: Set(r.wxid.chars().take(100).collect()),
                 receiver_name: Set(r.name.map(|n| n.chars().take(100).collect())),
-                message_uuid: Set(uuid::Uuid::new_v4()),
+                message_uuid: Set(crate::messages::new_message_uuid()),
                 send_status: Set(if r.skip.is_some() {
                     ReceiverStatus::Skipped
                 } else {

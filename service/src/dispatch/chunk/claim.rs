@@ -11,8 +11,10 @@ use sea_orm::{
 
 use crate::{Context, ServiceResult};
 
-/// Ids of the run's receivers ready to send now, oldest first.
-pub(super) fn ready(
+/// Ids of the run's receivers ready to send now, oldest first: the lookup every claim makes,
+/// answered from the partial index of pending receivers (public so that tests can check the
+/// plan).
+pub fn ready(
     ctx: &Context,
     run_id: i64,
     after: i64,
@@ -24,7 +26,7 @@ pub(super) fn ready(
         .column(message_receivers::Column::Id)
         .filter(message_receivers::Column::RunId.eq(run_id))
         .filter(message_receivers::Column::Id.gt(after))
-        .filter(message_receivers::Column::SendStatus.eq(ReceiverStatus::Pending))
+        .filter(crate::dispatch::status_is(ReceiverStatus::Pending))
         .filter(
             Condition::any()
                 .add(message_receivers::Column::NextAttemptAt.is_null())
@@ -73,7 +75,7 @@ pub(super) async fn claim(
         return Ok(by_id(crate::db::update_returning(&ctx.db, update).await?));
     }
     for _ in 0..5 {
-        let txn = crate::db::begin(&ctx.db).await?;
+        let txn = crate::db::begin_read_committed(&ctx.db).await?;
         let ids: Vec<i64> = ready(ctx, run_id, after, limit)
             .lock_with_behavior(LockType::Update, LockBehavior::SkipLocked)
             .into_tuple()
@@ -103,7 +105,7 @@ pub(super) async fn claim(
     }
     Ok(message_receivers::Entity::find()
         .filter(message_receivers::Column::LeaseOwner.eq(token))
-        .filter(message_receivers::Column::SendStatus.eq(ReceiverStatus::Claimed))
+        .filter(crate::dispatch::status_is(ReceiverStatus::Claimed))
         .order_by_asc(message_receivers::Column::Id)
         .all(&ctx.db)
         .await?)
@@ -136,7 +138,7 @@ impl LeaseTo<'_> {
                 message_receivers::Column::LeaseExpiresAt,
                 Expr::value(self.until),
             )
-            .filter(message_receivers::Column::SendStatus.eq(ReceiverStatus::Pending))
+            .filter(crate::dispatch::status_is(ReceiverStatus::Pending))
     }
 }
 
@@ -148,7 +150,7 @@ pub(super) async fn release(ctx: &Context, token: &str) -> ServiceResult<()> {
             Expr::value(ReceiverStatus::Pending),
         )
         .filter(message_receivers::Column::LeaseOwner.eq(token))
-        .filter(message_receivers::Column::SendStatus.eq(ReceiverStatus::Claimed))
+        .filter(crate::dispatch::status_is(ReceiverStatus::Claimed))
         .exec(&ctx.db)
         .await?;
     Ok(())

@@ -18,6 +18,7 @@ use futures_util::StreamExt;
 use sea_orm::{ColumnTrait, Condition, EntityTrait, QueryFilter, sea_query::Expr};
 use serde_json::{Map, Value};
 
+pub use self::claim::ready as ready_receivers;
 use self::{
     claim::{claim, ready_ids, release},
     prepare::prepare,
@@ -206,7 +207,7 @@ async fn release_held(
         .col_expr(message_receivers::Column::NextAttemptAt, Expr::value(again))
         .filter(message_receivers::Column::RunId.eq(run.id))
         .filter(message_receivers::Column::Variant.eq(tasks::variants::HOLD))
-        .filter(message_receivers::Column::SendStatus.eq(ReceiverStatus::Pending))
+        .filter(super::status_is(ReceiverStatus::Pending))
         .filter(message_receivers::Column::NextAttemptAt.lt(again))
         .exec(&ctx.db)
         .await?;
@@ -272,7 +273,7 @@ pub async fn run_chunk(
                 Expr::value(end.naive_utc()),
             )
             .filter(message_receivers::Column::RunId.eq(run_id))
-            .filter(message_receivers::Column::SendStatus.eq(ReceiverStatus::Pending))
+            .filter(super::status_is(ReceiverStatus::Pending))
             .filter(
                 Condition::any()
                     .add(message_receivers::Column::NextAttemptAt.is_null())

@@ -139,7 +139,7 @@ async fn still_leased(
         .column(message_receivers::Column::Id)
         .filter(message_receivers::Column::Id.is_in(ids))
         .filter(message_receivers::Column::LeaseOwner.eq(token))
-        .filter(message_receivers::Column::SendStatus.eq(ReceiverStatus::Claimed));
+        .filter(crate::dispatch::status_is(ReceiverStatus::Claimed));
     if crate::db::row_locks(txn) {
         ours = ours
             .order_by_asc(message_receivers::Column::Id)
