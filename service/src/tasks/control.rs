@@ -241,7 +241,8 @@ pub async fn cancel(ctx: &Context, actor: &Actor, id: i64) -> ServiceResult<Task
         .await?;
     for run in runs {
         let txn = crate::db::begin(&ctx.db).await?;
-        // Claimed receivers are left to their chunk (it may be sending right now); pending ones stop.
+        // Claimed receivers are left to their chunk (it may be sending right now; what it would
+        // put back to pending it skips, see `dispatch::chunk::record`); pending ones stop.
         let skipped = skip_pending_as_cancelled(&txn, run.id, now).await?;
         let change = finish::CountChange {
             skipped: i32::try_from(skipped).unwrap_or(i32::MAX),

@@ -4,6 +4,7 @@ mod claim;
 mod prepare;
 mod record;
 mod send;
+mod still_running;
 
 use entity::states::{ReceiverStatus, RunStatus, TaskStatus};
 use std::{
@@ -170,6 +171,8 @@ struct Shared {
     /// No send of the chunk waits for a slot beyond this: the chunk ends well within its lease,
     /// so the sweeper never hands receivers it still sends to another worker.
     send_until: tokio::time::Instant,
+    /// Asked by sends that waited for their slot, so a pause or cancel holds within the chunk.
+    status: still_running::TaskStatusCheck,
 }
 
 fn is_held(r: &message_receivers::Model) -> bool {

@@ -84,7 +84,6 @@ pub(super) async fn prepare(
         }
     }
     Ok(Ok(Shared {
-        task,
         body,
         variant_bodies,
         accounts,
@@ -92,6 +91,8 @@ pub(super) async fn prepare(
         frequency_cap,
         deferred: std::sync::Mutex::default(),
         send_until,
+        status: super::still_running::TaskStatusCheck::new(task.id),
+        task,
     }))
 }
 

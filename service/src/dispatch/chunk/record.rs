@@ -1,7 +1,9 @@
 //! Recording a chunk: every outcome, the counters and the outbound messages in one
 //! transaction, and the send metrics.
 
-use entity::states::{ChatType, MessageDirection, MessageStatus, ReceiverStatus, ReceiverType};
+use entity::states::{
+    ChatType, MessageDirection, MessageStatus, ReceiverStatus, ReceiverType, TaskStatus,
+};
 use std::collections::{BTreeMap, HashSet};
 
 use chrono::NaiveDateTime;
@@ -55,6 +57,7 @@ async fn record_once(
     let _turn = ctx.write_turns.take().await;
     let txn = crate::db::begin(&ctx.db).await?;
     let outcomes = still_leased(&txn, token, outcomes).await?;
+    let outcomes = skip_retries_if_cancelled(&txn, task.id, outcomes).await?;
     let sorted = Sorted::of(&outcomes);
     write_sent(&txn, &sorted.sent, now).await?;
     write_failed(&txn, &sorted.failed, now).await?;
@@ -154,6 +157,46 @@ async fn still_leased(
     Ok(outcomes
         .into_iter()
         .filter(|(r, _)| owned.contains(&r.id))
+        .collect())
+}
+
+/// Receivers that would go back to pending are skipped as `cancelled` when the task was
+/// cancelled while the chunk sent: cancelling skipped the pending receivers and left the claimed
+/// ones to their chunk, so nothing would send these. The task's row is locked first (it is
+/// written at the end of the transaction anyway, by the counters): a cancel that commits after
+/// this read skips them itself, one that committed before is seen here.
+async fn skip_retries_if_cancelled(
+    txn: &DatabaseTransaction,
+    task_id: i64,
+    outcomes: Vec<(message_receivers::Model, Outcome)>,
+) -> ServiceResult<Vec<(message_receivers::Model, Outcome)>> {
+    if !outcomes
+        .iter()
+        .any(|(_, o)| matches!(o, Outcome::Retry { .. }))
+    {
+        return Ok(outcomes);
+    }
+    let mut status = message_tasks::Entity::find_by_id(task_id)
+        .select_only()
+        .column(message_tasks::Column::Status);
+    if crate::db::row_locks(txn) {
+        status = status.lock(LockType::Update);
+    }
+    let status = status.into_tuple::<TaskStatus>().one(txn).await?;
+    if status != Some(TaskStatus::Cancelled) {
+        return Ok(outcomes);
+    }
+    Ok(outcomes
+        .into_iter()
+        .map(|(r, o)| match o {
+            Outcome::Retry { .. } => (
+                r,
+                Outcome::Skipped {
+                    reason: "cancelled",
+                },
+            ),
+            other => (r, other),
+        })
         .collect())
 }
 

@@ -141,7 +141,8 @@ pub(super) async fn send_mass_chunk(
 /// `dispatch.max_slot_wait_secs` and before the chunk's sending window (half its lease) closes.
 /// A slot further away is not booked: the receiver goes back to pending until shortly before its
 /// turn comes (spaced behind the chunk's other receivers already put back on the same account),
-/// so the chunk neither outlives its lease nor takes capacity that later sends need.
+/// so the chunk neither outlives its lease nor takes capacity that later sends need. A send that
+/// waited asks whether the task still runs before it goes (see `still_running`).
 pub(super) async fn await_slot(
     ctx: &Context,
     shared: &Shared,
@@ -154,11 +155,11 @@ pub(super) async fn await_slot(
             .saturating_duration_since(tokio::time::Instant::now()),
     );
     let wait = match ctx.limiter.acquire(rates, max_wait).await {
+        Slot::Booked(wait) if wait.is_zero() => return None,
         Slot::Booked(wait) => {
-            if !wait.is_zero() {
-                tokio::time::sleep(wait).await;
-            }
-            return None;
+            tokio::time::sleep(wait).await;
+            // The task may have been paused or cancelled while this send waited.
+            return shared.status.stopped(ctx).await;
         }
         Slot::Later(wait) => wait,
     };
