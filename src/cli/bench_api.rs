@@ -4,7 +4,9 @@
 //! `GET /api/v1/auth/me` returns, then to the real authenticated route (and, with `--contacts`,
 //! to `GET /api/v1/contacts?limit=50` over that many seeded contacts). Prints req/s, p50/p99
 //! latency and the ratio to the bare handler, for docs/benchmarks.md. The load generator shares
-//! the machine with the server, for both targets alike: the ratio is the figure to compare.
+//! the machine with the server, for both targets alike: the ratio is the figure to compare. The
+//! targets take turns in `--rounds` short windows rather than one long one each, so a drift of
+//! the machine's speed during the run (±30% here) weighs on every target alike.
 
 use std::{
     sync::Arc,
@@ -24,6 +26,9 @@ pub struct ApiArgs {
     /// Seconds of load per target (after one second of warm-up).
     #[arg(long, default_value_t = 10)]
     seconds: u64,
+    /// Turns each target takes, splitting its seconds into that many windows.
+    #[arg(long, default_value_t = 5, value_parser = clap::value_parser!(u32).range(1..=100))]
+    rounds: u32,
     /// Also time `GET /api/v1/contacts?limit=50` over this many seeded contacts (0: skip).
     #[arg(long, default_value_t = 0)]
     contacts: usize,
@@ -33,6 +38,7 @@ pub struct ApiArgs {
 }
 
 /// What one target did under the load.
+#[derive(Default)]
 struct Measured {
     requests: usize,
     elapsed: Duration,
@@ -45,61 +51,80 @@ impl Measured {
     }
 }
 
-/// `connections` clients request `url` back to back for `seconds`; every answer must be a 200.
+/// A route under load, with the bearer token it needs.
+struct Target {
+    name: String,
+    url: String,
+    token: Option<String>,
+}
+
+/// `connections` clients request the target back to back for `window`; every answer must be a
+/// 200. Returns each request's time.
+async fn window(
+    client: &reqwest::Client,
+    target: &Target,
+    connections: usize,
+    window: Duration,
+) -> anyhow::Result<Vec<Duration>> {
+    let workers: Vec<_> = (0..connections)
+        .map(|_| {
+            let (client, url) = (client.clone(), target.url.clone());
+            let token = target.token.clone();
+            tokio::spawn(async move {
+                let mut samples = Vec::new();
+                let end = Instant::now() + window;
+                while Instant::now() < end {
+                    let started = Instant::now();
+                    let mut request = client.get(&url);
+                    if let Some(t) = &token {
+                        request = request.bearer_auth(t);
+                    }
+                    let response = request.send().await?;
+                    anyhow::ensure!(
+                        response.status().is_success(),
+                        "{url}: {}",
+                        response.status()
+                    );
+                    response.bytes().await?;
+                    samples.push(started.elapsed());
+                }
+                Ok(samples)
+            })
+        })
+        .collect();
+    let mut all = Vec::new();
+    for w in workers {
+        all.extend(w.await??);
+    }
+    Ok(all)
+}
+
+/// Each target in turn, `rounds` times, `seconds / rounds` a turn, after a second of warm-up
+/// each.
 async fn load(
-    url: &str,
-    token: Option<&str>,
+    targets: &[Target],
     connections: usize,
     seconds: u64,
-) -> anyhow::Result<Measured> {
+    rounds: u32,
+) -> anyhow::Result<Vec<Measured>> {
     let client = reqwest::Client::builder()
         .pool_max_idle_per_host(connections)
         .build()?;
-    let run = |window: Duration, keep: bool| {
-        let workers: Vec<_> = (0..connections)
-            .map(|_| {
-                let (client, url) = (client.clone(), url.to_owned());
-                let token = token.map(str::to_owned);
-                tokio::spawn(async move {
-                    let mut samples = Vec::new();
-                    let end = Instant::now() + window;
-                    while Instant::now() < end {
-                        let started = Instant::now();
-                        let mut request = client.get(&url);
-                        if let Some(t) = &token {
-                            request = request.bearer_auth(t);
-                        }
-                        let response = request.send().await?;
-                        anyhow::ensure!(
-                            response.status().is_success(),
-                            "{url}: {}",
-                            response.status()
-                        );
-                        response.bytes().await?;
-                        if keep {
-                            samples.push(started.elapsed());
-                        }
-                    }
-                    Ok(samples)
-                })
-            })
-            .collect();
-        async move {
-            let mut all = Vec::new();
-            for w in workers {
-                all.extend(w.await??);
-            }
-            anyhow::Ok(all)
+    for target in targets {
+        window(&client, target, connections, Duration::from_secs(1)).await?;
+    }
+    let turn = Duration::from_secs(seconds) / rounds;
+    let mut measured: Vec<Measured> = targets.iter().map(|_| Measured::default()).collect();
+    for _ in 0..rounds {
+        for (target, m) in targets.iter().zip(&mut measured) {
+            let started = Instant::now();
+            let samples = window(&client, target, connections, turn).await?;
+            m.elapsed += started.elapsed();
+            m.requests += samples.len();
+            m.samples.extend(samples);
         }
-    };
-    run(Duration::from_secs(1), false).await?;
-    let started = Instant::now();
-    let samples = run(Duration::from_secs(seconds), true).await?;
-    Ok(Measured {
-        requests: samples.len(),
-        elapsed: started.elapsed(),
-        samples,
-    })
+    }
+    Ok(measured)
 }
 
 /// A bare actix-web server answering `body` as JSON at `/`: the floor of what a route costs.
@@ -163,35 +188,38 @@ pub async fn api_bench(args: ApiArgs) -> anyhow::Result<()> {
     let (bare_url, bare_server) = bare(Arc::new(me)).await?;
 
     let (c, s) = (args.connections, args.seconds);
-    let mut rows = vec![(
-        "bare actix-web handler, same JSON".to_owned(),
-        load(&bare_url, None, c, s).await?,
-    )];
-    rows.push((
-        "GET /api/v1/auth/me (authenticated)".to_owned(),
-        load(&format!("{base}/api/v1/auth/me"), Some(&token), c, s).await?,
-    ));
+    let mut targets = vec![
+        Target {
+            name: "bare actix-web handler, same JSON".into(),
+            url: bare_url,
+            token: None,
+        },
+        Target {
+            name: "GET /api/v1/auth/me (authenticated)".into(),
+            url: format!("{base}/api/v1/auth/me"),
+            token: Some(token.clone()),
+        },
+    ];
     if args.contacts > 0 {
-        rows.push((
-            format!("GET /api/v1/contacts?limit=50 ({} contacts)", args.contacts),
-            load(
-                &format!("{base}/api/v1/contacts?limit=50"),
-                Some(&token),
-                c,
-                s,
-            )
-            .await?,
-        ));
+        targets.push(Target {
+            name: format!("GET /api/v1/contacts?limit=50 ({} contacts)", args.contacts),
+            url: format!("{base}/api/v1/contacts?limit=50"),
+            token: Some(token),
+        });
     }
+    let measured = load(&targets, c, s, args.rounds).await?;
     bare_server.stop(true).await;
     server.abort();
 
-    let floor = rows[0].1.per_second();
-    println!("{c} connections, {s} s per target, one process (server and load share the cores)");
+    let floor = measured[0].per_second();
+    println!(
+        "{c} connections, {s} s per target in {} turns each, one process (server and load share the cores)",
+        args.rounds
+    );
     println!();
     println!("| target | req/s | p50 | p99 | × bare |");
     println!("|---|---:|---:|---:|---:|");
-    for (name, m) in rows {
+    for (Target { name, .. }, m) in targets.into_iter().zip(measured) {
         let rate = m.per_second();
         let (p50, p99) = percentiles(m.samples);
         println!(

@@ -148,14 +148,23 @@ pub async fn authenticate(
     }
     let now = ctx.clock.now_db();
     let token_hash = token::sha256_hex(access_token);
-    if let Some(mut actor) = ctx.auth_cache.get(&token_hash, now) {
-        actor.meta = meta;
-        return Ok(actor);
-    }
-    // Taken before the reads: a change committed while they run leaves this entry unused.
-    let epoch = cache::epoch();
+    let actor = ctx
+        .auth_cache
+        .get_or_load(token_hash.clone(), now, || resolve(ctx, token_hash, now))
+        .await?;
+    Ok(Actor { meta, ..actor })
+}
+
+/// Reads what an access token stands for: its live session, its active user and their
+/// permissions and reach, with the session's access and absolute ends.
+async fn resolve(
+    ctx: &Context,
+    token_hash: String,
+    now: chrono::NaiveDateTime,
+) -> ServiceResult<(Actor, chrono::NaiveDateTime, chrono::NaiveDateTime)> {
+    let invalid = || ServiceError::Unauthenticated(AuthFailure::InvalidToken);
     let session = user_sessions::Entity::find()
-        .filter(user_sessions::Column::AccessTokenHash.eq(token_hash.clone()))
+        .filter(user_sessions::Column::AccessTokenHash.eq(token_hash))
         .filter(user_sessions::Column::RevokedAt.is_null())
         .filter(user_sessions::Column::AccessExpiresAt.gt(now))
         .filter(user_sessions::Column::AbsoluteExpiresAt.gt(now))
@@ -183,14 +192,11 @@ pub async fn authenticate(
         reach,
         meta: RequestMeta::default(),
     };
-    ctx.auth_cache.put(
-        token_hash,
-        actor.clone(),
+    Ok((
+        actor,
         session.access_expires_at,
         session.absolute_expires_at,
-        epoch,
-    );
-    Ok(Actor { meta, ..actor })
+    ))
 }
 
 /// Whether a long-lived request (a progress stream) may go on: its session is neither revoked

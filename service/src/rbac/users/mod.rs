@@ -236,18 +236,12 @@ pub async fn me(ctx: &Context, actor: &Actor) -> ServiceResult<UserView> {
     actor.require(perm::ProfileSelf)?;
     let user_id = actor.user_id()?;
     let now = ctx.clock.now_db();
-    if let Some(profile) = ctx.profile_cache.get(&user_id, now) {
-        return Ok(profile);
-    }
-    let epoch = crate::auth::cache::epoch();
-    let profile = view(&ctx.db, find_live(&ctx.db, user_id).await?, now).await?;
-    ctx.profile_cache.put(
-        user_id,
-        profile.clone(),
-        now + chrono::TimeDelta::seconds(1),
-        epoch,
-    );
-    Ok(profile)
+    ctx.profile_cache
+        .get_or_load(user_id, now, || async {
+            let profile = view(&ctx.db, find_live(&ctx.db, user_id).await?, now).await?;
+            Ok((profile, now + chrono::TimeDelta::seconds(1)))
+        })
+        .await
 }
 
 async fn unique_conflicts<C: ConnectionTrait>(
