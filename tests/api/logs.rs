@@ -95,11 +95,41 @@ async fn logs_are_searchable_in_sql_by_default() {
     assert_eq!(hit.items[0].message, "实例连接超时 instance.id=42");
     assert_eq!(hit.items[0].kind, LogKind::System);
 
-    let access = search_until(&app, "kind=access&q=/api/v1/users", 10, found).await;
-    let line = &access.items[0];
+    // A caller with no token, and a user agent that JSON has to escape (PostgreSQL and MySQL
+    // take a batch's access rows as one JSON document).
+    let odd_agent = r#"probe "agent" \ {1} 'x'"#;
+    let anonymous = app
+        .client
+        .get(format!("{}/api/v1/users", app.address))
+        .header("user-agent", odd_agent)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(anonymous.status(), StatusCode::UNAUTHORIZED);
+    let by_agent = |page: &LogPage| {
+        page.items
+            .iter()
+            .any(|l| l.user_agent.as_deref() == Some(odd_agent))
+    };
+    let access = search_until(&app, "kind=access&q=/api/v1/users", 10, by_agent).await;
+    let line = access.items.iter().find(|l| l.status == Some(200)).unwrap();
     assert_eq!(line.method.as_deref(), Some("GET"));
-    assert_eq!(line.status, Some(200));
+    assert!(line.user_id.is_some(), "{line:?}");
     assert!(line.trace_id.as_ref().is_some_and(|t| !t.is_empty()));
+    let refused = access
+        .items
+        .iter()
+        .find(|l| l.user_agent.as_deref() == Some(odd_agent))
+        .unwrap();
+    assert_eq!(refused.status, Some(401));
+    assert_eq!(refused.user_id, None);
+    assert_eq!(refused.path.as_deref(), Some("/api/v1/users"));
+    let age = chrono::Utc::now() - refused.timestamp;
+    assert!(
+        age.num_seconds().abs() < 60,
+        "logged at {}",
+        refused.timestamp
+    );
 
     let audit = search_until(&app, "kind=audit", 10, found).await;
     assert!(audit.items.iter().all(|l| l.kind == LogKind::Audit));

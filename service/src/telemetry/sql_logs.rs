@@ -3,7 +3,10 @@
 //! slowing requests).
 
 use entity::{access_logs, error_logs, system_logs};
-use sea_orm::{ActiveValue::Set, DatabaseConnection, EntityTrait};
+use sea_orm::{
+    ActiveValue::Set, ConnectionTrait, DatabaseConnection, DatabaseTransaction, DbBackend, DbErr,
+    EntityTrait, Statement,
+};
 
 use super::{
     logs::{LogDoc, LogKind, from_ndjson, to_ndjson},
@@ -51,21 +54,118 @@ fn error_row(doc: &LogDoc) -> error_logs::ActiveModel {
     }
 }
 
-fn access_row(doc: &LogDoc) -> access_logs::ActiveModel {
-    access_logs::ActiveModel {
-        request_id: Set(cut(doc.trace_id.as_deref().unwrap_or(""), 100)),
-        user_id: Set(doc.user_id),
-        method: Set(cut(doc.method.as_deref().unwrap_or(""), 10)),
-        path: Set(cut(doc.path.as_deref().unwrap_or(""), 500)),
-        route: Set(doc.module.as_deref().map(|r| cut(r, 200))),
-        status: Set(doc.status.unwrap_or(0)),
-        duration_ms: Set(doc.duration_ms.unwrap_or(0)),
-        ip_address: Set(cut(doc.ip.as_deref().unwrap_or(""), 45)),
-        user_agent: Set(doc.user_agent.as_deref().map(|u| cut(u, 512))),
-        referer: Set(None),
-        created_at: Set(doc.timestamp.naive_utc()),
-        ..Default::default()
+/// An `access_logs` row, cut to its columns' sizes. A missing value is left out of its JSON
+/// form, which both databases read as NULL.
+#[derive(serde::Serialize)]
+struct AccessRow {
+    request_id: String,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    user_id: Option<i64>,
+    method: String,
+    path: String,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    route: Option<String>,
+    status: i32,
+    duration_ms: i32,
+    ip_address: String,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    user_agent: Option<String>,
+    /// As `YYYY-MM-DD HH:MM:SS.ffffff`, which PostgreSQL and MySQL both read as a timestamp.
+    #[serde(serialize_with = "as_sql_datetime")]
+    created_at: chrono::NaiveDateTime,
+}
+
+fn as_sql_datetime<S: serde::Serializer>(
+    at: &chrono::NaiveDateTime,
+    s: S,
+) -> Result<S::Ok, S::Error> {
+    s.collect_str(&at.format("%Y-%m-%d %H:%M:%S%.6f"))
+}
+
+fn access_row(doc: &LogDoc) -> AccessRow {
+    AccessRow {
+        request_id: cut(doc.trace_id.as_deref().unwrap_or(""), 64),
+        user_id: doc.user_id,
+        method: cut(doc.method.as_deref().unwrap_or(""), 10),
+        path: cut(doc.path.as_deref().unwrap_or(""), 500),
+        route: doc.module.as_deref().map(|r| cut(r, 200)),
+        status: doc.status.unwrap_or(0),
+        duration_ms: doc.duration_ms.unwrap_or(0),
+        ip_address: cut(doc.ip.as_deref().unwrap_or(""), 45),
+        user_agent: doc.user_agent.as_deref().map(|u| cut(u, 512)),
+        created_at: doc.timestamp.naive_utc(),
     }
+}
+
+impl AccessRow {
+    fn into_model(self) -> access_logs::ActiveModel {
+        access_logs::ActiveModel {
+            request_id: Set(self.request_id),
+            user_id: Set(self.user_id),
+            method: Set(self.method),
+            path: Set(self.path),
+            route: Set(self.route),
+            status: Set(self.status),
+            duration_ms: Set(self.duration_ms),
+            ip_address: Set(self.ip_address),
+            user_agent: Set(self.user_agent),
+            referer: Set(None),
+            created_at: Set(self.created_at),
+            ..Default::default()
+        }
+    }
+}
+
+/// Rows one access-log statement takes on PostgreSQL and MySQL: they go as one JSON parameter,
+/// so the count is bounded by the statement's size, not by the number of bind parameters.
+const ACCESS_ROWS_PER_STATEMENT: usize = 2000;
+
+/// PostgreSQL's and MySQL's form of inserting access rows: one JSON array parameter unpacked by
+/// the server. Every request writes a row, and the server shares the machine with the API;
+/// in 50-row multi-row `INSERT`s PostgreSQL spent about twice as long on them. SQLite, in the
+/// process, takes the rows as bound values.
+fn access_insert(backend: DbBackend) -> Option<String> {
+    const COLUMNS: &str = "request_id, user_id, method, path, route, status, duration_ms, \
+                           ip_address, user_agent, created_at";
+    let source = match backend {
+        DbBackend::Postgres => {
+            "json_to_recordset($1::json) AS r(request_id varchar, user_id bigint, \
+             method varchar, path varchar, route varchar, status integer, duration_ms integer, \
+             ip_address varchar, user_agent varchar, created_at timestamp)"
+        }
+        DbBackend::MySql => {
+            "JSON_TABLE(?, '$[*]' COLUMNS (request_id varchar(64) PATH '$.request_id', \
+             user_id bigint PATH '$.user_id', method varchar(10) PATH '$.method', \
+             path varchar(1000) PATH '$.path', route varchar(200) PATH '$.route', \
+             status int PATH '$.status', duration_ms int PATH '$.duration_ms', \
+             ip_address varchar(45) PATH '$.ip_address', \
+             user_agent varchar(512) PATH '$.user_agent', \
+             created_at datetime(6) PATH '$.created_at')) AS r"
+        }
+        _ => return None,
+    };
+    Some(format!(
+        "INSERT INTO access_logs ({COLUMNS}) SELECT {COLUMNS} FROM {source}"
+    ))
+}
+
+async fn insert_access(txn: &DatabaseTransaction, rows: Vec<AccessRow>) -> Result<(), DbErr> {
+    let backend = txn.get_database_backend();
+    let Some(sql) = access_insert(backend) else {
+        let models: Vec<_> = rows.into_iter().map(AccessRow::into_model).collect();
+        for chunk in models.chunks(crate::db::INSERT_BATCH_ROWS) {
+            access_logs::Entity::insert_many(chunk.to_vec())
+                .exec_without_returning(txn)
+                .await?;
+        }
+        return Ok(());
+    };
+    for chunk in rows.chunks(ACCESS_ROWS_PER_STATEMENT) {
+        let json = serde_json::to_string(chunk).map_err(|e| DbErr::Custom(e.to_string()))?;
+        txn.execute_raw(Statement::from_sql_and_values(backend, &sql, [json.into()]))
+            .await?;
+    }
+    Ok(())
 }
 
 #[async_trait::async_trait]
@@ -104,11 +204,7 @@ impl Target for SqlLogTarget {
                 .exec_without_returning(&txn)
                 .await?;
         }
-        for rows in access.chunks(crate::db::INSERT_BATCH_ROWS) {
-            access_logs::Entity::insert_many(rows.to_vec())
-                .exec_without_returning(&txn)
-                .await?;
-        }
+        insert_access(&txn, access).await?;
         txn.commit().await?;
         Ok(())
     }
