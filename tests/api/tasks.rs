@@ -511,10 +511,15 @@ async fn receivers_in(app: &TestApp, task: i64, status: ReceiverStatus) -> u64 {
 
 /// Waits until no chunk holds receivers of the task: whatever was in flight has been recorded.
 async fn wait_no_claims(app: &TestApp, task: i64) {
+    wait_no_claims_but(app, task, 0).await;
+}
+
+/// Waits until no more than `left` receivers of the task are claimed.
+async fn wait_no_claims_but(app: &TestApp, task: i64, left: u64) {
     let deadline = std::time::Instant::now() + Duration::from_secs(90);
     loop {
         let claimed = receivers_in(app, task, ReceiverStatus::Claimed).await;
-        if claimed == 0 {
+        if claimed <= left {
             return;
         }
         assert!(
@@ -597,6 +602,62 @@ async fn a_pause_or_cancel_holds_sends_waiting_for_their_slot() {
     assert_eq!(i64::from(c.success), delivered_now().await);
     assert_eq!(c.success + c.skipped, c.target, "{c:?}");
     assert_eq!(receivers_in(app, id, ReceiverStatus::Pending).await, 0);
+}
+
+/// A worker died holding receivers of a task that was then cancelled: when their leases expire
+/// the sweeper skips them as cancelled rather than putting them back to pending in a run that
+/// nothing sends any more.
+#[tokio::test]
+async fn receivers_of_a_dead_worker_in_a_cancelled_task_are_skipped_not_stranded() {
+    use entity::message_receivers::{Column, Entity};
+    use sea_orm::{ColumnTrait, EntityTrait, QueryFilter, QuerySelect, sea_query::Expr};
+
+    let (_sim, app, agent) = ready("").await;
+    let admin = app.admin_token().await;
+    let task = create(&app, json!({ "name": "慢速", "task_type": "broadcast", "content": "x", "audience": { "filter": { "instance_ids": [agent] } }, "rate_per_minute": 1 })).await;
+    let id = task.id;
+    app.wait_sent(id, 1).await;
+    // A worker that claimed three receivers and died: its lease runs for now.
+    let lease = |minutes: i64| chrono::Utc::now().naive_utc() + chrono::TimeDelta::minutes(minutes);
+    let ids: Vec<i64> = Entity::find()
+        .select_only()
+        .column(Column::Id)
+        .filter(Column::TaskId.eq(id))
+        .filter(Column::SendStatus.eq(ReceiverStatus::Pending))
+        .limit(3)
+        .into_tuple()
+        .all(&app.ctx.db)
+        .await
+        .unwrap();
+    let claimed = Entity::update_many()
+        .col_expr(Column::SendStatus, Expr::value(ReceiverStatus::Claimed))
+        .col_expr(Column::LeaseOwner, Expr::value("dead-worker:1"))
+        .col_expr(Column::LeaseExpiresAt, Expr::value(lease(60)))
+        .filter(Column::Id.is_in(ids.clone()))
+        .filter(Column::SendStatus.eq(ReceiverStatus::Pending))
+        .exec(&app.ctx.db)
+        .await
+        .unwrap()
+        .rows_affected;
+    assert!(claimed > 0);
+    let cancelled = app
+        .post(&format!("/api/v1/tasks/{id}/cancel"), &admin, json!({}))
+        .await;
+    assert_eq!(cancelled.status(), StatusCode::OK);
+    wait_no_claims_but(&app, id, claimed).await;
+    Entity::update_many()
+        .col_expr(Column::LeaseExpiresAt, Expr::value(lease(-1)))
+        .filter(Column::Id.is_in(ids))
+        .exec(&app.ctx.db)
+        .await
+        .unwrap();
+    service::dispatch::sweeper::sweep(&app.ctx).await.unwrap();
+
+    assert_eq!(receivers_in(&app, id, ReceiverStatus::Claimed).await, 0);
+    assert_eq!(receivers_in(&app, id, ReceiverStatus::Pending).await, 0);
+    let c = app.task(id).await.counts;
+    assert_eq!(c.pending, 0, "nothing is left pending: {c:?}");
+    assert_eq!(c.success + c.failed + c.skipped, c.target, "{c:?}");
 }
 
 #[tokio::test]

@@ -1,10 +1,11 @@
 //! Recovery from the database, not from the queue: receivers whose lease expired (their worker
-//! died) go back to `pending`; runs whose last receiver was written by a worker that died before
+//! died) go back to `pending`, or are skipped when their run was cancelled; runs whose last receiver was written by a worker that died before
 //! finishing them are finished.
 
+use chrono::NaiveDateTime;
 use entity::states::{ReceiverStatus, RunStatus};
 use entity::{message_receivers, message_task_runs};
-use sea_orm::{ColumnTrait, EntityTrait, QueryFilter, sea_query::Expr};
+use sea_orm::{ColumnTrait, Condition, EntityTrait, QueryFilter, QuerySelect, sea_query::Expr};
 
 use crate::{Context, ServiceResult};
 
@@ -16,6 +17,13 @@ pub struct Swept {
 
 pub async fn sweep(ctx: &Context) -> ServiceResult<Swept> {
     let now = ctx.clock.now_db();
+    let skipped = skip_expired_of_cancelled(ctx, now).await?;
+    if skipped > 0 {
+        tracing::warn!(
+            skipped,
+            "receivers of a dead worker in cancelled runs skipped"
+        );
+    }
     let released = super::lease_returned()
         .col_expr(
             message_receivers::Column::SendStatus,
@@ -41,6 +49,64 @@ pub async fn sweep(ctx: &Context) -> ServiceResult<Swept> {
         released,
         finished_checked: running.len(),
     })
+}
+
+/// Receivers of cancelled runs whose lease expired (their worker died while or after the run
+/// was cancelled) are skipped as `cancelled`, as cancelling did to the pending ones: put back to
+/// pending, nothing would ever send them, and the task would show them pending for ever.
+async fn skip_expired_of_cancelled(ctx: &Context, now: NaiveDateTime) -> ServiceResult<u64> {
+    let expired = || {
+        Condition::all()
+            .add(super::status_is(ReceiverStatus::Claimed))
+            .add(message_receivers::Column::LeaseExpiresAt.lt(now))
+    };
+    let runs: Vec<i64> = message_receivers::Entity::find()
+        .select_only()
+        .column(message_receivers::Column::RunId)
+        .distinct()
+        .filter(expired())
+        .into_tuple()
+        .all(&ctx.db)
+        .await?;
+    if runs.is_empty() {
+        return Ok(0);
+    }
+    let cancelled: Vec<(i64, i64)> = message_task_runs::Entity::find()
+        .select_only()
+        .column(message_task_runs::Column::Id)
+        .column(message_task_runs::Column::TaskId)
+        .filter(message_task_runs::Column::Id.is_in(runs))
+        .filter(message_task_runs::Column::Status.eq(RunStatus::Cancelled))
+        .into_tuple()
+        .all(&ctx.db)
+        .await?;
+    let mut skipped = 0;
+    for (run_id, task_id) in cancelled {
+        let txn = crate::db::begin(&ctx.db).await?;
+        let moved = super::lease_returned()
+            .col_expr(
+                message_receivers::Column::SendStatus,
+                Expr::value(ReceiverStatus::Skipped),
+            )
+            .col_expr(
+                message_receivers::Column::SkipReason,
+                Expr::value("cancelled"),
+            )
+            .col_expr(message_receivers::Column::UpdatedAt, Expr::value(now))
+            .filter(message_receivers::Column::RunId.eq(run_id))
+            .filter(expired())
+            .exec(&txn)
+            .await?
+            .rows_affected;
+        let change = super::finish::CountChange {
+            skipped: i32::try_from(moved).unwrap_or(i32::MAX),
+            ..Default::default()
+        };
+        super::finish::add_counts(&txn, task_id, run_id, change, now).await?;
+        txn.commit().await?;
+        skipped += moved;
+    }
+    Ok(skipped)
 }
 
 /// Progress of every running run, and the receivers still to send in all of them (the queue

@@ -7,7 +7,7 @@ use entity::states::{
 use std::collections::{BTreeMap, HashSet};
 
 use chrono::NaiveDateTime;
-use entity::{message_receivers, message_tasks, messages, wework_accounts};
+use entity::{message_receivers, message_task_runs, message_tasks, messages, wework_accounts};
 use sea_orm::{
     ActiveValue::Set,
     ColumnTrait, ConnectionTrait, DatabaseTransaction, EntityTrait, QueryFilter, QueryOrder,
@@ -57,7 +57,7 @@ async fn record_once(
     let _turn = ctx.write_turns.take().await;
     let txn = crate::db::begin(&ctx.db).await?;
     let outcomes = still_leased(&txn, token, outcomes).await?;
-    let outcomes = skip_retries_if_cancelled(&txn, task.id, outcomes).await?;
+    let outcomes = skip_retries_if_cancelled(&txn, task.id, run_id, outcomes).await?;
     let sorted = Sorted::of(&outcomes);
     write_sent(&txn, &sorted.sent, now).await?;
     write_failed(&txn, &sorted.failed, now).await?;
@@ -162,12 +162,14 @@ async fn still_leased(
 
 /// Receivers that would go back to pending are skipped as `cancelled` when the task was
 /// cancelled while the chunk sent: cancelling skipped the pending receivers and left the claimed
-/// ones to their chunk, so nothing would send these. The task's row is locked first (it is
-/// written at the end of the transaction anyway, by the counters): a cancel that commits after
-/// this read skips them itself, one that committed before is seen here.
+/// ones to their chunk, so nothing would send these. The task's row is locked before it is read
+/// (the counters write it at the end of the transaction anyway): a cancel that commits after
+/// this read skips them itself, one that committed before is seen here. The run's row is locked
+/// first, the order the counters and a cancel lock the two in, so no two of them deadlock.
 async fn skip_retries_if_cancelled(
     txn: &DatabaseTransaction,
     task_id: i64,
+    run_id: i64,
     outcomes: Vec<(message_receivers::Model, Outcome)>,
 ) -> ServiceResult<Vec<(message_receivers::Model, Outcome)>> {
     if !outcomes
@@ -180,6 +182,13 @@ async fn skip_retries_if_cancelled(
         .select_only()
         .column(message_tasks::Column::Status);
     if crate::db::row_locks(txn) {
+        message_task_runs::Entity::find_by_id(run_id)
+            .select_only()
+            .column(message_task_runs::Column::Id)
+            .lock(LockType::Update)
+            .into_tuple::<i64>()
+            .one(txn)
+            .await?;
         status = status.lock(LockType::Update);
     }
     let status = status.into_tuple::<TaskStatus>().one(txn).await?;
