@@ -83,16 +83,7 @@ async fn skip_expired_of_cancelled(ctx: &Context, now: NaiveDateTime) -> Service
     let mut skipped = 0;
     for (run_id, task_id) in cancelled {
         let txn = crate::db::begin(&ctx.db).await?;
-        let moved = super::lease_returned()
-            .col_expr(
-                message_receivers::Column::SendStatus,
-                Expr::value(ReceiverStatus::Skipped),
-            )
-            .col_expr(
-                message_receivers::Column::SkipReason,
-                Expr::value("cancelled"),
-            )
-            .col_expr(message_receivers::Column::UpdatedAt, Expr::value(now))
+        let moved = crate::tasks::control::as_cancelled(super::lease_returned(), now)
             .filter(message_receivers::Column::RunId.eq(run_id))
             .filter(expired())
             .exec(&txn)

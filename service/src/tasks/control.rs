@@ -266,13 +266,12 @@ pub async fn cancel(ctx: &Context, actor: &Actor, id: i64) -> ServiceResult<Task
     view(ctx, &ctx.db, find(&ctx.db, id).await?).await
 }
 
-/// The run's receivers still pending are skipped as `cancelled`; returns how many.
-pub(crate) async fn skip_pending_as_cancelled(
-    txn: &DatabaseTransaction,
-    run_id: i64,
+/// `update` also skips its receivers as `cancelled`.
+pub(crate) fn as_cancelled(
+    update: sea_orm::UpdateMany<message_receivers::Entity>,
     now: NaiveDateTime,
-) -> ServiceResult<u64> {
-    Ok(message_receivers::Entity::update_many()
+) -> sea_orm::UpdateMany<message_receivers::Entity> {
+    update
         .col_expr(
             message_receivers::Column::SendStatus,
             Expr::value(ReceiverStatus::Skipped),
@@ -282,6 +281,15 @@ pub(crate) async fn skip_pending_as_cancelled(
             Expr::value("cancelled"),
         )
         .col_expr(message_receivers::Column::UpdatedAt, Expr::value(now))
+}
+
+/// The run's receivers still pending are skipped as `cancelled`; returns how many.
+pub(crate) async fn skip_pending_as_cancelled(
+    txn: &DatabaseTransaction,
+    run_id: i64,
+    now: NaiveDateTime,
+) -> ServiceResult<u64> {
+    Ok(as_cancelled(message_receivers::Entity::update_many(), now)
         .filter(message_receivers::Column::RunId.eq(run_id))
         .filter(crate::dispatch::status_is(ReceiverStatus::Pending))
         .exec(txn)
