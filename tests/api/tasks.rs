@@ -604,6 +604,93 @@ async fn a_pause_or_cancel_holds_sends_waiting_for_their_slot() {
     assert_eq!(receivers_in(app, id, ReceiverStatus::Pending).await, 0);
 }
 
+/// A chunk's record locks the run, then the task (its counters). A resume while a record holds
+/// the run waits for it and then goes through: it takes the run's lock before the task's, so
+/// the two never deadlock (one of them used to fail: PostgreSQL aborted the resume, MariaDB the
+/// record). SQLite has one writer at a time and no row locks.
+#[tokio::test]
+async fn a_resume_waits_for_a_record_holding_the_run_and_neither_deadlocks() {
+    use sea_orm::{
+        ColumnTrait, ConnectionTrait, DbBackend, EntityTrait, QueryFilter, QuerySelect, Statement,
+        TransactionTrait, sea_query::Expr,
+    };
+
+    let (sim, app, agent) = ready("max_slot_wait_secs = 2").await;
+    let backend = app.ctx.db.get_database_backend();
+    if backend == DbBackend::Sqlite {
+        return;
+    }
+    let admin = app.admin_token().await;
+    let task = create(&app, json!({ "name": "慢速", "task_type": "broadcast", "content": "x", "audience": { "filter": { "instance_ids": [agent] } }, "rate_per_minute": 6 })).await;
+    let id = task.id;
+    app.wait_sent(id, 1).await;
+    let paused = app
+        .post(&format!("/api/v1/tasks/{id}/pause"), &admin, json!({}))
+        .await;
+    let paused: TaskView = answer(paused, StatusCode::OK).await;
+    let run = paused.current_run_id.expect("the task is running a run");
+    wait_no_claims(&app, id).await;
+
+    // What a record does first: lock the run.
+    let record = app.ctx.db.begin().await.unwrap();
+    entity::message_task_runs::Entity::find_by_id(run)
+        .lock_exclusive()
+        .one(&record)
+        .await
+        .unwrap();
+    let lock_waits = match backend {
+        DbBackend::Postgres => {
+            "SELECT count(*) FROM pg_stat_activity WHERE wait_event_type = 'Lock' \
+             AND datname = current_database()"
+        }
+        // MariaDB does not list a transaction waiting for its first lock in `innodb_trx`; the
+        // record's own locking read has returned, so another one running is the resume's.
+        _ => {
+            "SELECT count(*) FROM information_schema.processlist \
+             WHERE db = DATABASE() AND id <> CONNECTION_ID() \
+             AND info LIKE '%message_task_runs%FOR UPDATE%'"
+        }
+    };
+    let resume_path = format!("/api/v1/tasks/{id}/resume");
+    let resume = app.post(&resume_path, &admin, json!({}));
+    let record_counts = async {
+        // Once the resume waits for a lock the record holds, the record goes on to the task row.
+        let deadline = std::time::Instant::now() + Duration::from_secs(30);
+        loop {
+            let row = app
+                .ctx
+                .db
+                .query_one_raw(Statement::from_string(backend, lock_waits))
+                .await
+                .unwrap()
+                .unwrap();
+            let waiting: i64 = row.try_get_by_index(0).unwrap();
+            if waiting > 0 {
+                break;
+            }
+            assert!(
+                std::time::Instant::now() < deadline,
+                "the resume never waited"
+            );
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+        let counted = entity::message_tasks::Entity::update_many()
+            .col_expr(
+                entity::message_tasks::Column::UpdatedAt,
+                Expr::value(app.ctx.clock.now_db()),
+            )
+            .filter(entity::message_tasks::Column::Id.eq(id))
+            .exec(&record)
+            .await;
+        assert!(counted.is_ok(), "the record failed: {counted:?}");
+        record.commit().await.unwrap();
+    };
+    let (resumed, ()) = tokio::join!(resume, record_counts);
+    let resumed: TaskView = answer(resumed, StatusCode::OK).await;
+    assert_eq!(resumed.status, TaskStatus::Running);
+    drop(sim);
+}
+
 /// A worker died holding receivers of a task that was then cancelled: when their leases expire
 /// the sweeper skips them as cancelled rather than putting them back to pending in a run that
 /// nothing sends any more.

@@ -59,32 +59,16 @@ async fn transition(
                     ),
                 ));
             }
-            let now = ctx.clock.now_db();
-            let txn = crate::db::begin(&ctx.db).await?;
-            let first = match target {
-                Target::To(status) => status,
-                Target::AfterRun => TaskStatus::Running,
-            };
-            let change = Move {
-                to: first,
-                pause_reason: reason.clone(),
-                reopen: false,
-            };
-            if !move_task(&txn, &task, change, now).await? {
-                txn.rollback().await?;
-                continue;
-            }
-            let to = match target {
-                Target::To(status) => status,
-                Target::AfterRun => follow_current_run(&txn, &task, now).await?,
-            };
-            let entry = entry
-                .clone()
-                .resource(id, task.task_name.clone().unwrap_or_default())
-                .old(&serde_json::json!({ "status": task.status }))
-                .new_values(&serde_json::json!({ "status": to, "reason": reason }));
-            audit::record(&txn, actor, entry, now).await?;
-            txn.commit().await?;
+            let applied = crate::db::retry_lock_conflicts(operation, || {
+                let change = Change {
+                    target,
+                    reason: reason.clone(),
+                    entry: entry.clone(),
+                };
+                apply(ctx, actor, &task, change)
+            })
+            .await?;
+            let Some(to) = applied else { continue };
             if to == TaskStatus::Scheduled {
                 ctx.schedule_signal.raise(ctx).await;
             }
@@ -93,6 +77,56 @@ async fn transition(
         Err(changed_meanwhile())
     })
     .await
+}
+
+/// What an operator's transition does to the task, and its audit entry.
+struct Change {
+    target: Target,
+    reason: Option<String>,
+    entry: AuditEntry,
+}
+
+/// One attempt at a transition in its own transaction: the status it left the task in, or
+/// `None` when something else moved the task since it was read.
+async fn apply(
+    ctx: &Context,
+    actor: &Actor,
+    task: &message_tasks::Model,
+    change: Change,
+) -> ServiceResult<Option<TaskStatus>> {
+    let now = ctx.clock.now_db();
+    let txn = crate::db::begin(&ctx.db).await?;
+    // A resume locks the run before the task: the order in which a chunk's record and a cancel
+    // lock them, so a resume never deadlocks with them.
+    let run = match change.target {
+        Target::AfterRun => lock_current_run(&txn, task).await?,
+        Target::To(_) => None,
+    };
+    let first = match change.target {
+        Target::To(status) => status,
+        Target::AfterRun => TaskStatus::Running,
+    };
+    let moved = Move {
+        to: first,
+        pause_reason: change.reason.clone(),
+        reopen: false,
+    };
+    if !move_task(&txn, task, moved, now).await? {
+        txn.rollback().await?;
+        return Ok(None);
+    }
+    let to = match change.target {
+        Target::To(status) => status,
+        Target::AfterRun => follow_current_run(&txn, task, run, now).await?,
+    };
+    let entry = change
+        .entry
+        .resource(task.id, task.task_name.clone().unwrap_or_default())
+        .old(&serde_json::json!({ "status": task.status }))
+        .new_values(&serde_json::json!({ "status": to, "reason": change.reason }));
+    audit::record(&txn, actor, entry, now).await?;
+    txn.commit().await?;
+    Ok(Some(to))
 }
 
 fn changed_meanwhile() -> ServiceError {
@@ -136,22 +170,31 @@ async fn move_task(
     Ok(moved.rows_affected == 1)
 }
 
-/// Inside a resume: the task (claimed as `running`) takes the state of its current run — still
-/// sending, or done while it was paused — or goes back to `scheduled` when it has not run yet.
-async fn follow_current_run(
+/// The task's current run, locked for the rest of `txn` where the database has row locks.
+async fn lock_current_run(
     txn: &DatabaseTransaction,
     task: &message_tasks::Model,
-    now: NaiveDateTime,
-) -> ServiceResult<TaskStatus> {
+) -> ServiceResult<Option<message_task_runs::Model>> {
     let Some(run_id) = task.current_run_id else {
-        set_status(txn, task.id, TaskStatus::Scheduled, now).await?;
-        return Ok(TaskStatus::Scheduled);
+        return Ok(None);
     };
     let mut query = message_task_runs::Entity::find_by_id(run_id);
     if crate::db::row_locks(txn) {
         query = query.lock_exclusive();
     }
-    let Some(run) = query.one(txn).await? else {
+    Ok(query.one(txn).await?)
+}
+
+/// Inside a resume: the task (claimed as `running`) takes the state of its current `run` —
+/// still sending, or done while it was paused — or goes back to `scheduled` when it has not run
+/// yet.
+async fn follow_current_run(
+    txn: &DatabaseTransaction,
+    task: &message_tasks::Model,
+    run: Option<message_task_runs::Model>,
+    now: NaiveDateTime,
+) -> ServiceResult<TaskStatus> {
+    let Some(run) = run else {
         set_status(txn, task.id, TaskStatus::Scheduled, now).await?;
         return Ok(TaskStatus::Scheduled);
     };
@@ -177,6 +220,8 @@ async fn set_status(
     Ok(())
 }
 
+/// Holds the task: chunks claim nothing more, and sends waiting for their slot go back to
+/// pending with no retry used.
 pub async fn pause(
     ctx: &Context,
     actor: &Actor,
@@ -233,37 +278,41 @@ pub async fn cancel(ctx: &Context, actor: &Actor, id: i64) -> ServiceResult<Task
     )
     .await?;
     withdraw_unconfirmed(ctx, id).await?;
-    let now = ctx.clock.now_db();
     let runs = message_task_runs::Entity::find()
         .filter(message_task_runs::Column::TaskId.eq(id))
         .filter(message_task_runs::Column::Status.is_in([RunStatus::Expanding, RunStatus::Running]))
         .all(&ctx.db)
         .await?;
     for run in runs {
-        let txn = crate::db::begin(&ctx.db).await?;
-        // Claimed receivers are left to their chunk (it may be sending right now; what it would
-        // put back to pending it skips, see `dispatch::chunk::record`); pending ones stop.
-        let skipped = skip_pending_as_cancelled(&txn, run.id, now).await?;
-        let change = finish::CountChange {
-            skipped: i32::try_from(skipped).unwrap_or(i32::MAX),
-            ..Default::default()
-        };
-        finish::add_counts(&txn, id, run.id, change, now).await?;
-        message_task_runs::Entity::update_many()
-            .col_expr(
-                message_task_runs::Column::Status,
-                Expr::value(RunStatus::Cancelled),
-            )
-            .col_expr(message_task_runs::Column::CompletedAt, Expr::value(now))
-            .filter(message_task_runs::Column::Id.eq(run.id))
-            .filter(
-                message_task_runs::Column::Status.is_in([RunStatus::Expanding, RunStatus::Running]),
-            )
-            .exec(&txn)
-            .await?;
-        txn.commit().await?;
+        crate::db::retry_lock_conflicts("task cancel", || stop_run(ctx, id, run.id)).await?;
     }
     view(ctx, &ctx.db, find(&ctx.db, id).await?).await
+}
+
+/// Cancels one run of a cancelled task in one transaction: its pending receivers are skipped,
+/// the counters say so and the run ends. Claimed receivers are left to their chunk (it may be
+/// sending right now; what it would put back to pending it skips, see `dispatch::chunk::record`).
+async fn stop_run(ctx: &Context, task_id: i64, run_id: i64) -> ServiceResult<()> {
+    let now = ctx.clock.now_db();
+    let txn = crate::db::begin(&ctx.db).await?;
+    let skipped = skip_pending_as_cancelled(&txn, run_id, now).await?;
+    let change = finish::CountChange {
+        skipped: i32::try_from(skipped).unwrap_or(i32::MAX),
+        ..Default::default()
+    };
+    finish::add_counts(&txn, task_id, run_id, change, now).await?;
+    message_task_runs::Entity::update_many()
+        .col_expr(
+            message_task_runs::Column::Status,
+            Expr::value(RunStatus::Cancelled),
+        )
+        .col_expr(message_task_runs::Column::CompletedAt, Expr::value(now))
+        .filter(message_task_runs::Column::Id.eq(run_id))
+        .filter(message_task_runs::Column::Status.is_in([RunStatus::Expanding, RunStatus::Running]))
+        .exec(&txn)
+        .await?;
+    txn.commit().await?;
+    Ok(())
 }
 
 /// `update` also skips its receivers as `cancelled`.
