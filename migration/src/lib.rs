@@ -38,6 +38,7 @@ mod m20261205_000024_no_deleted_at_indexes;
 mod m20261206_000025_no_contact_name_indexes;
 mod m20261206_000026_mysql_contact_grams;
 mod m20261206_000027_receiver_partial_indexes;
+mod m20261206_000028_sqlite_short_keywords;
 
 pub struct Migrator;
 
@@ -72,6 +73,7 @@ impl MigratorTrait for Migrator {
             Box::new(m20261206_000025_no_contact_name_indexes::Migration),
             Box::new(m20261206_000026_mysql_contact_grams::Migration),
             Box::new(m20261206_000027_receiver_partial_indexes::Migration),
+            Box::new(m20261206_000028_sqlite_short_keywords::Migration),
         ]
     }
 }

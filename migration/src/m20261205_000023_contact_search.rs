@@ -13,18 +13,25 @@ use sea_orm_migration::{prelude::*, sea_orm::DatabaseBackend};
 #[derive(DeriveMigrationName)]
 pub struct Migration;
 
-const SEARCHED: [&str; 4] = ["nickname", "remark", "wxid", "phone"];
+pub(crate) const SEARCHED: [&str; 4] = ["nickname", "remark", "wxid", "phone"];
 
 fn sqlite_up() -> Vec<String> {
+    sqlite_index("contacts", "")
+}
+
+/// The FTS5 table over `content` (a table or view with the contacts' ids and the four columns)
+/// and the triggers that keep it, each value indexed as `new.col{pad}` (`pad` an SQL suffix:
+/// the same text the content gives), then filled from `content`.
+pub(crate) fn sqlite_index(content: &str, pad: &str) -> Vec<String> {
     let cols = SEARCHED.join(", ");
-    let new_cols = SEARCHED.map(|c| format!("new.{c}")).join(", ");
-    let old_cols = SEARCHED.map(|c| format!("old.{c}")).join(", ");
+    let new_cols = SEARCHED.map(|c| format!("new.{c}{pad}")).join(", ");
+    let old_cols = SEARCHED.map(|c| format!("old.{c}{pad}")).join(", ");
     let changed = SEARCHED
         .map(|c| format!("old.{c} IS NOT new.{c}"))
         .join(" OR ");
     vec![
         format!(
-            "CREATE VIRTUAL TABLE contacts_search USING fts5({cols}, content='contacts', \
+            "CREATE VIRTUAL TABLE contacts_search USING fts5({cols}, content='{content}', \
              content_rowid='id', tokenize='trigram')"
         ),
         format!(
@@ -45,6 +52,15 @@ fn sqlite_up() -> Vec<String> {
         ),
         "INSERT INTO contacts_search(contacts_search) VALUES ('rebuild')".to_owned(),
     ]
+}
+
+/// Drops what `sqlite_index` made.
+pub(crate) fn sqlite_drop_index() -> Vec<String> {
+    ["insert", "delete", "update"]
+        .map(|t| format!("DROP TRIGGER IF EXISTS contacts_search_{t}"))
+        .into_iter()
+        .chain(["DROP TABLE IF EXISTS contacts_search".to_owned()])
+        .collect()
 }
 
 fn postgres_up() -> Vec<String> {
@@ -84,11 +100,7 @@ impl MigrationTrait for Migration {
 
     async fn down(&self, manager: &SchemaManager) -> Result<(), DbErr> {
         let statements: Vec<String> = match manager.get_database_backend() {
-            DatabaseBackend::Sqlite => ["insert", "delete", "update"]
-                .map(|t| format!("DROP TRIGGER IF EXISTS contacts_search_{t}"))
-                .into_iter()
-                .chain(["DROP TABLE IF EXISTS contacts_search".to_owned()])
-                .collect(),
+            DatabaseBackend::Sqlite => sqlite_drop_index(),
             DatabaseBackend::Postgres => SEARCHED
                 .map(|c| format!("DROP INDEX IF EXISTS idx_contacts_{c}_trgm"))
                 .into(),

@@ -371,6 +371,7 @@ async fn contacts_bench(args: ContactsArgs) -> anyhow::Result<()> {
         ("keyword (common)", keyword("李")),
         ("keyword (common, 5 chars: every wxid)", keyword("bench")),
         ("keyword (2 chars, no match)", keyword("李0")),
+        ("keyword (2 chars, one match)", keyword("王0")),
     ];
     println!("\n| query (limit 50) | p50 ms | p99 ms |\n|---|---:|---:|");
     for (name, filter) in &cases {

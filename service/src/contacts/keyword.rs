@@ -4,7 +4,11 @@
 //! - SQLite: the FTS5 trigram table `contacts_search` serves keywords of three characters or
 //!   more. A page of the list is driven by it (its rowids, newest first, stop after the page), so a
 //!   rare keyword reads its few entries and a common one stops early; counts and expansions ask
-//!   it for the matching ids. Shorter keywords scan, newest first, stopping at a full page.
+//!   it for the matching ids. One or two characters are the beginning of the index's pieces
+//!   (each column is indexed with two spaces after it, migration
+//!   `m20261206_000028_sqlite_short_keywords`), read as a range of terms from the `fts5vocab`
+//!   table `contacts_search_pieces`: collected when few pieces begin with them, as on MySQL
+//!   below.
 //! - PostgreSQL: `pg_trgm` indexes on `LOWER(col)` serve the unchanged `LIKE`.
 //! - MySQL/MariaDB: the trigram table `contacts_search_grams` (migration
 //!   `m20261206_000026_mysql_contact_grams`), joined once for each of the keyword's pieces on
@@ -41,6 +45,8 @@ pub const SEARCHED: [contacts::Column; 4] = [
 const INDEXED_MIN_CHARS: usize = 3;
 const INDEX: &str = "contacts_search";
 const GRAMS: &str = "contacts_search_grams";
+/// SQLite: the index's pieces, one row per occurrence (`fts5vocab`, `instance`).
+const PIECES: &str = "contacts_search_pieces";
 /// At most this many of a long keyword's pieces are looked up (one join each); the `LIKE`
 /// checks the rest.
 const MAX_GRAMS: usize = 6;
@@ -92,9 +98,9 @@ enum Lookup {
     Phrase(String),
     /// MySQL: the pieces a matching contact has all of.
     Grams(Vec<String>),
-    /// MySQL, a keyword of one or two characters that begins few pieces: the `LIKE` pattern
-    /// of those pieces (`ab%`).
-    Prefix(String),
+    /// MySQL or SQLite, a keyword of one or two characters that begins few pieces: the ids
+    /// of the contacts those pieces are in.
+    Prefix(Box<SelectStatement>),
 }
 
 #[derive(Debug, Clone)]
@@ -131,7 +137,7 @@ impl Keyword {
                 ))
                 .to_owned(),
             Lookup::Grams(grams) => with_all_grams(grams),
-            Lookup::Prefix(pattern) => pieces_beginning(pattern),
+            Lookup::Prefix(pieces) => (**pieces).clone(),
         };
         // `like` is an `any` of the columns: the index narrows it, never widens it.
         Condition::all()
@@ -141,10 +147,10 @@ impl Keyword {
 }
 
 impl Keyword {
-    /// `parse`, for one page of the list: on MySQL a keyword of one or two characters is
-    /// looked up as a prefix of the pieces when few pieces begin with it (a bounded count, as
-    /// for tags). A common one scans newest first, which stops after the page; a rare one
-    /// would scan every contact.
+    /// `parse`, for one page of the list: on MySQL and SQLite a keyword of one or two
+    /// characters is looked up as a prefix of the pieces when few pieces begin with it (a
+    /// bounded count, as for tags). A common one scans newest first, which stops after the
+    /// page; a rare one would scan every contact.
     pub async fn for_page<C: ConnectionTrait>(
         db: &C,
         q: Option<&str>,
@@ -154,14 +160,10 @@ impl Keyword {
             return Ok(None);
         };
         let q = q.map(str::trim).unwrap_or_default();
-        if backend == DbBackend::MySql
-            && mysql_index_present()
-            && q.chars().count() < INDEXED_MIN_CHARS
+        if let Some(pieces) = pieces_beginning(backend, q)
+            && !tag_filter::more_than_dense(db, pieces.clone()).await?
         {
-            let pattern = format!("{}%", crate::search::lower_escaped(q));
-            if !tag_filter::more_than_dense(db, pieces_beginning(&pattern)).await? {
-                keyword.lookup = Lookup::Prefix(pattern);
-            }
+            keyword.lookup = Lookup::Prefix(Box::new(pieces));
         }
         Ok(Some(keyword))
     }
@@ -190,13 +192,54 @@ fn grams(q: &str) -> Vec<String> {
         .collect()
 }
 
-/// `contact_id` of the pieces `pattern` (`LIKE`, escaped with `\`) matches.
-fn pieces_beginning(pattern: &str) -> SelectStatement {
-    Query::select()
-        .column(Alias::new("contact_id"))
-        .from(Alias::new(GRAMS))
-        .and_where(Expr::col(Alias::new("gram")).like(LikeExpr::new(pattern).escape('\\')))
-        .to_owned()
+/// The contact of each index piece that begins with the keyword `q` of one or two characters,
+/// where the database's index can list them.
+fn pieces_beginning(backend: DbBackend, q: &str) -> Option<SelectStatement> {
+    let chars = q.chars().count();
+    if chars == 0 || chars >= INDEXED_MIN_CHARS {
+        return None;
+    }
+    match backend {
+        DbBackend::MySql if mysql_index_present() => {
+            let pattern = format!("{}%", crate::search::lower_escaped(q));
+            Some(
+                Query::select()
+                    .column(Alias::new("contact_id"))
+                    .from(Alias::new(GRAMS))
+                    .and_where(
+                        Expr::col(Alias::new("gram")).like(LikeExpr::new(pattern).escape('\\')),
+                    )
+                    .to_owned(),
+            )
+        }
+        DbBackend::Sqlite => {
+            let (low, high) = sqlite_term_range(q)?;
+            let term = || Expr::col(Alias::new("term"));
+            Some(
+                Query::select()
+                    .column(Alias::new("doc"))
+                    .from(Alias::new(PIECES))
+                    .and_where(term().gte(low))
+                    .and_where(term().lte(high))
+                    .to_owned(),
+            )
+        }
+        _ => None,
+    }
+}
+
+/// The range of FTS5 terms (three characters, case-folded) that begin with the keyword `q` of
+/// one or two characters: from `q` to `q` followed by the highest characters. `None` when `q`
+/// has a letter whose case only Unicode folds (`É`): the tokenizer's folding and Rust's may
+/// differ there, and the range must not miss a piece, so such a keyword scans.
+fn sqlite_term_range(q: &str) -> Option<(String, String)> {
+    let uncased = |c: char| c.to_lowercase().eq([c]) && c.to_uppercase().eq([c]);
+    if !q.chars().all(|c| c.is_ascii() || uncased(c)) {
+        return None;
+    }
+    let low = q.to_ascii_lowercase();
+    let high = format!("{low}{}", "\u{10FFFF}".repeat(3 - q.chars().count()));
+    Some((low, high))
 }
 
 fn gram_alias(k: usize) -> Alias {
@@ -298,7 +341,26 @@ pub fn newest_first(
 
 #[cfg(test)]
 mod tests {
-    use super::grams;
+    use super::{grams, sqlite_term_range};
+
+    #[test]
+    fn a_short_keyword_is_the_range_of_the_pieces_it_begins() {
+        assert_eq!(
+            sqlite_term_range("张伟"),
+            Some(("张伟".into(), "张伟\u{10FFFF}".into()))
+        );
+        assert_eq!(
+            sqlite_term_range("A"),
+            Some(("a".into(), "a\u{10FFFF}\u{10FFFF}".into()))
+        );
+        assert_eq!(
+            sqlite_term_range("%9"),
+            Some(("%9".into(), "%9\u{10FFFF}".into()))
+        );
+        // Folded differently by Unicode's rules and the tokenizer's, perhaps: not looked up.
+        assert_eq!(sqlite_term_range("É"), None);
+        assert_eq!(sqlite_term_range("é"), None);
+    }
 
     #[test]
     fn a_keyword_is_cut_into_its_distinct_lower_cased_pieces() {
