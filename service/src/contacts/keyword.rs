@@ -27,7 +27,9 @@ use entity::contacts;
 use sea_orm::{
     ColumnTrait, ConnectionTrait, DatabaseConnection, DbBackend, DbErr, JoinType, QueryFilter,
     QueryOrder, QuerySelect, QueryTrait, Select, Statement,
-    sea_query::{Alias, Condition, Expr, ExprTrait, LikeExpr, Order, Query, SelectStatement},
+    sea_query::{
+        Alias, Condition, Expr, ExprTrait, IntoColumnRef, LikeExpr, Order, Query, SelectStatement,
+    },
 };
 
 use super::tag_filter;
@@ -258,15 +260,17 @@ fn with_all_grams(grams: &[String]) -> SelectStatement {
             JoinType::InnerJoin,
             Alias::new(GRAMS),
             gram_alias(k),
-            Condition::all()
-                .add(Expr::col((gram_alias(k), Alias::new("gram"))).eq(gram.clone()))
-                .add(
-                    Expr::col((gram_alias(k), Alias::new("contact_id")))
-                        .equals((gram_alias(0), Alias::new("contact_id"))),
-                ),
+            gram_of(k, gram, (gram_alias(0), Alias::new("contact_id"))),
         );
     }
     query
+}
+
+/// The join of the `k`-th piece, `gram`, to the contact `id`.
+fn gram_of(k: usize, gram: &str, id: impl IntoColumnRef) -> Condition {
+    Condition::all()
+        .add(Expr::col((gram_alias(k), Alias::new("gram"))).eq(gram))
+        .add(Expr::col((gram_alias(k), Alias::new("contact_id"))).equals(id))
 }
 
 /// One page of `query` newest first (`id < before` when given), the keyword applied. On SQLite
@@ -294,12 +298,7 @@ pub fn newest_first(
                     JoinType::InnerJoin,
                     Alias::new(GRAMS),
                     gram_alias(i),
-                    Condition::all()
-                        .add(Expr::col((gram_alias(i), Alias::new("gram"))).eq(gram.clone()))
-                        .add(
-                            Expr::col((gram_alias(i), Alias::new("contact_id")))
-                                .equals((contacts::Entity, contacts::Column::Id)),
-                        ),
+                    gram_of(i, gram, (contacts::Entity, contacts::Column::Id)),
                 );
             }
             newest_first(query, Some(&k.without_lookup()), before, limit)
