@@ -148,8 +148,47 @@ async fn connect_to(
         // fell to a scan of the account's contacts per page, quadratic in their number
         // (docs/benchmarks.md, sync). Bulk writes opt back into cached plans (`reuse_plans`).
         .map_sqlx_postgres_opts(|opts| opts.options([("plan_cache_mode", "force_custom_plan")]));
-    Database::connect(options).await.with_context(|| {
+    let db = Database::connect(options).await.with_context(|| {
         format!("connecting to `{key}` (check the address, credentials and that the server runs)")
+    })?;
+    if db.get_database_backend() == sea_orm::DatabaseBackend::MySql {
+        let version: Option<String> = db
+            .query_one_raw(sea_orm::Statement::from_string(
+                sea_orm::DatabaseBackend::MySql,
+                "SELECT VERSION()",
+            ))
+            .await?
+            .map(|row| row.try_get_by_index(0))
+            .transpose()?;
+        if let Some(problem) = version.as_deref().and_then(mysql_too_old) {
+            anyhow::bail!("`{key}`: {problem}");
+        }
+    }
+    Ok(db)
+}
+
+/// Why a MySQL or MariaDB server of this `VERSION()` cannot run wework, if it cannot: claims
+/// lock with `SKIP LOCKED` and the access log is written through `JSON_TABLE`, which MySQL has
+/// from 8.0 and MariaDB from 10.6. An older server would start and then fail every log batch.
+fn mysql_too_old(version: &str) -> Option<String> {
+    // Some MariaDB servers put the protocol's "5.5.5-" before their real version.
+    let real = version.strip_prefix("5.5.5-").unwrap_or(version);
+    let mariadb = real.to_ascii_lowercase().contains("mariadb");
+    let mut numbers = real
+        .split(|c: char| !c.is_ascii_digit())
+        .map(|n| n.parse::<u32>().unwrap_or(0));
+    let found = (numbers.next().unwrap_or(0), numbers.next().unwrap_or(0));
+    let (name, needed) = if mariadb {
+        ("MariaDB", (10, 6))
+    } else {
+        ("MySQL", (8, 0))
+    };
+    (found < needed).then(|| {
+        format!(
+            "{name} {real} is older than {}.{}, the oldest wework runs on (it needs `SKIP LOCKED` \
+             and `JSON_TABLE`): upgrade the server",
+            needed.0, needed.1
+        )
     })
 }
 
@@ -289,6 +328,32 @@ pub fn row_locks(conn: &impl ConnectionTrait) -> bool {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn old_mysql_and_mariadb_servers_are_refused_by_name() {
+        for fine in [
+            "10.11.19-MariaDB-0+deb12u1",
+            "10.6.0-MariaDB",
+            "5.5.5-10.6.12-MariaDB-log",
+            "11.4.2-MariaDB",
+            "8.0.36",
+            "8.4.0-commercial",
+            "9.1.0",
+        ] {
+            assert_eq!(mysql_too_old(fine), None, "{fine}");
+        }
+        let old = mysql_too_old("5.5.5-10.5.23-MariaDB-log").unwrap();
+        assert!(
+            old.starts_with("MariaDB 10.5.23-MariaDB-log is older than 10.6"),
+            "{old}"
+        );
+        let old = mysql_too_old("5.7.44-log").unwrap();
+        assert!(
+            old.starts_with("MySQL 5.7.44-log is older than 8.0"),
+            "{old}"
+        );
+        assert!(mysql_too_old("10.4.0-MariaDB").is_some());
+    }
 
     #[test]
     fn sqlite_paths() {

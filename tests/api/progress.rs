@@ -10,7 +10,7 @@ use service::tasks::TaskView;
 
 use crate::{
     helpers::{TestApp, TestSim, problem},
-    tasks::{create, ready},
+    tasks::{create, ready, slow_task},
 };
 
 #[tokio::test]
@@ -53,7 +53,7 @@ async fn ends_within(response: &mut reqwest::Response, secs: u64) -> bool {
 /// of progress streams on it: `(sim, app, progress path, token, streams)`.
 async fn streams_at_the_cap() -> (TestSim, TestApp, String, String, Vec<reqwest::Response>) {
     let (sim, app, agent) = ready("").await;
-    let task = create(&app, json!({ "name": "慢速", "task_type": "broadcast", "content": "x", "audience": { "filter": { "instance_ids": [agent] } }, "rate_per_minute": 1 })).await;
+    let task = slow_task(&app, agent, 1).await;
     let id = task.id;
     app.wait_for_as(&format!("/api/v1/tasks/{id}"), 30, |t: &TaskView| {
         t.status == TaskStatus::Running

@@ -37,6 +37,12 @@ pub(crate) async fn create(app: &TestApp, body: Value) -> TaskView {
     answer(response, StatusCode::CREATED).await
 }
 
+/// A broadcast to every contact of `agent` at `rate_per_minute` per account: slow enough that
+/// it is still sending when a test steps in.
+pub(crate) async fn slow_task(app: &TestApp, agent: i64, rate_per_minute: u32) -> TaskView {
+    create(app, json!({ "name": "慢速", "task_type": "broadcast", "content": "x", "audience": { "filter": { "instance_ids": [agent] } }, "rate_per_minute": rate_per_minute })).await
+}
+
 pub(crate) async fn wait_status(
     app: &TestApp,
     task: i64,
@@ -539,7 +545,7 @@ async fn a_pause_or_cancel_holds_sends_waiting_for_their_slot() {
     let (sim, app, agent) = ready("").await;
     let admin = app.admin_token().await;
     // Two accounts at 6 a minute each: a slot every 10 s per account.
-    let task = create(&app, json!({ "name": "慢速", "task_type": "broadcast", "content": "x", "audience": { "filter": { "instance_ids": [agent] } }, "rate_per_minute": 6 })).await;
+    let task = slow_task(&app, agent, 6).await;
     let id = task.id;
     let sim = &sim;
     let delivered_now = || async { delivered(sim).await["delivered"].as_i64().unwrap() };
@@ -604,6 +610,33 @@ async fn a_pause_or_cancel_holds_sends_waiting_for_their_slot() {
     assert_eq!(receivers_in(app, id, ReceiverStatus::Pending).await, 0);
 }
 
+/// Whether another connection waits for a row lock: on PostgreSQL any; on MariaDB, which does
+/// not list a transaction waiting for its first lock in `innodb_trx`, a locking read of a run
+/// (the test's own has returned, so one still running is waiting).
+async fn a_run_lock_is_awaited(app: &TestApp) -> bool {
+    use sea_orm::{ConnectionTrait, DbBackend, Statement};
+    let backend = app.ctx.db.get_database_backend();
+    let waits = match backend {
+        DbBackend::Postgres => {
+            "SELECT count(*) FROM pg_stat_activity WHERE wait_event_type = 'Lock' \
+             AND datname = current_database()"
+        }
+        _ => {
+            "SELECT count(*) FROM information_schema.processlist \
+             WHERE db = DATABASE() AND id <> CONNECTION_ID() \
+             AND info LIKE '%message_task_runs%FOR UPDATE%'"
+        }
+    };
+    let row = app
+        .ctx
+        .db
+        .query_one_raw(Statement::from_string(backend, waits))
+        .await
+        .unwrap()
+        .unwrap();
+    row.try_get_by_index::<i64>(0).unwrap() > 0
+}
+
 /// A chunk's record locks the run, then the task (its counters). A resume while a record holds
 /// the run waits for it and then goes through: it takes the run's lock before the task's, so
 /// the two never deadlock (one of them used to fail: PostgreSQL aborted the resume, MariaDB the
@@ -611,8 +644,8 @@ async fn a_pause_or_cancel_holds_sends_waiting_for_their_slot() {
 #[tokio::test]
 async fn a_resume_waits_for_a_record_holding_the_run_and_neither_deadlocks() {
     use sea_orm::{
-        ColumnTrait, ConnectionTrait, DbBackend, EntityTrait, QueryFilter, QuerySelect, Statement,
-        TransactionTrait, sea_query::Expr,
+        ColumnTrait, DbBackend, EntityTrait, QueryFilter, QuerySelect, TransactionTrait,
+        sea_query::Expr,
     };
 
     let (sim, app, agent) = ready("max_slot_wait_secs = 2").await;
@@ -621,7 +654,7 @@ async fn a_resume_waits_for_a_record_holding_the_run_and_neither_deadlocks() {
         return;
     }
     let admin = app.admin_token().await;
-    let task = create(&app, json!({ "name": "慢速", "task_type": "broadcast", "content": "x", "audience": { "filter": { "instance_ids": [agent] } }, "rate_per_minute": 6 })).await;
+    let task = slow_task(&app, agent, 6).await;
     let id = task.id;
     app.wait_sent(id, 1).await;
     let paused = app
@@ -638,36 +671,12 @@ async fn a_resume_waits_for_a_record_holding_the_run_and_neither_deadlocks() {
         .one(&record)
         .await
         .unwrap();
-    let lock_waits = match backend {
-        DbBackend::Postgres => {
-            "SELECT count(*) FROM pg_stat_activity WHERE wait_event_type = 'Lock' \
-             AND datname = current_database()"
-        }
-        // MariaDB does not list a transaction waiting for its first lock in `innodb_trx`; the
-        // record's own locking read has returned, so another one running is the resume's.
-        _ => {
-            "SELECT count(*) FROM information_schema.processlist \
-             WHERE db = DATABASE() AND id <> CONNECTION_ID() \
-             AND info LIKE '%message_task_runs%FOR UPDATE%'"
-        }
-    };
     let resume_path = format!("/api/v1/tasks/{id}/resume");
     let resume = app.post(&resume_path, &admin, json!({}));
     let record_counts = async {
         // Once the resume waits for a lock the record holds, the record goes on to the task row.
         let deadline = std::time::Instant::now() + Duration::from_secs(30);
-        loop {
-            let row = app
-                .ctx
-                .db
-                .query_one_raw(Statement::from_string(backend, lock_waits))
-                .await
-                .unwrap()
-                .unwrap();
-            let waiting: i64 = row.try_get_by_index(0).unwrap();
-            if waiting > 0 {
-                break;
-            }
+        while !a_run_lock_is_awaited(&app).await {
             assert!(
                 std::time::Instant::now() < deadline,
                 "the resume never waited"
@@ -691,25 +700,15 @@ async fn a_resume_waits_for_a_record_holding_the_run_and_neither_deadlocks() {
     drop(sim);
 }
 
-/// A worker died holding receivers of a task that was then cancelled: when their leases expire
-/// the sweeper skips them as cancelled rather than putting them back to pending in a run that
-/// nothing sends any more.
-#[tokio::test]
-async fn receivers_of_a_dead_worker_in_a_cancelled_task_are_skipped_not_stranded() {
+/// A worker that claimed up to three pending receivers of the task and died: their lease runs
+/// for another hour. Returns their ids and how many it won.
+async fn claim_as_a_dead_worker(app: &TestApp, task: i64) -> (Vec<i64>, u64) {
     use entity::message_receivers::{Column, Entity};
     use sea_orm::{ColumnTrait, EntityTrait, QueryFilter, QuerySelect, sea_query::Expr};
-
-    let (_sim, app, agent) = ready("").await;
-    let admin = app.admin_token().await;
-    let task = create(&app, json!({ "name": "慢速", "task_type": "broadcast", "content": "x", "audience": { "filter": { "instance_ids": [agent] } }, "rate_per_minute": 1 })).await;
-    let id = task.id;
-    app.wait_sent(id, 1).await;
-    // A worker that claimed three receivers and died: its lease runs for now.
-    let lease = |minutes: i64| chrono::Utc::now().naive_utc() + chrono::TimeDelta::minutes(minutes);
     let ids: Vec<i64> = Entity::find()
         .select_only()
         .column(Column::Id)
-        .filter(Column::TaskId.eq(id))
+        .filter(Column::TaskId.eq(task))
         .filter(Column::SendStatus.eq(ReceiverStatus::Pending))
         .limit(3)
         .into_tuple()
@@ -719,13 +718,33 @@ async fn receivers_of_a_dead_worker_in_a_cancelled_task_are_skipped_not_stranded
     let claimed = Entity::update_many()
         .col_expr(Column::SendStatus, Expr::value(ReceiverStatus::Claimed))
         .col_expr(Column::LeaseOwner, Expr::value("dead-worker:1"))
-        .col_expr(Column::LeaseExpiresAt, Expr::value(lease(60)))
+        .col_expr(
+            Column::LeaseExpiresAt,
+            Expr::value(chrono::Utc::now().naive_utc() + chrono::TimeDelta::hours(1)),
+        )
         .filter(Column::Id.is_in(ids.clone()))
         .filter(Column::SendStatus.eq(ReceiverStatus::Pending))
         .exec(&app.ctx.db)
         .await
         .unwrap()
         .rows_affected;
+    (ids, claimed)
+}
+
+/// A worker died holding receivers of a task that was then cancelled: when their leases expire
+/// the sweeper skips them as cancelled rather than putting them back to pending in a run that
+/// nothing sends any more.
+#[tokio::test]
+async fn receivers_of_a_dead_worker_in_a_cancelled_task_are_skipped_not_stranded() {
+    use entity::message_receivers::{Column, Entity};
+    use sea_orm::{ColumnTrait, EntityTrait, QueryFilter, sea_query::Expr};
+
+    let (_sim, app, agent) = ready("").await;
+    let admin = app.admin_token().await;
+    let task = slow_task(&app, agent, 1).await;
+    let id = task.id;
+    app.wait_sent(id, 1).await;
+    let (ids, claimed) = claim_as_a_dead_worker(&app, id).await;
     assert!(claimed > 0);
     let cancelled = app
         .post(&format!("/api/v1/tasks/{id}/cancel"), &admin, json!({}))
@@ -733,7 +752,10 @@ async fn receivers_of_a_dead_worker_in_a_cancelled_task_are_skipped_not_stranded
     assert_eq!(cancelled.status(), StatusCode::OK);
     wait_no_claims_but(&app, id, claimed).await;
     Entity::update_many()
-        .col_expr(Column::LeaseExpiresAt, Expr::value(lease(-1)))
+        .col_expr(
+            Column::LeaseExpiresAt,
+            Expr::value(chrono::Utc::now().naive_utc() - chrono::TimeDelta::minutes(1)),
+        )
         .filter(Column::Id.is_in(ids))
         .exec(&app.ctx.db)
         .await
@@ -742,6 +764,107 @@ async fn receivers_of_a_dead_worker_in_a_cancelled_task_are_skipped_not_stranded
 
     assert_eq!(receivers_in(&app, id, ReceiverStatus::Claimed).await, 0);
     assert_eq!(receivers_in(&app, id, ReceiverStatus::Pending).await, 0);
+    let c = app.task(id).await.counts;
+    assert_eq!(c.pending, 0, "nothing is left pending: {c:?}");
+    assert_eq!(c.success + c.failed + c.skipped, c.target, "{c:?}");
+}
+
+/// A worker died holding receivers while their task is being cancelled. The cancel locks the
+/// run before it skips the pending receivers, and a sweep putting the expired leases back takes
+/// the same lock: it waits, sees the run cancelled and skips them too. (It used to put them back
+/// to pending whatever the run's status, and they stayed pending in a cancelled run for ever.)
+/// SQLite runs one writer at a time, and the sweep's per-run transaction cannot interleave.
+#[tokio::test]
+async fn a_sweep_during_a_cancel_skips_a_dead_workers_receivers_too() {
+    use entity::message_receivers::{Column, Entity};
+    use sea_orm::{
+        ColumnTrait, DbBackend, EntityTrait, QueryFilter, QuerySelect, TransactionTrait,
+        sea_query::Expr,
+    };
+    use service::dispatch::finish::{CountChange, add_counts};
+
+    let (_sim, app, agent) = ready("").await;
+    if app.ctx.db.get_database_backend() == DbBackend::Sqlite {
+        return;
+    }
+    let admin = app.admin_token().await;
+    let id = slow_task(&app, agent, 1).await.id;
+    app.wait_sent(id, 1).await;
+    let paused = app
+        .post(&format!("/api/v1/tasks/{id}/pause"), &admin, json!({}))
+        .await;
+    let run = answer::<TaskView>(paused, StatusCode::OK)
+        .await
+        .current_run_id
+        .expect("the task is running a run");
+    wait_no_claims(&app, id).await;
+    // Its lease has not expired yet, so the running worker's own sweeps leave them alone.
+    claim_as_a_dead_worker(&app, id).await;
+
+    // What a cancel does, held open: lock the run, skip its pending receivers, count them, end
+    // the run and the task.
+    let cancel = app.ctx.db.begin().await.unwrap();
+    entity::message_task_runs::Entity::find_by_id(run)
+        .lock_exclusive()
+        .one(&cancel)
+        .await
+        .unwrap();
+    let skipped = Entity::update_many()
+        .col_expr(Column::SendStatus, Expr::value(ReceiverStatus::Skipped))
+        .col_expr(Column::SkipReason, Expr::value("cancelled"))
+        .filter(Column::RunId.eq(run))
+        .filter(Column::SendStatus.eq(ReceiverStatus::Pending))
+        .exec(&cancel)
+        .await
+        .unwrap()
+        .rows_affected;
+    let change = CountChange {
+        skipped: i32::try_from(skipped).unwrap(),
+        ..CountChange::default()
+    };
+    let now = app.ctx.clock.now_db();
+    add_counts(&cancel, id, run, change, now).await.unwrap();
+    entity::message_task_runs::Entity::update_many()
+        .col_expr(
+            entity::message_task_runs::Column::Status,
+            Expr::value(RunStatus::Cancelled),
+        )
+        .filter(entity::message_task_runs::Column::Id.eq(run))
+        .exec(&cancel)
+        .await
+        .unwrap();
+    entity::message_tasks::Entity::update_many()
+        .col_expr(
+            entity::message_tasks::Column::Status,
+            Expr::value(TaskStatus::Cancelled),
+        )
+        .filter(entity::message_tasks::Column::Id.eq(id))
+        .exec(&cancel)
+        .await
+        .unwrap();
+    // A sweep two hours later, when the dead worker's leases have expired, starts before the
+    // cancel commits. (Expiring them in the table would wait for the cancel on MariaDB, whose
+    // skip locks every receiver of the run.)
+    let mut ctx = app.ctx.clone();
+    let later = chrono::Utc::now() + chrono::TimeDelta::hours(2);
+    ctx.clock = std::sync::Arc::new(service::clock::ManualClock::at(later.timestamp()));
+    let sweep = tokio::spawn(async move { service::dispatch::sweeper::sweep(&ctx).await });
+    let deadline = std::time::Instant::now() + Duration::from_secs(30);
+    while !sweep.is_finished()
+        && !a_run_lock_is_awaited(&app).await
+        && std::time::Instant::now() < deadline
+    {
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    cancel.commit().await.unwrap();
+    sweep.await.unwrap().unwrap();
+
+    assert_eq!(receivers_in(&app, id, ReceiverStatus::Claimed).await, 0);
+    assert_eq!(
+        receivers_in(&app, id, ReceiverStatus::Pending).await,
+        0,
+        "the dead worker's receivers are not left pending in the cancelled run"
+    );
     let c = app.task(id).await.counts;
     assert_eq!(c.pending, 0, "nothing is left pending: {c:?}");
     assert_eq!(c.success + c.failed + c.skipped, c.target, "{c:?}");
@@ -766,7 +889,7 @@ async fn an_unreadable_stored_setting_pauses_the_task_and_names_it() {
             json!({ "max": 0, "window_hours": 24 }),
         ),
     ] {
-        let task = create(&app, json!({ "name": "慢速", "task_type": "broadcast", "content": "x", "audience": { "filter": { "instance_ids": [agent] } }, "rate_per_minute": 6 })).await;
+        let task = slow_task(&app, agent, 6).await;
         let id = task.id;
         app.wait_sent(id, 1).await;
         entity::message_tasks::Entity::update_many()

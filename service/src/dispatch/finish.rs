@@ -4,8 +4,8 @@ use chrono::NaiveDateTime;
 use entity::states::{ReceiverStatus, RunStatus, TaskStatus};
 use entity::{message_receivers, message_task_runs, message_tasks};
 use sea_orm::{
-    ColumnTrait, ConnectionTrait, EntityTrait, PaginatorTrait, QueryFilter, QueryOrder,
-    QuerySelect,
+    ColumnTrait, ConnectionTrait, DatabaseTransaction, EntityTrait, PaginatorTrait, QueryFilter,
+    QueryOrder, QuerySelect,
     sea_query::{Expr, ExprTrait},
 };
 
@@ -18,6 +18,21 @@ pub struct CountChange {
     pub failed: i32,
     pub skipped: i32,
     pub awaiting: i32,
+}
+
+/// The run, locked for the rest of `txn` where the database has row locks. Every path that
+/// changes a run's receivers together with the run takes this lock first (a cancel, a resume,
+/// the sweeper, an expansion batch; a chunk's record after the receivers it leases), so none of
+/// them deadlock on the run.
+pub(crate) async fn lock_run(
+    txn: &DatabaseTransaction,
+    run_id: i64,
+) -> ServiceResult<Option<message_task_runs::Model>> {
+    let mut query = message_task_runs::Entity::find_by_id(run_id);
+    if crate::db::row_locks(txn) {
+        query = query.lock_exclusive();
+    }
+    Ok(query.one(txn).await?)
 }
 
 /// Moves a run's and its task's counters, inside the transaction that moved the receivers.

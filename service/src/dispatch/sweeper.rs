@@ -1,11 +1,14 @@
 //! Recovery from the database, not from the queue: receivers whose lease expired (their worker
-//! died) go back to `pending`, or are skipped when their run was cancelled; runs whose last receiver was written by a worker that died before
-//! finishing them are finished.
+//! died) go back to `pending`, or are skipped when their run was cancelled; runs whose last
+//! receiver was written by a worker that died before finishing them are finished.
 
 use chrono::NaiveDateTime;
 use entity::states::{ReceiverStatus, RunStatus};
 use entity::{message_receivers, message_task_runs};
-use sea_orm::{ColumnTrait, Condition, EntityTrait, QueryFilter, QuerySelect, sea_query::Expr};
+use sea_orm::{
+    ColumnTrait, Condition, DatabaseTransaction, EntityTrait, QueryFilter, QueryOrder, QuerySelect,
+    sea_query::{Expr, LockBehavior, LockType},
+};
 
 use crate::{Context, ServiceResult};
 
@@ -17,25 +20,25 @@ pub struct Swept {
 
 pub async fn sweep(ctx: &Context) -> ServiceResult<Swept> {
     let now = ctx.clock.now_db();
-    let skipped = skip_expired_of_cancelled(ctx, now).await?;
-    if skipped > 0 {
+    let mut returned = Returned::default();
+    for run_id in runs_with_expired_leases(ctx, now).await? {
+        let run =
+            crate::db::retry_lock_conflicts("lease sweep", || return_expired(ctx, run_id, now))
+                .await?;
+        returned.released += run.released;
+        returned.skipped += run.skipped;
+    }
+    if returned.skipped > 0 {
         tracing::warn!(
-            skipped,
+            skipped = returned.skipped,
             "receivers of a dead worker in cancelled runs skipped"
         );
     }
-    let released = super::lease_returned()
-        .col_expr(
-            message_receivers::Column::SendStatus,
-            Expr::value(ReceiverStatus::Pending),
-        )
-        .filter(super::status_is(ReceiverStatus::Claimed))
-        .filter(message_receivers::Column::LeaseExpiresAt.lt(now))
-        .exec(&ctx.db)
-        .await?
-        .rows_affected;
-    if released > 0 {
-        tracing::warn!(released, "receivers of a dead worker returned to pending");
+    if returned.released > 0 {
+        tracing::warn!(
+            released = returned.released,
+            "receivers of a dead worker returned to pending"
+        );
     }
     let running = message_task_runs::Entity::find()
         .filter(message_task_runs::Column::Status.eq(RunStatus::Running))
@@ -46,58 +49,110 @@ pub async fn sweep(ctx: &Context) -> ServiceResult<Swept> {
         super::finish::finish_if_done(ctx, run.id).await?;
     }
     Ok(Swept {
-        released,
+        released: returned.released,
         finished_checked: running.len(),
     })
 }
 
-/// Receivers of cancelled runs whose lease expired (their worker died while or after the run
-/// was cancelled) are skipped as `cancelled`, as cancelling did to the pending ones: put back to
-/// pending, nothing would ever send them, and the task would show them pending for ever.
-async fn skip_expired_of_cancelled(ctx: &Context, now: NaiveDateTime) -> ServiceResult<u64> {
-    let expired = || {
-        Condition::all()
-            .add(super::status_is(ReceiverStatus::Claimed))
-            .add(message_receivers::Column::LeaseExpiresAt.lt(now))
-    };
-    let runs: Vec<i64> = message_receivers::Entity::find()
+/// What one sweep did with expired leases.
+#[derive(Debug, Default, Clone, Copy)]
+struct Returned {
+    /// Back to `pending`, for another worker to send.
+    released: u64,
+    /// Skipped as `cancelled`: their run was cancelled.
+    skipped: u64,
+}
+
+fn expired(now: NaiveDateTime) -> Condition {
+    Condition::all()
+        .add(super::status_is(ReceiverStatus::Claimed))
+        .add(message_receivers::Column::LeaseExpiresAt.lt(now))
+}
+
+async fn runs_with_expired_leases(ctx: &Context, now: NaiveDateTime) -> ServiceResult<Vec<i64>> {
+    Ok(message_receivers::Entity::find()
         .select_only()
         .column(message_receivers::Column::RunId)
         .distinct()
-        .filter(expired())
+        .filter(expired(now))
         .into_tuple()
         .all(&ctx.db)
-        .await?;
-    if runs.is_empty() {
-        return Ok(0);
+        .await?)
+}
+
+/// Returns one run's expired leases in one transaction, under the run's row lock: the lock a
+/// cancel takes before it skips the run's pending receivers (`tasks::control::stop_run`). A
+/// cancel that committed first is seen here, and the receivers are skipped as `cancelled`, as it
+/// skipped the pending ones (put back to pending, nothing would ever send them, and the task
+/// would show them pending for ever); a cancel that comes after finds them pending. Receivers
+/// whose late worker is recording them right now (their rows locked) are left to it: its
+/// outcome wins, and waiting for it here while holding the run could deadlock with it.
+async fn return_expired(ctx: &Context, run_id: i64, now: NaiveDateTime) -> ServiceResult<Returned> {
+    let txn = crate::db::begin_read_committed(&ctx.db).await?;
+    let Some(run) = super::finish::lock_run(&txn, run_id).await? else {
+        txn.rollback().await?;
+        return Ok(Returned::default());
+    };
+    let ids = expired_unlocked(&txn, run_id, now).await?;
+    if ids.is_empty() {
+        txn.rollback().await?;
+        return Ok(Returned::default());
     }
-    let cancelled: Vec<(i64, i64)> = message_task_runs::Entity::find()
-        .select_only()
-        .column(message_task_runs::Column::Id)
-        .column(message_task_runs::Column::TaskId)
-        .filter(message_task_runs::Column::Id.is_in(runs))
-        .filter(message_task_runs::Column::Status.eq(RunStatus::Cancelled))
-        .into_tuple()
-        .all(&ctx.db)
-        .await?;
-    let mut skipped = 0;
-    for (run_id, task_id) in cancelled {
-        let txn = crate::db::begin(&ctx.db).await?;
-        let moved = crate::tasks::control::as_cancelled(super::lease_returned(), now)
-            .filter(message_receivers::Column::RunId.eq(run_id))
-            .filter(expired())
+    let of_these = || {
+        Condition::all()
+            .add(message_receivers::Column::Id.is_in(ids.iter().copied()))
+            .add(expired(now))
+    };
+    let returned = if run.status == RunStatus::Cancelled {
+        let skipped = crate::tasks::control::as_cancelled(super::lease_returned(), now)
+            .filter(of_these())
             .exec(&txn)
             .await?
             .rows_affected;
         let change = super::finish::CountChange {
-            skipped: i32::try_from(moved).unwrap_or(i32::MAX),
+            skipped: i32::try_from(skipped).unwrap_or(i32::MAX),
             ..Default::default()
         };
-        super::finish::add_counts(&txn, task_id, run_id, change, now).await?;
-        txn.commit().await?;
-        skipped += moved;
+        super::finish::add_counts(&txn, run.task_id, run_id, change, now).await?;
+        Returned {
+            skipped,
+            ..Default::default()
+        }
+    } else {
+        let released = super::lease_returned()
+            .col_expr(
+                message_receivers::Column::SendStatus,
+                Expr::value(ReceiverStatus::Pending),
+            )
+            .filter(of_these())
+            .exec(&txn)
+            .await?
+            .rows_affected;
+        Returned {
+            released,
+            ..Default::default()
+        }
+    };
+    txn.commit().await?;
+    Ok(returned)
+}
+
+/// The run's receivers whose lease expired, locked, skipping those another transaction holds.
+async fn expired_unlocked(
+    txn: &DatabaseTransaction,
+    run_id: i64,
+    now: NaiveDateTime,
+) -> ServiceResult<Vec<i64>> {
+    let mut query = message_receivers::Entity::find()
+        .select_only()
+        .column(message_receivers::Column::Id)
+        .filter(message_receivers::Column::RunId.eq(run_id))
+        .filter(expired(now))
+        .order_by_asc(message_receivers::Column::Id);
+    if crate::db::row_locks(txn) {
+        query = query.lock_with_behavior(LockType::Update, LockBehavior::SkipLocked);
     }
-    Ok(skipped)
+    Ok(query.into_tuple().all(txn).await?)
 }
 
 /// Progress of every running run, and the receivers still to send in all of them (the queue

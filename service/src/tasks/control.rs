@@ -178,11 +178,7 @@ async fn lock_current_run(
     let Some(run_id) = task.current_run_id else {
         return Ok(None);
     };
-    let mut query = message_task_runs::Entity::find_by_id(run_id);
-    if crate::db::row_locks(txn) {
-        query = query.lock_exclusive();
-    }
-    Ok(query.one(txn).await?)
+    finish::lock_run(txn, run_id).await
 }
 
 /// Inside a resume: the task (claimed as `running`) takes the state of its current `run` —
@@ -291,10 +287,14 @@ pub async fn cancel(ctx: &Context, actor: &Actor, id: i64) -> ServiceResult<Task
 
 /// Cancels one run of a cancelled task in one transaction: its pending receivers are skipped,
 /// the counters say so and the run ends. Claimed receivers are left to their chunk (it may be
-/// sending right now; what it would put back to pending it skips, see `dispatch::chunk::record`).
+/// sending right now; what it would put back to pending it skips, see `dispatch::chunk::record`)
+/// or, if their worker died, to the sweeper. The run is locked first: a sweep putting expired
+/// leases back to pending holds it, so its receivers are pending when they are skipped here, or
+/// it comes after and sees the run cancelled.
 async fn stop_run(ctx: &Context, task_id: i64, run_id: i64) -> ServiceResult<()> {
     let now = ctx.clock.now_db();
     let txn = crate::db::begin(&ctx.db).await?;
+    finish::lock_run(&txn, run_id).await?;
     let skipped = skip_pending_as_cancelled(&txn, run_id, now).await?;
     let change = finish::CountChange {
         skipped: i32::try_from(skipped).unwrap_or(i32::MAX),

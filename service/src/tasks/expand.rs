@@ -249,6 +249,8 @@ async fn insert(
     // the two foreign-key checks of every row (`db::reuse_plans`).
     let txn = crate::db::begin(&ctx.db).await?;
     crate::db::reuse_plans(&txn).await?;
+    // The run first, as a cancel locks it before the pending receivers this batch adds to.
+    crate::dispatch::finish::lock_run(&txn, run.id).await?;
     for chunk in rows.chunks(crate::db::INSERT_BATCH_ROWS) {
         message_receivers::Entity::insert_many(chunk.to_vec())
             .on_conflict(on_conflict.clone())
@@ -451,11 +453,7 @@ pub async fn start(ctx: &Context, run_id: i64) -> ServiceResult<()> {
     let now = ctx.clock.now_db();
     let txn = crate::db::begin(&ctx.db).await?;
     // Locked: a cancel committing meanwhile is seen, not overwritten.
-    let mut query = message_task_runs::Entity::find_by_id(run_id);
-    if crate::db::row_locks(&txn) {
-        query = query.lock_exclusive();
-    }
-    let Some(run) = query.one(&txn).await? else {
+    let Some(run) = crate::dispatch::finish::lock_run(&txn, run_id).await? else {
         return Ok(());
     };
     let status = match run.status {
