@@ -97,6 +97,9 @@ pub struct DatabaseSettings {
     pub min_connections: u32,
     pub connect_timeout_secs: u64,
     pub auto_migrate: bool,
+    /// SQLite only: pages the write-ahead log may hold before a commit copies them into the
+    /// database file (SQLite's `wal_autocheckpoint`, 1,000 by default).
+    pub sqlite_wal_autocheckpoint_pages: u32,
 }
 
 /// Where logs go instead of SQL; `url` empty keeps them in SQL.
@@ -345,6 +348,12 @@ impl Settings {
         )?;
         if self.database.max_connections == 0 {
             return fail("database.max_connections", "must be at least 1");
+        }
+        if !(100..=1_000_000).contains(&self.database.sqlite_wal_autocheckpoint_pages) {
+            return fail(
+                "database.sqlite_wal_autocheckpoint_pages",
+                "must be between 100 and 1000000",
+            );
         }
         if self.database.min_connections > self.database.max_connections {
             return fail(

@@ -128,6 +128,7 @@ async fn connect_to(
         std::fs::create_dir_all(dir)
             .with_context(|| format!("creating the SQLite directory {}", dir.display()))?;
     }
+    let wal_pages = settings.sqlite_wal_autocheckpoint_pages.to_string();
     let mut options = ConnectOptions::new(url);
     options
         .max_connections(settings.max_connections)
@@ -135,12 +136,15 @@ async fn connect_to(
         .connect_timeout(Duration::from_secs(settings.connect_timeout_secs))
         .acquire_timeout(Duration::from_secs(settings.connect_timeout_secs))
         .sqlx_logging(false)
-        .map_sqlx_sqlite_opts(|opts| {
+        .map_sqlx_sqlite_opts(move |opts| {
             use sea_orm::sqlx::sqlite::{SqliteJournalMode, SqliteSynchronous};
             opts.journal_mode(SqliteJournalMode::Wal)
                 .synchronous(SqliteSynchronous::Normal)
                 .busy_timeout(Duration::from_secs(10))
                 .foreign_keys(true)
+                // A page written many times between two checkpoints is copied into the file
+                // once: a million-receiver broadcast rewrites index pages all through.
+                .pragma("wal_autocheckpoint", wal_pages.clone())
         })
         // Prepared statements are planned for their parameters every time. PostgreSQL's
         // generic plan (chosen after five runs) cannot see that one account holds most

@@ -148,3 +148,20 @@ fn column_lines(rows: &[sea_orm::QueryResult], column: &str) -> String {
         .collect();
     lines.join("\n")
 }
+
+/// Every SQLite connection of the pool checkpoints its write-ahead log at the configured size
+/// (`database.sqlite_wal_autocheckpoint_pages`), not at SQLite's default of 1,000 pages.
+#[tokio::test]
+async fn sqlite_connections_checkpoint_at_the_configured_wal_size() {
+    use sea_orm::{ConnectionTrait, DbBackend, Statement};
+    let app = TestApp::spawn_with("[database]\nsqlite_wal_autocheckpoint_pages = 4321\n").await;
+    if app.ctx.db.get_database_backend() != DbBackend::Sqlite {
+        return;
+    }
+    let pragma = Statement::from_string(DbBackend::Sqlite, "PRAGMA wal_autocheckpoint");
+    let reads = (0..8).map(|_| app.ctx.db.query_one_raw(pragma.clone()));
+    for row in futures_util::future::join_all(reads).await {
+        let pages: i64 = row.unwrap().unwrap().try_get_by_index(0).unwrap();
+        assert_eq!(pages, 4321);
+    }
+}
