@@ -22,8 +22,8 @@ pub struct CountChange {
 
 /// The run, locked for the rest of `txn` where the database has row locks. Every path that
 /// changes a run's receivers together with the run takes this lock first (a cancel, a resume,
-/// the sweeper, an expansion batch; a chunk's record after the receivers it leases), so none of
-/// them deadlock on the run.
+/// giving leased receivers back, an expansion batch; a chunk's record after the receivers it
+/// leases), so none of them deadlock on the run.
 pub(crate) async fn lock_run(
     txn: &DatabaseTransaction,
     run_id: i64,

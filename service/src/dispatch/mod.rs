@@ -8,6 +8,7 @@
 pub mod chunk;
 pub mod confirm;
 pub mod finish;
+mod give_back;
 pub mod limits;
 pub mod ratelimit;
 pub mod sweeper;

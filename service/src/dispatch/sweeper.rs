@@ -5,11 +5,9 @@
 use chrono::NaiveDateTime;
 use entity::states::{ReceiverStatus, RunStatus};
 use entity::{message_receivers, message_task_runs};
-use sea_orm::{
-    ColumnTrait, Condition, DatabaseTransaction, EntityTrait, QueryFilter, QueryOrder, QuerySelect,
-    sea_query::{Expr, LockBehavior, LockType},
-};
+use sea_orm::{ColumnTrait, Condition, EntityTrait, QueryFilter, QuerySelect};
 
+use super::give_back::{GivenBack, give_back};
 use crate::{Context, ServiceResult};
 
 #[derive(Debug, Default, Clone, PartialEq, Eq)]
@@ -20,11 +18,9 @@ pub struct Swept {
 
 pub async fn sweep(ctx: &Context) -> ServiceResult<Swept> {
     let now = ctx.clock.now_db();
-    let mut returned = Returned::default();
+    let mut returned = GivenBack::default();
     for run_id in runs_with_expired_leases(ctx, now).await? {
-        let run =
-            crate::db::retry_lock_conflicts("lease sweep", || return_expired(ctx, run_id, now))
-                .await?;
+        let run = give_back(ctx, run_id, expired(now), None).await?;
         returned.released += run.released;
         returned.skipped += run.skipped;
     }
@@ -54,15 +50,9 @@ pub async fn sweep(ctx: &Context) -> ServiceResult<Swept> {
     })
 }
 
-/// What one sweep did with expired leases.
-#[derive(Debug, Default, Clone, Copy)]
-struct Returned {
-    /// Back to `pending`, for another worker to send.
-    released: u64,
-    /// Skipped as `cancelled`: their run was cancelled.
-    skipped: u64,
-}
-
+/// Claimed receivers whose lease expired: their worker died, or is so late that another one
+/// may send them. Each run's are given back under its lock (`give_back`), so a cancel racing
+/// the sweep never leaves them pending in a cancelled run.
 fn expired(now: NaiveDateTime) -> Condition {
     Condition::all()
         .add(super::status_is(ReceiverStatus::Claimed))
@@ -78,81 +68,6 @@ async fn runs_with_expired_leases(ctx: &Context, now: NaiveDateTime) -> ServiceR
         .into_tuple()
         .all(&ctx.db)
         .await?)
-}
-
-/// Returns one run's expired leases in one transaction, under the run's row lock: the lock a
-/// cancel takes before it skips the run's pending receivers (`tasks::control::stop_run`). A
-/// cancel that committed first is seen here, and the receivers are skipped as `cancelled`, as it
-/// skipped the pending ones (put back to pending, nothing would ever send them, and the task
-/// would show them pending for ever); a cancel that comes after finds them pending. Receivers
-/// whose late worker is recording them right now (their rows locked) are left to it: its
-/// outcome wins, and waiting for it here while holding the run could deadlock with it.
-async fn return_expired(ctx: &Context, run_id: i64, now: NaiveDateTime) -> ServiceResult<Returned> {
-    let txn = crate::db::begin_read_committed(&ctx.db).await?;
-    let Some(run) = super::finish::lock_run(&txn, run_id).await? else {
-        txn.rollback().await?;
-        return Ok(Returned::default());
-    };
-    let ids = expired_unlocked(&txn, run_id, now).await?;
-    if ids.is_empty() {
-        txn.rollback().await?;
-        return Ok(Returned::default());
-    }
-    let of_these = || {
-        Condition::all()
-            .add(message_receivers::Column::Id.is_in(ids.iter().copied()))
-            .add(expired(now))
-    };
-    let returned = if run.status == RunStatus::Cancelled {
-        let skipped = crate::tasks::control::as_cancelled(super::lease_returned(), now)
-            .filter(of_these())
-            .exec(&txn)
-            .await?
-            .rows_affected;
-        let change = super::finish::CountChange {
-            skipped: i32::try_from(skipped).unwrap_or(i32::MAX),
-            ..Default::default()
-        };
-        super::finish::add_counts(&txn, run.task_id, run_id, change, now).await?;
-        Returned {
-            skipped,
-            ..Default::default()
-        }
-    } else {
-        let released = super::lease_returned()
-            .col_expr(
-                message_receivers::Column::SendStatus,
-                Expr::value(ReceiverStatus::Pending),
-            )
-            .filter(of_these())
-            .exec(&txn)
-            .await?
-            .rows_affected;
-        Returned {
-            released,
-            ..Default::default()
-        }
-    };
-    txn.commit().await?;
-    Ok(returned)
-}
-
-/// The run's receivers whose lease expired, locked, skipping those another transaction holds.
-async fn expired_unlocked(
-    txn: &DatabaseTransaction,
-    run_id: i64,
-    now: NaiveDateTime,
-) -> ServiceResult<Vec<i64>> {
-    let mut query = message_receivers::Entity::find()
-        .select_only()
-        .column(message_receivers::Column::Id)
-        .filter(message_receivers::Column::RunId.eq(run_id))
-        .filter(expired(now))
-        .order_by_asc(message_receivers::Column::Id);
-    if crate::db::row_locks(txn) {
-        query = query.lock_with_behavior(LockType::Update, LockBehavior::SkipLocked);
-    }
-    Ok(query.into_tuple().all(txn).await?)
 }
 
 /// Progress of every running run, and the receivers still to send in all of them (the queue

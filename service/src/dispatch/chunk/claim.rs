@@ -142,16 +142,10 @@ impl LeaseTo<'_> {
     }
 }
 
-/// Gives claimed receivers back untouched (the chunk could not start).
-pub(super) async fn release(ctx: &Context, token: &str) -> ServiceResult<()> {
-    crate::dispatch::lease_returned()
-        .col_expr(
-            message_receivers::Column::SendStatus,
-            Expr::value(ReceiverStatus::Pending),
-        )
-        .filter(message_receivers::Column::LeaseOwner.eq(token))
-        .filter(crate::dispatch::status_is(ReceiverStatus::Claimed))
-        .exec(&ctx.db)
-        .await?;
+/// Gives the chunk's receivers back untouched (the chunk could not start): to pending, or
+/// skipped if the run was cancelled meanwhile (`dispatch::give_back`).
+pub(super) async fn release(ctx: &Context, run_id: i64, token: &str) -> ServiceResult<()> {
+    let ours = Condition::all().add(message_receivers::Column::LeaseOwner.eq(token));
+    crate::dispatch::give_back::give_back(ctx, run_id, ours, None).await?;
     Ok(())
 }

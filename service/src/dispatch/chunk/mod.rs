@@ -195,15 +195,9 @@ async fn release_held(
     }
     let (held, rest): (Vec<_>, Vec<_>) = claimed.into_iter().partition(is_held);
     let again = ctx.clock.now_db() + chrono::TimeDelta::seconds(HELD_RECHECK_SECS);
-    super::lease_returned()
-        .col_expr(
-            message_receivers::Column::SendStatus,
-            Expr::value(ReceiverStatus::Pending),
-        )
-        .col_expr(message_receivers::Column::NextAttemptAt, Expr::value(again))
-        .filter(message_receivers::Column::Id.is_in(held.iter().map(|r| r.id)))
-        .exec(&ctx.db)
-        .await?;
+    let these =
+        Condition::all().add(message_receivers::Column::Id.is_in(held.iter().map(|r| r.id)));
+    super::give_back::give_back(ctx, run.id, these, Some(again)).await?;
     // Every other held receiver of the run waits with them in one statement, rather than being
     // claimed and given back chunk by chunk until the sample settles.
     message_receivers::Entity::update_many()
@@ -317,13 +311,13 @@ pub async fn run_chunk(
     let shared = match prepare(ctx, task, settings.frequency_cap, &claimed, send_until).await {
         Ok(Ok(shared)) => Arc::new(shared),
         Ok(Err(why)) => {
-            release(ctx, &token).await?;
+            release(ctx, run_id, &token).await?;
             tracing::error!(task.id = task_id, %why, "the task's template is unreadable");
             finish::pause_with_reason(ctx, task_id, format!("paused: {why}")).await?;
             return Ok(report);
         }
         Err(e) => {
-            release(ctx, &token).await?;
+            release(ctx, run_id, &token).await?;
             return Err(e);
         }
     };
