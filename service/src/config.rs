@@ -543,6 +543,30 @@ mod tests {
     }
 
     #[test]
+    fn the_sqlite_checkpoint_size_is_bounded_and_named() {
+        for pages in [0, 99, 1_000_001] {
+            let err = Settings::from_toml(&format!(
+                "[database]\nsqlite_wal_autocheckpoint_pages = {pages}"
+            ))
+            .expect_err("must fail");
+            assert!(
+                err.to_string()
+                    .contains("database.sqlite_wal_autocheckpoint_pages"),
+                "{err}"
+            );
+        }
+        let ok = Settings::from_toml("[database]\nsqlite_wal_autocheckpoint_pages = 1000").unwrap();
+        assert_eq!(ok.database.sqlite_wal_autocheckpoint_pages, 1000);
+        assert_eq!(
+            Settings::from_toml("")
+                .unwrap()
+                .database
+                .sqlite_wal_autocheckpoint_pages,
+            10_000
+        );
+    }
+
+    #[test]
     fn a_read_replica_must_be_the_same_kind_of_database() {
         let err = Settings::from_toml(
             "[database]\nurl = \"sqlite://./w.db\"\nread_url = \"postgres://replica/w\"",
