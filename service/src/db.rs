@@ -359,6 +359,28 @@ mod tests {
         assert!(mysql_too_old("10.4.0-MariaDB").is_some());
     }
 
+    /// `.cargo/config.toml` builds the bundled SQLite without allocation statistics: with
+    /// them, every `sqlite3_malloc` and `sqlite3_free` in the process takes one global mutex,
+    /// which the connections' threads and the threads dropping their rows contended on.
+    #[tokio::test]
+    async fn the_bundled_sqlite_keeps_no_allocation_statistics() {
+        let db = Database::connect("sqlite::memory:").await.unwrap();
+        let options: Vec<String> = db
+            .query_all_raw(sea_orm::Statement::from_string(
+                sea_orm::DatabaseBackend::Sqlite,
+                "PRAGMA compile_options",
+            ))
+            .await
+            .unwrap()
+            .iter()
+            .map(|row| row.try_get_by_index(0).unwrap())
+            .collect();
+        assert!(
+            options.iter().any(|o| o == "DEFAULT_MEMSTATUS=0"),
+            "compiled with {options:?}"
+        );
+    }
+
     #[test]
     fn sqlite_paths() {
         assert_eq!(
