@@ -75,6 +75,17 @@ async fn sync_then_search_by_tags_keyword_and_instance() {
             "{names:?}"
         );
     }
+    // A list reads each contact's tags in its own query (one JSON array a row): the same tags,
+    // in the same order, as a contact read alone.
+    for c in page.items.iter().take(5) {
+        let alone: ContactView = app
+            .get_as(&format!("/api/v1/contacts/{}", c.id), &admin)
+            .await;
+        assert_eq!(
+            serde_json::to_value(&c.tags).unwrap(),
+            serde_json::to_value(&alone.tags).unwrap()
+        );
+    }
     let wang = count(&app, "q=%E7%8E%8B").await;
     assert!(wang > 0, "keyword search finds Chinese names");
     let bad = app.get("/api/v1/contacts?tags_any=abc", &admin).await;

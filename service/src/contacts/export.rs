@@ -3,7 +3,7 @@
 use crate::rbac::perm;
 use futures_util::Stream;
 
-use super::{ContactFilter, ResolvedFilter, views};
+use super::{ContactFilter, ResolvedFilter};
 use crate::{Context, ServiceError, ServiceResult, auth::actor::Actor, rbac::scope::Reach};
 
 const BATCH: u64 = 1000;
@@ -85,13 +85,7 @@ pub async fn stream(
 async fn next_batch(cursor: &mut Cursor) -> ServiceResult<Option<Vec<u8>>> {
     let rows = cursor
         .filter
-        .page(
-            &cursor.reach,
-            cursor.ctx.db.get_database_backend(),
-            cursor.before,
-            BATCH,
-        )?
-        .all(&cursor.ctx.db)
+        .views_page(&cursor.ctx.db, &cursor.reach, cursor.before, BATCH)
         .await?;
     if rows.is_empty() {
         return Ok(None);
@@ -99,7 +93,7 @@ async fn next_batch(cursor: &mut Cursor) -> ServiceResult<Option<Vec<u8>>> {
     cursor.before = rows.last().map(|r| r.id);
     cursor.done = (rows.len() as u64) < BATCH;
     let mut out = Vec::new();
-    for c in views(&cursor.ctx.db, rows).await? {
+    for c in rows {
         let tags = c
             .tags
             .iter()

@@ -5,6 +5,7 @@ pub mod export;
 pub mod groups;
 pub mod import;
 mod import_file;
+mod inline_tags;
 pub mod keyword;
 pub mod matching;
 pub mod opt_out;
@@ -222,6 +223,22 @@ impl ResolvedFilter {
             limit,
         ))
     }
+
+    /// `page`, read with each contact's tags in the same query (`inline_tags`).
+    pub async fn views_page<C: ConnectionTrait>(
+        &self,
+        db: &C,
+        reach: &Reach,
+        before: Option<i64>,
+        limit: u64,
+    ) -> ServiceResult<Vec<ContactView>> {
+        let backend = db.get_database_backend();
+        let query = self.page(reach, backend, before, limit)?;
+        let rows = inline_tags::with_tags(query, backend).all(db).await?;
+        rows.into_iter()
+            .map(|r| r.into_parts().map(|(contact, tags)| view(contact, tags)))
+            .collect()
+    }
 }
 
 fn id_list(field: &str, raw: Option<&str>, v: &mut Violations) -> Vec<i64> {
@@ -344,19 +361,9 @@ pub async fn list(
     actor.require(perm::ContactsRead)?;
     let filter = filter.clone().resolve(ctx, actor).await?;
     let rows = filter
-        .page(
-            &actor.reach,
-            ctx.read_db.get_database_backend(),
-            page.before,
-            page.fetch(),
-        )?
-        .all(&ctx.read_db)
+        .views_page(&ctx.read_db, &actor.reach, page.before, page.fetch())
         .await?;
-    let models = Page::from_rows(page, rows, |r| r.id, |r| r);
-    Ok(Page {
-        items: views(&ctx.read_db, models.items).await?,
-        next_cursor: models.next_cursor,
-    })
+    Ok(Page::from_rows(page, rows, |r| r.id, |r| r))
 }
 
 pub async fn find<C: ConnectionTrait>(conn: &C, id: i64) -> ServiceResult<contacts::Model> {

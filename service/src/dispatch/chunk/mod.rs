@@ -181,10 +181,13 @@ fn is_held(r: &message_receivers::Model) -> bool {
 
 /// Receivers held for an A/B test's winner: with the winner decided they get it and go on;
 /// while the test runs they go back to wait (no retry used) and the rest of the chunk goes on.
+/// Only those still leased to `token` go back: one whose lease ran out and another chunk took
+/// is that chunk's.
 async fn release_held(
     ctx: &Context,
     run: &message_task_runs::Model,
     task: &message_tasks::Model,
+    token: &str,
     mut claimed: Vec<message_receivers::Model>,
 ) -> ServiceResult<Vec<message_receivers::Model>> {
     if let Some(winner) = tasks::variants::decide(ctx, run, task).await? {
@@ -195,8 +198,9 @@ async fn release_held(
     }
     let (held, rest): (Vec<_>, Vec<_>) = claimed.into_iter().partition(is_held);
     let again = ctx.clock.now_db() + chrono::TimeDelta::seconds(HELD_RECHECK_SECS);
-    let these =
-        Condition::all().add(message_receivers::Column::Id.is_in(held.iter().map(|r| r.id)));
+    let these = Condition::all()
+        .add(message_receivers::Column::Id.is_in(held.iter().map(|r| r.id)))
+        .add(message_receivers::Column::LeaseOwner.eq(token));
     super::give_back::give_back(ctx, run.id, these, Some(again)).await?;
     // Every other held receiver of the run waits with them in one statement, rather than being
     // claimed and given back chunk by chunk until the sample settles.
@@ -301,7 +305,7 @@ pub async fn run_chunk(
         return Ok(report);
     }
     if claimed.iter().any(is_held) {
-        claimed = release_held(ctx, &run, &task, claimed).await?;
+        claimed = release_held(ctx, &run, &task, &token, claimed).await?;
         if claimed.is_empty() {
             return Ok(report);
         }
