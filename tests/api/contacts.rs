@@ -933,3 +933,66 @@ async fn a_sync_takes_repeated_contacts_nul_characters_and_moved_tags_as_meant()
     assert_eq!(after.len(), 4);
     assert_eq!(after["c4"].1, ["VIP"]);
 }
+
+/// MariaDB stops `JSON_ARRAYAGG` at `group_concat_max_len` (1 MiB unless a server lowers it):
+/// a page whose inline tags came back cut short reads those contacts' tags apart, and shows
+/// the same tags as a page read without the cut.
+#[tokio::test]
+async fn tags_the_server_cut_short_are_read_apart() {
+    let (_sim, app, agent, _) = synced().await;
+    if app.ctx.db.get_database_backend() != sea_orm::DbBackend::MySql {
+        return;
+    }
+    use sea_orm::ConnectionTrait;
+    let admin = app.admin_token().await;
+    let whole: Page<ContactView> = app
+        .get_as(
+            &format!("/api/v1/contacts?instance_id={agent}&limit=50"),
+            &admin,
+        )
+        .await;
+    assert!(whole.items.iter().any(|c| c.tags.len() > 1));
+
+    use secrecy::ExposeSecret;
+    let url = app.ctx.settings.database.url.expose_secret().to_owned();
+    let mut options = sea_orm::ConnectOptions::new(url);
+    options.max_connections(1).min_connections(1);
+    let cut = sea_orm::Database::connect(options).await.unwrap();
+    cut.execute_unprepared("SET SESSION group_concat_max_len = 4")
+        .await
+        .unwrap();
+    let aggregated: String = cut
+        .query_one_raw(sea_orm::Statement::from_string(
+            sea_orm::DbBackend::MySql,
+            "SELECT CAST(JSON_ARRAYAGG(JSON_ARRAY(1, 'abcdef')) AS CHAR) AS j",
+        ))
+        .await
+        .unwrap()
+        .unwrap()
+        .try_get("", "j")
+        .unwrap();
+    assert!(
+        !aggregated.contains("abcdef"),
+        "the server cuts: {aggregated}"
+    );
+
+    let filter = service::contacts::ContactFilter {
+        instance_id: Some(agent),
+        ..Default::default()
+    };
+    let system = service::auth::actor::Actor::system(Default::default());
+    let page = filter
+        .resolve(&app.ctx, &system)
+        .await
+        .unwrap()
+        .views_page(&cut, &system.reach, None, 50)
+        .await
+        .unwrap();
+    let tags = |items: &[ContactView]| {
+        items
+            .iter()
+            .map(|c| (c.id, serde_json::to_value(&c.tags).unwrap()))
+            .collect::<Vec<_>>()
+    };
+    assert_eq!(tags(&page), tags(&whole.items));
+}

@@ -12,14 +12,16 @@ use sea_orm::{
 };
 
 use super::TagRef;
-use crate::{ServiceError, ServiceResult};
 
 const COLUMN: &str = "inline_tags";
+/// MySQL/MariaDB: how many tags the contact has, to tell a cut array from a whole one.
+const COUNT_COLUMN: &str = "inline_tag_count";
 
 /// A contact with its tags as the database wrote them.
 pub(super) struct ContactRow {
     pub contact: contacts::Model,
     tags_json: Option<String>,
+    count: Option<i64>,
 }
 
 impl FromQueryResult for ContactRow {
@@ -27,20 +29,39 @@ impl FromQueryResult for ContactRow {
         Ok(Self {
             contact: contacts::Model::from_query_result(row, pre)?,
             tags_json: row.try_get(pre, COLUMN)?,
+            count: row.try_get(pre, COUNT_COLUMN)?,
         })
     }
 }
 
 impl ContactRow {
-    /// The contact and its tags in the order tag lists use everywhere (`sort_order`, then id).
-    pub fn into_parts(self) -> ServiceResult<(contacts::Model, Vec<TagRef>)> {
-        let tags = match self.tags_json.as_deref() {
-            None => Vec::new(),
-            Some(json) => parse(json).map_err(|e| {
-                ServiceError::Internal(anyhow::anyhow!("tags of contact {}: {e}", self.contact.id))
-            })?,
-        };
-        Ok((self.contact, tags))
+    /// The contact and its tags in the order tag lists use everywhere (`sort_order`, then id),
+    /// or `None` for tags the database cut short: MariaDB's `JSON_ARRAYAGG` stops at
+    /// `group_concat_max_len` (1 MiB unless a server lowers it) and closes the array after
+    /// the cut, which can leave valid JSON with fewer tags. The caller reads those apart.
+    pub fn into_parts(self) -> (contacts::Model, Option<Vec<TagRef>>) {
+        let tags = whole_tags(self.tags_json.as_deref(), self.count)
+            .inspect_err(|why| {
+                tracing::warn!(contact.id = self.contact.id, why = %why,
+                    "a contact's tags came back cut short; reading them apart");
+            })
+            .ok();
+        (self.contact, tags)
+    }
+}
+
+/// The tags in `json`, unless it is unreadable or holds fewer than the `count` the database
+/// gave.
+fn whole_tags(json: Option<&str>, count: Option<i64>) -> Result<Vec<TagRef>, String> {
+    let tags = match json {
+        None => Vec::new(),
+        Some(json) => parse(json).map_err(|e| e.to_string())?,
+    };
+    match count {
+        Some(n) if usize::try_from(n).ok() != Some(tags.len()) => {
+            Err(format!("{} of {n} tags", tags.len()))
+        }
+        _ => Ok(tags),
     }
 }
 
@@ -62,30 +83,53 @@ pub(super) fn with_tags(
     query: Select<contacts::Entity>,
     backend: DbBackend,
 ) -> Selector<SelectModel<ContactRow>> {
+    let count = match backend {
+        DbBackend::MySql => of_each("COUNT(*)"),
+        DbBackend::Postgres => "CAST(NULL AS BIGINT)".to_owned(),
+        _ => "NULL".to_owned(),
+    };
     query
-        .expr_as(Expr::cust(tags_of_each(backend)), COLUMN)
+        .expr_as(Expr::cust(of_each(&aggregated(backend))), COLUMN)
+        .expr_as(Expr::cust(count), COUNT_COLUMN)
         .into_model::<ContactRow>()
 }
 
-/// The subquery: NULL or `[]` for a contact without tags, text on every database.
-fn tags_of_each(backend: DbBackend) -> String {
+/// The tags as one JSON array, as text: NULL or `[]` for a contact without tags.
+fn aggregated(backend: DbBackend) -> String {
     let tag = "json_array(inline_t.id, inline_t.group_name, inline_t.name, inline_t.sort_order)";
-    let aggregated = match backend {
+    match backend {
         DbBackend::Sqlite => format!("json_group_array({tag})"),
-        DbBackend::Postgres => {
-            "json_agg(json_build_array(inline_t.id, inline_t.group_name, inline_t.name, inline_t.sort_order))::text".into()
-        }
+        DbBackend::Postgres => format!(
+            "json_agg({})::text",
+            tag.replace("json_array", "json_build_array")
+        ),
         _ => format!("CAST(JSON_ARRAYAGG({tag}) AS CHAR)"),
-    };
+    }
+}
+
+/// `aggregate` over the tags of each contact of the outer query.
+fn of_each(aggregate: &str) -> String {
     format!(
-        "(SELECT {aggregated} FROM contact_tags inline_ct \
-         JOIN tags inline_t ON inline_t.id = inline_ct.tag_id WHERE inline_ct.contact_id = contacts.id)"
+        "(SELECT {aggregate} FROM contact_tags inline_ct \
+         JOIN tags inline_t ON inline_t.id = inline_ct.tag_id \
+         WHERE inline_ct.contact_id = contacts.id)"
     )
 }
 
 #[cfg(test)]
 mod tests {
-    use super::parse;
+    use super::{parse, whole_tags};
+
+    #[test]
+    fn tags_cut_short_are_refused_even_when_the_array_still_reads() {
+        let one = r#"[[1, "", "a", 0]]"#;
+        assert_eq!(whole_tags(Some(one), Some(1)).unwrap().len(), 1);
+        assert_eq!(whole_tags(Some(one), None).unwrap().len(), 1);
+        assert!(whole_tags(Some(one), Some(2)).is_err());
+        assert!(whole_tags(Some(r#"[[1, ]"#), Some(1)).is_err());
+        assert!(whole_tags(None, Some(0)).unwrap().is_empty());
+        assert!(whole_tags(None, None).unwrap().is_empty());
+    }
 
     #[test]
     fn tags_come_in_their_sort_order_then_by_id() {
@@ -96,5 +140,8 @@ mod tests {
         assert_eq!(tags[0].name, "上海");
         assert!(parse("[]").unwrap().is_empty());
         assert!(parse(r#"[["x"]]"#).is_err());
+        // Cut short by the server (MariaDB's `group_concat_max_len`): never read as fewer tags.
+        assert!(parse(r#"[[1, "", "a", 0], [2, "", "b"#).is_err());
+        assert!(parse(r#"[[1, "", "a", 0]"#).is_err());
     }
 }

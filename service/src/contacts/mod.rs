@@ -234,10 +234,25 @@ impl ResolvedFilter {
     ) -> ServiceResult<Vec<ContactView>> {
         let backend = db.get_database_backend();
         let query = self.page(reach, backend, before, limit)?;
-        let rows = inline_tags::with_tags(query, backend).all(db).await?;
-        rows.into_iter()
-            .map(|r| r.into_parts().map(|(contact, tags)| view(contact, tags)))
-            .collect()
+        let rows: Vec<_> = inline_tags::with_tags(query, backend)
+            .all(db)
+            .await?
+            .into_iter()
+            .map(inline_tags::ContactRow::into_parts)
+            .collect();
+        let unread: Vec<i64> = rows
+            .iter()
+            .filter(|(_, tags)| tags.is_none())
+            .map(|(contact, _)| contact.id)
+            .collect();
+        let mut apart = tags_of(db, &unread).await?;
+        Ok(rows
+            .into_iter()
+            .map(|(contact, tags)| {
+                let tags = tags.unwrap_or_else(|| apart.remove(&contact.id).unwrap_or_default());
+                view(contact, tags)
+            })
+            .collect())
     }
 }
 
