@@ -961,19 +961,22 @@ async fn tags_the_server_cut_short_are_read_apart() {
     cut.execute_unprepared("SET SESSION group_concat_max_len = 4")
         .await
         .unwrap();
-    let aggregated: String = cut
+    let (version, aggregated): (String, String) = cut
         .query_one_raw(sea_orm::Statement::from_string(
             sea_orm::DbBackend::MySql,
-            "SELECT CAST(JSON_ARRAYAGG(JSON_ARRAY(1, 'abcdef')) AS CHAR) AS j",
+            "SELECT VERSION() AS v, CAST(JSON_ARRAYAGG(JSON_ARRAY(1, 'abcdef')) AS CHAR) AS j",
         ))
         .await
         .unwrap()
-        .unwrap()
-        .try_get("", "j")
+        .map(|row| (row.try_get("", "v").unwrap(), row.try_get("", "j").unwrap()))
         .unwrap();
+    if !version.to_ascii_lowercase().contains("mariadb") {
+        // MySQL 8 does not hold `JSON_ARRAYAGG` to `group_concat_max_len`: nothing is cut there.
+        return;
+    }
     assert!(
         !aggregated.contains("abcdef"),
-        "the server cuts: {aggregated}"
+        "MariaDB cuts at the session's limit: {aggregated}"
     );
 
     let filter = service::contacts::ContactFilter {
