@@ -999,3 +999,124 @@ async fn tags_the_server_cut_short_are_read_apart() {
     };
     assert_eq!(tags(&page), tags(&whole.items));
 }
+
+/// A list reads each contact as one JSON array the database builds: every field of a listed
+/// contact, at the edges of its type (quotes, control characters, emoji, empty text, nested
+/// and large JSON numbers, microseconds, the largest count), is what the contact read alone
+/// shows, and so is a contact whose optional fields are all empty.
+#[tokio::test]
+async fn a_listed_contact_is_the_contact_read_alone_field_for_field() {
+    use chrono::NaiveDate;
+    use entity::{contacts, states::ContactType};
+    use sea_orm::{ActiveModelTrait, EntityTrait, Set};
+    let (_sim, app, agent, _) = synced().await;
+    let admin = app.admin_token().await;
+    let page: Page<ContactView> = app
+        .get_as(
+            &format!("/api/v1/contacts?instance_id={agent}&limit=2"),
+            &admin,
+        )
+        .await;
+    let (full, empty) = (page.items[0].id, page.items[1].id);
+    let at = |y, mo, d, h, mi, s, micro| {
+        NaiveDate::from_ymd_opt(y, mo, d)
+            .unwrap()
+            .and_hms_micro_opt(h, mi, s, micro)
+            .unwrap()
+    };
+    let mut edge: contacts::ActiveModel = contacts::Entity::find_by_id(full)
+        .one(&app.ctx.db)
+        .await
+        .unwrap()
+        .unwrap()
+        .into();
+    edge.nickname = Set(Some("张三 \"引号\" \\ 反斜杠\n换行\t😀 \u{1}".into()));
+    edge.remark = Set(Some(String::new()));
+    edge.avatar_url = Set(Some("https://example.com/a?b=1&c=%20".into()));
+    edge.phone = Set(Some("+86 138-0000-0000".into()));
+    edge.gender = Set(Some(2));
+    edge.region = Set(Some("广东 深圳".into()));
+    edge.corp_name = Set(Some("<b>Corp</b>'s".into()));
+    edge.signature = Set(Some("签名".into()));
+    edge.contact_type = Set(ContactType::Official);
+    edge.friend_status = Set(FriendStatus::Deleted);
+    edge.is_star = Set(true);
+    edge.is_top = Set(true);
+    edge.is_blocked = Set(true);
+    edge.add_source = Set(Some("search".into()));
+    edge.add_time = Set(Some(at(2001, 2, 3, 4, 5, 6, 789_012)));
+    edge.last_chat_time = Set(Some(at(2099, 12, 31, 23, 59, 59, 0)));
+    edge.chat_count = Set(i32::MAX);
+    edge.custom_fields = Set(Some(json!({
+        "级别": "金", "n": 1.5, "tenth": 0.1, "huge": 1e100, "big": 9_007_199_254_740_993_u64,
+        "negative": -42, "nested": {"a": [true, null, "x", []], "empty": {}}, "quote": "\"\\"
+    })));
+    edge.last_sync_time = Set(Some(at(2026, 12, 6, 10, 0, 0, 1)));
+    edge.unsubscribed_at = Set(Some(at(2026, 12, 7, 8, 9, 10, 500_000)));
+    edge.unsubscribe_source = Set(Some("manual".into()));
+    edge.unsubscribe_message = Set(Some("不要再发了 'STOP'".into()));
+    edge.update(&app.ctx.db).await.unwrap();
+    let mut bare: contacts::ActiveModel = contacts::Entity::find_by_id(empty)
+        .one(&app.ctx.db)
+        .await
+        .unwrap()
+        .unwrap()
+        .into();
+    for field in [
+        &mut bare.nickname,
+        &mut bare.remark,
+        &mut bare.avatar_url,
+        &mut bare.phone,
+        &mut bare.region,
+        &mut bare.corp_name,
+        &mut bare.signature,
+        &mut bare.add_source,
+        &mut bare.unsubscribe_source,
+        &mut bare.unsubscribe_message,
+    ] {
+        *field = Set(None);
+    }
+    for field in [
+        &mut bare.add_time,
+        &mut bare.last_chat_time,
+        &mut bare.last_sync_time,
+        &mut bare.unsubscribed_at,
+    ] {
+        *field = Set(None);
+    }
+    bare.gender = Set(None);
+    bare.custom_fields = Set(None);
+    bare.chat_count = Set(0);
+    bare.update(&app.ctx.db).await.unwrap();
+
+    let listed: Value = answer(
+        app.get(
+            &format!("/api/v1/contacts?instance_id={agent}&limit=2"),
+            &admin,
+        )
+        .await,
+        StatusCode::OK,
+    )
+    .await;
+    let items = listed["items"].as_array().unwrap();
+    assert_eq!(items.len(), 2);
+    for (item, id) in items.iter().zip([full, empty]) {
+        let alone: Value = answer(
+            app.get(&format!("/api/v1/contacts/{id}"), &admin).await,
+            StatusCode::OK,
+        )
+        .await;
+        assert_eq!(item, &alone, "contact {id} listed, then read alone");
+    }
+    let edge = &items[0];
+    assert_eq!(edge["nickname"], "张三 \"引号\" \\ 反斜杠\n换行\t😀 \u{1}");
+    assert_eq!(edge["remark"], "");
+    assert_eq!(edge["chat_count"], i32::MAX);
+    assert_eq!(edge["is_blocked"], true);
+    assert_eq!(edge["custom_fields"]["big"], 9_007_199_254_740_993_u64);
+    assert_eq!(
+        edge["custom_fields"]["nested"]["a"],
+        json!([true, null, "x", []])
+    );
+    assert!(items[1]["custom_fields"].is_null());
+}

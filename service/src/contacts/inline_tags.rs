@@ -11,9 +11,11 @@ use sea_orm::{
     sea_query::Expr,
 };
 
-use super::TagRef;
+use super::{TagRef, json_row};
 
 const COLUMN: &str = "inline_tags";
+/// The contact itself, as one JSON array (`json_row`).
+const CONTACT_COLUMN: &str = "contact_row";
 /// MySQL/MariaDB: how many tags the contact has, to tell a cut array from a whole one.
 const COUNT_COLUMN: &str = "inline_tag_count";
 
@@ -27,7 +29,14 @@ pub(super) struct ContactRow {
 impl FromQueryResult for ContactRow {
     fn from_query_result(row: &QueryResult, pre: &str) -> Result<Self, DbErr> {
         Ok(Self {
-            contact: contacts::Model::from_query_result(row, pre)?,
+            contact: match row.try_get::<Option<String>>(pre, CONTACT_COLUMN)? {
+                Some(json) => json_row::decode(&json).map_err(|e| {
+                    DbErr::Type(format!(
+                        "a contact read as one JSON row did not decode: {e}"
+                    ))
+                })?,
+                None => contacts::Model::from_query_result(row, pre)?,
+            },
             tags_json: row.try_get(pre, COLUMN)?,
             count: row.try_get(pre, COUNT_COLUMN)?,
         })
@@ -78,7 +87,7 @@ fn parse(json: &str) -> serde_json::Result<Vec<TagRef>> {
         .collect())
 }
 
-/// `query` (contacts), each row with its tags.
+/// `query` (contacts), each row as one JSON value with its tags.
 pub(super) fn with_tags(
     query: Select<contacts::Entity>,
     backend: DbBackend,
@@ -87,6 +96,10 @@ pub(super) fn with_tags(
         DbBackend::MySql => of_each("COUNT(*)"),
         DbBackend::Postgres => "CAST(NULL AS BIGINT)".to_owned(),
         _ => "NULL".to_owned(),
+    };
+    let query = match json_row::expression(backend) {
+        Some(row) => query.select_only().expr_as(Expr::cust(row), CONTACT_COLUMN),
+        None => query.expr_as(Expr::cust("CAST(NULL AS TEXT)"), CONTACT_COLUMN),
     };
     query
         .expr_as(Expr::cust(of_each(&aggregated(backend))), COLUMN)

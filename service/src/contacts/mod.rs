@@ -6,6 +6,7 @@ pub mod groups;
 pub mod import;
 mod import_file;
 mod inline_tags;
+mod json_row;
 pub mod keyword;
 pub mod matching;
 pub mod opt_out;
