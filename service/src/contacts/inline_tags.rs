@@ -7,8 +7,9 @@
 
 use entity::contacts;
 use sea_orm::{
-    DbBackend, DbErr, FromQueryResult, QueryResult, QuerySelect, Select, SelectModel, Selector,
-    sea_query::Expr,
+    ConnectionTrait, DbBackend, DbErr, FromQueryResult, QueryResult, QuerySelect, QueryTrait,
+    Select, SelectModel, Selector,
+    sea_query::{Expr, Query},
 };
 
 use super::{TagRef, json_row};
@@ -18,6 +19,8 @@ const COLUMN: &str = "inline_tags";
 const CONTACT_COLUMN: &str = "contact_row";
 /// MySQL/MariaDB: how many tags the contact has, to tell a cut array from a whole one.
 const COUNT_COLUMN: &str = "inline_tag_count";
+/// SQLite: the whole page as one JSON value.
+const PAGE_COLUMN: &str = "page";
 
 /// A contact with its tags as the database wrote them.
 pub(super) struct ContactRow {
@@ -74,24 +77,89 @@ fn whole_tags(json: Option<&str>, count: Option<i64>) -> Result<Vec<TagRef>, Str
     }
 }
 
+/// A tag as the aggregate writes it: id, group name, name, sort order.
+type RawTag = (i64, String, String, i32);
+
 fn parse(json: &str) -> serde_json::Result<Vec<TagRef>> {
-    let mut tags: Vec<(i64, String, String, i32)> = serde_json::from_str(json)?;
+    serde_json::from_str(json).map(ordered)
+}
+
+fn ordered(mut tags: Vec<RawTag>) -> Vec<TagRef> {
     tags.sort_unstable_by_key(|&(id, _, _, sort_order)| (sort_order, id));
-    Ok(tags
-        .into_iter()
+    tags.into_iter()
         .map(|(id, group_name, name, _)| TagRef {
             id,
             group_name,
             name,
         })
+        .collect()
+}
+
+/// The contacts `query` selects, in its order (newest first), each with its tags or `None`
+/// for tags to read apart.
+pub(super) async fn read<C: ConnectionTrait>(
+    db: &C,
+    query: Select<contacts::Entity>,
+) -> Result<Vec<(contacts::Model, Option<Vec<TagRef>>)>, DbErr> {
+    let backend = db.get_database_backend();
+    if backend == DbBackend::Sqlite {
+        return read_as_one_value(db, query).await;
+    }
+    Ok(with_tags(query, backend)
+        .all(db)
+        .await?
+        .into_iter()
+        .map(ContactRow::into_parts)
         .collect())
 }
 
-/// `query` (contacts), each row as one JSON value with its tags.
-pub(super) fn with_tags(
+/// SQLite: the whole page as one value, `[[contact, tags], …]`. Each row SQLite's driver hands
+/// from the connection's thread to the request's costs a wake-up and copies; one row costs one.
+/// The rows' JSON texts are joined as text (each is JSON already); SQLite keeps no order in an
+/// aggregate of a subquery by promise, so the page is sorted again by id, newest first, as
+/// every order `keyword::newest_first` gives is.
+async fn read_as_one_value<C: ConnectionTrait>(
+    db: &C,
+    query: Select<contacts::Entity>,
+) -> Result<Vec<(contacts::Model, Option<Vec<TagRef>>)>, DbErr> {
+    let rows = with_tags_query(query, DbBackend::Sqlite).into_query();
+    let page = Query::select()
+        .expr_as(
+            Expr::cust(format!(
+                "coalesce('[' || group_concat('[' || page_rows.{CONTACT_COLUMN} || ',' || \
+                 coalesce(page_rows.{COLUMN}, 'null') || ']', ',') || ']', '[]')"
+            )),
+            PAGE_COLUMN,
+        )
+        .from_subquery(rows, "page_rows")
+        .to_owned();
+    let json: String = match db.query_one_raw(DbBackend::Sqlite.build(&page)).await? {
+        Some(row) => row.try_get("", PAGE_COLUMN)?,
+        None => "[]".to_owned(),
+    };
+    let mut entries: Vec<(json_row::Decoded, Option<Vec<RawTag>>)> = serde_json::from_str(&json)
+        .map_err(|e| DbErr::Type(format!("a page read as one JSON value did not decode: {e}")))?;
+    entries.sort_unstable_by_key(|(contact, _)| std::cmp::Reverse(contact.0.id));
+    Ok(entries
+        .into_iter()
+        .map(|(contact, tags)| (contact.0, Some(ordered(tags.unwrap_or_default()))))
+        .collect())
+}
+
+/// `query` (contacts), each row with its tags.
+fn with_tags(
     query: Select<contacts::Entity>,
     backend: DbBackend,
 ) -> Selector<SelectModel<ContactRow>> {
+    with_tags_query(query, backend).into_model::<ContactRow>()
+}
+
+/// `query`'s columns: the contact (as one JSON value where `json_row` has a form), its tags,
+/// their count on MySQL/MariaDB.
+fn with_tags_query(
+    query: Select<contacts::Entity>,
+    backend: DbBackend,
+) -> Select<contacts::Entity> {
     let count = match backend {
         DbBackend::MySql => of_each("COUNT(*)"),
         DbBackend::Postgres => "CAST(NULL AS BIGINT)".to_owned(),
@@ -104,7 +172,6 @@ pub(super) fn with_tags(
     query
         .expr_as(Expr::cust(of_each(&aggregated(backend))), COLUMN)
         .expr_as(Expr::cust(count), COUNT_COLUMN)
-        .into_model::<ContactRow>()
 }
 
 /// The tags as one JSON array, as text: NULL or `[]` for a contact without tags.

@@ -68,7 +68,8 @@ pub(super) fn decode(json: &str) -> serde_json::Result<contacts::Model> {
     serde_json::from_str::<Decoded>(json).map(|d| d.0)
 }
 
-struct Decoded(contacts::Model);
+/// A contact decoded from its array.
+pub(super) struct Decoded(pub contacts::Model);
 
 impl<'de> Deserialize<'de> for Decoded {
     fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
@@ -191,12 +192,36 @@ impl<'de> Deserialize<'de> for Stamp {
     }
 }
 
+/// Read by position: chrono's format-string parser took as long as the rest of the row's
+/// decoding, seven timestamps a contact.
 fn parse_stamp(s: &str) -> Option<NaiveDateTime> {
-    let plain = s.trim_end_matches('Z');
+    let plain = s.strip_suffix('Z').unwrap_or(s);
     let plain = plain.strip_suffix("+00:00").unwrap_or(plain);
-    ["%Y-%m-%d %H:%M:%S%.f", "%Y-%m-%dT%H:%M:%S%.f"]
-        .iter()
-        .find_map(|format| NaiveDateTime::parse_from_str(plain, format).ok())
+    let b = plain.as_bytes();
+    if b.len() < 19 || b[4] != b'-' || b[7] != b'-' || !matches!(b[10], b' ' | b'T') {
+        return None;
+    }
+    if b[13] != b':' || b[16] != b':' {
+        return None;
+    }
+    let number = |from: usize, to: usize| -> Option<u32> {
+        b[from..to].iter().try_fold(0u32, |n, &d| {
+            d.is_ascii_digit().then(|| n * 10 + u32::from(d - b'0'))
+        })
+    };
+    let nanos = match &b[19..] {
+        [] => 0,
+        [b'.', digits @ ..] if (1..=9).contains(&digits.len()) => {
+            number(20, b.len())? * 10u32.pow(9 - digits.len() as u32)
+        }
+        _ => return None,
+    };
+    let date = chrono::NaiveDate::from_ymd_opt(
+        i32::try_from(number(0, 4)?).ok()?,
+        number(5, 7)?,
+        number(8, 10)?,
+    )?;
+    date.and_hms_nano_opt(number(11, 13)?, number(14, 16)?, number(17, 19)?, nanos)
 }
 
 #[cfg(test)]
@@ -245,6 +270,29 @@ mod tests {
         let err = decode(r#"[7, 1, 2]"#).unwrap_err().to_string();
         assert!(err.contains("wxid is missing"), "{err}");
         assert!(parse_stamp("06/12/2026").is_none());
-        assert!(parse_stamp("2026-12-06T10:00:00Z").is_some());
+        for bad in [
+            "2026-12-06 10:00:0",
+            "2026-12-06 10:00:00.",
+            "2026-12-06 10:00:00.1234567890",
+            "2026-13-06 10:00:00",
+            "2026-12-06 24:00:00",
+            "2026-12-06 10:00:00+08:00",
+            "2026-1a-06 10:00:00",
+            "二〇二六-12-06 10:00",
+        ] {
+            assert!(parse_stamp(bad).is_none(), "{bad}");
+        }
+        for (good, shown) in [
+            ("2026-12-06T10:00:00Z", "2026-12-06 10:00:00"),
+            ("2026-12-06 10:00:00+00:00", "2026-12-06 10:00:00"),
+            ("2026-12-06 10:00:00.1", "2026-12-06 10:00:00.100"),
+            (
+                "2026-12-06T23:59:59.123456789",
+                "2026-12-06 23:59:59.123456789",
+            ),
+            ("0001-01-01 00:00:00", "0001-01-01 00:00:00"),
+        ] {
+            assert_eq!(parse_stamp(good).unwrap().to_string(), shown, "{good}");
+        }
     }
 }

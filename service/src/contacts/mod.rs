@@ -235,12 +235,7 @@ impl ResolvedFilter {
     ) -> ServiceResult<Vec<ContactView>> {
         let backend = db.get_database_backend();
         let query = self.page(reach, backend, before, limit)?;
-        let rows: Vec<_> = inline_tags::with_tags(query, backend)
-            .all(db)
-            .await?
-            .into_iter()
-            .map(inline_tags::ContactRow::into_parts)
-            .collect();
+        let rows = inline_tags::read(db, query).await?;
         let unread: Vec<i64> = rows
             .iter()
             .filter(|(_, tags)| tags.is_none())
