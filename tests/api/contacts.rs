@@ -34,6 +34,19 @@ async fn synced() -> (TestSim, TestApp, i64, i64) {
     (sim, app, agent, wecom)
 }
 
+/// The instance's two newest contacts, as the list gives them.
+async fn two_newest(app: &TestApp, admin: &str, instance: i64) -> [ContactView; 2] {
+    let page: Page<ContactView> = app
+        .get_as(
+            &format!("/api/v1/contacts?instance_id={instance}&limit=2"),
+            admin,
+        )
+        .await;
+    page.items
+        .try_into()
+        .unwrap_or_else(|items: Vec<_>| panic!("two contacts, not {}", items.len()))
+}
+
 async fn count(app: &TestApp, query: &str) -> usize {
     ids_of(app, query, 200).await.len()
 }
@@ -151,13 +164,7 @@ async fn sync_then_search_by_tags_keyword_and_instance() {
 async fn removed_contacts_become_deleted_and_local_edits_survive_a_resync() {
     let (sim, app, agent, wecom) = synced().await;
     let admin = app.admin_token().await;
-    let page: Page<ContactView> = app
-        .get_as(
-            &format!("/api/v1/contacts?instance_id={agent}&limit=2"),
-            &admin,
-        )
-        .await;
-    let (keep, gone) = (&page.items[0], &page.items[1]);
+    let [keep, gone] = &two_newest(&app, &admin, agent).await;
     let local: TagView = app
         .post_as(
             "/api/v1/tags",
@@ -1011,13 +1018,7 @@ async fn a_listed_contact_is_the_contact_read_alone_field_for_field() {
     use sea_orm::{ActiveModelTrait, EntityTrait, Set};
     let (_sim, app, agent, _) = synced().await;
     let admin = app.admin_token().await;
-    let page: Page<ContactView> = app
-        .get_as(
-            &format!("/api/v1/contacts?instance_id={agent}&limit=2"),
-            &admin,
-        )
-        .await;
-    let (full, empty) = (page.items[0].id, page.items[1].id);
+    let [full, empty] = two_newest(&app, &admin, agent).await.map(|c| c.id);
     let at = |y, mo, d, h, mi, s, micro| {
         NaiveDate::from_ymd_opt(y, mo, d)
             .unwrap()

@@ -46,9 +46,8 @@ const COLUMNS: [&str; 29] = [
 ];
 
 /// The SQL expression giving a `contacts` row as one JSON array, as text; `None` on
-/// PostgreSQL, whose server took longer to build the array (0.40 against 0.30 ms a page, most
-/// of it formatting timestamps as text) than its client saved: there the page keeps its
-/// columns, which its binary protocol already sends without per-value parsing.
+/// PostgreSQL, whose server took longer to build the array (0.40 against 0.30 ms a page with
+/// `pgbench`) than its client saved: there the page keeps its columns.
 pub(super) fn expression(backend: DbBackend) -> Option<String> {
     let columns = COLUMNS.map(|c| match (backend, c) {
         // SQLite stores JSON as text: `json()` embeds it as a value, not as a string.
