@@ -17,7 +17,10 @@ use service::{
     pagination::Page,
 };
 
-use crate::helpers::{TestApp, TestSim, answer, fields, problem};
+use crate::{
+    helpers::{TestApp, TestSim, answer, fields, problem},
+    tasks::first_contacts,
+};
 
 async fn synced() -> (TestSim, TestApp, i64, i64) {
     let sim = TestSim::small();
@@ -35,14 +38,9 @@ async fn synced() -> (TestSim, TestApp, i64, i64) {
 }
 
 /// The instance's two newest contacts, as the list gives them.
-async fn two_newest(app: &TestApp, admin: &str, instance: i64) -> [ContactView; 2] {
-    let page: Page<ContactView> = app
-        .get_as(
-            &format!("/api/v1/contacts?instance_id={instance}&limit=2"),
-            admin,
-        )
-        .await;
-    page.items
+async fn two_newest(app: &TestApp, instance: i64) -> [ContactView; 2] {
+    first_contacts(app, instance, 2)
+        .await
         .try_into()
         .unwrap_or_else(|items: Vec<_>| panic!("two contacts, not {}", items.len()))
 }
@@ -164,7 +162,7 @@ async fn sync_then_search_by_tags_keyword_and_instance() {
 async fn removed_contacts_become_deleted_and_local_edits_survive_a_resync() {
     let (sim, app, agent, wecom) = synced().await;
     let admin = app.admin_token().await;
-    let [keep, gone] = &two_newest(&app, &admin, agent).await;
+    let [keep, gone] = &two_newest(&app, agent).await;
     let local: TagView = app
         .post_as(
             "/api/v1/tags",
@@ -825,18 +823,9 @@ impl ScriptedAgent {
 }
 
 /// The instance's contacts by wxid: nickname, tag names (sorted) and id.
-async fn synced_tags(
-    app: &TestApp,
-    admin: &str,
-    instance: i64,
-) -> BTreeMap<String, (String, Vec<String>, i64)> {
-    let page: Page<ContactView> = app
-        .get_as(
-            &format!("/api/v1/contacts?instance_id={instance}&limit=50"),
-            admin,
-        )
-        .await;
-    page.items
+async fn synced_tags(app: &TestApp, instance: i64) -> BTreeMap<String, (String, Vec<String>, i64)> {
+    first_contacts(app, instance, 50)
+        .await
         .into_iter()
         .map(|c| {
             let mut tags: Vec<String> = c.tags.into_iter().map(|t| t.name).collect();
@@ -882,7 +871,7 @@ async fn a_sync_takes_repeated_contacts_nul_characters_and_moved_tags_as_meant()
     ]);
     let run = app.sync(instance.id).await;
     assert_eq!(run.contacts, 3, "c1 counts once: {run:?}");
-    let first = synced_tags(&app, &admin, instance.id).await;
+    let first = synced_tags(&app, instance.id).await;
     let names = |m: &BTreeMap<String, (String, Vec<String>, i64)>| {
         m.iter()
             .map(|(w, (n, t, _))| (w.clone(), n.clone(), t.join(",")))
@@ -916,7 +905,7 @@ async fn a_sync_takes_repeated_contacts_nul_characters_and_moved_tags_as_meant()
     let run = app.sync(instance.id).await;
     assert_eq!(run.contacts, 3, "{run:?}");
     assert_eq!(
-        names(&synced_tags(&app, &admin, instance.id).await),
+        names(&synced_tags(&app, instance.id).await),
         [
             ("c1".into(), "甲".into(), "VIP,本地".into()),
             ("c2".into(), "王芳".into(), String::new()),
@@ -936,7 +925,7 @@ async fn a_sync_takes_repeated_contacts_nul_characters_and_moved_tags_as_meant()
         "{failed:?}"
     );
     assert_eq!((failed.contacts, failed.removed), (1, 0), "{failed:?}");
-    let after = synced_tags(&app, &admin, instance.id).await;
+    let after = synced_tags(&app, instance.id).await;
     assert_eq!(after.len(), 4);
     assert_eq!(after["c4"].1, ["VIP"]);
 }
@@ -951,14 +940,8 @@ async fn tags_the_server_cut_short_are_read_apart() {
         return;
     }
     use sea_orm::ConnectionTrait;
-    let admin = app.admin_token().await;
-    let whole: Page<ContactView> = app
-        .get_as(
-            &format!("/api/v1/contacts?instance_id={agent}&limit=50"),
-            &admin,
-        )
-        .await;
-    assert!(whole.items.iter().any(|c| c.tags.len() > 1));
+    let whole = first_contacts(&app, agent, 50).await;
+    assert!(whole.iter().any(|c| c.tags.len() > 1));
 
     use secrecy::ExposeSecret;
     let url = app.ctx.settings.database.url.expose_secret().to_owned();
@@ -1002,11 +985,11 @@ async fn tags_the_server_cut_short_are_read_apart() {
             .map(|c| (c.id, serde_json::to_value(&c.tags).unwrap()))
             .collect::<Vec<_>>()
     };
-    assert_eq!(tags(&page), tags(&whole.items));
+    assert_eq!(tags(&page), tags(&whole));
 
     // A limit where MariaDB closes the cut array as valid JSON with fewer tags: only the count
     // the same aggregate gives beside it tells that array from a whole one.
-    let many = whole.items.iter().find(|c| c.tags.len() > 1).unwrap();
+    let many = whole.iter().find(|c| c.tags.len() > 1).unwrap();
     let mut short_but_valid = None;
     for limit in 4..4096 {
         cut.execute_unprepared(&format!("SET SESSION group_concat_max_len = {limit}"))
@@ -1043,7 +1026,7 @@ async fn tags_the_server_cut_short_are_read_apart() {
         .views_page(&cut, &system.reach, None, 50)
         .await
         .unwrap();
-    assert_eq!(tags(&page), tags(&whole.items), "cut at {limit} bytes");
+    assert_eq!(tags(&page), tags(&whole), "cut at {limit} bytes");
 }
 
 /// A list reads each contact as one JSON array the database builds: every field of a listed
@@ -1057,7 +1040,7 @@ async fn a_listed_contact_is_the_contact_read_alone_field_for_field() {
     use sea_orm::{ActiveModelTrait, EntityTrait, Set};
     let (_sim, app, agent, _) = synced().await;
     let admin = app.admin_token().await;
-    let [full, empty] = two_newest(&app, &admin, agent).await.map(|c| c.id);
+    let [full, empty] = two_newest(&app, agent).await.map(|c| c.id);
     let at = |y, mo, d, h, mi, s, micro| {
         NaiveDate::from_ymd_opt(y, mo, d)
             .unwrap()

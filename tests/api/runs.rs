@@ -18,7 +18,7 @@ use entity::{
 use reqwest::{Method, StatusCode};
 use sea_orm::{ActiveValue::Set, ColumnTrait, EntityTrait, QueryFilter};
 use serde_json::{Value, json};
-use service::{Context, contacts::ContactView, pagination::Page, tasks::TaskView};
+use service::{Context, tasks::TaskView};
 
 use crate::{
     helpers::{TestApp, TestSim, answer},
@@ -244,13 +244,11 @@ async fn a_task_paused_as_its_run_ended_resumes_to_the_run_outcome() {
     let mut app = TestApp::spawn_with("[dispatch]\nchunk_size = 5\nconcurrency = 4\n").await;
     let agent = app.with_synced_agent(&sim).await;
     let admin = app.admin_token().await;
-    let listed: Page<ContactView> = app
-        .get_as(
-            &format!("/api/v1/contacts?instance_id={agent}&limit=3"),
-            &admin,
-        )
-        .await;
-    let ids: Vec<i64> = listed.items.iter().map(|c| c.id).collect();
+    let ids: Vec<i64> = crate::tasks::first_contacts(&app, agent, 3)
+        .await
+        .iter()
+        .map(|c| c.id)
+        .collect();
     let task: TaskView = app
         .post_as("/api/v1/tasks", &admin, json!({ "name": "暂停竞态", "task_type": "batch", "content": "hi", "audience": { "contact_ids": ids }, "rate_per_minute": 6000 }))
         .await;
