@@ -159,7 +159,7 @@ pub async fn api_bench(args: ApiArgs) -> anyhow::Result<()> {
         super::bench::seed_contacts(&ctx, args.contacts).await?;
         // As autovacuum would after such a load: without statistics PostgreSQL took the
         // 20,000 contacts for five and sorted them all for every page (284 req/s).
-        super::bench::analyze(&ctx, &["contacts", "contact_tags", "tags"]).await?;
+        super::bench::vacuum_analyze(&ctx, &["contacts", "contact_tags", "tags"]).await?;
     }
     let app = api::Application::build(ctx)?;
     let base = format!("http://127.0.0.1:{}", app.port());
